@@ -1,0 +1,4 @@
+//! baton's engine: turns (desired, observed) into a plan that is plain data, and applies
+//! a plan through a `Runtime`. It knows nothing of Docker, HTTP, QMP or SSH.
+
+pub mod runtime;

@@ -1,0 +1,246 @@
+//! The workload runtime: the one small trait every container backend implements, and the
+//! plain data that crosses it (what to create, what was observed).
+//!
+//! Architecture invariant: nothing here names Docker. The docker backend (crate
+//! `baton-docker`) maps these types to the Engine API; a later swarm or kubernetes
+//! backend maps them to its own.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use baton_spec::{Ipam, Mount, Service};
+use serde::{Deserialize, Serialize};
+
+/// Labels baton puts on every resource it creates. They are the source of truth for
+/// adoption: a run killed half-way is finished or cleaned by the next one from them.
+pub mod labels {
+    pub const PROJECT: &str = "io.baton.project";
+    pub const SERVICE: &str = "io.baton.service";
+    /// Replica number, from 1.
+    pub const REPLICA: &str = "io.baton.replica";
+    /// Hash of the service's effective configuration (see `hash::service_hash`).
+    pub const CONFIG_HASH: &str = "io.baton.config-hash";
+    /// Set to `true` on containers made by `baton run`; never counted as replicas.
+    pub const ONEOFF: &str = "io.baton.oneoff";
+    /// The key of a network or volume in the file (`default`, `db-data`, …).
+    pub const NETWORK: &str = "io.baton.network";
+    pub const VOLUME: &str = "io.baton.volume";
+    /// The hash of a network's or volume's definition.
+    pub const RESOURCE_HASH: &str = "io.baton.resource-hash";
+}
+
+/// What a backend can do, said plainly instead of faked.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub build: bool,
+    pub healthchecks: bool,
+    pub networks: bool,
+    pub volumes: bool,
+}
+
+/// A container to create, fully resolved by the engine: names are engine-level names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerSpec {
+    /// `<project>-<service>-<replica>` unless `container_name` is set.
+    pub name: String,
+    pub project: String,
+    pub service_name: String,
+    pub replica: u32,
+    /// The image reference to run (for built services, the tag that was built).
+    pub image: String,
+    /// The normalised service. The backend maps its fields; it must not read
+    /// `service.networks`, `service.volumes`, `service.image` or `service.labels`,
+    /// which are given resolved below.
+    pub service: Service,
+    /// Every label to set: the service's own plus baton's (`labels::*`).
+    pub labels: BTreeMap<String, String>,
+    /// `KEY=VALUE`; variables without a value are already dropped.
+    pub env: Vec<String>,
+    /// Networks to attach, engine-level names; the first is used at create time.
+    pub networks: Vec<NetworkAttachment>,
+    /// Mounts with `source` resolved: engine-level volume names, absolute host paths.
+    pub mounts: Vec<Mount>,
+    /// Files to bind read-only into the container (configs and secrets).
+    pub files: Vec<FileMount>,
+    /// DNS aliases every network gets for this container (the service name).
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkAttachment {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileMount {
+    pub source: PathBuf,
+    pub target: String,
+    pub mode: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub enable_ipv6: bool,
+    pub ipam: Option<Ipam>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An image to build from a context directory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuildSpec {
+    pub context: PathBuf,
+    /// Relative to the context.
+    pub dockerfile: String,
+    /// When set, used instead of the file.
+    pub dockerfile_inline: Option<String>,
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Tags to apply; the first is the one services run.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Dead,
+    Removing,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No healthcheck.
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// A container as the backend sees it, read from its labels and state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub name: String,
+    /// From `labels::SERVICE`; empty if absent.
+    pub service: String,
+    /// From `labels::REPLICA`; 0 if absent or unparsable.
+    pub replica: u32,
+    /// From `labels::CONFIG_HASH`; empty if absent.
+    pub config_hash: String,
+    pub oneoff: bool,
+    pub image: String,
+    pub state: ContainerState,
+    pub health: Health,
+    pub exit_code: Option<i64>,
+    /// Human status as the engine words it (`Up 3 seconds (healthy)`).
+    pub status: String,
+    /// Published ports as `host_ip:published->target/proto`.
+    pub ports: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedNetwork {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Unix seconds (0 if unknown); used to keep the oldest of duplicates.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedVolume {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Everything of one project the backend can see, found by `labels::PROJECT`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    pub containers: Vec<ObservedContainer>,
+    pub networks: Vec<ObservedNetwork>,
+    pub volumes: Vec<ObservedVolume>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot reach the container engine: {0}")]
+    Unavailable(String),
+    #[error("image {image} not found: {detail}")]
+    ImageNotFound { image: String, detail: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{what} already exists")]
+    Conflict { what: String },
+    #[error("{op} failed: {detail}")]
+    Failed { op: String, detail: String },
+}
+
+/// A line of progress from a long operation (pull, build).
+pub type ProgressFn<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// One container backend. Every method is a single engine operation; ordering,
+/// parallelism and retries belong to the engine.
+#[allow(async_fn_in_trait)]
+pub trait Runtime {
+    fn capabilities(&self) -> Capabilities;
+
+    /// All containers (running or not), networks and volumes labelled with this project.
+    async fn observe(&self, project: &str) -> Result<Observed, RuntimeError>;
+
+    async fn image_exists(&self, reference: &str) -> Result<bool, RuntimeError>;
+    /// Fails with `ImageNotFound` when the registry does not have it or cannot be reached.
+    async fn pull_image(&self, reference: &str, progress: ProgressFn<'_>) -> Result<(), RuntimeError>;
+    async fn build_image(&self, spec: &BuildSpec, progress: ProgressFn<'_>) -> Result<(), RuntimeError>;
+
+    async fn network_exists(&self, name: &str) -> Result<bool, RuntimeError>;
+    /// Returns the new network's id.
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<String, RuntimeError>;
+    async fn remove_network(&self, id_or_name: &str) -> Result<(), RuntimeError>;
+
+    async fn volume_exists(&self, name: &str) -> Result<bool, RuntimeError>;
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError>;
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Creates (does not start) the container and attaches every network in the spec.
+    /// Returns its id. A name already taken is `Conflict`.
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Sends `signal` (default SIGTERM), waits up to `grace`, then kills.
+    async fn stop_container(
+        &self,
+        id: &str,
+        grace: Duration,
+        signal: Option<&str>,
+    ) -> Result<(), RuntimeError>;
+    async fn kill_container(&self, id: &str, signal: Option<&str>) -> Result<(), RuntimeError>;
+    /// Force-removes the container and its anonymous volumes.
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn inspect_container(&self, id: &str) -> Result<ObservedContainer, RuntimeError>;
+}
