@@ -1,4 +1,9 @@
 //! baton's engine: turns (desired, observed) into a plan that is plain data, and applies
 //! a plan through a `Runtime`. It knows nothing of Docker, HTTP, QMP or SSH.
 
+pub mod apply;
+pub mod graph;
+pub mod hash;
+pub mod plan;
+pub mod resolve;
 pub mod runtime;

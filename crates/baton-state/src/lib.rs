@@ -1,1 +1,588 @@
-//! baton state store
+//! baton's state store: one embedded SQLite database (WAL) per state directory holding
+//! projects, spec revisions, service configurations, observed resources, actions and events.
+//!
+//! Architecture invariant: the store never invents timestamps; every write takes `now`
+//! (Unix milliseconds) from the caller, so tests are exact. It knows nothing of Docker.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+/// The file name of the database inside the state directory.
+pub const DB_FILE: &str = "baton.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StateError>;
+
+/// A spec revision: the resolved project as it was applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    pub project: String,
+    pub number: i64,
+    pub spec_hash: String,
+    pub created_at: i64,
+}
+
+/// The outcome of one recorded action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionStatus {
+    /// Recorded before being carried out; still so if baton died meanwhile.
+    Intent,
+    Done,
+    Failed,
+    /// Found as `Intent` by a later run: the run that started it was killed.
+    Interrupted,
+}
+
+impl ActionStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Intent => "intent",
+            ActionStatus::Done => "done",
+            ActionStatus::Failed => "failed",
+            ActionStatus::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> ActionStatus {
+        match s {
+            "done" => ActionStatus::Done,
+            "failed" => ActionStatus::Failed,
+            "interrupted" => ActionStatus::Interrupted,
+            _ => ActionStatus::Intent,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub id: i64,
+    pub project: String,
+    pub revision: Option<i64>,
+    pub kind: String,
+    pub target: String,
+    pub reason: String,
+    pub status: ActionStatus,
+    pub error: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    pub project: String,
+    pub at: i64,
+    pub kind: String,
+    pub subject: String,
+    pub message: String,
+}
+
+/// A resource as last observed (container, network, volume).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub kind: String,
+    pub name: String,
+    pub id: String,
+    pub service: Option<String>,
+    pub replica: Option<u32>,
+    pub config_hash: Option<String>,
+    pub state: String,
+}
+
+/// The store. Cheap to share by reference; calls are short and serialised on one
+/// connection.
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY,
+    working_dir TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revisions (
+    project TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    spec_hash TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (project, number)
+);
+CREATE TABLE IF NOT EXISTS service_configs (
+    hash TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    service TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS resources (
+    project TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    id TEXT NOT NULL,
+    service TEXT,
+    replica INTEGER,
+    config_hash TEXT,
+    state TEXT NOT NULL,
+    observed_at INTEGER NOT NULL,
+    PRIMARY KEY (project, kind, name)
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    revision INTEGER,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS actions_project ON actions (project, id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_project ON events (project, id);
+";
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let sql = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        Ok(Store {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        // A poisoned lock only means another thread panicked mid-call; SQLite's own
+        // transactions keep the data consistent, so carry on with the connection.
+        let conn = match self.conn.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&conn).map_err(|source| StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub fn upsert_project(&self, name: &str, working_dir: &Path, now: i64) -> Result<()> {
+        let wd = working_dir.to_string_lossy();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO projects (name, working_dir, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT(name) DO UPDATE SET working_dir = ?2, updated_at = ?3",
+                params![name, wd, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Records the resolved spec as a new revision unless it equals the latest one.
+    /// Returns the revision and whether it is new.
+    pub fn record_revision(
+        &self,
+        project: &str,
+        spec_hash: &str,
+        spec_json: &str,
+        now: i64,
+    ) -> Result<(Revision, bool)> {
+        if let Some(latest) = self.latest_revision(project)? {
+            if latest.spec_hash == spec_hash {
+                return Ok((latest, false));
+            }
+        }
+        self.with(|c| {
+            let number: i64 = c.query_row(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE project = ?1",
+                params![project],
+                |r| r.get(0),
+            )?;
+            c.execute(
+                "INSERT INTO revisions (project, number, spec_hash, spec_json, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![project, number, spec_hash, spec_json, now],
+            )?;
+            Ok((
+                Revision {
+                    project: project.to_string(),
+                    number,
+                    spec_hash: spec_hash.to_string(),
+                    created_at: now,
+                },
+                true,
+            ))
+        })
+    }
+
+    pub fn latest_revision(&self, project: &str) -> Result<Option<Revision>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT number, spec_hash, created_at FROM revisions
+                 WHERE project = ?1 ORDER BY number DESC LIMIT 1",
+                params![project],
+                |r| {
+                    Ok(Revision {
+                        project: project.to_string(),
+                        number: r.get(0)?,
+                        spec_hash: r.get(1)?,
+                        created_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Keeps the effective configuration behind a config hash, so a later plan can say
+    /// which fields changed.
+    pub fn save_service_config(
+        &self,
+        hash: &str,
+        project: &str,
+        service: &str,
+        config_json: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO service_configs (hash, project, service, config_json, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash, project, service, config_json, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn service_config(&self, hash: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT config_json FROM service_configs WHERE hash = ?1",
+                params![hash],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Records an action before it is carried out. Returns its id.
+    pub fn action_intent(
+        &self,
+        project: &str,
+        revision: Option<i64>,
+        kind: &str,
+        target: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<i64> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO actions (project, revision, kind, target, reason, status, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'intent', ?6)",
+                params![project, revision, kind, target, reason, now],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Records how an action ended: `Ok` or the error text.
+    pub fn action_outcome(
+        &self,
+        id: i64,
+        outcome: std::result::Result<(), &str>,
+        now: i64,
+    ) -> Result<()> {
+        let (status, error) = match outcome {
+            Ok(()) => (ActionStatus::Done, None),
+            Err(e) => (ActionStatus::Failed, Some(e)),
+        };
+        self.with(|c| {
+            c.execute(
+                "UPDATE actions SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
+                params![id, status.as_str(), error, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Marks the actions a killed run left as intents; returns them.
+    pub fn mark_interrupted(&self, project: &str, now: i64) -> Result<Vec<ActionRecord>> {
+        let open: Vec<ActionRecord> = self
+            .actions(project, i64::MAX)?
+            .into_iter()
+            .filter(|a| a.status == ActionStatus::Intent)
+            .collect();
+        self.with(|c| {
+            c.execute(
+                "UPDATE actions SET status = 'interrupted', finished_at = ?2
+                 WHERE project = ?1 AND status = 'intent'",
+                params![project, now],
+            )
+            .map(|_| ())
+        })?;
+        Ok(open)
+    }
+
+    /// The newest `limit` actions of a project, oldest first.
+    pub fn actions(&self, project: &str, limit: i64) -> Result<Vec<ActionRecord>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, project, revision, kind, target, reason, status, error, started_at, finished_at
+                 FROM (SELECT * FROM actions WHERE project = ?1 ORDER BY id DESC LIMIT ?2)
+                 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![project, limit], |r| {
+                Ok(ActionRecord {
+                    id: r.get(0)?,
+                    project: r.get(1)?,
+                    revision: r.get(2)?,
+                    kind: r.get(3)?,
+                    target: r.get(4)?,
+                    reason: r.get(5)?,
+                    status: ActionStatus::parse(&r.get::<_, String>(6)?),
+                    error: r.get(7)?,
+                    started_at: r.get(8)?,
+                    finished_at: r.get(9)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn event(
+        &self,
+        project: &str,
+        kind: &str,
+        subject: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO events (project, at, kind, subject, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![project, now, kind, subject, message],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The newest `limit` events of a project, oldest first.
+    pub fn events(&self, project: &str, limit: i64) -> Result<Vec<Event>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, project, at, kind, subject, message
+                 FROM (SELECT * FROM events WHERE project = ?1 ORDER BY id DESC LIMIT ?2)
+                 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![project, limit], |r| {
+                Ok(Event {
+                    id: r.get(0)?,
+                    project: r.get(1)?,
+                    at: r.get(2)?,
+                    kind: r.get(3)?,
+                    subject: r.get(4)?,
+                    message: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Replaces the observed resources of a project with `resources`.
+    pub fn replace_resources(&self, project: &str, resources: &[Resource], now: i64) -> Result<()> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute("DELETE FROM resources WHERE project = ?1", params![project])?;
+            {
+                let mut stmt = tx.prepare(
+                    "INSERT OR REPLACE INTO resources
+                     (project, kind, name, id, service, replica, config_hash, state, observed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for r in resources {
+                    stmt.execute(params![
+                        project,
+                        r.kind,
+                        r.name,
+                        r.id,
+                        r.service,
+                        r.replica,
+                        r.config_hash,
+                        r.state,
+                        now
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    pub fn resources(&self, project: &str) -> Result<Vec<Resource>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT kind, name, id, service, replica, config_hash, state FROM resources
+                 WHERE project = ?1 ORDER BY kind, name",
+            )?;
+            let rows = stmt.query_map(params![project], |r| {
+                Ok(Resource {
+                    kind: r.get(0)?,
+                    name: r.get(1)?,
+                    id: r.get(2)?,
+                    service: r.get(3)?,
+                    replica: r.get(4)?,
+                    config_hash: r.get(5)?,
+                    state: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn revisions_are_recorded_only_when_the_spec_changes() {
+        let (_d, s) = store();
+        let (r1, new1) = s.record_revision("p", "h1", "{}", 10).unwrap();
+        let (r2, new2) = s.record_revision("p", "h1", "{}", 20).unwrap();
+        let (r3, new3) = s.record_revision("p", "h2", "{}", 30).unwrap();
+        assert_eq!((r1.number, new1), (1, true));
+        assert_eq!((r2.number, new2), (1, false));
+        assert_eq!((r3.number, new3), (2, true));
+        assert_eq!(s.latest_revision("p").unwrap().unwrap().spec_hash, "h2");
+        assert!(s.latest_revision("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn actions_go_from_intent_to_outcome_and_leftovers_are_interrupted() {
+        let (_d, s) = store();
+        let a = s
+            .action_intent("p", Some(1), "create", "web-1", "new", 1)
+            .unwrap();
+        let b = s
+            .action_intent("p", Some(1), "create", "db-1", "new", 2)
+            .unwrap();
+        s.action_outcome(a, Ok(()), 3).unwrap();
+        let c = s
+            .action_intent("p", Some(1), "start", "x-1", "new", 4)
+            .unwrap();
+        s.action_outcome(c, Err("boom"), 5).unwrap();
+        let left = s.mark_interrupted("p", 6).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, b);
+        let all = s.actions("p", 10).unwrap();
+        let statuses: Vec<_> = all.iter().map(|a| a.status).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                ActionStatus::Done,
+                ActionStatus::Interrupted,
+                ActionStatus::Failed
+            ]
+        );
+        assert_eq!(all[2].error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn service_configs_and_resources_round_trip() {
+        let (_d, s) = store();
+        s.save_service_config("abc", "p", "web", "{\"a\":1}", 1)
+            .unwrap();
+        s.save_service_config("abc", "p", "web", "{\"a\":2}", 2)
+            .unwrap();
+        assert_eq!(s.service_config("abc").unwrap().as_deref(), Some("{\"a\":1}"));
+        let r = Resource {
+            kind: "container".into(),
+            name: "p-web-1".into(),
+            id: "123".into(),
+            service: Some("web".into()),
+            replica: Some(1),
+            config_hash: Some("abc".into()),
+            state: "running".into(),
+        };
+        s.replace_resources("p", &[r.clone()], 5).unwrap();
+        assert_eq!(s.resources("p").unwrap(), vec![r]);
+        s.replace_resources("p", &[], 6).unwrap();
+        assert!(s.resources("p").unwrap().is_empty());
+    }
+
+    #[test]
+    fn events_keep_order_and_limit() {
+        let (_d, s) = store();
+        for i in 0..5 {
+            s.event("p", "container", "web-1", &format!("m{i}"), i).unwrap();
+        }
+        let ev = s.events("p", 2).unwrap();
+        let msgs: Vec<_> = ev.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs, vec!["m3", "m4"]);
+    }
+
+    #[test]
+    fn reopening_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.upsert_project("p", Path::new("/x"), 1).unwrap();
+            s.record_revision("p", "h", "{}", 1).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.latest_revision("p").unwrap().unwrap().number, 1);
+    }
+}

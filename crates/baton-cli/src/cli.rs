@@ -1,0 +1,236 @@
+//! The command-line grammar: global options and one variant per subcommand, worded for
+//! people who know `docker compose`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Conduct containers from one declarative file (Compose files work as they are)",
+    after_help = "Exit codes: 0 ok (plan: nothing to do), 1 error, 2 plan: changes pending, 64 bad command line, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Spec file(s), merged in order; default baton.yaml, then compose.yaml, docker-compose.yml
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Project name (default: the file's `name:`, else its directory)
+    #[arg(short = 'p', long = "project-name", global = true, env = "COMPOSE_PROJECT_NAME")]
+    pub project_name: Option<String>,
+    /// Enable services of this profile (repeatable)
+    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Read variables from this file instead of <project dir>/.env (repeatable)
+    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Where baton keeps its state database
+    #[arg(long, global = true, env = "BATON_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Print machine-readable JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Engine operations in flight at once
+    #[arg(long, global = true, default_value_t = 32, value_name = "N")]
+    pub parallel: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start the services, converging to the file
+    Up(UpArgs),
+    /// Stop and remove the project's containers and networks
+    Down(DownArgs),
+    /// Show what `up` would do; exit 0 = nothing to do, 2 = changes pending, 1 = error
+    Plan(PlanArgs),
+    /// Print the resolved, normalised file
+    Config(ConfigArgs),
+    /// List the project's containers
+    Ps(PsArgs),
+    /// Show container output
+    Logs(LogsArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Run a one-off command in a new container of a service
+    Run(RunArgs),
+    /// Start existing containers
+    Start(ServicesArgs),
+    /// Stop running containers without removing them
+    Stop(StopArgs),
+    /// Restart containers
+    Restart(StopArgs),
+    /// Set the number of replicas: SERVICE=N ...
+    Scale(ScaleArgs),
+    /// Build the images of services with `build:`
+    Build(ServicesArgs),
+    /// Pull the images of services
+    Pull(ServicesArgs),
+    /// List the images the project's containers use
+    Images(ServicesArgs),
+    /// Show resource usage of the project's containers
+    Stats(ServicesArgs),
+    /// Recorded actions and events of the project
+    Events(EventsArgs),
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Detached: return once everything is started (no log attach)
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Build images before starting, even when present
+    #[arg(long)]
+    pub build: bool,
+    /// Recreate containers even if their configuration is unchanged
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// Never recreate existing containers
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Remove containers of services no longer in the file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Don't start the named services' dependencies
+    #[arg(long)]
+    pub no_deps: bool,
+    /// SERVICE=N, overriding deploy.replicas
+    #[arg(long, value_name = "SERVICE=N")]
+    pub scale: Vec<String>,
+    /// Seconds to wait for depends_on conditions
+    #[arg(long, default_value_t = 300)]
+    pub wait_timeout: u64,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DownArgs {
+    /// Also remove the project's named volumes
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    /// Accepted for Compose compatibility: down always removes every container of the project
+    #[arg(long)]
+    pub remove_orphans: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[arg(long)]
+    pub remove_orphans: bool,
+    #[arg(long)]
+    pub force_recreate: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Only print service names
+    #[arg(long)]
+    pub services: bool,
+    /// Only validate; print nothing
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PsArgs {
+    /// Also one-off containers from `baton run`
+    #[arg(short, long)]
+    pub all: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Lines from the end of each log
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    #[arg(short, long)]
+    pub timestamps: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// Don't allocate a TTY
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    #[arg(short, long = "env", value_name = "KEY=VAL")]
+    pub env: Vec<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Which replica
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    #[arg(short, long = "env", value_name = "KEY=VAL")]
+    pub env: Vec<String>,
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Don't start dependencies
+    #[arg(long)]
+    pub no_deps: bool,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServicesArgs {
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing (default: each service's stop_grace_period)
+    #[arg(short, long)]
+    pub timeout: Option<u64>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    #[arg(required = true, value_name = "SERVICE=N")]
+    pub scales: Vec<String>,
+    #[arg(long)]
+    pub no_deps: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    /// How many of the newest entries
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+}

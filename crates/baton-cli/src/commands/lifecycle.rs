@@ -1,0 +1,90 @@
+//! `baton start`, `stop` and `restart`: act on existing containers without planning;
+//! stop honours each service's grace period and signal, in parallel.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use baton_engine::runtime::{ContainerState, Runtime};
+use baton_spec::Project;
+use futures_util::future::join_all;
+
+use super::containers_of;
+use crate::cli::{ServicesArgs, StopArgs};
+use crate::context::Context;
+
+fn grace(project: Option<&Project>, service: &str, timeout: Option<u64>) -> (Duration, Option<String>) {
+    let svc = project.and_then(|p| p.services.get(service));
+    let grace = timeout.map(Duration::from_secs).unwrap_or_else(|| {
+        svc.and_then(|s| s.stop_grace_period)
+            .map(|d| d.as_std())
+            .unwrap_or(Duration::from_secs(10))
+    });
+    (grace, svc.and_then(|s| s.stop_signal.clone()))
+}
+
+pub async fn start(ctx: &Context, args: ServicesArgs) -> Result<u8> {
+    let (_, name) = ctx.project_or_name()?;
+    let docker = ctx.docker()?;
+    let observed = docker.observe(&name).await?;
+    let targets: Vec<_> = containers_of(&observed, &args.services)
+        .into_iter()
+        .filter(|c| c.state != ContainerState::Running)
+        .collect();
+    let results = join_all(targets.iter().map(|c| docker.start_container(&c.id))).await;
+    report(targets.iter().map(|c| c.name.as_str()).zip(results), "started")
+}
+
+pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
+    let (project, name) = ctx.project_or_name()?;
+    let docker = ctx.docker()?;
+    let observed = docker.observe(&name).await?;
+    let targets: Vec<_> = containers_of(&observed, &args.services)
+        .into_iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .collect();
+    let results = join_all(targets.iter().map(|c| {
+        let (g, sig) = grace(project.as_ref(), &c.service, args.timeout);
+        let docker = &docker;
+        async move { docker.stop_container(&c.id, g, sig.as_deref()).await }
+    }))
+    .await;
+    report(targets.iter().map(|c| c.name.as_str()).zip(results), "stopped")
+}
+
+pub async fn restart(ctx: &Context, args: StopArgs) -> Result<u8> {
+    let (project, name) = ctx.project_or_name()?;
+    let docker = ctx.docker()?;
+    let observed = docker.observe(&name).await?;
+    let targets = containers_of(&observed, &args.services);
+    let results = join_all(targets.iter().map(|c| {
+        let (g, sig) = grace(project.as_ref(), &c.service, args.timeout);
+        let docker = &docker;
+        async move {
+            docker.stop_container(&c.id, g, sig.as_deref()).await?;
+            docker.start_container(&c.id).await
+        }
+    }))
+    .await;
+    report(targets.iter().map(|c| c.name.as_str()).zip(results), "restarted")
+}
+
+fn report<'a, E: std::fmt::Display>(
+    results: impl Iterator<Item = (&'a str, Result<(), E>)>,
+    verb: &str,
+) -> Result<u8> {
+    let mut failed = 0;
+    for (name, r) in results {
+        match r {
+            Ok(()) => eprintln!("{name}: {verb}"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{name}: failed: {e}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        crate::exit::OK
+    } else {
+        crate::exit::ERROR
+    })
+}

@@ -1,0 +1,138 @@
+//! One module per subcommand, each a thin call into the spec reader, the engine and the
+//! backend; this module dispatches and holds what several commands share.
+
+mod config;
+mod down;
+mod events;
+mod lifecycle;
+mod plan;
+mod ps;
+mod up;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{anyhow, Result};
+use baton_docker::Docker;
+use baton_engine::hash::{effective_config, hash_value, service_hash};
+use baton_engine::plan::{plan_up, Plan, PlanInput, PlanOptions};
+use baton_engine::resolve::image_ref;
+use baton_engine::runtime::{Observed, Runtime};
+use baton_spec::Project;
+use baton_state::Store;
+use clap::CommandFactory;
+use futures_util::future::join_all;
+
+use crate::cli::{Cli, Command};
+use crate::context::{now_ms, Context};
+
+pub async fn run(cli: Cli) -> Result<u8> {
+    let ctx = Context::new(cli.global)?;
+    match cli.command {
+        Command::Up(a) => up::run(&ctx, a).await,
+        Command::Down(a) => down::run(&ctx, a).await,
+        Command::Plan(a) => plan::run(&ctx, a).await,
+        Command::Config(a) => config::run(&ctx, a),
+        Command::Ps(a) => ps::run(&ctx, a).await,
+        Command::Start(a) => lifecycle::start(&ctx, a).await,
+        Command::Stop(a) => lifecycle::stop(&ctx, a).await,
+        Command::Restart(a) => lifecycle::restart(&ctx, a).await,
+        Command::Scale(a) => up::scale(&ctx, a).await,
+        Command::Events(a) => events::run(&ctx, a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());
+            Ok(crate::exit::OK)
+        }
+        other => Err(anyhow!("{other:?} is not implemented yet")),
+    }
+}
+
+/// Everything a plan is made from, read once.
+pub struct Prepared {
+    pub store: Store,
+    pub docker: Docker,
+    pub observed: Observed,
+    pub plan: Plan,
+    pub revision: i64,
+}
+
+/// Records the revision and service configurations, observes the world and plans `up`.
+pub async fn prepare(ctx: &Context, project: &Project, opts: &PlanOptions) -> Result<Prepared> {
+    let store = ctx.store()?;
+    let docker = ctx.docker()?;
+    let now = now_ms();
+    store.upsert_project(&project.name, &project.working_dir, now)?;
+    let spec_json = serde_json::to_string(project)?;
+    let spec_hash = hash_value(&serde_json::to_value(project)?);
+    let (revision, _) = store.record_revision(&project.name, &spec_hash, &spec_json, now)?;
+    for (name, svc) in &project.services {
+        store.save_service_config(
+            &service_hash(svc),
+            &project.name,
+            name,
+            &effective_config(svc).to_string(),
+            now,
+        )?;
+    }
+    let observed = docker.observe(&project.name).await?;
+    let images: BTreeSet<String> = project
+        .services
+        .iter()
+        .map(|(n, s)| image_ref(&project.name, n, s))
+        .collect();
+    let checks = join_all(images.iter().map(|i| docker.image_exists(i))).await;
+    let mut present = BTreeSet::new();
+    for (image, found) in images.iter().zip(checks) {
+        if found? {
+            present.insert(image.clone());
+        }
+    }
+    let previous = |hash: &str| -> Option<serde_json::Value> {
+        store
+            .service_config(hash)
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str(&s).ok())
+    };
+    let plan = plan_up(&PlanInput {
+        project,
+        observed: &observed,
+        images_present: &present,
+        previous_config: &previous,
+        options: opts,
+    })?;
+    Ok(Prepared {
+        store,
+        docker,
+        observed,
+        plan,
+        revision: revision.number,
+    })
+}
+
+/// Parses `SERVICE=N` pairs.
+pub fn parse_scales(items: &[String]) -> Result<BTreeMap<String, u32>> {
+    items
+        .iter()
+        .map(|s| {
+            let (svc, n) = s
+                .split_once('=')
+                .ok_or_else(|| anyhow!("expected SERVICE=N, got {s:?}"))?;
+            let n: u32 = n
+                .parse()
+                .map_err(|_| anyhow!("expected SERVICE=N with N a number, got {s:?}"))?;
+            Ok((svc.to_string(), n))
+        })
+        .collect()
+}
+
+/// The project's containers of the named services (all when none), one-offs excluded.
+pub fn containers_of<'a>(
+    observed: &'a Observed,
+    services: &[String],
+) -> Vec<&'a baton_engine::runtime::ObservedContainer> {
+    observed
+        .containers
+        .iter()
+        .filter(|c| !c.oneoff && (services.is_empty() || services.contains(&c.service)))
+        .collect()
+}

@@ -1,0 +1,83 @@
+//! What every command needs: the global options turned into a loaded project, an open
+//! state store and a connected backend.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context as _, Result};
+use baton_docker::Docker;
+use baton_spec::{LoadOptions, Project};
+use baton_state::Store;
+
+use crate::cli::Global;
+
+pub struct Context {
+    pub global: Global,
+    pub cwd: PathBuf,
+}
+
+/// Unix milliseconds, the clock every store write is stamped with.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Context {
+    pub fn new(global: Global) -> Result<Context> {
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        Ok(Context { global, cwd })
+    }
+
+    fn load_options(&self, enable: &[String]) -> LoadOptions {
+        LoadOptions {
+            files: self.global.files.iter().map(|f| self.cwd.join(f)).collect(),
+            working_dir: self.cwd.clone(),
+            project_name: self.global.project_name.clone(),
+            profiles: self.global.profiles.clone(),
+            env_files: self.global.env_files.clone(),
+            environment: std::env::vars().collect(),
+            enable_services: enable.to_vec(),
+        }
+    }
+
+    /// Reads and validates the project; `enable` are services named on the command line.
+    pub fn project(&self, enable: &[String]) -> Result<Project> {
+        let (project, warnings) = baton_spec::load_with_warnings(&self.load_options(enable))
+            .map_err(|e| anyhow!("{e}"))?;
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(project)
+    }
+
+    /// The project name, from `-p` when no file can be read (so `down` works without one).
+    pub fn project_or_name(&self) -> Result<(Option<Project>, String)> {
+        match self.project(&[]) {
+            Ok(p) => {
+                let name = p.name.clone();
+                Ok((Some(p), name))
+            }
+            Err(e) => match &self.global.project_name {
+                Some(name) if self.global.files.is_empty() => Ok((None, name.clone())),
+                _ => Err(e),
+            },
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.global.state_dir.clone().unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(|| PathBuf::from("/var/lib"))
+                .join("baton")
+        })
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.state_dir())?)
+    }
+
+    pub fn docker(&self) -> Result<Docker> {
+        Ok(Docker::connect()?)
+    }
+}

@@ -1,0 +1,178 @@
+//! From the model to engine-level names and runtime specs: container names, image
+//! references, networks and volumes with baton's labels.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use baton_spec::{Mount, Project, Service};
+
+use crate::hash::hash_value;
+use crate::runtime::{
+    labels, BuildSpec, ContainerSpec, FileMount, NetworkAttachment, NetworkSpec, VolumeSpec,
+};
+
+/// `container_name` when set, else `<project>-<service>-<replica>` (Compose's scheme).
+pub fn container_name(project: &str, name: &str, service: &Service, replica: u32) -> String {
+    match &service.container_name {
+        Some(n) => n.clone(),
+        None => format!("{project}-{name}-{replica}"),
+    }
+}
+
+/// The image a service runs: its `image`, else `<project>-<service>` for a built one.
+pub fn image_ref(project: &str, name: &str, service: &Service) -> String {
+    match &service.image {
+        Some(i) => i.clone(),
+        None => format!("{project}-{name}"),
+    }
+}
+
+/// The build to run for a service with `build:`.
+pub fn build_spec(project: &str, name: &str, service: &Service) -> Option<BuildSpec> {
+    let b = service.build.as_ref()?;
+    let mut tags = vec![image_ref(project, name, service)];
+    tags.extend(b.tags.iter().cloned());
+    Some(BuildSpec {
+        context: PathBuf::from(&b.context),
+        dockerfile: b.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
+        dockerfile_inline: b.dockerfile_inline.clone(),
+        args: b
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+            .collect(),
+        target: b.target.clone(),
+        labels: b.labels.clone(),
+        tags,
+    })
+}
+
+fn project_labels(project: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(labels::PROJECT.to_string(), project.to_string())])
+}
+
+pub fn network_spec(project: &Project, key: &str) -> Option<NetworkSpec> {
+    let n = project.networks.get(key)?;
+    let mut l = n.labels.clone();
+    l.extend(project_labels(&project.name));
+    l.insert(labels::NETWORK.into(), key.into());
+    l.insert(
+        labels::RESOURCE_HASH.into(),
+        hash_value(&serde_json::to_value(n).unwrap_or_default()),
+    );
+    Some(NetworkSpec {
+        name: n.name.clone(),
+        driver: n.driver.clone(),
+        driver_opts: n.driver_opts.clone(),
+        internal: n.internal,
+        attachable: n.attachable,
+        enable_ipv6: n.enable_ipv6,
+        ipam: n.ipam.clone(),
+        labels: l,
+    })
+}
+
+pub fn volume_spec(project: &Project, key: &str) -> Option<VolumeSpec> {
+    let v = project.volumes.get(key)?;
+    let mut l = v.labels.clone();
+    l.extend(project_labels(&project.name));
+    l.insert(labels::VOLUME.into(), key.into());
+    Some(VolumeSpec {
+        name: v.name.clone(),
+        driver: v.driver.clone(),
+        driver_opts: v.driver_opts.clone(),
+        labels: l,
+    })
+}
+
+/// Where configs and secrets were written (or found) on the host, by `config:NAME` /
+/// `secret:NAME`.
+pub type FileSources = BTreeMap<String, PathBuf>;
+
+/// Everything the runtime needs to create one replica of a service.
+pub fn container_spec(
+    project: &Project,
+    name: &str,
+    service: &Service,
+    replica: u32,
+    config_hash: &str,
+    files: &FileSources,
+) -> ContainerSpec {
+    let mut l = service.labels.clone();
+    if let Some(d) = &service.deploy {
+        l.extend(d.labels.clone());
+    }
+    l.extend(project_labels(&project.name));
+    l.insert(labels::SERVICE.into(), name.into());
+    l.insert(labels::REPLICA.into(), replica.to_string());
+    l.insert(labels::CONFIG_HASH.into(), config_hash.into());
+
+    let networks = service
+        .networks
+        .iter()
+        .map(|(key, sn)| {
+            let mut aliases = vec![name.to_string()];
+            aliases.extend(sn.aliases.iter().cloned());
+            NetworkAttachment {
+                network: project
+                    .networks
+                    .get(key)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_else(|| format!("{}_{key}", project.name)),
+                aliases,
+                ipv4_address: sn.ipv4_address.clone(),
+                ipv6_address: sn.ipv6_address.clone(),
+            }
+        })
+        .collect();
+
+    let mounts = service
+        .volumes
+        .iter()
+        .map(|m| resolve_mount(project, m))
+        .collect();
+
+    let mut file_mounts = Vec::new();
+    for (kind, refs) in [("config", &service.configs), ("secret", &service.secrets)] {
+        for r in refs {
+            if let Some(src) = files.get(&format!("{kind}:{}", r.source)) {
+                file_mounts.push(FileMount {
+                    source: src.clone(),
+                    target: r.target.clone(),
+                    mode: r.mode,
+                });
+            }
+        }
+    }
+
+    ContainerSpec {
+        name: container_name(&project.name, name, service, replica),
+        project: project.name.clone(),
+        service_name: name.to_string(),
+        replica,
+        image: image_ref(&project.name, name, service),
+        service: service.clone(),
+        labels: l,
+        env: service
+            .environment
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect(),
+        networks,
+        mounts,
+        files: file_mounts,
+        hostname: service.hostname.clone(),
+    }
+}
+
+fn resolve_mount(project: &Project, m: &Mount) -> Mount {
+    let mut m = m.clone();
+    if m.kind == "volume" {
+        if let Some(src) = &m.source {
+            if let Some(v) = project.volumes.get(src) {
+                m.source = Some(v.name.clone());
+            }
+        }
+    }
+    m
+}
