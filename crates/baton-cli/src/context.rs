@@ -77,7 +77,7 @@ impl Context {
         Ok(Store::open(&self.state_dir())?)
     }
 
-    pub fn docker(&self) -> Result<Docker> {
-        Ok(Docker::connect()?)
+    pub async fn docker(&self) -> Result<Docker> {
+        Ok(Docker::connect().await?)
     }
 }

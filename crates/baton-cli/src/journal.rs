@@ -14,11 +14,22 @@ pub struct StoreJournal<'a> {
 }
 
 impl Journal for StoreJournal<'_> {
-    fn intent(&self, action: &Action) -> Option<i64> {
+    fn intent(&self, action: &Action, step: &str) -> Option<i64> {
+        let verb = step.strip_suffix("ing").unwrap_or(step);
+        let verb = match verb {
+            "creat" | "remov" => format!("{verb}e"),
+            "stopp" => "stop".to_string(),
+            v => v.to_string(),
+        };
+        let kind = if verb == action.kind() {
+            verb
+        } else {
+            format!("{}:{verb}", action.kind())
+        };
         let r = self.store.action_intent(
             self.project,
             self.revision,
-            action.kind(),
+            &kind,
             action.target(),
             &action.reason(),
             now_ms(),

@@ -22,8 +22,9 @@ use crate::runtime::{ContainerState, Health, Observed, Runtime, RuntimeError};
 
 /// Where actions are recorded (the state store, in the CLI).
 pub trait Journal {
-    /// Records an action before it runs; returns a token for its outcome.
-    fn intent(&self, action: &Action) -> Option<i64>;
+    /// Records one engine operation of an action (`step`: creating, starting, stopping,
+    /// removing, pulling, building) before it runs; returns a token for its outcome.
+    fn intent(&self, action: &Action, step: &str) -> Option<i64>;
     fn outcome(&self, token: Option<i64>, result: Result<(), &str>);
 }
 
@@ -31,7 +32,7 @@ pub trait Journal {
 pub struct NoJournal;
 
 impl Journal for NoJournal {
-    fn intent(&self, _: &Action) -> Option<i64> {
+    fn intent(&self, _: &Action, _: &str) -> Option<i64> {
         None
     }
     fn outcome(&self, _: Option<i64>, _: Result<(), &str>) {}
@@ -134,7 +135,7 @@ impl<R: Runtime> Ctx<'_, R> {
     ) -> Result<T, ApplyError> {
         let _permit = self.permits.acquire().await;
         let target = action.target();
-        let token = self.journal.intent(action);
+        let token = self.journal.intent(action, what);
         self.reporter.report(Step::Started { target, what });
         let result = op.await;
         match &result {

@@ -63,7 +63,7 @@ pub struct ContainerSpec {
     pub mounts: Vec<Mount>,
     /// Files to bind read-only into the container (configs and secrets).
     pub files: Vec<FileMount>,
-    /// DNS aliases every network gets for this container (the service name).
+    /// The container's hostname (the service's `hostname:` when set).
     pub hostname: Option<String>,
 }
 

@@ -1,1 +1,209 @@
-//! End-to-end tests live in `tests/`; this library is empty.
+//! The end-to-end harness: runs the real `baton` binary in a scratch project directory
+//! against the real Docker engine, and inspects the engine with the `docker` CLI.
+//! Tests live in `tests/`; heavy ones need `BATON_REQUIRE_DOCKER=1` to fail, not skip.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The `baton` binary built with the tests (`BATON_BIN` overrides).
+pub fn baton_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BATON_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-exe> -> target/<profile>/baton
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join("baton");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
+        bin.display()
+    );
+    bin
+}
+
+/// True when a Docker engine answers. Without one, tests skip, unless
+/// `BATON_REQUIRE_DOCKER` is set (CI sets it), where a missing engine is a failure.
+pub fn docker_available() -> bool {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var_os("BATON_REQUIRE_DOCKER").is_none(),
+            "BATON_REQUIRE_DOCKER is set but no Docker engine answers"
+        );
+        eprintln!("skipped: no Docker engine (set BATON_REQUIRE_DOCKER=1 to make this a failure)");
+    }
+    ok
+}
+
+/// The local image every test uses; built by scripts/make-test-image.sh.
+pub const IMAGE: &str = "baton-test/busybox:latest";
+
+/// A scratch project: its own directory, state directory and unique project name.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+    pub state: tempfile::TempDir,
+    pub name: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Scratch {
+    /// A new project named `bt<pid><n><tag>`.
+    pub fn new(tag: &str) -> Scratch {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+            state: tempfile::tempdir().expect("tempdir"),
+            name: format!("bt{}{n}{tag}", std::process::id()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file into the project directory.
+    pub fn write(&self, name: &str, content: &str) {
+        let p = self.dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(p, content).expect("write");
+    }
+
+    /// A `baton` command run in the project directory with this project's name and state.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(baton_bin());
+        c.current_dir(self.dir.path())
+            .env("BATON_STATE_DIR", self.state.path())
+            .env("COMPOSE_PROJECT_NAME", &self.name)
+            .env_remove("DOCKER_HOST");
+        c
+    }
+
+    pub fn baton(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run baton")
+    }
+
+    /// Runs baton and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.baton(args);
+        assert!(
+            out.status.success(),
+            "baton {args:?} failed ({:?}):\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Names of this project's containers (all states), sorted.
+    pub fn containers(&self) -> Vec<String> {
+        docker_lines(&["ps", "-a", "--filter", &self.label(), "--format", "{{.Names}}"])
+    }
+
+    /// Names of this project's running containers, sorted.
+    pub fn running(&self) -> Vec<String> {
+        docker_lines(&["ps", "--filter", &self.label(), "--format", "{{.Names}}"])
+    }
+
+    pub fn networks(&self) -> Vec<String> {
+        docker_lines(&["network", "ls", "--filter", &self.label(), "--format", "{{.Name}}"])
+    }
+
+    pub fn volumes(&self) -> Vec<String> {
+        docker_lines(&["volume", "ls", "--filter", &self.label(), "--format", "{{.Name}}"])
+    }
+
+    fn label(&self) -> String {
+        format!("label=io.baton.project={}", self.name)
+    }
+}
+
+impl Drop for Scratch {
+    /// Leaves nothing behind, even when a test failed half-way.
+    fn drop(&mut self) {
+        let ids = docker_lines(&["ps", "-aq", "--filter", &self.label()]);
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = Command::new("docker").args(&args).output();
+        }
+        for n in self.networks() {
+            let _ = Command::new("docker").args(["network", "rm", &n]).output();
+        }
+        for v in self.volumes() {
+            let _ = Command::new("docker").args(["volume", "rm", "-f", &v]).output();
+        }
+    }
+}
+
+/// Runs the docker CLI and returns its non-empty output lines, sorted.
+pub fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// GETs `/` on a loopback port, retrying for up to `secs` seconds; the body on success.
+pub fn http_get(port: u16, secs: u64) -> Option<String> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            if s
+                .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .is_ok()
+            {
+                let mut buf = String::new();
+                if s.read_to_string(&mut buf).is_ok() && buf.starts_with("HTTP/1") {
+                    return buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Stdout of a command as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stderr of a command as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The repository root (for examples/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

@@ -14,7 +14,7 @@ use crate::progress::Progress;
 pub async fn run(ctx: &Context, args: DownArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name()?;
     let store = ctx.store()?;
-    let docker = ctx.docker()?;
+    let docker = ctx.docker().await?;
     let observed = docker.observe(&name).await?;
     let plan = plan_down(&name, &observed, args.volumes);
     if plan.is_empty() {

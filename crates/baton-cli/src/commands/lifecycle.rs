@@ -24,7 +24,7 @@ fn grace(project: Option<&Project>, service: &str, timeout: Option<u64>) -> (Dur
 
 pub async fn start(ctx: &Context, args: ServicesArgs) -> Result<u8> {
     let (_, name) = ctx.project_or_name()?;
-    let docker = ctx.docker()?;
+    let docker = ctx.docker().await?;
     let observed = docker.observe(&name).await?;
     let targets: Vec<_> = containers_of(&observed, &args.services)
         .into_iter()
@@ -36,7 +36,7 @@ pub async fn start(ctx: &Context, args: ServicesArgs) -> Result<u8> {
 
 pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name()?;
-    let docker = ctx.docker()?;
+    let docker = ctx.docker().await?;
     let observed = docker.observe(&name).await?;
     let targets: Vec<_> = containers_of(&observed, &args.services)
         .into_iter()
@@ -53,7 +53,7 @@ pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
 
 pub async fn restart(ctx: &Context, args: StopArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name()?;
-    let docker = ctx.docker()?;
+    let docker = ctx.docker().await?;
     let observed = docker.observe(&name).await?;
     let targets = containers_of(&observed, &args.services);
     let results = join_all(targets.iter().map(|c| {

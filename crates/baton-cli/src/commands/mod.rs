@@ -4,9 +4,14 @@
 mod config;
 mod down;
 mod events;
+mod exec;
+mod images;
 mod lifecycle;
+mod logs;
 mod plan;
 mod ps;
+mod run;
+mod stats;
 mod up;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +47,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
             clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());
             Ok(crate::exit::OK)
         }
-        other => Err(anyhow!("{other:?} is not implemented yet")),
+        Command::Logs(a) => logs::run(&ctx, a).await,
+        Command::Exec(a) => exec::run(&ctx, a).await,
+        Command::Run(a) => run::run(&ctx, a).await,
+        Command::Build(a) => images::build(&ctx, a).await,
+        Command::Pull(a) => images::pull(&ctx, a).await,
+        Command::Images(a) => images::images(&ctx, a).await,
+        Command::Stats(a) => stats::run(&ctx, a).await,
     }
 }
 
@@ -58,7 +69,7 @@ pub struct Prepared {
 /// Records the revision and service configurations, observes the world and plans `up`.
 pub async fn prepare(ctx: &Context, project: &Project, opts: &PlanOptions) -> Result<Prepared> {
     let store = ctx.store()?;
-    let docker = ctx.docker()?;
+    let docker = ctx.docker().await?;
     let now = now_ms();
     store.upsert_project(&project.name, &project.working_dir, now)?;
     let spec_json = serde_json::to_string(project)?;

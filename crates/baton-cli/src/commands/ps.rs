@@ -8,7 +8,7 @@ use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
     let (_, name) = ctx.project_or_name()?;
-    let docker = ctx.docker()?;
+    let docker = ctx.docker().await?;
     let mut observed = docker.observe(&name).await?;
     observed.containers.retain(|c| {
         (args.all || !c.oneoff) && (args.services.is_empty() || args.services.contains(&c.service))

@@ -1,0 +1,45 @@
+//! `baton exec`: a command in a running replica; the exit code is the command's.
+
+use std::io::IsTerminal;
+
+use anyhow::{anyhow, Result};
+use baton_docker::ExecOptions;
+use baton_engine::runtime::{ContainerState, Runtime};
+
+use crate::cli::ExecArgs;
+use crate::context::Context;
+
+pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
+    let (_, name) = ctx.project_or_name()?;
+    let docker = ctx.docker().await?;
+    let observed = docker.observe(&name).await?;
+    let c = observed
+        .containers
+        .iter()
+        .find(|c| !c.oneoff && c.service == args.service && c.replica == args.index)
+        .ok_or_else(|| {
+            anyhow!(
+                "service {}: no replica {} (see `baton ps`)",
+                args.service,
+                args.index
+            )
+        })?;
+    if c.state != ContainerState::Running {
+        return Err(anyhow!("service {}: {} is not running", args.service, c.name));
+    }
+    let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let code = docker
+        .exec(
+            &c.id,
+            &ExecOptions {
+                cmd: args.command,
+                tty,
+                env: args.env,
+                user: args.user,
+                workdir: args.workdir,
+                interactive: true,
+            },
+        )
+        .await?;
+    Ok(code.clamp(0, 255) as u8)
+}

@@ -1,0 +1,112 @@
+//! `baton build`, `pull` and `images`: the images behind the project's services.
+
+use anyhow::Result;
+use baton_docker::ImageFilter;
+use baton_engine::resolve::{build_spec, image_ref};
+use baton_engine::runtime::Runtime;
+use baton_spec::Project;
+
+use crate::cli::ServicesArgs;
+use crate::context::Context;
+
+fn selected<'a>(project: &'a Project, services: &[String]) -> Vec<(&'a String, &'a baton_spec::Service)> {
+    project
+        .services
+        .iter()
+        .filter(|(n, _)| services.is_empty() || services.contains(n))
+        .collect()
+}
+
+pub async fn build(ctx: &Context, args: ServicesArgs) -> Result<u8> {
+    let project = ctx.project(&args.services)?;
+    let docker = ctx.docker().await?;
+    let quiet = ctx.global.json;
+    let mut built = Vec::new();
+    for (name, svc) in selected(&project, &args.services) {
+        let Some(spec) = build_spec(&project.name, name, svc) else {
+            continue;
+        };
+        eprintln!("building {name} ({})", spec.tags.join(", "));
+        let print = |line: &str| {
+            if !quiet {
+                eprintln!("  {name} | {}", line.trim_end());
+            }
+        };
+        docker
+            .build_image(&spec, &print)
+            .await
+            .map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
+        built.push(spec.tags[0].clone());
+    }
+    if ctx.global.json {
+        crate::output::json(&built)?;
+    } else if built.is_empty() {
+        eprintln!("no service has a build section");
+    }
+    Ok(crate::exit::OK)
+}
+
+pub async fn pull(ctx: &Context, args: ServicesArgs) -> Result<u8> {
+    let project = ctx.project(&args.services)?;
+    let docker = ctx.docker().await?;
+    let mut failed = 0;
+    for (name, svc) in selected(&project, &args.services) {
+        let Some(image) = &svc.image else { continue };
+        if svc.build.is_some() && svc.pull_policy.as_deref() == Some("build") {
+            continue;
+        }
+        eprintln!("pulling {name} ({image})");
+        if let Err(e) = docker.pull_image(image, &|_| {}).await {
+            failed += 1;
+            eprintln!("service {name}: {e}");
+        }
+    }
+    Ok(if failed == 0 { crate::exit::OK } else { crate::exit::ERROR })
+}
+
+pub async fn images(ctx: &Context, args: ServicesArgs) -> Result<u8> {
+    let project = ctx.project(&args.services)?;
+    let docker = ctx.docker().await?;
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for (name, svc) in selected(&project, &args.services) {
+        let reference = image_ref(&project.name, name, svc);
+        let found = docker
+            .images_list(&ImageFilter {
+                reference: Some(reference.clone()),
+                labels: vec![],
+            })
+            .await?;
+        let (id, size) = found
+            .first()
+            .map(|i| (short_id(&i.id), i.size))
+            .unwrap_or_else(|| ("(missing)".into(), 0));
+        rows.push(vec![name.clone(), reference.clone(), id.clone(), human_bytes(size as u64)]);
+        json.push(serde_json::json!({"service": name, "image": reference, "id": id, "size": size}));
+    }
+    if ctx.global.json {
+        crate::output::json(&json)?;
+    } else {
+        crate::output::table(&["SERVICE", "IMAGE", "ID", "SIZE"], &rows);
+    }
+    Ok(crate::exit::OK)
+}
+
+fn short_id(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}

@@ -1,0 +1,322 @@
+//! Images: existence, pull with progress, and the Docker-only extras the CLI calls
+//! (list, remove, tag, push, save to a tar file, load from one).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use baton_engine::runtime::{ProgressFn, RuntimeError};
+use bollard::query_parameters::{
+    CreateImageOptions, ImportImageOptions, ListImagesOptions, PushImageOptions,
+    RemoveImageOptions, TagImageOptions,
+};
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::client::{detail, engine_error, status};
+use crate::Docker;
+
+/// An image as `images_list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    /// `repo:tag` references; empty for dangling images.
+    pub tags: Vec<String>,
+    /// Bytes.
+    pub size: i64,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// Which images `images_list` returns; every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFilter {
+    /// A reference pattern as the engine takes it (`baton-test/*`, `web:1.2`).
+    pub reference: Option<String>,
+    /// `key` or `key=value` labels.
+    pub labels: Vec<String>,
+}
+
+/// Splits `repo[:tag]` into repo and tag (default `latest`); a digest stays in the repo.
+pub fn split_reference(reference: &str) -> (String, String) {
+    if reference.contains('@') {
+        return (reference.to_string(), String::new());
+    }
+    let name_start = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[name_start..].rfind(':') {
+        Some(i) => (
+            reference[..name_start + i].to_string(),
+            reference[name_start + i + 1..].to_string(),
+        ),
+        None => (reference.to_string(), "latest".to_string()),
+    }
+}
+
+impl Docker {
+    pub(crate) async fn has_image(&self, reference: &str) -> Result<bool, RuntimeError> {
+        match self.api.inspect_image(reference).await {
+            Ok(_) => Ok(true),
+            Err(e) if status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(engine_error(
+                e,
+                &format!("inspect image {reference}"),
+                &format!("image {reference}"),
+            )),
+        }
+    }
+
+    pub(crate) async fn pull(
+        &self,
+        reference: &str,
+        progress: ProgressFn<'_>,
+    ) -> Result<(), RuntimeError> {
+        let not_found = |detail: String| RuntimeError::ImageNotFound {
+            image: reference.to_string(),
+            detail,
+        };
+        let (repo, tag) = split_reference(reference);
+        // Without a tag the engine would pull every tag of the repository.
+        let options = CreateImageOptions {
+            from_image: Some(repo),
+            tag: (!tag.is_empty()).then_some(tag),
+            ..Default::default()
+        };
+        let mut stream = self.api.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(info) => info,
+                Err(e @ bollard::errors::Error::DockerStreamError { .. })
+                | Err(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {
+                    return Err(not_found(detail(&e)))
+                }
+                Err(e) => return Err(engine_error(e, &format!("pull {reference}"), reference)),
+            };
+            if let Some(error) = info.error.or(info.error_detail.and_then(|d| d.message)) {
+                return Err(not_found(error));
+            }
+            if let Some(status) = info.status {
+                let line = match (info.id, info.progress) {
+                    (Some(id), Some(p)) => format!("{id}: {status} {p}"),
+                    (Some(id), None) => format!("{id}: {status}"),
+                    (None, _) => status,
+                };
+                progress(&line);
+            }
+        }
+        Ok(())
+    }
+
+    /// Images matching the filter, newest first.
+    pub async fn images_list(&self, filter: &ImageFilter) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        if let Some(reference) = &filter.reference {
+            filters.insert("reference".into(), vec![reference.clone()]);
+        }
+        if !filter.labels.is_empty() {
+            filters.insert("label".into(), filter.labels.clone());
+        }
+        let images = self
+            .api
+            .list_images(Some(ListImagesOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| engine_error(e, "list images", "images"))?;
+        let mut out: Vec<ImageInfo> = images
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                tags: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                size: i.size,
+                created: i.created,
+            })
+            .collect();
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Removes an image (untags a reference; deletes the image when no tag is left).
+    pub async fn image_remove(&self, reference: &str, force: bool) -> Result<(), RuntimeError> {
+        let options = RemoveImageOptions {
+            force,
+            noprune: false,
+        };
+        self.api
+            .remove_image(reference, Some(options), None)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                engine_error(
+                    e,
+                    &format!("remove image {reference}"),
+                    &format!("image {reference}"),
+                )
+            })
+    }
+
+    /// Gives image `source` the extra reference `target` (`repo[:tag]`).
+    pub async fn image_tag(&self, source: &str, target: &str) -> Result<(), RuntimeError> {
+        let (repo, tag) = split_reference(target);
+        let options = TagImageOptions {
+            repo: Some(repo),
+            tag: (!tag.is_empty()).then_some(tag),
+        };
+        self.api
+            .tag_image(source, Some(options))
+            .await
+            .map_err(|e| {
+                engine_error(
+                    e,
+                    &format!("tag image {source} as {target}"),
+                    &format!("image {source}"),
+                )
+            })
+    }
+
+    /// Pushes a reference to its registry, streaming progress lines.
+    pub async fn image_push(
+        &self,
+        reference: &str,
+        progress: ProgressFn<'_>,
+    ) -> Result<(), RuntimeError> {
+        let op = format!("push {reference}");
+        let (repo, tag) = split_reference(reference);
+        let options = PushImageOptions {
+            tag: (!tag.is_empty()).then_some(tag),
+            platform: None,
+        };
+        let mut stream = self.api.push_image(&repo, Some(options), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| match status(&e) {
+                Some(404) => RuntimeError::ImageNotFound {
+                    image: reference.to_string(),
+                    detail: detail(&e),
+                },
+                _ => engine_error(e, &op, &format!("image {reference}")),
+            })?;
+            if let Some(error) = info.error.or(info.error_detail.and_then(|d| d.message)) {
+                return Err(RuntimeError::Failed {
+                    op,
+                    detail: error.trim().to_string(),
+                });
+            }
+            if let Some(status) = info.status {
+                progress(&status);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the images as one `docker save` tar to `path`. A partial file is removed.
+    pub async fn image_save(&self, references: &[&str], path: &Path) -> Result<(), RuntimeError> {
+        let op = format!("save images to {}", path.display());
+        let result = async {
+            let mut file =
+                tokio::fs::File::create(path)
+                    .await
+                    .map_err(|e| RuntimeError::Failed {
+                        op: op.clone(),
+                        detail: e.to_string(),
+                    })?;
+            let mut stream = self.api.export_images(references);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| engine_error(e, &op, &references.join(", ")))?;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| RuntimeError::Failed {
+                        op: op.clone(),
+                        detail: e.to_string(),
+                    })?;
+            }
+            file.flush().await.map_err(|e| RuntimeError::Failed {
+                op: op.clone(),
+                detail: e.to_string(),
+            })
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        result
+    }
+
+    /// Loads a `docker save` tar; returns the engine's lines (`Loaded image: …`).
+    pub async fn image_load(&self, path: &Path) -> Result<Vec<String>, RuntimeError> {
+        let op = format!("load images from {}", path.display());
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| RuntimeError::Failed {
+                op: op.clone(),
+                detail: e.to_string(),
+            })?;
+        let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.truncate(n);
+            Ok(Some((bytes::Bytes::from(buf), file)))
+        });
+        let options = ImportImageOptions {
+            quiet: true,
+            platform: None,
+        };
+        let stream = self
+            .api
+            .import_image(options, bollard::body_try_stream(chunks), None);
+        let infos: Vec<_> = stream
+            .map_err(|e| match e {
+                e @ bollard::errors::Error::DockerStreamError { .. } => RuntimeError::Failed {
+                    op: op.clone(),
+                    detail: detail(&e),
+                },
+                e => engine_error(e, &op, "image archive"),
+            })
+            .try_collect()
+            .await?;
+        let mut lines = Vec::new();
+        for info in infos {
+            if let Some(error) = info.error.or(info.error_detail.and_then(|d| d.message)) {
+                return Err(RuntimeError::Failed {
+                    op,
+                    detail: error.trim().to_string(),
+                });
+            }
+            if let Some(text) = info.stream.or(info.status) {
+                lines.extend(text.lines().map(str::to_string));
+            }
+        }
+        Ok(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        assert_eq!(
+            split_reference("busybox"),
+            ("busybox".into(), "latest".into())
+        );
+        assert_eq!(split_reference("a/b:1.2"), ("a/b".into(), "1.2".into()));
+        assert_eq!(
+            split_reference("localhost:5000/b"),
+            ("localhost:5000/b".into(), "latest".into())
+        );
+        assert_eq!(
+            split_reference("localhost:5000/b:x"),
+            ("localhost:5000/b".into(), "x".into())
+        );
+        assert_eq!(
+            split_reference("b@sha256:00"),
+            ("b@sha256:00".into(), String::new())
+        );
+    }
+}

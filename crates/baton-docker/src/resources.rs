@@ -1,0 +1,150 @@
+//! Networks and volumes: existence checks, create from the engine's specs, and remove.
+//! Engine API 1.41 allows duplicate network names, so create checks the name first.
+
+use baton_engine::runtime::{NetworkSpec, RuntimeError, VolumeSpec};
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, VolumeCreateOptions};
+use bollard::query_parameters::{InspectNetworkOptions, RemoveVolumeOptions};
+
+use crate::client::{create_error, engine_error, status};
+use crate::Docker;
+
+impl Docker {
+    pub(crate) async fn has_network(&self, name: &str) -> Result<bool, RuntimeError> {
+        match self
+            .api
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            // Inspect also answers to an id prefix; only an exact name or id counts.
+            Ok(n) => Ok(n.name.as_deref() == Some(name) || n.id.as_deref() == Some(name)),
+            Err(e) if status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(engine_error(
+                e,
+                &format!("inspect network {name}"),
+                &format!("network {name}"),
+            )),
+        }
+    }
+
+    pub(crate) async fn make_network(&self, spec: &NetworkSpec) -> Result<String, RuntimeError> {
+        let what = format!("network {}", spec.name);
+        if self.has_network(&spec.name).await? {
+            return Err(RuntimeError::Conflict { what });
+        }
+        let ipam = spec.ipam.as_ref().map(|ipam| Ipam {
+            driver: ipam.driver.clone(),
+            config: Some(
+                ipam.config
+                    .iter()
+                    .map(|pool| IpamConfig {
+                        subnet: pool.subnet.clone(),
+                        ip_range: pool.ip_range.clone(),
+                        gateway: pool.gateway.clone(),
+                        auxiliary_addresses: (!pool.aux_addresses.is_empty()).then(|| {
+                            pool.aux_addresses
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect()
+                        }),
+                    })
+                    .collect(),
+            ),
+            options: (!ipam.options.is_empty()).then(|| {
+                ipam.options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
+        });
+        let request = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: spec.driver.clone(),
+            internal: spec.internal.then_some(true),
+            attachable: spec.attachable.then_some(true),
+            enable_ipv6: spec.enable_ipv6.then_some(true),
+            ipam,
+            options: Some(
+                spec.driver_opts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            labels: Some(
+                spec.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let created = self
+            .api
+            .create_network(request)
+            .await
+            .map_err(|e| create_error(e, &format!("create network {}", spec.name), &what))?;
+        Ok(created.id)
+    }
+
+    pub(crate) async fn drop_network(&self, id_or_name: &str) -> Result<(), RuntimeError> {
+        self.api.remove_network(id_or_name).await.map_err(|e| {
+            engine_error(
+                e,
+                &format!("remove network {id_or_name}"),
+                &format!("network {id_or_name}"),
+            )
+        })
+    }
+
+    pub(crate) async fn has_volume(&self, name: &str) -> Result<bool, RuntimeError> {
+        match self.api.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(e) if status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(engine_error(
+                e,
+                &format!("inspect volume {name}"),
+                &format!("volume {name}"),
+            )),
+        }
+    }
+
+    pub(crate) async fn make_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {
+        let options = VolumeCreateOptions {
+            name: Some(spec.name.clone()),
+            driver: spec.driver.clone(),
+            driver_opts: Some(
+                spec.driver_opts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            labels: Some(
+                spec.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        self.api.create_volume(options).await.map_err(|e| {
+            create_error(
+                e,
+                &format!("create volume {}", spec.name),
+                &format!("volume {}", spec.name),
+            )
+        })?;
+        Ok(())
+    }
+
+    pub(crate) async fn drop_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        self.api
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+            .map_err(|e| {
+                engine_error(
+                    e,
+                    &format!("remove volume {name}"),
+                    &format!("volume {name}"),
+                )
+            })
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test of the project on this machine: makes sure a Docker engine and the
+# local test image exist, checks formatting and lints, then runs the whole workspace's
+# tests against the real engine (BATON_REQUIRE_DOCKER=1: no silent skips).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-docker.sh
+scripts/make-test-image.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+BATON_REQUIRE_DOCKER=1 cargo test --workspace --locked
