@@ -25,7 +25,12 @@ pub struct Global {
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name (default: the file's `name:`, else its directory)
-    #[arg(short = 'p', long = "project-name", global = true, env = "COMPOSE_PROJECT_NAME")]
+    #[arg(
+        short = 'p',
+        long = "project-name",
+        global = true,
+        env = "COMPOSE_PROJECT_NAME"
+    )]
     pub project_name: Option<String>,
     /// Enable services of this profile (repeatable)
     #[arg(long = "profile", global = true, value_name = "PROFILE")]

@@ -37,7 +37,11 @@ impl Journal for StoreJournal<'_> {
         match r {
             Ok(id) => Some(id),
             Err(e) => {
-                eprintln!("warning: cannot journal {} {}: {e}", action.kind(), action.target());
+                eprintln!(
+                    "warning: cannot journal {} {}: {e}",
+                    action.kind(),
+                    action.target()
+                );
                 None
             }
         }

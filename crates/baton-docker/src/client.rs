@@ -124,6 +124,17 @@ pub(crate) fn engine_error(e: BollardError, op: &str, what: &str) -> RuntimeErro
     }
 }
 
+/// Like `engine_error`, and a 403 or 409 reply to a removal is `InUse`.
+pub(crate) fn remove_error(e: BollardError, op: &str, what: &str) -> RuntimeError {
+    if matches!(status(&e), Some(403 | 409)) {
+        return RuntimeError::InUse {
+            what: what.to_string(),
+            detail: detail(&e),
+        };
+    }
+    engine_error(e, op, what)
+}
+
 /// Like `engine_error`, and a 409 reply is `Conflict` (a name already taken).
 pub(crate) fn create_error(e: BollardError, op: &str, what: &str) -> RuntimeError {
     if status(&e) == Some(409) {

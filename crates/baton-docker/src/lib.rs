@@ -29,6 +29,7 @@ pub use client::Docker;
 pub use exec::ExecOptions;
 pub use image::{split_reference, ImageFilter, ImageInfo};
 pub use logs::{LogLine, LogOptions, LogStream, OutputStream};
+pub use resources::LEAKED_ENDPOINT;
 pub use stats::Stats;
 
 impl Runtime for Docker {

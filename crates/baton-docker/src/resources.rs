@@ -5,8 +5,14 @@ use baton_engine::runtime::{NetworkSpec, RuntimeError, VolumeSpec};
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, VolumeCreateOptions};
 use bollard::query_parameters::{InspectNetworkOptions, RemoveVolumeOptions};
 
-use crate::client::{create_error, engine_error, status};
+use crate::client::{create_error, engine_error, remove_error, status};
 use crate::Docker;
+
+/// The explanation given for a network dockerd will not remove although no container
+/// is attached to it.
+pub const LEAKED_ENDPOINT: &str = "dockerd reports active endpoints but no container is attached \
+(a dockerd 20.10 leak after a client is killed while starting a container on several networks); \
+restart dockerd to release the network, then run `baton down` again";
 
 impl Docker {
     pub(crate) async fn has_network(&self, name: &str) -> Result<bool, RuntimeError> {
@@ -86,13 +92,34 @@ impl Docker {
     }
 
     pub(crate) async fn drop_network(&self, id_or_name: &str) -> Result<(), RuntimeError> {
-        self.api.remove_network(id_or_name).await.map_err(|e| {
-            engine_error(
+        let err = match self.api.remove_network(id_or_name).await {
+            Ok(()) => return Ok(()),
+            Err(e) => remove_error(
                 e,
                 &format!("remove network {id_or_name}"),
                 &format!("network {id_or_name}"),
-            )
-        })
+            ),
+        };
+        let RuntimeError::InUse { what, .. } = &err else {
+            return Err(err);
+        };
+        // dockerd 20.10 can keep an endpoint count with no container behind it when a
+        // client dies while starting a container attached to several networks. Say so
+        // plainly instead of "active endpoints", which sends people looking for a container.
+        let attached = self
+            .api
+            .inspect_network(id_or_name, None::<InspectNetworkOptions>)
+            .await
+            .ok()
+            .and_then(|n| n.containers)
+            .map_or(1, |c| c.len());
+        if attached == 0 {
+            return Err(RuntimeError::InUse {
+                what: what.clone(),
+                detail: LEAKED_ENDPOINT.to_string(),
+            });
+        }
+        Err(err)
     }
 
     pub(crate) async fn has_volume(&self, name: &str) -> Result<bool, RuntimeError> {
@@ -140,7 +167,7 @@ impl Docker {
             .remove_volume(name, None::<RemoveVolumeOptions>)
             .await
             .map_err(|e| {
-                engine_error(
+                remove_error(
                     e,
                     &format!("remove volume {name}"),
                     &format!("volume {name}"),

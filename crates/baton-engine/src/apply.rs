@@ -80,13 +80,15 @@ impl Default for ApplyOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("service {service}: {source}")]
+    // The runtime error is part of the message, not a chained source, so that it is
+    // printed once.
+    #[error("service {service}: {error}")]
     Image {
         service: String,
-        source: RuntimeError,
+        error: RuntimeError,
     },
-    #[error("{target}: {source}")]
-    Runtime { target: String, source: RuntimeError },
+    #[error("{target}: {error}")]
+    Runtime { target: String, error: RuntimeError },
     #[error("service {service}: dependency {dependency} {problem}")]
     Dependency {
         service: String,
@@ -147,13 +149,16 @@ impl<R: Runtime> Ctx<'_, R> {
             Err(e) => {
                 let msg = e.to_string();
                 self.journal.outcome(token, Err(&msg));
-                self.reporter.report(Step::Failed { target, error: &msg });
+                self.reporter.report(Step::Failed {
+                    target,
+                    error: &msg,
+                });
                 self.report.borrow_mut().failed += 1;
             }
         }
-        result.map_err(|source| ApplyError::Runtime {
+        result.map_err(|error| ApplyError::Runtime {
             target: target.to_string(),
-            source,
+            error,
         })
     }
 }
@@ -180,19 +185,28 @@ pub async fn apply_up<R: Runtime>(
 
     // 1. Images: all of them before anything is created.
     let image_steps = plan.iter().filter_map(|a| match a {
-        Action::PullImage { service, image, .. } => Some((a, service, async move {
-            ctx.step(a, "pulling", rt.pull_image(image, &|_| {})).await
-        }
-        .boxed_local())),
+        Action::PullImage { service, image, .. } => Some((
+            a,
+            service,
+            async move { ctx.step(a, "pulling", rt.pull_image(image, &|_| {})).await }
+                .boxed_local(),
+        )),
         Action::BuildImage { service, .. } => {
             let spec = build_spec(&project.name, service, &project.services[service]);
-            Some((a, service, async move {
-                match spec {
-                    Some(spec) => ctx.step(a, "building", rt.build_image(&spec, &|_| {})).await,
-                    None => Ok(()),
+            Some((
+                a,
+                service,
+                async move {
+                    match spec {
+                        Some(spec) => {
+                            ctx.step(a, "building", rt.build_image(&spec, &|_| {}))
+                                .await
+                        }
+                        None => Ok(()),
+                    }
                 }
-            }
-            .boxed_local()))
+                .boxed_local(),
+            ))
         }
         _ => None,
     });
@@ -203,9 +217,9 @@ pub async fn apply_up<R: Runtime>(
         .zip(services)
         .filter_map(|(r, service)| {
             r.err().map(|e| match e {
-                ApplyError::Runtime { source, .. } => ApplyError::Image {
+                ApplyError::Runtime { error, .. } => ApplyError::Image {
                     service: service.clone(),
-                    source,
+                    error,
                 },
                 other => other,
             })
@@ -217,19 +231,33 @@ pub async fn apply_up<R: Runtime>(
     let futs = plan.iter().filter_map(|a| match a {
         Action::CreateNetwork { key, .. } => {
             let spec = network_spec(project, key)?;
-            Some(async move { ctx.step(a, "creating", rt.create_network(&spec)).await.map(drop) }.boxed_local())
+            Some(
+                async move {
+                    ctx.step(a, "creating", rt.create_network(&spec))
+                        .await
+                        .map(drop)
+                }
+                .boxed_local(),
+            )
         }
         Action::CreateVolume { key, .. } => {
             let spec = volume_spec(project, key)?;
-            Some(async move { ctx.step(a, "creating", rt.create_volume(&spec)).await }.boxed_local())
+            Some(
+                async move { ctx.step(a, "creating", rt.create_volume(&spec)).await }.boxed_local(),
+            )
         }
         _ => None,
     });
-    let errors: Vec<ApplyError> = join_all(futs).await.into_iter().filter_map(Result::err).collect();
+    let errors: Vec<ApplyError> = join_all(futs)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
     ApplyError::from_many(errors)?;
 
     // 3. Services, each as soon as its dependencies allow.
-    let names: Vec<String> = graph::start_order(project, &project.services.keys().cloned().collect());
+    let names: Vec<String> =
+        graph::start_order(project, &project.services.keys().cloned().collect());
     let channels: BTreeMap<&str, (watch::Sender<Published>, watch::Receiver<Published>)> = names
         .iter()
         .map(|n| (n.as_str(), watch::channel(None)))
@@ -248,16 +276,24 @@ pub async fn apply_up<R: Runtime>(
             result.map(drop)
         }
     });
-    let mut errors: Vec<ApplyError> = join_all(futs).await.into_iter().filter_map(Result::err).collect();
+    let mut errors: Vec<ApplyError> = join_all(futs)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
 
     // 4. Leftovers: orphans, duplicates.
     let futs = plan.iter().filter_map(|a| match a {
         Action::RemoveContainer { service, .. } if !project.services.contains_key(service) => {
             Some(remove_container(ctx, a, project, service).boxed_local())
         }
-        Action::RemoveNetwork { id, .. } => {
-            Some(async move { ctx.step(a, "removing", rt.remove_network(id)).await }.boxed_local())
-        }
+        Action::RemoveNetwork { id, .. } => Some(
+            async move {
+                ctx.step(a, "removing", patiently(|| rt.remove_network(id)))
+                    .await
+            }
+            .boxed_local(),
+        ),
         _ => None,
     });
     errors.extend(join_all(futs).await.into_iter().filter_map(Result::err));
@@ -296,11 +332,15 @@ async fn run_service<R: Runtime>(
             continue;
         };
         let mut rx = rx.clone();
-        ctx.reporter.report(Step::Waiting { target: name, on: dep });
-        let published = match tokio::time::timeout(ctx.opts.wait_timeout, rx.wait_for(Option::is_some)).await {
-            Ok(Ok(v)) => v.clone().unwrap_or(Ok(Vec::new())),
-            _ => Err("did not start in time".into()),
-        };
+        ctx.reporter.report(Step::Waiting {
+            target: name,
+            on: dep,
+        });
+        let published =
+            match tokio::time::timeout(ctx.opts.wait_timeout, rx.wait_for(Option::is_some)).await {
+                Ok(Ok(v)) => v.clone().unwrap_or(Ok(Vec::new())),
+                _ => Err("did not start in time".into()),
+            };
         let outcome = match published {
             Err(e) => Err(format!("failed: {e}")),
             Ok(dep_ids) => wait_condition(ctx, &dep_ids, d.condition).await,
@@ -323,7 +363,9 @@ async fn run_service<R: Runtime>(
             match a {
                 Action::CreateContainer { replica, .. } => {
                     let spec = container_spec(project, name, svc, *replica, hash, &ctx.opts.files);
-                    let id = ctx.step(a, "creating", ctx.rt.create_container(&spec)).await?;
+                    let id = ctx
+                        .step(a, "creating", ctx.rt.create_container(&spec))
+                        .await?;
                     ctx.step(a, "starting", ctx.rt.start_container(&id)).await?;
                     Ok(Some((*replica, id)))
                 }
@@ -334,8 +376,11 @@ async fn run_service<R: Runtime>(
                 Action::RecreateContainer { replica, id, .. } => {
                     stop_and_remove(ctx, a, svc, id).await?;
                     let spec = container_spec(project, name, svc, *replica, hash, &ctx.opts.files);
-                    let new_id = ctx.step(a, "creating", ctx.rt.create_container(&spec)).await?;
-                    ctx.step(a, "starting", ctx.rt.start_container(&new_id)).await?;
+                    let new_id = ctx
+                        .step(a, "creating", ctx.rt.create_container(&spec))
+                        .await?;
+                    ctx.step(a, "starting", ctx.rt.start_container(&new_id))
+                        .await?;
                     Ok(Some((*replica, new_id)))
                 }
                 Action::RemoveContainer { id, replica, .. } => {
@@ -379,7 +424,7 @@ async fn stop_and_remove<R: Runtime>(
         .await?;
     match ctx.step(a, "removing", ctx.rt.remove_container(id)).await {
         Err(ApplyError::Runtime {
-            source: RuntimeError::NotFound { .. },
+            error: RuntimeError::NotFound { .. },
             ..
         }) => Ok(()),
         other => other,
@@ -416,7 +461,11 @@ async fn wait_condition<R: Runtime>(
     let deadline = tokio::time::Instant::now() + ctx.opts.wait_timeout;
     for id in ids {
         loop {
-            let c = ctx.rt.inspect_container(id).await.map_err(|e| e.to_string())?;
+            let c = ctx
+                .rt
+                .inspect_container(id)
+                .await
+                .map_err(|e| e.to_string())?;
             let done = match condition {
                 Condition::ServiceHealthy => match c.health {
                     Health::Healthy => true,
@@ -441,7 +490,10 @@ async fn wait_condition<R: Runtime>(
                 break;
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(format!("did not become ready in {:?}", ctx.opts.wait_timeout));
+                return Err(format!(
+                    "did not become ready in {:?}",
+                    ctx.opts.wait_timeout
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -475,24 +527,58 @@ pub async fn apply_down<R: Runtime>(
     order.reverse();
     let level = |service: &str| order.iter().position(|s| s == service).map_or(0, |p| p + 1);
     let mut levels: BTreeMap<usize, Vec<&Action>> = BTreeMap::new();
-    for a in plan.iter().filter(|a| matches!(a, Action::RemoveContainer { .. })) {
-        levels.entry(level(a.service().unwrap_or(""))).or_default().push(a);
+    for a in plan
+        .iter()
+        .filter(|a| matches!(a, Action::RemoveContainer { .. }))
+    {
+        levels
+            .entry(level(a.service().unwrap_or("")))
+            .or_default()
+            .push(a);
     }
     let mut errors = Vec::new();
     for actions in levels.values() {
-        let futs = actions.iter().map(|a| remove_container(ctx, a, project, a.service().unwrap_or("")));
+        let futs = actions
+            .iter()
+            .map(|a| remove_container(ctx, a, project, a.service().unwrap_or("")));
         errors.extend(join_all(futs).await.into_iter().filter_map(Result::err));
     }
     let futs = plan.iter().filter_map(|a| match a {
-        Action::RemoveNetwork { id, .. } => Some(ctx.step(a, "removing", rt.remove_network(id)).boxed_local()),
+        Action::RemoveNetwork { id, .. } => {
+            Some(ctx.step(a, "removing", rt.remove_network(id)).boxed_local())
+        }
         _ => None,
     });
     errors.extend(join_all(futs).await.into_iter().filter_map(Result::err));
     let futs = plan.iter().filter_map(|a| match a {
-        Action::RemoveVolume { name, .. } => Some(ctx.step(a, "removing", rt.remove_volume(name)).boxed_local()),
+        Action::RemoveVolume { name, .. } => Some(
+            ctx.step(a, "removing", rt.remove_volume(name))
+                .boxed_local(),
+        ),
         _ => None,
     });
     errors.extend(join_all(futs).await.into_iter().filter_map(Result::err));
     ApplyError::from_many(errors)?;
     Ok(owned.report.into_inner())
+}
+
+/// Retries a removal while the engine says the thing is still in use: a network's
+/// endpoints and a volume's mounts are released a moment after their containers go.
+async fn patiently<F, Fut>(op: F) -> Result<(), RuntimeError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), RuntimeError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match op().await {
+            Err(RuntimeError::InUse { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            Err(RuntimeError::NotFound { .. }) => return Ok(()),
+            other => return other,
+        }
+    }
 }

@@ -22,7 +22,11 @@ pub fn start_order(project: &Project, selected: &BTreeSet<String>) -> Vec<String
             .collect();
         // A cycle would leave nothing ready: take the rest in name order.
         let take: Vec<String> = if ready.is_empty() {
-            selected.iter().filter(|s| !done.contains(*s)).cloned().collect()
+            selected
+                .iter()
+                .filter(|s| !done.contains(*s))
+                .cloned()
+                .collect()
         } else {
             ready.into_iter().cloned().collect()
         };
@@ -63,7 +67,12 @@ mod tests {
 
     #[test]
     fn dependencies_come_first() {
-        let p = project(&[("web", &["api"]), ("api", &["db", "cache"]), ("db", &[]), ("cache", &[])]);
+        let p = project(&[
+            ("web", &["api"]),
+            ("api", &["db", "cache"]),
+            ("db", &[]),
+            ("cache", &[]),
+        ]);
         let all = p.services.keys().cloned().collect();
         assert_eq!(start_order(&p, &all), vec!["cache", "db", "api", "web"]);
     }

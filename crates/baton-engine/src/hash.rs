@@ -70,7 +70,11 @@ fn diff(old: &Value, new: &Value, path: String, out: &mut Vec<String>) {
                 diff(x, y, format!("{path}[{i}]"), out);
             }
         }
-        _ if old != new => out.push(if path.is_empty() { "(all)".into() } else { path }),
+        _ if old != new => out.push(if path.is_empty() {
+            "(all)".into()
+        } else {
+            path
+        }),
         _ => {}
     }
 }

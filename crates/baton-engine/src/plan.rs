@@ -235,7 +235,9 @@ pub struct PlanInput<'a> {
 pub enum PlanError {
     #[error("no such service: {name}{hint}")]
     UnknownService { name: String, hint: String },
-    #[error("service {service}: container_name {container_name:?} allows one replica, not {replicas}")]
+    #[error(
+        "service {service}: container_name {container_name:?} allows one replica, not {replicas}"
+    )]
     FixedNameScaled {
         service: String,
         container_name: String,
@@ -264,14 +266,22 @@ pub fn plan_up(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         }
         let present = input.images_present.contains(&image);
         if build_spec(&project.name, name, svc).is_some() && (opts.build || !present) {
-            let reason = if present { "--build" } else { "image not built yet" };
+            let reason = if present {
+                "--build"
+            } else {
+                "image not built yet"
+            };
             actions.push(Action::BuildImage {
                 service: name.clone(),
                 image,
                 reason: reason.into(),
             });
         } else if !present || svc.pull_policy.as_deref() == Some("always") {
-            let reason = if present { "pull_policy: always" } else { "image not present" };
+            let reason = if present {
+                "pull_policy: always"
+            } else {
+                "image not present"
+            };
             actions.push(Action::PullImage {
                 service: name.clone(),
                 image,
@@ -334,7 +344,11 @@ pub fn plan_up(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     }
     for name in &order {
         let svc = &project.services[name];
-        let replicas = opts.scale.get(name).copied().unwrap_or_else(|| svc.replicas());
+        let replicas = opts
+            .scale
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| svc.replicas());
         if let Some(cn) = &svc.container_name {
             if replicas > 1 {
                 return Err(PlanError::FixedNameScaled {
@@ -360,14 +374,16 @@ pub fn plan_up(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
 
     // Containers of services the file no longer has.
     for (service, containers) in by_service {
-        if project.services.contains_key(service)
-            || project.disabled_services.contains_key(service)
+        if project.services.contains_key(service) || project.disabled_services.contains_key(service)
         {
             continue;
         }
         for c in containers {
             if opts.remove_orphans {
-                actions.push(remove(c, format!("orphan: service {service:?} is not in the file")));
+                actions.push(remove(
+                    c,
+                    format!("orphan: service {service:?} is not in the file"),
+                ));
             } else {
                 warnings.push(format!(
                     "orphan container {} (service {service:?} is not in the file); --remove-orphans removes it",
@@ -488,9 +504,9 @@ fn completed_job(input: &PlanInput<'_>, name: &str, c: &ObservedContainer) -> bo
     c.state == ContainerState::Exited
         && c.exit_code == Some(0)
         && input.project.services.values().any(|s| {
-            s.depends_on.get(name).is_some_and(|d| {
-                d.condition == baton_spec::Condition::ServiceCompletedSuccessfully
-            })
+            s.depends_on
+                .get(name)
+                .is_some_and(|d| d.condition == baton_spec::Condition::ServiceCompletedSuccessfully)
         })
 }
 

@@ -198,6 +198,9 @@ pub enum RuntimeError {
     NotFound { what: String },
     #[error("{what} already exists")]
     Conflict { what: String },
+    /// Still used by something (a network with endpoints, a volume mounted).
+    #[error("{what} is in use: {detail}")]
+    InUse { what: String, detail: String },
     #[error("{op} failed: {detail}")]
     Failed { op: String, detail: String },
 }
@@ -216,8 +219,16 @@ pub trait Runtime {
 
     async fn image_exists(&self, reference: &str) -> Result<bool, RuntimeError>;
     /// Fails with `ImageNotFound` when the registry does not have it or cannot be reached.
-    async fn pull_image(&self, reference: &str, progress: ProgressFn<'_>) -> Result<(), RuntimeError>;
-    async fn build_image(&self, spec: &BuildSpec, progress: ProgressFn<'_>) -> Result<(), RuntimeError>;
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: ProgressFn<'_>,
+    ) -> Result<(), RuntimeError>;
+    async fn build_image(
+        &self,
+        spec: &BuildSpec,
+        progress: ProgressFn<'_>,
+    ) -> Result<(), RuntimeError>;
 
     async fn network_exists(&self, name: &str) -> Result<bool, RuntimeError>;
     /// Returns the new network's id.

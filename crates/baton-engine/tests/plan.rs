@@ -10,7 +10,10 @@ use baton_spec::{Deploy, Network, Project, Service, ServiceNetwork};
 fn service(image: &str, env: &[(&str, &str)], replicas: u32) -> Service {
     Service {
         image: Some(image.into()),
-        environment: env.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect(),
+        environment: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect(),
         networks: BTreeMap::from([("default".to_string(), ServiceNetwork::default())]),
         deploy: Some(Deploy {
             replicas: Some(replicas),
@@ -23,7 +26,10 @@ fn service(image: &str, env: &[(&str, &str)], replicas: u32) -> Service {
 fn project(services: &[(&str, Service)]) -> Project {
     Project {
         name: "demo".into(),
-        services: services.iter().map(|(n, s)| (n.to_string(), s.clone())).collect(),
+        services: services
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.clone()))
+            .collect(),
         networks: BTreeMap::from([(
             "default".to_string(),
             Network {
@@ -83,9 +89,15 @@ fn plan(p: &Project, observed: &Observed, opts: &PlanOptions, prev: &[&Service])
 
 #[test]
 fn an_empty_world_gets_network_then_every_replica() {
-    let p = project(&[("web", service("busybox", &[], 2)), ("db", service("busybox", &[], 1))]);
+    let p = project(&[
+        ("web", service("busybox", &[], 2)),
+        ("db", service("busybox", &[], 1)),
+    ]);
     let actions = plan(&p, &Observed::default(), &PlanOptions::default(), &[]);
-    let summary: Vec<String> = actions.iter().map(|a| format!("{} {}", a.kind(), a.target())).collect();
+    let summary: Vec<String> = actions
+        .iter()
+        .map(|a| format!("{} {}", a.kind(), a.target()))
+        .collect();
     assert_eq!(
         summary,
         vec![
@@ -116,7 +128,10 @@ fn an_unchanged_world_plans_nothing() {
     .unwrap();
     assert!(out.is_empty(), "{out}");
     assert_eq!(out.up_to_date, vec!["web"]);
-    assert_eq!(out.to_string(), "project demo: nothing to do (1 service up to date)\n");
+    assert_eq!(
+        out.to_string(),
+        "project demo: nothing to do (1 service up to date)\n"
+    );
 }
 
 #[test]
@@ -150,10 +165,16 @@ fn scaling_down_removes_the_highest_replicas_and_duplicates_are_removed() {
         volumes: vec![],
     };
     let actions = plan(&p, &observed, &PlanOptions::default(), &[]);
-    let summary: Vec<String> = actions.iter().map(|a| format!("{} {} ({})", a.kind(), a.target(), a.reason())).collect();
+    let summary: Vec<String> = actions
+        .iter()
+        .map(|a| format!("{} {} ({})", a.kind(), a.target(), a.reason()))
+        .collect();
     assert_eq!(
         summary,
-        vec!["remove demo-web-1 (duplicate replica)", "remove demo-web-2 (scale down to 1)"]
+        vec![
+            "remove demo-web-1 (duplicate replica)",
+            "remove demo-web-2 (scale down to 1)"
+        ]
     );
     if let Action::RemoveContainer { id, .. } = &actions[0] {
         assert_eq!(id, "dup", "the running, up-to-date replica is kept");
@@ -173,7 +194,10 @@ fn a_created_but_not_started_replica_is_started_not_recreated() {
     };
     let actions = plan(&p, &observed, &PlanOptions::default(), &[]);
     assert_eq!(actions.len(), 1);
-    assert_eq!(format!("{} {}", actions[0].kind(), actions[0].reason()), "start container is created");
+    assert_eq!(
+        format!("{} {}", actions[0].kind(), actions[0].reason()),
+        "start container is created"
+    );
 }
 
 #[test]
@@ -219,8 +243,18 @@ fn missing_images_are_pulled_and_duplicate_networks_removed() {
         volumes: vec![],
     };
     let actions = plan(&p, &observed, &PlanOptions::default(), &[]);
-    let summary: Vec<String> = actions.iter().map(|a| format!("{} {}", a.kind(), a.target())).collect();
-    assert_eq!(summary, vec!["pull nginx:missing", "create demo-web-1", "remove-network demo_default"]);
+    let summary: Vec<String> = actions
+        .iter()
+        .map(|a| format!("{} {}", a.kind(), a.target()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            "pull nginx:missing",
+            "create demo-web-1",
+            "remove-network demo_default"
+        ]
+    );
     if let Some(Action::RemoveNetwork { id, .. }) = actions.last() {
         assert_eq!(id, "net2", "the oldest network is kept");
     }
@@ -240,7 +274,10 @@ fn unknown_services_are_named_with_a_suggestion() {
         },
     })
     .unwrap_err();
-    assert_eq!(err.to_string(), "no such service: wbe (did you mean \"web\"?)");
+    assert_eq!(
+        err.to_string(),
+        "no such service: wbe (did you mean \"web\"?)"
+    );
 }
 
 #[test]
@@ -254,7 +291,11 @@ fn down_removes_everything_observed() {
             labels: BTreeMap::new(),
         }],
     };
-    let kinds: Vec<&str> = plan_down("demo", &observed, true).actions.iter().map(|a| a.kind()).collect();
+    let kinds: Vec<&str> = plan_down("demo", &observed, true)
+        .actions
+        .iter()
+        .map(|a| a.kind())
+        .collect();
     assert_eq!(kinds, vec!["remove", "remove-network", "remove-volume"]);
     assert_eq!(plan_down("demo", &observed, false).actions.len(), 2);
 }

@@ -1,6 +1,18 @@
 //! baton's spec: the project model and the reader that turns baton and Compose files
 //! into it. It does no I/O beyond reading the files it is pointed at.
 
+mod envfile;
+mod error;
+mod interpolate;
+mod load;
+mod merge;
 pub mod model;
+mod normalize;
+pub mod schema;
+mod validate;
+mod yaml;
 
+pub use error::{ErrorKind, SpecError};
+pub use load::{find_default_files, load, load_with_warnings, LoadOptions};
 pub use model::*;
+pub use normalize::{normalize_project_name, parse_bytes, parse_duration, parse_port};

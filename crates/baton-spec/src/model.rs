@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A whole project: the result of loading one or more files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Project {
     /// Project name: `-p`, then `COMPOSE_PROJECT_NAME`, then the top-level `name`, then the
@@ -36,6 +36,9 @@ pub struct Project {
     pub configs: BTreeMap<String, FileObject>,
     #[serde(default)]
     pub secrets: BTreeMap<String, FileObject>,
+    /// Top-level `models` (language models), carried as written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, Value>,
     /// baton's own top-level sections (`vms`, `hosts`, `pipelines`, `files`,
     /// `snapshot_policies`, …) whether written at the top level or under `x-baton:`.
     /// Later issues give them types; until then they are carried as they are.
@@ -443,6 +446,9 @@ pub struct Network {
     pub ipam: Option<Ipam>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Other keys the specification allows here (and `x-*` keys), carried as written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -483,6 +489,9 @@ pub struct Volume {
     pub external: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Other keys the specification allows here (and `x-*` keys), carried as written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// A top-level config or secret: exactly one of `file`, `environment`, `content`
@@ -504,4 +513,7 @@ pub struct FileObject {
     pub external: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Other keys the specification allows here (and `x-*` keys), carried as written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other: BTreeMap<String, Value>,
 }

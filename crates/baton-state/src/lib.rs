@@ -186,7 +186,8 @@ impl Store {
         let conn = Connection::open(&path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
@@ -547,7 +548,10 @@ mod tests {
             .unwrap();
         s.save_service_config("abc", "p", "web", "{\"a\":2}", 2)
             .unwrap();
-        assert_eq!(s.service_config("abc").unwrap().as_deref(), Some("{\"a\":1}"));
+        assert_eq!(
+            s.service_config("abc").unwrap().as_deref(),
+            Some("{\"a\":1}")
+        );
         let r = Resource {
             kind: "container".into(),
             name: "p-web-1".into(),
@@ -557,7 +561,8 @@ mod tests {
             config_hash: Some("abc".into()),
             state: "running".into(),
         };
-        s.replace_resources("p", &[r.clone()], 5).unwrap();
+        s.replace_resources("p", std::slice::from_ref(&r), 5)
+            .unwrap();
         assert_eq!(s.resources("p").unwrap(), vec![r]);
         s.replace_resources("p", &[], 6).unwrap();
         assert!(s.resources("p").unwrap().is_empty());
@@ -567,7 +572,8 @@ mod tests {
     fn events_keep_order_and_limit() {
         let (_d, s) = store();
         for i in 0..5 {
-            s.event("p", "container", "web-1", &format!("m{i}"), i).unwrap();
+            s.event("p", "container", "web-1", &format!("m{i}"), i)
+                .unwrap();
         }
         let ev = s.events("p", 2).unwrap();
         let msgs: Vec<_> = ev.iter().map(|e| e.message.as_str()).collect();

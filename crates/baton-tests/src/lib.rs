@@ -110,7 +110,14 @@ impl Scratch {
 
     /// Names of this project's containers (all states), sorted.
     pub fn containers(&self) -> Vec<String> {
-        docker_lines(&["ps", "-a", "--filter", &self.label(), "--format", "{{.Names}}"])
+        docker_lines(&[
+            "ps",
+            "-a",
+            "--filter",
+            &self.label(),
+            "--format",
+            "{{.Names}}",
+        ])
     }
 
     /// Names of this project's running containers, sorted.
@@ -119,11 +126,25 @@ impl Scratch {
     }
 
     pub fn networks(&self) -> Vec<String> {
-        docker_lines(&["network", "ls", "--filter", &self.label(), "--format", "{{.Name}}"])
+        docker_lines(&[
+            "network",
+            "ls",
+            "--filter",
+            &self.label(),
+            "--format",
+            "{{.Name}}",
+        ])
     }
 
     pub fn volumes(&self) -> Vec<String> {
-        docker_lines(&["volume", "ls", "--filter", &self.label(), "--format", "{{.Name}}"])
+        docker_lines(&[
+            "volume",
+            "ls",
+            "--filter",
+            &self.label(),
+            "--format",
+            "{{.Name}}",
+        ])
     }
 
     fn label(&self) -> String {
@@ -144,7 +165,9 @@ impl Drop for Scratch {
             let _ = Command::new("docker").args(["network", "rm", &n]).output();
         }
         for v in self.volumes() {
-            let _ = Command::new("docker").args(["volume", "rm", "-f", &v]).output();
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", &v])
+                .output();
         }
     }
 }
@@ -176,8 +199,7 @@ pub fn http_get(port: u16, secs: u64) -> Option<String> {
     loop {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-            if s
-                .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            if s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
                 .is_ok()
             {
                 let mut buf = String::new();

@@ -22,7 +22,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next_ms(&mut self, max: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % max
     }
 }
@@ -53,15 +56,25 @@ fn killed_ups_are_adopted_with_no_orphans_and_no_duplicates() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
 
-        let out = s.cmd().env("VERSION", &version).args(["up", "-d"]).output().unwrap();
+        let out = s
+            .cmd()
+            .env("VERSION", &version)
+            .args(["up", "-d"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "round {round}: {}", stderr(&out));
 
+        let project = s.name.as_str();
         let mut want: Vec<String> = ["a", "b", "c", "d", "e"]
             .iter()
-            .flat_map(|n| (1..=2).map(move |r| format!("{}-{n}-{r}", s.name)))
+            .flat_map(|n| (1..=2).map(move |r| format!("{project}-{n}-{r}")))
             .collect();
         want.sort();
-        assert_eq!(s.containers(), want, "round {round}: exactly the desired containers");
+        assert_eq!(
+            s.containers(),
+            want,
+            "round {round}: exactly the desired containers"
+        );
         assert_eq!(s.running(), want, "round {round}: all running");
         assert_eq!(
             s.networks(),
@@ -78,11 +91,42 @@ fn killed_ups_are_adopted_with_no_orphans_and_no_duplicates() {
         ]);
         let mut distinct = envs.clone();
         distinct.dedup();
-        assert_eq!(distinct.len(), 1, "round {round}: one configuration everywhere: {envs:?}");
-        let plan = s.cmd().env("VERSION", &version).arg("plan").output().unwrap();
-        assert_eq!(plan.status.code(), Some(0), "round {round}: {}", stdout(&plan));
+        assert_eq!(
+            distinct.len(),
+            1,
+            "round {round}: one configuration everywhere: {envs:?}"
+        );
+        let plan = s
+            .cmd()
+            .env("VERSION", &version)
+            .arg("plan")
+            .output()
+            .unwrap();
+        assert_eq!(
+            plan.status.code(),
+            Some(0),
+            "round {round}: {}",
+            stdout(&plan)
+        );
     }
-    s.ok(&["down", "-v"]);
-    assert!(s.containers().is_empty());
-    assert!(s.networks().is_empty());
+    let down = s.baton(&["down", "-v"]);
+    assert!(s.containers().is_empty(), "down removes every container");
+    assert!(s.volumes().is_empty(), "down -v removes the volume");
+    if !down.status.success() {
+        // The one leftover allowed: a network dockerd itself refuses to remove although
+        // no container is attached (its endpoint-count leak, see docs/known-issues.md).
+        // baton must name it and fail, never pretend it is gone.
+        let err = stderr(&down);
+        assert!(
+            err.contains("no container is attached"),
+            "down failed otherwise:\n{err}"
+        );
+        for n in s.networks() {
+            let attached =
+                docker_lines(&["network", "inspect", "--format", "{{len .Containers}}", &n]);
+            assert_eq!(attached, vec!["0".to_string()], "{n}: nothing attached");
+        }
+    } else {
+        assert!(s.networks().is_empty());
+    }
 }

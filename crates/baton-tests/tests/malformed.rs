@@ -35,7 +35,11 @@ fn malformed_files_are_refused_with_located_errors_and_create_nothing() {
     check(
         "unknown",
         &format!("services:\n  web:\n    image: {IMAGE}\n    enviroment:\n      A: b\n"),
-        &["compose.yaml:4:5", "enviroment", "did you mean \"environment\""],
+        &[
+            "compose.yaml:4:5",
+            "enviroment",
+            "did you mean \"environment\"",
+        ],
     );
     check(
         "cycle",
@@ -60,7 +64,10 @@ fn an_unknown_service_on_the_command_line_is_named() {
         return;
     }
     let s = Scratch::new("unksvc");
-    s.write("compose.yaml", &format!("services:\n  web:\n    image: {IMAGE}\n"));
+    s.write(
+        "compose.yaml",
+        &format!("services:\n  web:\n    image: {IMAGE}\n"),
+    );
     let out = s.baton(&["up", "-d", "wbe"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("wbe"), "{}", stderr(&out));

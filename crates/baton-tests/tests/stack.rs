@@ -24,7 +24,12 @@ fn demo_stack_up_plan_change_down() {
     s.write("compose.yaml", &compose);
     let port = free_port().to_string();
 
-    let up = s.cmd().env("FRONT_PORT", &port).args(["up", "-d"]).output().unwrap();
+    let up = s
+        .cmd()
+        .env("FRONT_PORT", &port)
+        .args(["up", "-d"])
+        .output()
+        .unwrap();
     assert!(up.status.success(), "up failed: {}", stderr(&up));
 
     let n = &s.name;
@@ -35,19 +40,41 @@ fn demo_stack_up_plan_change_down() {
         format!("{n}-front-1"),
     ];
     expected.sort();
-    assert_eq!(s.running(), expected, "the profile-gated toolbox must not run");
+    assert_eq!(
+        s.running(),
+        expected,
+        "the profile-gated toolbox must not run"
+    );
     let mut all = expected.clone();
     all.push(format!("{n}-migrate-1"));
     all.sort();
-    assert_eq!(s.containers(), all, "migrate ran to completion and stays exited");
+    assert_eq!(
+        s.containers(),
+        all,
+        "migrate ran to completion and stays exited"
+    );
     let body = http_get(port.parse().unwrap(), 20).expect("the published port answers");
-    assert_eq!(body, "hello from baton\n", "interpolation default reached the service");
+    assert_eq!(
+        body, "hello from baton\n",
+        "interpolation default reached the service"
+    );
     assert_eq!(s.networks().len(), 2);
     assert_eq!(s.volumes(), vec![format!("{n}_site")]);
 
     // Nothing changed: plan says so and exits 0.
-    let plan = s.cmd().env("FRONT_PORT", &port).arg("plan").output().unwrap();
-    assert_eq!(plan.status.code(), Some(0), "{}{}", stdout(&plan), stderr(&plan));
+    let plan = s
+        .cmd()
+        .env("FRONT_PORT", &port)
+        .arg("plan")
+        .output()
+        .unwrap();
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&plan),
+        stderr(&plan)
+    );
     assert!(stdout(&plan).contains("nothing to do"), "{}", stdout(&plan));
 
     // A changed variable reaches one service: plan names it and why, exit 2.
@@ -63,7 +90,10 @@ fn demo_stack_up_plan_change_down() {
     let v: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan --json");
     assert_eq!(v["changed_services"], serde_json::json!(["db"]));
     assert_eq!(v["actions"][0]["action"], "recreate_container");
-    assert_eq!(v["actions"][0]["changes"], serde_json::json!(["environment.GREETING"]));
+    assert_eq!(
+        v["actions"][0]["changes"],
+        serde_json::json!(["environment.GREETING"])
+    );
 
     let up = s
         .cmd()
@@ -81,7 +111,10 @@ fn demo_stack_up_plan_change_down() {
             assert_eq!(before[i], after[i], "{name} was left alone");
         }
     }
-    assert_eq!(http_get(port.parse().unwrap(), 20).as_deref(), Some("changed\n"));
+    assert_eq!(
+        http_get(port.parse().unwrap(), 20).as_deref(),
+        Some("changed\n")
+    );
 
     let down = s.baton(&["down", "-v"]);
     assert!(down.status.success(), "{}", stderr(&down));
@@ -103,7 +136,10 @@ fn override_files_merge_and_only_the_changed_service_moves() {
             img = baton_tests::IMAGE
         ),
     );
-    s.write("override.yaml", "services:\n  a:\n    environment:\n      MODE: override\n      EXTRA: '1'\n");
+    s.write(
+        "override.yaml",
+        "services:\n  a:\n    environment:\n      MODE: override\n      EXTRA: '1'\n",
+    );
     s.ok(&["-f", "base.yaml", "up", "-d"]);
     let b_id = container_id(&format!("{}-b-1", s.name));
 
@@ -111,17 +147,32 @@ fn override_files_merge_and_only_the_changed_service_moves() {
     assert_eq!(plan.status.code(), Some(2), "{}", stderr(&plan));
     let text = stdout(&plan);
     assert!(text.contains(&format!("{}-a-1", s.name)), "{text}");
-    assert!(text.contains("environment.EXTRA, environment.MODE changed"), "{text}");
+    assert!(
+        text.contains("environment.EXTRA, environment.MODE changed"),
+        "{text}"
+    );
     assert!(!text.contains(&format!("{}-b-1", s.name)), "{text}");
 
     s.ok(&["-f", "base.yaml", "-f", "override.yaml", "up", "-d"]);
-    assert_eq!(container_id(&format!("{}-b-1", s.name)), b_id, "b untouched");
+    assert_eq!(
+        container_id(&format!("{}-b-1", s.name)),
+        b_id,
+        "b untouched"
+    );
     let env = Command::new("docker")
-        .args(["inspect", "--format", "{{json .Config.Env}}", &format!("{}-a-1", s.name)])
+        .args([
+            "inspect",
+            "--format",
+            "{{json .Config.Env}}",
+            &format!("{}-a-1", s.name),
+        ])
         .output()
         .unwrap();
     let env = String::from_utf8_lossy(&env.stdout);
-    assert!(env.contains("MODE=override") && env.contains("EXTRA=1"), "{env}");
+    assert!(
+        env.contains("MODE=override") && env.contains("EXTRA=1"),
+        "{env}"
+    );
     let plan = s.baton(&["-f", "base.yaml", "-f", "override.yaml", "plan"]);
     assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
     s.ok(&["-f", "base.yaml", "down"]);

@@ -26,9 +26,18 @@ pub fn run(ctx: &Context, args: EventsArgs) -> Result<u8> {
             ]
         })
         .collect();
-    crate::output::table(&["ID", "STATUS", "ACTION", "TARGET", "REASON / ERROR"], &rows);
+    crate::output::table(
+        &["ID", "STATUS", "ACTION", "TARGET", "REASON / ERROR"],
+        &rows,
+    );
     for e in events {
-        println!("{} {} {}: {}", crate::output::time(e.at), e.kind, e.subject, e.message);
+        println!(
+            "{} {} {}: {}",
+            crate::output::time(e.at),
+            e.kind,
+            e.subject,
+            e.message
+        );
     }
     Ok(crate::exit::OK)
 }

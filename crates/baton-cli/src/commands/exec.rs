@@ -25,7 +25,11 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
             )
         })?;
     if c.state != ContainerState::Running {
-        return Err(anyhow!("service {}: {} is not running", args.service, c.name));
+        return Err(anyhow!(
+            "service {}: {} is not running",
+            args.service,
+            c.name
+        ));
     }
     let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let code = docker

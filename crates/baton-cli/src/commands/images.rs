@@ -9,7 +9,10 @@ use baton_spec::Project;
 use crate::cli::ServicesArgs;
 use crate::context::Context;
 
-fn selected<'a>(project: &'a Project, services: &[String]) -> Vec<(&'a String, &'a baton_spec::Service)> {
+fn selected<'a>(
+    project: &'a Project,
+    services: &[String],
+) -> Vec<(&'a String, &'a baton_spec::Service)> {
     project
         .services
         .iter()
@@ -61,7 +64,11 @@ pub async fn pull(ctx: &Context, args: ServicesArgs) -> Result<u8> {
             eprintln!("service {name}: {e}");
         }
     }
-    Ok(if failed == 0 { crate::exit::OK } else { crate::exit::ERROR })
+    Ok(if failed == 0 {
+        crate::exit::OK
+    } else {
+        crate::exit::ERROR
+    })
 }
 
 pub async fn images(ctx: &Context, args: ServicesArgs) -> Result<u8> {
@@ -81,7 +88,12 @@ pub async fn images(ctx: &Context, args: ServicesArgs) -> Result<u8> {
             .first()
             .map(|i| (short_id(&i.id), i.size))
             .unwrap_or_else(|| ("(missing)".into(), 0));
-        rows.push(vec![name.clone(), reference.clone(), id.clone(), human_bytes(size as u64)]);
+        rows.push(vec![
+            name.clone(),
+            reference.clone(),
+            id.clone(),
+            human_bytes(size as u64),
+        ]);
         json.push(serde_json::json!({"service": name, "image": reference, "id": id, "size": size}));
     }
     if ctx.global.json {

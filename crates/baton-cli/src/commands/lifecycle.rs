@@ -12,7 +12,11 @@ use super::containers_of;
 use crate::cli::{ServicesArgs, StopArgs};
 use crate::context::Context;
 
-fn grace(project: Option<&Project>, service: &str, timeout: Option<u64>) -> (Duration, Option<String>) {
+fn grace(
+    project: Option<&Project>,
+    service: &str,
+    timeout: Option<u64>,
+) -> (Duration, Option<String>) {
     let svc = project.and_then(|p| p.services.get(service));
     let grace = timeout.map(Duration::from_secs).unwrap_or_else(|| {
         svc.and_then(|s| s.stop_grace_period)
@@ -31,7 +35,10 @@ pub async fn start(ctx: &Context, args: ServicesArgs) -> Result<u8> {
         .filter(|c| c.state != ContainerState::Running)
         .collect();
     let results = join_all(targets.iter().map(|c| docker.start_container(&c.id))).await;
-    report(targets.iter().map(|c| c.name.as_str()).zip(results), "started")
+    report(
+        targets.iter().map(|c| c.name.as_str()).zip(results),
+        "started",
+    )
 }
 
 pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
@@ -48,7 +55,10 @@ pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
         async move { docker.stop_container(&c.id, g, sig.as_deref()).await }
     }))
     .await;
-    report(targets.iter().map(|c| c.name.as_str()).zip(results), "stopped")
+    report(
+        targets.iter().map(|c| c.name.as_str()).zip(results),
+        "stopped",
+    )
 }
 
 pub async fn restart(ctx: &Context, args: StopArgs) -> Result<u8> {
@@ -65,7 +75,10 @@ pub async fn restart(ctx: &Context, args: StopArgs) -> Result<u8> {
         }
     }))
     .await;
-    report(targets.iter().map(|c| c.name.as_str()).zip(results), "restarted")
+    report(
+        targets.iter().map(|c| c.name.as_str()).zip(results),
+        "restarted",
+    )
 }
 
 fn report<'a, E: std::fmt::Display>(

@@ -37,6 +37,9 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
             ]
         })
         .collect();
-    crate::output::table(&["NAME", "SERVICE", "STATE", "HEALTH", "STATUS", "PORTS"], &rows);
+    crate::output::table(
+        &["NAME", "SERVICE", "STATE", "HEALTH", "STATUS", "PORTS"],
+        &rows,
+    );
     Ok(crate::exit::OK)
 }

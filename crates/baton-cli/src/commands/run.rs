@@ -62,7 +62,14 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<u8> {
     one.tty = false;
     one.stdin_open = false;
     let files = crate::files::materialize(&project, &ctx.state_dir())?;
-    let mut spec = container_spec(&project, &args.service, &one, 0, &service_hash(&svc), &files);
+    let mut spec = container_spec(
+        &project,
+        &args.service,
+        &one,
+        0,
+        &service_hash(&svc),
+        &files,
+    );
     let suffix = format!("{:x}", crate::context::now_ms() & 0xffffff);
     spec.name = format!("{}-{}-run-{suffix}", project.name, args.service);
     spec.labels.insert(labels::ONEOFF.into(), "true".into());

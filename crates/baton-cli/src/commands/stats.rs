@@ -26,7 +26,11 @@ pub async fn run(ctx: &Context, args: ServicesArgs) -> Result<u8> {
         rows.push(vec![
             c.name.clone(),
             format!("{:.2}%", s.cpu_percent),
-            format!("{} / {}", human_bytes(s.mem_usage), human_bytes(s.mem_limit)),
+            format!(
+                "{} / {}",
+                human_bytes(s.mem_usage),
+                human_bytes(s.mem_limit)
+            ),
             format!("{} / {}", human_bytes(s.net_rx), human_bytes(s.net_tx)),
             s.pids.to_string(),
         ]);
@@ -39,7 +43,10 @@ pub async fn run(ctx: &Context, args: ServicesArgs) -> Result<u8> {
     if ctx.global.json {
         crate::output::json(&json)?;
     } else {
-        crate::output::table(&["NAME", "CPU", "MEM USAGE / LIMIT", "NET RX / TX", "PIDS"], &rows);
+        crate::output::table(
+            &["NAME", "CPU", "MEM USAGE / LIMIT", "NET RX / TX", "PIDS"],
+            &rows,
+        );
     }
     Ok(crate::exit::OK)
 }

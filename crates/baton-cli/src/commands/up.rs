@@ -28,7 +28,9 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     };
     let code = converge(ctx, &project, &opts, Duration::from_secs(args.wait_timeout)).await?;
     if code == crate::exit::OK && !args.detach && !ctx.global.json {
-        eprintln!("hint: baton runs services in the background; `baton logs -f` follows their output");
+        eprintln!(
+            "hint: baton runs services in the background; `baton logs -f` follows their output"
+        );
     }
     Ok(code)
 }
@@ -126,8 +128,11 @@ pub async fn converge(
 /// Checks what must exist beforehand (external networks and volumes), so a bad file
 /// creates nothing.
 async fn preflight(docker: &baton_docker::Docker, project: &Project) -> Result<()> {
-    let used_nets: std::collections::BTreeSet<&String> =
-        project.services.values().flat_map(|s| s.networks.keys()).collect();
+    let used_nets: std::collections::BTreeSet<&String> = project
+        .services
+        .values()
+        .flat_map(|s| s.networks.keys())
+        .collect();
     for key in used_nets {
         if let Some(n) = project.networks.get(key) {
             if n.external && !docker.network_exists(&n.name).await? {

@@ -1,0 +1,306 @@
+//! Whole-project checks once every service is normalised: profiles, the implicit default
+//! network, references to networks, volumes, secrets, configs and services, and cycles.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{suggest, ErrorKind, SpecError};
+use crate::model::{Network, Project};
+use crate::normalize::Settings;
+use crate::yaml::{Kind, Mark, Node};
+
+type Result<T> = std::result::Result<T, SpecError>;
+
+/// Where each service was written: its key's mark and its merged node.
+pub type ServiceNodes = BTreeMap<String, (Mark, Node)>;
+
+pub fn project(p: &mut Project, nodes: &ServiceNodes, settings: &Settings) -> Result<()> {
+    check_dependencies(p, nodes)?;
+    check_cycles(p, nodes)?;
+    apply_profiles(p, nodes, settings)?;
+    default_network(p);
+    check_references(p, nodes)?;
+    Ok(())
+}
+
+/// The mark of `item` inside the service's `key` (a list item or a mapping key).
+fn mark_of(nodes: &ServiceNodes, service: &str, key: &str, item: &str) -> Option<Mark> {
+    let (key_mark, node) = nodes.get(service)?;
+    let Some(section) = node.get(key) else {
+        return Some(key_mark.clone());
+    };
+    let found = match &section.kind {
+        Kind::Map(entries) => entries
+            .iter()
+            .find(|e| e.key == item)
+            .map(|e| e.key_mark.clone()),
+        Kind::Seq(items) => items
+            .iter()
+            .find(|n| match &n.kind {
+                Kind::Scalar { text, .. } => {
+                    text == item
+                        || text.starts_with(&format!("{item}:"))
+                        || text.starts_with(&format!("{item}="))
+                }
+                Kind::Map(_) => n.get("source").and_then(Node::scalar) == Some(item),
+                _ => false,
+            })
+            .map(|n| n.mark.clone()),
+        _ => None,
+    };
+    Some(found.unwrap_or_else(|| section.mark.clone()))
+}
+
+fn located(e: SpecError, mark: Option<Mark>) -> SpecError {
+    match mark {
+        Some(m) => e.with_mark(&m),
+        None => e,
+    }
+}
+
+fn check_dependencies(p: &Project, nodes: &ServiceNodes) -> Result<()> {
+    for (name, s) in &p.services {
+        for dep in s.depends_on.keys() {
+            let path = format!("services.{name}.depends_on.{dep}");
+            let mark = mark_of(nodes, name, "depends_on", dep);
+            if dep == name {
+                return Err(located(
+                    SpecError::new(
+                        ErrorKind::Cycle,
+                        path,
+                        format!("service \"{name}\" depends on itself"),
+                    ),
+                    mark,
+                ));
+            }
+            if !p.services.contains_key(dep) {
+                let mut e = SpecError::new(
+                    ErrorKind::Undefined,
+                    path,
+                    format!("service \"{name}\" depends on undefined service \"{dep}\""),
+                );
+                if let Some(h) = suggest(dep, p.services.keys().map(String::as_str)) {
+                    e = e.with_hint(h);
+                }
+                return Err(located(e, mark));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_cycles(p: &Project, nodes: &ServiceNodes) -> Result<()> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Visiting,
+        Done,
+    }
+    fn visit(
+        p: &Project,
+        name: &str,
+        state: &mut BTreeMap<String, State>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(name) {
+            Some(State::Done) => return None,
+            Some(State::Visiting) => {
+                let start = stack.iter().position(|s| s == name)?;
+                let mut cycle: Vec<String> = stack.get(start..)?.to_vec();
+                cycle.push(name.to_string());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        state.insert(name.to_string(), State::Visiting);
+        stack.push(name.to_string());
+        if let Some(s) = p.services.get(name) {
+            for dep in s.depends_on.keys() {
+                if let Some(c) = visit(p, dep, state, stack) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        state.insert(name.to_string(), State::Done);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for name in p.services.keys() {
+        let mut stack = Vec::new();
+        if let Some(cycle) = visit(p, name, &mut state, &mut stack) {
+            let first = cycle.first().cloned().unwrap_or_default();
+            let second = cycle.get(1).cloned().unwrap_or_default();
+            return Err(located(
+                SpecError::new(
+                    ErrorKind::Cycle,
+                    format!("services.{first}.depends_on"),
+                    format!("dependency cycle: {}", cycle.join(" -> ")),
+                ),
+                mark_of(nodes, &first, "depends_on", &second),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn apply_profiles(p: &mut Project, nodes: &ServiceNodes, settings: &Settings) -> Result<()> {
+    let all = settings.profiles.iter().any(|s| s == "*");
+    let mut active: BTreeSet<String> = p
+        .services
+        .iter()
+        .filter(|(_, s)| {
+            s.profiles.is_empty() || all || s.profiles.iter().any(|x| settings.profiles.contains(x))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    let mut queue: Vec<String> = Vec::new();
+    for name in &settings.enable_services {
+        if !p.services.contains_key(name) {
+            let mut e = SpecError::new(
+                ErrorKind::Undefined,
+                "",
+                format!("no such service: \"{name}\""),
+            );
+            if let Some(h) = suggest(name, p.services.keys().map(String::as_str)) {
+                e = e.with_hint(h);
+            }
+            return Err(e);
+        }
+        queue.push(name.clone());
+    }
+    while let Some(name) = queue.pop() {
+        if let Some(s) = p.services.get(&name) {
+            queue.extend(
+                s.depends_on
+                    .keys()
+                    .filter(|d| !active.contains(*d))
+                    .cloned(),
+            );
+        }
+        active.insert(name);
+    }
+    for (name, s) in &p.services {
+        if !active.contains(name) {
+            continue;
+        }
+        for (dep, d) in &s.depends_on {
+            if d.required && !active.contains(dep) {
+                let profiles = p
+                    .services
+                    .get(dep)
+                    .map(|x| x.profiles.join(", "))
+                    .unwrap_or_default();
+                return Err(located(
+                    SpecError::new(
+                        ErrorKind::Invalid,
+                        format!("services.{name}.depends_on.{dep}"),
+                        format!("service \"{name}\" depends on service \"{dep}\", which is not enabled by the selected profiles"),
+                    )
+                    .with_hint(format!("enable one of its profiles ({profiles}) or mark the dependency required: false")),
+                    mark_of(nodes, name, "depends_on", dep),
+                ));
+            }
+        }
+    }
+    let services = std::mem::take(&mut p.services);
+    for (name, s) in services {
+        if active.contains(&name) {
+            p.services.insert(name, s);
+        } else {
+            p.disabled_services.insert(name, s);
+        }
+    }
+    Ok(())
+}
+
+fn default_network(p: &mut Project) {
+    let mut uses_default = false;
+    for s in p
+        .services
+        .values_mut()
+        .chain(p.disabled_services.values_mut())
+    {
+        if s.networks.is_empty() && s.network_mode.is_none() {
+            s.networks.insert("default".into(), Default::default());
+        }
+    }
+    for s in p.services.values() {
+        uses_default |= s.networks.contains_key("default");
+    }
+    if uses_default && !p.networks.contains_key("default") {
+        let name = format!("{}_default", p.name);
+        p.networks.insert(
+            "default".into(),
+            Network {
+                name,
+                ..Default::default()
+            },
+        );
+    }
+}
+
+fn check_references(p: &Project, nodes: &ServiceNodes) -> Result<()> {
+    let undefined = |service: &str, key: &str, what: &str, item: &str, known: Vec<&str>| {
+        let mut e = SpecError::new(
+            ErrorKind::Undefined,
+            format!("services.{service}.{key}"),
+            format!("service \"{service}\" refers to undefined {what} \"{item}\""),
+        );
+        e = match suggest(item, known.iter().copied()) {
+            Some(h) => e.with_hint(h),
+            None => e.with_hint(format!("declare it under the top-level \"{key}:\" key")),
+        };
+        located(e, mark_of(nodes, service, key, item))
+    };
+    for (name, s) in &p.services {
+        for net in s.networks.keys() {
+            if !p.networks.contains_key(net) {
+                return Err(undefined(
+                    name,
+                    "networks",
+                    "network",
+                    net,
+                    p.networks.keys().map(String::as_str).collect(),
+                ));
+            }
+        }
+        for m in &s.volumes {
+            if m.kind != "volume" {
+                continue;
+            }
+            if let Some(src) = &m.source {
+                if !p.volumes.contains_key(src) {
+                    return Err(undefined(
+                        name,
+                        "volumes",
+                        "volume",
+                        src,
+                        p.volumes.keys().map(String::as_str).collect(),
+                    ));
+                }
+            }
+        }
+        for r in &s.secrets {
+            if !p.secrets.contains_key(&r.source) {
+                return Err(undefined(
+                    name,
+                    "secrets",
+                    "secret",
+                    &r.source,
+                    p.secrets.keys().map(String::as_str).collect(),
+                ));
+            }
+        }
+        for r in &s.configs {
+            if !p.configs.contains_key(&r.source) {
+                return Err(undefined(
+                    name,
+                    "configs",
+                    "config",
+                    &r.source,
+                    p.configs.keys().map(String::as_str).collect(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
