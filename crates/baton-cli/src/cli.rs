@@ -22,7 +22,8 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Spec file(s), merged in order; default baton.yaml, then compose.yaml, docker-compose.yml
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    /// (before the subcommand, as in Compose: `baton -f a.yaml -f b.yaml up`)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name (default: the file's `name:`, else its directory)
     #[arg(
@@ -238,4 +239,36 @@ pub struct EventsArgs {
     /// How many of the newest entries
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn compose_style_command_lines_parse() {
+        let cli = Cli::try_parse_from([
+            "baton", "-f", "a.yaml", "-f", "b.yaml", "-p", "x", "logs", "-f", "web",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.files.len(), 2);
+        assert!(matches!(
+            cli.command,
+            Command::Logs(LogsArgs { follow: true, .. })
+        ));
+        let cli =
+            Cli::try_parse_from(["baton", "exec", "-T", "web", "sh", "-c", "exit 3"]).unwrap();
+        let Command::Exec(e) = cli.command else {
+            panic!("exec")
+        };
+        assert_eq!(e.command, vec!["sh", "-c", "exit 3"]);
+        assert!(Cli::try_parse_from(["baton", "up", "--force-recreate", "--no-recreate"]).is_err());
+    }
 }

@@ -522,19 +522,19 @@ pub async fn apply_down<R: Runtime>(
     let ctx = &owned;
     let empty = Project::default();
     let project = project.unwrap_or(&empty);
-    // Stop order: reverse start order; unknown services (orphans) first.
-    let mut order = graph::start_order(project, &project.services.keys().cloned().collect());
-    order.reverse();
-    let level = |service: &str| order.iter().position(|s| s == service).map_or(0, |p| p + 1);
+    // Stop order: dependants before what they depend on; independent services (and
+    // orphans) together in the first wave.
+    let levels_of = graph::stop_levels(project);
     let mut levels: BTreeMap<usize, Vec<&Action>> = BTreeMap::new();
     for a in plan
         .iter()
         .filter(|a| matches!(a, Action::RemoveContainer { .. }))
     {
-        levels
-            .entry(level(a.service().unwrap_or("")))
-            .or_default()
-            .push(a);
+        let level = levels_of
+            .get(a.service().unwrap_or(""))
+            .copied()
+            .unwrap_or(0);
+        levels.entry(level).or_default().push(a);
     }
     let mut errors = Vec::new();
     for actions in levels.values() {

@@ -1,7 +1,7 @@
 //! The service dependency graph: start order (dependencies first) and stop order.
 //! The loader has rejected cycles; these functions stay total even if one slips through.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use baton_spec::Project;
 
@@ -36,6 +36,27 @@ pub fn start_order(project: &Project, selected: &BTreeSet<String>) -> Vec<String
         }
     }
     order
+}
+
+/// The wave in which each service stops: 0 for services nothing depends on, else one
+/// more than the latest of its dependants. Services of a wave stop in parallel.
+pub fn stop_levels(project: &Project) -> BTreeMap<String, usize> {
+    let all: BTreeSet<String> = project.services.keys().cloned().collect();
+    let mut levels: BTreeMap<String, usize> = BTreeMap::new();
+    // Dependants come after their dependencies in start order, so walking it backwards
+    // sees every dependant of a service before the service itself.
+    for name in start_order(project, &all).into_iter().rev() {
+        let level = project
+            .services
+            .iter()
+            .filter(|(_, s)| s.depends_on.contains_key(&name))
+            .filter_map(|(dependant, _)| levels.get(dependant))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        levels.insert(name, level);
+    }
+    levels
 }
 
 #[cfg(test)]
@@ -75,5 +96,22 @@ mod tests {
         ]);
         let all = p.services.keys().cloned().collect();
         assert_eq!(start_order(&p, &all), vec!["cache", "db", "api", "web"]);
+    }
+
+    #[test]
+    fn independent_services_stop_together_and_dependants_first() {
+        let p = project(&[
+            ("web", &["api"]),
+            ("api", &["db"]),
+            ("db", &[]),
+            ("a", &[]),
+            ("b", &[]),
+        ]);
+        let levels = stop_levels(&p);
+        let got: Vec<(&str, usize)> = levels.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            got,
+            vec![("a", 0), ("api", 1), ("b", 0), ("db", 2), ("web", 0)]
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! `baton logs`: the output of the project's containers, each line prefixed with its
-//! container, interleaved as it arrives.
+//! container, interleaved as it arrives. `baton up` without -d follows it too.
 
 use anyhow::Result;
-use baton_docker::{LogOptions, OutputStream};
+use baton_docker::{Docker, LogOptions, OutputStream};
 use baton_engine::runtime::Runtime;
 use futures_util::stream::{select_all, StreamExt};
 
@@ -13,36 +13,58 @@ use crate::context::Context;
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
     let (_, name) = ctx.project_or_name()?;
     let docker = ctx.docker().await?;
-    let observed = docker.observe(&name).await?;
-    let mut containers = containers_of(&observed, &args.services);
-    containers.sort_by(|a, b| a.name.cmp(&b.name));
-    let width = containers.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let opts = LogOptions {
         follow: args.follow,
         tail: args.tail,
         timestamps: args.timestamps,
     };
+    let interrupted = print_logs(&docker, &name, &args.services, &opts).await?;
+    Ok(if interrupted {
+        crate::exit::INTERRUPTED
+    } else {
+        crate::exit::OK
+    })
+}
+
+/// Prints the logs of the named services (all when none) until they end, or until
+/// Ctrl-C; returns whether it was interrupted.
+pub async fn print_logs(
+    docker: &Docker,
+    project: &str,
+    services: &[String],
+    opts: &LogOptions,
+) -> Result<bool> {
+    let observed = docker.observe(project).await?;
+    let mut containers = containers_of(&observed, services);
+    containers.sort_by(|a, b| a.name.cmp(&b.name));
+    let width = containers.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let single = containers.len() == 1;
     let streams = containers.iter().map(|c| {
-        let prefix = format!("{:<width$} | ", c.name);
+        let prefix = if single {
+            String::new()
+        } else {
+            format!("{:<width$} | ", c.name)
+        };
         docker
-            .logs(&c.id, &opts)
+            .logs(&c.id, opts)
             .map(move |line| (prefix.clone(), line))
             .boxed()
     });
     let mut all = select_all(streams);
-    let single = containers.len() == 1 && !ctx.global.json;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         let next = tokio::select! {
             n = all.next() => n,
-            _ = tokio::signal::ctrl_c() => return Ok(crate::exit::INTERRUPTED),
+            _ = &mut ctrl_c => return Ok(true),
         };
-        let Some((prefix, line)) = next else { break };
+        let Some((prefix, line)) = next else {
+            return Ok(false);
+        };
         let line = line?;
-        let prefix = if single { "" } else { prefix.as_str() };
         match line.stream {
             OutputStream::Stdout => println!("{prefix}{}", line.text),
             OutputStream::Stderr => eprintln!("{prefix}{}", line.text),
         }
     }
-    Ok(crate::exit::OK)
 }

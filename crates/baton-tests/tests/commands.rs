@@ -1,0 +1,134 @@
+//! The everyday commands against the real engine: logs, exec, run, ps, config, scale,
+//! stop/start, and a service built from a Dockerfile with a .dockerignore.
+
+use baton_tests::{docker_available, stderr, stdout, Scratch, IMAGE};
+
+#[test]
+fn logs_exec_run_ps_config_scale_stop_start() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("cmds");
+    s.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    init: true\n    stop_grace_period: 1s\n    command: [sh, -c, 'echo hello-from-web; exec sleep 600']\n    environment:\n      COLOR: blue\n"
+        ),
+    );
+    s.ok(&["up", "-d"]);
+
+    // logs: the line the service printed, prefixed when several containers are shown.
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = s.ok(&["logs"]);
+        if logs.contains("hello-from-web") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(logs.contains("hello-from-web"), "{logs}");
+
+    // exec: output and exit code are the command's.
+    let out = s.baton(&["exec", "-T", "web", "sh", "-c", "echo $COLOR; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "blue");
+
+    // run: a one-off with another command, removed with --rm.
+    let out = s.baton(&[
+        "run",
+        "--rm",
+        "-e",
+        "X=1",
+        "web",
+        "sh",
+        "-c",
+        "echo one-off $X $COLOR",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "one-off 1 blue");
+    assert_eq!(
+        s.containers(),
+        vec![format!("{}-web-1", s.name)],
+        "no one-off left"
+    );
+
+    // ps --json and config --json are machine-readable.
+    let ps: serde_json::Value = serde_json::from_str(&s.ok(&["--json", "ps"])).unwrap();
+    assert_eq!(ps.as_array().map(Vec::len), Some(1));
+    assert_eq!(ps[0]["service"], "web");
+    assert_eq!(ps[0]["state"], "running");
+    let config: serde_json::Value = serde_json::from_str(&s.ok(&["--json", "config"])).unwrap();
+    assert_eq!(config["services"]["web"]["environment"]["COLOR"], "blue");
+    assert_eq!(config["name"], s.name.as_str());
+
+    // scale, stop, start.
+    s.ok(&["scale", "web=3"]);
+    assert_eq!(s.running().len(), 3);
+    s.ok(&["stop"]);
+    assert!(s.running().is_empty());
+    assert_eq!(s.containers().len(), 3, "stop keeps the containers");
+    s.ok(&["start"]);
+    assert_eq!(s.running().len(), 3);
+    // The file says one replica: up converges back to it.
+    s.ok(&["up", "-d"]);
+    assert_eq!(s.running(), vec![format!("{}-web-1", s.name)]);
+
+    let events = s.ok(&["--json", "events"]);
+    let v: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let kinds: Vec<&str> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"create") && kinds.contains(&"remove:stop"),
+        "{kinds:?}"
+    );
+    s.ok(&["down"]);
+    assert!(s.containers().is_empty());
+}
+
+#[test]
+fn built_services_honour_dockerignore_and_build_args() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("build");
+    s.write(
+        "app/Dockerfile",
+        &format!("FROM {IMAGE}\nARG FLAVOUR=plain\nCOPY . /app/\nRUN echo $FLAVOUR > /app/flavour\nCMD [\"sleep\", \"600\"]\n"),
+    );
+    s.write("app/.dockerignore", "secret.txt\n");
+    s.write("app/secret.txt", "do not ship\n");
+    s.write("app/kept.txt", "shipped\n");
+    s.write(
+        "compose.yaml",
+        "services:\n  app:\n    build:\n      context: ./app\n      args:\n        FLAVOUR: spicy\n    init: true\n    stop_grace_period: 1s\n",
+    );
+    let up = s.baton(&["up", "-d"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let out = s.baton(&[
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "cat /app/flavour /app/kept.txt; ls /app",
+    ]);
+    let text = stdout(&out);
+    assert!(text.contains("spicy") && text.contains("shipped"), "{text}");
+    assert!(
+        !text.contains("secret.txt"),
+        ".dockerignore honoured: {text}"
+    );
+    let images = s.ok(&["images"]);
+    assert!(images.contains(&format!("{}-app", s.name)), "{images}");
+    // Unchanged: no rebuild, nothing to do.
+    let plan = s.baton(&["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    s.ok(&["down"]);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &format!("{}-app", s.name)])
+        .output();
+}
