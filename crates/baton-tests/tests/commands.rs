@@ -132,3 +132,41 @@ fn built_services_honour_dockerignore_and_build_args() {
         .args(["rmi", "-f", &format!("{}-app", s.name)])
         .output();
 }
+
+#[test]
+fn up_without_detach_follows_logs_and_ctrl_c_stops_the_services() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("attach");
+    s.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  hi:\n    image: {IMAGE}\n    init: true\n    stop_grace_period: 1s\n    command: [sh, -c, 'echo attached-line; exec sleep 600']\n"
+        ),
+    );
+    let mut child = s
+        .cmd()
+        .arg("up")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn baton up");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.contains("attached-line"), "{first:?}");
+    assert_eq!(s.running().len(), 1);
+    let pid = child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert!(s.running().is_empty(), "Ctrl-C stopped the services");
+    assert_eq!(s.containers().len(), 1, "and kept them, as Compose does");
+}

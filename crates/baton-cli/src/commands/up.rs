@@ -27,10 +27,26 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
         scale: parse_scales(&args.scale)?,
     };
     let code = converge(ctx, &project, &opts, Duration::from_secs(args.wait_timeout)).await?;
-    if code == crate::exit::OK && !args.detach && !ctx.global.json {
-        eprintln!(
-            "hint: baton runs services in the background; `baton logs -f` follows their output"
-        );
+    if code != crate::exit::OK || args.detach || ctx.global.json {
+        return Ok(code);
+    }
+    // Attached, as in Compose: follow the output; Ctrl-C stops the containers.
+    eprintln!("attaching to the logs; Ctrl-C stops the services (`up -d` returns at once)");
+    let docker = ctx.docker().await?;
+    let follow = baton_docker::LogOptions {
+        follow: true,
+        tail: None,
+        timestamps: false,
+    };
+    let interrupted =
+        super::logs::print_logs(&docker, &project.name, &args.services, &follow).await?;
+    if interrupted {
+        eprintln!("stopping…");
+        let stop = crate::cli::StopArgs {
+            timeout: None,
+            services: args.services,
+        };
+        return super::lifecycle::stop(ctx, stop).await;
     }
     Ok(code)
 }
