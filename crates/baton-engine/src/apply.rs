@@ -127,7 +127,23 @@ struct Ctx<'a, R> {
     report: RefCell<ApplyReport>,
 }
 
-impl<R: Runtime> Ctx<'_, R> {
+impl<'a, R: Runtime> Ctx<'a, R> {
+    fn new(
+        rt: &'a R,
+        journal: &'a dyn Journal,
+        reporter: &'a dyn Reporter,
+        opts: &'a ApplyOptions,
+    ) -> Self {
+        Ctx {
+            rt,
+            journal,
+            reporter,
+            opts,
+            permits: Semaphore::new(opts.parallelism.max(1)),
+            report: RefCell::new(ApplyReport::default()),
+        }
+    }
+
     /// Runs one engine operation under a permit, journaled and reported.
     async fn step<T>(
         &self,
@@ -173,14 +189,7 @@ pub async fn apply_up<R: Runtime>(
     reporter: &dyn Reporter,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
-    let owned = Ctx {
-        rt,
-        journal,
-        reporter,
-        opts,
-        permits: Semaphore::new(opts.parallelism.max(1)),
-        report: RefCell::new(ApplyReport::default()),
-    };
+    let owned = Ctx::new(rt, journal, reporter, opts);
     let ctx = &owned;
 
     // 1. Images: all of them before anything is created.
@@ -511,14 +520,7 @@ pub async fn apply_down<R: Runtime>(
     reporter: &dyn Reporter,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
-    let owned = Ctx {
-        rt,
-        journal,
-        reporter,
-        opts,
-        permits: Semaphore::new(opts.parallelism.max(1)),
-        report: RefCell::new(ApplyReport::default()),
-    };
+    let owned = Ctx::new(rt, journal, reporter, opts);
     let ctx = &owned;
     let empty = Project::default();
     let project = project.unwrap_or(&empty);
