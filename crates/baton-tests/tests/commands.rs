@@ -27,6 +27,12 @@ fn logs_exec_run_ps_config_scale_stop_start() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(logs.contains("hello-from-web"), "{logs}");
+    let json_line = s.ok(&["--json", "logs"]);
+    let first: serde_json::Value =
+        serde_json::from_str(json_line.lines().next().unwrap_or("")).expect("logs --json");
+    assert_eq!(first["service"], "web");
+    assert_eq!(first["stream"], "stdout");
+    assert_eq!(first["text"], "hello-from-web");
 
     // exec: output and exit code are the command's.
     let out = s.baton(&["exec", "-T", "web", "sh", "-c", "echo $COLOR; exit 3"]);

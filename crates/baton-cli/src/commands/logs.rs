@@ -18,7 +18,7 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
         tail: args.tail,
         timestamps: args.timestamps,
     };
-    let interrupted = print_logs(&docker, &name, &args.services, &opts).await?;
+    let interrupted = print_logs(&docker, &name, &args.services, &opts, ctx.global.json).await?;
     Ok(if interrupted {
         crate::exit::INTERRUPTED
     } else {
@@ -27,12 +27,14 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
 }
 
 /// Prints the logs of the named services (all when none) until they end, or until
-/// Ctrl-C; returns whether it was interrupted.
+/// Ctrl-C; returns whether it was interrupted. With `json`, one object per line:
+/// `{"container", "service", "stream", "text"}`.
 pub async fn print_logs(
     docker: &Docker,
     project: &str,
     services: &[String],
     opts: &LogOptions,
+    json: bool,
 ) -> Result<bool> {
     let observed = docker.observe(project).await?;
     let mut containers = containers_of(&observed, services);
@@ -45,9 +47,10 @@ pub async fn print_logs(
         } else {
             format!("{:<width$} | ", c.name)
         };
+        let who = (c.name.clone(), c.service.clone());
         docker
             .logs(&c.id, opts)
-            .map(move |line| (prefix.clone(), line))
+            .map(move |line| (prefix.clone(), who.clone(), line))
             .boxed()
     });
     let mut all = select_all(streams);
@@ -58,10 +61,21 @@ pub async fn print_logs(
             n = all.next() => n,
             _ = &mut ctrl_c => return Ok(true),
         };
-        let Some((prefix, line)) = next else {
+        let Some((prefix, (container, service), line)) = next else {
             return Ok(false);
         };
         let line = line?;
+        if json {
+            let stream = match line.stream {
+                OutputStream::Stdout => "stdout",
+                OutputStream::Stderr => "stderr",
+            };
+            println!(
+                "{}",
+                serde_json::json!({"container": container, "service": service, "stream": stream, "text": line.text})
+            );
+            continue;
+        }
         match line.stream {
             OutputStream::Stdout => println!("{prefix}{}", line.text),
             OutputStream::Stderr => eprintln!("{prefix}{}", line.text),

@@ -39,7 +39,7 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
         timestamps: false,
     };
     let interrupted =
-        super::logs::print_logs(&docker, &project.name, &args.services, &follow).await?;
+        super::logs::print_logs(&docker, &project.name, &args.services, &follow, false).await?;
     if interrupted {
         eprintln!("stopping…");
         let stop = crate::cli::StopArgs {
