@@ -21,7 +21,7 @@ pub fn baton_bin() -> PathBuf {
     let bin = dir.join("baton");
     assert!(
         bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
+        "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)",
         bin.display()
     );
     bin
