@@ -86,6 +86,9 @@ pub enum Command {
     Stats(ServicesArgs),
     /// Recorded actions and events of the project
     Events(EventsArgs),
+    /// Run the daemon: keep every project brought up with `up` running (replicas that
+    /// are killed, removed or unhealthy come back, with backoff)
+    Serve(ServeArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -232,6 +235,13 @@ pub struct ScaleArgs {
     pub scales: Vec<String>,
     #[arg(long)]
     pub no_deps: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Milliseconds between two looks at the world
+    #[arg(long, default_value_t = 500)]
+    pub tick_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -164,6 +164,7 @@ fn from_summary(s: ContainerSummary) -> ObservedContainer {
         ports,
         labels: sorted(s.labels.unwrap_or_default()),
         created: s.created.unwrap_or(0),
+        restart_count: 0,
     };
     from_labels(&mut container);
     container
@@ -235,6 +236,7 @@ fn from_inspect(r: ContainerInspectResponse) -> ObservedContainer {
         ports,
         labels: sorted(config.labels.unwrap_or_default()),
         created: r.created.as_deref().and_then(parse_rfc3339).unwrap_or(0),
+        restart_count: r.restart_count.map_or(0, |n| n.max(0) as u32),
     };
     from_labels(&mut container);
     container

@@ -6,4 +6,7 @@ pub mod graph;
 pub mod hash;
 pub mod plan;
 pub mod resolve;
+pub mod restart;
+pub mod rollout;
 pub mod runtime;
+pub mod supervise;

@@ -89,6 +89,26 @@ pub fn volume_spec(project: &Project, key: &str) -> Option<VolumeSpec> {
 /// `secret:NAME`.
 pub type FileSources = BTreeMap<String, PathBuf>;
 
+/// Where each config and secret is on the host: `file:` sources where they are, the
+/// others (`content:`, `environment:`) at `<files_dir>/<project>/<kind>-<name>`, where the
+/// CLI writes them before `up`.
+pub fn file_sources(project: &Project, files_dir: &std::path::Path) -> FileSources {
+    let mut out = FileSources::new();
+    for (kind, objects) in [("config", &project.configs), ("secret", &project.secrets)] {
+        for (name, obj) in objects {
+            let path = match &obj.file {
+                Some(f) => f.clone(),
+                None if obj.content.is_some() || obj.environment.is_some() => {
+                    files_dir.join(&project.name).join(format!("{kind}-{name}"))
+                }
+                None => continue,
+            };
+            out.insert(format!("{kind}:{name}"), path);
+        }
+    }
+    out
+}
+
 /// Everything the runtime needs to create one replica of a service.
 pub fn container_spec(
     project: &Project,

@@ -163,6 +163,10 @@ pub struct ObservedContainer {
     pub labels: BTreeMap<String, String>,
     /// Unix seconds.
     pub created: i64,
+    /// How often the engine itself restarted it (its restart policy); only `inspect`
+    /// fills it, listing reports 0.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

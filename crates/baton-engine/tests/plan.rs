@@ -57,6 +57,7 @@ fn running(service: &str, replica: u32, svc: &Service) -> ObservedContainer {
         ports: vec![],
         labels: BTreeMap::new(),
         created: 1,
+        restart_count: 0,
     }
 }
 

@@ -94,6 +94,25 @@ pub struct Event {
     pub message: String,
 }
 
+/// Whether a project should be running, as the last `up`, `down`, `stop` or `start`
+/// left it; the daemon keeps active projects running.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub project: String,
+    pub active: bool,
+    /// Services stopped by hand (`baton stop`): the daemon leaves them stopped.
+    pub stopped_services: Vec<String>,
+}
+
+/// What the daemon last concluded about one container (`crash-looping`, `backing off`…).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Supervision {
+    pub container: String,
+    pub status: String,
+    pub restarts: u32,
+    pub updated_at: i64,
+}
+
 /// A resource as last observed (container, network, volume).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
@@ -104,6 +123,13 @@ pub struct Resource {
     pub replica: Option<u32>,
     pub config_hash: Option<String>,
     pub state: String,
+}
+
+/// An exclusive hold on one project: whoever holds it (a CLI command, or the daemon for
+/// one tick) is the only one changing that project's containers. Released on drop, and
+/// by the kernel when the holder dies, even by SIGKILL.
+pub struct ProjectLock {
+    _file: std::fs::File,
 }
 
 /// The store. Cheap to share by reference; calls are short and serialised on one
@@ -169,6 +195,20 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_project ON events (project, id);
+CREATE TABLE IF NOT EXISTS desired (
+    project TEXT PRIMARY KEY,
+    active INTEGER NOT NULL,
+    stopped_services TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS supervision (
+    project TEXT NOT NULL,
+    container TEXT NOT NULL,
+    status TEXT NOT NULL,
+    restarts INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (project, container)
+);
 ";
 
 impl Store {
@@ -199,6 +239,45 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn lock_file(&self, project: &str) -> std::io::Result<std::fs::File> {
+        let dir = self.path.with_file_name("locks");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{project}.lock")))
+    }
+
+    /// Waits for and takes the project's lock.
+    pub fn lock_project(&self, project: &str) -> Result<ProjectLock> {
+        let file = self.lock_file(project).map_err(|source| StateError::Dir {
+            path: self.path.with_file_name("locks"),
+            source,
+        })?;
+        file.lock().map_err(|source| StateError::Dir {
+            path: self.path.with_file_name("locks"),
+            source,
+        })?;
+        Ok(ProjectLock { _file: file })
+    }
+
+    /// Takes the project's lock if nobody holds it.
+    pub fn try_lock_project(&self, project: &str) -> Result<Option<ProjectLock>> {
+        let file = self.lock_file(project).map_err(|source| StateError::Dir {
+            path: self.path.with_file_name("locks"),
+            source,
+        })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(ProjectLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => Err(StateError::Dir {
+                path: self.path.with_file_name("locks"),
+                source,
+            }),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -466,6 +545,94 @@ impl Store {
         })
     }
 
+    pub fn set_desired(&self, desired: &Desired, now: i64) -> Result<()> {
+        let stopped = serde_json::to_string(&desired.stopped_services).unwrap_or_default();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO desired (project, active, stopped_services, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(project) DO UPDATE SET active = ?2, stopped_services = ?3, updated_at = ?4",
+                params![desired.project, desired.active, stopped, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The desired run state of a project; inactive with nothing stopped when unknown.
+    pub fn desired(&self, project: &str) -> Result<Desired> {
+        let row: Option<(bool, String)> = self.with(|c| {
+            c.query_row(
+                "SELECT active, stopped_services FROM desired WHERE project = ?1",
+                params![project],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        Ok(match row {
+            Some((active, stopped)) => Desired {
+                project: project.to_string(),
+                active,
+                stopped_services: serde_json::from_str(&stopped).unwrap_or_default(),
+            },
+            None => Desired {
+                project: project.to_string(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Projects that should be running.
+    pub fn active_projects(&self) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT project FROM desired WHERE active = 1 ORDER BY project")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// The resolved spec of a revision, as JSON.
+    pub fn revision_spec(&self, project: &str, number: i64) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT spec_json FROM revisions WHERE project = ?1 AND number = ?2",
+                params![project, number],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    pub fn set_supervision(&self, project: &str, s: &Supervision) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO supervision (project, container, status, restarts, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(project, container) DO UPDATE SET status = ?3, restarts = ?4, updated_at = ?5",
+                params![project, s.container, s.status, s.restarts, s.updated_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn supervision(&self, project: &str) -> Result<Vec<Supervision>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT container, status, restarts, updated_at FROM supervision
+                 WHERE project = ?1 ORDER BY container",
+            )?;
+            let rows = stmt.query_map(params![project], |r| {
+                Ok(Supervision {
+                    container: r.get(0)?,
+                    status: r.get(1)?,
+                    restarts: r.get(2)?,
+                    updated_at: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     pub fn resources(&self, project: &str) -> Result<Vec<Resource>> {
         self.with(|c| {
             let mut stmt = c.prepare(
@@ -578,6 +745,45 @@ mod tests {
         let ev = s.events("p", 2).unwrap();
         let msgs: Vec<_> = ev.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(msgs, vec!["m3", "m4"]);
+    }
+
+    #[test]
+    fn desired_state_and_supervision_round_trip() {
+        let (_d, s) = store();
+        assert!(!s.desired("p").unwrap().active);
+        let d = Desired {
+            project: "p".into(),
+            active: true,
+            stopped_services: vec!["db".into()],
+        };
+        s.set_desired(&d, 1).unwrap();
+        assert_eq!(s.desired("p").unwrap(), d);
+        assert_eq!(s.active_projects().unwrap(), vec!["p"]);
+        s.set_desired(&Desired { active: false, ..d }, 2).unwrap();
+        assert!(s.active_projects().unwrap().is_empty());
+        let sup = Supervision {
+            container: "p-web-1".into(),
+            status: "crash-looping".into(),
+            restarts: 7,
+            updated_at: 3,
+        };
+        s.set_supervision("p", &sup).unwrap();
+        assert_eq!(s.supervision("p").unwrap(), vec![sup]);
+        s.record_revision("p", "h", "{\"x\":1}", 4).unwrap();
+        assert_eq!(
+            s.revision_spec("p", 1).unwrap().as_deref(),
+            Some("{\"x\":1}")
+        );
+    }
+
+    #[test]
+    fn a_project_lock_excludes_others_until_dropped() {
+        let (_d, s) = store();
+        let held = s.lock_project("p").unwrap();
+        assert!(s.try_lock_project("p").unwrap().is_none());
+        assert!(s.try_lock_project("q").unwrap().is_some());
+        drop(held);
+        assert!(s.try_lock_project("p").unwrap().is_some());
     }
 
     #[test]

@@ -14,7 +14,17 @@ use crate::progress::Progress;
 pub async fn run(ctx: &Context, args: DownArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name()?;
     let store = ctx.store()?;
+    let _lock = store.lock_project(&name)?;
     let docker = ctx.docker().await?;
+    // Declared first, so a running daemon stops restarting what is being removed.
+    store.set_desired(
+        &baton_state::Desired {
+            project: name.clone(),
+            active: false,
+            stopped_services: vec![],
+        },
+        now_ms(),
+    )?;
     let observed = docker.observe(&name).await?;
     let plan = plan_down(&name, &observed, args.volumes);
     if plan.is_empty() {

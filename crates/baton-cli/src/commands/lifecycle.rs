@@ -26,10 +26,37 @@ fn grace(
     (grace, svc.and_then(|s| s.stop_signal.clone()))
 }
 
+/// The named services, or every service the project has (file or engine).
+fn named_or_all(
+    project: Option<&Project>,
+    observed: &baton_engine::runtime::Observed,
+    named: &[String],
+) -> Vec<String> {
+    if !named.is_empty() {
+        return named.to_vec();
+    }
+    let mut all: Vec<String> = match project {
+        Some(p) => p.services.keys().cloned().collect(),
+        None => observed
+            .containers
+            .iter()
+            .map(|c| c.service.clone())
+            .collect(),
+    };
+    all.sort();
+    all.dedup();
+    all
+}
+
 pub async fn start(ctx: &Context, args: ServicesArgs) -> Result<u8> {
-    let (_, name) = ctx.project_or_name()?;
+    let (project, name) = ctx.project_or_name()?;
     let docker = ctx.docker().await?;
+    let store = ctx.store()?;
+    let _lock = store.lock_project(&name)?;
     let observed = docker.observe(&name).await?;
+    let active = store.desired(&name)?.active;
+    let services = named_or_all(project.as_ref(), &observed, &args.services);
+    super::set_desired(&store, &name, active, &[], &services, &[])?;
     let targets: Vec<_> = containers_of(&observed, &args.services)
         .into_iter()
         .filter(|c| c.state != ContainerState::Running)
@@ -44,7 +71,13 @@ pub async fn start(ctx: &Context, args: ServicesArgs) -> Result<u8> {
 pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name()?;
     let docker = ctx.docker().await?;
+    let store = ctx.store()?;
+    let _lock = store.lock_project(&name)?;
     let observed = docker.observe(&name).await?;
+    // Declared first, so a running daemon does not start them again.
+    let active = store.desired(&name)?.active;
+    let services = named_or_all(project.as_ref(), &observed, &args.services);
+    super::set_desired(&store, &name, active, &services, &[], &[])?;
     let targets: Vec<_> = containers_of(&observed, &args.services)
         .into_iter()
         .filter(|c| c.state == ContainerState::Running)
@@ -64,6 +97,7 @@ pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
 pub async fn restart(ctx: &Context, args: StopArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name()?;
     let docker = ctx.docker().await?;
+    let _lock = ctx.store()?.lock_project(&name)?;
     let observed = docker.observe(&name).await?;
     let targets = containers_of(&observed, &args.services);
     let results = join_all(targets.iter().map(|c| {

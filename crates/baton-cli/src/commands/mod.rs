@@ -11,6 +11,7 @@ mod logs;
 mod plan;
 mod ps;
 mod run;
+mod serve;
 mod stats;
 mod up;
 
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Restart(a) => lifecycle::restart(&ctx, a).await,
         Command::Scale(a) => up::scale(&ctx, a).await,
         Command::Events(a) => events::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());
             Ok(crate::exit::OK)
@@ -146,4 +148,28 @@ pub fn containers_of<'a>(
         .iter()
         .filter(|c| !c.oneoff && (services.is_empty() || services.contains(&c.service)))
         .collect()
+}
+
+/// Records whether the project should be running (for `baton serve`): `active`, and
+/// which services were stopped by hand.
+pub fn set_desired(
+    store: &Store,
+    project: &str,
+    active: bool,
+    stop: &[String],
+    start: &[String],
+    all_services: &[String],
+) -> Result<()> {
+    let mut d = store.desired(project)?;
+    d.active = active;
+    for s in stop {
+        if !d.stopped_services.contains(s) {
+            d.stopped_services.push(s.clone());
+        }
+    }
+    d.stopped_services
+        .retain(|s| !start.contains(s) && (all_services.is_empty() || all_services.contains(s)));
+    d.stopped_services.sort();
+    store.set_desired(&d, now_ms())?;
+    Ok(())
 }

@@ -16,8 +16,32 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
     observed
         .containers
         .sort_by(|a, b| (&a.service, a.replica).cmp(&(&b.service, b.replica)));
+    // What the daemon concluded recently (crash-looping, backing off…).
+    let now = crate::context::now_ms();
+    let supervision: std::collections::BTreeMap<String, baton_state::Supervision> = ctx
+        .store()
+        .and_then(|s| Ok(s.supervision(&name)?))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| now - s.updated_at < 120_000)
+        .map(|s| (s.container.clone(), s))
+        .collect();
     if ctx.global.json {
-        crate::output::json(&observed.containers)?;
+        let rows: Vec<serde_json::Value> = observed
+            .containers
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                if let (Some(o), Some(s)) = (v.as_object_mut(), supervision.get(&c.name)) {
+                    o.insert(
+                        "supervision".into(),
+                        serde_json::json!({"status": s.status, "restarts_per_minute": s.restarts}),
+                    );
+                }
+                v
+            })
+            .collect();
+        crate::output::json(&rows)?;
         return Ok(crate::exit::OK);
     }
     let rows: Vec<Vec<String>> = observed
@@ -32,7 +56,12 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
                     Health::None => "-".into(),
                     h => format!("{h:?}").to_lowercase(),
                 },
-                c.status.clone(),
+                match supervision.get(&c.name) {
+                    Some(s) if s.status == "crash-looping" => {
+                        format!("{} - crash-looping ({} restarts/min)", c.status, s.restarts)
+                    }
+                    _ => c.status.clone(),
+                },
                 c.ports.join(", "),
             ]
         })

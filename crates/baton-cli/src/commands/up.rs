@@ -71,6 +71,9 @@ pub async fn converge(
     opts: &PlanOptions,
     wait_timeout: Duration,
 ) -> Result<u8> {
+    // Held until the end: `baton serve` leaves the project alone while `up` changes it,
+    // and the observation the plan is made from stays true.
+    let _lock = ctx.store()?.lock_project(&project.name)?;
     let Prepared {
         store,
         docker,
@@ -78,6 +81,13 @@ pub async fn converge(
         plan,
         revision,
     } = prepare(ctx, project, opts).await?;
+    // `up` declares that the project should run: the daemon keeps it so from now on.
+    let started: Vec<String> = if opts.services.is_empty() {
+        project.services.keys().cloned().collect()
+    } else {
+        opts.services.clone()
+    };
+    super::set_desired(&store, &project.name, true, &[], &started, &[])?;
     let interrupted = store.mark_interrupted(&project.name, now_ms())?;
     if !interrupted.is_empty() {
         eprintln!(

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# baton-proxy against nginx in the same run: N=3 keep-alive hyper backends on loopback
+# (crates/baton-proxy/examples/backend.rs), each proxy in front of the same three, then
+# `wrk -t2 -c50 -d10s --latency` against each (after a 2 s warm-up). Prints a markdown table.
+# Fairness: both proxies use one worker per CPU (nginx `worker_processes auto`, baton's tokio
+# multi-thread runtime defaults to one worker per CPU), keep-alive to the upstreams (nginx
+# `keepalive 64`, baton's pool), access logging off, round-robin. wrk and the backends share
+# the same machine, so absolute numbers are only comparable within one run.
+# Usage: bench/proxy-vs-nginx.sh [DURATION]   (default 10s; installs nginx and wrk via apt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10s}
+base=${BENCH_PORT_BASE:-18080}
+
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null
+fi
+nginx=$(command -v nginx)
+
+cargo build --release -q -p baton-proxy --examples
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/examples
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+backends=()
+for i in 1 2 3; do
+  port=$((base + i))
+  "$bin/backend" "$port" & pids+=($!)
+  backends+=("127.0.0.1:$port")
+done
+proxy_port=$((base + 10))
+nginx_port=$((base + 11))
+
+"$bin/proxy" "127.0.0.1:$proxy_port" "${backends[@]}" 2>"$work/proxy.log" & pids+=($!)
+
+mkdir -p "$work/tmp"
+{
+  echo "worker_processes auto; daemon off; pid $work/nginx.pid; error_log $work/error.log warn;"
+  echo "user root;"
+  echo "events { worker_connections 4096; }"
+  echo "http {"
+  echo "  access_log off;"
+  for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $work/tmp/$t;"; done
+  echo "  upstream backends {"
+  for b in "${backends[@]}"; do echo "    server $b;"; done
+  echo "    keepalive 64;"
+  echo "  }"
+  echo "  server {"
+  echo "    listen 127.0.0.1:$nginx_port;"
+  echo "    location / {"
+  echo "      proxy_pass http://backends;"
+  echo "      proxy_http_version 1.1;"
+  echo "      proxy_set_header Connection \"\";"
+  echo "      proxy_set_header X-Forwarded-For \$remote_addr;"
+  echo "    }"
+  echo "  }"
+  echo "}"
+} > "$work/nginx.conf"
+"$nginx" -c "$work/nginx.conf" -e "$work/error.log" & pids+=($!)
+
+# Wait until every listener answers.
+for port in $((base + 1)) $((base + 2)) $((base + 3)) "$proxy_port" "$nginx_port"; do
+  for _ in $(seq 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
+    sleep 0.1
+  done
+  curl -fsS -o /dev/null "http://127.0.0.1:$port/" || { echo "port $port did not come up" >&2; exit 1; }
+done
+
+# to_ms VALUE: wrk latency (e.g. 812.00us, 1.23ms, 1.01s) in milliseconds
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
+
+declare -A rps p50 p99 errors
+run() { # name port
+  wrk -t2 -c50 -d2s "http://127.0.0.1:$2/" >/dev/null
+  local out
+  out=$(wrk -t2 -c50 -d"$duration" --latency "http://127.0.0.1:$2/")
+  echo "$out" > "$work/wrk-$1.txt"
+  rps[$1]=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+  p50[$1]=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+  p99[$1]=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+  errors[$1]=$(awk '/Non-2xx|Socket errors/ { $1 = $1; print }' <<<"$out" | paste -sd ';' -)
+}
+
+run direct $((base + 1))
+run baton "$proxy_port"
+run nginx "$nginx_port"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+echo
+echo "wrk -t2 -c50 -d$duration --latency, 3 backends, $(nproc) CPUs, $(nginx -v 2>&1 | sed 's/.*: //')"
+echo
+echo "| target | requests/s | p50 (ms) | p99 (ms) | errors |"
+echo "| --- | ---: | ---: | ---: | --- |"
+for t in baton nginx direct; do
+  echo "| $t | ${rps[$t]} | ${p50[$t]} | ${p99[$t]} | ${errors[$t]:-none} |"
+done
+echo "| **baton / nginx** | $(ratio "${rps[baton]}" "${rps[nginx]}") | $(ratio "${p50[baton]}" "${p50[nginx]}") | $(ratio "${p99[baton]}" "${p99[nginx]}") | |"
+echo
+echo "(direct = wrk against one backend with no proxy; targets: throughput ratio >= 0.9, p99 ratio <= 1.2)"

@@ -1,0 +1,11 @@
+//! `baton serve`: the long-running side of baton. Today it supervises: every active
+//! project in the store is kept running as its last applied revision says.
+//!
+//! Architecture invariant: decisions come from `baton_engine::supervise` (pure); this
+//! crate only loops, talks to the `Runtime` and the store, and survives both its own
+//! restart (it adopts what runs: a healthy container is never touched) and a dockerd
+//! restart (errors are retried; the next tick converges).
+
+pub mod supervisor;
+
+pub use supervisor::{Supervisor, SupervisorConfig};

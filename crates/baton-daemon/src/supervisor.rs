@@ -1,0 +1,303 @@
+//! The supervision loop: each tick, for every active project, observe, ask the pure
+//! decider what to do, do it, and record events and per-container status.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use baton_engine::hash::service_hash;
+use baton_engine::resolve::{container_spec, file_sources};
+use baton_engine::restart::RestartHistory;
+use baton_engine::runtime::{Runtime, RuntimeError};
+use baton_engine::supervise::{note_restart, supervise, Decision};
+use baton_spec::Project;
+use baton_state::{Store, Supervision};
+
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// Time between two looks at the world.
+    pub tick: Duration,
+    /// Where `up` wrote configs and secrets (`<state dir>/files`).
+    pub files_dir: PathBuf,
+}
+
+/// The supervisor's memory between ticks: restart histories per project and replica.
+/// Kept in memory only: after a daemon restart, backoff starts over, which is safe
+/// because healthy replicas are never touched.
+pub struct Supervisor<'a, R> {
+    rt: &'a R,
+    store: &'a Store,
+    config: SupervisorConfig,
+    histories: BTreeMap<String, BTreeMap<(String, u32), RestartHistory>>,
+    /// Restarts the engine made itself (its restart policy), per container id: the last
+    /// count seen and when it grew.
+    engine_restarts: BTreeMap<String, (u32, RestartHistory)>,
+    engine_down: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn log(line: &str) {
+    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    eprintln!("{t} {line}");
+}
+
+impl<'a, R: Runtime> Supervisor<'a, R> {
+    pub fn new(rt: &'a R, store: &'a Store, config: SupervisorConfig) -> Self {
+        Supervisor {
+            rt,
+            store,
+            config,
+            histories: BTreeMap::new(),
+            engine_restarts: BTreeMap::new(),
+            engine_down: false,
+        }
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        log("supervising active projects");
+        loop {
+            self.tick().await;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(self.config.tick) => {}
+            }
+        }
+        log("stopping; containers keep running");
+    }
+
+    /// One look at every active project.
+    pub async fn tick(&mut self) {
+        let projects = match self.store.active_projects() {
+            Ok(p) => p,
+            Err(e) => {
+                log(&format!("cannot read the store: {e}"));
+                return;
+            }
+        };
+        for name in projects {
+            if let Err(e) = self.tick_project(&name).await {
+                match e {
+                    RuntimeError::Unavailable(_) => {
+                        if !self.engine_down {
+                            log(&format!("{e}; retrying every tick"));
+                            self.engine_down = true;
+                        }
+                        return;
+                    }
+                    other => log(&format!("project {name}: {other}")),
+                }
+            }
+        }
+    }
+
+    async fn tick_project(&mut self, name: &str) -> Result<(), RuntimeError> {
+        // A CLI command is changing this project (up, down, stop…): its containers are
+        // in flux, so look again next tick.
+        let Ok(Some(_lock)) = self.store.try_lock_project(name) else {
+            return Ok(());
+        };
+        let Some(project) = self.project(name) else {
+            return Ok(());
+        };
+        let desired = self.store.desired(name).unwrap_or_default();
+        if !desired.active {
+            return Ok(());
+        }
+        let observed = self.rt.observe(name).await?;
+        if self.engine_down {
+            log("container engine reachable again; converging");
+            self.engine_down = false;
+        }
+        let now = now_ms();
+        self.watch_engine_restarts(name, &observed, now).await;
+        let histories = self.histories.entry(name.to_string()).or_default();
+        let decisions = supervise(
+            &project,
+            &observed,
+            &desired.stopped_services,
+            histories,
+            now,
+        );
+        let files = file_sources(&project, &self.config.files_dir);
+        for d in decisions {
+            let (service, replica) = d.key();
+            let container = baton_engine::resolve::container_name(
+                &project.name,
+                &service,
+                &project.services[&service],
+                replica,
+            );
+            let history = histories.entry((service.clone(), replica)).or_default();
+            let (status, message) = match &d {
+                Decision::Wait { reason, at_ms, .. } => {
+                    let status = if history.crash_looping(now) {
+                        "crash-looping"
+                    } else {
+                        "backing off"
+                    };
+                    (
+                        status.to_string(),
+                        format!("{reason} (next try in {} ms)", at_ms.saturating_sub(now)),
+                    )
+                }
+                other => {
+                    let svc = &project.services[&service];
+                    let result = act(self.rt, &project, other, svc, &files).await;
+                    note_restart(history, svc, 1, now);
+                    let what = match other {
+                        Decision::Create { reason, .. } => format!("{reason}: created"),
+                        Decision::Start { reason, .. } => format!("{reason}: started"),
+                        Decision::Replace { reason, .. } => format!("{reason}: replaced"),
+                        Decision::Wait { .. } | Decision::GiveUp { .. } => String::new(),
+                    };
+                    match result {
+                        Ok(()) => ("restarted".to_string(), what),
+                        Err(e) => ("failing".to_string(), format!("{what} failed: {e}")),
+                    }
+                }
+            };
+            let restarts = history.within(now, 60_000) as u32;
+            log(&format!("{container}: {message}"));
+            let _ = self
+                .store
+                .event(name, "supervise", &container, &message, now as i64);
+            let _ = self.store.set_supervision(
+                name,
+                &Supervision {
+                    container: container.clone(),
+                    status,
+                    restarts,
+                    updated_at: now as i64,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Crash loops the engine handles itself (a restart policy on a crashing container)
+    /// are not ours to fix, but they must show: record each restart the engine made and
+    /// flag the container as crash-looping when they come fast.
+    async fn watch_engine_restarts(
+        &mut self,
+        project: &str,
+        observed: &baton_engine::runtime::Observed,
+        now: u64,
+    ) {
+        use baton_engine::runtime::ContainerState;
+        let watched: Vec<_> = observed
+            .containers
+            .iter()
+            .filter(|c| {
+                matches!(c.state, ContainerState::Restarting)
+                    || self.engine_restarts.contains_key(&c.id)
+            })
+            .collect();
+        for c in watched {
+            let Ok(inspected) = self.rt.inspect_container(&c.id).await else {
+                continue;
+            };
+            let entry = self
+                .engine_restarts
+                .entry(c.id.clone())
+                .or_insert((inspected.restart_count, RestartHistory::default()));
+            if inspected.restart_count <= entry.0 && !matches!(c.state, ContainerState::Restarting)
+            {
+                continue;
+            }
+            let grew = inspected.restart_count.saturating_sub(entry.0);
+            entry.0 = inspected.restart_count;
+            for _ in 0..grew {
+                entry.1.restarts_ms.push(now);
+            }
+            if grew == 0 {
+                continue;
+            }
+            let per_minute = entry.1.within(now, 60_000) as u32;
+            let status = if entry.1.crash_looping(now) {
+                "crash-looping"
+            } else {
+                "restarting"
+            };
+            let exit = inspected
+                .exit_code
+                .map(|c| format!(", exit code {c}"))
+                .unwrap_or_default();
+            let message = format!(
+                "restarted by the engine (restart #{}{exit}); {per_minute} restarts in the last minute",
+                inspected.restart_count
+            );
+            log(&format!("{}: {message}", c.name));
+            let _ = self
+                .store
+                .event(project, "supervise", &c.name, &message, now as i64);
+            let _ = self.store.set_supervision(
+                project,
+                &Supervision {
+                    container: c.name.clone(),
+                    status: status.to_string(),
+                    restarts: per_minute,
+                    updated_at: now as i64,
+                },
+            );
+        }
+        let live: std::collections::BTreeSet<&str> =
+            observed.containers.iter().map(|c| c.id.as_str()).collect();
+        self.engine_restarts
+            .retain(|id, _| live.contains(id.as_str()));
+    }
+
+    /// The project as last applied.
+    fn project(&self, name: &str) -> Option<Project> {
+        let rev = self.store.latest_revision(name).ok()??;
+        let json = self.store.revision_spec(name, rev.number).ok()??;
+        serde_json::from_str(&json).ok()
+    }
+}
+
+async fn act<R: Runtime>(
+    rt: &R,
+    project: &Project,
+    d: &Decision,
+    svc: &baton_spec::Service,
+    files: &baton_engine::resolve::FileSources,
+) -> Result<(), RuntimeError> {
+    let hash = service_hash(svc);
+    match d {
+        Decision::Create {
+            service, replica, ..
+        } => {
+            let spec = container_spec(project, service, svc, *replica, &hash, files);
+            let id = rt.create_container(&spec).await?;
+            rt.start_container(&id).await
+        }
+        Decision::Start { id, .. } => rt.start_container(id).await,
+        Decision::Replace {
+            service,
+            replica,
+            id,
+            ..
+        } => {
+            let grace = svc
+                .stop_grace_period
+                .map_or(Duration::from_secs(10), |d| d.as_std());
+            rt.stop_container(id, grace, svc.stop_signal.as_deref())
+                .await?;
+            match rt.remove_container(id).await {
+                Ok(()) | Err(RuntimeError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let spec = container_spec(project, service, svc, *replica, &hash, files);
+            let id = rt.create_container(&spec).await?;
+            rt.start_container(&id).await
+        }
+        Decision::Wait { .. } | Decision::GiveUp { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,275 @@
+//! The live backend set: selection under a lock, in-flight tracking, passive health, draining.
+//! `set` swaps the table; removed backends finish in-flight work, then are closed at the timeout.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use hyper::http::uri::Authority;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::balance::{self, Candidate};
+use crate::config::{Backend, Balance, Protocol, ProxyConfig};
+use crate::http::{self, HttpClient};
+use crate::metrics::{Registry, RevisionMetrics};
+
+/// How long a backend that refused or timed out a connect is skipped (passive health).
+pub(crate) const DOWN_FOR: Duration = Duration::from_secs(2);
+
+/// One backend and everything the proxy keeps about it while it is listed or draining.
+pub(crate) struct BackendState {
+    pub backend: Backend,
+    pub metrics: Arc<RevisionMetrics>,
+    /// `ip:port` as a URI authority, computed once.
+    pub authority: Authority,
+    /// Keep-alive pool to this backend (HTTP only); dropped with the state after draining.
+    pub client: Option<HttpClient>,
+    /// Cancelled when draining times out: in-flight exchanges are cut.
+    pub closed: CancellationToken,
+    active: AtomicU64,
+    idle: Notify,
+    /// Milliseconds since the set's epoch until which selection skips this backend.
+    down_until_ms: AtomicU64,
+}
+
+impl BackendState {
+    /// Resolves once nothing is in flight on this backend.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts one request or connection as in flight on a backend until dropped.
+pub(crate) struct InFlight {
+    pub state: Arc<BackendState>,
+}
+
+impl InFlight {
+    fn new(state: Arc<BackendState>) -> InFlight {
+        state.active.fetch_add(1, Ordering::SeqCst);
+        state.metrics.enter();
+        InFlight { state }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.metrics.leave();
+        if self.state.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.state.idle.notify_waiters();
+        }
+    }
+}
+
+/// What selection reads, swapped whole by `set` and `set_split`.
+#[derive(Default)]
+struct Table {
+    backends: Vec<Arc<BackendState>>,
+    split: Option<Vec<(String, u32)>>,
+    /// Round-robin position per revision.
+    rr: Arc<HashMap<String, AtomicU64>>,
+}
+
+pub(crate) struct BackendSet {
+    protocol: Protocol,
+    balance: Balance,
+    pub drain_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub registry: Registry,
+    table: RwLock<Arc<Table>>,
+    draining: Arc<Mutex<Vec<Arc<BackendState>>>>,
+    ticket: AtomicU64,
+    epoch: Instant,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BackendSet {
+    pub fn new(config: &ProxyConfig, runtime: tokio::runtime::Handle) -> BackendSet {
+        BackendSet {
+            protocol: config.protocol,
+            balance: config.balance,
+            drain_timeout: config.drain_timeout,
+            connect_timeout: config.connect_timeout,
+            registry: Registry::default(),
+            table: RwLock::default(),
+            draining: Arc::default(),
+            ticket: AtomicU64::new(0),
+            epoch: Instant::now(),
+            runtime,
+        }
+    }
+
+    /// A fresh number per request; drives the weighted split.
+    pub fn ticket(&self) -> u64 {
+        self.ticket.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Picks a backend not in `tried` and marks it in flight, or `None` when none is left.
+    ///
+    /// The guard is taken under the table's read lock, so once `set` has returned no
+    /// removed backend can be handed out, and `drained` sees every request chosen before.
+    pub fn choose(&self, ticket: u64, tried: &[Arc<BackendState>]) -> Option<InFlight> {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        let now = self.now_ms();
+        let cands: Vec<Candidate<'_>> = table
+            .backends
+            .iter()
+            .map(|b| Candidate {
+                revision: &b.backend.revision,
+                active: b.active.load(Ordering::Relaxed),
+                healthy: b.down_until_ms.load(Ordering::Relaxed) <= now,
+                excluded: tried.iter().any(|t| Arc::ptr_eq(t, b)),
+            })
+            .collect();
+        let pool = balance::pool(&cands, table.split.as_deref(), ticket);
+        let revision = cands[*pool.first()?].revision;
+        let rr = table
+            .rr
+            .get(revision)
+            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed));
+        let i = balance::pick(&cands, &pool, self.balance, rr)?;
+        Some(InFlight::new(table.backends[i].clone()))
+    }
+
+    /// Passive health: skip `state` for a while after a failed connect.
+    pub fn mark_down(&self, state: &BackendState) {
+        let until = self.now_ms().saturating_add(DOWN_FOR.as_millis() as u64);
+        state.down_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// Replaces the backend set; see `Proxy::set_backends`.
+    pub fn set(&self, backends: Vec<Backend>) {
+        let mut removed = Vec::new();
+        {
+            let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+            let mut old: Vec<Arc<BackendState>> = table.backends.clone();
+            let mut next = Vec::with_capacity(backends.len());
+            for backend in backends {
+                // An unchanged backend keeps its state: in-flight count, health and pool.
+                match old.iter().position(|s| s.backend == backend) {
+                    Some(i) => next.push(old.swap_remove(i)),
+                    None => next.push(Arc::new(self.new_state(backend))),
+                }
+            }
+            let mut rr = HashMap::new();
+            for s in &next {
+                let pos = table
+                    .rr
+                    .get(&s.backend.revision)
+                    .map_or(0, |c| c.load(Ordering::Relaxed));
+                rr.entry(s.backend.revision.clone())
+                    .or_insert_with(|| AtomicU64::new(pos));
+            }
+            *table = Arc::new(Table {
+                backends: next,
+                split: table.split.clone(),
+                rr: Arc::new(rr),
+            });
+            removed.extend(old);
+        }
+        for state in removed {
+            self.drain(state);
+        }
+    }
+
+    pub fn set_split(&self, split: Option<Vec<(String, u32)>>) {
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        *table = Arc::new(Table {
+            backends: table.backends.clone(),
+            split,
+            rr: table.rr.clone(),
+        });
+    }
+
+    /// Resolves when every listed or draining backend named in `ids` is idle, or at the
+    /// drain timeout.
+    pub async fn drained(&self, ids: &[String]) {
+        let mut states: Vec<Arc<BackendState>> = {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            table
+                .backends
+                .iter()
+                .filter(|s| ids.contains(&s.backend.id))
+                .cloned()
+                .collect()
+        };
+        {
+            let draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+            states.extend(
+                draining
+                    .iter()
+                    .filter(|s| ids.contains(&s.backend.id))
+                    .cloned(),
+            );
+        }
+        let all = async {
+            for s in &states {
+                s.idle().await;
+            }
+        };
+        let _ = tokio::time::timeout(self.drain_timeout, all).await;
+    }
+
+    /// Cuts everything still running on any backend (end of shutdown).
+    pub fn close_all(&self) {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        for s in &table.backends {
+            s.closed.cancel();
+        }
+        let draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in draining.iter() {
+            s.closed.cancel();
+        }
+    }
+
+    fn new_state(&self, backend: Backend) -> BackendState {
+        let authority = Authority::try_from(backend.addr.to_string().as_str())
+            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        let client = match self.protocol {
+            Protocol::Http => Some(http::client(self.connect_timeout)),
+            Protocol::Tcp => None,
+        };
+        BackendState {
+            metrics: self.registry.revision(&backend.revision),
+            backend,
+            authority,
+            client,
+            closed: CancellationToken::new(),
+            active: AtomicU64::new(0),
+            idle: Notify::new(),
+            down_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps a removed backend until it is idle or the drain timeout cuts it.
+    fn drain(&self, state: Arc<BackendState>) {
+        self.draining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(state.clone());
+        let draining = self.draining.clone();
+        let timeout = self.drain_timeout;
+        self.runtime.spawn(async move {
+            if tokio::time::timeout(timeout, state.idle()).await.is_err() {
+                tracing::debug!(backend = %state.backend.id, "drain timed out, closing");
+                state.closed.cancel();
+            }
+            let mut list = draining.lock().unwrap_or_else(PoisonError::into_inner);
+            list.retain(|s| !Arc::ptr_eq(s, &state));
+        });
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}

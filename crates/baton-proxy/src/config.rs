@@ -1,0 +1,69 @@
+//! What a proxy is told: where to listen, which protocol, how to balance, and the backends.
+//! Plain data, no I/O; the daemon builds these from the spec and the observed replicas.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How traffic on the listening port is understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2 cleartext (prior knowledge) from clients; HTTP/1.1 with
+    /// keep-alive to backends. Balanced per request.
+    Http,
+    /// Plain byte forwarding, balanced per connection.
+    Tcp,
+}
+
+/// How a backend is chosen among the eligible ones of a revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+}
+
+/// Everything a proxy needs to start serving.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Address to bind; port 0 picks a free port (see `Proxy::local_addr`).
+    pub listen: SocketAddr,
+    pub protocol: Protocol,
+    pub balance: Balance,
+    /// How long a removed backend's in-flight requests and open connections may run on
+    /// before they are closed.
+    pub drain_timeout: Duration,
+    /// Bound on establishing a TCP connection to a backend.
+    pub connect_timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// An HTTP proxy with round-robin, a 30 s drain and a 2 s connect timeout.
+    pub fn http(listen: SocketAddr) -> ProxyConfig {
+        ProxyConfig {
+            listen,
+            protocol: Protocol::Http,
+            balance: Balance::RoundRobin,
+            drain_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One replica that can take traffic: a container reachable from the host at `addr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Stable identity (e.g. the container name); used by `drained` and in logs.
+    pub id: String,
+    pub addr: SocketAddr,
+    /// The service revision this replica runs; splits and metrics are per revision.
+    pub revision: String,
+}
+
+impl Backend {
+    pub fn new(id: impl Into<String>, addr: SocketAddr, revision: impl Into<String>) -> Backend {
+        Backend {
+            id: id.into(),
+            addr,
+            revision: revision.into(),
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Per-revision traffic counters and a fixed-bucket latency histogram, all atomics.
+//! The hot path only does relaxed increments; `Metrics` is the serialisable snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A snapshot of the proxy's counters since start or the last `reset_metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Keyed by revision.
+    pub revisions: BTreeMap<String, RevisionStats>,
+    /// Requests (or connections) answered 503 because no backend was available at all.
+    pub no_backend: u64,
+}
+
+/// Counters of one revision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RevisionStats {
+    /// HTTP requests, or TCP connections, routed to this revision.
+    pub requests: u64,
+    /// Backend answers with a 5xx status (HTTP only).
+    pub responses_5xx: u64,
+    /// Requests that got no answer from a backend of this revision: every connect attempt
+    /// failed, or the exchange broke before a response; the client got a 502/503.
+    pub failures: u64,
+    /// In flight now (a gauge; not reset).
+    pub active: u64,
+    pub latency: LatencyStats,
+}
+
+/// Latency to response headers (HTTP) or to the backend connection being open (TCP).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+const BUCKETS: usize = 64;
+
+/// Upper bounds in microseconds: 50 µs growing by 25 % per bucket (~80 s at the top); a
+/// percentile is reported as its bucket's upper bound, so it is at most 25 % high.
+const BOUNDS_US: [u64; BUCKETS] = bounds();
+
+const fn bounds() -> [u64; BUCKETS] {
+    let mut b = [0u64; BUCKETS];
+    b[0] = 50;
+    let mut i = 1;
+    while i < BUCKETS {
+        b[i] = b[i - 1] * 5 / 4 + 1;
+        i += 1;
+    }
+    b
+}
+
+/// Live counters of one revision; backends hold an `Arc` so the hot path does no lookup.
+#[derive(Debug)]
+pub(crate) struct RevisionMetrics {
+    requests: AtomicU64,
+    responses_5xx: AtomicU64,
+    failures: AtomicU64,
+    active: AtomicU64,
+    latency: [AtomicU64; BUCKETS],
+}
+
+impl Default for RevisionMetrics {
+    fn default() -> Self {
+        RevisionMetrics {
+            requests: AtomicU64::new(0),
+            responses_5xx: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl RevisionMetrics {
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    pub fn response(&self, status: u16, latency: Duration) {
+        if status >= 500 {
+            self.responses_5xx.fetch_add(1, Relaxed);
+        }
+        self.observe(latency);
+    }
+
+    pub fn observe(&self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let i = BOUNDS_US.partition_point(|&b| b < us).min(BUCKETS - 1);
+        self.latency[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn failure(&self) {
+        self.failures.fetch_add(1, Relaxed);
+    }
+
+    pub fn enter(&self) {
+        self.active.fetch_add(1, Relaxed);
+    }
+
+    pub fn leave(&self) {
+        self.active.fetch_sub(1, Relaxed);
+    }
+
+    fn reset(&self) {
+        self.requests.store(0, Relaxed);
+        self.responses_5xx.store(0, Relaxed);
+        self.failures.store(0, Relaxed);
+        for b in &self.latency {
+            b.store(0, Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> RevisionStats {
+        let counts: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
+        RevisionStats {
+            requests: self.requests.load(Relaxed),
+            responses_5xx: self.responses_5xx.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+            active: self.active.load(Relaxed),
+            latency: LatencyStats {
+                count: counts.iter().sum(),
+                p50_ms: percentile(&counts, 0.50),
+                p95_ms: percentile(&counts, 0.95),
+                p99_ms: percentile(&counts, 0.99),
+            },
+        }
+    }
+}
+
+/// The upper bound (ms) of the bucket holding the `q` quantile; 0 when empty.
+fn percentile(counts: &[u64], q: f64) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return BOUNDS_US[i] as f64 / 1000.0;
+        }
+    }
+    BOUNDS_US[BUCKETS - 1] as f64 / 1000.0
+}
+
+/// All revisions' counters.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    revisions: Mutex<HashMap<String, Arc<RevisionMetrics>>>,
+    no_backend: AtomicU64,
+}
+
+impl Registry {
+    /// The counters of `revision`, created on first use (at `set_backends`, not per request).
+    pub fn revision(&self, revision: &str) -> Arc<RevisionMetrics> {
+        let mut map = self
+            .revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.entry(revision.to_owned()).or_default().clone()
+    }
+
+    pub fn no_backend(&self) {
+        self.no_backend.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Metrics {
+        let map = self
+            .revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Metrics {
+            revisions: map.iter().map(|(k, v)| (k.clone(), v.snapshot())).collect(),
+            no_backend: self.no_backend.load(Relaxed),
+        }
+    }
+
+    /// Zeroes the counters and forgets revisions that no backend refers to any more.
+    pub fn reset(&self) {
+        let mut map = self
+            .revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, m| Arc::strong_count(m) > 1 || m.active.load(Relaxed) > 0);
+        for m in map.values() {
+            m.reset();
+        }
+        self.no_backend.store(0, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_grow_and_cover_a_minute() {
+        assert!(BOUNDS_US.windows(2).all(|w| w[0] < w[1]));
+        assert!(BOUNDS_US[BUCKETS - 1] > 60_000_000);
+    }
+
+    #[test]
+    fn percentiles_come_from_buckets() {
+        let m = RevisionMetrics::default();
+        for _ in 0..95 {
+            m.response(200, Duration::from_millis(1));
+        }
+        for _ in 0..5 {
+            m.response(503, Duration::from_millis(100));
+        }
+        let s = m.snapshot();
+        assert_eq!(s.latency.count, 100);
+        assert_eq!(s.responses_5xx, 5);
+        assert!((1.0..=1.25).contains(&s.latency.p50_ms), "{s:?}");
+        assert!((1.0..=1.25).contains(&s.latency.p95_ms), "{s:?}");
+        assert!((100.0..=125.0).contains(&s.latency.p99_ms), "{s:?}");
+        m.reset();
+        assert_eq!(m.snapshot().latency, LatencyStats::default());
+    }
+
+    #[test]
+    fn huge_latency_lands_in_the_last_bucket() {
+        let m = RevisionMetrics::default();
+        m.observe(Duration::MAX);
+        assert_eq!(
+            m.snapshot().latency.p99_ms,
+            BOUNDS_US[BUCKETS - 1] as f64 / 1000.0
+        );
+    }
+}
