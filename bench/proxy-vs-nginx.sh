@@ -25,7 +25,8 @@ bin=${CARGO_TARGET_DIR:-$PWD/target}/release/examples
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  # TERM, not INT: background jobs of a non-interactive shell ignore SIGINT.
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }

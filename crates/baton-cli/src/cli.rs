@@ -89,6 +89,8 @@ pub enum Command {
     /// Run the daemon: keep every project brought up with `up` running (replicas that
     /// are killed, removed or unhealthy come back, with backoff)
     Serve(ServeArgs),
+    /// Rollouts of services whose traffic baton manages: status, promote, abort, history
+    Rollout(RolloutArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -122,6 +124,9 @@ pub struct UpArgs {
     /// Seconds to wait for depends_on conditions
     #[arg(long, default_value_t = 300)]
     pub wait_timeout: u64,
+    /// Return as soon as rollouts are handed to the daemon, without waiting for them
+    #[arg(long)]
+    pub no_wait: bool,
     pub services: Vec<String>,
 }
 
@@ -235,6 +240,24 @@ pub struct ScaleArgs {
     pub scales: Vec<String>,
     #[arg(long)]
     pub no_deps: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub action: RolloutAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RolloutAction {
+    /// The running (or last) rollout of a service: phase, traffic split, replicas
+    Status { service: String },
+    /// Skip the remaining pauses and steps: go to 100% now
+    Promote { service: String },
+    /// Roll back the running rollout
+    Abort { service: String },
+    /// Every rollout of a service
+    History { service: String },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,5 +7,6 @@
 //! restart (errors are retried; the next tick converges).
 
 pub mod supervisor;
+pub mod traffic;
 
 pub use supervisor::{Supervisor, SupervisorConfig};

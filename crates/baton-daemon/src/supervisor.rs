@@ -33,6 +33,7 @@ pub struct Supervisor<'a, R> {
     /// count seen and when it grew.
     engine_restarts: BTreeMap<String, (u32, RestartHistory)>,
     engine_down: bool,
+    traffic: crate::traffic::Traffic,
 }
 
 fn now_ms() -> u64 {
@@ -56,6 +57,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             histories: BTreeMap::new(),
             engine_restarts: BTreeMap::new(),
             engine_down: false,
+            traffic: crate::traffic::Traffic::default(),
         }
     }
 
@@ -118,15 +120,15 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         }
         let now = now_ms();
         self.watch_engine_restarts(name, &observed, now).await;
-        let histories = self.histories.entry(name.to_string()).or_default();
-        let decisions = supervise(
-            &project,
-            &observed,
-            &desired.stopped_services,
-            histories,
-            now,
-        );
         let files = file_sources(&project, &self.config.files_dir);
+        self.traffic
+            .tick(self.rt, self.store, &project, &observed, &files, now)
+            .await?;
+        // Services in a rollout are the rollout's to change, not the supervisor's.
+        let mut hands_off = desired.stopped_services.clone();
+        hands_off.extend(crate::traffic::Traffic::rolling_services(self.store, name));
+        let histories = self.histories.entry(name.to_string()).or_default();
+        let decisions = supervise(&project, &observed, &hands_off, histories, now);
         for d in decisions {
             let (service, replica) = d.key();
             let container = baton_engine::resolve::container_name(

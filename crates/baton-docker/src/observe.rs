@@ -143,6 +143,17 @@ fn from_summary(s: ContainerSummary) -> ObservedContainer {
         .collect();
     ports.sort();
     ports.dedup();
+    let addresses = s
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(net, ep)| {
+            ep.ip_address
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| (net, ip))
+        })
+        .collect();
     let mut container = ObservedContainer {
         id: s.id.unwrap_or_default(),
         name: s
@@ -165,6 +176,7 @@ fn from_summary(s: ContainerSummary) -> ObservedContainer {
         labels: sorted(s.labels.unwrap_or_default()),
         created: s.created.unwrap_or(0),
         restart_count: 0,
+        addresses,
     };
     from_labels(&mut container);
     container
@@ -202,7 +214,12 @@ fn from_inspect(r: ContainerInspectResponse) -> ObservedContainer {
             .unwrap_or_default(),
     };
     let mut ports = Vec::new();
-    for (key, bindings) in r.network_settings.and_then(|n| n.ports).unwrap_or_default() {
+    for (key, bindings) in r
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.ports.clone())
+        .unwrap_or_default()
+    {
         let (target, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
         for b in bindings.unwrap_or_default() {
             if let Some(host_port) = b.host_port.filter(|p| !p.is_empty()) {
@@ -218,6 +235,18 @@ fn from_inspect(r: ContainerInspectResponse) -> ObservedContainer {
     ports.sort();
     ports.dedup();
     let config = r.config.unwrap_or_default();
+    let addresses = r
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(net, ep)| {
+            ep.ip_address
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| (net, ip))
+        })
+        .collect();
     let mut container = ObservedContainer {
         id: r.id.unwrap_or_default(),
         name: r
@@ -237,6 +266,7 @@ fn from_inspect(r: ContainerInspectResponse) -> ObservedContainer {
         labels: sorted(config.labels.unwrap_or_default()),
         created: r.created.as_deref().and_then(parse_rfc3339).unwrap_or(0),
         restart_count: r.restart_count.map_or(0, |n| n.max(0) as u32),
+        addresses,
     };
     from_labels(&mut container);
     container

@@ -74,6 +74,14 @@ pub enum Action {
         name: String,
         reason: String,
     },
+    /// Hand a service whose traffic baton manages to the daemon, which replaces its
+    /// replicas with the rollout strategy (rolling, blue-green, canary).
+    Rollout {
+        service: String,
+        from_hash: String,
+        to_hash: String,
+        changes: Vec<String>,
+    },
 }
 
 impl Action {
@@ -85,7 +93,8 @@ impl Action {
             | Action::CreateContainer { service, .. }
             | Action::StartContainer { service, .. }
             | Action::RecreateContainer { service, .. }
-            | Action::RemoveContainer { service, .. } => Some(service),
+            | Action::RemoveContainer { service, .. }
+            | Action::Rollout { service, .. } => Some(service),
             _ => None,
         }
     }
@@ -103,6 +112,7 @@ impl Action {
             Action::RemoveContainer { .. } => "remove",
             Action::RemoveNetwork { .. } => "remove-network",
             Action::RemoveVolume { .. } => "remove-volume",
+            Action::Rollout { .. } => "rollout",
         }
     }
 
@@ -118,6 +128,7 @@ impl Action {
             | Action::RemoveContainer { name, .. }
             | Action::RemoveNetwork { name, .. }
             | Action::RemoveVolume { name, .. } => name,
+            Action::Rollout { service, .. } => service,
         }
     }
 
@@ -132,7 +143,7 @@ impl Action {
             | Action::RemoveNetwork { reason, .. }
             | Action::RemoveVolume { reason, .. } => reason.clone(),
             Action::CreateNetwork { .. } | Action::CreateVolume { .. } => "declared".into(),
-            Action::RecreateContainer { changes, .. } => {
+            Action::RecreateContainer { changes, .. } | Action::Rollout { changes, .. } => {
                 format!("{} changed", changes.join(", "))
             }
         }
@@ -183,7 +194,7 @@ impl fmt::Display for Plan {
             )?;
             for a in &self.actions {
                 let sign = match a {
-                    Action::RecreateContainer { .. } => '~',
+                    Action::RecreateContainer { .. } | Action::Rollout { .. } => '~',
                     Action::RemoveContainer { .. }
                     | Action::RemoveNetwork { .. }
                     | Action::RemoveVolume { .. } => '-',
@@ -426,6 +437,22 @@ fn plan_service(
     let project = &input.project.name;
     let opts = input.options;
     let hash = service_hash(svc);
+    // A service whose traffic baton manages changes by rollout, as a whole, in the daemon.
+    if crate::resolve::traffic_managed(svc) && !opts.no_recreate {
+        if let Some(old) = observed.iter().find(|c| c.config_hash != hash) {
+            let changes = match (input.previous_config)(&old.config_hash) {
+                Some(prev) => changed_paths(&prev, &effective_config(svc)),
+                None => vec!["configuration (earlier version unknown)".into()],
+            };
+            actions.push(Action::Rollout {
+                service: name.into(),
+                from_hash: old.config_hash.clone(),
+                to_hash: hash,
+                changes,
+            });
+            return;
+        }
+    }
     let mut by_replica: BTreeMap<u32, Vec<&ObservedContainer>> = BTreeMap::new();
     for c in observed {
         by_replica.entry(c.replica).or_default().push(c);

@@ -11,6 +11,18 @@ use crate::runtime::{
     labels, BuildSpec, ContainerSpec, FileMount, NetworkAttachment, NetworkSpec, VolumeSpec,
 };
 
+/// Whether baton's traffic proxy owns the service's published ports: the service has
+/// published ports and an `x-baton.rollout` section. Its containers then publish
+/// nothing themselves; `baton serve` listens on the ports and forwards to healthy
+/// replicas, so replicas can be replaced without a failed request.
+pub fn traffic_managed(service: &Service) -> bool {
+    service.ports.iter().any(|p| p.published.is_some())
+        && service
+            .baton
+            .as_ref()
+            .is_some_and(|b| b.get("rollout").is_some())
+}
+
 /// `container_name` when set, else `<project>-<service>-<replica>` (Compose's scheme).
 pub fn container_name(project: &str, name: &str, service: &Service, replica: u32) -> String {
     match &service.container_name {
@@ -165,6 +177,19 @@ pub fn container_spec(
         }
     }
 
+    // The proxy owns a managed service's host ports: its containers only expose them.
+    let mut service = service.clone();
+    if traffic_managed(&service) {
+        for p in &mut service.ports {
+            p.published = None;
+            p.host_ip = None;
+        }
+        service.ports.retain(|p| p.protocol == "tcp");
+        let targets: Vec<String> = service.ports.iter().map(|p| p.target.to_string()).collect();
+        service.expose.extend(targets);
+        service.ports.clear();
+    }
+    let service = &service;
     ContainerSpec {
         name: container_name(&project.name, name, service, replica),
         project: project.name.clone(),

@@ -167,6 +167,10 @@ pub struct ObservedContainer {
     /// fills it, listing reports 0.
     #[serde(default)]
     pub restart_count: u32,
+    /// The container's IPv4 address on each network it is attached to, by engine-level
+    /// network name (how the traffic proxy reaches it).
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

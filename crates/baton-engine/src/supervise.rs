@@ -255,6 +255,7 @@ mod tests {
             labels: Default::default(),
             created: 0,
             restart_count: 0,
+            addresses: Default::default(),
         }
     }
 

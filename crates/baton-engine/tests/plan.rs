@@ -58,6 +58,7 @@ fn running(service: &str, replica: u32, svc: &Service) -> ObservedContainer {
         labels: BTreeMap::new(),
         created: 1,
         restart_count: 0,
+        addresses: Default::default(),
     }
 }
 

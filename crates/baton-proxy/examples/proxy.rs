@@ -48,11 +48,27 @@ async fn main() {
         .collect();
     proxy.set_backends(backends);
     eprintln!("proxy: listening on {}", proxy.local_addr());
-    let _ = tokio::signal::ctrl_c().await;
+    stopped().await;
     let metrics = proxy.metrics();
     proxy.shutdown().await;
     match serde_json::to_string_pretty(&metrics) {
         Ok(json) => eprintln!("{json}"),
         Err(e) => eprintln!("proxy: cannot print metrics: {e}"),
     }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -113,6 +113,28 @@ pub struct Supervision {
     pub updated_at: i64,
 }
 
+/// One rollout of a service from one configuration to another, as the daemon runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    pub id: i64,
+    pub project: String,
+    pub service: String,
+    /// The spec revision being rolled out.
+    pub revision: i64,
+    pub from_hash: String,
+    pub to_hash: String,
+    pub strategy: String,
+    /// `running`, `completed`, `rolled-back`, `paused`, `superseded`.
+    pub status: String,
+    /// The decider's state (`baton_engine::rollout::RolloutState`) as JSON.
+    pub state_json: String,
+    /// A manual request waiting for the daemon: `promote` or `abort`.
+    pub requested: Option<String>,
+    pub outcome: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
 /// A resource as last observed (container, network, volume).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
@@ -201,6 +223,22 @@ CREATE TABLE IF NOT EXISTS desired (
     stopped_services TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rollouts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    service TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    from_hash TEXT NOT NULL,
+    to_hash TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    status TEXT NOT NULL,
+    state_json TEXT NOT NULL,
+    requested TEXT,
+    outcome TEXT,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS rollouts_service ON rollouts (project, service, id);
 CREATE TABLE IF NOT EXISTS supervision (
     project TEXT NOT NULL,
     container TEXT NOT NULL,
@@ -633,6 +671,96 @@ impl Store {
         })
     }
 
+    /// Records a new running rollout; returns its id.
+    pub fn start_rollout(&self, r: &RolloutRecord) -> Result<i64> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO rollouts (project, service, revision, from_hash, to_hash, strategy, status, state_json, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
+                params![r.project, r.service, r.revision, r.from_hash, r.to_hash, r.strategy, r.state_json, r.started_at],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Saves a rollout's progress; `finished` with its final status and outcome.
+    pub fn update_rollout(
+        &self,
+        id: i64,
+        status: &str,
+        state_json: &str,
+        outcome: Option<&str>,
+        finished_at: Option<i64>,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE rollouts SET status = ?2, state_json = ?3, outcome = COALESCE(?4, outcome),
+                 finished_at = COALESCE(?5, finished_at) WHERE id = ?1",
+                params![id, status, state_json, outcome, finished_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Asks the daemon to promote or abort the running rollout of a service. Returns
+    /// false when none runs.
+    pub fn request_rollout(&self, project: &str, service: &str, action: &str) -> Result<bool> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE rollouts SET requested = ?3 WHERE project = ?1 AND service = ?2 AND status = 'running'",
+                params![project, service, action],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    /// Takes (and clears) a pending manual request.
+    pub fn take_rollout_request(&self, id: i64) -> Result<Option<String>> {
+        self.with(|c| {
+            let r: Option<Option<String>> = c
+                .query_row(
+                    "SELECT requested FROM rollouts WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            c.execute(
+                "UPDATE rollouts SET requested = NULL WHERE id = ?1",
+                params![id],
+            )?;
+            Ok(r.flatten())
+        })
+    }
+
+    /// A service's rollouts, newest last.
+    pub fn rollouts(&self, project: &str, service: Option<&str>) -> Result<Vec<RolloutRecord>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, project, service, revision, from_hash, to_hash, strategy, status, state_json,
+                        requested, outcome, started_at, finished_at
+                 FROM rollouts WHERE project = ?1 AND (?2 IS NULL OR service = ?2) ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![project, service], |r| {
+                Ok(RolloutRecord {
+                    id: r.get(0)?,
+                    project: r.get(1)?,
+                    service: r.get(2)?,
+                    revision: r.get(3)?,
+                    from_hash: r.get(4)?,
+                    to_hash: r.get(5)?,
+                    strategy: r.get(6)?,
+                    status: r.get(7)?,
+                    state_json: r.get(8)?,
+                    requested: r.get(9)?,
+                    outcome: r.get(10)?,
+                    started_at: r.get(11)?,
+                    finished_at: r.get(12)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     pub fn resources(&self, project: &str) -> Result<Vec<Resource>> {
         self.with(|c| {
             let mut stmt = c.prepare(
@@ -784,6 +912,46 @@ mod tests {
         assert!(s.try_lock_project("q").unwrap().is_some());
         drop(held);
         assert!(s.try_lock_project("p").unwrap().is_some());
+    }
+
+    #[test]
+    fn rollouts_run_take_requests_and_finish() {
+        let (_d, s) = store();
+        let r = RolloutRecord {
+            id: 0,
+            project: "p".into(),
+            service: "web".into(),
+            revision: 2,
+            from_hash: "a".into(),
+            to_hash: "b".into(),
+            strategy: "canary".into(),
+            status: "running".into(),
+            state_json: "{}".into(),
+            requested: None,
+            outcome: None,
+            started_at: 10,
+            finished_at: None,
+        };
+        let id = s.start_rollout(&r).unwrap();
+        assert!(s.request_rollout("p", "web", "promote").unwrap());
+        assert_eq!(
+            s.take_rollout_request(id).unwrap().as_deref(),
+            Some("promote")
+        );
+        assert_eq!(s.take_rollout_request(id).unwrap(), None);
+        s.update_rollout(id, "completed", "{\"x\":1}", Some("completed"), Some(20))
+            .unwrap();
+        assert!(
+            !s.request_rollout("p", "web", "abort").unwrap(),
+            "nothing running"
+        );
+        let all = s.rollouts("p", Some("web")).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].status.as_str(), all[0].finished_at),
+            ("completed", Some(20))
+        );
+        assert!(s.rollouts("p", Some("db")).unwrap().is_empty());
     }
 
     #[test]

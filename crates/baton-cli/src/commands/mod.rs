@@ -10,6 +10,7 @@ mod lifecycle;
 mod logs;
 mod plan;
 mod ps;
+mod rollout;
 mod run;
 mod serve;
 mod stats;
@@ -45,6 +46,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Scale(a) => up::scale(&ctx, a).await,
         Command::Events(a) => events::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a).await,
+        Command::Rollout(a) => rollout::run(&ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());
             Ok(crate::exit::OK)

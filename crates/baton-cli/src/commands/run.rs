@@ -32,7 +32,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<u8> {
             services: deps,
             ..Default::default()
         };
-        let code = super::up::converge(ctx, &project, &opts, Duration::from_secs(300)).await?;
+        let (code, _) = super::up::converge(ctx, &project, &opts, Duration::from_secs(300)).await?;
         if code != crate::exit::OK {
             return Ok(code);
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use baton_engine::apply::{apply_up, ApplyOptions};
-use baton_engine::plan::PlanOptions;
+use baton_engine::plan::{Action, PlanOptions};
 use baton_engine::runtime::Runtime;
 use baton_spec::Project;
 use baton_state::Resource;
@@ -26,8 +26,24 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
         build: args.build,
         scale: parse_scales(&args.scale)?,
     };
-    let code = converge(ctx, &project, &opts, Duration::from_secs(args.wait_timeout)).await?;
-    if code != crate::exit::OK || args.detach || ctx.global.json {
+    let (code, rollouts) =
+        converge(ctx, &project, &opts, Duration::from_secs(args.wait_timeout)).await?;
+    if code != crate::exit::OK {
+        return Ok(code);
+    }
+    if !rollouts.is_empty() {
+        if args.no_wait {
+            for (service, id) in &rollouts {
+                eprintln!("{service}: rollout {id} handed to baton serve; `baton rollout status {service}` follows it");
+            }
+        } else {
+            let code = wait_rollouts(ctx, &project.name, &rollouts).await?;
+            if code != crate::exit::OK {
+                return Ok(code);
+            }
+        }
+    }
+    if args.detach || ctx.global.json {
         return Ok(code);
     }
     // Attached, as in Compose: follow the output; Ctrl-C stops the containers.
@@ -61,7 +77,72 @@ pub async fn scale(ctx: &Context, args: ScaleArgs) -> Result<u8> {
         scale,
         ..Default::default()
     };
-    converge(ctx, &project, &opts, Duration::from_secs(300)).await
+    let (code, rollouts) = converge(ctx, &project, &opts, Duration::from_secs(300)).await?;
+    if code == crate::exit::OK && !rollouts.is_empty() {
+        return wait_rollouts(ctx, &project.name, &rollouts).await;
+    }
+    Ok(code)
+}
+
+/// Follows rollouts the daemon carries out until each has finished; prints what
+/// happens and how each ended. Exit 0 when all completed, 1 otherwise.
+pub async fn wait_rollouts(ctx: &Context, project: &str, rollouts: &[(String, i64)]) -> Result<u8> {
+    let store = ctx.store()?;
+    // History lines already shown, per rollout; rollouts whose outcome was shown.
+    let mut printed: std::collections::BTreeMap<i64, usize> = Default::default();
+    let mut reported: std::collections::BTreeSet<i64> = Default::default();
+    loop {
+        let mut all_done = true;
+        let mut failed = false;
+        for (service, id) in rollouts {
+            let Some(r) = store
+                .rollouts(project, Some(service))?
+                .into_iter()
+                .find(|r| r.id == *id)
+            else {
+                continue;
+            };
+            if let Ok(state) =
+                serde_json::from_str::<baton_engine::rollout::RolloutState>(&r.state_json)
+            {
+                let seen = printed.entry(r.id).or_default();
+                for e in state.history.iter().skip(*seen) {
+                    if !ctx.global.json {
+                        eprintln!("{service}: {}", e.message);
+                    }
+                }
+                *seen = state.history.len();
+            }
+            match r.status.as_str() {
+                "running" => all_done = false,
+                "completed" => {}
+                _ => failed = true,
+            }
+            if r.status != "running" && !ctx.global.json && reported.insert(r.id) {
+                eprintln!(
+                    "{service}: rollout {}: {}",
+                    r.id,
+                    r.outcome.as_deref().unwrap_or(&r.status)
+                );
+            }
+        }
+        if all_done {
+            if ctx.global.json {
+                let records: Vec<_> = store
+                    .rollouts(project, None)?
+                    .into_iter()
+                    .filter(|r| rollouts.iter().any(|(_, id)| *id == r.id))
+                    .collect();
+                crate::output::json(&records)?;
+            }
+            return Ok(if failed {
+                crate::exit::ERROR
+            } else {
+                crate::exit::OK
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Plans and applies; shared by `up`, `scale` and `start`-like commands.
@@ -70,7 +151,7 @@ pub async fn converge(
     project: &Project,
     opts: &PlanOptions,
     wait_timeout: Duration,
-) -> Result<u8> {
+) -> Result<(u8, Vec<(String, i64)>)> {
     // Held until the end: `baton serve` leaves the project alone while `up` changes it,
     // and the observation the plan is made from stays true.
     let _lock = ctx.store()?.lock_project(&project.name)?;
@@ -101,9 +182,10 @@ pub async fn converge(
         } else {
             eprint!("{plan}");
         }
-        return Ok(crate::exit::OK);
+        return Ok((crate::exit::OK, Vec::new()));
     }
     preflight(&docker, project).await?;
+    check_traffic(ctx, project, &plan.actions)?;
     if !ctx.global.json {
         eprint!("{plan}");
     }
@@ -148,7 +230,99 @@ pub async fn converge(
     if !ctx.global.json {
         eprintln!("project {}: {outcome}", project.name);
     }
-    Ok(crate::exit::OK)
+    let rollouts = hand_over_rollouts(&store, project, &observed, &plan.actions, revision)?;
+    Ok((crate::exit::OK, rollouts))
+}
+
+/// Services whose traffic baton manages need the daemon: it owns their ports and
+/// carries out their rollouts. Checked before anything changes.
+fn check_traffic(ctx: &Context, project: &Project, actions: &[Action]) -> Result<()> {
+    let managed: Vec<&String> = project
+        .services
+        .iter()
+        .filter(|(_, s)| baton_engine::resolve::traffic_managed(s))
+        .map(|(n, _)| n)
+        .collect();
+    for a in actions {
+        if let Action::Rollout { service, .. } = a {
+            let svc = &project.services[service];
+            baton_engine::rollout::rollout_spec(svc)
+                .map_err(|e| anyhow::anyhow!("service {service}: x-baton.rollout: {e}"))?;
+            if !super::serve::daemon_running(ctx) {
+                bail!("service {service}: its published ports belong to baton's traffic proxy (x-baton.rollout), so it changes by rollout, which `baton serve` carries out; start `baton serve` first");
+            }
+        }
+    }
+    if !managed.is_empty() && !super::serve::daemon_running(ctx) {
+        eprintln!("warning: the published ports of {managed:?} are served by `baton serve` (x-baton.rollout), which is not running");
+    }
+    Ok(())
+}
+
+/// Records a rollout for each service the plan hands over (reusing one already running
+/// to the same configuration). Returns (service, rollout id).
+fn hand_over_rollouts(
+    store: &baton_state::Store,
+    project: &Project,
+    observed: &baton_engine::runtime::Observed,
+    actions: &[Action],
+    revision: i64,
+) -> Result<Vec<(String, i64)>> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    for a in actions {
+        let Action::Rollout {
+            service,
+            from_hash,
+            to_hash,
+            ..
+        } = a
+        else {
+            continue;
+        };
+        let running = store
+            .rollouts(&project.name, Some(service))?
+            .into_iter()
+            .rfind(|r| r.status == "running" && &r.to_hash == to_hash);
+        if let Some(r) = running {
+            out.push((service.clone(), r.id));
+            continue;
+        }
+        let svc = &project.services[service];
+        let spec = baton_engine::rollout::rollout_spec(svc)
+            .map_err(|e| anyhow::anyhow!("service {service}: x-baton.rollout: {e}"))?;
+        let old: Vec<String> = observed
+            .containers
+            .iter()
+            .filter(|c| &c.service == service && !c.oneoff && &c.config_hash == from_hash)
+            .map(|c| c.name.clone())
+            .collect();
+        let state = baton_engine::rollout::start(&spec, svc.replicas(), &old, now as u64);
+        let id = store.start_rollout(&baton_state::RolloutRecord {
+            id: 0,
+            project: project.name.clone(),
+            service: service.clone(),
+            revision,
+            from_hash: from_hash.clone(),
+            to_hash: to_hash.clone(),
+            strategy: state.strategy.to_string(),
+            status: "running".into(),
+            state_json: serde_json::to_string(&state)?,
+            requested: None,
+            outcome: None,
+            started_at: now,
+            finished_at: None,
+        })?;
+        let _ = store.event(
+            &project.name,
+            "rollout",
+            service,
+            &format!("rollout {id} requested ({})", state.strategy),
+            now,
+        );
+        out.push((service.clone(), id));
+    }
+    Ok(out)
 }
 
 /// Checks what must exist beforehand (external networks and volumes), so a bad file

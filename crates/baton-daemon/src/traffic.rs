@@ -1,0 +1,501 @@
+//! Traffic for services whose published ports baton owns: one proxy per published port,
+//! routed to healthy replicas, and the rollouts that replace those replicas without a
+//! failed request, carried out as the pure deciders of `baton_engine::rollout` say.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use baton_engine::resolve::{container_name, container_spec, traffic_managed, FileSources};
+use baton_engine::rollout::{
+    self, rollout_spec, Decision, Health as RHealth, Observation, Outcome, Replica,
+    RevisionMetrics, RolloutState,
+};
+use baton_engine::runtime::{
+    ContainerState, Health, Observed, ObservedContainer, Runtime, RuntimeError,
+};
+use baton_proxy::{Backend, Proxy, ProxyConfig};
+use baton_spec::{Project, Service};
+use baton_state::{RolloutRecord, Store};
+use futures_util::future::join_all;
+
+/// The daemon's traffic state, per (project, service).
+#[derive(Default)]
+pub struct Traffic {
+    proxies: BTreeMap<(String, String), Vec<Proxy>>,
+    /// During a rollout: the container names that take traffic.
+    routed: BTreeMap<(String, String), BTreeSet<String>>,
+    /// Whether a split is set on the service's proxies (so it is cleared once).
+    split: BTreeSet<(String, String)>,
+}
+
+fn log(line: &str) {
+    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    eprintln!("{t} {line}");
+}
+
+fn takes_traffic(c: &ObservedContainer) -> bool {
+    c.state == ContainerState::Running && matches!(c.health, Health::Healthy | Health::None)
+}
+
+fn replica_health(c: &ObservedContainer) -> RHealth {
+    match (c.state, c.health) {
+        (ContainerState::Running, Health::Healthy | Health::None) => RHealth::Healthy,
+        (ContainerState::Running, Health::Unhealthy) => RHealth::Unhealthy,
+        (ContainerState::Running | ContainerState::Created | ContainerState::Restarting, _) => {
+            RHealth::Starting
+        }
+        _ => RHealth::Gone,
+    }
+}
+
+/// The host-reachable address of a container for a target port.
+fn backend_addr(c: &ObservedContainer, target: u16) -> Option<SocketAddr> {
+    let ip: IpAddr = c.addresses.values().find_map(|a| a.parse().ok())?;
+    Some(SocketAddr::new(ip, target))
+}
+
+impl Traffic {
+    /// The services whose rollout the daemon is carrying out: the supervisor leaves
+    /// them alone.
+    pub fn rolling_services(store: &Store, project: &str) -> Vec<String> {
+        store
+            .rollouts(project, None)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.status == "running")
+            .map(|r| r.service)
+            .collect()
+    }
+
+    /// One look at every traffic-managed service of the project.
+    pub async fn tick<R: Runtime>(
+        &mut self,
+        rt: &R,
+        store: &Store,
+        project: &Project,
+        observed: &Observed,
+        files: &FileSources,
+        now: u64,
+    ) -> Result<(), RuntimeError> {
+        for (name, svc) in &project.services {
+            if !traffic_managed(svc) {
+                continue;
+            }
+            let key = (project.name.clone(), name.clone());
+            self.ensure_proxies(&key, svc).await;
+            let running: Vec<RolloutRecord> = store
+                .rollouts(&project.name, Some(name))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.status == "running")
+                .collect();
+            // A newer `up` supersedes a rollout in flight: undo the older ones' partial work.
+            if let Some((newest, older)) = running.split_last() {
+                for r in older {
+                    self.supersede(rt, store, project, name, r, observed, now)
+                        .await;
+                }
+                self.step_rollout(rt, store, project, name, svc, newest, observed, files, now)
+                    .await?;
+            } else {
+                self.routed.remove(&key);
+                if self.split.remove(&key) {
+                    for p in self.proxies.get(&key).into_iter().flatten() {
+                        p.set_split(None);
+                    }
+                }
+                let all: BTreeSet<String> = observed
+                    .containers
+                    .iter()
+                    .filter(|c| c.service == *name && !c.oneoff && takes_traffic(c))
+                    .map(|c| c.name.clone())
+                    .collect();
+                self.route(&key, svc, observed, &all);
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_proxies(&mut self, key: &(String, String), svc: &Service) {
+        if self.proxies.contains_key(key) {
+            return;
+        }
+        let drain = rollout_spec(svc).map_or(10_000, |s| s.drain_timeout_ms);
+        let mut proxies = Vec::new();
+        for p in svc.ports.iter().filter(|p| p.published.is_some()) {
+            let ip = p
+                .host_ip
+                .as_deref()
+                .and_then(|h| h.trim_matches(['[', ']']).parse().ok())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let listen = SocketAddr::new(ip, p.published.unwrap_or(0));
+            let mut config = ProxyConfig::http(listen);
+            config.drain_timeout = Duration::from_millis(drain);
+            match Proxy::bind(config).await {
+                Ok(proxy) => {
+                    log(&format!(
+                        "{}/{}: proxy listening on {listen} -> :{}",
+                        key.0, key.1, p.target
+                    ));
+                    proxies.push(proxy);
+                }
+                Err(e) => log(&format!(
+                    "{}/{}: cannot listen on {listen}: {e}",
+                    key.0, key.1
+                )),
+            }
+        }
+        self.proxies.insert(key.clone(), proxies);
+    }
+
+    /// Points the service's proxies at the named containers.
+    fn route(
+        &self,
+        key: &(String, String),
+        svc: &Service,
+        observed: &Observed,
+        names: &BTreeSet<String>,
+    ) {
+        let published: Vec<u16> = svc
+            .ports
+            .iter()
+            .filter(|p| p.published.is_some())
+            .map(|p| p.target)
+            .collect();
+        for (proxy, target) in self.proxies.get(key).into_iter().flatten().zip(published) {
+            let backends = observed
+                .containers
+                .iter()
+                .filter(|c| names.contains(&c.name) && c.state == ContainerState::Running)
+                .filter_map(|c| {
+                    backend_addr(c, target)
+                        .map(|a| Backend::new(c.name.clone(), a, c.config_hash.clone()))
+                })
+                .collect();
+            proxy.set_backends(backends);
+        }
+    }
+
+    fn metrics(&self, key: &(String, String), revision: &str) -> Option<RevisionMetrics> {
+        let proxies = self.proxies.get(key)?;
+        let mut m = RevisionMetrics {
+            requests: 0,
+            errors_5xx: 0,
+            p95_ms: None,
+        };
+        for p in proxies {
+            if let Some(r) = p.metrics().revisions.get(revision) {
+                m.requests += r.requests;
+                m.errors_5xx += r.responses_5xx + r.failures;
+                if r.latency.count > 0 {
+                    m.p95_ms = Some(m.p95_ms.unwrap_or(0.0).max(r.latency.p95_ms));
+                }
+            }
+        }
+        Some(m)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn step_rollout<R: Runtime>(
+        &mut self,
+        rt: &R,
+        store: &Store,
+        project: &Project,
+        name: &str,
+        svc: &Service,
+        record: &RolloutRecord,
+        observed: &Observed,
+        files: &FileSources,
+        now: u64,
+    ) -> Result<(), RuntimeError> {
+        let key = (project.name.clone(), name.to_string());
+        let Ok(spec) = rollout_spec(svc) else {
+            return Ok(());
+        };
+        let Ok(mut state) = serde_json::from_str::<RolloutState>(&record.state_json) else {
+            let _ = store.update_rollout(
+                record.id,
+                "paused",
+                &record.state_json,
+                Some("unreadable rollout state"),
+                Some(now as i64),
+            );
+            return Ok(());
+        };
+        match store
+            .take_rollout_request(record.id)
+            .ok()
+            .flatten()
+            .as_deref()
+        {
+            Some("promote") => state = rollout::promote(&state, now),
+            Some("abort") => state = rollout::abort(&state, now),
+            _ => {}
+        }
+        let of = |hash: &str| -> Vec<&ObservedContainer> {
+            observed
+                .containers
+                .iter()
+                .filter(|c| c.service == name && !c.oneoff && c.config_hash == hash)
+                .collect()
+        };
+        // First look at this rollout since the daemon started: route what serves now.
+        self.routed.entry(key.clone()).or_insert_with(|| {
+            of(&record.from_hash)
+                .into_iter()
+                .filter(|c| takes_traffic(c))
+                .map(|c| c.name.clone())
+                .chain(state.new_routed.iter().cloned())
+                .collect()
+        });
+        let obs = Observation {
+            now_ms: now,
+            old: of(&record.from_hash)
+                .into_iter()
+                .map(|c| Replica {
+                    id: c.name.clone(),
+                    health: replica_health(c),
+                })
+                .collect(),
+            new: of(&record.to_hash)
+                .into_iter()
+                .map(|c| Replica {
+                    id: c.name.clone(),
+                    health: replica_health(c),
+                })
+                .collect(),
+            old_metrics: self.metrics(&key, &record.from_hash),
+            new_metrics: self.metrics(&key, &record.to_hash),
+        };
+        let (next, decisions, outcome) = rollout::step(&spec, &state, &obs);
+        for d in &decisions {
+            log(&format!(
+                "{}/{name}: rollout {}: {d:?}",
+                project.name, record.id
+            ));
+            self.carry_out(rt, store, project, name, svc, record, observed, files, d)
+                .await;
+        }
+        let json = serde_json::to_string(&next).unwrap_or_default();
+        let (status, text) = match &outcome {
+            None => ("running", None),
+            Some(Outcome::Completed) => ("completed", Some("completed".to_string())),
+            Some(Outcome::RolledBack { reason }) => {
+                ("rolled-back", Some(format!("rolled back: {reason}")))
+            }
+            Some(Outcome::Paused { reason }) => ("paused", Some(format!("paused: {reason}"))),
+        };
+        let finished = outcome.as_ref().map(|_| now as i64);
+        let _ = store.update_rollout(record.id, status, &json, text.as_deref(), finished);
+        if let Some(text) = text {
+            log(&format!(
+                "{}/{name}: rollout {} {text}",
+                project.name, record.id
+            ));
+            let _ = store.event(&project.name, "rollout", name, &text, now as i64);
+            if !matches!(outcome, Some(Outcome::Paused { .. })) {
+                self.routed.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn carry_out<R: Runtime>(
+        &mut self,
+        rt: &R,
+        store: &Store,
+        project: &Project,
+        name: &str,
+        svc: &Service,
+        record: &RolloutRecord,
+        observed: &Observed,
+        files: &FileSources,
+        d: &Decision,
+    ) {
+        let key = (project.name.clone(), name.to_string());
+        match d {
+            Decision::StartNew { count } => {
+                start_replicas(
+                    rt,
+                    project,
+                    name,
+                    svc,
+                    &record.to_hash,
+                    observed,
+                    *count,
+                    files,
+                )
+                .await;
+            }
+            Decision::StartOld { count } => {
+                // The old configuration, as the store kept it behind its hash.
+                let old: Option<Service> = store
+                    .service_config(&record.from_hash)
+                    .ok()
+                    .flatten()
+                    .and_then(|j| serde_json::from_str(&j).ok());
+                match old {
+                    Some(old) => {
+                        start_replicas(
+                            rt,
+                            project,
+                            name,
+                            &old,
+                            &record.from_hash,
+                            observed,
+                            *count,
+                            files,
+                        )
+                        .await
+                    }
+                    None => log(&format!(
+                        "{}/{name}: the old configuration is unknown; cannot restore",
+                        project.name
+                    )),
+                }
+            }
+            Decision::RouteNew { ids } | Decision::RouteOld { ids } => {
+                let routed = self.routed.entry(key.clone()).or_default();
+                routed.extend(ids.iter().cloned());
+                let names = routed.clone();
+                self.route(&key, svc, observed, &names);
+            }
+            Decision::StopOld { ids } | Decision::StopNew { ids } => {
+                let routed = self.routed.entry(key.clone()).or_default();
+                for id in ids {
+                    routed.remove(id);
+                }
+                let names = routed.clone();
+                self.route(&key, svc, observed, &names);
+                for p in self.proxies.get(&key).into_iter().flatten() {
+                    p.drained(ids).await;
+                }
+                let grace = svc
+                    .stop_grace_period
+                    .map_or(Duration::from_secs(10), |d| d.as_std());
+                let stops = ids
+                    .iter()
+                    .filter_map(|id| observed.containers.iter().find(|c| &c.name == id))
+                    .map(|c| async move {
+                        let _ = rt
+                            .stop_container(&c.id, grace, svc.stop_signal.as_deref())
+                            .await;
+                        let _ = rt.remove_container(&c.id).await;
+                    });
+                join_all(stops).await;
+            }
+            Decision::SetWeight { new_percent } => {
+                let p = (*new_percent).min(100);
+                self.split.insert(key.clone());
+                for proxy in self.proxies.get(&key).into_iter().flatten() {
+                    proxy.set_split(Some(vec![
+                        (record.to_hash.clone(), p),
+                        (record.from_hash.clone(), 100 - p),
+                    ]));
+                }
+            }
+            Decision::ResetMetrics => {
+                for proxy in self.proxies.get(&key).into_iter().flatten() {
+                    proxy.reset_metrics();
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn supersede<R: Runtime>(
+        &mut self,
+        rt: &R,
+        store: &Store,
+        project: &Project,
+        name: &str,
+        record: &RolloutRecord,
+        observed: &Observed,
+        now: u64,
+    ) {
+        let Ok(state) = serde_json::from_str::<RolloutState>(&record.state_json) else {
+            let _ = store.update_rollout(
+                record.id,
+                "superseded",
+                &record.state_json,
+                Some("superseded"),
+                Some(now as i64),
+            );
+            return;
+        };
+        let svc = project.services.get(name).cloned().unwrap_or_default();
+        for d in rollout::superseded(&state) {
+            self.carry_out(
+                rt,
+                store,
+                project,
+                name,
+                &svc,
+                record,
+                observed,
+                &FileSources::new(),
+                &d,
+            )
+            .await;
+        }
+        let _ = store.update_rollout(
+            record.id,
+            "superseded",
+            &record.state_json,
+            Some("superseded by a newer up"),
+            Some(now as i64),
+        );
+        let _ = store.event(
+            &project.name,
+            "rollout",
+            name,
+            "superseded by a newer up",
+            now as i64,
+        );
+    }
+}
+
+/// Creates and starts `count` replicas of a service configuration, numbered with the
+/// lowest replica numbers that configuration does not use yet, and named with a short
+/// hash suffix so they live beside the replicas they replace.
+#[allow(clippy::too_many_arguments)]
+async fn start_replicas<R: Runtime>(
+    rt: &R,
+    project: &Project,
+    name: &str,
+    svc: &Service,
+    hash: &str,
+    observed: &Observed,
+    count: u32,
+    files: &FileSources,
+) {
+    let used: BTreeSet<u32> = observed
+        .containers
+        .iter()
+        .filter(|c| c.service == name && c.config_hash == hash)
+        .map(|c| c.replica)
+        .collect();
+    let numbers: Vec<u32> = (1..)
+        .filter(|n| !used.contains(n))
+        .take(count as usize)
+        .collect();
+    let starts = numbers.into_iter().map(|replica| async move {
+        let mut spec = container_spec(project, name, svc, replica, hash, files);
+        spec.name = format!(
+            "{}-{}",
+            container_name(&project.name, name, svc, replica),
+            &hash[..hash.len().min(8)]
+        );
+        match rt.create_container(&spec).await {
+            Ok(id) => {
+                if let Err(e) = rt.start_container(&id).await {
+                    log(&format!("{}: start failed: {e}", spec.name));
+                }
+            }
+            Err(e) => log(&format!("{}: create failed: {e}", spec.name)),
+        }
+    });
+    join_all(starts).await;
+}
