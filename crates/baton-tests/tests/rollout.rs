@@ -1,0 +1,211 @@
+//! Zero-downtime updates through `baton serve`: for each strategy, an update under
+//! continuous load fails no request, and a version whose health check fails is rolled
+//! back (rolling), never switched to (blue-green) or reverted (canary), serving nothing.
+
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baton_tests::{docker_available, free_port, http_get, stderr, Scratch, IMAGE};
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Requests in a loop on one port until stopped; counts answers by body and failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<(Vec<String>, u32)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new((Vec::new(), 0)));
+        let (s, v) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            // Bounded: at most 10 minutes, whatever happens.
+            let deadline = std::time::Instant::now() + Duration::from_secs(600);
+            while !s.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                let answer = http_get(port, 0);
+                let mut g = v.lock().unwrap();
+                match answer {
+                    Some(body) => g.0.push(body.trim().to_string()),
+                    None => g.1 += 1,
+                }
+            }
+        });
+        Load {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// (answers by body, failures)
+    fn finish(mut self) -> (Vec<String>, u32) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let g = self.seen.lock().unwrap();
+        (g.0.clone(), g.1)
+    }
+}
+
+/// Polls until the port answers `want` (replicas become healthy, then routed).
+fn wait_for(port: u16, want: &str, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if http_get(port, 1).as_deref().map(str::trim) == Some(want) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn file(port: u16, rollout: &str) -> String {
+    format!(
+        r#"services:
+  web:
+    image: {IMAGE}
+    init: true
+    stop_grace_period: 1s
+    restart: always
+    command: [sh, -c, 'mkdir -p /www && if [ "$$VERSION" != bad ]; then echo "v$$VERSION" > /www/index.html; fi; exec httpd -f -p 80 -h /www']
+    environment:
+      VERSION: ${{VERSION:-1}}
+    ports: ["127.0.0.1:{port}:80"]
+    healthcheck:
+      test: [CMD, wget, -q, -O, /dev/null, http://127.0.0.1/]
+      interval: 1s
+      timeout: 1s
+      retries: 2
+    deploy:
+      replicas: 3
+      update_config:
+        monitor: 1s
+        failure_action: rollback
+    x-baton:
+      rollout:
+{rollout}
+"#
+    )
+}
+
+fn scenario(tag: &str, rollout: &str) {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new(tag);
+    let port = free_port();
+    s.write("compose.yaml", &file(port, rollout));
+    let _daemon = Daemon(
+        s.cmd()
+            .args(["serve", "--tick-ms", "200"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baton serve"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    s.ok(&["up", "-d"]);
+    assert!(wait_for(port, "v1", 60), "{tag}: v1 serves");
+
+    // A good update under load: no failed request, and v2 serves at the end.
+    let load = Load::start(port);
+    let up = s
+        .cmd()
+        .env("VERSION", "2")
+        .args(["up", "-d"])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{tag}: update failed: {}", stderr(&up));
+    std::thread::sleep(Duration::from_millis(500));
+    let (bodies, failures) = load.finish();
+    eprintln!(
+        "{tag}: good update: {} answers, {failures} failed",
+        bodies.len()
+    );
+    assert_eq!(failures, 0, "{tag}: no failed request during the update");
+    assert!(bodies.len() > 50, "{tag}: the load ran ({})", bodies.len());
+    assert!(
+        bodies.iter().all(|b| b == "v1" || b == "v2"),
+        "{tag}: only v1/v2 answered"
+    );
+    assert_eq!(
+        http_get(port, 10).as_deref().map(str::trim),
+        Some("v2"),
+        "{tag}: v2 serves"
+    );
+
+    // A broken update: its health check fails. It must not take over, and serve nothing.
+    let load = Load::start(port);
+    let up = s
+        .cmd()
+        .env("VERSION", "bad")
+        .args(["up", "-d"])
+        .output()
+        .unwrap();
+    assert!(!up.status.success(), "{tag}: a failed rollout is an error");
+    let text = stderr(&up);
+    assert!(
+        text.contains("rolled back"),
+        "{tag}: says it rolled back: {text}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (bodies, failures) = load.finish();
+    eprintln!(
+        "{tag}: broken update: {} answers, {failures} failed",
+        bodies.len()
+    );
+    assert_eq!(
+        failures, 0,
+        "{tag}: no failed request during the broken update"
+    );
+    assert!(
+        bodies.iter().all(|b| b == "v2"),
+        "{tag}: the broken version served nothing"
+    );
+    assert_eq!(http_get(port, 10).as_deref().map(str::trim), Some("v2"));
+    let history = s.ok(&["rollout", "history", "web"]);
+    assert!(
+        history.contains("completed") && history.contains("rolled back"),
+        "{history}"
+    );
+
+    s.ok(&["down"]);
+    assert!(s.containers().is_empty());
+}
+
+#[test]
+fn rolling_updates_without_failed_requests_and_rolls_back_a_broken_version() {
+    scenario(
+        "roll",
+        "        strategy: rolling\n        health_timeout: 20s",
+    );
+}
+
+#[test]
+fn blue_green_switches_at_once_and_never_switches_to_a_broken_version() {
+    scenario(
+        "bg",
+        "        strategy: blue-green\n        keep_old: 1s\n        health_timeout: 20s",
+    );
+}
+
+#[test]
+fn canary_steps_through_and_reverts_a_broken_version() {
+    scenario(
+        "can",
+        "        strategy: canary\n        steps: [{weight: 34, pause: 2s}, {weight: 67, pause: 2s}]\n        analysis: {max_error_rate: 1%, max_p95_latency: 500ms}\n        health_timeout: 20s",
+    );
+}
