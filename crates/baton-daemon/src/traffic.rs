@@ -132,6 +132,13 @@ impl Traffic {
             let listen = SocketAddr::new(ip, p.published.unwrap_or(0));
             let mut config = ProxyConfig::http(listen);
             config.drain_timeout = Duration::from_millis(drain);
+            let settings = baton_engine::resolve::proxy_settings(svc).unwrap_or_default();
+            if settings.tcp {
+                config.protocol = baton_proxy::Protocol::Tcp;
+            }
+            if settings.least_connections {
+                config.balance = baton_proxy::Balance::LeastConnections;
+            }
             match Proxy::bind(config).await {
                 Ok(proxy) => {
                     log(&format!(
@@ -249,22 +256,19 @@ impl Traffic {
                 .chain(state.new_routed.iter().cloned())
                 .collect()
         });
+        let replicas = |hash: &str| -> Vec<Replica> {
+            of(hash)
+                .into_iter()
+                .map(|c| Replica {
+                    id: c.name.clone(),
+                    health: replica_health(c),
+                })
+                .collect()
+        };
         let obs = Observation {
             now_ms: now,
-            old: of(&record.from_hash)
-                .into_iter()
-                .map(|c| Replica {
-                    id: c.name.clone(),
-                    health: replica_health(c),
-                })
-                .collect(),
-            new: of(&record.to_hash)
-                .into_iter()
-                .map(|c| Replica {
-                    id: c.name.clone(),
-                    health: replica_health(c),
-                })
-                .collect(),
+            old: replicas(&record.from_hash),
+            new: replicas(&record.to_hash),
             old_metrics: self.metrics(&key, &record.from_hash),
             new_metrics: self.metrics(&key, &record.to_hash),
         };

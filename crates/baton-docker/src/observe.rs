@@ -95,6 +95,21 @@ impl Docker {
     }
 }
 
+/// The container's IPv4 address on each network, by network name.
+fn addresses(
+    networks: Option<HashMap<String, bollard::models::EndpointSettings>>,
+) -> BTreeMap<String, String> {
+    networks
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(net, ep)| {
+            ep.ip_address
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| (net, ip))
+        })
+        .collect()
+}
+
 fn sorted(map: HashMap<String, String>) -> BTreeMap<String, String> {
     map.into_iter().collect()
 }
@@ -143,17 +158,7 @@ fn from_summary(s: ContainerSummary) -> ObservedContainer {
         .collect();
     ports.sort();
     ports.dedup();
-    let addresses = s
-        .network_settings
-        .and_then(|n| n.networks)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(net, ep)| {
-            ep.ip_address
-                .filter(|ip| !ip.is_empty())
-                .map(|ip| (net, ip))
-        })
-        .collect();
+    let addresses = addresses(s.network_settings.and_then(|n| n.networks));
     let mut container = ObservedContainer {
         id: s.id.unwrap_or_default(),
         name: s
@@ -235,18 +240,7 @@ fn from_inspect(r: ContainerInspectResponse) -> ObservedContainer {
     ports.sort();
     ports.dedup();
     let config = r.config.unwrap_or_default();
-    let addresses = r
-        .network_settings
-        .as_ref()
-        .and_then(|n| n.networks.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(net, ep)| {
-            ep.ip_address
-                .filter(|ip| !ip.is_empty())
-                .map(|ip| (net, ip))
-        })
-        .collect();
+    let addresses = addresses(r.network_settings.as_ref().and_then(|n| n.networks.clone()));
     let mut container = ObservedContainer {
         id: r.id.unwrap_or_default(),
         name: r

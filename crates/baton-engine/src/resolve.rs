@@ -23,6 +23,49 @@ pub fn traffic_managed(service: &Service) -> bool {
             .is_some_and(|b| b.get("rollout").is_some())
 }
 
+/// How the daemon's proxy handles a traffic-managed service, from its
+/// `x-baton.proxy: {protocol: http | tcp, balance: round-robin | least-connections}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ProxySettings {
+    /// `true` for plain TCP forwarding (one backend per connection), else HTTP.
+    pub tcp: bool,
+    pub least_connections: bool,
+}
+
+/// Reads `x-baton.proxy`; the defaults are HTTP and round-robin.
+pub fn proxy_settings(service: &Service) -> Result<ProxySettings, String> {
+    let mut out = ProxySettings::default();
+    let Some(proxy) = service.baton.as_ref().and_then(|b| b.get("proxy")) else {
+        return Ok(out);
+    };
+    let Some(map) = proxy.as_object() else {
+        return Err("x-baton.proxy: expected a mapping".into());
+    };
+    for (key, value) in map {
+        let text = value.as_str().unwrap_or_default();
+        match (key.as_str(), text) {
+            ("protocol", "http") => out.tcp = false,
+            ("protocol", "tcp") => out.tcp = true,
+            ("protocol", other) => {
+                return Err(format!(
+                    "x-baton.proxy.protocol: expected http or tcp, found {other:?}"
+                ))
+            }
+            ("balance", "round-robin") => out.least_connections = false,
+            ("balance", "least-connections") => out.least_connections = true,
+            ("balance", other) => return Err(format!(
+                "x-baton.proxy.balance: expected round-robin or least-connections, found {other:?}"
+            )),
+            (other, _) => {
+                return Err(format!(
+                    "x-baton.proxy: unknown key {other:?} (known: protocol, balance)"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `container_name` when set, else `<project>-<service>-<replica>` (Compose's scheme).
 pub fn container_name(project: &str, name: &str, service: &Service, replica: u32) -> String {
     match &service.container_name {
@@ -220,4 +263,42 @@ fn resolve_mount(project: &Project, m: &Mount) -> Mount {
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(baton: serde_json::Value) -> Service {
+        Service {
+            baton: Some(baton),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn proxy_settings_default_and_parse_and_refuse() {
+        assert_eq!(
+            proxy_settings(&Service::default()),
+            Ok(ProxySettings::default())
+        );
+        let s =
+            svc(serde_json::json!({"proxy": {"protocol": "tcp", "balance": "least-connections"}}));
+        assert_eq!(
+            proxy_settings(&s),
+            Ok(ProxySettings {
+                tcp: true,
+                least_connections: true
+            })
+        );
+        let s = svc(serde_json::json!({"proxy": {"protocol": "udp"}}));
+        assert_eq!(
+            proxy_settings(&s),
+            Err("x-baton.proxy.protocol: expected http or tcp, found \"udp\"".to_string())
+        );
+        let s = svc(serde_json::json!({"proxy": {"balanse": "x"}}));
+        assert!(proxy_settings(&s)
+            .unwrap_err()
+            .contains("unknown key \"balanse\""));
+    }
 }

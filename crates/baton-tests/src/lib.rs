@@ -172,6 +172,35 @@ impl Drop for Scratch {
     }
 }
 
+/// A `baton serve` of a scratch project, killed when dropped.
+pub struct Daemon(pub std::process::Child);
+
+impl Daemon {
+    /// Starts `baton serve --tick-ms 200` for the project's state directory.
+    pub fn start(s: &Scratch) -> Daemon {
+        Daemon(
+            s.cmd()
+                .args(["serve", "--tick-ms", "200"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("baton serve"),
+        )
+    }
+
+    /// Kills it with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Runs the docker CLI and returns its non-empty output lines, sorted.
 pub fn docker_lines(args: &[&str]) -> Vec<String> {
     let out = Command::new("docker").args(args).output().expect("docker");

@@ -2,21 +2,11 @@
 //! continuous load fails no request, and a version whose health check fails is rolled
 //! back (rolling), never switched to (blue-green) or reverted (canary), serving nothing.
 
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baton_tests::{docker_available, free_port, http_get, stderr, Scratch, IMAGE};
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use baton_tests::{docker_available, free_port, http_get, stderr, Daemon, Scratch, IMAGE};
 
 /// Requests in a loop on one port until stopped; counts answers by body and failures.
 struct Load {
@@ -108,14 +98,7 @@ fn scenario(tag: &str, rollout: &str) {
     let s = Scratch::new(tag);
     let port = free_port();
     s.write("compose.yaml", &file(port, rollout));
-    let _daemon = Daemon(
-        s.cmd()
-            .args(["serve", "--tick-ms", "200"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("baton serve"),
-    );
+    let _daemon = Daemon::start(&s);
     std::thread::sleep(Duration::from_millis(500));
     s.ok(&["up", "-d"]);
     assert!(wait_for(port, "v1", 60), "{tag}: v1 serves");

@@ -2,30 +2,10 @@
 //! crash loop shows in `ps` and the events, hand-stopped services stay stopped, and the
 //! daemon killed with -9 and restarted restarts no healthy container.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baton_tests::{docker_available, docker_lines, Scratch, IMAGE};
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(s: &Scratch) -> Daemon {
-    Daemon(
-        s.cmd()
-            .args(["serve", "--tick-ms", "200"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("baton serve"),
-    )
-}
+use baton_tests::{docker_available, docker_lines, Daemon, Scratch, IMAGE};
 
 fn inspect(name: &str, format: &str) -> String {
     let out = Command::new("docker")
@@ -60,7 +40,7 @@ fn the_daemon_keeps_services_up() {
         ),
     );
     s.ok(&["up", "-d"]);
-    let mut daemon = serve(&s);
+    let mut daemon = Daemon::start(&s);
     let web1 = format!("{}-web-1", s.name);
     let web2 = format!("{}-web-2", s.name);
 
@@ -109,9 +89,8 @@ fn the_daemon_keeps_services_up() {
     // kill -9 of the daemon, then a new one: no healthy container restarts.
     let started = |n: &str| inspect(n, "{{.State.StartedAt}}");
     let before = (started(&web1), started(&web2));
-    let _ = daemon.0.kill();
-    let _ = daemon.0.wait();
-    let daemon = serve(&s);
+    daemon.kill();
+    let daemon = Daemon::start(&s);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         (started(&web1), started(&web2)),

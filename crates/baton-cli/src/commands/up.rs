@@ -253,6 +253,10 @@ fn check_traffic(ctx: &Context, project: &Project, actions: &[Action]) -> Result
             }
         }
     }
+    for name in &managed {
+        baton_engine::resolve::proxy_settings(&project.services[*name])
+            .map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
+    }
     if !managed.is_empty() && !super::serve::daemon_running(ctx) {
         eprintln!("warning: the published ports of {managed:?} are served by `baton serve` (x-baton.rollout), which is not running");
     }
