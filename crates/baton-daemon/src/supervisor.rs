@@ -84,6 +84,18 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                 return;
             }
         };
+        // Proxies of projects taken down (or services no longer managed) free their ports.
+        let mut managed = std::collections::BTreeSet::new();
+        for name in &projects {
+            if let Some(p) = self.project(name) {
+                for (service, svc) in &p.services {
+                    if baton_engine::resolve::traffic_managed(svc) {
+                        managed.insert((name.clone(), service.clone()));
+                    }
+                }
+            }
+        }
+        self.traffic.release_except(&managed).await;
         for name in projects {
             if let Err(e) = self.tick_project(&name).await {
                 match e {

@@ -68,6 +68,27 @@ impl Traffic {
             .collect()
     }
 
+    /// Closes the proxies of services that should no longer have one: their project was
+    /// taken down, or they are no longer traffic-managed. `keep` lists (project, service)
+    /// pairs that are.
+    pub async fn release_except(&mut self, keep: &BTreeSet<(String, String)>) {
+        let gone: Vec<(String, String)> = self
+            .proxies
+            .keys()
+            .filter(|k| !keep.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            for proxy in self.proxies.remove(&key).unwrap_or_default() {
+                let addr = proxy.local_addr();
+                proxy.shutdown().await;
+                log(&format!("{}/{}: proxy on {addr} closed", key.0, key.1));
+            }
+            self.routed.remove(&key);
+            self.split.remove(&key);
+        }
+    }
+
     /// One look at every traffic-managed service of the project.
     pub async fn tick<R: Runtime>(
         &mut self,

@@ -53,9 +53,11 @@ pub fn proxy_settings(service: &Service) -> Result<ProxySettings, String> {
             }
             ("balance", "round-robin") => out.least_connections = false,
             ("balance", "least-connections") => out.least_connections = true,
-            ("balance", other) => return Err(format!(
+            ("balance", other) => {
+                return Err(format!(
                 "x-baton.proxy.balance: expected round-robin or least-connections, found {other:?}"
-            )),
+            ))
+            }
             (other, _) => {
                 return Err(format!(
                     "x-baton.proxy: unknown key {other:?} (known: protocol, balance)"

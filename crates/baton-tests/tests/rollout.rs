@@ -167,6 +167,12 @@ fn scenario(tag: &str, rollout: &str) {
 
     s.ok(&["down"]);
     assert!(s.containers().is_empty());
+    // The daemon closes the project's proxy: the port is free again.
+    let freed = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    });
+    assert!(freed, "{tag}: port {port} freed after down");
 }
 
 #[test]
