@@ -258,6 +258,13 @@ pub enum RolloutAction {
     Abort { service: String },
     /// Every rollout of a service
     History { service: String },
+    /// Roll the service back to an earlier revision's configuration (default: the last
+    /// one that differs from what runs now)
+    Undo {
+        service: String,
+        #[arg(long, value_name = "N")]
+        to_revision: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -91,7 +91,7 @@ fn file(port: u16, rollout: &str) -> String {
     )
 }
 
-fn scenario(tag: &str, rollout: &str) {
+fn scenario(tag: &str, rollout: &str, undo: bool) {
     if !docker_available() {
         return;
     }
@@ -165,6 +165,19 @@ fn scenario(tag: &str, rollout: &str) {
         "{history}"
     );
 
+    if undo {
+        // Back to the first revision's configuration, through a rollout like any other.
+        let out = s.baton(&["rollout", "undo", "web", "--to-revision", "1"]);
+        assert!(out.status.success(), "{tag}: undo: {}", stderr(&out));
+        assert!(
+            wait_for(port, "v1", 30),
+            "{tag}: v1 serves again after undo"
+        );
+        let status = s.ok(&["--json", "rollout", "status", "web"]);
+        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(v["rollout"]["status"], "completed", "{status}");
+    }
+
     s.ok(&["down"]);
     assert!(s.containers().is_empty());
     // The daemon closes the project's proxy: the port is free again.
@@ -180,6 +193,7 @@ fn rolling_updates_without_failed_requests_and_rolls_back_a_broken_version() {
     scenario(
         "roll",
         "        strategy: rolling\n        health_timeout: 20s",
+        true,
     );
 }
 
@@ -188,6 +202,7 @@ fn blue_green_switches_at_once_and_never_switches_to_a_broken_version() {
     scenario(
         "bg",
         "        strategy: blue-green\n        keep_old: 1s\n        health_timeout: 20s",
+        false,
     );
 }
 
@@ -196,5 +211,6 @@ fn canary_steps_through_and_reverts_a_broken_version() {
     scenario(
         "can",
         "        strategy: canary\n        steps: [{weight: 34, pause: 2s}, {weight: 67, pause: 2s}]\n        analysis: {max_error_rate: 1%, max_p95_latency: 500ms}\n        health_timeout: 20s",
+        false,
     );
 }

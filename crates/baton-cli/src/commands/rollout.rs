@@ -22,6 +22,10 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
             request(ctx, &store, &name, &service, "promote").await
         }
         RolloutAction::Abort { service } => request(ctx, &store, &name, &service, "abort").await,
+        RolloutAction::Undo {
+            service,
+            to_revision,
+        } => undo(ctx, &store, &name, &service, to_revision).await,
         RolloutAction::History { service } => {
             let all = store.rollouts(&name, Some(&service))?;
             if ctx.global.json {
@@ -48,6 +52,134 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
             Ok(crate::exit::OK)
         }
     }
+}
+
+/// The service as revision `n` of the project had it.
+fn service_at(
+    store: &baton_state::Store,
+    project: &str,
+    n: i64,
+    service: &str,
+) -> Option<(baton_spec::Project, baton_spec::Service)> {
+    let json = store.revision_spec(project, n).ok()??;
+    let p: baton_spec::Project = serde_json::from_str(&json).ok()?;
+    let s = p.services.get(service)?.clone();
+    Some((p, s))
+}
+
+async fn undo(
+    ctx: &Context,
+    store: &baton_state::Store,
+    project: &str,
+    service: &str,
+    to_revision: Option<i64>,
+) -> Result<u8> {
+    use baton_engine::hash::{effective_config, hash_value, service_hash};
+    use baton_engine::runtime::Runtime;
+
+    let docker = ctx.docker().await?;
+    let lock = store.lock_project(project)?;
+    let Some(latest) = store.latest_revision(project)? else {
+        bail!("project {project}: nothing was applied yet");
+    };
+    let observed = docker.observe(project).await?;
+    let running: Option<String> = observed
+        .containers
+        .iter()
+        .filter(|c| c.service == service && !c.oneoff)
+        .map(|c| c.config_hash.clone())
+        .next();
+    let Some(running) = running else {
+        bail!("service {service}: no replica runs; nothing to undo");
+    };
+    // The target: the revision asked for, or the newest one before the revision that
+    // introduced what runs now whose configuration of the service differs.
+    let target = match to_revision {
+        Some(n) => n,
+        None => {
+            let mut n = latest.number;
+            while n > 0
+                && service_at(store, project, n, service)
+                    .map(|(_, s)| service_hash(&s))
+                    .as_deref()
+                    != Some(running.as_str())
+            {
+                n -= 1;
+            }
+            while n > 0
+                && service_at(store, project, n, service)
+                    .map(|(_, s)| service_hash(&s))
+                    .as_deref()
+                    == Some(running.as_str())
+            {
+                n -= 1;
+            }
+            n
+        }
+    };
+    let Some((_, old)) = service_at(store, project, target, service) else {
+        bail!("service {service}: revision {target} does not exist or has no such service (see `baton rollout history {service}`)");
+    };
+    let to_hash = service_hash(&old);
+    if to_hash == running {
+        eprintln!("{service}: already runs the configuration of revision {target}");
+        return Ok(crate::exit::OK);
+    }
+    let spec = baton_engine::rollout::rollout_spec(&old).map_err(|e| {
+        anyhow::anyhow!("service {service} at revision {target}: x-baton.rollout: {e}")
+    })?;
+    if !super::serve::daemon_running(ctx) {
+        bail!("service {service}: rollouts are carried out by `baton serve`, which is not running");
+    }
+    // A new revision: the latest one with this service as revision `target` had it, so
+    // the daemon rolls to it like to any other change.
+    let json = store
+        .revision_spec(project, latest.number)?
+        .ok_or_else(|| anyhow::anyhow!("revision {} is missing", latest.number))?;
+    let mut current: baton_spec::Project = serde_json::from_str(&json)?;
+    current.services.insert(service.to_string(), old.clone());
+    let now = crate::context::now_ms();
+    let value = serde_json::to_value(&current)?;
+    let (rev, _) = store.record_revision(project, &hash_value(&value), &value.to_string(), now)?;
+    store.save_service_config(
+        &to_hash,
+        project,
+        service,
+        &effective_config(&old).to_string(),
+        now,
+    )?;
+    let old_names: Vec<String> = observed
+        .containers
+        .iter()
+        .filter(|c| c.service == service && !c.oneoff && c.config_hash == running)
+        .map(|c| c.name.clone())
+        .collect();
+    let state = baton_engine::rollout::start(&spec, old.replicas(), &old_names, now as u64);
+    let id = store.start_rollout(&RolloutRecord {
+        id: 0,
+        project: project.to_string(),
+        service: service.to_string(),
+        revision: rev.number,
+        from_hash: running,
+        to_hash,
+        strategy: state.strategy.to_string(),
+        status: "running".into(),
+        state_json: serde_json::to_string(&state)?,
+        requested: None,
+        outcome: None,
+        started_at: now,
+        finished_at: None,
+    })?;
+    let _ = store.event(
+        project,
+        "rollout",
+        service,
+        &format!("undo to revision {target} requested (rollout {id})"),
+        now,
+    );
+    drop(lock);
+    eprintln!("{service}: rolling back to the configuration of revision {target} (new revision {}); the file still says otherwise, so the next `up` rolls forward again", rev.number);
+    super::up::wait_rollouts(ctx, project, &[(service.to_string(), id)]).await
 }
 
 fn short(hash: &str) -> &str {
