@@ -154,27 +154,21 @@ async fn undo(
         .filter(|c| c.service == service && !c.oneoff && c.config_hash == running)
         .map(|c| c.name.clone())
         .collect();
-    let state = baton_engine::rollout::start(&spec, old.replicas(), &old_names, now as u64);
-    let id = store.start_rollout(&RolloutRecord {
-        id: 0,
-        project: project.to_string(),
-        service: service.to_string(),
-        revision: rev.number,
-        from_hash: running,
-        to_hash,
-        strategy: state.strategy.to_string(),
-        status: "running".into(),
-        state_json: serde_json::to_string(&state)?,
-        requested: None,
-        outcome: None,
-        started_at: now,
-        finished_at: None,
-    })?;
+    let id = super::up::record_rollout(
+        store,
+        project,
+        service,
+        rev.number,
+        (&running, &to_hash),
+        &spec,
+        old.replicas(),
+        &old_names,
+    )?;
     let _ = store.event(
         project,
         "rollout",
         service,
-        &format!("undo to revision {target} requested (rollout {id})"),
+        &format!("undo to revision {target}"),
         now,
     );
     drop(lock);

@@ -272,7 +272,6 @@ fn hand_over_rollouts(
     actions: &[Action],
     revision: i64,
 ) -> Result<Vec<(String, i64)>> {
-    let now = now_ms();
     let mut out = Vec::new();
     for a in actions {
         let Action::Rollout {
@@ -301,29 +300,16 @@ fn hand_over_rollouts(
             .filter(|c| &c.service == service && !c.oneoff && &c.config_hash == from_hash)
             .map(|c| c.name.clone())
             .collect();
-        let state = baton_engine::rollout::start(&spec, svc.replicas(), &old, now as u64);
-        let id = store.start_rollout(&baton_state::RolloutRecord {
-            id: 0,
-            project: project.name.clone(),
-            service: service.clone(),
-            revision,
-            from_hash: from_hash.clone(),
-            to_hash: to_hash.clone(),
-            strategy: state.strategy.to_string(),
-            status: "running".into(),
-            state_json: serde_json::to_string(&state)?,
-            requested: None,
-            outcome: None,
-            started_at: now,
-            finished_at: None,
-        })?;
-        let _ = store.event(
+        let id = record_rollout(
+            store,
             &project.name,
-            "rollout",
             service,
-            &format!("rollout {id} requested ({})", state.strategy),
-            now,
-        );
+            revision,
+            (from_hash, to_hash),
+            &spec,
+            svc.replicas(),
+            &old,
+        )?;
         out.push((service.clone(), id));
     }
     Ok(out)
@@ -389,4 +375,44 @@ pub async fn record(store: &baton_state::Store, docker: &baton_docker::Docker, p
         state: "present".into(),
     }));
     let _ = store.replace_resources(project, &resources, now_ms());
+}
+
+/// Stores a new running rollout of `service` from one configuration hash to another,
+/// replacing the replicas named in `old`; the daemon picks it up on its next tick.
+#[allow(clippy::too_many_arguments)]
+pub fn record_rollout(
+    store: &baton_state::Store,
+    project: &str,
+    service: &str,
+    revision: i64,
+    (from_hash, to_hash): (&str, &str),
+    spec: &baton_engine::rollout::RolloutSpec,
+    replicas: u32,
+    old: &[String],
+) -> Result<i64> {
+    let now = now_ms();
+    let state = baton_engine::rollout::start(spec, replicas, old, now as u64);
+    let id = store.start_rollout(&baton_state::RolloutRecord {
+        id: 0,
+        project: project.to_string(),
+        service: service.to_string(),
+        revision,
+        from_hash: from_hash.to_string(),
+        to_hash: to_hash.to_string(),
+        strategy: state.strategy.to_string(),
+        status: "running".into(),
+        state_json: serde_json::to_string(&state)?,
+        requested: None,
+        outcome: None,
+        started_at: now,
+        finished_at: None,
+    })?;
+    let _ = store.event(
+        project,
+        "rollout",
+        service,
+        &format!("rollout {id} requested ({})", state.strategy),
+        now,
+    );
+    Ok(id)
 }
