@@ -29,6 +29,19 @@ pub struct Traffic {
     split: BTreeSet<(String, String)>,
 }
 
+/// What one rollout step works on: the engine, the store, the service of the project,
+/// the rollout record and what this tick observed.
+struct Scope<'a, R> {
+    rt: &'a R,
+    store: &'a Store,
+    project: &'a Project,
+    name: &'a str,
+    svc: &'a Service,
+    record: &'a RolloutRecord,
+    observed: &'a Observed,
+    files: &'a FileSources,
+}
+
 fn log(line: &str) {
     let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     eprintln!("{t} {line}");
@@ -113,12 +126,20 @@ impl Traffic {
                 .collect();
             // A newer `up` supersedes a rollout in flight: undo the older ones' partial work.
             if let Some((newest, older)) = running.split_last() {
+                let scope = |record| Scope {
+                    rt,
+                    store,
+                    project,
+                    name,
+                    svc,
+                    record,
+                    observed,
+                    files,
+                };
                 for r in older {
-                    self.supersede(rt, store, project, name, r, observed, now)
-                        .await;
+                    self.supersede(&scope(r), now).await;
                 }
-                self.step_rollout(rt, store, project, name, svc, newest, observed, files, now)
-                    .await?;
+                self.step_rollout(&scope(newest), now).await?;
             } else {
                 self.routed.remove(&key);
                 if self.split.remove(&key) {
@@ -224,19 +245,20 @@ impl Traffic {
         Some(m)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn step_rollout<R: Runtime>(
         &mut self,
-        rt: &R,
-        store: &Store,
-        project: &Project,
-        name: &str,
-        svc: &Service,
-        record: &RolloutRecord,
-        observed: &Observed,
-        files: &FileSources,
+        s: &Scope<'_, R>,
         now: u64,
     ) -> Result<(), RuntimeError> {
+        let &Scope {
+            store,
+            project,
+            name,
+            svc,
+            record,
+            observed,
+            ..
+        } = s;
         let key = (project.name.clone(), name.to_string());
         let Ok(spec) = rollout_spec(svc) else {
             return Ok(());
@@ -299,8 +321,7 @@ impl Traffic {
                 "{}/{name}: rollout {}: {d:?}",
                 project.name, record.id
             ));
-            self.carry_out(rt, store, project, name, svc, record, observed, files, d)
-                .await;
+            self.carry_out(s, d).await;
         }
         let json = serde_json::to_string(&next).unwrap_or_default();
         let (status, text) = match &outcome {
@@ -326,19 +347,17 @@ impl Traffic {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn carry_out<R: Runtime>(
-        &mut self,
-        rt: &R,
-        store: &Store,
-        project: &Project,
-        name: &str,
-        svc: &Service,
-        record: &RolloutRecord,
-        observed: &Observed,
-        files: &FileSources,
-        d: &Decision,
-    ) {
+    async fn carry_out<R: Runtime>(&mut self, s: &Scope<'_, R>, d: &Decision) {
+        let &Scope {
+            rt,
+            store,
+            project,
+            name,
+            svc,
+            record,
+            observed,
+            files,
+        } = s;
         let key = (project.name.clone(), name.to_string());
         match d {
             Decision::StartNew { count } => {
@@ -429,17 +448,14 @@ impl Traffic {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn supersede<R: Runtime>(
-        &mut self,
-        rt: &R,
-        store: &Store,
-        project: &Project,
-        name: &str,
-        record: &RolloutRecord,
-        observed: &Observed,
-        now: u64,
-    ) {
+    async fn supersede<R: Runtime>(&mut self, s: &Scope<'_, R>, now: u64) {
+        let &Scope {
+            store,
+            project,
+            name,
+            record,
+            ..
+        } = s;
         let Ok(state) = serde_json::from_str::<RolloutState>(&record.state_json) else {
             let _ = store.update_rollout(
                 record.id,
@@ -450,20 +466,8 @@ impl Traffic {
             );
             return;
         };
-        let svc = project.services.get(name).cloned().unwrap_or_default();
         for d in rollout::superseded(&state) {
-            self.carry_out(
-                rt,
-                store,
-                project,
-                name,
-                &svc,
-                record,
-                observed,
-                &FileSources::new(),
-                &d,
-            )
-            .await;
+            self.carry_out(s, &d).await;
         }
         let _ = store.update_rollout(
             record.id,

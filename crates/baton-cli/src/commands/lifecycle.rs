@@ -82,11 +82,11 @@ pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
         .into_iter()
         .filter(|c| c.state == ContainerState::Running)
         .collect();
-    let results = join_all(targets.iter().map(|c| {
-        let (g, sig) = grace(project.as_ref(), &c.service, args.timeout);
-        let docker = &docker;
-        async move { docker.stop_container(&c.id, g, sig.as_deref()).await }
-    }))
+    let results = join_all(
+        targets
+            .iter()
+            .map(|c| stop_one(&docker, project.as_ref(), c, args.timeout)),
+    )
     .await;
     report(
         targets.iter().map(|c| c.name.as_str()).zip(results),
@@ -101,10 +101,10 @@ pub async fn restart(ctx: &Context, args: StopArgs) -> Result<u8> {
     let observed = docker.observe(&name).await?;
     let targets = containers_of(&observed, &args.services);
     let results = join_all(targets.iter().map(|c| {
-        let (g, sig) = grace(project.as_ref(), &c.service, args.timeout);
         let docker = &docker;
+        let project = project.as_ref();
         async move {
-            docker.stop_container(&c.id, g, sig.as_deref()).await?;
+            stop_one(docker, project, c, args.timeout).await?;
             docker.start_container(&c.id).await
         }
     }))
@@ -113,6 +113,17 @@ pub async fn restart(ctx: &Context, args: StopArgs) -> Result<u8> {
         targets.iter().map(|c| c.name.as_str()).zip(results),
         "restarted",
     )
+}
+
+/// Stops one container with its service's grace period and signal (or `timeout`).
+async fn stop_one(
+    docker: &baton_docker::Docker,
+    project: Option<&Project>,
+    c: &baton_engine::runtime::ObservedContainer,
+    timeout: Option<u64>,
+) -> Result<(), baton_engine::runtime::RuntimeError> {
+    let (g, sig) = grace(project, &c.service, timeout);
+    docker.stop_container(&c.id, g, sig.as_deref()).await
 }
 
 fn report<'a, E: std::fmt::Display>(
