@@ -47,6 +47,54 @@ pub struct Project {
     /// Top-level `x-*` keys other than `x-baton`, kept as written.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extensions: BTreeMap<String, Value>,
+    /// Where each node of the `baton` sections was written, by dotted path
+    /// (`pipelines.ci.jobs.build.timeout`, `vms.web.disks[0]`), so the modules that give
+    /// those sections their types can report file, line and column. Not serialised.
+    #[serde(skip)]
+    pub baton_marks: BTreeMap<String, Location>,
+}
+
+/// A place in a spec file, for errors found after reading.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Location {
+    pub file: std::path::PathBuf,
+    /// 1-based; 0 when unknown.
+    pub line: u32,
+    pub column: u32,
+}
+
+impl Project {
+    /// The location of the dotted `path` in a baton section, or of its nearest written
+    /// ancestor (a default filled in later has no place of its own).
+    pub fn locate(&self, path: &str) -> Option<&Location> {
+        let mut p = path;
+        loop {
+            if let Some(l) = self.baton_marks.get(p) {
+                return Some(l);
+            }
+            let cut = p.rfind(['.', '['])?;
+            p = &p[..cut];
+        }
+    }
+
+    /// A [`crate::SpecError`] of `kind` at `path` in a baton section, located when the
+    /// path (or an ancestor) was read from a file.
+    pub fn error_at(
+        &self,
+        kind: crate::ErrorKind,
+        path: &str,
+        message: impl Into<String>,
+    ) -> crate::SpecError {
+        let mut e = crate::SpecError::new(kind, path, message);
+        if let Some(l) = self.locate(path) {
+            e.file = Some(l.file.clone());
+            if l.line > 0 {
+                e.line = Some(l.line);
+                e.column = Some(l.column);
+            }
+        }
+        e
+    }
 }
 
 /// One service, normalised. Field names are Compose's.

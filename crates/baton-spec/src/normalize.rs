@@ -11,7 +11,7 @@ use crate::load::{read_env_file, Env};
 use crate::model::*;
 use crate::schema;
 use crate::validate;
-use crate::yaml::{Kind, Node};
+use crate::yaml::{Kind, Mark, Node};
 
 /// What the loader decided before normalising.
 pub struct Settings {
@@ -29,6 +29,42 @@ fn child(path: &str, key: &str) -> String {
         key.to_string()
     } else {
         format!("{path}.{key}")
+    }
+}
+
+/// Records where `node` (at dotted `path`) and everything under it was written.
+fn record_marks(
+    path: &str,
+    key_mark: &Mark,
+    node: &Node,
+    out: &mut BTreeMap<String, crate::model::Location>,
+) {
+    let loc = |m: &Mark| crate::model::Location {
+        file: m.source.display.clone(),
+        line: u32::try_from(m.line).unwrap_or(u32::MAX),
+        column: u32::try_from(m.column).unwrap_or(u32::MAX),
+    };
+    // A scalar or a nested block is best pointed at by its key; the value's own mark
+    // only when it has no key (sequence items).
+    out.insert(path.to_string(), loc(key_mark));
+    match &node.kind {
+        Kind::Map(entries) => {
+            for e in entries {
+                record_marks(&format!("{path}.{}", e.key), &e.key_mark, &e.value, out);
+            }
+        }
+        Kind::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                // A block mapping's own mark is where the parser saw its first ":";
+                // its first key is where a reader looks.
+                let mark = match &item.kind {
+                    Kind::Map(entries) if !entries.is_empty() => &entries[0].key_mark,
+                    _ => &item.mark,
+                };
+                record_marks(&format!("{path}[{i}]"), mark, item, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -393,11 +429,13 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
     }
 
     let mut baton: BTreeMap<String, Json> = BTreeMap::new();
+    let mut baton_marks = BTreeMap::new();
     if let Some(xb) = root.get("x-baton") {
         match &xb.kind {
             Kind::Map(entries) => {
                 for e in entries {
                     baton.insert(e.key.clone(), e.value.to_json());
+                    record_marks(&e.key, &e.key_mark, &e.value, &mut baton_marks);
                 }
             }
             Kind::Null => {}
@@ -405,8 +443,9 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
         }
     }
     for key in schema::BATON_TOP {
-        if let Some(n) = root.get(key) {
-            let v = n.to_json();
+        if let Some(e) = root.entry(key) {
+            record_marks(key, &e.key_mark, &e.value, &mut baton_marks);
+            let v = e.value.to_json();
             match (baton.get_mut(*key), v) {
                 (Some(Json::Object(existing)), Json::Object(more)) => existing.extend(more),
                 (_, v) => {
@@ -480,6 +519,7 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
         models,
         baton,
         extensions: extensions(root),
+        baton_marks,
     };
     validate::project(&mut project, &marks, settings)?;
     Ok(project)

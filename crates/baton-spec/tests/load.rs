@@ -280,3 +280,39 @@ fn no_files_and_bad_yaml() {
     assert_eq!(e.to_string(), "compose.yaml:3:3: duplicate key \"web\"");
     assert_eq!(load_one("- 1\n").unwrap_err().kind(), ErrorKind::Type);
 }
+
+#[test]
+fn baton_sections_keep_where_each_node_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir,
+        &[(
+            "baton.yaml",
+            "services: {}\npipelines:\n  ci:\n    jobs:\n      build:\n        timeout: soon\nx-baton:\n  vms:\n    web:\n      disks:\n        - size: 1G\n",
+        )],
+    );
+    let p = load(&opts(&dir)).unwrap();
+    let at = |path: &str| {
+        let l = p.locate(path).unwrap();
+        (l.file.display().to_string(), l.line, l.column)
+    };
+    assert_eq!(
+        at("pipelines.ci.jobs.build.timeout"),
+        ("baton.yaml".into(), 6, 9)
+    );
+    assert_eq!(at("vms.web.disks[0]"), ("baton.yaml".into(), 11, 11));
+    // A path filled in later falls back to its nearest written ancestor.
+    assert_eq!(
+        at("pipelines.ci.jobs.build.retry.max"),
+        ("baton.yaml".into(), 5, 7)
+    );
+    let e = p.error_at(
+        baton_spec::ErrorKind::Invalid,
+        "pipelines.ci.jobs.build.timeout",
+        "\"soon\" is not a duration",
+    );
+    assert_eq!(
+        e.to_string(),
+        "baton.yaml:6:9: pipelines.ci.jobs.build.timeout: \"soon\" is not a duration"
+    );
+}
