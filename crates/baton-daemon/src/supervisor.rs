@@ -34,6 +34,7 @@ pub struct Supervisor<'a, R> {
     engine_restarts: BTreeMap<String, (u32, RestartHistory)>,
     engine_down: bool,
     traffic: crate::traffic::Traffic,
+    prober: crate::probe::Prober,
 }
 
 fn now_ms() -> u64 {
@@ -58,6 +59,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             engine_restarts: BTreeMap::new(),
             engine_down: false,
             traffic: crate::traffic::Traffic::default(),
+            prober: crate::probe::Prober::default(),
         }
     }
 
@@ -125,12 +127,32 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         if !desired.active {
             return Ok(());
         }
-        let observed = self.rt.observe(name).await?;
+        let mut observed = self.rt.observe(name).await?;
         if self.engine_down {
             log("container engine reachable again; converging");
             self.engine_down = false;
         }
         let now = now_ms();
+        // baton's own health checks decide health where the service has them.
+        let health_events = self.prober.observe(&project, &mut observed, now).await;
+        if !health_events.is_empty() {
+            let live: Vec<&str> = observed.containers.iter().map(|c| c.id.as_str()).collect();
+            for e in health_events {
+                log(&format!("{}: {}", e.container, e.message));
+                let _ = self
+                    .store
+                    .event(name, "health", &e.container, &e.message, now as i64);
+                let health = if e.healthy { "healthy" } else { "unhealthy" };
+                let _ = self.store.set_probe_health(
+                    name,
+                    &e.container_id,
+                    health,
+                    &e.message,
+                    &live,
+                    now as i64,
+                );
+            }
+        }
         self.watch_engine_restarts(name, &observed, now).await;
         let files = file_sources(&project, &self.config.files_dir);
         self.traffic

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod graph;
 pub mod hash;
+pub mod health;
 pub mod plan;
 pub mod resolve;
 pub mod restart;

@@ -239,6 +239,14 @@ CREATE TABLE IF NOT EXISTS rollouts (
     finished_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS rollouts_service ON rollouts (project, service, id);
+CREATE TABLE IF NOT EXISTS probe_health (
+    project TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    health TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (project, container_id)
+);
 CREATE TABLE IF NOT EXISTS supervision (
     project TEXT NOT NULL,
     container TEXT NOT NULL,
@@ -650,6 +658,56 @@ impl Store {
                 params![project, s.container, s.status, s.restarts, s.updated_at],
             )
             .map(|_| ())
+        })
+    }
+
+    /// Records the verdict of baton's own health check on one container (by id: names
+    /// are reused by replacements), and forgets containers not in `live`.
+    pub fn set_probe_health(
+        &self,
+        project: &str,
+        container_id: &str,
+        health: &str,
+        detail: &str,
+        live: &[&str],
+        now: i64,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO probe_health (project, container_id, health, detail, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(project, container_id) DO UPDATE SET health = ?3, detail = ?4, updated_at = ?5",
+                params![project, container_id, health, detail, now],
+            )?;
+            let ids: Vec<String> = {
+                let mut stmt =
+                    c.prepare("SELECT container_id FROM probe_health WHERE project = ?1")?;
+                let rows = stmt.query_map(params![project], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for id in ids.iter().filter(|id| !live.contains(&id.as_str())) {
+                c.execute(
+                    "DELETE FROM probe_health WHERE project = ?1 AND container_id = ?2",
+                    params![project, id],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// baton's health-check verdicts by container id: (health, detail, updated_at).
+    pub fn probe_health(
+        &self,
+        project: &str,
+    ) -> Result<std::collections::BTreeMap<String, (String, String, i64)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT container_id, health, detail, updated_at FROM probe_health WHERE project = ?1",
+            )?;
+            let rows = stmt.query_map(params![project], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+            })?;
+            rows.collect()
         })
     }
 

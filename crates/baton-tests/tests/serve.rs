@@ -117,3 +117,111 @@ fn the_daemon_keeps_services_up() {
     let label = format!("label=io.baton.project={}", s.name);
     assert!(docker_lines(&["ps", "-aq", "--filter", &label]).is_empty());
 }
+
+fn container_id(name: &str) -> String {
+    inspect(name, "{{.Id}}")
+}
+
+fn ps_health(s: &Scratch, container: &str) -> String {
+    let ps: serde_json::Value = serde_json::from_str(&s.ok(&["--json", "ps"])).unwrap_or_default();
+    ps.as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == container)
+        .map(|c| c["health"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+/// `x-baton.healthcheck`: HTTP and TCP checks the daemon runs itself. A replica that
+/// stops answering is replaced; one that never answers shows as unhealthy; a healthy
+/// one is left alone.
+#[test]
+fn baton_health_checks_replace_replicas_that_stop_answering() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("probe");
+    s.write(
+        "compose.yaml",
+        &format!(
+            "services:
+  web:
+    image: {IMAGE}
+    init: true
+    stop_grace_period: 1s
+    restart: always
+    command: [sh, -c, 'mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p 8080 -h /www']
+    x-baton:
+      healthcheck: {{http: {{path: /healthz, port: 8080}}, interval: 300ms, timeout: 500ms, retries: 2}}
+  deaf:
+    image: {IMAGE}
+    init: true
+    stop_grace_period: 1s
+    restart: always
+    command: [sleep, '600']
+    x-baton:
+      healthcheck: {{tcp: 9999, interval: 300ms, timeout: 300ms, retries: 2}}
+"
+        ),
+    );
+    // A bad check is refused before anything starts.
+    let bad = s.baton(&["-f", "compose.yaml", "-f", "bad.yaml", "up", "-d"]);
+    assert!(!bad.status.success());
+    s.write(
+        "bad.yaml",
+        "services:\n  web:\n    x-baton:\n      healthcheck: {http: /x, tcp: 1}\n",
+    );
+    let bad = s.baton(&["-f", "compose.yaml", "-f", "bad.yaml", "up", "-d"]);
+    assert!(!bad.status.success());
+    let err = baton_tests::stderr(&bad);
+    assert!(
+        err.contains("service web") && err.contains("not both"),
+        "{err}"
+    );
+    assert!(s.containers().is_empty(), "nothing was created");
+
+    s.ok(&["up", "-d"]);
+    let _daemon = Daemon::start(&s);
+    let web = format!("{}-web-1", s.name);
+    let healthy = within(Duration::from_secs(30), || ps_health(&s, &web) == "healthy");
+    eprintln!("web healthy by baton's HTTP check after {healthy:?}");
+    assert!(
+        healthy.is_some(),
+        "ps shows baton's verdict: {}",
+        s.ok(&["ps"])
+    );
+    let id = container_id(&web);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(container_id(&web), id, "a healthy replica is left alone");
+
+    // The health endpoint goes away: 2 failed probes, then a new replica.
+    let rm = Command::new("docker")
+        .args(["exec", &web, "rm", "/www/healthz"])
+        .output()
+        .unwrap();
+    assert!(rm.status.success());
+    let replaced = within(Duration::from_secs(30), || {
+        let now = container_id(&web);
+        !now.is_empty() && now != id
+    });
+    eprintln!("unhealthy replica replaced after {replaced:?}");
+    assert!(replaced.is_some(), "the unhealthy replica is replaced");
+    assert!(
+        within(Duration::from_secs(30), || ps_health(&s, &web) == "healthy").is_some(),
+        "the new replica passes"
+    );
+    let events = s.ok(&["events"]);
+    assert!(
+        events.contains("GET /healthz on port 8080: status 404"),
+        "{events}"
+    );
+
+    // Nothing listens on the TCP port: unhealthy, in ps and in the events.
+    let deaf = format!("{}-deaf-1", s.name);
+    let flagged = within(Duration::from_secs(30), || {
+        let events = s.ok(&["events"]);
+        events.contains(&deaf) && events.contains("tcp 9999")
+    });
+    assert!(flagged.is_some(), "{}", s.ok(&["events"]));
+    s.ok(&["down"]);
+}

@@ -26,6 +26,21 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
         .filter(|s| now - s.updated_at < 120_000)
         .map(|s| (s.container.clone(), s))
         .collect();
+    // baton's own health checks (x-baton.healthcheck), as the daemon last judged them.
+    let probed = ctx
+        .store()
+        .and_then(|s| Ok(s.probe_health(&name)?))
+        .unwrap_or_default();
+    for c in &mut observed.containers {
+        if let Some((health, _, _)) = probed.get(&c.id) {
+            let verdict = if health == "healthy" {
+                Health::Healthy
+            } else {
+                Health::Unhealthy
+            };
+            c.health = baton_engine::health::combine(c.health, verdict);
+        }
+    }
     if ctx.global.json {
         let rows: Vec<serde_json::Value> = observed
             .containers

@@ -253,6 +253,10 @@ fn check_traffic(ctx: &Context, project: &Project, actions: &[Action]) -> Result
             }
         }
     }
+    for (name, svc) in &project.services {
+        baton_engine::health::probe_spec(svc)
+            .map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
+    }
     for name in &managed {
         baton_engine::resolve::proxy_settings(&project.services[*name])
             .map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
