@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Makes sure a Docker engine answers on this machine: installs docker.io (and the
-# busybox-static package the test images are made from) when missing, starts dockerd in
+# busybox-static package the test images are made from, and nginx and haproxy for the
+# traffic providers' tests) when missing, starts dockerd in
 # the background when it is not running, and waits for it.
 set -euo pipefail
 
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# The servers the nginx and haproxy traffic providers are tested with (not started here).
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

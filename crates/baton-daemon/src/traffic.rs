@@ -14,15 +14,85 @@ use baton_engine::rollout::{
 use baton_engine::runtime::{
     ContainerState, Health, Observed, ObservedContainer, Runtime, RuntimeError,
 };
+use baton_proxy::external::{External, ExternalConfig, Provider};
 use baton_proxy::{Backend, Proxy, ProxyConfig};
 use baton_spec::{Project, Service};
 use baton_state::{RolloutRecord, Store};
 use futures_util::future::join_all;
 
+/// What serves one published port: baton's own proxy, or a server the user runs that
+/// baton writes a routing file for (`x-baton.proxy.provider: nginx | haproxy`).
+enum Frontend {
+    Builtin(Proxy),
+    External(Box<External>),
+}
+
+impl Frontend {
+    fn local_addr(&self) -> SocketAddr {
+        match self {
+            Frontend::Builtin(p) => p.local_addr(),
+            Frontend::External(e) => e.listen(),
+        }
+    }
+
+    fn report(&self, result: Result<(), String>) {
+        if let (Frontend::External(e), Err(err)) = (self, result) {
+            log(&format!("{}: {err}", e.config().config_path.display()));
+        }
+    }
+
+    fn set_backends(&self, backends: Vec<Backend>) {
+        match self {
+            Frontend::Builtin(p) => p.set_backends(backends),
+            Frontend::External(e) => self.report(e.set_backends(backends)),
+        }
+    }
+
+    fn set_split(&self, split: Option<Vec<(String, u32)>>) {
+        match self {
+            Frontend::Builtin(p) => p.set_split(split),
+            Frontend::External(e) => self.report(e.set_split(split)),
+        }
+    }
+
+    /// Waits for the named backends (at `addrs`) to finish what they serve.
+    async fn drained(&self, ids: &[String], addrs: &[SocketAddr]) {
+        match self {
+            Frontend::Builtin(p) => p.drained(ids).await,
+            Frontend::External(e) => e.drained_addrs(addrs).await,
+        }
+    }
+
+    /// Per-revision metrics; an external server gives none.
+    fn metrics(&self) -> Option<baton_proxy::Metrics> {
+        match self {
+            Frontend::Builtin(p) => Some(p.metrics()),
+            Frontend::External(_) => None,
+        }
+    }
+
+    fn reset_metrics(&self) {
+        if let Frontend::Builtin(p) = self {
+            p.reset_metrics();
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Frontend::Builtin(p) => p.shutdown().await,
+            Frontend::External(e) => {
+                if let Err(err) = e.shutdown() {
+                    log(&format!("{}: {err}", e.config().config_path.display()));
+                }
+            }
+        }
+    }
+}
+
 /// The daemon's traffic state, per (project, service).
 #[derive(Default)]
 pub struct Traffic {
-    proxies: BTreeMap<(String, String), Vec<Proxy>>,
+    proxies: BTreeMap<(String, String), Vec<Frontend>>,
     /// During a rollout: the container names that take traffic.
     routed: BTreeMap<(String, String), BTreeSet<String>>,
     /// Whether a split is set on the service's proxies (so it is cleared once).
@@ -117,7 +187,7 @@ impl Traffic {
                 continue;
             }
             let key = (project.name.clone(), name.clone());
-            self.ensure_proxies(&key, svc).await;
+            self.ensure_proxies(&key, svc, &project.working_dir).await;
             let running: Vec<RolloutRecord> = store
                 .rollouts(&project.name, Some(name))
                 .unwrap_or_default()
@@ -159,22 +229,79 @@ impl Traffic {
         Ok(())
     }
 
-    async fn ensure_proxies(&mut self, key: &(String, String), svc: &Service) {
+    async fn ensure_proxies(
+        &mut self,
+        key: &(String, String),
+        svc: &Service,
+        working_dir: &std::path::Path,
+    ) {
         if self.proxies.contains_key(key) {
             return;
         }
         let drain = rollout_spec(svc).map_or(10_000, |s| s.drain_timeout_ms);
+        let settings = baton_engine::resolve::proxy_settings(svc).unwrap_or_default();
+        let published: Vec<_> = svc.ports.iter().filter(|p| p.published.is_some()).collect();
         let mut proxies = Vec::new();
-        for p in svc.ports.iter().filter(|p| p.published.is_some()) {
+        for p in &published {
             let ip = p
                 .host_ip
                 .as_deref()
                 .and_then(|h| h.trim_matches(['[', ']']).parse().ok())
                 .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             let listen = SocketAddr::new(ip, p.published.unwrap_or(0));
+            if let Some(ext) = &settings.external {
+                let mut path = working_dir.join(&ext.config);
+                if published.len() > 1 {
+                    // One file per port: web.conf → web-8080.conf.
+                    let stem = path
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    let name = match path.extension() {
+                        Some(e) => format!("{stem}-{}.{}", listen.port(), e.to_string_lossy()),
+                        None => format!("{stem}-{}", listen.port()),
+                    };
+                    path.set_file_name(name);
+                }
+                let name: String = format!("baton_{}_{}_{}", key.0, key.1, listen.port())
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                let config = ExternalConfig {
+                    provider: match ext.provider {
+                        baton_engine::resolve::ProviderKind::Nginx => Provider::Nginx,
+                        baton_engine::resolve::ProviderKind::Haproxy => Provider::Haproxy,
+                    },
+                    name,
+                    listen,
+                    protocol: if settings.tcp {
+                        baton_proxy::Protocol::Tcp
+                    } else {
+                        baton_proxy::Protocol::Http
+                    },
+                    balance: if settings.least_connections {
+                        baton_proxy::Balance::LeastConnections
+                    } else {
+                        baton_proxy::Balance::RoundRobin
+                    },
+                    config_path: path.clone(),
+                    check: ext.check.clone(),
+                    reload: ext.reload.clone(),
+                    drain_timeout: Duration::from_millis(drain),
+                };
+                log(&format!(
+                    "{}/{}: routing written to {} for {listen} -> :{}",
+                    key.0,
+                    key.1,
+                    path.display(),
+                    p.target
+                ));
+                proxies.push(Frontend::External(Box::new(External::new(config))));
+                continue;
+            }
             let mut config = ProxyConfig::http(listen);
             config.drain_timeout = Duration::from_millis(drain);
-            let settings = baton_engine::resolve::proxy_settings(svc).unwrap_or_default();
             if settings.tcp {
                 config.protocol = baton_proxy::Protocol::Tcp;
             }
@@ -187,7 +314,7 @@ impl Traffic {
                         "{}/{}: proxy listening on {listen} -> :{}",
                         key.0, key.1, p.target
                     ));
-                    proxies.push(proxy);
+                    proxies.push(Frontend::Builtin(proxy));
                 }
                 Err(e) => log(&format!(
                     "{}/{}: cannot listen on {listen}: {e}",
@@ -234,7 +361,8 @@ impl Traffic {
             p95_ms: None,
         };
         for p in proxies {
-            if let Some(r) = p.metrics().revisions.get(revision) {
+            let metrics = p.metrics()?;
+            if let Some(r) = metrics.revisions.get(revision) {
                 m.requests += r.requests;
                 m.errors_5xx += r.responses_5xx + r.failures;
                 if r.latency.count > 0 {
@@ -413,8 +541,18 @@ impl Traffic {
                 }
                 let names = routed.clone();
                 self.route(&key, svc, observed, &names);
+                let addrs: Vec<SocketAddr> = ids
+                    .iter()
+                    .filter_map(|id| observed.containers.iter().find(|c| &c.name == id))
+                    .flat_map(|c| {
+                        svc.ports
+                            .iter()
+                            .filter(|p| p.published.is_some())
+                            .filter_map(|p| backend_addr(c, p.target))
+                    })
+                    .collect();
                 for p in self.proxies.get(&key).into_iter().flatten() {
-                    p.drained(ids).await;
+                    p.drained(ids, &addrs).await;
                 }
                 let grace = svc
                     .stop_grace_period

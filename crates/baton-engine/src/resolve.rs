@@ -24,15 +24,56 @@ pub fn traffic_managed(service: &Service) -> bool {
 }
 
 /// How the daemon's proxy handles a traffic-managed service, from its
-/// `x-baton.proxy: {protocol: http | tcp, balance: round-robin | least-connections}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+/// `x-baton.proxy: {protocol: http | tcp, balance: round-robin | least-connections,
+/// provider: builtin | nginx | haproxy, config: FILE, reload: [ARGV], check: [ARGV]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ProxySettings {
     /// `true` for plain TCP forwarding (one backend per connection), else HTTP.
     pub tcp: bool,
     pub least_connections: bool,
+    /// `None`: baton's own proxy owns the port. Else a server the user runs.
+    pub external: Option<ExternalProxy>,
 }
 
-/// Reads `x-baton.proxy`; the defaults are HTTP and round-robin.
+/// A server the user already runs, which baton writes a routing file for and reloads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExternalProxy {
+    pub provider: ProviderKind,
+    /// The file baton owns (relative paths: from the project directory).
+    pub config: String,
+    /// Makes the server read the file again.
+    pub reload: Vec<String>,
+    /// Checks the written file; on failure the previous file is put back.
+    pub check: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Nginx,
+    Haproxy,
+}
+
+fn argv(value: &serde_json::Value, key: &str) -> Result<Vec<String>, String> {
+    let items = value.as_array().ok_or_else(|| {
+        format!("x-baton.proxy.{key}: expected a command as a list, e.g. [nginx, -s, reload]")
+    })?;
+    let argv: Vec<String> = items
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("x-baton.proxy.{key}: expected a list of strings"))?;
+    if argv.is_empty() {
+        return Err(format!("x-baton.proxy.{key}: the command is empty"));
+    }
+    Ok(argv)
+}
+
+/// Reads `x-baton.proxy`; the defaults are HTTP, round-robin and baton's own proxy.
 pub fn proxy_settings(service: &Service) -> Result<ProxySettings, String> {
     let mut out = ProxySettings::default();
     let Some(proxy) = service.baton.as_ref().and_then(|b| b.get("proxy")) else {
@@ -41,6 +82,8 @@ pub fn proxy_settings(service: &Service) -> Result<ProxySettings, String> {
     let Some(map) = proxy.as_object() else {
         return Err("x-baton.proxy: expected a mapping".into());
     };
+    let mut provider = None;
+    let (mut config, mut reload, mut check) = (None, None, None);
     for (key, value) in map {
         let text = value.as_str().unwrap_or_default();
         match (key.as_str(), text) {
@@ -58,11 +101,59 @@ pub fn proxy_settings(service: &Service) -> Result<ProxySettings, String> {
                 "x-baton.proxy.balance: expected round-robin or least-connections, found {other:?}"
             ))
             }
-            (other, _) => {
+            ("provider", "builtin") => provider = None,
+            ("provider", "nginx") => provider = Some(ProviderKind::Nginx),
+            ("provider", "haproxy") => provider = Some(ProviderKind::Haproxy),
+            ("provider", other) => {
                 return Err(format!(
-                    "x-baton.proxy: unknown key {other:?} (known: protocol, balance)"
+                    "x-baton.proxy.provider: expected builtin, nginx or haproxy, found {other:?}"
                 ))
             }
+            ("config", "") => return Err("x-baton.proxy.config: expected a file path".into()),
+            ("config", path) => config = Some(path.to_string()),
+            ("reload", _) => reload = Some(argv(value, "reload")?),
+            ("check", _) => check = Some(argv(value, "check")?),
+            (other, _) => {
+                return Err(format!(
+                    "x-baton.proxy: unknown key {other:?} (known: protocol, balance, provider, config, reload, check)"
+                ))
+            }
+        }
+    }
+    match provider {
+        None => {
+            if config.is_some() || reload.is_some() || check.is_some() {
+                return Err(
+                    "x-baton.proxy: config, reload and check are for provider nginx or haproxy"
+                        .into(),
+                );
+            }
+        }
+        Some(kind) => {
+            let config = config.ok_or("x-baton.proxy.config: required with provider nginx or haproxy: the file baton writes, which the server includes")?;
+            let (reload, check) = match kind {
+                ProviderKind::Nginx => {
+                    if out.tcp {
+                        return Err("x-baton.proxy: the nginx provider serves HTTP only (use protocol: http, or provider haproxy)".into());
+                    }
+                    (
+                        reload.unwrap_or_else(|| vec!["nginx".into(), "-s".into(), "reload".into()]),
+                        check.or_else(|| Some(vec!["nginx".into(), "-t".into(), "-q".into()])),
+                    )
+                }
+                ProviderKind::Haproxy => (
+                    reload.ok_or("x-baton.proxy.reload: required with provider haproxy, e.g. [systemctl, reload, haproxy]")?,
+                    check.or_else(|| {
+                        Some(vec!["haproxy".into(), "-c".into(), "-q".into(), "-f".into(), config.clone()])
+                    }),
+                ),
+            };
+            out.external = Some(ExternalProxy {
+                provider: kind,
+                config,
+                reload,
+                check,
+            });
         }
     }
     Ok(out)
@@ -290,9 +381,35 @@ mod tests {
             proxy_settings(&s),
             Ok(ProxySettings {
                 tcp: true,
-                least_connections: true
+                least_connections: true,
+                external: None,
             })
         );
+        let s = svc(serde_json::json!({"proxy": {"provider": "nginx", "config": "web.conf"}}));
+        assert_eq!(
+            proxy_settings(&s).unwrap().external,
+            Some(ExternalProxy {
+                provider: ProviderKind::Nginx,
+                config: "web.conf".into(),
+                reload: vec!["nginx".into(), "-s".into(), "reload".into()],
+                check: Some(vec!["nginx".into(), "-t".into(), "-q".into()]),
+            })
+        );
+        let err = |x| proxy_settings(&svc(serde_json::json!({ "proxy": x }))).unwrap_err();
+        assert!(
+            err(serde_json::json!({"provider": "haproxy", "config": "a.cfg"}))
+                .contains("reload: required")
+        );
+        assert!(err(serde_json::json!({"provider": "nginx"})).contains("config: required"));
+        assert!(
+            err(serde_json::json!({"provider": "nginx", "config": "a", "protocol": "tcp"}))
+                .contains("HTTP only")
+        );
+        assert!(err(serde_json::json!({"config": "a"})).contains("for provider nginx or haproxy"));
+        assert!(err(
+            serde_json::json!({"provider": "nginx", "config": "a", "reload": "nginx -s reload"})
+        )
+        .contains("as a list"));
         let s = svc(serde_json::json!({"proxy": {"protocol": "udp"}}));
         assert_eq!(
             proxy_settings(&s),

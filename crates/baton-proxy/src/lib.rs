@@ -9,6 +9,7 @@ mod backends;
 mod balance;
 mod config;
 mod error;
+pub mod external;
 mod http;
 mod metrics;
 mod tcp;

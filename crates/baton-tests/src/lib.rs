@@ -258,3 +258,59 @@ pub fn stderr(o: &Output) -> String {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// Requests in a loop on one port until stopped; counts answers by body and failures.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<(Vec<String>, u32)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(port: u16) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), 0)));
+        let (s, v) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            // Bounded: at most 10 minutes, whatever happens.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            while !s.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                let answer = http_get(port, 0);
+                let mut g = v.lock().unwrap();
+                match answer {
+                    Some(body) => g.0.push(body.trim().to_string()),
+                    None => g.1 += 1,
+                }
+            }
+        });
+        Load {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// (answers by body, failures)
+    pub fn finish(mut self) -> (Vec<String>, u32) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let g = self.seen.lock().unwrap();
+        (g.0.clone(), g.1)
+    }
+}
+
+/// Polls until the port answers `want` (replicas become healthy, then routed).
+pub fn wait_for(port: u16, want: &str, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if http_get(port, 1).as_deref().map(str::trim) == Some(want) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}

@@ -2,65 +2,11 @@
 //! continuous load fails no request, and a version whose health check fails is rolled
 //! back (rolling), never switched to (blue-green) or reverted (canary), serving nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baton_tests::{docker_available, free_port, http_get, stderr, Daemon, Scratch, IMAGE};
-
-/// Requests in a loop on one port until stopped; counts answers by body and failures.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<(Vec<String>, u32)>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(port: u16) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new((Vec::new(), 0)));
-        let (s, v) = (stop.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            // Bounded: at most 10 minutes, whatever happens.
-            let deadline = std::time::Instant::now() + Duration::from_secs(600);
-            while !s.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-                let answer = http_get(port, 0);
-                let mut g = v.lock().unwrap();
-                match answer {
-                    Some(body) => g.0.push(body.trim().to_string()),
-                    None => g.1 += 1,
-                }
-            }
-        });
-        Load {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
-    }
-
-    /// (answers by body, failures)
-    fn finish(mut self) -> (Vec<String>, u32) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let g = self.seen.lock().unwrap();
-        (g.0.clone(), g.1)
-    }
-}
-
-/// Polls until the port answers `want` (replicas become healthy, then routed).
-fn wait_for(port: u16, want: &str, secs: u64) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if http_get(port, 1).as_deref().map(str::trim) == Some(want) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
+use baton_tests::{
+    docker_available, free_port, http_get, stderr, wait_for, Daemon, Load, Scratch, IMAGE,
+};
 
 fn file(port: u16, rollout: &str) -> String {
     format!(
