@@ -272,6 +272,9 @@ pub struct ServeArgs {
     /// Milliseconds between two looks at the world
     #[arg(long, default_value_t = 500)]
     pub tick_ms: u64,
+    /// Ask the running daemon (over its socket) what it serves, instead of starting one
+    #[arg(long)]
+    pub status: bool,
 }
 
 #[derive(Debug, Clone, Args)]

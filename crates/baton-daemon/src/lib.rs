@@ -6,6 +6,7 @@
 //! restart (it adopts what runs: a healthy container is never touched) and a dockerd
 //! restart (errors are retried; the next tick converges).
 
+pub mod api;
 pub mod probe;
 pub mod supervisor;
 pub mod traffic;

@@ -35,6 +35,7 @@ pub struct Supervisor<'a, R> {
     engine_down: bool,
     traffic: crate::traffic::Traffic,
     prober: crate::probe::Prober,
+    shared: std::sync::Arc<crate::api::Shared>,
 }
 
 fn now_ms() -> u64 {
@@ -50,7 +51,14 @@ fn log(line: &str) {
 }
 
 impl<'a, R: Runtime> Supervisor<'a, R> {
-    pub fn new(rt: &'a R, store: &'a Store, config: SupervisorConfig) -> Self {
+    /// `shared` is what the local API sees: the supervisor publishes its status there
+    /// after every tick and ticks at once when woken through it.
+    pub fn new(
+        rt: &'a R,
+        store: &'a Store,
+        config: SupervisorConfig,
+        shared: std::sync::Arc<crate::api::Shared>,
+    ) -> Self {
         Supervisor {
             rt,
             store,
@@ -60,6 +68,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             engine_down: false,
             traffic: crate::traffic::Traffic::default(),
             prober: crate::probe::Prober::default(),
+            shared,
         }
     }
 
@@ -67,11 +76,29 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
     pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         log("supervising active projects");
+        let started = now_ms();
+        self.shared.update(|s| {
+            s.pid = std::process::id();
+            s.version = env!("CARGO_PKG_VERSION").to_string();
+            s.started_at_ms = started;
+        });
         loop {
             self.tick().await;
+            let projects = self.store.active_projects().unwrap_or_default();
+            let proxies = self.traffic.status();
+            let engine_reachable = !self.engine_down;
+            self.shared.update(|s| {
+                s.ticks += 1;
+                s.last_tick_ms = now_ms();
+                s.engine_reachable = engine_reachable;
+                s.projects = projects;
+                s.proxies = proxies;
+            });
+            let shared = self.shared.clone();
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(self.config.tick) => {}
+                _ = shared.wake.notified() => {}
             }
         }
         log("stopping; containers keep running");

@@ -95,6 +95,8 @@ pub struct Traffic {
     proxies: BTreeMap<(String, String), Vec<Frontend>>,
     /// During a rollout: the container names that take traffic.
     routed: BTreeMap<(String, String), BTreeSet<String>>,
+    /// The container names each service's proxies last routed to.
+    backends: BTreeMap<(String, String), BTreeSet<String>>,
     /// Whether a split is set on the service's proxies (so it is cleared once).
     split: BTreeSet<(String, String)>,
 }
@@ -169,6 +171,7 @@ impl Traffic {
             }
             self.routed.remove(&key);
             self.split.remove(&key);
+            self.backends.remove(&key);
         }
     }
 
@@ -325,9 +328,37 @@ impl Traffic {
         self.proxies.insert(key.clone(), proxies);
     }
 
+    /// What serves each published port, for the daemon's API.
+    pub fn status(&self) -> Vec<crate::api::ProxyStatus> {
+        let mut out = Vec::new();
+        for ((project, service), frontends) in &self.proxies {
+            for f in frontends {
+                out.push(crate::api::ProxyStatus {
+                    project: project.clone(),
+                    service: service.clone(),
+                    listen: f.local_addr().to_string(),
+                    provider: match f {
+                        Frontend::Builtin(_) => "builtin".into(),
+                        Frontend::External(e) => match e.config().provider {
+                            Provider::Nginx => "nginx".into(),
+                            Provider::Haproxy => "haproxy".into(),
+                        },
+                    },
+                    backends: self
+                        .backends
+                        .get(&(project.clone(), service.clone()))
+                        .map(|b| b.iter().cloned().collect())
+                        .unwrap_or_default(),
+                    metrics: f.metrics(),
+                });
+            }
+        }
+        out
+    }
+
     /// Points the service's proxies at the named containers.
     fn route(
-        &self,
+        &mut self,
         key: &(String, String),
         svc: &Service,
         observed: &Observed,
@@ -351,6 +382,13 @@ impl Traffic {
                 .collect();
             proxy.set_backends(backends);
         }
+        let live = observed
+            .containers
+            .iter()
+            .filter(|c| names.contains(&c.name) && c.state == ContainerState::Running)
+            .map(|c| c.name.clone())
+            .collect();
+        self.backends.insert(key.clone(), live);
     }
 
     fn metrics(&self, key: &(String, String), revision: &str) -> Option<RevisionMetrics> {

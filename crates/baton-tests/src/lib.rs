@@ -176,16 +176,27 @@ impl Drop for Scratch {
 pub struct Daemon(pub std::process::Child);
 
 impl Daemon {
-    /// Starts `baton serve --tick-ms 200` for the project's state directory.
+    /// Starts `baton serve --tick-ms 200` for the project's state directory and waits
+    /// until its local API answers.
     pub fn start(s: &Scratch) -> Daemon {
-        Daemon(
-            s.cmd()
-                .args(["serve", "--tick-ms", "200"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("baton serve"),
-        )
+        let mut child = s
+            .cmd()
+            .args(["serve", "--tick-ms", "200"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("baton serve");
+        let socket = s.state.path().join("baton.sock");
+        for _ in 0..200 {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("baton serve exited: {status}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Daemon(child)
     }
 
     /// Kills it with SIGKILL and waits for it.

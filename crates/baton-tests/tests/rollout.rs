@@ -66,6 +66,16 @@ fn scenario(tag: &str, rollout: &str, undo: bool) {
     );
     assert_eq!(failures, 0, "{tag}: no failed request during the update");
     assert!(bodies.len() > 50, "{tag}: the load ran ({})", bodies.len());
+    // The report carries the daemon's live per-revision counters, over its socket.
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "rollout", "status", "web"])).unwrap();
+    let counted: u64 = status["traffic"][0]["metrics"]["revisions"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, m)| m["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(counted > 0, "{tag}: live metrics in the report: {status}");
     assert!(
         bodies.iter().all(|b| b == "v1" || b == "v2"),
         "{tag}: only v1/v2 answered"

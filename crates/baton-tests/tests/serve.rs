@@ -225,3 +225,54 @@ fn baton_health_checks_replace_replicas_that_stop_answering() {
     assert!(flagged.is_some(), "{}", s.ok(&["events"]));
     s.ok(&["down"]);
 }
+
+/// The local API: `serve --status` answers over the socket, a second daemon on the same
+/// state directory is refused, and without a daemon the CLI says so and works alone.
+#[test]
+fn the_cli_talks_to_the_daemon_over_its_socket() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("sock");
+    let alone = s.baton(&["--json", "serve", "--status"]);
+    assert_eq!(alone.status.code(), Some(1));
+    assert!(baton_tests::stdout(&alone).contains("\"running\": false"));
+    s.write(
+        "compose.yaml",
+        &format!("services:\n  app:\n    image: {IMAGE}\n    init: true\n    stop_grace_period: 1s\n    command: [sleep, '600']\n"),
+    );
+    let mut daemon = Daemon::start(&s);
+    let second = s.baton(&["serve"]);
+    assert!(!second.status.success());
+    assert!(
+        baton_tests::stderr(&second).contains("another `baton serve` answers"),
+        "{}",
+        baton_tests::stderr(&second)
+    );
+    s.ok(&["up", "-d"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "serve", "--status"])).unwrap();
+    assert_eq!(status["engine_reachable"], true, "{status}");
+    assert!(status["ticks"].as_u64().unwrap() >= 1, "{status}");
+    let text = s.ok(&["serve", "--status"]);
+    assert!(
+        text.contains("baton serve") && text.contains(&s.name),
+        "{text}"
+    );
+    // Woken by `up`, the daemon lists the project without waiting for a tick.
+    let listed = within(Duration::from_secs(5), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&s.ok(&["--json", "serve", "--status"])).unwrap_or_default();
+        v["projects"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x == s.name.as_str()))
+    });
+    assert!(listed.is_some());
+    // Killed with -9, the daemon leaves its socket behind; a new one takes it over.
+    daemon.kill();
+    assert!(s.state.path().join("baton.sock").exists());
+    assert_eq!(s.baton(&["serve", "--status"]).status.code(), Some(1));
+    let _daemon = Daemon::start(&s);
+    s.ok(&["serve", "--status"]);
+    s.ok(&["down"]);
+}

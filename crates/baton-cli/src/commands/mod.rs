@@ -34,30 +34,49 @@ use crate::context::{now_ms, Context};
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let ctx = Context::new(cli.global)?;
-    match cli.command {
-        Command::Up(a) => up::run(&ctx, a).await,
-        Command::Down(a) => down::run(&ctx, a).await,
-        Command::Plan(a) => plan::run(&ctx, a).await,
-        Command::Config(a) => config::run(&ctx, a),
-        Command::Ps(a) => ps::run(&ctx, a).await,
-        Command::Start(a) => lifecycle::start(&ctx, a).await,
-        Command::Stop(a) => lifecycle::stop(&ctx, a).await,
-        Command::Restart(a) => lifecycle::restart(&ctx, a).await,
-        Command::Scale(a) => up::scale(&ctx, a).await,
-        Command::Events(a) => events::run(&ctx, a),
-        Command::Serve(a) => serve::run(&ctx, a).await,
-        Command::Rollout(a) => rollout::run(&ctx, a).await,
+    // Commands that change what should run wake a running daemon when done, so it
+    // converges at once instead of at its next tick.
+    let changes = matches!(
+        cli.command,
+        Command::Up(_)
+            | Command::Down(_)
+            | Command::Start(_)
+            | Command::Stop(_)
+            | Command::Restart(_)
+            | Command::Scale(_)
+    );
+    let code = dispatch(&ctx, cli.command).await;
+    if changes {
+        serve::wake(&ctx).await;
+    }
+    code
+}
+
+async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
+    match command {
+        Command::Up(a) => up::run(ctx, a).await,
+        Command::Down(a) => down::run(ctx, a).await,
+        Command::Plan(a) => plan::run(ctx, a).await,
+        Command::Config(a) => config::run(ctx, a),
+        Command::Ps(a) => ps::run(ctx, a).await,
+        Command::Start(a) => lifecycle::start(ctx, a).await,
+        Command::Stop(a) => lifecycle::stop(ctx, a).await,
+        Command::Restart(a) => lifecycle::restart(ctx, a).await,
+        Command::Scale(a) => up::scale(ctx, a).await,
+        Command::Events(a) => events::run(ctx, a),
+        Command::Serve(a) => serve::run(ctx, a).await,
+        Command::Rollout(a) => rollout::run(ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());
             Ok(crate::exit::OK)
         }
-        Command::Logs(a) => logs::run(&ctx, a).await,
-        Command::Exec(a) => exec::run(&ctx, a).await,
-        Command::Run(a) => run::run(&ctx, a).await,
-        Command::Build(a) => images::build(&ctx, a).await,
-        Command::Pull(a) => images::pull(&ctx, a).await,
-        Command::Images(a) => images::images(&ctx, a).await,
-        Command::Stats(a) => stats::run(&ctx, a).await,
+        Command::Logs(a) => logs::run(ctx, a).await,
+        Command::Exec(a) => exec::run(ctx, a).await,
+        Command::Run(a) => run::run(ctx, a).await,
+        Command::Build(a) => images::build(ctx, a).await,
+        Command::Pull(a) => images::pull(ctx, a).await,
+        Command::Images(a) => images::images(ctx, a).await,
+        Command::Stats(a) => stats::run(ctx, a).await,
     }
 }
 

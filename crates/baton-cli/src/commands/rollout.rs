@@ -1,5 +1,5 @@
 //! `baton rollout status|promote|abort|history SERVICE`: look at and steer the rollouts
-//! that `baton serve` carries out; the daemon picks requests up on its next tick.
+//! that `baton serve` carries out; a request wakes the daemon through its socket.
 
 use anyhow::{bail, Result};
 use baton_engine::rollout::RolloutState;
@@ -16,7 +16,19 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
             let Some(r) = store.rollouts(&name, Some(&service))?.pop() else {
                 bail!("service {service}: no rollout yet");
             };
-            report(ctx, &r)
+            // Live per-revision counters, from the daemon's proxy when one answers.
+            let live = baton_daemon::api::call(
+                &ctx.state_dir(),
+                baton_daemon::api::Method::GET,
+                &format!("/v1/projects/{name}/traffic"),
+            )
+            .await
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p["service"] == service.as_str())
+            .collect::<Vec<_>>();
+            report(ctx, &r, &live)
         }
         RolloutAction::Promote { service } => {
             request(ctx, &store, &name, &service, "promote").await
@@ -193,6 +205,7 @@ async fn request(
     if !super::serve::daemon_running(ctx) {
         eprintln!("warning: `baton serve` is not running; the request waits for it");
     }
+    super::serve::wake(ctx).await;
     eprintln!("{service}: {action} requested");
     let id = store
         .rollouts(project, Some(service))?
@@ -203,12 +216,13 @@ async fn request(
 }
 
 /// The deployment report of one rollout, as text or JSON.
-fn report(ctx: &Context, r: &RolloutRecord) -> Result<u8> {
+fn report(ctx: &Context, r: &RolloutRecord, live: &[serde_json::Value]) -> Result<u8> {
     let state: Option<RolloutState> = serde_json::from_str(&r.state_json).ok();
     if ctx.global.json {
         crate::output::json(&serde_json::json!({
             "rollout": r,
             "state": state,
+            "traffic": live,
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -247,6 +261,29 @@ fn report(ctx: &Context, r: &RolloutRecord) -> Result<u8> {
             "  old replicas   serving {:?}, stopped {:?}",
             s.old_running, s.old_stopped
         );
+        for p in live {
+            let revisions = p["metrics"]["revisions"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for (rev, m) in revisions {
+                let which = if rev == r.to_hash {
+                    "new"
+                } else if rev == r.from_hash {
+                    "old"
+                } else {
+                    "other"
+                };
+                println!(
+                    "  live {} {which} {}: {} requests, {} 5xx, p95 {} ms",
+                    p["listen"].as_str().unwrap_or(""),
+                    short(&rev),
+                    m["requests"],
+                    m["responses_5xx"],
+                    m["latency"]["p95_ms"]
+                );
+            }
+        }
         println!("  history");
         for e in s.history {
             println!(
