@@ -212,7 +212,11 @@ impl Traffic {
                 for r in older {
                     self.supersede(&scope(r), now).await;
                 }
-                self.step_rollout(&scope(newest), now).await?;
+                // What this tick observed predates the undo: step the newer rollout
+                // on the next look.
+                if older.is_empty() {
+                    self.step_rollout(&scope(newest), now).await?;
+                }
             } else {
                 self.routed.remove(&key);
                 if self.split.remove(&key) {
@@ -453,7 +457,17 @@ impl Traffic {
             observed
                 .containers
                 .iter()
-                .filter(|c| c.service == name && !c.oneoff && c.config_hash == hash)
+                .filter(|c| c.service == name && !c.oneoff)
+                .filter(|c| {
+                    if hash == record.from_hash {
+                        // The old set: the old configuration, plus any replica the
+                        // rollout took over as old (a superseded rolling update's).
+                        c.config_hash != record.to_hash
+                            && (c.config_hash == hash || state.old_running.contains(&c.name))
+                    } else {
+                        c.config_hash == hash
+                    }
+                })
                 .collect()
         };
         // First look at this rollout since the daemon started: route what serves now.
@@ -632,7 +646,7 @@ impl Traffic {
             record,
             ..
         } = s;
-        let Ok(state) = serde_json::from_str::<RolloutState>(&record.state_json) else {
+        let Ok(mut state) = serde_json::from_str::<RolloutState>(&record.state_json) else {
             let _ = store.update_rollout(
                 record.id,
                 "superseded",
@@ -642,6 +656,17 @@ impl Traffic {
             );
             return;
         };
+        // Replicas it started that no observation recorded yet are its too.
+        for c in s
+            .observed
+            .containers
+            .iter()
+            .filter(|c| c.service == name && !c.oneoff && c.config_hash == record.to_hash)
+        {
+            if !state.new_seen.contains(&c.name) {
+                state.new_seen.push(c.name.clone());
+            }
+        }
         for d in rollout::superseded(&state) {
             self.carry_out(s, &d).await;
         }

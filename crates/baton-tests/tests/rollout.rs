@@ -170,3 +170,125 @@ fn canary_steps_through_and_reverts_a_broken_version() {
         false,
     );
 }
+
+/// The status of the newest rollout of `web`, and its outcome text.
+fn latest(s: &Scratch) -> (String, String) {
+    let v: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "rollout", "status", "web"])).unwrap_or_default();
+    (
+        v["rollout"]["status"].as_str().unwrap_or("").to_string(),
+        v["rollout"]["outcome"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// By hand, under load: a canary paused on a long step is promoted; the next one is
+/// aborted (and reverted); a third is superseded by a newer `up`, which then completes.
+/// No request fails throughout.
+#[test]
+fn canary_promote_abort_and_supersede_by_hand() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("hand");
+    let port = free_port();
+    s.write(
+        "compose.yaml",
+        &file(
+            port,
+            "        strategy: canary\n        steps: [{weight: 34, pause: 10m}]\n        health_timeout: 20s",
+        ),
+    );
+    let _daemon = Daemon::start(&s);
+    s.ok(&["up", "-d"]);
+    assert!(wait_for(port, "v1", 60), "v1 serves");
+    let load = Load::start(port);
+    let up = |version: &str| {
+        let out = s
+            .cmd()
+            .env("VERSION", version)
+            .args(["up", "-d", "--no-wait"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "up v{version}: {}", stderr(&out));
+    };
+    // The canary step is 10 minutes: only a promote ends it now.
+    let at_step = |s: &Scratch| {
+        let v: serde_json::Value =
+            serde_json::from_str(&s.ok(&["--json", "rollout", "status", "web"]))
+                .unwrap_or_default();
+        v["state"]["weight"] == 34
+    };
+    up("2");
+    assert!(until(60, || at_step(&s)), "canary at 34%: {:?}", latest(&s));
+    s.ok(&["rollout", "promote", "web"]);
+    assert!(
+        until(60, || latest(&s).0 == "completed"),
+        "{:?}",
+        latest(&s)
+    );
+    assert!(wait_for(port, "v2", 10), "v2 serves after promote");
+
+    up("3");
+    assert!(until(60, || at_step(&s)), "canary at 34%: {:?}", latest(&s));
+    s.ok(&["rollout", "abort", "web"]);
+    assert!(
+        until(60, || latest(&s).0 == "rolled-back"),
+        "{:?}",
+        latest(&s)
+    );
+    assert!(latest(&s).1.contains("abort"), "{:?}", latest(&s));
+    assert!(wait_for(port, "v2", 10), "v2 serves after abort");
+
+    up("4");
+    assert!(until(60, || at_step(&s)), "canary at 34%: {:?}", latest(&s));
+    up("5");
+    assert!(
+        until(60, || at_step(&s) && latest(&s).0 == "running"),
+        "the newer rollout runs: {:?}",
+        latest(&s)
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "rollout", "history", "web"])).unwrap();
+    let statuses: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["completed", "rolled-back", "superseded", "running"],
+        "{history}"
+    );
+    s.ok(&["rollout", "promote", "web"]);
+    assert!(
+        until(60, || latest(&s).0 == "completed"),
+        "{:?}",
+        latest(&s)
+    );
+    assert!(wait_for(port, "v5", 10), "v5 serves");
+    std::thread::sleep(Duration::from_millis(500));
+    let (bodies, failures) = load.finish();
+    eprintln!("by hand: {} answers, {failures} failed", bodies.len());
+    assert_eq!(failures, 0, "no failed request");
+    assert!(
+        bodies
+            .iter()
+            .all(|b| ["v1", "v2", "v3", "v4", "v5"].contains(&b.as_str())),
+        "only the versions deployed answered"
+    );
+    // Only the 3 replicas of v5 are left.
+    assert_eq!(s.running().len(), 3, "{:?}", s.running());
+    s.ok(&["down"]);
+}

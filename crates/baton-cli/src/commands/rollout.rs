@@ -212,7 +212,18 @@ async fn request(
         .pop()
         .map(|r| r.id)
         .unwrap_or(0);
-    super::up::wait_rollouts(ctx, project, &[(service.to_string(), id)]).await
+    let code = super::up::wait_rollouts(ctx, project, &[(service.to_string(), id)]).await?;
+    // An abort that ended in a rollback did what was asked.
+    let rolled_back = store
+        .rollouts(project, Some(service))?
+        .into_iter()
+        .find(|r| r.id == id)
+        .is_some_and(|r| r.status == "rolled-back");
+    Ok(if action == "abort" && rolled_back {
+        crate::exit::OK
+    } else {
+        code
+    })
 }
 
 /// The deployment report of one rollout, as text or JSON.

@@ -300,18 +300,17 @@ fn hand_over_rollouts(
         let svc = &project.services[service];
         let spec = baton_engine::rollout::rollout_spec(svc)
             .map_err(|e| anyhow::anyhow!("service {service}: x-baton.rollout: {e}"))?;
-        let old: Vec<String> = observed
-            .containers
-            .iter()
-            .filter(|c| &c.service == service && !c.oneoff && &c.config_hash == from_hash)
-            .map(|c| c.name.clone())
-            .collect();
+        let superseded = store
+            .rollouts(&project.name, Some(service))?
+            .into_iter()
+            .rfind(|r| r.status == "running");
+        let (from_hash, old) = stable_set(observed, service, from_hash, superseded.as_ref());
         let id = record_rollout(
             store,
             &project.name,
             service,
             revision,
-            (from_hash, to_hash),
+            (&from_hash, to_hash),
             &spec,
             svc.replicas(),
             &old,
@@ -319,6 +318,49 @@ fn hand_over_rollouts(
         out.push((service.clone(), id));
     }
     Ok(out)
+}
+
+/// What a new rollout replaces: the configuration and the replicas that serve once a
+/// rollout still running (`superseded`) has been undone — its old set for a canary or a
+/// blue-green that has not switched, its new set for a blue-green that has, and for a
+/// rolling update the old set plus the new replicas it already routed. Without one, the
+/// planner's `from_hash` and its replicas.
+fn stable_set(
+    observed: &baton_engine::runtime::Observed,
+    service: &str,
+    from_hash: &str,
+    superseded: Option<&baton_state::RolloutRecord>,
+) -> (String, Vec<String>) {
+    use baton_engine::rollout::{Phase, RolloutState, StrategyKind};
+    let of = |hash: &str| -> Vec<String> {
+        observed
+            .containers
+            .iter()
+            .filter(|c| c.service == service && !c.oneoff && c.config_hash == hash)
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    let Some(r) = superseded else {
+        return (from_hash.to_string(), of(from_hash));
+    };
+    let Ok(state) = serde_json::from_str::<RolloutState>(&r.state_json) else {
+        return (from_hash.to_string(), of(from_hash));
+    };
+    match state.strategy {
+        StrategyKind::BlueGreen if matches!(state.phase, Phase::KeepingOld { .. }) => {
+            (r.to_hash.clone(), of(&r.to_hash))
+        }
+        StrategyKind::BlueGreen | StrategyKind::Canary => (r.from_hash.clone(), of(&r.from_hash)),
+        StrategyKind::Rolling => {
+            let mut old = of(&r.from_hash);
+            old.extend(
+                of(&r.to_hash)
+                    .into_iter()
+                    .filter(|n| state.new_routed.contains(n)),
+            );
+            (r.from_hash.clone(), old)
+        }
+    }
 }
 
 /// Checks what must exist beforehand (external networks and volumes), so a bad file
