@@ -126,8 +126,8 @@ fn compose(port: u16, proxy: &str) -> String {
     healthcheck:
       test: [CMD, wget, -q, -O, /dev/null, http://127.0.0.1/]
       interval: 1s
-      timeout: 1s
-      retries: 2
+      timeout: 3s
+      retries: 3
     deploy:
       replicas: 3
       update_config: {{monitor: 1s}}
