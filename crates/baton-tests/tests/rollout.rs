@@ -204,10 +204,12 @@ fn canary_promote_abort_and_supersede_by_hand() {
     let port = free_port();
     s.write(
         "compose.yaml",
+        // Every version here is good: a healthcheck that a loaded machine won't fail.
         &file(
             port,
             "        strategy: canary\n        steps: [{weight: 34, pause: 10m}]\n        health_timeout: 20s",
-        ),
+        )
+        .replace("timeout: 1s\n      retries: 2", "timeout: 3s\n      retries: 4"),
     );
     let _daemon = Daemon::start(&s);
     s.ok(&["up", "-d"]);
