@@ -91,6 +91,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Rollouts of services whose traffic baton manages: status, promote, abort, history
     Rollout(RolloutArgs),
+    /// Pipelines: run a DAG of jobs, list, history, show, logs, rerun
+    Pipeline(crate::commands::pipeline::PipelineArgs),
+    /// Artifacts pipeline jobs kept: ls, get
+    Artifacts(crate::commands::pipeline::ArtifactsArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -272,6 +276,9 @@ pub struct ServeArgs {
     /// Milliseconds between two looks at the world
     #[arg(long, default_value_t = 500)]
     pub tick_ms: u64,
+    /// Serve pipeline webhooks (`POST /hooks/NAME`) on this address, e.g. 127.0.0.1:9090
+    #[arg(long, value_name = "ADDR")]
+    pub hooks_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -15,6 +15,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
         tick: Duration::from_millis(args.tick_ms.max(50)),
         files_dir: ctx.state_dir().join("files"),
     };
+    super::pipeline::spawn_triggers(ctx, args.hooks_listen);
     let mut supervisor = Supervisor::new(&docker, &store, config);
     let shutdown = async {
         let mut term =
