@@ -806,8 +806,18 @@ impl JobTask {
     fn command(&self, env: &[(String, String)]) -> tokio::process::Command {
         match &self.image {
             None => {
-                let mut c = tokio::process::Command::new("bash");
-                c.arg("-eo").arg("pipefail").arg("-c").arg(&self.script);
+                let mut c = match simple_command(&self.script, env) {
+                    Some((program, args)) => {
+                        let mut c = tokio::process::Command::new(program);
+                        c.args(args);
+                        c
+                    }
+                    None => {
+                        let mut c = tokio::process::Command::new("bash");
+                        c.arg("-eo").arg("pipefail").arg("-c").arg(&self.script);
+                        c
+                    }
+                };
                 c.current_dir(&self.workspace);
                 c.envs(env.iter().map(|(k, v)| (k, v)));
                 c
@@ -959,6 +969,60 @@ impl JobTask {
     }
 }
 
+/// Words a shell would treat specially, or that a binary of the same name would not
+/// do the same as (`cd`, `exit`, …): scripts starting with them always go to bash.
+const SHELL_WORDS: &[&str] = &[
+    "alias", "bg", "break", "builtin", "case", "cd", "command", "continue", "coproc", "declare",
+    "disown", "do", "done", "elif", "else", "esac", "eval", "exec", "exit", "export", "fg", "fi",
+    "for", "function", "getopts", "hash", "if", "jobs", "let", "local", "read", "readonly",
+    "return", "select", "set", "shift", "source", "then", "time", "times", "trap", "type",
+    "typeset", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
+];
+
+/// Like make: a one-line script of plain words (no quotes, variables, globs, redirections
+/// or operators) naming a program on PATH runs that program directly, without a shell;
+/// the result is the same and a job costs one exec instead of a bash start-up.
+pub fn simple_command(script: &str, env: &[(String, String)]) -> Option<(PathBuf, Vec<String>)> {
+    let line = script.trim();
+    if line.is_empty()
+        || !line.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    ' ' | '\t' | '_' | '.' | '/' | ',' | '+' | '-' | '@' | '%'
+                )
+        })
+    {
+        return None;
+    }
+    let mut words = line.split_whitespace().map(str::to_string);
+    let program = words.next()?;
+    if SHELL_WORDS.contains(&program.as_str()) {
+        return None;
+    }
+    let executable = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let path = if program.contains('/') {
+        let p = PathBuf::from(&program);
+        executable(&p).then_some(p)?
+    } else {
+        let search = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var("PATH").ok())?;
+        search
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(&program))
+            .find(|p| executable(p))?
+    };
+    Some((path, words.collect()))
+}
+
 async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|c| *c).await.is_err() {
         std::future::pending::<()>().await;
@@ -1108,6 +1172,33 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_one_line_scripts_run_without_a_shell() {
+        let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string())];
+        let (p, args) = simple_command("  true  ", &env).unwrap();
+        assert!(p.ends_with("true") && args.is_empty());
+        let (_, args) = simple_command("sleep 1 0.5", &env).unwrap();
+        assert_eq!(args, ["1", "0.5"]);
+        for shell in [
+            "exit 3",
+            "cd /tmp",
+            "echo $HOME",
+            "true && false",
+            "echo 'a b'",
+            "ls *.rs",
+            "echo a > f",
+            "A=1 env",
+            "true\nfalse",
+            "no-such-program-here",
+            "# comment",
+        ] {
+            assert!(
+                simple_command(shell, &env).is_none(),
+                "{shell:?} would skip the shell"
+            );
+        }
+    }
 
     #[test]
     fn secrets_are_masked_longest_first() {

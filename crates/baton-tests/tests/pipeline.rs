@@ -619,3 +619,30 @@ fn a_new_commit_triggers_its_pipeline_exactly_once() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(commits(&s), [first, second]);
 }
+
+#[test]
+fn an_image_job_runs_in_a_container_with_the_workspace_mounted() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("pipeimg");
+    s.write(
+        "baton.yaml",
+        &format!(
+            "pipelines:\n  ci:\n    jobs:\n      make:\n        image: {}\n        env: {{GREETING: hello}}\n        run: |\n          test -f /.dockerenv\n          echo \"$$GREETING from $$(uname -s) in $$(pwd) as $$BATON_JOB\" > made.txt\n        artifacts: {{paths: [made.txt]}}\n      use:\n        needs: [make]\n        run: cp made.txt \"$$OUT\"\n",
+            baton_tests::IMAGE
+        ),
+    );
+    let out = s.path().join("copied");
+    let o = s
+        .cmd()
+        .args(["pipeline", "run", "ci"])
+        .env("OUT", &out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        "hello from Linux in /workspace as make"
+    );
+}
