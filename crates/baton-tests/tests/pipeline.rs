@@ -646,3 +646,30 @@ fn an_image_job_runs_in_a_container_with_the_workspace_mounted() {
         "hello from Linux in /workspace as make"
     );
 }
+
+#[test]
+fn concurrency_one_keeps_two_runs_of_a_pipeline_apart() {
+    let s = Scratch::new("pipeconc");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  deploy:\n    concurrency: 1\n    jobs:\n      hold:\n        run: sleep 1\n",
+    );
+    let spawn = || {
+        s.cmd()
+            .args(["pipeline", "run", "deploy"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let history = runs(&s);
+    assert_eq!(history.len(), 2);
+    let (newer, older) = (&history[0], &history[1]);
+    assert!(
+        newer["started_at"].as_i64().unwrap() >= older["finished_at"].as_i64().unwrap(),
+        "the runs overlapped: {history:?}"
+    );
+}
