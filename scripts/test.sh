@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-docker.sh
 scripts/make-test-image.sh
+scripts/ensure-pipeline.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -91,6 +91,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Rollouts of services whose traffic baton manages: status, promote, abort, history
     Rollout(RolloutArgs),
+    /// Pipelines: run a DAG of jobs, list, history, show, logs, rerun
+    Pipeline(crate::commands::pipeline::PipelineArgs),
+    /// Artifacts pipeline jobs kept: ls, get
+    Artifacts(crate::commands::pipeline::ArtifactsArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -275,6 +279,9 @@ pub struct ServeArgs {
     /// Ask the running daemon (over its socket) what it serves, instead of starting one
     #[arg(long)]
     pub status: bool,
+    /// Serve pipeline webhooks (`POST /hooks/NAME`) on this address, e.g. 127.0.0.1:9090
+    #[arg(long, value_name = "ADDR")]
+    pub hooks_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,8 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod pipeline;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+
+pub use pipeline::{ArtifactRecord, PipelineJob, PipelineRun};
 
 /// The file name of the database inside the state directory.
 pub const DB_FILE: &str = "baton.db";
@@ -277,6 +281,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute_batch(pipeline::SCHEMA).map_err(sql)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),

@@ -8,6 +8,7 @@ mod exec;
 mod images;
 mod lifecycle;
 mod logs;
+pub(crate) mod pipeline;
 mod plan;
 mod ps;
 mod rollout;
@@ -66,6 +67,8 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::Events(a) => events::run(ctx, a),
         Command::Serve(a) => serve::run(ctx, a).await,
         Command::Rollout(a) => rollout::run(ctx, a).await,
+        Command::Pipeline(a) => pipeline::run(ctx, a).await,
+        Command::Artifacts(a) => pipeline::artifacts(ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());
             Ok(crate::exit::OK)

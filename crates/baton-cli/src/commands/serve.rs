@@ -27,6 +27,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
         let _ = api_stopped.await;
     }));
     eprintln!("local API on {}", socket.display());
+    super::pipeline::spawn_triggers(ctx, args.hooks_listen);
     let mut supervisor = Supervisor::new(&docker, &store, config, shared);
     let shutdown = async {
         let mut term =

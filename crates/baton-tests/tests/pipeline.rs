@@ -1,0 +1,675 @@
+//! Pipelines end to end through the real binary: a 12-job DAG (diamond, flaky job,
+//! timeout, artifact handoff, rollbacks, matrix) recorded exactly, dry runs and bad specs
+//! that run nothing, webhooks, schedules, git polling, and SIGTERM leaving no process.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_tests::pipeline::{
+    git, github_signature, post, processes_with, runs, show, within, Reaper, Serve,
+};
+use baton_tests::{docker_available, free_port, stderr, stdout, Scratch};
+use serde_json::Value;
+
+/// Twelve jobs once the matrix is expanded. `$$` is a literal `$` (the file is
+/// interpolated like a Compose file).
+const TWELVE: &str = r#"
+pipelines:
+  ci:
+    jobs:
+      checkout:
+        run: |
+          echo checkout >> "$$OUT"
+          echo src > src.txt
+        artifacts: {paths: [src.txt], keep_last: 2}
+      lint:
+        needs: [checkout]
+        run: echo lint >> "$$OUT"; test -f src.txt
+      build:
+        needs: [checkout]
+        run: |
+          echo build >> "$$OUT"
+          mkdir -p dist && cat src.txt > dist/app.bin && echo built-by-build >> dist/app.bin
+        artifacts: {paths: [dist], expire_in: 1h}
+      test:
+        needs: [build]
+        matrix: {shard: [a, b, c]}
+        run: echo "test-$$shard" >> "$$OUT"
+      flaky:
+        needs: [build]
+        retry: {max: 3, backoff: 20ms}
+        run: |
+          n=$$(cat "$$OUT.flaky" 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > "$$OUT.flaky"
+          echo "flaky attempt $$n"
+          [ "$$n" -ge 3 ]
+      slow:
+        needs: [checkout]
+        timeout: 1s
+        allow_failure: true
+        run: echo slow >> "$$OUT"; sleep 30
+      package:
+        needs: [lint, build, test]
+        run: |
+          echo package >> "$$OUT"
+          grep built-by-build dist/app.bin
+        rollback: echo rollback-package >> "$$OUT"
+      deploy:
+        needs: [package, flaky]
+        secrets: [DEPLOY_TOKEN]
+        run: |
+          echo "deploying with $$DEPLOY_TOKEN"
+          echo deploy >> "$$OUT"
+        rollback: echo rollback-deploy >> "$$OUT"
+      smoke:
+        needs: [deploy]
+        run: echo smoke >> "$$OUT"; exit 3
+      notify:
+        when: on_failure
+        run: echo notify >> "$$OUT"
+"#;
+
+const SECRET: &str = "tok-5up3r-s3cr3t";
+
+fn statuses(report: &Value) -> Vec<(String, String, u64)> {
+    report["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| {
+            (
+                j["name"].as_str().unwrap_or("").to_string(),
+                j["status"].as_str().unwrap_or("").to_string(),
+                j["attempts"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_twelve_job_pipeline_runs_in_order_with_retries_timeouts_artifacts_rollbacks() {
+    let s = Scratch::new("pipe12");
+    s.write("baton.yaml", TWELVE);
+    let out_file = s.path().join("out");
+    let run = |jobs: &str| {
+        let _ = std::fs::remove_file(&out_file);
+        let _ = std::fs::remove_file(s.path().join("out.flaky"));
+        let started = Instant::now();
+        let o = s
+            .cmd()
+            .args(["pipeline", "run", "ci", "--jobs", jobs])
+            .env("OUT", &out_file)
+            .env("DEPLOY_TOKEN", SECRET)
+            .output()
+            .expect("baton");
+        eprintln!("run with --jobs {jobs}: {:?}", started.elapsed());
+        o
+    };
+
+    // One job at a time: the order is the plan's, exactly.
+    let o = run("1");
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    let live = stdout(&o);
+    assert!(live.contains("deploy | deploying with ***"), "{live}");
+    assert!(
+        !live.contains(SECRET),
+        "the secret leaked into the live log"
+    );
+    let written = std::fs::read_to_string(&out_file).expect("out");
+    assert_eq!(
+        written.lines().collect::<Vec<_>>(),
+        [
+            "checkout",
+            "lint",
+            "build",
+            "test-a",
+            "test-b",
+            "test-c",
+            "slow",
+            "package",
+            "deploy",
+            "smoke",
+            "notify",
+            "rollback-deploy",
+            "rollback-package"
+        ]
+    );
+    let history = runs(&s);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["status"], "failed");
+    let id = history[0]["id"].as_i64().expect("run id");
+    let report = show(&s, id);
+    let expected: Vec<(String, String, u64)> = [
+        ("checkout", "success", 1),
+        ("lint", "success", 1),
+        ("build", "success", 1),
+        ("test[shard=a]", "success", 1),
+        ("test[shard=b]", "success", 1),
+        ("test[shard=c]", "success", 1),
+        ("flaky", "success", 3),
+        ("slow", "allowed_failure", 1),
+        ("package", "success", 1),
+        ("deploy", "success", 1),
+        ("smoke", "failed", 1),
+        ("notify", "success", 1),
+        ("rollback:deploy", "success", 1),
+        ("rollback:package", "success", 1),
+    ]
+    .iter()
+    .map(|(n, st, a)| (n.to_string(), st.to_string(), *a))
+    .collect();
+    assert_eq!(statuses(&report), expected);
+    let jobs = report["jobs"].as_array().expect("jobs");
+    let slow = jobs.iter().find(|j| j["name"] == "slow").expect("slow");
+    assert_eq!(slow["reason"], "timed out after 1s");
+    let smoke = jobs.iter().find(|j| j["name"] == "smoke").expect("smoke");
+    assert_eq!(smoke["exit_code"], 3);
+
+    // The artifact of build reached package (it grepped it) and is in the store.
+    let arts = s.ok(&["--json", "artifacts", "ls", "--run", &id.to_string()]);
+    let arts: Value = serde_json::from_str(&arts).expect("artifacts json");
+    let paths: Vec<(String, String)> = arts
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| {
+            (
+                a["job"].as_str().unwrap().into(),
+                a["path"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("build".into(), "dist/app.bin".into()),
+            ("checkout".into(), "src.txt".into())
+        ]
+    );
+    let dest = tempfile::tempdir().expect("tmp");
+    s.ok(&[
+        "artifacts",
+        "get",
+        &id.to_string(),
+        "build",
+        "-o",
+        dest.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(dest.path().join("dist/app.bin")).unwrap(),
+        "src\nbuilt-by-build\n"
+    );
+
+    // Logs are kept per job, with timestamps, secrets masked.
+    let logs = s.ok(&["pipeline", "logs", &id.to_string(), "flaky"]);
+    for n in 1..=3 {
+        assert!(
+            logs.contains(&format!("flaky | flaky attempt {n}")),
+            "{logs}"
+        );
+    }
+    let deploy_log = s.ok(&["pipeline", "logs", &id.to_string(), "deploy"]);
+    assert!(deploy_log.contains("deploying with ***") && !deploy_log.contains(SECRET));
+    let junit = s.ok(&["pipeline", "show", &id.to_string(), "--format", "junit"]);
+    assert!(
+        junit.contains("<testcase classname=\"ci\" name=\"test[shard=a]\""),
+        "{junit}"
+    );
+    assert!(junit.contains("failures=\"1\""), "{junit}");
+    let md = s.ok(&["pipeline", "show", &id.to_string(), "--format", "markdown"]);
+    assert!(
+        md.contains("| 7 | `flaky` | success after 3 attempts | 3 |"),
+        "{md}"
+    );
+
+    // In parallel: same outcomes, and no job started before what it needs had finished.
+    let o = run("4");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let id2 = runs(&s)[0]["id"].as_i64().unwrap();
+    let report = show(&s, id2);
+    let mut got = statuses(&report);
+    got.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let jobs = report["jobs"].as_array().unwrap();
+    let at = |name: &str, key: &str| {
+        jobs.iter()
+            .find(|j| j["name"] == name)
+            .and_then(|j| j[key].as_i64())
+            .unwrap()
+    };
+    for (job, needs) in [
+        ("lint", vec!["checkout"]),
+        ("build", vec!["checkout"]),
+        ("test[shard=b]", vec!["build"]),
+        (
+            "package",
+            vec!["lint", "build", "test[shard=a]", "test[shard=c]"],
+        ),
+        ("deploy", vec!["package", "flaky"]),
+        ("smoke", vec!["deploy"]),
+        ("notify", vec!["smoke", "slow"]),
+        ("rollback:deploy", vec!["notify", "smoke"]),
+        ("rollback:package", vec!["rollback:deploy"]),
+    ] {
+        for n in needs {
+            assert!(
+                at(job, "started_at") >= at(n, "finished_at"),
+                "{job} started before {n} ended"
+            );
+        }
+    }
+
+    // Rerun: what passed is reused, the rest runs again.
+    let _ = std::fs::remove_file(&out_file);
+    let o = s
+        .cmd()
+        .args(["pipeline", "rerun", &id.to_string(), "--jobs", "1"])
+        .env("OUT", &out_file)
+        .env("DEPLOY_TOKEN", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let id3 = runs(&s)[0]["id"].as_i64().unwrap();
+    let rerun = statuses(&show(&s, id3));
+    let find = |n: &str| {
+        rerun
+            .iter()
+            .find(|j| j.0 == n)
+            .map(|j| j.1.clone())
+            .unwrap()
+    };
+    assert_eq!(find("build"), "reused");
+    assert_eq!(find("deploy"), "reused");
+    assert_eq!(find("smoke"), "failed");
+    assert_eq!(
+        std::fs::read_to_string(&out_file)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        ["slow", "smoke"]
+    );
+}
+
+#[test]
+fn a_dry_run_prints_the_order_and_runs_nothing() {
+    let s = Scratch::new("pipedry");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  ci:\n    jobs:\n      b:\n        needs: [a]\n        run: touch \"$$MARK\"\n      a:\n        run: touch \"$$MARK\"\n        matrix: {os: [x, y]}\n",
+    );
+    let mark = s.path().join("marker");
+    let o = s
+        .cmd()
+        .args(["pipeline", "run", "ci", "--dry-run"])
+        .env("MARK", &mark)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let order: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .split_once(". ")
+                .map(|(_, r)| r.split("  ").next().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(order, ["a[os=x]", "a[os=y]", "b"], "{text}");
+    assert!(text.contains("$ touch \"$MARK\""), "{text}");
+    assert!(!mark.exists(), "a dry run ran a job");
+    assert!(runs(&s).is_empty(), "a dry run recorded a run");
+    let json = s.ok(&["--json", "pipeline", "run", "ci", "--dry-run"]);
+    let plan: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        plan["jobs"][2]["needs"],
+        serde_json::json!(["a[os=x]", "a[os=y]"])
+    );
+    assert!(!mark.exists());
+}
+
+#[test]
+fn bad_pipelines_are_refused_with_their_location_and_run_nothing() {
+    let cases = [
+        (
+            "cycle",
+            "pipelines:\n  ci:\n    jobs:\n      a:\n        needs: [c]\n        run: touch marker\n      b:\n        needs: [a]\n        run: touch marker\n      c:\n        needs: [b]\n        run: touch marker\n",
+            "baton.yaml:5:17: pipelines.ci.jobs.a.needs[0]: dependency cycle: a -> c -> b -> a",
+        ),
+        (
+            "unknown needs",
+            "pipelines:\n  ci:\n    jobs:\n      build:\n        run: touch marker\n      test:\n        needs: [biuld]\n        run: touch marker\n",
+            "baton.yaml:7:17: pipelines.ci.jobs.test.needs[0]: job \"test\" needs \"biuld\", which is not a job of this pipeline (did you mean \"build\"?)",
+        ),
+        (
+            "bad cron",
+            "pipelines:\n  ci:\n    triggers:\n      - schedule: \"61 * * * *\"\n    jobs:\n      a:\n        run: touch marker\n",
+            "baton.yaml:4:9: pipelines.ci.triggers[0].schedule: \"61 * * * *\" is not a cron expression",
+        ),
+        (
+            "bad duration",
+            "pipelines:\n  ci:\n    jobs:\n      a:\n        run: touch marker\n        timeout: soon\n",
+            "baton.yaml:6:9: pipelines.ci.jobs.a.timeout: \"soon\" is not a duration",
+        ),
+    ];
+    for (what, yaml, want) in cases {
+        let s = Scratch::new("pipebad");
+        s.write("baton.yaml", yaml);
+        for args in [
+            vec!["pipeline", "run", "ci"],
+            vec!["pipeline", "run", "ci", "--dry-run"],
+        ] {
+            let o = s.baton(&args);
+            assert_eq!(o.status.code(), Some(1), "{what}: {}", stdout(&o));
+            let err = stderr(&o);
+            assert!(err.contains(want), "{what}: expected {want:?} in:\n{err}");
+            assert!(!s.path().join("marker").exists(), "{what}: a job ran");
+        }
+        assert!(runs(&s).is_empty(), "{what}: a run was recorded");
+    }
+    // An unknown key gets a suggestion.
+    let s = Scratch::new("pipebad");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  ci:\n    jobs:\n      a:\n        run: 'true'\n        timout: 1s\n",
+    );
+    let err = stderr(&s.baton(&["pipeline", "run", "ci"]));
+    assert!(
+        err.contains("baton.yaml:6:9: pipelines.ci.jobs.a.timout: unknown key \"timout\" (did you mean \"timeout\"?)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_during_a_run_kills_every_job_and_leaves_no_process() {
+    // GNU sleep sums its arguments: a tiny unique number marks our processes.
+    let marker = format!("0.000{}917", std::process::id());
+    let _reaper = Reaper(marker.clone());
+    let s = Scratch::new("pipeterm");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  ci:\n    jobs:\n      one:\n        run: sleep 300 $$MARK\n      two:\n        run: |\n          bash -c 'sleep 301 \"$$1\"' _ $$MARK &\n          sleep 302 $$MARK\n      three:\n        run: sleep 303 $$MARK\n      after:\n        needs: [one]\n        run: touch never\n",
+    );
+    let mut child = s
+        .cmd()
+        .args(["pipeline", "run", "ci", "--jobs", "3"])
+        .env("MARK", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = within(Duration::from_secs(30), || {
+        processes_with(&marker).len() >= 4
+    });
+    assert!(
+        up.is_some(),
+        "the jobs never started: {:?}",
+        processes_with(&marker)
+    );
+    let before = processes_with(&marker);
+    eprintln!("running before SIGTERM: {before:?}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("baton did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("baton exited {:?} after {:?}", code, started.elapsed());
+    assert_eq!(code, Some(130));
+    let left = within(Duration::from_secs(10), || {
+        processes_with(&marker).is_empty()
+    });
+    assert!(
+        left.is_some(),
+        "stray processes: {:?}",
+        processes_with(&marker)
+    );
+    let history = runs(&s);
+    assert_eq!(history[0]["status"], "cancelled");
+    let report = show(&s, history[0]["id"].as_i64().unwrap());
+    for (name, status, _) in statuses(&report) {
+        assert_eq!(status, "cancelled", "{name}");
+    }
+    assert!(!s.path().join("never").exists());
+}
+
+#[test]
+fn a_webhook_with_a_bad_signature_is_refused_and_a_signed_one_runs() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("pipehook");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  deploy:\n    triggers:\n      - webhook: {provider: github, secret_env: HOOK_SECRET}\n    jobs:\n      record:\n        run: echo \"$$BATON_HOOK_REF $$BATON_BRANCH $$BATON_HOOK_REPOSITORY_NAME\" > \"$$MARK\"\n  lab:\n    triggers:\n      - webhook: {provider: gitlab, secret_file: token.txt}\n    jobs:\n      record:\n        run: echo \"$$BATON_HOOK_OBJECT_KIND\" > \"$$MARK.lab\"\n",
+    );
+    s.write("token.txt", "gl-token\n");
+    let mark = s.path().join("hooked");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mark_s = mark.to_string_lossy().into_owned();
+    // The daemon's environment carries the secret and where jobs write.
+    let _serve = Serve::start(
+        &s,
+        &["--hooks-listen", &addr],
+        &[("HOOK_SECRET", "gh-s3cret"), ("MARK", &mark_s)],
+    );
+    let body = br#"{"ref":"refs/heads/main","repository":{"name":"shop"}}"#;
+    let bad = github_signature("wrong", body);
+    assert_eq!(
+        post(
+            port,
+            "/hooks/deploy",
+            &[("X-Hub-Signature-256", &bad)],
+            body
+        ),
+        401
+    );
+    assert_eq!(post(port, "/hooks/deploy", &[], body), 401);
+    assert_eq!(
+        post(
+            port,
+            "/hooks/lab",
+            &[("X-Gitlab-Token", "nope")],
+            br#"{"object_kind":"push"}"#
+        ),
+        401
+    );
+    assert_eq!(post(port, "/hooks/nothing", &[], body), 404);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(runs(&s).is_empty(), "a refused webhook started a run");
+    assert!(!mark.exists());
+
+    let good = github_signature("gh-s3cret", body);
+    assert_eq!(
+        post(
+            port,
+            "/hooks/deploy",
+            &[("X-Hub-Signature-256", &good)],
+            body
+        ),
+        202
+    );
+    let took = within(Duration::from_secs(30), || {
+        runs(&s).first().is_some_and(|r| r["status"] == "success")
+    });
+    assert!(
+        took.is_some(),
+        "the signed webhook's run never passed: {:?}",
+        runs(&s)
+    );
+    eprintln!("signed webhook to finished run: {took:?}");
+    assert_eq!(
+        std::fs::read_to_string(&mark).unwrap().trim(),
+        "refs/heads/main main shop"
+    );
+    let r = &runs(&s)[0];
+    assert_eq!(r["trigger"], "webhook");
+    assert_eq!(r["vars"]["BATON_HOOK_REF"], "refs/heads/main");
+
+    assert_eq!(
+        post(
+            port,
+            "/hooks/lab",
+            &[("X-Gitlab-Token", "gl-token")],
+            br#"{"object_kind":"push"}"#
+        ),
+        202
+    );
+    let lab = s.path().join("hooked.lab");
+    assert!(within(Duration::from_secs(30), || lab.exists()).is_some());
+    assert!(within(Duration::from_secs(5), || {
+        std::fs::read_to_string(&lab).unwrap_or_default().trim() == "push"
+    })
+    .is_some());
+    let log = std::fs::read_to_string(s.state.path().join("serve.log")).unwrap_or_default();
+    assert!(
+        !log.contains("gh-s3cret") && !log.contains("gl-token"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_seconds_level_schedule_fires() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("pipecron");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  tick:\n    triggers:\n      - schedule: \"*/2 * * * * *\"\n    jobs:\n      t:\n        run: echo tick\n",
+    );
+    let _serve = Serve::start(&s, &[], &[]);
+    let fired = within(Duration::from_secs(30), || {
+        runs(&s).iter().any(|r| r["status"] == "success")
+    });
+    assert!(fired.is_some(), "the schedule never fired: {:?}", runs(&s));
+    let r = runs(&s)
+        .into_iter()
+        .find(|r| r["status"] == "success")
+        .unwrap();
+    assert_eq!(r["trigger"], "schedule");
+    let due: i64 = r["vars"]["BATON_SCHEDULED_AT"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let started = r["started_at"].as_i64().unwrap();
+    assert_eq!(due % 2000, 0, "fired at a time the schedule does not name");
+    eprintln!(
+        "schedule fired {} ms after its due time (first after {fired:?})",
+        started - due
+    );
+    assert!(started >= due, "fired before it was due");
+}
+
+#[test]
+fn a_new_commit_triggers_its_pipeline_exactly_once() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("pipegit");
+    let repo = s.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("f"), "1").unwrap();
+    git(&repo, &["add", "f"]);
+    git(&repo, &["commit", "-qm", "one"]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  ci:\n    triggers:\n      - git: {repo: repo, branch: main, interval: 200ms}\n    jobs:\n      build:\n        run: echo \"$$BATON_BRANCH $$BATON_COMMIT\"\n",
+    );
+    let commits = |s: &Scratch| -> Vec<String> {
+        let mut v: Vec<String> = runs(s)
+            .iter()
+            .map(|r| r["vars"]["BATON_COMMIT"].as_str().unwrap_or("").to_string())
+            .collect();
+        v.reverse();
+        v
+    };
+    let mut serve = Serve::start(&s, &[], &[]);
+    assert!(within(Duration::from_secs(30), || commits(&s).len() == 1).is_some());
+    std::fs::write(repo.join("f"), "2").unwrap();
+    git(&repo, &["commit", "-qam", "two"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    let took = within(Duration::from_secs(30), || commits(&s).len() >= 2);
+    assert!(took.is_some(), "the new commit did not trigger a run");
+    eprintln!("new commit to run: {took:?}");
+    // Several more polls: still once per commit.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(commits(&s), [first.clone(), second.clone()]);
+    assert!(within(Duration::from_secs(30), || runs(&s)
+        .iter()
+        .all(|r| r["status"] == "success"))
+    .is_some());
+    assert_eq!(runs(&s)[0]["vars"]["BATON_BRANCH"], "main");
+    // A restarted daemon remembers the last commit it saw.
+    serve.stop();
+    let _serve = Serve::start(&s, &[], &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(commits(&s), [first, second]);
+}
+
+#[test]
+fn an_image_job_runs_in_a_container_with_the_workspace_mounted() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("pipeimg");
+    s.write(
+        "baton.yaml",
+        &format!(
+            "pipelines:\n  ci:\n    jobs:\n      make:\n        image: {}\n        env: {{GREETING: hello}}\n        run: |\n          test -f /.dockerenv\n          echo \"$$GREETING from $$(uname -s) in $$(pwd) as $$BATON_JOB\" > made.txt\n        artifacts: {{paths: [made.txt]}}\n      use:\n        needs: [make]\n        run: cp made.txt \"$$OUT\"\n",
+            baton_tests::IMAGE
+        ),
+    );
+    let out = s.path().join("copied");
+    let o = s
+        .cmd()
+        .args(["pipeline", "run", "ci"])
+        .env("OUT", &out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        "hello from Linux in /workspace as make"
+    );
+}
+
+#[test]
+fn concurrency_one_keeps_two_runs_of_a_pipeline_apart() {
+    let s = Scratch::new("pipeconc");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  deploy:\n    concurrency: 1\n    jobs:\n      hold:\n        run: sleep 1\n",
+    );
+    let spawn = || {
+        s.cmd()
+            .args(["pipeline", "run", "deploy"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let history = runs(&s);
+    assert_eq!(history.len(), 2);
+    let (newer, older) = (&history[0], &history[1]);
+    assert!(
+        newer["started_at"].as_i64().unwrap() >= older["finished_at"].as_i64().unwrap(),
+        "the runs overlapped: {history:?}"
+    );
+}
