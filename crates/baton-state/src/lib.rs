@@ -4,11 +4,15 @@
 //! Architecture invariant: the store never invents timestamps; every write takes `now`
 //! (Unix milliseconds) from the caller, so tests are exact. It knows nothing of Docker.
 
+mod fleet;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+
+pub use fleet::{FileApplied, FileVersion, FleetRun};
 
 /// The file name of the database inside the state directory.
 pub const DB_FILE: &str = "baton.db";
@@ -269,6 +273,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute_batch(fleet::SCHEMA).map_err(sql)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),
