@@ -91,6 +91,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Rollouts of services whose traffic baton manages: status, promote, abort, history
     Rollout(RolloutArgs),
+    /// SSH fleets: ad-hoc commands, runbooks, ping, facts, inventory, recorded runs
+    Fleet(crate::commands::fleet::FleetArgs),
+    /// Managed files (`files:`): apply, versions, diff, rollback, drift
+    Files(crate::commands::fleet::FilesArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -157,6 +161,14 @@ pub struct ConfigArgs {
     /// Only validate; print nothing
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(subcommand)]
+    pub action: Option<ConfigAction>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigAction {
+    /// Compare managed files (`files:`) on their hosts with the version they last received
+    Drift(crate::commands::fleet::DriftArgs),
 }
 
 #[derive(Debug, Clone, Args)]

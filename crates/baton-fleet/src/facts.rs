@@ -1,7 +1,14 @@
 //! Host facts read over SSH from /proc and `df`, parsed here: CPU count and usage over a
 //! short sample, memory, root disk, load averages, uptime.
 
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
+
+use crate::inventory::Inventory;
+use crate::ssh::{Session, SshOptions};
+use crate::transport::quote_args;
 
 /// The fixed script whose output `parse` reads (no user data in it).
 pub const SCRIPT: &str = "echo @@host; hostname; echo @@load; cat /proc/loadavg; echo @@uptime; cat /proc/uptime; \
@@ -103,6 +110,66 @@ pub fn parse(text: &str) -> Facts {
         }
     }
     f
+}
+
+/// One host's facts, or why they could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFacts {
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Facts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// Reads facts from every host in `ids`, `forks` at a time.
+pub async fn gather(
+    inv: &Inventory,
+    ids: &[String],
+    ssh: &SshOptions,
+    forks: usize,
+) -> Vec<HostFacts> {
+    let mut out: Vec<HostFacts> = stream::iter(ids.iter().filter_map(|id| inv.hosts.get(id)).map(
+        |h| async move {
+            let t = std::time::Instant::now();
+            let mut r = HostFacts {
+                host: h.id.clone(),
+                facts: None,
+                error: None,
+                duration_ms: 0,
+            };
+            match Session::connect(h, ssh).await {
+                Err(e) => r.error = Some(e.to_string()),
+                Ok(s) => {
+                    match s
+                        .exec(
+                            &quote_args(&["sh", "-c", SCRIPT]),
+                            None,
+                            Some(Duration::from_secs(30)),
+                        )
+                        .await
+                    {
+                        Ok(o) if o.ok() => {
+                            r.facts = Some(parse(&String::from_utf8_lossy(&o.stdout)))
+                        }
+                        Ok(o) => {
+                            r.error = Some(format!("facts script failed: {}", o.text().trim()))
+                        }
+                        Err(e) => r.error = Some(e.to_string()),
+                    }
+                    s.close().await;
+                }
+            }
+            r.duration_ms = t.elapsed().as_millis() as i64;
+            r
+        },
+    ))
+    .buffer_unordered(forks.max(1))
+    .collect()
+    .await;
+    out.sort_by(|a, b| a.host.cmp(&b.host));
+    out
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ impl Inventory {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("{0}")]
+    #[error(transparent)]
     Spec(#[from] baton_spec::SpecError),
     #[error("{file}:{line}: {message}")]
     Ini {
