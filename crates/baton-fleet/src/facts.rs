@@ -139,7 +139,7 @@ pub async fn gather(
                 error: None,
                 duration_ms: 0,
             };
-            match Session::connect(h, ssh).await {
+            match Session::connect_in(inv, h, ssh).await {
                 Err(e) => r.error = Some(e.to_string()),
                 Ok(s) => {
                     match s

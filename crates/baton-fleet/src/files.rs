@@ -345,10 +345,10 @@ fn targets(f: &ManagedFile, inv: &Inventory) -> Result<Vec<Option<Host>>, FileEr
     })
 }
 
-async fn connect(h: &Option<Host>, ssh: &SshOptions) -> Result<Conn, String> {
+async fn connect(inv: &Inventory, h: &Option<Host>, ssh: &SshOptions) -> Result<Conn, String> {
     match h {
         None => Ok(Conn::Local),
-        Some(h) => Session::connect(h, ssh)
+        Some(h) => Session::connect_in(inv, h, ssh)
             .await
             .map(Conn::Ssh)
             .map_err(|e| e.to_string()),
@@ -394,7 +394,7 @@ async fn put_all(
                 return r;
             }
         }
-        let conn = match connect(h, env.ssh).await {
+        let conn = match connect(env.inventory, h, env.ssh).await {
             Ok(c) => c,
             Err(e) => {
                 r.status = "unreachable".into();
@@ -550,7 +550,7 @@ pub async fn drift(f: &ManagedFile, env: &Env<'_>) -> Result<FileReport, FileErr
                 return r;
             };
             r.path = a.path.clone();
-            let conn = match connect(h, env.ssh).await {
+            let conn = match connect(env.inventory, h, env.ssh).await {
                 Ok(c) => c,
                 Err(e) => {
                     r.status = "unreachable".into();

@@ -53,6 +53,7 @@ pub enum RunError {
 }
 
 struct Shared<'a> {
+    inv: &'a Inventory,
     opts: &'a RunOptions,
     steps: Vec<(Step, Option<BTreeSet<String>>)>,
     adhoc: Option<Vec<String>>,
@@ -117,6 +118,7 @@ pub async fn run(
         }
     };
     let shared = Shared {
+        inv,
         opts,
         steps,
         adhoc,
@@ -281,7 +283,7 @@ async fn run_host(h: &Host, wave: usize, shared: &Shared<'_>) -> HostResult {
     r.halted = false;
     r.started_at = now_ms();
     let clock = Instant::now();
-    let conn = match Session::connect(h, &shared.opts.ssh).await {
+    let conn = match Session::connect_in(shared.inv, h, &shared.opts.ssh).await {
         Ok(s) => Conn::Ssh(s),
         Err(e) => {
             r.status = HostStatus::Unreachable;

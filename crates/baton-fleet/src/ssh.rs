@@ -11,7 +11,7 @@ use russh::client::{self, Handle};
 use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::ChannelMsg;
 
-use crate::inventory::Host;
+use crate::inventory::{Host, Inventory};
 
 /// How to reach hosts; shared by every connection of a run.
 #[derive(Debug, Clone)]
@@ -158,11 +158,50 @@ impl client::Handler for Client {
 pub struct Session {
     host: String,
     handle: Handle<Client>,
+    /// The jump host's connection this one is tunnelled through, kept alive with it.
+    _via: Option<Box<Session>>,
 }
 
 impl Session {
-    /// Connects, checks the host key and authenticates, all within the connect timeout.
-    pub async fn connect(host: &Host, opts: &SshOptions) -> Result<Session, SshError> {
+    /// Connects to `host`, through its `jump` host when it has one (a direct-tcpip
+    /// channel over the jump host's own SSH connection; both host keys are checked).
+    pub async fn connect_in(
+        inv: &Inventory,
+        host: &Host,
+        opts: &SshOptions,
+    ) -> Result<Session, SshError> {
+        let Some(jump_id) = &host.jump else {
+            return Session::connect(host, opts, None).await;
+        };
+        let jump = inv.hosts.get(jump_id).ok_or_else(|| SshError::Connect {
+            host: host.id.clone(),
+            addr: format!("{}:{}", host.address, host.port),
+            reason: format!("jump host `{jump_id}` is not in the inventory"),
+        })?;
+        if jump.jump.is_some() {
+            return Err(SshError::Connect {
+                host: host.id.clone(),
+                addr: format!("{}:{}", host.address, host.port),
+                reason: format!("jump host `{jump_id}` has a jump host itself (one hop only)"),
+            });
+        }
+        let via = Session::connect(jump, opts, None)
+            .await
+            .map_err(|e| SshError::Connect {
+                host: host.id.clone(),
+                addr: format!("{}:{}", host.address, host.port),
+                reason: format!("through jump host: {e}"),
+            })?;
+        Session::connect(host, opts, Some(via)).await
+    }
+
+    /// Connects, checks the host key and authenticates, all within the connect timeout;
+    /// with `via`, the TCP connection is a channel of that session.
+    pub async fn connect(
+        host: &Host,
+        opts: &SshOptions,
+        via: Option<Session>,
+    ) -> Result<Session, SshError> {
         let addr = format!("{}:{}", host.address, host.port);
         let connect_err = |reason: String| SshError::Connect {
             host: host.id.clone(),
@@ -242,15 +281,20 @@ impl Session {
             Ok(Session {
                 host: host.id.clone(),
                 handle,
+                _via: None,
             })
         };
-        match tokio::time::timeout(opts.connect_timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(connect_err(format!(
-                "timed out after {:?}",
-                opts.connect_timeout
-            ))),
-        }
+        let mut session = match tokio::time::timeout(opts.connect_timeout, fut).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(connect_err(format!(
+                    "timed out after {:?}",
+                    opts.connect_timeout
+                )))
+            }
+        };
+        session._via = via.map(Box::new);
+        Ok(session)
     }
 
     /// Runs `command` (a shell command line built with `shell_words::quote`), feeding
@@ -320,5 +364,8 @@ impl Session {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+        if let Some(via) = self._via {
+            Box::pin(via.close()).await;
+        }
     }
 }

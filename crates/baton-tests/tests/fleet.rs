@@ -696,3 +696,51 @@ fn bad_fleet_specs_are_located_errors_and_nothing_runs() {
     assert_eq!(out.status.code(), Some(64));
     let _ = Command::new("true").status();
 }
+
+#[test]
+fn a_host_behind_a_jump_host_is_reached_through_it() {
+    if !sshd_available() {
+        return;
+    }
+    let mut t = TestHosts::start(2);
+    let s = project(
+        &t,
+        "fjump",
+        |i| {
+            if i == 1 {
+                "    jump: h01\n".into()
+            } else {
+                String::new()
+            }
+        },
+        "",
+    );
+    let out = fleet(
+        &s,
+        &t,
+        &[
+            "fleet",
+            "run",
+            "h02",
+            "--",
+            "sh",
+            "-c",
+            "echo via > {{ root }}/jumped",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(t.hosts[1].root.join("jumped").exists());
+    // With the jump host gone, h02 (whose own sshd still runs) cannot be reached: the
+    // connection really goes through h01.
+    t.kill(0);
+    let out = fleet(&s, &t, &["fleet", "ping", "h02", "--connect-timeout", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let r = json(&out);
+    assert!(
+        r["hosts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("through jump host"),
+        "{r}"
+    );
+}
