@@ -744,3 +744,40 @@ fn a_host_behind_a_jump_host_is_reached_through_it() {
         "{r}"
     );
 }
+
+#[test]
+fn managed_files_for_the_local_machine_validate_apply_and_drift() {
+    let s = Scratch::new("flocal");
+    let target = s.path().join("out/app.env");
+    let spec = |vars: &str| {
+        format!(
+            "files:\n  env:\n    kind: env\n    path: {}\n    mode: '0600'\n    env: {{{vars}}}\n",
+            target.display()
+        )
+    };
+    s.write("baton.yaml", &spec("PORT: 8080, LOG_LEVEL: info"));
+    let out = s.baton(&["files", "apply"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "LOG_LEVEL=info\nPORT=8080\n"
+    );
+    assert_eq!(mode_of(&target), 0o600);
+    // An invalid variable name is refused; the file stays as it was.
+    s.write("baton.yaml", &spec("'9LIVES': x"));
+    let out = s.baton(&["files", "apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a valid environment variable name"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "LOG_LEVEL=info\nPORT=8080\n"
+    );
+    std::fs::write(&target, "PORT=1\n").unwrap();
+    let out = s.baton(&["--json", "config", "drift"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)[0]["hosts"][0]["status"], "drifted");
+}
