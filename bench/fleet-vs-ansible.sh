@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-50}
-repeat=${REPEAT:-3}
+repeat=${REPEAT:-1}
 
 scripts/ensure-fleet.sh
 venv=/tmp/baton-bench-venv

@@ -210,3 +210,65 @@ impl RunReport {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(id: &str, status: HostStatus, halted: bool) -> HostResult {
+        HostResult {
+            host: id.into(),
+            address: "127.0.0.1:22".into(),
+            wave: 1,
+            status,
+            started_at: 0,
+            finished_at: 1500,
+            duration_ms: 1500,
+            steps: Vec::new(),
+            output_tail: "line one\nline two".into(),
+            error: None,
+            halted,
+        }
+    }
+
+    #[test]
+    fn the_table_shows_each_host_and_a_summary() {
+        let mut r = RunReport {
+            id: None,
+            kind: "adhoc".into(),
+            task: "hostname".into(),
+            target: "all".into(),
+            strategy: "rolling".into(),
+            batch: Some("5".into()),
+            forks: 50,
+            on_failure: "stop".into(),
+            max_fail_percentage: Some(20),
+            check: false,
+            groups: BTreeMap::new(),
+            waves: Vec::new(),
+            hosts: vec![
+                host("a", HostStatus::Changed, false),
+                host("bb", HostStatus::Unreachable, true),
+            ],
+            summary: Summary::default(),
+            started_at: 0,
+            finished_at: 1500,
+            duration_ms: 1500,
+            outcome: "halted".into(),
+            reason: Some("bb failed".into()),
+        };
+        r.summarise();
+        let text = r.render();
+        assert!(text.contains("strategy rolling batch 5"), "{text}");
+        assert!(text.contains("a     changed"), "{text}");
+        assert!(text.contains("unreachable*"), "{text}");
+        assert!(text.contains("line one ⏎ line two"), "{text}");
+        assert!(
+            text.contains(
+                "halted: ok=0 changed=1 failed=0 unreachable=1 skipped=0 in 1.50s (bb failed)"
+            ),
+            "{text}"
+        );
+        assert!(!r.success());
+    }
+}
