@@ -14,6 +14,7 @@ command -v cc >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq bu
 scripts/ensure-docker.sh
 scripts/make-test-image.sh
 scripts/ensure-pipeline.sh
+scripts/ensure-fleet.sh
 cargo build --release --locked
 install -m 0755 target/release/baton /usr/local/bin/baton
 

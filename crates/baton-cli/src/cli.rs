@@ -95,6 +95,10 @@ pub enum Command {
     Pipeline(crate::commands::pipeline::PipelineArgs),
     /// Artifacts pipeline jobs kept: ls, get
     Artifacts(crate::commands::pipeline::ArtifactsArgs),
+    /// SSH fleets: ad-hoc commands, runbooks, ping, facts, inventory, recorded runs
+    Fleet(crate::commands::fleet::FleetArgs),
+    /// Managed files (`files:`): apply, versions, diff, rollback, drift
+    Files(crate::commands::fleet::FilesArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -161,6 +165,14 @@ pub struct ConfigArgs {
     /// Only validate; print nothing
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(subcommand)]
+    pub action: Option<ConfigAction>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigAction {
+    /// Compare managed files (`files:`) on their hosts with the version they last received
+    Drift(crate::commands::fleet::DriftArgs),
 }
 
 #[derive(Debug, Clone, Args)]

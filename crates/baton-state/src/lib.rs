@@ -4,6 +4,8 @@
 //! Architecture invariant: the store never invents timestamps; every write takes `now`
 //! (Unix milliseconds) from the caller, so tests are exact. It knows nothing of Docker.
 
+mod fleet;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -12,6 +14,7 @@ mod pipeline;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+pub use fleet::{FileApplied, FileVersion, FleetRun};
 pub use pipeline::{ArtifactRecord, PipelineJob, PipelineRun};
 
 /// The file name of the database inside the state directory.
@@ -282,6 +285,7 @@ impl Store {
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         conn.execute_batch(pipeline::SCHEMA).map_err(sql)?;
+        conn.execute_batch(fleet::SCHEMA).map_err(sql)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),

@@ -5,6 +5,7 @@ mod config;
 mod down;
 mod events;
 mod exec;
+pub(crate) mod fleet;
 mod images;
 mod lifecycle;
 mod logs;
@@ -58,7 +59,12 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::Up(a) => up::run(ctx, a).await,
         Command::Down(a) => down::run(ctx, a).await,
         Command::Plan(a) => plan::run(ctx, a).await,
-        Command::Config(a) => config::run(ctx, a),
+        Command::Config(a) => match a.action {
+            Some(crate::cli::ConfigAction::Drift(d)) => fleet::config_drift(ctx, d).await,
+            None => config::run(ctx, a),
+        },
+        Command::Fleet(a) => fleet::run(ctx, a).await,
+        Command::Files(a) => fleet::files(ctx, a).await,
         Command::Ps(a) => ps::run(ctx, a).await,
         Command::Start(a) => lifecycle::start(ctx, a).await,
         Command::Stop(a) => lifecycle::stop(ctx, a).await,
