@@ -7,8 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod vm;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+
+pub use vm::{VmMigration, VmOp, VmRecord, VmSnapshot};
 
 /// The file name of the database inside the state directory.
 pub const DB_FILE: &str = "baton.db";
@@ -269,6 +273,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute_batch(vm::SCHEMA).map_err(sql)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),
