@@ -91,6 +91,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Rollouts of services whose traffic baton manages: status, promote, abort, history
     Rollout(RolloutArgs),
+    /// Virtual machines on QEMU: lifecycle, snapshots, migration, agent, report
+    Vm(crate::commands::vm::VmArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]

@@ -304,6 +304,17 @@ impl Store {
         })
     }
 
+    /// How many `op` operations with `outcome` the VM has had (numbers snapshots).
+    pub fn vm_op_count(&self, vm: &str, op: &str, outcome: &str) -> Result<i64> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM vm_ops WHERE vm = ?1 AND op = ?2 AND outcome = ?3",
+                params![vm, op, outcome],
+                |r| r.get(0),
+            )
+        })
+    }
+
     /// Recorded operations, newest first.
     pub fn vm_ops(&self, limit: i64) -> Result<Vec<VmOp>> {
         self.with(|c| {

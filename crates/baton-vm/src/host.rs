@@ -398,7 +398,7 @@ impl Host {
                 vm,
                 kind,
                 now,
-                existing.len() + 1,
+                self.store.vm_op_count(vm, "snapshot", "ok")? as usize + 1,
                 &existing,
             ),
         };

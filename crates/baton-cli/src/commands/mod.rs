@@ -15,6 +15,7 @@ mod run;
 mod serve;
 mod stats;
 mod up;
+pub(crate) mod vm;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Events(a) => events::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Rollout(a) => rollout::run(&ctx, a).await,
+        Command::Vm(a) => vm::run(&ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());
             Ok(crate::exit::OK)
