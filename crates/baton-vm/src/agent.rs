@@ -20,7 +20,23 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-type Shared = Arc<Host>;
+/// How an agent runs: where it listens and, for failover, the directory it shares with
+/// its peers.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub listen: SocketAddr,
+    pub shared: Option<std::path::PathBuf>,
+    pub timing: crate::ha::Timing,
+}
+
+#[derive(Clone)]
+struct Agent {
+    host: Arc<Host>,
+    shared: Option<std::path::PathBuf>,
+    timing: crate::ha::Timing,
+}
+
+type Shared = Agent;
 type Reply = Result<Json<Value>, (StatusCode, Json<Value>)>;
 
 fn fail(e: VmError) -> (StatusCode, Json<Value>) {
@@ -31,33 +47,55 @@ fn fail(e: VmError) -> (StatusCode, Json<Value>) {
 }
 
 /// The agent's routes over one host.
-pub fn router(host: Arc<Host>) -> Router {
+fn router(agent: Agent) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/vms", get(list))
         .route("/v1/report", get(report))
         .route("/v1/incoming", post(incoming))
-        .with_state(host)
+        .route("/v1/start", post(start))
+        .with_state(agent)
 }
 
 /// Serves the agent on `addr` until the process ends, after re-attaching to VMs an
 /// earlier agent left running.
-pub async fn serve(host: Host, addr: SocketAddr) -> Result<(), VmError> {
+/// With a shared directory, the agent also renews its HA leases and takes over the
+/// VMs of peers that stopped answering (`crate::ha`).
+pub async fn serve(host: Host, cfg: AgentConfig) -> Result<(), VmError> {
+    let addr = cfg.listen;
     host.recover(now_ms()).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| VmError::Io(addr.to_string(), e))?;
-    eprintln!("baton vm agent listening on {}", addr);
-    axum::serve(listener, router(Arc::new(host)))
+    let agent = Agent {
+        host: Arc::new(host),
+        shared: cfg.shared.clone(),
+        timing: cfg.timing,
+    };
+    if let Some(shared) = cfg.shared.clone() {
+        let host = agent.host.clone();
+        let timing = cfg.timing;
+        tokio::spawn(async move {
+            loop {
+                for vm in crate::ha::tick(&host, &shared, timing, &now_ms).await {
+                    eprintln!("failover: took over {vm}");
+                }
+                tokio::time::sleep(timing.tick).await;
+            }
+        });
+    }
+    eprintln!("baton vm agent listening on {addr}");
+    axum::serve(listener, router(agent))
         .await
         .map_err(|e| VmError::Io(addr.to_string(), e))
 }
 
-async fn health(State(h): State<Shared>) -> Json<Value> {
-    Json(json!({"ok": true, "host": h.label}))
+async fn health(State(a): State<Shared>) -> Json<Value> {
+    Json(json!({"ok": true, "host": a.host.label}))
 }
 
-async fn list(State(h): State<Shared>) -> Reply {
+async fn list(State(a): State<Shared>) -> Reply {
+    let h = &a.host;
     let now = now_ms();
     let mut out = Vec::new();
     for r in h.store.vms().map_err(|e| fail(e.into()))? {
@@ -66,13 +104,31 @@ async fn list(State(h): State<Shared>) -> Reply {
     Ok(Json(json!(out)))
 }
 
-async fn report(State(h): State<Shared>) -> Reply {
-    h.report(now_ms()).await.map(Json).map_err(fail)
+async fn report(State(a): State<Shared>) -> Reply {
+    a.host.report(now_ms()).await.map(Json).map_err(fail)
 }
 
-async fn incoming(State(h): State<Shared>, Json(m): Json<Machine>) -> Reply {
-    let uri = h.accept_incoming(&m, now_ms()).await.map_err(fail)?;
+async fn incoming(State(a): State<Shared>, Json(m): Json<Machine>) -> Reply {
+    let uri = a.host.accept_incoming(&m, now_ms()).await.map_err(fail)?;
     Ok(Json(json!({"uri": uri})))
+}
+
+/// Creates (disks included) and starts a VM here; an `ha` one also gets its lease.
+async fn start(State(a): State<Shared>, Json(spec): Json<crate::VmSpec>) -> Reply {
+    if spec.ha && a.shared.is_none() {
+        return Err(fail(VmError::Invalid(format!(
+            "VM {:?} is ha: start it on an agent with --shared DIR",
+            spec.name
+        ))));
+    }
+    a.host.create(&spec, now_ms()).await.map_err(fail)?;
+    let pid = a.host.start(&spec.name, now_ms()).await.map_err(fail)?;
+    if let (true, Some(shared)) = (spec.ha, &a.shared) {
+        crate::ha::acquire(&a.host, shared, &spec.name, a.timing, now_ms()).map_err(fail)?;
+    }
+    Ok(Json(
+        json!({"name": spec.name, "pid": pid, "host": a.host.label}),
+    ))
 }
 
 /// Talking to an agent over HTTP/1.1.
@@ -139,6 +195,20 @@ pub mod client {
                 addr: addr.to_string(),
                 message: "answer without a migration URI".into(),
             })
+    }
+
+    /// Starts a VM on the agent; returns its pid there.
+    pub async fn start(addr: &str, spec: &crate::VmSpec) -> Result<i64, VmError> {
+        let body = serde_json::to_value(spec).map_err(|e| VmError::Invalid(e.to_string()))?;
+        let v = call(addr, "POST", "/v1/start", Some(body)).await?;
+        Ok(v["pid"].as_i64().unwrap_or(0))
+    }
+
+    /// True when the agent answers its health check within a second.
+    pub async fn health(addr: &str) -> bool {
+        tokio::time::timeout(std::time::Duration::from_secs(1), get(addr, "/v1/health"))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub async fn get(addr: &str, path: &str) -> Result<Value, VmError> {

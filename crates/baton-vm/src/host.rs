@@ -487,6 +487,15 @@ impl Host {
         Ok(())
     }
 
+    /// Records a machine as it is (disks already made, e.g. on shared storage) and
+    /// starts it: how a failover brings a VM up on this host.
+    pub async fn adopt(&self, m: &Machine, now: i64) -> Result<i64, VmError> {
+        let dir = self.vm_dir(&m.spec.name);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        self.save(m, now)?;
+        self.start(&m.spec.name, now).await
+    }
+
     /// Takes in a VM migrating here: records it and starts QEMU waiting on a free
     /// local port. Returns the URI the source must send to.
     pub async fn accept_incoming(&self, m: &Machine, now: i64) -> Result<String, VmError> {

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod facts;
+pub mod ha;
 pub mod host;
 pub mod hypervisor;
 pub mod qemu;

@@ -25,7 +25,12 @@ pub enum VmAction {
     /// Record VMs of the file and make their disks (all when none are named)
     Create { names: Vec<String> },
     /// Start VMs (created from the file first when needed; all autostart VMs when none)
-    Start { names: Vec<String> },
+    Start {
+        /// Start them on the agent at HOST:PORT instead of here (ha VMs: an agent with --shared)
+        #[arg(long, value_name = "HOST:PORT")]
+        on: Option<String>,
+        names: Vec<String>,
+    },
     /// ACPI power-down; after --timeout seconds, force
     Stop {
         #[arg(short, long, default_value_t = 30)]
@@ -90,10 +95,17 @@ pub enum VmAction {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
-    /// Serve this host's VM API (another host for migrations); its own --state-dir
+    /// Serve this host's VM API (another host for migrations); its own --state-dir.
+    /// With --shared, also fail over ha VMs with the peers sharing that directory
     Agent {
         #[arg(long, default_value = "127.0.0.1:7420")]
         listen: SocketAddr,
+        /// Directory shared with peer agents (ha leases; put ha VMs' disks there too)
+        #[arg(long, value_name = "DIR")]
+        shared: Option<PathBuf>,
+        /// Lease lifetime in milliseconds: a silent owner loses its VMs after this
+        #[arg(long, default_value_t = 3000)]
+        lease_ms: i64,
     },
     /// The host: capabilities, VMs, snapshots, migrations, recent operations
     Report,
@@ -144,11 +156,27 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             }
             done(json, json!({"created": names}))
         }
-        VmAction::Start { names } => {
+        VmAction::Start {
+            on: Some(addr),
+            names,
+        } => {
+            let section = section(ctx, true)?;
+            let mut started = Vec::new();
+            for s in pick(&section, &names, names.is_empty())? {
+                let pid = baton_vm::agent::client::start(&addr, s).await?;
+                say(json, &format!("started {} on {addr} (pid {pid})", s.name));
+                started.push(json!({"name": s.name, "pid": pid, "host": addr}));
+            }
+            done(json, json!({"started": started}))
+        }
+        VmAction::Start { on: None, names } => {
             let section = section(ctx, false)?;
             let mut started = Vec::new();
             let targets: Vec<String> = if names.is_empty() {
-                pick(&section, &[], true)?.iter().map(|s| s.name.clone()).collect()
+                pick(&section, &[], true)?
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect()
             } else {
                 names
             };
@@ -166,7 +194,11 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             let mut out = Vec::new();
             for n in &names {
                 let graceful = host.stop(n, Duration::from_secs(timeout), now_ms()).await?;
-                let how = if graceful { "powered off" } else { "forced after timeout" };
+                let how = if graceful {
+                    "powered off"
+                } else {
+                    "forced after timeout"
+                };
                 say(json, &format!("stopped {n}: {how}"));
                 out.push(json!({"name": n, "graceful": graceful}));
             }
@@ -215,7 +247,9 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
                             s.state.clone(),
                             s.pid.map(|p| p.to_string()).unwrap_or_default(),
                             s.uptime_s.map(|u| format!("{u:.0}s")).unwrap_or_default(),
-                            s.cpu_percent.map(|c| format!("{c:.1}%")).unwrap_or_default(),
+                            s.cpu_percent
+                                .map(|c| format!("{c:.1}%"))
+                                .unwrap_or_default(),
                             s.rss_mib.map(|m| format!("{m:.0} MiB")).unwrap_or_default(),
                             format!("{} × {} MiB", s.cpus, s.memory_mib),
                             s.environment.clone(),
@@ -224,7 +258,9 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
                     })
                     .collect::<Vec<_>>();
                 crate::output::table(
-                    &["NAME", "STATE", "PID", "UPTIME", "CPU", "RSS", "SIZE", "ENV", "ACCEL"],
+                    &[
+                        "NAME", "STATE", "PID", "UPTIME", "CPU", "RSS", "SIZE", "ENV", "ACCEL",
+                    ],
                     &rows,
                 );
             }
@@ -245,10 +281,9 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             downtime,
         } => {
             let max_bandwidth = match bandwidth {
-                Some(b) => Some(
-                    baton_vm::spec::parse_size(&b, false)
-                        .ok_or_else(|| anyhow!("--bandwidth {b:?}: expected bytes per second such as 100M"))?,
-                ),
+                Some(b) => Some(baton_vm::spec::parse_size(&b, false).ok_or_else(|| {
+                    anyhow!("--bandwidth {b:?}: expected bytes per second such as 100M")
+                })?),
                 None => None,
             };
             let opts = MigrateOptions {
@@ -324,23 +359,46 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
                             j.kind.clone(),
                             j.status.clone(),
                             format!("{} → {}", j.source, j.destination),
-                            j.bytes.map(|b| format!("{} MiB", b >> 20)).unwrap_or_default(),
+                            j.bytes
+                                .map(|b| format!("{} MiB", b >> 20))
+                                .unwrap_or_default(),
                             j.downtime_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
                             crate::output::time(j.started_at),
                         ]
                     })
                     .collect::<Vec<_>>();
                 crate::output::table(
-                    &["ID", "VM", "KIND", "STATUS", "FROM → TO", "BYTES", "DOWNTIME", "STARTED"],
+                    &[
+                        "ID",
+                        "VM",
+                        "KIND",
+                        "STATUS",
+                        "FROM → TO",
+                        "BYTES",
+                        "DOWNTIME",
+                        "STARTED",
+                    ],
                     &rows,
                 );
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             }
             Ok(crate::exit::OK)
         }
-        VmAction::Agent { listen } => {
+        VmAction::Agent {
+            listen,
+            shared,
+            lease_ms,
+        } => {
             let host = Host::open(&ctx.state_dir(), &listen.to_string())?;
-            baton_vm::agent::serve(host, listen).await?;
+            let cfg = baton_vm::agent::AgentConfig {
+                listen,
+                shared,
+                timing: baton_vm::ha::Timing {
+                    ttl_ms: lease_ms.max(500),
+                    tick: Duration::from_millis((lease_ms.max(500) / 6) as u64),
+                },
+            };
+            baton_vm::agent::serve(host, cfg).await?;
             Ok(crate::exit::OK)
         }
         VmAction::Report => {
@@ -531,13 +589,21 @@ fn print_report(r: &serde_json::Value) {
     println!("host {}", r["host"].as_str().unwrap_or(""));
     println!(
         "  {} CPUs, {} MiB memory ({} available), storage {} MiB free of {} at {}",
-        c["cpus"], c["memory_mib"], c["memory_available_mib"], c["storage_free_mib"], c["storage_total_mib"],
+        c["cpus"],
+        c["memory_mib"],
+        c["memory_available_mib"],
+        c["storage_free_mib"],
+        c["storage_total_mib"],
         c["storage_path"].as_str().unwrap_or("")
     );
     println!(
         "  {} (/dev/kvm {})",
         c["qemu"].as_str().unwrap_or("qemu not found"),
-        if c["kvm_device"] == json!(true) { "present" } else { "absent" }
+        if c["kvm_device"] == json!(true) {
+            "present"
+        } else {
+            "absent"
+        }
     );
     println!("VMs");
     for v in r["vms"].as_array().into_iter().flatten() {
@@ -554,10 +620,18 @@ fn print_report(r: &serde_json::Value) {
     let s = &r["snapshots"];
     println!("snapshots: {} in all, per VM {}", s["total"], s["per_vm"]);
     if let Some(o) = s["oldest"].as_object() {
-        println!("  oldest {} of {}", o["name"].as_str().unwrap_or(""), o["vm"].as_str().unwrap_or(""));
+        println!(
+            "  oldest {} of {}",
+            o["name"].as_str().unwrap_or(""),
+            o["vm"].as_str().unwrap_or("")
+        );
     }
     if let Some(n) = s["newest"].as_object() {
-        println!("  newest {} of {}", n["name"].as_str().unwrap_or(""), n["vm"].as_str().unwrap_or(""));
+        println!(
+            "  newest {} of {}",
+            n["name"].as_str().unwrap_or(""),
+            n["vm"].as_str().unwrap_or("")
+        );
     }
     println!("migrations: {}", r["migrations"]);
     println!("recent operations");
