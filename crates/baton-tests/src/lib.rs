@@ -2,6 +2,8 @@
 //! against the real Docker engine, and inspects the engine with the `docker` CLI.
 //! Tests live in `tests/`; heavy ones need `BATON_REQUIRE_DOCKER=1` to fail, not skip.
 
+pub mod vm;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
