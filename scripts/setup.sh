@@ -13,6 +13,7 @@ command -v cc >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq bu
 
 scripts/ensure-docker.sh
 scripts/make-test-image.sh
+scripts/ensure-vm.sh
 cargo build --release --locked
 install -m 0755 target/release/baton /usr/local/bin/baton
 

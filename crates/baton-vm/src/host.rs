@@ -496,6 +496,14 @@ impl Host {
         self.start(&m.spec.name, now).await
     }
 
+    fn migration(&self, id: i64) -> Result<VmMigration, VmError> {
+        self.store
+            .vm_migrations(100)?
+            .into_iter()
+            .find(|j| j.id == id)
+            .ok_or_else(|| VmError::Invalid("migration record vanished".into()))
+    }
+
     /// Takes in a VM migrating here: records it and starts QEMU waiting on a free
     /// local port. Returns the URI the source must send to.
     pub async fn accept_incoming(&self, m: &Machine, now: i64) -> Result<String, VmError> {
@@ -570,12 +578,7 @@ impl Host {
                 return Err(e);
             }
         }
-        Ok(self
-            .store
-            .vm_migrations(100)?
-            .into_iter()
-            .find(|j| j.id == id)
-            .ok_or_else(|| VmError::Invalid("migration record vanished".into()))?)
+        self.migration(id)
     }
 
     async fn migrate_inner(
@@ -684,12 +687,7 @@ impl Host {
                 return Err(e);
             }
         }
-        Ok(self
-            .store
-            .vm_migrations(100)?
-            .into_iter()
-            .find(|j| j.id == id)
-            .ok_or_else(|| VmError::Invalid("migration record vanished".into()))?)
+        self.migration(id)
     }
 
     async fn mirror(&self, dir: &Path, old: &MachineDisk, target: &Path) -> Result<i64, VmError> {

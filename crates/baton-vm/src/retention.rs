@@ -138,7 +138,14 @@ mod tests {
         let t = 1_795_478_400_000;
         let n = snapshot_name("{vm}_{date}_{type}", "web", "automated", t, 1, &[]);
         assert_eq!(n, "web_20261124_automated");
-        let n2 = snapshot_name("{vm}_{date}_{type}", "web", "automated", t, 2, &[n.clone()]);
+        let n2 = snapshot_name(
+            "{vm}_{date}_{type}",
+            "web",
+            "automated",
+            t,
+            2,
+            std::slice::from_ref(&n),
+        );
         assert_eq!(n2, "web_20261124_automated_2");
         assert!(check_template("{vm}_{nope}").is_err());
         assert!(check_template("a b").is_err());
