@@ -61,7 +61,7 @@ raw_start() { # dir [extra args...]
     -blockdev driver=file,filename="$d/disk0.qcow2",node-name=disk0-file -blockdev driver=qcow2,file=disk0-file,node-name=disk0 \
     -device virtio-blk-pci,drive=disk0,id=disk0-dev -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile= "$@"
 }
-raw_stop() { qmp "$1/qmp.sock" quit >/dev/null 2>&1 || true; while kill -0 "$(cat "$1/qemu.pid")" 2>/dev/null; do sleep 0.05; done; rm -rf "$1"; }
+raw_stop() { local p; p=$(cat "$1/qemu.pid" 2>/dev/null || true); qmp "$1/qmp.sock" quit >/dev/null 2>&1 || true; while [[ -n $p ]] && kill -0 "$p" 2>/dev/null; do sleep 0.05; done; rm -rf "$1"; }
 
 mkdir -p "$work/proj"
 cat > "$work/proj/baton.yaml" <<YAML
@@ -103,9 +103,9 @@ baton_mig=$($baton --json vm migrate bench --to 127.0.0.1:7499)
 baton_down=$(echo "$baton_mig" | python3 -c 'import json,sys; print(json.load(sys.stdin)["downtime_ms"])')
 BATON_STATE_DIR=$work/state2 $baton vm rm --disks bench >/dev/null
 d=$work/rawsrc; raw_start "$d"; wait_ready "$d/console.log"; sleep 2
-e=$work/rawdst; mkdir -p "$e"; cp "$d/disk0.qcow2" "$e/disk0.qcow2" 2>/dev/null || true
+e=$work/rawdst; mkdir -p "$e"
 # The destination uses the same disk file (shared storage), as baton does.
-rm -f "$e/disk0.qcow2"; ln -s "$d/disk0.qcow2" "$e/disk0.qcow2"
+ln -s "$d/disk0.qcow2" "$e/disk0.qcow2"
 raw_start "$e" -incoming tcp:127.0.0.1:7498
 qmp "$d/qmp.sock" migrate '{"uri":"tcp:127.0.0.1:7498"}' >/dev/null
 until [[ $(qmp "$d/qmp.sock" query-migrate) == *'"completed"'* ]]; do sleep 0.1; done

@@ -84,6 +84,20 @@ pub async fn serve(host: Host, cfg: AgentConfig) -> Result<(), VmError> {
             }
         });
     }
+    {
+        // Snapshot policies on a schedule, besides after every snapshot.
+        let host = agent.host.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                if let Ok(gone) = host.prune_all(now_ms()).await {
+                    for (vm, snap) in gone {
+                        eprintln!("policy: pruned snapshot {snap} of {vm}");
+                    }
+                }
+            }
+        });
+    }
     eprintln!("baton vm agent listening on {addr}");
     axum::serve(listener, router(agent))
         .await

@@ -287,6 +287,7 @@ mod tests {
                 spec,
                 disks: vec![],
                 accel: None,
+                policy: None,
             },
         }
     }

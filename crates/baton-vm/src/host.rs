@@ -24,6 +24,10 @@ pub struct Machine {
     /// its source).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accel: Option<String>,
+    /// The snapshot policy of the VM's environment, as the file last gave it, so an
+    /// agent can apply it on a schedule without the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<SnapshotPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +161,7 @@ impl Host {
             spec: spec.clone(),
             disks,
             accel: None,
+            policy: None,
         };
         self.save(&m, now)?;
         self.op(&spec.name, "create", "ok", "", now);
@@ -416,6 +421,31 @@ impl Host {
         self.op(vm, "snapshot", "ok", &format!("{snap} ({kind})"), now);
         let pruned = self.prune(vm, policy, now).await?;
         Ok((snap, pruned))
+    }
+
+    /// Remembers the policy that governs the VM's snapshots (see [`Host::prune_all`]).
+    pub fn set_policy(&self, vm: &str, policy: &SnapshotPolicy, now: i64) -> Result<(), VmError> {
+        let mut m = self.machine(vm)?;
+        if m.policy.as_ref() != Some(policy) {
+            m.policy = Some(policy.clone());
+            self.save(&m, now)?;
+        }
+        Ok(())
+    }
+
+    /// Applies every VM's remembered policy: what the agent runs on a schedule.
+    /// Returns (VM, snapshot) pairs removed.
+    pub async fn prune_all(&self, now: i64) -> Result<Vec<(String, String)>, VmError> {
+        let mut out = Vec::new();
+        for r in self.store.vms()? {
+            let Some(policy) = self.machine(&r.name)?.policy else {
+                continue;
+            };
+            for s in self.prune(&r.name, &policy, now).await? {
+                out.push((r.name.clone(), s));
+            }
+        }
+        Ok(out)
     }
 
     /// Applies `policy` to the VM's snapshots; returns the names removed.

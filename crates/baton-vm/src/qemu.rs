@@ -500,6 +500,7 @@ mod tests {
                 owned: true,
             }],
             accel: None,
+            policy: None,
         };
         let a = argv(
             &m,

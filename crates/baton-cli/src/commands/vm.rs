@@ -137,7 +137,7 @@ pub enum SnapshotAction {
     Restore { vm: String, name: String },
     /// Delete a snapshot
     Rm { vm: String, name: String },
-    /// Apply the policies now (what the daemon runs on a schedule)
+    /// Apply the policies now (an agent also does every minute)
     Prune { vm: Option<String> },
     /// Totals, per VM, oldest and newest
     Stats,
@@ -152,6 +152,7 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             let specs = pick(&section, &names, false)?;
             for s in specs {
                 host.create(s, now_ms()).await?;
+                host.set_policy(&s.name, &section.policy(s.environment), now_ms())?;
                 say(json, &format!("created {}", s.name));
             }
             done(json, json!({"created": names}))
@@ -183,6 +184,7 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             for n in &targets {
                 if let Some(s) = section.vm(n) {
                     host.create(s, now_ms()).await?;
+                    host.set_policy(n, &section.policy(s.environment), now_ms())?;
                 }
                 let pid = host.start(n, now_ms()).await?;
                 say(json, &format!("started {n} (pid {pid})"));
@@ -473,9 +475,14 @@ fn pick<'a>(
         .collect()
 }
 
+/// The file's policy for the VM's environment; without a file, the one remembered when
+/// the VM was created or started.
 fn policy_for(host: &Host, section: &VmSection, vm: &str) -> Result<SnapshotPolicy> {
-    let env = host.machine(vm)?.spec.environment;
-    Ok(section.policy(env))
+    let m = host.machine(vm)?;
+    if section.policies.is_empty() && section.vms.is_empty() {
+        return Ok(m.policy.unwrap_or_default());
+    }
+    Ok(section.policy(m.spec.environment))
 }
 
 async fn snapshot(ctx: &Context, host: &Host, action: SnapshotAction) -> Result<u8> {
