@@ -181,6 +181,30 @@ fn max_snapshots_five_keeps_the_five_newest_of_twelve() {
     assert_eq!(stats["total"], 5);
     assert_eq!(stats["newest"]["name"], want[4].as_str());
     assert_eq!(stats["oldest"]["name"], want[0].as_str());
+    // The host report: capabilities from the host, the VM, snapshot totals, operations.
+    let report = h.json(&["vm", "report"]);
+    assert!(
+        report["capabilities"]["cpus"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(report["capabilities"]["memory_mib"].as_u64().unwrap() > 128);
+    assert!(
+        report["capabilities"]["storage_total_mib"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(report["vms"][0]["name"], vm.as_str());
+    assert_eq!(report["vms"][0]["state"], "running");
+    assert_eq!(report["snapshots"]["total"], 5);
+    assert_eq!(report["snapshots"]["per_vm"][&vm], 5);
+    let ops = report["recent_operations"].as_array().unwrap();
+    assert!(ops.iter().any(|o| o["op"] == "prune"), "{report}");
+    let text = h.ok(&["vm", "report"]);
+    assert!(
+        text.contains("snapshots: 5 in all") && text.contains(&vm),
+        "{text}"
+    );
     h.ok(&["vm", "rm", "--disks", &vm]);
 }
 
@@ -292,6 +316,15 @@ fn live_migration_keeps_the_counter_then_storage_moves_while_running() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&l.stdout).contains("onmoved"));
+    // The VM outlives its host's agent (killed with -9) and a later baton re-attaches
+    // to it through the pid file and the QMP socket.
+    let mut dest = dest;
+    dest.kill();
+    assert_eq!(vm_processes(&vm), pids, "the VM survived its agent");
+    let out = dest.cmd().args(["--json", "vm", "ls"]).output().unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ls[0]["state"], "running", "{ls}");
+    assert_eq!(ls[0]["pid"].as_u64(), Some(u64::from(pids[0])));
     let out = dest
         .cmd()
         .args(["vm", "rm", "--disks", &vm])
