@@ -21,7 +21,7 @@ pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print 
 dpkg-deb -x "$work"/linux-image-*.deb "$work/k"
 cp "$work"/k/boot/vmlinuz-* "$out/vmlinuz.tmp"
 
-bb="$(command -v busybox)"
+bb=/bin/busybox   # from busybox-static: the initramfs has no libc
 root="$work/root"
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,lib/modules}
 cp "$bb" "$root/bin/busybox"
