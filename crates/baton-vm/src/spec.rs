@@ -527,6 +527,9 @@ impl Reader<'_> {
                 },
                 (pv, s, b) => {
                     if s.is_none() && b.is_none() {
+                        if m.contains_key("size") || m.contains_key("backing") {
+                            continue; // already reported
+                        }
                         self.err(
                             &p,
                             "a disk needs a size, a backing image or an existing path",
