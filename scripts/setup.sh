@@ -15,6 +15,7 @@ scripts/ensure-docker.sh
 scripts/make-test-image.sh
 scripts/ensure-pipeline.sh
 scripts/ensure-fleet.sh
+scripts/ensure-vm.sh
 cargo build --release --locked
 install -m 0755 target/release/baton /usr/local/bin/baton
 

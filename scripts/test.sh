@@ -9,10 +9,11 @@ scripts/ensure-docker.sh
 scripts/make-test-image.sh
 scripts/ensure-pipeline.sh
 scripts/ensure-fleet.sh
+scripts/ensure-vm.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests drive target/debug/baton: build it first (cargo test alone only
 # builds binaries for their own package's tests).
 cargo build --workspace --locked
-BATON_REQUIRE_DOCKER=1 BATON_REQUIRE_SSHD=1 cargo test --workspace --locked
+BATON_REQUIRE_DOCKER=1 BATON_REQUIRE_VM=1 cargo test --workspace --locked

@@ -99,6 +99,8 @@ pub enum Command {
     Fleet(crate::commands::fleet::FleetArgs),
     /// Managed files (`files:`): apply, versions, diff, rollback, drift
     Files(crate::commands::fleet::FilesArgs),
+    /// Virtual machines on QEMU: lifecycle, snapshots, migration, agent, report
+    Vm(crate::commands::vm::VmArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]

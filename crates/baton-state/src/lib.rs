@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 mod pipeline;
+mod vm;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 pub use fleet::{FileApplied, FileVersion, FleetRun};
 pub use pipeline::{ArtifactRecord, PipelineJob, PipelineRun};
+pub use vm::{VmMigration, VmOp, VmRecord, VmSnapshot};
 
 /// The file name of the database inside the state directory.
 pub const DB_FILE: &str = "baton.db";
@@ -286,6 +288,7 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(sql)?;
         conn.execute_batch(pipeline::SCHEMA).map_err(sql)?;
         conn.execute_batch(fleet::SCHEMA).map_err(sql)?;
+        conn.execute_batch(vm::SCHEMA).map_err(sql)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),

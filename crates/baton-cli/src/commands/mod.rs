@@ -17,6 +17,7 @@ mod run;
 mod serve;
 mod stats;
 mod up;
+pub(crate) mod vm;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,6 +74,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::Events(a) => events::run(ctx, a),
         Command::Serve(a) => serve::run(ctx, a).await,
         Command::Rollout(a) => rollout::run(ctx, a).await,
+        Command::Vm(a) => vm::run(ctx, a).await,
         Command::Pipeline(a) => pipeline::run(ctx, a).await,
         Command::Artifacts(a) => pipeline::artifacts(ctx, a).await,
         Command::Completions { shell } => {

@@ -1,0 +1,655 @@
+//! `baton vm …`: virtual machines on QEMU: lifecycle, console, snapshots with
+//! retention, live and storage migration, the VM agent and the host report. A thin
+//! shell over `baton_vm::Host`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use baton_vm::host::MigrateOptions;
+use baton_vm::{Host, SnapshotPolicy, VmSection};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::context::{now_ms, Context};
+
+#[derive(Debug, Clone, Args)]
+pub struct VmArgs {
+    #[command(subcommand)]
+    pub action: VmAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum VmAction {
+    /// Record VMs of the file and make their disks (all when none are named)
+    Create { names: Vec<String> },
+    /// Start VMs (created from the file first when needed; all autostart VMs when none)
+    Start {
+        /// Start them on the agent at HOST:PORT instead of here (ha VMs: an agent with --shared)
+        #[arg(long, value_name = "HOST:PORT")]
+        on: Option<String>,
+        names: Vec<String>,
+    },
+    /// ACPI power-down; after --timeout seconds, force
+    Stop {
+        #[arg(short, long, default_value_t = 30)]
+        timeout: u64,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop (ACPI, then force) and start again
+    Restart {
+        #[arg(short, long, default_value_t = 30)]
+        timeout: u64,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Freeze the guest's CPUs
+    Pause { name: String },
+    /// Let a paused guest run again
+    Resume { name: String },
+    /// Remove VMs: end the process, forget it; --disks also deletes the images baton made
+    Rm {
+        #[arg(long)]
+        disks: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Attach stdin/stdout to the guest's second serial port (a shell on the test guest);
+    /// --log prints the first serial port's log instead
+    Console {
+        #[arg(long)]
+        log: bool,
+        name: String,
+    },
+    /// VMs of this host: state, uptime, CPU and memory of the real process
+    Ls,
+    /// One VM in full
+    Inspect { name: String },
+    /// Live internal snapshots and their retention
+    Snapshot(SnapshotArgs),
+    /// Live-migrate a running VM to the agent at --to (disks stay on shared storage)
+    Migrate {
+        name: String,
+        /// The destination agent, HOST:PORT
+        #[arg(long)]
+        to: String,
+        /// Bandwidth limit, bytes per second (suffixes K, M, G)
+        #[arg(long)]
+        bandwidth: Option<String>,
+        /// Largest pause allowed at switch-over, milliseconds
+        #[arg(long)]
+        downtime: Option<u64>,
+    },
+    /// Move a running VM's disk to a new file (mirror, then switch); the guest keeps running
+    MoveStorage {
+        name: String,
+        path: PathBuf,
+        /// Which disk (default: the first)
+        #[arg(long)]
+        disk: Option<String>,
+    },
+    /// Migration jobs and their statistics
+    Migrations {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Serve this host's VM API (another host for migrations); its own --state-dir.
+    /// With --shared, also fail over ha VMs with the peers sharing that directory
+    Agent {
+        #[arg(long, default_value = "127.0.0.1:7420")]
+        listen: SocketAddr,
+        /// Directory shared with peer agents (ha leases; put ha VMs' disks there too)
+        #[arg(long, value_name = "DIR")]
+        shared: Option<PathBuf>,
+        /// Lease lifetime in milliseconds: a silent owner loses its VMs after this
+        #[arg(long, default_value_t = 3000)]
+        lease_ms: i64,
+    },
+    /// The host: capabilities, VMs, snapshots, migrations, recent operations
+    Report,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    pub action: SnapshotAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SnapshotAction {
+    /// Take a live snapshot, then apply the VM environment's policy
+    Create {
+        vm: String,
+        /// manual, automated or pre-deploy
+        #[arg(long = "type", default_value = "manual")]
+        kind: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Name (default: the policy's naming template)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Snapshots of a VM (all VMs when none)
+    Ls { vm: Option<String> },
+    /// Bring the VM back to a snapshot (memory and disks)
+    Restore { vm: String, name: String },
+    /// Delete a snapshot
+    Rm { vm: String, name: String },
+    /// Apply the policies now (an agent also does every minute)
+    Prune { vm: Option<String> },
+    /// Totals, per VM, oldest and newest
+    Stats,
+}
+
+pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
+    let host = Host::open(&ctx.state_dir(), "local")?;
+    let json = ctx.global.json;
+    match args.action {
+        VmAction::Create { names } => {
+            let section = section(ctx, true)?;
+            let specs = pick(&section, &names, false)?;
+            for s in specs {
+                host.create(s, now_ms()).await?;
+                host.set_policy(&s.name, &section.policy(s.environment), now_ms())?;
+                say(json, &format!("created {}", s.name));
+            }
+            done(json, json!({"created": names}))
+        }
+        VmAction::Start {
+            on: Some(addr),
+            names,
+        } => {
+            let section = section(ctx, true)?;
+            let mut started = Vec::new();
+            for s in pick(&section, &names, names.is_empty())? {
+                let pid = baton_vm::agent::client::start(&addr, s).await?;
+                say(json, &format!("started {} on {addr} (pid {pid})", s.name));
+                started.push(json!({"name": s.name, "pid": pid, "host": addr}));
+            }
+            done(json, json!({"started": started}))
+        }
+        VmAction::Start { on: None, names } => {
+            let section = section(ctx, false)?;
+            let mut started = Vec::new();
+            let targets: Vec<String> = if names.is_empty() {
+                pick(&section, &[], true)?
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect()
+            } else {
+                names
+            };
+            for n in &targets {
+                if let Some(s) = section.vm(n) {
+                    host.create(s, now_ms()).await?;
+                    host.set_policy(n, &section.policy(s.environment), now_ms())?;
+                }
+                let pid = host.start(n, now_ms()).await?;
+                say(json, &format!("started {n} (pid {pid})"));
+                started.push(json!({"name": n, "pid": pid}));
+            }
+            done(json, json!({"started": started}))
+        }
+        VmAction::Stop { timeout, names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                let graceful = host.stop(n, Duration::from_secs(timeout), now_ms()).await?;
+                let how = if graceful {
+                    "powered off"
+                } else {
+                    "forced after timeout"
+                };
+                say(json, &format!("stopped {n}: {how}"));
+                out.push(json!({"name": n, "graceful": graceful}));
+            }
+            done(json, json!({"stopped": out}))
+        }
+        VmAction::Restart { timeout, names } => {
+            for n in &names {
+                host.stop(n, Duration::from_secs(timeout), now_ms()).await?;
+                let pid = host.start(n, now_ms()).await?;
+                say(json, &format!("restarted {n} (pid {pid})"));
+            }
+            done(json, json!({"restarted": names}))
+        }
+        VmAction::Pause { name } => {
+            host.pause(&name, now_ms()).await?;
+            say(json, &format!("paused {name}"));
+            done(json, json!({"paused": name}))
+        }
+        VmAction::Resume { name } => {
+            host.resume(&name, now_ms()).await?;
+            say(json, &format!("resumed {name}"));
+            done(json, json!({"resumed": name}))
+        }
+        VmAction::Rm { disks, names } => {
+            for n in &names {
+                host.remove(n, disks, now_ms()).await?;
+                say(json, &format!("removed {n}"));
+            }
+            done(json, json!({"removed": names}))
+        }
+        VmAction::Console { log, name } => console(&host, &name, log).await,
+        VmAction::Ls => {
+            host.recover(now_ms()).await?;
+            let mut all = Vec::new();
+            for r in host.store.vms()? {
+                all.push(host.status(&r.name, now_ms()).await?);
+            }
+            if json {
+                crate::output::json(&all)?;
+            } else {
+                let rows = all
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.name.clone(),
+                            s.state.clone(),
+                            s.pid.map(|p| p.to_string()).unwrap_or_default(),
+                            s.uptime_s.map(|u| format!("{u:.0}s")).unwrap_or_default(),
+                            s.cpu_percent
+                                .map(|c| format!("{c:.1}%"))
+                                .unwrap_or_default(),
+                            s.rss_mib.map(|m| format!("{m:.0} MiB")).unwrap_or_default(),
+                            format!("{} × {} MiB", s.cpus, s.memory_mib),
+                            s.environment.clone(),
+                            s.accel.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                crate::output::table(
+                    &[
+                        "NAME", "STATE", "PID", "UPTIME", "CPU", "RSS", "SIZE", "ENV", "ACCEL",
+                    ],
+                    &rows,
+                );
+            }
+            Ok(crate::exit::OK)
+        }
+        VmAction::Inspect { name } => {
+            let st = host.status(&name, now_ms()).await?;
+            let m = host.machine(&name)?;
+            let snaps = host.store.vm_snapshots(Some(&name))?;
+            crate::output::json(&json!({"status": st, "spec": m.spec, "snapshots": snaps}))?;
+            Ok(crate::exit::OK)
+        }
+        VmAction::Snapshot(a) => snapshot(ctx, &host, a.action).await,
+        VmAction::Migrate {
+            name,
+            to,
+            bandwidth,
+            downtime,
+        } => {
+            let max_bandwidth = match bandwidth {
+                Some(b) => Some(baton_vm::spec::parse_size(&b, false).ok_or_else(|| {
+                    anyhow!("--bandwidth {b:?}: expected bytes per second such as 100M")
+                })?),
+                None => None,
+            };
+            let opts = MigrateOptions {
+                max_bandwidth,
+                downtime_limit_ms: downtime,
+            };
+            let job = host
+                .migrate(
+                    &name,
+                    &to,
+                    &opts,
+                    |st| {
+                        if !json {
+                            let t = st["ram"]["transferred"].as_u64().unwrap_or(0);
+                            let total = st["ram"]["total"].as_u64().unwrap_or(0);
+                            eprintln!(
+                                "{}: {} / {} MiB",
+                                st["status"].as_str().unwrap_or("?"),
+                                t >> 20,
+                                total >> 20
+                            );
+                        }
+                    },
+                    now_ms,
+                )
+                .await?;
+            if json {
+                crate::output::json(&job)?;
+            } else {
+                println!(
+                    "migrated {name} to {to}: {} MiB sent, downtime {} ms, {} ms in all",
+                    job.bytes.unwrap_or(0) >> 20,
+                    job.downtime_ms.unwrap_or(0),
+                    job.finished_at.unwrap_or(job.started_at) - job.started_at
+                );
+            }
+            Ok(crate::exit::OK)
+        }
+        VmAction::MoveStorage { name, path, disk } => {
+            let target = if path.is_absolute() {
+                path
+            } else {
+                ctx.cwd.join(path)
+            };
+            let job = host
+                .move_storage(&name, disk.as_deref(), &target, now_ms)
+                .await?;
+            if json {
+                crate::output::json(&job)?;
+            } else {
+                println!(
+                    "moved {name}'s disk {} → {} ({} MiB) in {} ms",
+                    job.source,
+                    job.destination,
+                    job.bytes.unwrap_or(0) >> 20,
+                    job.finished_at.unwrap_or(job.started_at) - job.started_at
+                );
+            }
+            Ok(crate::exit::OK)
+        }
+        VmAction::Migrations { limit } => {
+            let jobs = host.store.vm_migrations(limit)?;
+            let stats = baton_vm::host::migration_stats(&jobs);
+            if json {
+                crate::output::json(&json!({"migrations": jobs, "stats": stats}))?;
+            } else {
+                let rows = jobs
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            j.id.to_string(),
+                            j.vm.clone(),
+                            j.kind.clone(),
+                            j.status.clone(),
+                            format!("{} → {}", j.source, j.destination),
+                            j.bytes
+                                .map(|b| format!("{} MiB", b >> 20))
+                                .unwrap_or_default(),
+                            j.downtime_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
+                            crate::output::time(j.started_at),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                crate::output::table(
+                    &[
+                        "ID",
+                        "VM",
+                        "KIND",
+                        "STATUS",
+                        "FROM → TO",
+                        "BYTES",
+                        "DOWNTIME",
+                        "STARTED",
+                    ],
+                    &rows,
+                );
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            }
+            Ok(crate::exit::OK)
+        }
+        VmAction::Agent {
+            listen,
+            shared,
+            lease_ms,
+        } => {
+            let host = Host::open(&ctx.state_dir(), &listen.to_string())?;
+            let cfg = baton_vm::agent::AgentConfig {
+                listen,
+                shared,
+                timing: baton_vm::ha::Timing {
+                    ttl_ms: lease_ms.max(500),
+                    tick: Duration::from_millis((lease_ms.max(500) / 6) as u64),
+                },
+            };
+            baton_vm::agent::serve(host, cfg).await?;
+            Ok(crate::exit::OK)
+        }
+        VmAction::Report => {
+            host.recover(now_ms()).await?;
+            let r = host.report(now_ms()).await?;
+            if json {
+                crate::output::json(&r)?;
+            } else {
+                print_report(&r);
+            }
+            Ok(crate::exit::OK)
+        }
+    }
+}
+
+fn say(json: bool, msg: &str) {
+    if !json {
+        println!("{msg}");
+    }
+}
+
+fn done(json: bool, v: serde_json::Value) -> Result<u8> {
+    if json {
+        crate::output::json(&v)?;
+    }
+    Ok(crate::exit::OK)
+}
+
+/// The file's `vms:` and `snapshot_policies:`, validated against this host. With
+/// `required` false a missing file gives an empty section.
+fn section(ctx: &Context, required: bool) -> Result<VmSection> {
+    let project = match ctx.project(&[]) {
+        Ok(p) => p,
+        Err(e) if !required && e.to_string().contains("no configuration file provided") => {
+            return Ok(VmSection::default())
+        }
+        Err(e) => return Err(e),
+    };
+    let facts = baton_vm::HostFacts {
+        memory_mib: baton_vm::facts::memory_mib(),
+    };
+    baton_vm::read(&project, &facts, &|p| p.exists()).map_err(|errs| {
+        anyhow!(
+            "{}",
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\nerror: ")
+        )
+    })
+}
+
+fn pick<'a>(
+    section: &'a VmSection,
+    names: &[String],
+    autostart_only: bool,
+) -> Result<Vec<&'a baton_vm::VmSpec>> {
+    if names.is_empty() {
+        return Ok(section
+            .vms
+            .iter()
+            .filter(|v| !autostart_only || v.autostart)
+            .collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            section
+                .vm(n)
+                .ok_or_else(|| anyhow!("no VM named {n:?} in the file's vms: section"))
+        })
+        .collect()
+}
+
+/// The file's policy for the VM's environment; without a file, the one remembered when
+/// the VM was created or started.
+fn policy_for(host: &Host, section: &VmSection, vm: &str) -> Result<SnapshotPolicy> {
+    let m = host.machine(vm)?;
+    if section.policies.is_empty() && section.vms.is_empty() {
+        return Ok(m.policy.unwrap_or_default());
+    }
+    Ok(section.policy(m.spec.environment))
+}
+
+async fn snapshot(ctx: &Context, host: &Host, action: SnapshotAction) -> Result<u8> {
+    let json = ctx.global.json;
+    match action {
+        SnapshotAction::Create {
+            vm,
+            kind,
+            note,
+            name,
+        } => {
+            let section = section(ctx, false)?;
+            let policy = policy_for(host, &section, &vm)?;
+            let (snap, pruned) = host
+                .snapshot(&vm, &kind, &note, name.as_deref(), &policy, now_ms())
+                .await?;
+            say(json, &format!("snapshot {snap} of {vm}"));
+            for p in &pruned {
+                say(json, &format!("pruned {p} (policy)"));
+            }
+            done(json, json!({"snapshot": snap, "pruned": pruned}))
+        }
+        SnapshotAction::Ls { vm } => {
+            let snaps = host.store.vm_snapshots(vm.as_deref())?;
+            if json {
+                crate::output::json(&snaps)?;
+            } else {
+                let rows = snaps
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.vm.clone(),
+                            s.name.clone(),
+                            s.kind.clone(),
+                            crate::output::time(s.created_at),
+                            s.note.clone(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                crate::output::table(&["VM", "NAME", "TYPE", "CREATED", "NOTE"], &rows);
+            }
+            Ok(crate::exit::OK)
+        }
+        SnapshotAction::Restore { vm, name } => {
+            host.restore(&vm, &name, now_ms()).await?;
+            say(json, &format!("restored {vm} to {name}"));
+            done(json, json!({"restored": name}))
+        }
+        SnapshotAction::Rm { vm, name } => {
+            host.delete_snapshot(&vm, &name, now_ms()).await?;
+            say(json, &format!("deleted snapshot {name} of {vm}"));
+            done(json, json!({"deleted": name}))
+        }
+        SnapshotAction::Prune { vm } => {
+            let section = section(ctx, false)?;
+            let vms: Vec<String> = match vm {
+                Some(v) => vec![v],
+                None => host.store.vms()?.into_iter().map(|r| r.name).collect(),
+            };
+            let mut all = Vec::new();
+            for v in vms {
+                let policy = policy_for(host, &section, &v)?;
+                for p in host.prune(&v, &policy, now_ms()).await? {
+                    say(json, &format!("pruned {p} of {v}"));
+                    all.push(json!({"vm": v, "snapshot": p}));
+                }
+            }
+            done(json, json!({"pruned": all}))
+        }
+        SnapshotAction::Stats => {
+            let stats = baton_vm::host::snapshot_stats(&host.store.vm_snapshots(None)?);
+            crate::output::json(&stats)?;
+            Ok(crate::exit::OK)
+        }
+    }
+}
+
+async fn console(host: &Host, name: &str, log: bool) -> Result<u8> {
+    host.machine(name)?;
+    let paths = baton_vm::qemu::Paths::new(&host.vm_dir(name));
+    if log {
+        let text = std::fs::read_to_string(&paths.console_log)
+            .with_context(|| format!("no console log for {name} yet"))?;
+        print!("{text}");
+        return Ok(crate::exit::OK);
+    }
+    if host.pid(name).is_none() {
+        bail!("VM {name:?} is not running: start it first");
+    }
+    let sock = tokio::net::UnixStream::connect(&paths.console_sock)
+        .await
+        .with_context(|| format!("cannot reach the console of {name}"))?;
+    let (mut r, mut w) = sock.into_split();
+    let to_guest = async {
+        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut w).await;
+        // Stdin ended: leave the guest a moment to answer the last line.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let from_guest = async {
+        let _ = tokio::io::copy(&mut r, &mut tokio::io::stdout()).await;
+    };
+    tokio::select! {
+        _ = to_guest => {}
+        _ = from_guest => {}
+    }
+    Ok(crate::exit::OK)
+}
+
+fn print_report(r: &serde_json::Value) {
+    let c = &r["capabilities"];
+    println!("host {}", r["host"].as_str().unwrap_or(""));
+    println!(
+        "  {} CPUs, {} MiB memory ({} available), storage {} MiB free of {} at {}",
+        c["cpus"],
+        c["memory_mib"],
+        c["memory_available_mib"],
+        c["storage_free_mib"],
+        c["storage_total_mib"],
+        c["storage_path"].as_str().unwrap_or("")
+    );
+    println!(
+        "  {} (/dev/kvm {})",
+        c["qemu"].as_str().unwrap_or("qemu not found"),
+        if c["kvm_device"] == json!(true) {
+            "present"
+        } else {
+            "absent"
+        }
+    );
+    println!("VMs");
+    for v in r["vms"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<16} {:<10} {} CPU × {} MiB  env {}  ha {}",
+            v["name"].as_str().unwrap_or(""),
+            v["state"].as_str().unwrap_or(""),
+            v["cpus"],
+            v["memory_mib"],
+            v["environment"].as_str().unwrap_or(""),
+            v["ha"]
+        );
+    }
+    let s = &r["snapshots"];
+    println!("snapshots: {} in all, per VM {}", s["total"], s["per_vm"]);
+    if let Some(o) = s["oldest"].as_object() {
+        println!(
+            "  oldest {} of {}",
+            o["name"].as_str().unwrap_or(""),
+            o["vm"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(n) = s["newest"].as_object() {
+        println!(
+            "  newest {} of {}",
+            n["name"].as_str().unwrap_or(""),
+            n["vm"].as_str().unwrap_or("")
+        );
+    }
+    println!("migrations: {}", r["migrations"]);
+    println!("recent operations");
+    for o in r["recent_operations"].as_array().into_iter().flatten() {
+        println!(
+            "  {} {} {} {} {}",
+            crate::output::time(o["at"].as_i64().unwrap_or(0)),
+            o["vm"].as_str().unwrap_or(""),
+            o["op"].as_str().unwrap_or(""),
+            o["outcome"].as_str().unwrap_or(""),
+            o["message"].as_str().unwrap_or("")
+        );
+    }
+}

@@ -1,0 +1,465 @@
+//! VMs on real QEMU with the tiny test guest (TCG): lifecycle with snapshot and restore,
+//! graceful stop and `rm --disks`; retention of automated snapshots; live migration to a
+//! second agent with the guest's counter running, then storage migration; failover of
+//! an ha VM when its host's agent is killed; bad specs refused before anything starts.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use baton_tests::vm::{
+    console_log, guest, guest_vm, ticks, vm_processes, wait_until, Agent, VmHost,
+};
+
+// Generous: four TCG guests boot at once on a loaded 2-core machine.
+const BOOT: Duration = Duration::from_secs(240);
+
+fn ready(dir: &Path) -> bool {
+    console_log(dir).contains("baton-guest: ready")
+}
+
+/// The last counter value of a serial log.
+fn last_tick(dir: &Path) -> Option<(u64, String)> {
+    ticks(&console_log(dir)).pop()
+}
+
+/// Waits until the guest has printed at least `n` more ticks than now.
+fn more_ticks(dir: &Path, n: usize) {
+    let before = ticks(&console_log(dir)).len();
+    let ok = wait_until(Duration::from_secs(120), || {
+        ticks(&console_log(dir)).len() >= before + n
+    });
+    assert!(
+        ok.is_some(),
+        "the guest's counter stopped:\n{}",
+        console_log(dir)
+    );
+}
+
+#[test]
+fn lifecycle_snapshot_restore_graceful_stop_and_rm() {
+    let Some((k, i)) = guest() else { return };
+    let h = VmHost::new();
+    let vm = h.vm("life");
+    h.write(
+        "baton.yaml",
+        &format!(
+            "vms:\n{}",
+            guest_vm(&vm, &k, &i, "    disks: [{size: 64M}]\n")
+        ),
+    );
+    h.ok(&["vm", "create", &vm]);
+    let dir = h.vm_dir(&vm);
+    let disk = dir.join("disk0.qcow2");
+    assert!(disk.exists(), "create made the disk");
+    let t0 = Instant::now();
+    h.ok(&["vm", "start", &vm]);
+    let took = wait_until(BOOT, || ready(&dir));
+    assert!(took.is_some(), "no ready line:\n{}", console_log(&dir));
+    println!("start to ready line: {:?}", t0.elapsed());
+
+    // ls shows the real process.
+    let ls = h.json(&["vm", "ls"]);
+    let me = &ls.as_array().unwrap()[0];
+    assert_eq!(me["state"], "running");
+    let pid = me["pid"].as_u64().unwrap() as u32;
+    assert_eq!(vm_processes(&vm), vec![pid]);
+    assert!(me["rss_mib"].as_f64().unwrap() > 10.0, "{me}");
+    assert!(me["cpu_seconds"].as_f64().unwrap() > 0.0, "{me}");
+
+    // State "before", snapshot, change to "after", restore: "before" is back, and the
+    // counter goes back to where it was at the snapshot.
+    h.guest_run(&vm, "echo before > /tmp/mark");
+    assert!(wait_until(Duration::from_secs(120), || last_tick(&dir)
+        .is_some_and(|t| t.1 == "before"))
+    .is_some());
+    let snap = h.json(&["vm", "snapshot", "create", &vm, "--note", "known good"]);
+    let snap_name = snap["snapshot"].as_str().unwrap().to_string();
+    let at_snapshot = last_tick(&dir).unwrap().0;
+    h.guest_run(&vm, "echo after > /tmp/mark");
+    assert!(wait_until(Duration::from_secs(120), || last_tick(&dir)
+        .is_some_and(|t| t.1 == "after"))
+    .is_some());
+    let at_change = last_tick(&dir).unwrap().0;
+    more_ticks(&dir, 2);
+    h.ok(&["vm", "snapshot", "restore", &vm, &snap_name]);
+    let log_len = console_log(&dir).len();
+    let back = wait_until(Duration::from_secs(120), || {
+        ticks(&console_log(&dir)[log_len..]).len() >= 2
+    });
+    assert!(back.is_some(), "no ticks after restore");
+    let after_restore = ticks(&console_log(&dir)[log_len..]);
+    assert_eq!(
+        after_restore[0].1, "before",
+        "the mark is back: {after_restore:?}"
+    );
+    assert!(
+        after_restore[0].0 <= at_snapshot + 2 && after_restore[0].0 < at_change + 2,
+        "the counter went back to the snapshot ({at_snapshot}), got {after_restore:?}"
+    );
+    let listed = h.json(&["vm", "snapshot", "ls", &vm]);
+    assert_eq!(listed[0]["note"], "known good");
+
+    // Pause and resume really freeze the guest.
+    h.ok(&["vm", "pause", &vm]);
+    assert_eq!(h.json(&["vm", "inspect", &vm])["status"]["state"], "paused");
+    h.ok(&["vm", "resume", &vm]);
+    more_ticks(&dir, 1);
+
+    // Graceful stop: the guest's power-button handler ran, QEMU exited by itself.
+    let stop = h.json(&["vm", "stop", "--timeout", "60", &vm]);
+    assert_eq!(stop["stopped"][0]["graceful"], true, "{stop}");
+    assert!(console_log(&dir).contains("baton-guest: power button, powering off"));
+    assert!(vm_processes(&vm).is_empty());
+    assert_eq!(h.json(&["vm", "ls"])[0]["state"], "stopped");
+
+    // rm --disks: no process, socket or disk left.
+    h.ok(&["vm", "start", &vm]);
+    assert!(wait_until(Duration::from_secs(10), || !vm_processes(&vm).is_empty()).is_some());
+    h.ok(&["vm", "rm", "--disks", &vm]);
+    assert!(vm_processes(&vm).is_empty());
+    assert!(!disk.exists());
+    assert!(!dir.join("qmp.sock").exists() && !dir.join("console.sock").exists());
+    assert!(!dir.exists(), "the VM's directory is gone");
+    assert_eq!(h.json(&["vm", "ls"]), serde_json::json!([]));
+}
+
+#[test]
+fn max_snapshots_five_keeps_the_five_newest_of_twelve() {
+    let Some((k, i)) = guest() else { return };
+    let h = VmHost::new();
+    let vm = h.vm("ret");
+    h.write(
+        "baton.yaml",
+        &format!(
+            "vms:\n{}snapshot_policies:\n  prod:\n    max_snapshots: 5\n    naming: \"{{vm}}_{{date}}_{{type}}_{{seq}}\"\n",
+            guest_vm(&vm, &k, &i, "    environment: prod\n    disks: [{size: 64M}]\n")
+        ),
+    );
+    h.ok(&["vm", "start", &vm]);
+    let dir = h.vm_dir(&vm);
+    assert!(wait_until(BOOT, || ready(&dir)).is_some(), "no ready line");
+    let t = Instant::now();
+    for _ in 0..12 {
+        h.ok(&["vm", "snapshot", "create", &vm, "--type", "automated"]);
+    }
+    println!("12 snapshots with pruning: {:?}", t.elapsed());
+    let snaps = h.json(&["vm", "snapshot", "ls", &vm]);
+    let names: Vec<String> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    let date = names
+        .first()
+        .and_then(|n| n.split('_').nth(1))
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(date.len(), 8, "{{date}} is YYYYMMDD: {names:?}");
+    let want: Vec<String> = (8..=12)
+        .map(|n| format!("{vm}_{date}_automated_{n}"))
+        .collect();
+    assert_eq!(names, want);
+    // QEMU's own view of the disk agrees: exactly those five internal snapshots.
+    let out = std::process::Command::new("qemu-img")
+        .args(["snapshot", "-l", "-U"])
+        .arg(dir.join("disk0.qcow2"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for n in &want {
+        assert!(
+            text.contains(n.as_str()),
+            "{n} missing in qemu-img:\n{text}"
+        );
+    }
+    let in_image = text
+        .lines()
+        .filter(|l| l.contains(&format!("{vm}_")))
+        .count();
+    assert_eq!(in_image, 5, "exactly five snapshots in the image:\n{text}");
+    let stats = h.json(&["vm", "snapshot", "stats"]);
+    assert_eq!(stats["total"], 5);
+    assert_eq!(stats["newest"]["name"], want[4].as_str());
+    assert_eq!(stats["oldest"]["name"], want[0].as_str());
+    // The host report: capabilities from the host, the VM, snapshot totals, operations.
+    let report = h.json(&["vm", "report"]);
+    assert!(
+        report["capabilities"]["cpus"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(report["capabilities"]["memory_mib"].as_u64().unwrap() > 128);
+    assert!(
+        report["capabilities"]["storage_total_mib"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(report["vms"][0]["name"], vm.as_str());
+    assert_eq!(report["vms"][0]["state"], "running");
+    assert_eq!(report["snapshots"]["total"], 5);
+    assert_eq!(report["snapshots"]["per_vm"][&vm], 5);
+    let ops = report["recent_operations"].as_array().unwrap();
+    assert!(ops.iter().any(|o| o["op"] == "prune"), "{report}");
+    let text = h.ok(&["vm", "report"]);
+    assert!(
+        text.contains("snapshots: 5 in all") && text.contains(&vm),
+        "{text}"
+    );
+    h.ok(&["vm", "rm", "--disks", &vm]);
+}
+
+#[test]
+fn live_migration_keeps_the_counter_then_storage_moves_while_running() {
+    let Some((k, i)) = guest() else { return };
+    let h = VmHost::new();
+    let vm = h.vm("mig");
+    h.write(
+        "baton.yaml",
+        &format!(
+            "vms:\n{}",
+            guest_vm(&vm, &k, &i, "    disks: [{size: 64M}]\n")
+        ),
+    );
+    let dest = Agent::start(None, 3000);
+    h.ok(&["vm", "start", &vm]);
+    let src_dir = h.vm_dir(&vm);
+    assert!(
+        wait_until(BOOT, || ready(&src_dir)).is_some(),
+        "no ready line"
+    );
+    more_ticks(&src_dir, 3);
+    let src_pid = vm_processes(&vm);
+    assert_eq!(src_pid.len(), 1);
+
+    let job = h.json(&[
+        "vm",
+        "migrate",
+        &vm,
+        "--to",
+        &dest.addr,
+        "--downtime",
+        "300",
+        "--bandwidth",
+        "1G",
+    ]);
+    assert_eq!(job["status"], "completed", "{job}");
+    let downtime = job["downtime_ms"]
+        .as_i64()
+        .expect("QEMU's downtime is recorded");
+    println!(
+        "live migration: downtime {downtime} ms, {} bytes",
+        job["bytes"]
+    );
+    assert!(job["bytes"].as_i64().unwrap() > 0);
+
+    // The source process is gone; one process runs, the destination's.
+    let pids = vm_processes(&vm);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert_ne!(pids, src_pid, "the source process is gone");
+    let last_src = last_tick(&src_dir).unwrap().0;
+    let dst_dir = dest.vm_dir(&vm);
+    more_ticks(&dst_dir, 2);
+    let dst_log = console_log(&dst_dir);
+    assert!(
+        !dst_log.contains("baton-guest: ready"),
+        "the guest did not reboot"
+    );
+    let first_dst = ticks(&dst_log)[0].0;
+    assert!(
+        first_dst >= last_src && first_dst <= last_src + 5,
+        "the counter goes on: source ended at {last_src}, destination began at {first_dst}"
+    );
+    let jobs = h.json(&["vm", "migrations"]);
+    assert_eq!(jobs["migrations"][0]["kind"], "live");
+    assert_eq!(jobs["stats"]["max_downtime_ms"], downtime);
+
+    // Storage migration on the destination host, guest running throughout.
+    let target = h.dir.path().join("moved.qcow2");
+    let mut on_dest = dest.cmd();
+    let out = on_dest
+        .args(["--json", "vm", "move-storage", &vm])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mv: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(mv["status"], "completed");
+    assert!(target.exists());
+    assert!(
+        !src_dir.join("disk0.qcow2").exists(),
+        "the old image is gone"
+    );
+    assert_eq!(
+        vm_processes(&vm),
+        pids,
+        "same process: the guest kept running"
+    );
+    more_ticks(&dst_dir, 2);
+    // The guest writes through the new disk: a snapshot lands in the new image.
+    let out = dest
+        .cmd()
+        .args(["vm", "snapshot", "create", &vm, "--name", "onmoved"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l = std::process::Command::new("qemu-img")
+        .args(["snapshot", "-l", "-U"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&l.stdout).contains("onmoved"));
+    // The VM outlives its host's agent (killed with -9) and a later baton re-attaches
+    // to it through the pid file and the QMP socket.
+    let mut dest = dest;
+    dest.kill();
+    assert_eq!(vm_processes(&vm), pids, "the VM survived its agent");
+    let out = dest.cmd().args(["--json", "vm", "ls"]).output().unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ls[0]["state"], "running", "{ls}");
+    assert_eq!(ls[0]["pid"].as_u64(), Some(u64::from(pids[0])));
+    let out = dest
+        .cmd()
+        .args(["vm", "rm", "--disks", &vm])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(vm_processes(&vm).is_empty());
+}
+
+#[test]
+fn failover_restarts_the_ha_vm_on_the_second_host_never_on_both() {
+    let Some((k, i)) = guest() else { return };
+    let h = VmHost::new();
+    let shared = tempfile::tempdir().unwrap();
+    let vm = h.vm("ha");
+    h.write(
+        "baton.yaml",
+        &format!(
+            "vms:\n{}",
+            guest_vm(
+                &vm,
+                &k,
+                &i,
+                &format!(
+                    "    ha: true\n    disks: [{{size: 64M, path: {}}}]\n",
+                    shared.path().join("ha.qcow2").display()
+                )
+            )
+        ),
+    );
+    let mut a = Agent::start(Some(shared.path()), 2000);
+    let b = Agent::start(Some(shared.path()), 2000);
+    h.ok(&["vm", "start", &vm, "--on", &a.addr]);
+    assert!(
+        wait_until(BOOT, || ready(&a.vm_dir(&vm))).is_some(),
+        "no ready line on A"
+    );
+    let on_a = vm_processes(&vm);
+    assert_eq!(on_a.len(), 1);
+
+    // Watch the process table the whole time: A's QEMU and another QEMU of this VM are
+    // never alive at the same moment. (While QEMU daemonizes on B, its launcher and the
+    // forked VM process briefly share the command line: that is one launch on B.)
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (vm, stop, a_pid) = (vm.clone(), stop.clone(), on_a[0]);
+        std::thread::spawn(move || {
+            let mut both: Option<Vec<u32>> = None;
+            let mut samples = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let p = vm_processes(&vm);
+                if p.contains(&a_pid) && p.len() > 1 && both.is_none() {
+                    both = Some(p);
+                }
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (both, samples)
+        })
+    };
+    let killed = Instant::now();
+    a.kill();
+    let b_pid = b.vm_dir(&vm).join("qemu.pid");
+    let moved = wait_until(Duration::from_secs(120), || {
+        let p = vm_processes(&vm);
+        p.len() == 1
+            && std::fs::read_to_string(&b_pid)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                == Some(p[0])
+    });
+    let measured = killed.elapsed();
+    assert!(moved.is_some(), "the ha VM never came up on B");
+    println!(
+        "failover: running on the second host {measured:?} after the first host's agent was killed"
+    );
+    assert!(
+        wait_until(BOOT, || ready(&b.vm_dir(&vm))).is_some(),
+        "no ready line on B"
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (both, samples) = watcher.join().unwrap();
+    println!("process table sampled {samples} times during failover");
+    assert_eq!(
+        both, None,
+        "the VM ran on both hosts at once (A's pid {})",
+        on_a[0]
+    );
+    assert!(!vm_processes(&vm).contains(&on_a[0]));
+    let out = b
+        .cmd()
+        .args(["--json", "vm", "migrations"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["migrations"][0]["kind"], "failover");
+    assert_eq!(j["migrations"][0]["status"], "completed");
+    let out = b.cmd().args(["vm", "rm", "--disks", &vm]).output().unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn bad_specs_are_refused_before_anything_starts() {
+    let Some((k, i)) = guest() else { return };
+    let h = VmHost::new();
+    let vm = h.vm("bad");
+    h.write(
+        "baton.yaml",
+        &format!(
+            "vms:\n  - name: {vm}\n    memory: 64T\n    boot: {{kernel: {}, initrd: {}}}\n  - name: other\n    boot: {{kernel: /nonexistent/vmlinuz}}\n  - name: {vm}\n    boot: {{kernel: {}}}\n    cpu: 2\n",
+            k.display(),
+            i.display(),
+            k.display()
+        ),
+    );
+    for args in [vec!["vm", "create"], vec!["vm", "start", &vm]] {
+        let out = h.baton(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("baton.yaml:3:"), "located: {err}");
+        assert!(err.contains("is more memory than this host has"), "{err}");
+        assert!(
+            err.contains("vms[1].boot.kernel: kernel /nonexistent/vmlinuz does not exist"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("vms[2].name: duplicate VM name \"{vm}\"")),
+            "{err}"
+        );
+    }
+    assert!(vm_processes(&vm).is_empty());
+    assert!(
+        !h.state.path().join("vms").join(&vm).exists(),
+        "nothing was made"
+    );
+    assert_eq!(h.json(&["vm", "ls"]), serde_json::json!([]));
+}

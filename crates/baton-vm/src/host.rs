@@ -1,0 +1,858 @@
+//! One host: a state directory, its store and its QEMU processes. Lifecycle, snapshots
+//! with retention, live and storage migration, and the host report, as used by the CLI
+//! and by the VM agent.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_state::{Store, VmMigration, VmSnapshot};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::hypervisor::Hypervisor;
+use crate::qemu::{self, Paths, Qemu};
+use crate::retention::{self, Aged};
+use crate::spec::{DiskSource, SnapshotPolicy, VmSpec};
+use crate::VmError;
+
+/// A VM as this host runs it: the spec plus its concrete disk files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub spec: VmSpec,
+    pub disks: Vec<MachineDisk>,
+    /// The accelerator to use instead of choosing (an incoming migration must match
+    /// its source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
+    /// The snapshot policy of the VM's environment, as the file last gave it, so an
+    /// agent can apply it on a schedule without the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<SnapshotPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineDisk {
+    pub name: String,
+    pub path: String,
+    /// Made by baton (removed by `rm --disks`), as opposed to an image the user gave.
+    pub owned: bool,
+}
+
+/// What `ls` and `inspect` show for one VM.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmStatus {
+    pub name: String,
+    pub state: String,
+    pub pid: Option<i64>,
+    pub accel: Option<String>,
+    pub uptime_s: Option<f64>,
+    pub cpu_seconds: Option<f64>,
+    /// Average CPU use since start, in percent of one CPU.
+    pub cpu_percent: Option<f64>,
+    pub rss_mib: Option<f64>,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub environment: String,
+    pub ha: bool,
+    pub disks: Vec<MachineDisk>,
+    pub dir: String,
+}
+
+/// Options of a live migration.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOptions {
+    /// Bytes per second.
+    pub max_bandwidth: Option<u64>,
+    /// Milliseconds.
+    pub downtime_limit_ms: Option<u64>,
+}
+
+pub struct Host {
+    pub state_dir: PathBuf,
+    pub store: Store,
+    pub qemu: Qemu,
+    /// How this host names itself in migration records (`local`, or the agent address).
+    pub label: String,
+}
+
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
+    move |e| VmError::Io(p.display().to_string(), e)
+}
+
+impl Host {
+    pub fn open(state_dir: &Path, label: &str) -> Result<Host, VmError> {
+        let store = Store::open(state_dir)?;
+        let vms = state_dir.join("vms");
+        std::fs::create_dir_all(&vms).map_err(io(&vms))?;
+        Ok(Host {
+            state_dir: state_dir.to_path_buf(),
+            store,
+            qemu: Qemu {
+                accel_cache: vms.join("accel-probe"),
+            },
+            label: label.to_string(),
+        })
+    }
+
+    pub fn vm_dir(&self, name: &str) -> PathBuf {
+        self.state_dir.join("vms").join(name)
+    }
+
+    pub fn machine(&self, name: &str) -> Result<Machine, VmError> {
+        let rec = self
+            .store
+            .vm(name)?
+            .ok_or_else(|| VmError::Unknown(name.to_string()))?;
+        serde_json::from_str(&rec.spec_json)
+            .map_err(|e| VmError::Invalid(format!("stored spec of {name:?} is unreadable: {e}")))
+    }
+
+    fn save(&self, m: &Machine, now: i64) -> Result<(), VmError> {
+        let json = serde_json::to_string(m).map_err(|e| VmError::Invalid(e.to_string()))?;
+        let dir = self.vm_dir(&m.spec.name);
+        self.store
+            .upsert_vm(&m.spec.name, &json, &dir.display().to_string(), now)?;
+        Ok(())
+    }
+
+    fn op(&self, vm: &str, op: &str, outcome: &str, message: &str, now: i64) {
+        let _ = self.store.add_vm_op(vm, op, outcome, message, now);
+    }
+
+    /// Records the VM and makes its disks (once; an existing VM keeps its disks and
+    /// takes the new spec).
+    pub async fn create(&self, spec: &VmSpec, now: i64) -> Result<Machine, VmError> {
+        let dir = self.vm_dir(&spec.name);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if let Ok(mut m) = self.machine(&spec.name) {
+            m.spec = spec.clone();
+            self.save(&m, now)?;
+            return Ok(m);
+        }
+        let mut disks = Vec::new();
+        for d in &spec.disks {
+            let md = match &d.source {
+                DiskSource::Existing { path } => MachineDisk {
+                    name: d.name.clone(),
+                    path: path.display().to_string(),
+                    owned: false,
+                },
+                DiskSource::New {
+                    size_bytes,
+                    backing,
+                    path,
+                } => {
+                    let p = path
+                        .clone()
+                        .unwrap_or_else(|| dir.join(format!("{}.qcow2", d.name)));
+                    if !p.exists() {
+                        qemu::create_disk(&p, *size_bytes, backing.as_deref()).await?;
+                    }
+                    MachineDisk {
+                        name: d.name.clone(),
+                        path: p.display().to_string(),
+                        owned: true,
+                    }
+                }
+            };
+            disks.push(md);
+        }
+        let m = Machine {
+            spec: spec.clone(),
+            disks,
+            accel: None,
+            policy: None,
+        };
+        self.save(&m, now)?;
+        self.op(&spec.name, "create", "ok", "", now);
+        Ok(m)
+    }
+
+    /// The pid of the VM's live process, if any.
+    pub fn pid(&self, name: &str) -> Option<i64> {
+        self.qemu.pid(&self.vm_dir(name))
+    }
+
+    pub async fn start(&self, name: &str, now: i64) -> Result<i64, VmError> {
+        self.start_with(name, None, now).await
+    }
+
+    /// Starts the VM (waiting for an incoming migration at `incoming` when given).
+    pub async fn start_with(
+        &self,
+        name: &str,
+        incoming: Option<&str>,
+        now: i64,
+    ) -> Result<i64, VmError> {
+        let m = self.machine(name)?;
+        let dir = self.vm_dir(name);
+        if self.qemu.pid(&dir).is_some() {
+            return Err(VmError::Running(name.to_string()));
+        }
+        let r = self.qemu.launch(&m, &dir, incoming).await;
+        match r {
+            Ok((pid, accel)) => {
+                self.store
+                    .set_vm_process(name, Some(pid), Some(&accel), Some(now), now)?;
+                self.op(name, "start", "ok", &format!("pid {pid}, {accel}"), now);
+                Ok(pid)
+            }
+            Err(e) => {
+                self.op(name, "start", "failed", &e.to_string(), now);
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-attaches to VMs whose QEMU outlived an earlier baton: refreshes their pid,
+    /// clears the pid of those gone. Returns the names of running VMs.
+    pub async fn recover(&self, now: i64) -> Result<Vec<String>, VmError> {
+        let mut running = Vec::new();
+        for rec in self.store.vms()? {
+            let live = self.qemu.recover(&self.vm_dir(&rec.name)).await;
+            if live != rec.pid {
+                let started = if live.is_some() { rec.started_at } else { None };
+                let accel = if live.is_some() {
+                    rec.accel.as_deref()
+                } else {
+                    None
+                };
+                self.store
+                    .set_vm_process(&rec.name, live, accel, started, now)?;
+            }
+            if live.is_some() {
+                running.push(rec.name);
+            }
+        }
+        Ok(running)
+    }
+
+    pub async fn status(&self, name: &str, now: i64) -> Result<VmStatus, VmError> {
+        let rec = self
+            .store
+            .vm(name)?
+            .ok_or_else(|| VmError::Unknown(name.to_string()))?;
+        let m = self.machine(name)?;
+        let dir = self.vm_dir(name);
+        let pid = self.qemu.pid(&dir);
+        let state = self.qemu.state(&dir).await;
+        let usage = pid.and_then(crate::facts::process_use);
+        let uptime = match (pid, rec.started_at) {
+            (Some(_), Some(s)) => Some(((now - s).max(0) as f64) / 1000.0),
+            _ => None,
+        };
+        Ok(VmStatus {
+            name: name.to_string(),
+            state,
+            pid,
+            accel: pid.and(rec.accel),
+            uptime_s: uptime,
+            cpu_seconds: usage.map(|u| u.cpu_seconds),
+            cpu_percent: match (usage, uptime) {
+                (Some(u), Some(t)) if t > 0.0 => Some((u.cpu_seconds / t * 1000.0).round() / 10.0),
+                _ => None,
+            },
+            rss_mib: usage.map(|u| (u.rss_mib * 10.0).round() / 10.0),
+            cpus: m.spec.cpus,
+            memory_mib: m.spec.memory_mib,
+            environment: m.spec.environment.as_str().to_string(),
+            ha: m.spec.ha,
+            disks: m.disks,
+            dir: dir.display().to_string(),
+        })
+    }
+
+    /// ACPI power-down, then `quit` after `timeout`, then SIGKILL. Returns whether the
+    /// guest shut down by itself.
+    pub async fn stop(&self, name: &str, timeout: Duration, now: i64) -> Result<bool, VmError> {
+        self.machine(name)?;
+        let dir = self.vm_dir(name);
+        if self.qemu.pid(&dir).is_none() {
+            self.store.set_vm_process(name, None, None, None, now)?;
+            return Ok(true);
+        }
+        let graceful = match self.qemu.powerdown(&dir).await {
+            Ok(()) => self.qemu.wait_gone(&dir, timeout).await,
+            Err(_) => false,
+        };
+        if !graceful {
+            if let Ok(mut q) = self.qemu.qmp(&dir).await {
+                let _ = q.execute("quit", Value::Null).await;
+            }
+            if !self.qemu.wait_gone(&dir, Duration::from_secs(5)).await {
+                self.qemu.kill(&dir);
+                self.qemu.wait_gone(&dir, Duration::from_secs(5)).await;
+            }
+        }
+        self.cleanup_runtime(&dir);
+        self.store.set_vm_process(name, None, None, None, now)?;
+        let how = if graceful {
+            "acpi power-down"
+        } else {
+            "forced after timeout"
+        };
+        self.op(name, "stop", "ok", how, now);
+        Ok(graceful)
+    }
+
+    /// Ends the VM's process at once (`quit`, then SIGKILL).
+    pub async fn kill(&self, name: &str, now: i64) -> Result<(), VmError> {
+        let dir = self.vm_dir(name);
+        if let Ok(mut q) = self.qemu.qmp(&dir).await {
+            let _ = q.execute("quit", Value::Null).await;
+        }
+        if !self.qemu.wait_gone(&dir, Duration::from_secs(3)).await {
+            self.qemu.kill(&dir);
+            self.qemu.wait_gone(&dir, Duration::from_secs(5)).await;
+        }
+        self.cleanup_runtime(&dir);
+        self.store.set_vm_process(name, None, None, None, now)?;
+        Ok(())
+    }
+
+    fn cleanup_runtime(&self, dir: &Path) {
+        let p = Paths::new(dir);
+        for f in [&p.qmp, &p.console_sock, &p.pid] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+
+    pub async fn pause(&self, name: &str, now: i64) -> Result<(), VmError> {
+        let dir = self.running_dir(name)?;
+        self.qemu.pause(&dir).await?;
+        self.op(name, "pause", "ok", "", now);
+        Ok(())
+    }
+
+    pub async fn resume(&self, name: &str, now: i64) -> Result<(), VmError> {
+        let dir = self.running_dir(name)?;
+        self.qemu.resume(&dir).await?;
+        self.op(name, "resume", "ok", "", now);
+        Ok(())
+    }
+
+    fn running_dir(&self, name: &str) -> Result<PathBuf, VmError> {
+        self.machine(name)?;
+        let dir = self.vm_dir(name);
+        if self.qemu.pid(&dir).is_none() {
+            return Err(VmError::NotRunning(name.to_string()));
+        }
+        Ok(dir)
+    }
+
+    /// Forgets the VM: its process is ended, its directory removed, and with `disks`
+    /// the images baton made.
+    pub async fn remove(&self, name: &str, disks: bool, now: i64) -> Result<(), VmError> {
+        let m = self.machine(name)?;
+        self.kill(name, now).await?;
+        if disks {
+            for d in m.disks.iter().filter(|d| d.owned) {
+                let _ = std::fs::remove_file(&d.path);
+            }
+        }
+        let dir = self.vm_dir(name);
+        let _ = std::fs::remove_file(Paths::new(&dir).console_log);
+        if disks {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            let _ = std::fs::remove_dir(&dir);
+        }
+        self.store.remove_vm(name)?;
+        self.op(name, "rm", "ok", if disks { "with disks" } else { "" }, now);
+        Ok(())
+    }
+
+    /// Takes a live internal snapshot named by `name` or the policy's template, then
+    /// applies the policy. Returns the snapshot's name and the names pruned.
+    pub async fn snapshot(
+        &self,
+        vm: &str,
+        kind: &str,
+        note: &str,
+        name: Option<&str>,
+        policy: &SnapshotPolicy,
+        now: i64,
+    ) -> Result<(String, Vec<String>), VmError> {
+        if !retention::KINDS.contains(&kind) {
+            return Err(VmError::Invalid(format!(
+                "unknown snapshot type {kind:?}: use manual, automated or pre-deploy"
+            )));
+        }
+        let dir = self.running_dir(vm)?;
+        let existing: Vec<String> = self
+            .store
+            .vm_snapshots(Some(vm))?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let snap = match name {
+            Some(n) => {
+                if n.is_empty()
+                    || !n
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                {
+                    return Err(VmError::Invalid(format!(
+                        "snapshot name {n:?}: use letters, digits, '_', '-', '.'"
+                    )));
+                }
+                n.to_string()
+            }
+            None => retention::snapshot_name(
+                &policy.naming,
+                vm,
+                kind,
+                now,
+                self.store.vm_op_count(vm, "snapshot", "ok")? as usize + 1,
+                &existing,
+            ),
+        };
+        if let Err(e) = self.qemu.snapshot_save(&dir, &snap).await {
+            self.op(vm, "snapshot", "failed", &e.to_string(), now);
+            return Err(e);
+        }
+        self.store.add_vm_snapshot(&VmSnapshot {
+            vm: vm.to_string(),
+            name: snap.clone(),
+            kind: kind.to_string(),
+            note: note.to_string(),
+            created_at: now,
+        })?;
+        self.op(vm, "snapshot", "ok", &format!("{snap} ({kind})"), now);
+        let pruned = self.prune(vm, policy, now).await?;
+        Ok((snap, pruned))
+    }
+
+    /// Remembers the policy that governs the VM's snapshots (see [`Host::prune_all`]).
+    pub fn set_policy(&self, vm: &str, policy: &SnapshotPolicy, now: i64) -> Result<(), VmError> {
+        let mut m = self.machine(vm)?;
+        if m.policy.as_ref() != Some(policy) {
+            m.policy = Some(policy.clone());
+            self.save(&m, now)?;
+        }
+        Ok(())
+    }
+
+    /// Applies every VM's remembered policy: what the agent runs on a schedule.
+    /// Returns (VM, snapshot) pairs removed.
+    pub async fn prune_all(&self, now: i64) -> Result<Vec<(String, String)>, VmError> {
+        let mut out = Vec::new();
+        for r in self.store.vms()? {
+            let Some(policy) = self.machine(&r.name)?.policy else {
+                continue;
+            };
+            for s in self.prune(&r.name, &policy, now).await? {
+                out.push((r.name.clone(), s));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies `policy` to the VM's snapshots; returns the names removed.
+    pub async fn prune(
+        &self,
+        vm: &str,
+        policy: &SnapshotPolicy,
+        now: i64,
+    ) -> Result<Vec<String>, VmError> {
+        let snaps: Vec<Aged> = self
+            .store
+            .vm_snapshots(Some(vm))?
+            .into_iter()
+            .map(|s| Aged {
+                name: s.name,
+                kind: s.kind,
+                created_at: s.created_at,
+            })
+            .collect();
+        let gone = retention::prune(&snaps, policy, now);
+        for n in &gone {
+            self.delete_snapshot(vm, n, now).await?;
+        }
+        if !gone.is_empty() {
+            self.op(vm, "prune", "ok", &gone.join(", "), now);
+        }
+        Ok(gone)
+    }
+
+    pub async fn restore(&self, vm: &str, snap: &str, now: i64) -> Result<(), VmError> {
+        let dir = self.running_dir(vm)?;
+        self.known_snapshot(vm, snap)?;
+        self.qemu.snapshot_load(&dir, snap).await?;
+        self.op(vm, "restore", "ok", snap, now);
+        Ok(())
+    }
+
+    fn known_snapshot(&self, vm: &str, snap: &str) -> Result<(), VmError> {
+        if self
+            .store
+            .vm_snapshots(Some(vm))?
+            .iter()
+            .any(|s| s.name == snap)
+        {
+            Ok(())
+        } else {
+            Err(VmError::Invalid(format!(
+                "VM {vm:?} has no snapshot {snap:?} (see `baton vm snapshot ls {vm}`)"
+            )))
+        }
+    }
+
+    /// Deletes a snapshot: live through QMP, or with qemu-img on a stopped VM's disks.
+    pub async fn delete_snapshot(&self, vm: &str, snap: &str, now: i64) -> Result<(), VmError> {
+        self.known_snapshot(vm, snap)?;
+        let dir = self.vm_dir(vm);
+        if self.qemu.pid(&dir).is_some() {
+            self.qemu.snapshot_delete(&dir, snap).await?;
+        } else {
+            for d in self.machine(vm)?.disks {
+                let _ = tokio::process::Command::new(qemu::QEMU_IMG)
+                    .args(["snapshot", "-d", snap, &d.path])
+                    .output()
+                    .await;
+            }
+        }
+        self.store.remove_vm_snapshot(vm, snap)?;
+        self.op(vm, "snapshot-rm", "ok", snap, now);
+        Ok(())
+    }
+
+    /// Records a machine as it is (disks already made, e.g. on shared storage) and
+    /// starts it: how a failover brings a VM up on this host.
+    pub async fn adopt(&self, m: &Machine, now: i64) -> Result<i64, VmError> {
+        let dir = self.vm_dir(&m.spec.name);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        self.save(m, now)?;
+        self.start(&m.spec.name, now).await
+    }
+
+    fn migration(&self, id: i64) -> Result<VmMigration, VmError> {
+        self.store
+            .vm_migrations(100)?
+            .into_iter()
+            .find(|j| j.id == id)
+            .ok_or_else(|| VmError::Invalid("migration record vanished".into()))
+    }
+
+    /// Takes in a VM migrating here: records it and starts QEMU waiting on a free
+    /// local port. Returns the URI the source must send to.
+    pub async fn accept_incoming(&self, m: &Machine, now: i64) -> Result<String, VmError> {
+        let name = &m.spec.name;
+        if self.pid(name).is_some() {
+            return Err(VmError::Running(name.clone()));
+        }
+        let dir = self.vm_dir(name);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        self.save(m, now)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(io(&dir))?
+            .port();
+        let uri = format!("tcp:127.0.0.1:{port}");
+        self.start_with(name, Some(&uri), now).await?;
+        self.op(name, "incoming", "ok", &uri, now);
+        Ok(uri)
+    }
+
+    /// Live-migrates a running VM to the agent at `dest`: the destination starts QEMU
+    /// with `-incoming`, this side sets bandwidth and downtime limits and migrates,
+    /// `progress` sees each `query-migrate` answer, and the source process ends once the
+    /// destination runs. Disks stay where they are (shared storage).
+    pub async fn migrate(
+        &self,
+        vm: &str,
+        dest: &str,
+        opts: &MigrateOptions,
+        mut progress: impl FnMut(&Value),
+        clock: impl Fn() -> i64,
+    ) -> Result<VmMigration, VmError> {
+        let dir = self.running_dir(vm)?;
+        let rec = self
+            .store
+            .vm(vm)?
+            .ok_or_else(|| VmError::Unknown(vm.into()))?;
+        let mut m = self.machine(vm)?;
+        m.accel = rec.accel.clone();
+        let id = self
+            .store
+            .start_vm_migration(vm, "live", &self.label, dest, clock())?;
+        let result = self
+            .migrate_inner(&dir, &m, dest, opts, &mut progress)
+            .await;
+        let now = clock();
+        match result {
+            Ok((bytes, downtime)) => {
+                self.store
+                    .finish_vm_migration(id, "completed", bytes, downtime, None, now)?;
+                let mut q = self.qemu.qmp(&dir).await.ok();
+                if let Some(q) = q.as_mut() {
+                    let _ = q.execute("quit", Value::Null).await;
+                }
+                if !self.qemu.wait_gone(&dir, Duration::from_secs(10)).await {
+                    self.qemu.kill(&dir);
+                }
+                self.cleanup_runtime(&dir);
+                self.store.remove_vm(vm)?;
+                self.op(vm, "migrate", "ok", &format!("to {dest}"), now);
+            }
+            Err(e) => {
+                self.store.finish_vm_migration(
+                    id,
+                    "failed",
+                    None,
+                    None,
+                    Some(&e.to_string()),
+                    now,
+                )?;
+                self.op(vm, "migrate", "failed", &e.to_string(), now);
+                return Err(e);
+            }
+        }
+        self.migration(id)
+    }
+
+    async fn migrate_inner(
+        &self,
+        dir: &Path,
+        m: &Machine,
+        dest: &str,
+        opts: &MigrateOptions,
+        progress: &mut impl FnMut(&Value),
+    ) -> Result<(Option<i64>, Option<i64>), VmError> {
+        let uri = crate::agent::client::incoming(dest, m).await?;
+        let mut q = self.qemu.qmp(dir).await?;
+        let mut params = json!({});
+        if let Some(b) = opts.max_bandwidth {
+            params["max-bandwidth"] = json!(b);
+        }
+        if let Some(d) = opts.downtime_limit_ms {
+            params["downtime-limit"] = json!(d);
+        }
+        if params.as_object().is_some_and(|o| !o.is_empty()) {
+            q.execute("migrate-set-parameters", params).await?;
+        }
+        q.execute("migrate", json!({"uri": uri})).await?;
+        loop {
+            let st = q.execute("query-migrate", Value::Null).await?;
+            progress(&st);
+            match st["status"].as_str().unwrap_or("") {
+                "completed" => {
+                    let bytes = st["ram"]["transferred"].as_i64();
+                    let downtime = st["downtime"].as_i64();
+                    return Ok((bytes, downtime));
+                }
+                "failed" | "cancelled" => {
+                    return Err(VmError::Invalid(format!(
+                        "migration {}: {}",
+                        st["status"].as_str().unwrap_or(""),
+                        st["error-desc"].as_str().unwrap_or("no reason given")
+                    )))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Moves a running VM's disk to `target` (a new qcow2) with a mirror job, then
+    /// switches the VM to it; the guest keeps running. The old file stays (removed
+    /// when baton made it).
+    pub async fn move_storage(
+        &self,
+        vm: &str,
+        disk: Option<&str>,
+        target: &Path,
+        clock: impl Fn() -> i64,
+    ) -> Result<VmMigration, VmError> {
+        let dir = self.running_dir(vm)?;
+        let mut m = self.machine(vm)?;
+        let idx = match disk {
+            Some(d) => m.disks.iter().position(|x| x.name == d),
+            None => (!m.disks.is_empty()).then_some(0),
+        }
+        .ok_or_else(|| VmError::Invalid(format!("VM {vm:?} has no such disk")))?;
+        if target.exists() {
+            return Err(VmError::Invalid(format!(
+                "{} already exists",
+                target.display()
+            )));
+        }
+        let old = m.disks[idx].clone();
+        let id = self.store.start_vm_migration(
+            vm,
+            "storage",
+            &old.path,
+            &target.display().to_string(),
+            clock(),
+        )?;
+        let r = self.mirror(&dir, &old, target).await;
+        let now = clock();
+        match r {
+            Ok(bytes) => {
+                self.store
+                    .finish_vm_migration(id, "completed", Some(bytes), None, None, now)?;
+                if old.owned {
+                    let _ = std::fs::remove_file(&old.path);
+                }
+                m.disks[idx].path = target.display().to_string();
+                m.disks[idx].owned = true;
+                self.save(&m, now)?;
+                self.op(
+                    vm,
+                    "move-storage",
+                    "ok",
+                    &format!("{} → {}", old.path, target.display()),
+                    now,
+                );
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(target);
+                self.store.finish_vm_migration(
+                    id,
+                    "failed",
+                    None,
+                    None,
+                    Some(&e.to_string()),
+                    now,
+                )?;
+                return Err(e);
+            }
+        }
+        self.migration(id)
+    }
+
+    async fn mirror(&self, dir: &Path, old: &MachineDisk, target: &Path) -> Result<i64, VmError> {
+        let size = qemu::image_size(Path::new(&old.path))
+            .await
+            .ok_or_else(|| VmError::Invalid(format!("cannot read the size of {}", old.path)))?;
+        qemu::create_disk(target, Some(size), None).await?;
+        let mut q = self.qemu.qmp(dir).await?;
+        // The live node is `<disk>` for the disk as started; after an earlier move it is
+        // the node the mirror switched to: ask QEMU which node the device uses now.
+        let node = current_node(&mut q, &old.name).await?;
+        let new_node = format!("{}-m{}", old.name, std::process::id() ^ (size as u32));
+        q.execute(
+            "blockdev-add",
+            json!({"driver": "qcow2", "node-name": new_node,
+                   "file": {"driver": "file", "filename": target.display().to_string()}}),
+        )
+        .await?;
+        let job = format!("mirror-{}", old.name);
+        q.execute(
+            "blockdev-mirror",
+            json!({"job-id": job, "device": node, "target": new_node, "sync": "full"}),
+        )
+        .await?;
+        let bytes = loop {
+            let jobs = q.execute("query-block-jobs", Value::Null).await?;
+            let j = jobs
+                .as_array()
+                .and_then(|a| a.iter().find(|j| j["device"] == json!(job)).cloned())
+                .ok_or_else(|| VmError::Invalid("the mirror job ended early".into()))?;
+            if j["ready"] == json!(true) {
+                break j["len"].as_i64().unwrap_or(0);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        q.execute("job-complete", json!({"id": job})).await?;
+        for _ in 0..100 {
+            let jobs = q.execute("query-block-jobs", Value::Null).await?;
+            if jobs
+                .as_array()
+                .is_none_or(|a| a.iter().all(|j| j["device"] != json!(job)))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let now_node = current_node(&mut q, &old.name).await?;
+        if now_node != new_node {
+            return Err(VmError::Invalid(format!(
+                "the mirror did not switch {} to the new file",
+                old.name
+            )));
+        }
+        // Release the old file (its format and protocol nodes).
+        let _ = q.execute("blockdev-del", json!({"node-name": node})).await;
+        let _ = q
+            .execute(
+                "blockdev-del",
+                json!({"node-name": format!("{}-file", old.name)}),
+            )
+            .await;
+        Ok(bytes)
+    }
+
+    /// Everything this host knows, for `baton vm report`.
+    pub async fn report(&self, now: i64) -> Result<Value, VmError> {
+        let mut vms = Vec::new();
+        for r in self.store.vms()? {
+            vms.push(self.status(&r.name, now).await?);
+        }
+        let snaps = self.store.vm_snapshots(None)?;
+        Ok(json!({
+            "host": self.label,
+            "capabilities": crate::facts::capabilities(&self.state_dir),
+            "hypervisor": self.qemu.capabilities(),
+            "vms": vms,
+            "snapshots": snapshot_stats(&snaps),
+            "migrations": migration_stats(&self.store.vm_migrations(1000)?),
+            "recent_operations": self.store.vm_ops(20)?,
+        }))
+    }
+}
+
+async fn current_node(q: &mut crate::qmp::Qmp, disk: &str) -> Result<String, VmError> {
+    let blocks = q.execute("query-block", Value::Null).await?;
+    let dev = format!("/machine/peripheral/{disk}-dev/virtio-backend");
+    blocks
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|b| b["qdev"] == json!(dev) || b["qdev"] == json!(format!("{disk}-dev")))
+        })
+        .and_then(|b| b["inserted"]["node-name"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| VmError::Invalid(format!("QEMU shows no block device for {disk}")))
+}
+
+/// Totals, per VM, oldest and newest.
+pub fn snapshot_stats(snaps: &[VmSnapshot]) -> Value {
+    let mut per_vm: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut per_kind: std::collections::BTreeMap<&str, usize> = Default::default();
+    for s in snaps {
+        *per_vm.entry(&s.vm).or_default() += 1;
+        *per_kind.entry(&s.kind).or_default() += 1;
+    }
+    let oldest = snaps.iter().min_by_key(|s| s.created_at);
+    let newest = snaps.iter().max_by_key(|s| s.created_at);
+    json!({
+        "total": snaps.len(),
+        "per_vm": per_vm,
+        "per_type": per_kind,
+        "oldest": oldest,
+        "newest": newest,
+    })
+}
+
+/// Counts by kind and status, average downtime and duration of completed live ones.
+pub fn migration_stats(jobs: &[VmMigration]) -> Value {
+    let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+    for j in jobs {
+        *by.entry(format!("{} {}", j.kind, j.status)).or_default() += 1;
+    }
+    let live: Vec<&VmMigration> = jobs
+        .iter()
+        .filter(|j| j.kind == "live" && j.status == "completed")
+        .collect();
+    let avg = |f: &dyn Fn(&VmMigration) -> Option<i64>| -> Option<f64> {
+        let v: Vec<i64> = live.iter().filter_map(|j| f(j)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<i64>() as f64 / v.len() as f64)
+    };
+    json!({
+        "total": jobs.len(),
+        "by_kind_and_status": by,
+        "live_avg_downtime_ms": avg(&|j| j.downtime_ms),
+        "live_avg_duration_ms": avg(&|j| j.finished_at.map(|f| f - j.started_at)),
+        "max_downtime_ms": live.iter().filter_map(|j| j.downtime_ms).max(),
+    })
+}

@@ -1,0 +1,521 @@
+//! The QEMU backend: the argument vector of a VM (pure), disks made with qemu-img,
+//! processes started daemonized in their own session with a pid file, QMP on a Unix
+//! socket and the serial console to a log file, and the accelerator probe.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::host::Machine;
+use crate::hypervisor::{Capabilities, Hypervisor};
+use crate::qmp::Qmp;
+use crate::spec::{Accel, Boot};
+use crate::VmError;
+
+pub const QEMU: &str = "qemu-system-x86_64";
+pub const QEMU_IMG: &str = "qemu-img";
+
+/// The files of one VM's directory.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub dir: PathBuf,
+    pub qmp: PathBuf,
+    pub console_log: PathBuf,
+    pub console_sock: PathBuf,
+    pub pid: PathBuf,
+}
+
+impl Paths {
+    pub fn new(dir: &Path) -> Paths {
+        Paths {
+            dir: dir.to_path_buf(),
+            qmp: dir.join("qmp.sock"),
+            console_log: dir.join("console.log"),
+            console_sock: dir.join("console.sock"),
+            pid: dir.join("qemu.pid"),
+        }
+    }
+}
+
+/// A path inside a QEMU option value: commas are doubled.
+fn opt_path(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+/// The full argument vector (without the program) for `machine` in `paths`.
+pub fn argv(machine: &Machine, paths: &Paths, accel: &str, incoming: Option<&str>) -> Vec<String> {
+    let spec = &machine.spec;
+    let mut a: Vec<String> = vec![
+        "-name".into(),
+        format!("guest={},process=baton-vm-{}", spec.name, spec.name),
+        "-machine".into(),
+        "pc".into(),
+        "-accel".into(),
+        accel.into(),
+        "-m".into(),
+        format!("{}M", spec.memory_mib),
+        "-smp".into(),
+        spec.cpus.to_string(),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-chardev".into(),
+        format!(
+            "file,id=serial0,path={},append=on",
+            opt_path(&paths.console_log)
+        ),
+        "-serial".into(),
+        "chardev:serial0".into(),
+        "-chardev".into(),
+        format!(
+            "socket,id=serial1,path={},server=on,wait=off",
+            opt_path(&paths.console_sock)
+        ),
+        "-serial".into(),
+        "chardev:serial1".into(),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", opt_path(&paths.qmp)),
+        "-pidfile".into(),
+        paths.pid.display().to_string(),
+        "-daemonize".into(),
+    ];
+    match &spec.boot {
+        Boot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            a.extend(["-kernel".into(), kernel.display().to_string()]);
+            if let Some(i) = initrd {
+                a.extend(["-initrd".into(), i.display().to_string()]);
+            }
+            a.extend(["-append".into(), cmdline.clone()]);
+        }
+        Boot::Iso { path } => {
+            a.extend([
+                "-drive".into(),
+                format!("media=cdrom,if=ide,readonly=on,file={}", opt_path(path)),
+                "-boot".into(),
+                "d".into(),
+            ]);
+        }
+        Boot::Disk => a.extend(["-boot".into(), "c".into()]),
+    }
+    for d in &machine.disks {
+        a.extend([
+            "-blockdev".into(),
+            format!(
+                "driver=file,filename={},node-name={}-file",
+                opt_path(Path::new(&d.path)),
+                d.name
+            ),
+            "-blockdev".into(),
+            format!("driver=qcow2,file={0}-file,node-name={0}", d.name),
+            "-device".into(),
+            format!("virtio-blk-pci,drive={0},id={0}-dev", d.name),
+        ]);
+    }
+    if spec.network.mode == "user" {
+        let mut net = "user,id=net0".to_string();
+        for f in &spec.network.forwards {
+            net.push_str(&format!(
+                ",hostfwd={}:{}:{}-:{}",
+                f.protocol, f.host_ip, f.host_port, f.guest_port
+            ));
+        }
+        a.extend([
+            "-netdev".into(),
+            net,
+            "-device".into(),
+            "virtio-net-pci,netdev=net0,romfile=".into(),
+        ]);
+    }
+    if let Some(uri) = incoming {
+        a.extend(["-incoming".into(), uri.into()]);
+    }
+    a
+}
+
+/// Makes a qcow2 image: of `size_bytes`, and/or on `backing`.
+pub async fn create_disk(
+    path: &Path,
+    size_bytes: Option<u64>,
+    backing: Option<&Path>,
+) -> Result<(), VmError> {
+    let mut args: Vec<String> = vec!["create".into(), "-q".into(), "-f".into(), "qcow2".into()];
+    if let Some(b) = backing {
+        let fmt = image_format(b).await.unwrap_or_else(|| "raw".into());
+        args.extend(["-b".into(), b.display().to_string(), "-F".into(), fmt]);
+    }
+    args.push(path.display().to_string());
+    if let Some(s) = size_bytes {
+        args.push(s.to_string());
+    }
+    run_tool(QEMU_IMG, &args).await.map(|_| ())
+}
+
+/// The virtual size of an image in bytes.
+pub async fn image_size(path: &Path) -> Option<u64> {
+    let out = run_tool(
+        QEMU_IMG,
+        &[
+            "info".into(),
+            "--output=json".into(),
+            "-U".into(),
+            path.display().to_string(),
+        ],
+    )
+    .await
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    v["virtual-size"].as_u64()
+}
+
+async fn image_format(path: &Path) -> Option<String> {
+    let out = run_tool(
+        QEMU_IMG,
+        &[
+            "info".into(),
+            "--output=json".into(),
+            "-U".into(),
+            path.display().to_string(),
+        ],
+    )
+    .await
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    v["format"].as_str().map(str::to_string)
+}
+
+async fn run_tool(program: &str, args: &[String]) -> Result<String, VmError> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| VmError::Tool {
+            tool: program.to_string(),
+            message: format!("cannot run it ({e}); run scripts/ensure-vm.sh"),
+        })?;
+    if !out.status.success() {
+        return Err(VmError::Tool {
+            tool: program.to_string(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Decides the accelerator: `kvm`/`tcg` as asked; for `auto`, KVM only when a probe
+/// guest really runs under it (the kernel must start printing on the serial port
+/// within a few seconds), else TCG. `/dev/kvm` existing is not enough: on some hosts
+/// KVM guests hang. The answer is cached in `cache` (one file per host).
+pub async fn choose_accel(accel: Accel, probe_kernel: Option<&Path>, cache: &Path) -> String {
+    match accel {
+        Accel::Kvm => return "kvm".into(),
+        Accel::Tcg => return "tcg".into(),
+        Accel::Auto => {}
+    }
+    if let Ok(s) = std::fs::read_to_string(cache) {
+        let s = s.trim();
+        if s == "kvm" || s == "tcg" {
+            return s.to_string();
+        }
+    }
+    let answer = if probe_kvm(probe_kernel).await {
+        "kvm"
+    } else {
+        "tcg"
+    };
+    let _ = std::fs::write(cache, answer);
+    answer.to_string()
+}
+
+async fn probe_kvm(kernel: Option<&Path>) -> bool {
+    if !Path::new("/dev/kvm").exists() {
+        return false;
+    }
+    let Ok(dir) = tempfile_dir() else {
+        return false;
+    };
+    let log = dir.join("probe.log");
+    let mut args: Vec<String> = vec![
+        "-accel".into(),
+        "kvm".into(),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-m".into(),
+        "128M".into(),
+        "-no-reboot".into(),
+    ];
+    let needle: &str = match kernel {
+        Some(k) => {
+            args.extend([
+                "-kernel".into(),
+                k.display().to_string(),
+                "-append".into(),
+                "console=ttyS0 panic=-1".into(),
+                "-serial".into(),
+                format!("file:{}", log.display()),
+            ]);
+            "Linux version"
+        }
+        None => {
+            // No kernel to try: SeaBIOS's debug port is the weaker test.
+            args.extend([
+                "-debugcon".into(),
+                format!("file:{}", log.display()),
+                "-global".into(),
+                "isa-debugcon.iobase=0x402".into(),
+            ]);
+            "SeaBIOS"
+        }
+    };
+    let Ok(mut child) = tokio::process::Command::new(QEMU)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    else {
+        return false;
+    };
+    let mut ok = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if std::fs::read_to_string(&log).is_ok_and(|s| s.contains(needle)) {
+            ok = true;
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+    }
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    ok
+}
+
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("baton-kvm-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+/// The QEMU backend. Stateless: everything lives in the VM's directory.
+#[derive(Debug, Clone, Default)]
+pub struct Qemu {
+    /// Where the accelerator probe's answer is cached.
+    pub accel_cache: PathBuf,
+}
+
+impl Qemu {
+    pub async fn qmp(&self, dir: &Path) -> Result<Qmp, VmError> {
+        Ok(Qmp::connect_timeout(&Paths::new(dir).qmp, Duration::from_secs(10)).await?)
+    }
+
+    pub fn pid(&self, dir: &Path) -> Option<i64> {
+        let p = Paths::new(dir);
+        let pid: i64 = std::fs::read_to_string(&p.pid).ok()?.trim().parse().ok()?;
+        crate::facts::is_live(pid, &p.qmp.display().to_string()).then_some(pid)
+    }
+
+    /// Sends SIGKILL to the VM's process if it still runs.
+    pub fn kill(&self, dir: &Path) {
+        if let Some(pid) = self.pid(dir) {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    /// Waits until the VM's process is gone; false on timeout.
+    pub async fn wait_gone(&self, dir: &Path, timeout: Duration) -> bool {
+        let end = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < end {
+            if self.pid(dir).is_none() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.pid(dir).is_none()
+    }
+}
+
+impl Hypervisor for Qemu {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            live_snapshots: true,
+            live_migration: true,
+            storage_migration: true,
+            acpi_shutdown: true,
+        }
+    }
+
+    async fn launch(
+        &self,
+        machine: &Machine,
+        dir: &Path,
+        incoming: Option<&str>,
+    ) -> Result<(i64, String), VmError> {
+        let paths = Paths::new(dir);
+        std::fs::create_dir_all(dir).map_err(|e| VmError::Io(dir.display().to_string(), e))?;
+        for stale in [&paths.qmp, &paths.console_sock, &paths.pid] {
+            let _ = std::fs::remove_file(stale);
+        }
+        let probe_kernel = match &machine.spec.boot {
+            Boot::Kernel { kernel, .. } => Some(kernel.as_path()),
+            _ => None,
+        };
+        let accel = match &machine.accel {
+            Some(a) => a.clone(),
+            None => choose_accel(machine.spec.accel, probe_kernel, &self.accel_cache).await,
+        };
+        let args = argv(machine, &paths, &accel, incoming);
+        let out = tokio::process::Command::new(QEMU)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            // QEMU daemonizes itself (setsid); the process group keeps the short-lived
+            // parent out of the caller's terminal signals as well.
+            .process_group(0)
+            .output()
+            .await
+            .map_err(|e| VmError::Tool {
+                tool: QEMU.into(),
+                message: format!("cannot run it ({e}); run scripts/ensure-vm.sh"),
+            })?;
+        if !out.status.success() {
+            return Err(VmError::Tool {
+                tool: QEMU.into(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        let pid = self.pid(dir).ok_or_else(|| VmError::Tool {
+            tool: QEMU.into(),
+            message: "started but wrote no pid file".into(),
+        })?;
+        Ok((pid, accel))
+    }
+
+    async fn recover(&self, dir: &Path) -> Option<i64> {
+        let pid = self.pid(dir)?;
+        self.qmp(dir).await.ok().map(|_| pid)
+    }
+
+    async fn state(&self, dir: &Path) -> String {
+        if self.pid(dir).is_none() {
+            return "stopped".into();
+        }
+        match self.qmp(dir).await {
+            Ok(mut q) => q.status().await.unwrap_or_else(|_| "unknown".into()),
+            Err(_) => "unreachable".into(),
+        }
+    }
+
+    async fn powerdown(&self, dir: &Path) -> Result<(), VmError> {
+        self.qmp(dir)
+            .await?
+            .execute("system_powerdown", serde_json::Value::Null)
+            .await?;
+        Ok(())
+    }
+
+    async fn pause(&self, dir: &Path) -> Result<(), VmError> {
+        self.qmp(dir)
+            .await?
+            .execute("stop", serde_json::Value::Null)
+            .await?;
+        Ok(())
+    }
+
+    async fn resume(&self, dir: &Path) -> Result<(), VmError> {
+        self.qmp(dir)
+            .await?
+            .execute("cont", serde_json::Value::Null)
+            .await?;
+        Ok(())
+    }
+
+    async fn snapshot_save(&self, dir: &Path, name: &str) -> Result<(), VmError> {
+        self.qmp(dir).await?.hmp(&format!("savevm {name}")).await?;
+        Ok(())
+    }
+
+    async fn snapshot_load(&self, dir: &Path, name: &str) -> Result<(), VmError> {
+        let mut q = self.qmp(dir).await?;
+        q.hmp(&format!("loadvm {name}")).await?;
+        // loadvm leaves a paused VM paused; a running one keeps running.
+        if q.status().await? == "paused" {
+            let _ = q.execute("cont", json!(null)).await;
+        }
+        Ok(())
+    }
+
+    async fn snapshot_delete(&self, dir: &Path, name: &str) -> Result<(), VmError> {
+        self.qmp(dir).await?.hmp(&format!("delvm {name}")).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::MachineDisk;
+    use crate::spec::*;
+
+    #[test]
+    fn argv_is_a_vector_with_escaped_paths() {
+        let m = Machine {
+            spec: VmSpec {
+                name: "web".into(),
+                cpus: 2,
+                memory_mib: 256,
+                disks: vec![],
+                boot: Boot::Kernel {
+                    kernel: "/k".into(),
+                    initrd: None,
+                    cmdline: "console=ttyS0 quiet".into(),
+                },
+                network: Network {
+                    mode: "user".into(),
+                    forwards: vec![parse_forward("8080:80").unwrap()],
+                },
+                autostart: false,
+                accel: Accel::Tcg,
+                labels: Default::default(),
+                environment: Environment::Dev,
+                ha: false,
+            },
+            disks: vec![MachineDisk {
+                name: "disk0".into(),
+                path: "/a,b/d.qcow2".into(),
+                owned: true,
+            }],
+            accel: None,
+            policy: None,
+        };
+        let a = argv(
+            &m,
+            &Paths::new(Path::new("/s/vms/web")),
+            "tcg",
+            Some("tcp:127.0.0.1:4444"),
+        );
+        assert!(a.contains(&"console=ttyS0 quiet".to_string()));
+        assert!(a.contains(&"driver=file,filename=/a,,b/d.qcow2,node-name=disk0-file".to_string()));
+        assert!(a
+            .iter()
+            .any(|x| x.contains("hostfwd=tcp:127.0.0.1:8080-:80")));
+        assert_eq!(
+            a[a.len() - 2..],
+            ["-incoming".to_string(), "tcp:127.0.0.1:4444".to_string()]
+        );
+    }
+}

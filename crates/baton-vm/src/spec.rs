@@ -1,0 +1,811 @@
+//! The `vms:` and `snapshot_policies:` sections, typed and validated. Pure: host facts
+//! (memory) and file existence are passed in, so every rule is tested without QEMU.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use baton_spec::{ErrorKind, Project, SpecError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One virtual machine as the file declares it, with paths made absolute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmSpec {
+    pub name: String,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub disks: Vec<DiskSpec>,
+    pub boot: Boot,
+    pub network: Network,
+    pub autostart: bool,
+    pub accel: Accel,
+    pub labels: BTreeMap<String, String>,
+    pub environment: Environment,
+    pub ha: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    /// `disk0`, `disk1`, … unless named; also the QEMU node name.
+    pub name: String,
+    pub source: DiskSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum DiskSource {
+    /// A new qcow2 made with qemu-img, optionally on a backing image, optionally at a
+    /// chosen path (default: the VM's directory).
+    New {
+        size_bytes: Option<u64>,
+        backing: Option<PathBuf>,
+        path: Option<PathBuf>,
+    },
+    /// An existing image used as it is.
+    Existing { path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Boot {
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: String,
+    },
+    Disk,
+    Iso {
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    /// `user` (QEMU's user-mode network) or `none`.
+    pub mode: String,
+    pub forwards: Vec<PortForward>,
+}
+
+/// A host → guest port forward of the user-mode network (`127.0.0.1:8080:80/tcp`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortForward {
+    pub protocol: String,
+    pub host_ip: String,
+    pub host_port: u16,
+    pub guest_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when a probe guest really runs under it, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Dev,
+    Test,
+    Prod,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Test => "test",
+            Environment::Prod => "prod",
+        }
+    }
+}
+
+/// How many snapshots a VM of one environment keeps and what they are called.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotPolicy {
+    pub max_snapshots: Option<u32>,
+    pub retention_days: Option<u32>,
+    /// `{vm}`, `{date}` (YYYYMMDD), `{time}` (HHMMSS), `{type}`, `{seq}`.
+    pub naming: String,
+}
+
+pub const DEFAULT_NAMING: &str = "{vm}_{date}-{time}_{type}";
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy {
+            max_snapshots: None,
+            retention_days: None,
+            naming: DEFAULT_NAMING.to_string(),
+        }
+    }
+}
+
+/// Both sections, typed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VmSection {
+    pub vms: Vec<VmSpec>,
+    pub policies: BTreeMap<Environment, SnapshotPolicy>,
+}
+
+impl VmSection {
+    pub fn vm(&self, name: &str) -> Option<&VmSpec> {
+        self.vms.iter().find(|v| v.name == name)
+    }
+
+    /// The policy of an environment (the default one when the file has none).
+    pub fn policy(&self, env: Environment) -> SnapshotPolicy {
+        self.policies.get(&env).cloned().unwrap_or_default()
+    }
+}
+
+/// What validation needs to know about the host.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub memory_mib: u64,
+}
+
+const VM_KEYS: &[&str] = &[
+    "name",
+    "cpus",
+    "memory",
+    "disks",
+    "boot",
+    "network",
+    "autostart",
+    "accel",
+    "labels",
+    "environment",
+    "ha",
+];
+const DISK_KEYS: &[&str] = &["name", "size", "backing", "path"];
+const BOOT_KEYS: &[&str] = &["kernel", "initrd", "cmdline", "disk", "iso"];
+const NET_KEYS: &[&str] = &["mode", "forwards"];
+const POLICY_KEYS: &[&str] = &["max_snapshots", "retention_days", "naming"];
+
+struct Reader<'a> {
+    project: &'a Project,
+    exists: &'a dyn Fn(&Path) -> bool,
+    errors: Vec<SpecError>,
+}
+
+/// Reads and validates `vms:` and `snapshot_policies:`. Every error is reported (with
+/// file, line and column when known), not just the first.
+pub fn read(
+    project: &Project,
+    host: &HostFacts,
+    exists: &dyn Fn(&Path) -> bool,
+) -> Result<VmSection, Vec<SpecError>> {
+    let mut r = Reader {
+        project,
+        exists,
+        errors: Vec::new(),
+    };
+    let mut section = VmSection::default();
+    if let Some(v) = project.baton.get("vms") {
+        let entries: Vec<(String, String, &Value)> = match v {
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| (format!("vms.{k}"), k.clone(), v))
+                .collect(),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let name = v
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    (format!("vms[{i}]"), name, v)
+                })
+                .collect(),
+            Value::Null => Vec::new(),
+            _ => {
+                r.err(
+                    "vms",
+                    "expected a map of VMs by name (or a list of VMs with `name`)",
+                );
+                Vec::new()
+            }
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for (path, key_name, v) in entries {
+            let name = v
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(&key_name)
+                .to_string();
+            if seen.contains(&name) {
+                r.err(
+                    &format!("{path}.name"),
+                    &format!("duplicate VM name {name:?}: each VM needs its own name"),
+                );
+                continue;
+            }
+            seen.push(name);
+            if let Some(vm) = r.vm(&path, &key_name, v, host) {
+                section.vms.push(vm);
+            }
+        }
+    }
+    if let Some(v) = project.baton.get("snapshot_policies") {
+        match v {
+            Value::Object(m) => {
+                for (env, p) in m {
+                    let path = format!("snapshot_policies.{env}");
+                    let Some(e) = parse_env(env) else {
+                        r.err(&path, "unknown environment: expected dev, test or prod");
+                        continue;
+                    };
+                    if let Some(p) = r.policy(&path, p) {
+                        section.policies.insert(e, p);
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => r.err(
+                "snapshot_policies",
+                "expected a map keyed by environment (dev, test, prod)",
+            ),
+        }
+    }
+    if r.errors.is_empty() {
+        Ok(section)
+    } else {
+        Err(r.errors)
+    }
+}
+
+fn parse_env(s: &str) -> Option<Environment> {
+    match s {
+        "dev" => Some(Environment::Dev),
+        "test" => Some(Environment::Test),
+        "prod" => Some(Environment::Prod),
+        _ => None,
+    }
+}
+
+/// `512`, `512M`, `512MiB`, `2G`, `1T` → bytes (a bare number is MiB when `bare_mib`).
+pub fn parse_size(s: &str, bare_mib: bool) -> Option<u64> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().ok()?;
+    let unit = t[digits..].trim().to_ascii_lowercase();
+    let mult: u64 = match unit.as_str() {
+        "" if bare_mib => 1 << 20,
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+impl Reader<'_> {
+    fn err(&mut self, path: &str, msg: &str) {
+        self.errors
+            .push(self.project.error_at(ErrorKind::Invalid, path, msg));
+    }
+
+    fn keys(&mut self, path: &str, m: &serde_json::Map<String, Value>, known: &[&str]) {
+        for k in m.keys() {
+            if !known.contains(&k.as_str()) {
+                let mut e = self.project.error_at(
+                    ErrorKind::UnknownKey,
+                    &format!("{path}.{k}"),
+                    format!("unknown key {k:?}"),
+                );
+                let best = known
+                    .iter()
+                    .map(|c| (strsim::jaro_winkler(k, c), *c))
+                    .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
+                if best.0 > 0.8 {
+                    e.hint = Some(format!("did you mean {:?}?", best.1));
+                }
+                self.errors.push(e);
+            }
+        }
+    }
+
+    fn path(&self, s: &str) -> PathBuf {
+        let p = PathBuf::from(s);
+        if p.is_absolute() {
+            p
+        } else {
+            self.project.working_dir.join(p)
+        }
+    }
+
+    fn file(&mut self, path: &str, v: &Value, what: &str) -> Option<PathBuf> {
+        let Some(s) = v.as_str() else {
+            self.err(path, &format!("expected the path of the {what}"));
+            return None;
+        };
+        let p = self.path(s);
+        if !(self.exists)(&p) {
+            self.err(path, &format!("{what} {} does not exist", p.display()));
+            return None;
+        }
+        Some(p)
+    }
+
+    fn vm(&mut self, path: &str, key_name: &str, v: &Value, host: &HostFacts) -> Option<VmSpec> {
+        let Some(m) = v.as_object() else {
+            self.err(path, "expected a map (cpus, memory, disks, boot, …)");
+            return None;
+        };
+        let before = self.errors.len();
+        self.keys(path, m, VM_KEYS);
+        let name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(key_name)
+            .to_string();
+        let name_ok = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !name.starts_with('-');
+        if !name_ok {
+            self.err(
+                &format!("{path}.name"),
+                "a VM name is 1-40 letters, digits, '-' or '_'",
+            );
+        }
+        let cpus = match m.get("cpus") {
+            None => 1,
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=64) => n as u32,
+                _ => {
+                    self.err(&format!("{path}.cpus"), "expected a number of CPUs (1-64)");
+                    1
+                }
+            },
+        };
+        let memory_mib = match m.get("memory") {
+            None => 256,
+            Some(v) => {
+                let bytes = match v {
+                    Value::Number(n) => n.as_u64().and_then(|n| n.checked_mul(1 << 20)),
+                    Value::String(s) => parse_size(s, true),
+                    _ => None,
+                };
+                match bytes {
+                    Some(b) if b >= 16 << 20 => b >> 20,
+                    _ => {
+                        self.err(
+                            &format!("{path}.memory"),
+                            "expected a memory size of at least 16M (e.g. 256M, 1G; a bare number is MiB)",
+                        );
+                        256
+                    }
+                }
+            }
+        };
+        if memory_mib > host.memory_mib {
+            self.err(
+                &format!("{path}.memory"),
+                &format!(
+                    "{memory_mib} MiB is more memory than this host has ({} MiB)",
+                    host.memory_mib
+                ),
+            );
+        }
+        let disks = self.disks(path, m.get("disks"));
+        let boot = self.boot(path, m.get("boot"));
+        let network = self.network(path, m.get("network"));
+        let autostart = self.boolean(&format!("{path}.autostart"), m.get("autostart"));
+        let ha = self.boolean(&format!("{path}.ha"), m.get("ha"));
+        let accel = match m.get("accel").map(|v| v.as_str()) {
+            None => Accel::Auto,
+            Some(Some("auto")) => Accel::Auto,
+            Some(Some("kvm")) => Accel::Kvm,
+            Some(Some("tcg")) => Accel::Tcg,
+            Some(_) => {
+                self.err(&format!("{path}.accel"), "expected auto, kvm or tcg");
+                Accel::Auto
+            }
+        };
+        let environment = match m.get("environment").map(|v| v.as_str()) {
+            None => Environment::Dev,
+            Some(Some(s)) if parse_env(s).is_some() => parse_env(s).unwrap_or(Environment::Dev),
+            Some(_) => {
+                self.err(&format!("{path}.environment"), "expected dev, test or prod");
+                Environment::Dev
+            }
+        };
+        let mut labels = BTreeMap::new();
+        match m.get("labels") {
+            None => {}
+            Some(Value::Object(l)) => {
+                for (k, v) in l {
+                    let s = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(_) | Value::Bool(_) => v.to_string(),
+                        _ => {
+                            self.err(&format!("{path}.labels.{k}"), "expected a string");
+                            continue;
+                        }
+                    };
+                    labels.insert(k.clone(), s);
+                }
+            }
+            Some(_) => self.err(&format!("{path}.labels"), "expected a map of strings"),
+        }
+        if matches!(boot, Some(Boot::Disk)) && disks.is_empty() {
+            self.err(
+                &format!("{path}.boot"),
+                "boot: disk needs at least one disk",
+            );
+        }
+        if self.errors.len() > before || !name_ok {
+            return None;
+        }
+        Some(VmSpec {
+            name,
+            cpus,
+            memory_mib,
+            disks,
+            boot: boot?,
+            network,
+            autostart,
+            accel,
+            labels,
+            environment,
+            ha,
+        })
+    }
+
+    fn boolean(&mut self, path: &str, v: Option<&Value>) -> bool {
+        match v {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                self.err(path, "expected true or false");
+                false
+            }
+        }
+    }
+
+    fn disks(&mut self, path: &str, v: Option<&Value>) -> Vec<DiskSpec> {
+        let items = match v {
+            None | Some(Value::Null) => return Vec::new(),
+            Some(Value::Array(a)) => a,
+            Some(_) => {
+                self.err(&format!("{path}.disks"), "expected a list of disks");
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<DiskSpec> = Vec::new();
+        for (i, d) in items.iter().enumerate() {
+            let p = format!("{path}.disks[{i}]");
+            let Some(m) = d.as_object() else {
+                self.err(
+                    &p,
+                    "expected a map: {size: 1G} or {path: existing.qcow2} or {backing: base.qcow2}",
+                );
+                continue;
+            };
+            self.keys(&p, m, DISK_KEYS);
+            let name = match m.get("name").and_then(Value::as_str) {
+                Some(n) => n.to_string(),
+                None => format!("disk{i}"),
+            };
+            if out.iter().any(|o| o.name == name) {
+                self.err(
+                    &format!("{p}.name"),
+                    &format!("duplicate disk name {name:?}"),
+                );
+            }
+            let size = match m.get("size") {
+                None => None,
+                Some(v) => {
+                    let b = match v {
+                        Value::String(s) => parse_size(s, true),
+                        Value::Number(n) => n.as_u64().and_then(|n| n.checked_mul(1 << 20)),
+                        _ => None,
+                    };
+                    if b.is_none() {
+                        self.err(&format!("{p}.size"), "expected a size such as 64M or 10G");
+                    }
+                    b
+                }
+            };
+            let backing = m
+                .get("backing")
+                .and_then(|b| self.file(&format!("{p}.backing"), b, "backing image"));
+            let source = match (m.get("path"), size, &backing) {
+                (Some(pv), None, None) => match self.file(&format!("{p}.path"), pv, "disk image") {
+                    Some(path) => DiskSource::Existing { path },
+                    None => continue,
+                },
+                (pv, s, b) => {
+                    if s.is_none() && b.is_none() {
+                        if m.contains_key("size") || m.contains_key("backing") {
+                            continue; // already reported
+                        }
+                        self.err(
+                            &p,
+                            "a disk needs a size, a backing image or an existing path",
+                        );
+                        continue;
+                    }
+                    let path = pv.and_then(Value::as_str).map(|s| self.path(s));
+                    DiskSource::New {
+                        size_bytes: s,
+                        backing: b.clone(),
+                        path,
+                    }
+                }
+            };
+            out.push(DiskSpec { name, source });
+        }
+        out
+    }
+
+    fn boot(&mut self, path: &str, v: Option<&Value>) -> Option<Boot> {
+        let p = format!("{path}.boot");
+        let Some(v) = v else {
+            self.err(
+                &p,
+                "missing boot: {kernel, initrd, cmdline} or {disk: true} or {iso: path}",
+            );
+            return None;
+        };
+        let Some(m) = v.as_object() else {
+            self.err(
+                &p,
+                "expected {kernel, initrd, cmdline} or {disk: true} or {iso: path}",
+            );
+            return None;
+        };
+        self.keys(&p, m, BOOT_KEYS);
+        if let Some(k) = m.get("kernel") {
+            let kernel = self.file(&format!("{p}.kernel"), k, "kernel");
+            let initrd = m
+                .get("initrd")
+                .and_then(|i| self.file(&format!("{p}.initrd"), i, "initrd"));
+            let cmdline = match m.get("cmdline") {
+                None => "console=ttyS0".to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => {
+                    self.err(&format!("{p}.cmdline"), "expected a string");
+                    String::new()
+                }
+            };
+            return Some(Boot::Kernel {
+                kernel: kernel?,
+                initrd,
+                cmdline,
+            });
+        }
+        if let Some(i) = m.get("iso") {
+            return self
+                .file(&format!("{p}.iso"), i, "ISO image")
+                .map(|path| Boot::Iso { path });
+        }
+        if m.get("disk") == Some(&Value::Bool(true)) {
+            return Some(Boot::Disk);
+        }
+        self.err(
+            &p,
+            "expected {kernel, initrd, cmdline} or {disk: true} or {iso: path}",
+        );
+        None
+    }
+
+    fn network(&mut self, path: &str, v: Option<&Value>) -> Network {
+        let mut n = Network {
+            mode: "user".to_string(),
+            forwards: Vec::new(),
+        };
+        let p = format!("{path}.network");
+        let m = match v {
+            None | Some(Value::Null) => return n,
+            Some(Value::String(s)) => {
+                if s == "user" || s == "none" {
+                    n.mode = s.clone();
+                } else {
+                    self.err(&p, "expected user or none");
+                }
+                return n;
+            }
+            Some(Value::Object(m)) => m,
+            Some(_) => {
+                self.err(&p, "expected user, none or {mode, forwards}");
+                return n;
+            }
+        };
+        self.keys(&p, m, NET_KEYS);
+        match m.get("mode").map(|v| v.as_str()) {
+            None => {}
+            Some(Some(s @ ("user" | "none"))) => n.mode = s.to_string(),
+            Some(_) => self.err(&format!("{p}.mode"), "expected user or none"),
+        }
+        if let Some(f) = m.get("forwards") {
+            let Some(items) = f.as_array() else {
+                self.err(
+                    &format!("{p}.forwards"),
+                    "expected a list like [\"8080:80\"]",
+                );
+                return n;
+            };
+            for (i, f) in items.iter().enumerate() {
+                let fp = format!("{p}.forwards[{i}]");
+                match f.as_str().and_then(parse_forward) {
+                    Some(pf) => n.forwards.push(pf),
+                    None => self.err(
+                        &fp,
+                        "expected [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp], e.g. \"8080:80\"",
+                    ),
+                }
+            }
+        }
+        if n.mode == "none" && !n.forwards.is_empty() {
+            self.err(&format!("{p}.forwards"), "port forwards need mode: user");
+        }
+        n
+    }
+
+    fn policy(&mut self, path: &str, v: &Value) -> Option<SnapshotPolicy> {
+        let Some(m) = v.as_object() else {
+            self.err(path, "expected {max_snapshots, retention_days, naming}");
+            return None;
+        };
+        self.keys(path, m, POLICY_KEYS);
+        let mut p = SnapshotPolicy::default();
+        for (key, slot) in [
+            ("max_snapshots", &mut p.max_snapshots),
+            ("retention_days", &mut p.retention_days),
+        ] {
+            if let Some(v) = m.get(key) {
+                match v.as_u64() {
+                    Some(n @ 1..=100_000) => *slot = Some(n as u32),
+                    _ => self.err(&format!("{path}.{key}"), "expected a positive number"),
+                }
+            }
+        }
+        if let Some(v) = m.get("naming") {
+            match v.as_str() {
+                Some(s) if crate::retention::check_template(s).is_ok() => p.naming = s.to_string(),
+                Some(s) => {
+                    let msg = crate::retention::check_template(s)
+                        .err()
+                        .unwrap_or_default();
+                    self.err(&format!("{path}.naming"), &msg)
+                }
+                None => self.err(&format!("{path}.naming"), "expected a template string"),
+            }
+        }
+        Some(p)
+    }
+}
+
+/// `8080:80`, `127.0.0.1:8080:80`, `5353:53/udp`.
+pub fn parse_forward(s: &str) -> Option<PortForward> {
+    let (spec, protocol) = match s.rsplit_once('/') {
+        Some((a, p @ ("tcp" | "udp"))) => (a, p),
+        Some(_) => return None,
+        None => (s, "tcp"),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, h, g) = match parts.as_slice() {
+        [h, g] => ("127.0.0.1", *h, *g),
+        [ip, h, g] if ip.parse::<std::net::IpAddr>().is_ok() => (*ip, *h, *g),
+        _ => return None,
+    };
+    let host_port: u16 = h.parse().ok().filter(|p| *p > 0)?;
+    let guest_port: u16 = g.parse().ok().filter(|p| *p > 0)?;
+    Some(PortForward {
+        protocol: protocol.to_string(),
+        host_ip: ip.to_string(),
+        host_port,
+        guest_port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(yaml_like: Value) -> Project {
+        let mut p = Project {
+            name: "t".into(),
+            working_dir: PathBuf::from("/proj"),
+            ..Default::default()
+        };
+        if let Value::Object(m) = yaml_like {
+            for (k, v) in m {
+                p.baton.insert(k, v);
+            }
+        }
+        p
+    }
+
+    fn read_with(v: Value, files: &[&str]) -> Result<VmSection, Vec<SpecError>> {
+        let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+        read(&project(v), &HostFacts { memory_mib: 4096 }, &|p: &Path| {
+            files.iter().any(|f| f == p)
+        })
+    }
+
+    fn messages(e: Vec<SpecError>) -> String {
+        e.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn a_full_vm_reads() {
+        let s = read_with(
+            serde_json::json!({
+                "vms": {"web": {
+                    "cpus": 2, "memory": "512M",
+                    "disks": [{"size": "1G"}, {"path": "data.qcow2"}],
+                    "boot": {"kernel": "k", "initrd": "/abs/i", "cmdline": "console=ttyS0"},
+                    "network": {"forwards": ["8080:80", "0.0.0.0:5353:53/udp"]},
+                    "environment": "prod", "ha": true, "labels": {"tier": "web"}
+                }},
+                "snapshot_policies": {"prod": {"max_snapshots": 5, "naming": "{vm}_{date}_{type}"}}
+            }),
+            &["/proj/k", "/abs/i", "/proj/data.qcow2"],
+        )
+        .unwrap();
+        let vm = s.vm("web").unwrap();
+        assert_eq!(vm.memory_mib, 512);
+        assert_eq!(
+            vm.disks[1].source,
+            DiskSource::Existing {
+                path: "/proj/data.qcow2".into()
+            }
+        );
+        assert_eq!(vm.network.forwards[1].protocol, "udp");
+        assert_eq!(vm.environment, Environment::Prod);
+        assert_eq!(s.policy(Environment::Prod).max_snapshots, Some(5));
+        assert_eq!(s.policy(Environment::Dev).naming, DEFAULT_NAMING);
+    }
+
+    #[test]
+    fn bad_specs_say_what_and_where() {
+        let e = messages(
+            read_with(
+                serde_json::json!({"vms": [
+                    {"name": "a", "memory": "64G", "boot": {"kernel": "missing"}},
+                    {"name": "b", "boot": {"disk": true}, "disks": [{"size": "1G"}], "cpu": 2},
+                    {"name": "b", "boot": {"disk": true}, "disks": [{"size": "1G"}]}
+                ]}),
+                &[],
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.contains("vms[0].memory: 65536 MiB is more memory than this host has (4096 MiB)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("vms[0].boot.kernel: kernel /proj/missing does not exist"),
+            "{e}"
+        );
+        assert!(e.contains("vms[1].cpu: unknown key \"cpu\""), "{e}");
+        assert!(e.contains("did you mean \"cpus\"?"), "{e}");
+        assert!(e.contains("vms[2].name: duplicate VM name \"b\""), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_forwards_parse() {
+        assert_eq!(parse_size("64M", false), Some(64 << 20));
+        assert_eq!(parse_size("2", true), Some(2 << 20));
+        assert_eq!(parse_size("1GiB", false), Some(1 << 30));
+        assert_eq!(parse_size("x", false), None);
+        assert!(parse_forward("8080:80/sctp").is_none());
+        assert!(parse_forward("0:80").is_none());
+        assert_eq!(parse_forward("8080:80").unwrap().host_ip, "127.0.0.1");
+    }
+}

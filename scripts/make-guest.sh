@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the tiny test guest: a Debian kernel (from the distribution's current
+# linux-image package) plus a busybox-static initramfs whose init prints a ready line on
+# ttyS0, then a counter every ~200 ms, runs a shell on ttyS1 and powers off on the ACPI
+# power button. Cached in $BATON_GUEST_DIR (default <repo>/.guest): reruns are instant.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${BATON_GUEST_DIR:-$PWD/.guest}"
+if [[ -s "$out/vmlinuz" && -s "$out/initramfs.gz" && "${1:-}" != "--force" ]]; then
+    echo "guest ready in $out"
+    exit 0
+fi
+mkdir -p "$out"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"
+
+pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')"
+[[ -n "$pkg" ]] || { echo "cannot find the current linux-image package" >&2; exit 1; }
+(cd "$work" && apt-get download "$pkg" >/dev/null 2>&1 || apt-get download "$pkg")
+dpkg-deb -x "$work"/linux-image-*.deb "$work/k"
+cp "$work"/k/boot/vmlinuz-* "$out/vmlinuz.tmp"
+
+bb=/bin/busybox   # from busybox-static: the initramfs has no libc
+root="$work/root"
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,lib/modules}
+cp "$bb" "$root/bin/busybox"
+for applet in $("$root/bin/busybox" --list); do
+    [[ "$applet" == busybox ]] && continue
+    ln -sf busybox "$root/bin/$applet"
+done
+for m in drivers/acpi/button.ko drivers/input/evdev.ko; do
+    cp "$work"/k/lib/modules/*/kernel/"$m" "$root/lib/modules/"
+done
+cat > "$root/etc/acpid.conf" <<'CONF'
+PWRF powerbutton
+CONF
+mkdir -p "$root/etc/acpi"
+cat > "$root/etc/acpi/powerbutton" <<'SH'
+#!/bin/sh
+echo "baton-guest: power button, powering off" > /dev/ttyS0
+sync
+poweroff -f
+SH
+chmod +x "$root/etc/acpi/powerbutton"
+cat > "$root/init" <<'SH'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t tmpfs tmp /tmp
+insmod /lib/modules/button.ko 2>/dev/null
+insmod /lib/modules/evdev.ko 2>/dev/null
+mkdir -p /var/log /var/run
+acpid -c /etc/acpi -a /etc/acpid.conf 2>/dev/null
+echo "baton-guest: ready" > /dev/ttyS0
+# A shell on the second serial port, for `baton vm console` and tests.
+(while true; do setsid sh -i </dev/ttyS1 >/dev/ttyS1 2>&1; done) &
+i=0
+while true; do
+    echo "baton-guest: tick $i mark=$(cat /tmp/mark 2>/dev/null)" > /dev/ttyS0
+    i=$((i + 1))
+    usleep 200000
+done
+SH
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initramfs.gz.tmp"
+mv "$out/vmlinuz.tmp" "$out/vmlinuz"
+mv "$out/initramfs.gz.tmp" "$out/initramfs.gz"
+echo "guest built in $out ($pkg)"
