@@ -329,3 +329,18 @@ pub fn wait_for(port: u16, want: &str, secs: u64) -> bool {
     }
     false
 }
+
+/// Polls `cond` every 50 ms for at most `limit`; how long it took, or `None`.
+pub fn within(
+    limit: std::time::Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}

@@ -42,17 +42,7 @@ impl Drop for Serve {
     }
 }
 
-/// Polls until `cond` holds, at most `limit`; returns how long it took.
-pub fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
+pub use crate::within;
 
 /// `baton --json pipeline history`: the project's runs, newest first.
 pub fn runs(s: &Scratch) -> Vec<Value> {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::baton_bin;
 
@@ -231,17 +231,7 @@ impl Drop for Agent {
     }
 }
 
-/// Polls `cond` every 50 ms for at most `limit`; how long it took, or `None`.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
+pub use crate::within as wait_until;
 
 /// The serial log of a VM directory.
 pub fn console_log(vm_dir: &Path) -> String {

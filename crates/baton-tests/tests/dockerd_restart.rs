@@ -11,18 +11,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use baton_tests::{docker_available, free_port, wait_for, Daemon, Scratch, IMAGE};
-
-fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
+use baton_tests::{docker_available, free_port, wait_for, within, Daemon, Scratch, IMAGE};
 
 fn engine_up() -> bool {
     Command::new("docker")

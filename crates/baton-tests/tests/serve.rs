@@ -3,9 +3,9 @@
 //! daemon killed with -9 and restarted restarts no healthy container.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use baton_tests::{docker_available, docker_lines, Daemon, Scratch, IMAGE};
+use baton_tests::{docker_available, docker_lines, within, Daemon, Scratch, IMAGE};
 
 fn inspect(name: &str, format: &str) -> String {
     let out = Command::new("docker")
@@ -13,18 +13,6 @@ fn inspect(name: &str, format: &str) -> String {
         .output()
         .expect("docker inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Polls until `cond` holds, at most `limit`; returns how long it took.
-fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 #[test]

@@ -205,3 +205,17 @@ pub fn set_desired(
     store.set_desired(&d, now_ms())?;
     Ok(())
 }
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}

@@ -211,17 +211,7 @@ async fn start(
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match term.as_mut() {
-                    Some(t) => { t.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
-        }
+        super::interrupted().await;
         let _ = tx.send(true);
         // Keep the sender (and the signal handlers) alive until the run ends.
         std::future::pending::<()>().await;

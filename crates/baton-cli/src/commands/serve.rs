@@ -29,19 +29,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     eprintln!("local API on {}", socket.display());
     super::pipeline::spawn_triggers(ctx, args.hooks_listen);
     let mut supervisor = Supervisor::new(&docker, &store, config, shared);
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match term.as_mut() {
-                    Some(t) => { t.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
-        }
-    };
+    let shutdown = super::interrupted();
     let pid_file = ctx.state_dir().join(PID_FILE);
     std::fs::write(&pid_file, std::process::id().to_string())?;
     supervisor.run(shutdown).await;
