@@ -878,6 +878,8 @@ impl JobTask {
             }
         };
         let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+        // If this task is dropped (the daemon exits mid-run), the group goes with it.
+        let _group = GroupGuard(pgid);
         let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader)) {
             Ok(r) => r,
             Err(e) => return Attempt::Error(format!("cannot read the job's output: {e}")),
@@ -1024,6 +1026,17 @@ pub fn simple_command(script: &str, env: &[(String, String)]) -> Option<(PathBuf
             .find(|p| executable(p))?
     };
     Some((path, words.collect()))
+}
+
+/// Kills a job's whole process group when dropped.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            let _ = killpg(g, Signal::SIGKILL);
+        }
+    }
 }
 
 async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
