@@ -3,7 +3,9 @@
 # each run `true` (20 layers of 50; each job needs 2 jobs of the layer before, picked by a
 # fixed formula), written once as a baton pipeline and once as a Makefile. Both run with
 # two jobs in flight (`make -j2`, `baton pipeline run --jobs 2`); wall time and peak RSS
-# come from /usr/bin/time -v, median of RUNS runs each. Prints a markdown table.
+# come from /usr/bin/time -v, median of RUNS runs each. Like make, baton runs a plain
+# one-line script without a shell; a third row forces bash (`run: 'true;'`) to show
+# what a shell start costs per job. Prints a markdown table.
 # Usage: bench/pipeline-vs-make.sh [RUNS]   (default 3; needs make and /usr/bin/time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +40,8 @@ trap 'rm -rf "$work"' EXIT
     done
   done
 } >"$work/baton.yaml"
+mkdir -p "$work/bash"
+sed "s/run: 'true'/run: 'true;'/" "$work/baton.yaml" >"$work/bash/baton.yaml"
 {
   all=""
   for ((l = 0; l < layers; l++)); do
@@ -68,22 +72,27 @@ measure() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-make_wall=() make_rss=() baton_wall=() baton_rss=()
+make_wall=() make_rss=() baton_wall=() baton_rss=() bash_wall=() bash_rss=()
 for ((r = 0; r < runs; r++)); do
   read -r w m < <(measure make -j2 -s -C "$work" -f "$work/Makefile" all)
   make_wall+=("$w") make_rss+=("$m")
   rm -rf "$work/state"
   read -r w m < <(cd "$work" && BATON_STATE_DIR="$work/state" measure "$baton" pipeline run big --jobs 2)
   baton_wall+=("$w") baton_rss+=("$m")
+  rm -rf "$work/bash/state"
+  read -r w m < <(cd "$work/bash" && BATON_STATE_DIR="$work/bash/state" measure "$baton" pipeline run big --jobs 2)
+  bash_wall+=("$w") bash_rss+=("$m")
 done
 # The last baton run must have passed every job.
 status=$(cd "$work" && BATON_STATE_DIR="$work/state" "$baton" --json pipeline history | awk -F'"' '/"status"/ {print $4; exit}')
-jobs=$(cd "$work" && BATON_STATE_DIR="$work/state" "$baton" --json pipeline show 1 | grep -c '"status": "success"' || true)
+jobs=$(cd "$work" && BATON_STATE_DIR="$work/state" "$baton" pipeline show 1 | grep -cE '^ *[0-9]+\. .* success$' || true)
 
 mw=$(printf '%s\n' "${make_wall[@]}" | median)
 mr=$(printf '%s\n' "${make_rss[@]}" | median)
 bw=$(printf '%s\n' "${baton_wall[@]}" | median)
 br=$(printf '%s\n' "${baton_rss[@]}" | median)
+sw=$(printf '%s\n' "${bash_wall[@]}" | median)
+sr=$(printf '%s\n' "${bash_rss[@]}" | median)
 ratio=$(awk -v b="$bw" -v m="$mw" 'BEGIN {printf "%.2f", b / m}')
 
 echo "1000-job DAG of \`true\`, 2 in flight, median of $runs runs ($(nproc) CPUs)"
@@ -92,5 +101,6 @@ echo "| tool | wall (s) | peak RSS (MiB) |"
 echo "|---|---|---|"
 printf '| GNU make -j2 | %s | %.1f |\n' "$mw" "$(awk -v k="$mr" 'BEGIN {print k / 1024}')"
 printf '| baton pipeline run --jobs 2 | %s | %.1f |\n' "$bw" "$(awk -v k="$br" 'BEGIN {print k / 1024}')"
+printf '| baton, every script through bash | %s | %.1f |\n' "$sw" "$(awk -v k="$sr" 'BEGIN {print k / 1024}')"
 echo
 echo "baton / make wall time: ${ratio}x; last baton run: $status, $jobs jobs passed"

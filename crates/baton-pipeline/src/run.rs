@@ -657,10 +657,8 @@ enum Attempt {
 impl JobTask {
     async fn run(mut self) -> JobResult {
         let started_at = now_ms();
-        let mut log = match std::fs::File::create(&self.log) {
-            Ok(f) => Some(std::io::BufWriter::new(f)),
-            Err(_) => None,
-        };
+        // Created with the first line: a quiet job costs no file (inodes are not free).
+        let mut log = None;
         let result = |status, attempts, exit_code, reason: Option<String>, artifacts| JobResult {
             index: self.index,
             status,
@@ -793,6 +791,11 @@ impl JobTask {
     fn emit(&self, log: &mut Option<std::io::BufWriter<std::fs::File>>, text: &str) {
         let text = mask(text, &self.masks);
         let t = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        if log.is_none() {
+            *log = std::fs::File::create(&self.log)
+                .ok()
+                .map(std::io::BufWriter::new);
+        }
         if let Some(w) = log.as_mut() {
             let _ = writeln!(w, "{t} {text}");
         }
@@ -875,6 +878,8 @@ impl JobTask {
             }
         };
         let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+        // If this task is dropped (the daemon exits mid-run), the group goes with it.
+        let _group = GroupGuard(pgid);
         let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader)) {
             Ok(r) => r,
             Err(e) => return Attempt::Error(format!("cannot read the job's output: {e}")),
@@ -1021,6 +1026,17 @@ pub fn simple_command(script: &str, env: &[(String, String)]) -> Option<(PathBuf
             .find(|p| executable(p))?
     };
     Some((path, words.collect()))
+}
+
+/// Kills a job's whole process group when dropped.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            let _ = killpg(g, Signal::SIGKILL);
+        }
+    }
 }
 
 async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {

@@ -463,6 +463,15 @@ fn a_webhook_with_a_bad_signature_is_refused_and_a_signed_one_runs() {
         &["--hooks-listen", &addr],
         &[("HOOK_SECRET", "gh-s3cret"), ("MARK", &mark_s)],
     );
+    let listening = within(Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(
+        listening.is_some(),
+        "the webhook listener never came up:\n{}",
+        std::fs::read_to_string(s.state.path().join("serve.log")).unwrap_or_default()
+    );
+    eprintln!("webhook listener up after {listening:?}");
     let body = br#"{"ref":"refs/heads/main","repository":{"name":"shop"}}"#;
     let bad = github_signature("wrong", body);
     assert_eq!(
