@@ -11,9 +11,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{self, Candidate};
-use crate::config::{Backend, Balance, Protocol, ProxyConfig};
-use crate::http::{self, HttpClient};
+use crate::config::{Backend, Balance, ProxyConfig};
 use crate::metrics::{Registry, RevisionMetrics};
+use crate::upstream::Pool;
 
 /// How long a backend that refused or timed out a connect is skipped (passive health).
 pub(crate) const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -24,8 +24,8 @@ pub(crate) struct BackendState {
     pub metrics: Arc<RevisionMetrics>,
     /// `ip:port` as a URI authority, computed once.
     pub authority: Authority,
-    /// Keep-alive pool to this backend (HTTP only); dropped with the state after draining.
-    pub client: Option<HttpClient>,
+    /// Idle keep-alive connections to this backend (HTTP only); closed when it is removed.
+    pub pool: Pool,
     /// Cancelled when draining times out: in-flight exchanges are cut.
     pub closed: CancellationToken,
     active: AtomicU64,
@@ -81,7 +81,6 @@ struct Table {
 }
 
 pub(crate) struct BackendSet {
-    protocol: Protocol,
     balance: Balance,
     pub drain_timeout: Duration,
     pub connect_timeout: Duration,
@@ -96,7 +95,6 @@ pub(crate) struct BackendSet {
 impl BackendSet {
     pub fn new(config: &ProxyConfig, runtime: tokio::runtime::Handle) -> BackendSet {
         BackendSet {
-            protocol: config.protocol,
             balance: config.balance,
             drain_timeout: config.drain_timeout,
             connect_timeout: config.connect_timeout,
@@ -235,15 +233,11 @@ impl BackendSet {
     fn new_state(&self, backend: Backend) -> BackendState {
         let authority = Authority::try_from(backend.addr.to_string().as_str())
             .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
-        let client = match self.protocol {
-            Protocol::Http => Some(http::client(self.connect_timeout)),
-            Protocol::Tcp => None,
-        };
         BackendState {
             metrics: self.registry.revision(&backend.revision),
             backend,
             authority,
-            client,
+            pool: Pool::new(),
             closed: CancellationToken::new(),
             active: AtomicU64::new(0),
             idle: Notify::new(),
@@ -251,8 +245,22 @@ impl BackendSet {
         }
     }
 
-    /// Keeps a removed backend until it is idle or the drain timeout cuts it.
+    /// Closes idle backend connections older than the pool's idle timeout.
+    pub fn sweep(&self) {
+        let table = self
+            .table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for s in &table.backends {
+            s.pool.sweep();
+        }
+    }
+
+    /// Keeps a removed backend until it is idle or the drain timeout cuts it. Its idle
+    /// connections close now; busy ones close as their requests end.
     fn drain(&self, state: Arc<BackendState>) {
+        state.pool.retire();
         self.draining
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -13,6 +13,8 @@ pub mod external;
 mod http;
 mod metrics;
 mod tcp;
+mod upstream;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -41,6 +43,22 @@ struct Inner {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Closes idle backend connections past their idle timeout, until the proxy stops.
+async fn sweep(set: std::sync::Weak<BackendSet>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(upstream::POOL_IDLE / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match set.upgrade() {
+            Some(set) => set.sweep(),
+            None => return,
+        }
+    }
+}
+
 impl Proxy {
     /// Binds `config.listen` and starts serving on a tokio task, with no backends yet
     /// (requests get 503 until `set_backends`).
@@ -56,7 +74,10 @@ impl Proxy {
         let set = Arc::new(BackendSet::new(&config, tokio::runtime::Handle::current()));
         let stop = CancellationToken::new();
         let task = match config.protocol {
-            Protocol::Http => tokio::spawn(http::serve(listener, set.clone(), stop.clone())),
+            Protocol::Http => {
+                tokio::spawn(sweep(Arc::downgrade(&set), stop.clone()));
+                tokio::spawn(http::serve(listener, set.clone(), stop.clone()))
+            }
             Protocol::Tcp => tokio::spawn(tcp::serve(listener, set.clone(), stop.clone())),
         };
         let inner = Inner {
