@@ -2,13 +2,12 @@
 //! `set` swaps the table; removed backends finish in-flight work, then are closed at the timeout.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::http::uri::Authority;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::balance::{self, Candidate};
 use crate::config::{Backend, Balance, ProxyConfig};
@@ -26,8 +25,8 @@ pub(crate) struct BackendState {
     pub authority: Authority,
     /// Idle keep-alive connections to this backend (HTTP only); closed when it is removed.
     pub pool: Pool,
-    /// Cancelled when draining times out: in-flight exchanges are cut.
-    pub closed: CancellationToken,
+    /// Set when draining times out: in-flight exchanges are cut.
+    pub closed: Cut,
     active: AtomicU64,
     idle: Notify,
     /// Milliseconds since the set's epoch until which selection skips this backend.
@@ -42,6 +41,38 @@ impl BackendState {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A one-way "cut now" signal, cheaper than a `CancellationToken` on the per-request path:
+/// checking it is one atomic load, waiting on it one registration.
+#[derive(Default)]
+pub(crate) struct Cut {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Cut {
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once `cancel` has been called.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
                 return;
             }
             notified.await;
@@ -238,7 +269,7 @@ impl BackendSet {
             backend,
             authority,
             pool: Pool::new(),
-            closed: CancellationToken::new(),
+            closed: Cut::default(),
             active: AtomicU64::new(0),
             idle: Notify::new(),
             down_until_ms: AtomicU64::new(0),

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use crate::backends::{BackendSet, BackendState, InFlight};
 use crate::upstream::Conn;
@@ -452,7 +452,7 @@ pub(crate) struct Upstream {
     conn: Option<Box<Conn>>,
     guard: Option<InFlight>,
     /// Created only when the body has to wait, so quick responses allocate nothing.
-    cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    cut: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Body for ProxyBody {
@@ -513,10 +513,10 @@ impl Upstream {
             }
             Poll::Ready(Some(frame)) => Poll::Ready(Some(frame.map_err(BoxError::from))),
             Poll::Pending => {
-                let closed = &guard.state.closed;
+                let state = guard.state.clone();
                 let cut = self
                     .cut
-                    .get_or_insert_with(|| Box::pin(closed.clone().cancelled_owned()));
+                    .get_or_insert_with(|| Box::pin(async move { state.closed.cancelled().await }));
                 if cut.as_mut().poll(cx).is_ready() {
                     return self.cut();
                 }
