@@ -13,6 +13,7 @@ use crate::balance::{self, Candidate};
 use crate::config::{Backend, Balance, ProxyConfig};
 use crate::metrics::{Registry, RevisionMetrics};
 use crate::upstream::Pool;
+use crate::workers;
 
 /// How long a backend that refused or timed out a connect is skipped (passive health).
 pub(crate) const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -49,17 +50,26 @@ impl BackendState {
 }
 
 /// A one-way "cut now" signal, cheaper than a `CancellationToken` on the per-request path:
-/// checking it is one atomic load, waiting on it one registration.
-#[derive(Default)]
+/// checking it is one atomic load, waiting on it one registration with the calling worker's
+/// own `Notify` (so the worker threads never contend for one lock).
 pub(crate) struct Cut {
     flag: AtomicBool,
-    notify: Notify,
+    notify: Box<[Notify]>,
 }
 
 impl Cut {
+    pub fn new() -> Cut {
+        Cut {
+            flag: AtomicBool::new(false),
+            notify: (0..workers::slots()).map(|_| Notify::new()).collect(),
+        }
+    }
+
     pub fn cancel(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
+        for n in self.notify.iter() {
+            n.notify_waiters();
+        }
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -69,7 +79,8 @@ impl Cut {
     /// Resolves once `cancel` has been called.
     pub async fn cancelled(&self) {
         loop {
-            let notified = self.notify.notified();
+            let notify = &self.notify[workers::slot().min(self.notify.len() - 1)];
+            let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.is_cancelled() {
@@ -269,7 +280,7 @@ impl BackendSet {
             backend,
             authority,
             pool: Pool::new(),
-            closed: Cut::default(),
+            closed: Cut::new(),
             active: AtomicU64::new(0),
             idle: Notify::new(),
             down_until_ms: AtomicU64::new(0),

@@ -20,11 +20,11 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::{BackendSet, BackendState, InFlight};
+use crate::lifecycle::Lifecycle;
 use crate::upstream::Conn;
 use crate::workers;
 
@@ -38,8 +38,7 @@ pub(crate) async fn serve(listener: TcpListener, set: Arc<BackendSet>, stop: Can
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    let force = CancellationToken::new();
+    let life = Arc::new(Lifecycle::default());
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -55,11 +54,11 @@ pub(crate) async fn serve(listener: TcpListener, set: Arc<BackendSet>, stop: Can
         };
         let _ = stream.set_nodelay(true);
         let client = Client {
+            id: life.open(),
             set: set.clone(),
             remote,
             builder: builder.clone(),
-            watcher: graceful.watcher(),
-            force: force.clone(),
+            life: life.clone(),
         };
         // The connection moves to a worker thread (its socket registered there), where it
         // stays with the backend connections it uses.
@@ -69,13 +68,11 @@ pub(crate) async fn serve(listener: TcpListener, set: Arc<BackendSet>, stop: Can
                     worker.spawn(async move {
                         match TcpStream::from_std(stream) {
                             Ok(stream) => client.serve(stream).await,
-                            Err(e) => tracing::debug!(%remote, error = %e, "cannot hand a client connection to a worker"),
+                            Err(e) => client.drop_with(&e),
                         }
                     });
                 }
-                Err(e) => {
-                    tracing::debug!(%remote, error = %e, "cannot hand a client connection to a worker")
-                }
+                Err(e) => client.drop_with(&e),
             },
             None => {
                 tokio::spawn(client.serve(stream));
@@ -83,47 +80,44 @@ pub(crate) async fn serve(listener: TcpListener, set: Arc<BackendSet>, stop: Can
         }
     }
     drop(listener);
-    if tokio::time::timeout(set.drain_timeout, graceful.shutdown())
+    life.stop();
+    if tokio::time::timeout(set.drain_timeout, life.closed())
         .await
         .is_err()
     {
-        force.cancel();
+        life.force();
     }
 }
 
 /// One accepted client connection and what serving it needs.
 struct Client {
+    id: u64,
     set: Arc<BackendSet>,
     remote: SocketAddr,
     builder: auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    force: CancellationToken,
+    life: Arc<Lifecycle>,
 }
 
 impl Client {
     async fn serve(self, stream: TcpStream) {
         let Client {
+            id,
             set,
             remote,
             builder,
-            watcher,
-            force,
+            life,
         } = self;
         // Formatted once per connection, not per request.
         let client_ip = HeaderValue::try_from(remote.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         let svc = service_fn(move |req| handle(set.clone(), client_ip.clone(), req));
-        let conn = watcher.watch(
-            builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned(),
-        );
-        tokio::select! {
-            result = conn => if let Err(e) = result {
-                tracing::debug!(%remote, error = %e, "client connection ended with an error");
-            },
-            () = force.cancelled() => {}
-        }
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        life.serve(id, conn, |c| c.graceful_shutdown()).await;
+    }
+
+    fn drop_with(self, e: &std::io::Error) {
+        tracing::debug!(remote = %self.remote, error = %e, "cannot hand a client connection to a worker");
+        self.life.forget(self.id);
     }
 }
 

@@ -11,6 +11,7 @@ mod config;
 mod error;
 pub mod external;
 mod http;
+mod lifecycle;
 mod metrics;
 mod tcp;
 mod upstream;
