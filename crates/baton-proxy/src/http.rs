@@ -194,7 +194,8 @@ async fn handle(
             let conn = if fresh { None } else { checkout(&state).await };
             let mut conn = match conn {
                 Some(conn) => conn,
-                None => match Conn::open(state.backend.addr, set.connect_timeout).await {
+                // Boxed: a cold path that would otherwise enlarge every request's future.
+                None => match Box::pin(Conn::open(state.backend.addr, set.connect_timeout)).await {
                     Ok(conn) => conn,
                     Err(e) => break Outcome::ConnectFailed(req, e),
                 },
