@@ -190,6 +190,8 @@ async fn handle(
         // A pooled connection the backend closed while idle fails without sending anything;
         // such a request goes again on a fresh connection to the same backend, like a connect.
         let mut fresh = false;
+        // Latency to response headers, connecting included.
+        let started = Instant::now();
         let outcome = loop {
             let conn = if fresh { None } else { checkout(&state).await };
             let mut conn = match conn {
@@ -200,7 +202,6 @@ async fn handle(
                     Err(e) => break Outcome::ConnectFailed(req, e),
                 },
             };
-            let started = Instant::now();
             let exchange = conn.sender().try_send_request(req);
             tokio::pin!(exchange);
             let result = tokio::select! {
