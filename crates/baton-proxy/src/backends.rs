@@ -149,16 +149,21 @@ impl BackendSet {
         }
     }
 
-    /// A fresh number per request; drives the weighted split.
-    pub fn ticket(&self) -> u64 {
-        self.ticket.fetch_add(1, Ordering::Relaxed)
+    /// A fresh number per request; drives the weighted split. Drawn on the first `choose`
+    /// that needs one (only with a split), kept for the request's retries.
+    fn ticket(&self, ticket: &mut Option<u64>) -> u64 {
+        *ticket.get_or_insert_with(|| self.ticket.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Picks a backend not in `tried` and marks it in flight, or `None` when none is left.
     ///
     /// The guard is taken under the table's read lock, so once `set` has returned no
     /// removed backend can be handed out, and `drained` sees every request chosen before.
-    pub fn choose(&self, ticket: u64, tried: &[Arc<BackendState>]) -> Option<InFlight> {
+    pub fn choose(
+        &self,
+        ticket: &mut Option<u64>,
+        tried: &[Arc<BackendState>],
+    ) -> Option<InFlight> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         let now = self.now_ms();
         let cands: Vec<Candidate<'_>> = table
@@ -171,6 +176,10 @@ impl BackendSet {
                 excluded: tried.iter().any(|t| Arc::ptr_eq(t, b)),
             })
             .collect();
+        let ticket = match table.split {
+            Some(_) => self.ticket(ticket),
+            None => 0,
+        };
         let pool = balance::pool(&cands, table.split.as_deref(), ticket);
         let revision = cands[*pool.first()?].revision;
         let rr = table

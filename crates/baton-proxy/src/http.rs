@@ -160,11 +160,11 @@ async fn handle(
     // was not read; hyper consumes what it sends, so keep a copy of the head for that.
     let spare = idempotent.then(|| copy_head(&out));
     let mut pending = Some(out);
-    let ticket = set.ticket();
+    let mut ticket = None;
     let mut tried: Vec<Arc<BackendState>> = Vec::new();
     loop {
         let chosen = if tried.len() <= MAX_RETRIES {
-            set.choose(ticket, &tried)
+            set.choose(&mut ticket, &tried)
         } else {
             None
         };
