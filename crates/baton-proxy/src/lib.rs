@@ -62,7 +62,10 @@ async fn sweep(set: std::sync::Weak<BackendSet>, stop: CancellationToken) {
 
 impl Proxy {
     /// Binds `config.listen` and starts serving on a tokio task, with no backends yet
-    /// (requests get 503 until `set_backends`).
+    /// (requests get 503 until `set_backends`). In HTTP mode the accept loop runs on the
+    /// caller's runtime and each client connection is served on one of the process-wide
+    /// proxy worker threads (`baton-proxy-N`, one single-threaded runtime per CPU, started
+    /// on first use); TCP mode serves on the caller's runtime.
     pub async fn bind(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         let listener =
             TcpListener::bind(config.listen)
