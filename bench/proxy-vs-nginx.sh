@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # baton-proxy against nginx in the same run: N=3 keep-alive hyper backends on loopback
 # (crates/baton-proxy/examples/backend.rs), each proxy in front of the same three, then
-# `wrk -t2 -c50 -d10s --latency` against each (after a 2 s warm-up). Prints a markdown table.
-# Fairness: both proxies use one worker per CPU (nginx `worker_processes auto`, baton's tokio
-# multi-thread runtime defaults to one worker per CPU), keep-alive to the upstreams (nginx
-# `keepalive 64`, baton's pool), access logging off, round-robin. wrk and the backends share
-# the same machine, so absolute numbers are only comparable within one run.
-# Usage: bench/proxy-vs-nginx.sh [DURATION]   (default 10s; installs nginx and wrk via apt)
+# `wrk -t2 -c50 -d10s --latency` against each (after a 2 s warm-up), ROUNDS times with the
+# order alternating (baton first, then nginx first, ...), so load from other processes on
+# the machine hits both alike. Prints one row per round and the median of the per-round
+# ratios.
+# Fairness: both proxies use one worker per CPU (nginx `worker_processes auto`, baton's
+# per-CPU worker threads), keep-alive to the upstreams (nginx `keepalive 64`, baton's
+# pool), access logging off, round-robin, X-Forwarded-For set by both. wrk and the
+# backends share the same machine, so absolute numbers are only comparable within one run.
+# Usage: bench/proxy-vs-nginx.sh [DURATION] [ROUNDS]   (default 10s, 3 rounds; installs
+# nginx and wrk via apt if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10s}
+rounds=${2:-3}
 base=${BENCH_PORT_BASE:-18080}
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
@@ -92,19 +97,28 @@ run() { # name port
   errors[$1]=$(awk '/Non-2xx|Socket errors/ { $1 = $1; print }' <<<"$out" | paste -sd ';' -)
 }
 
-run direct $((base + 1))
-run baton "$proxy_port"
-run nginx "$nginx_port"
-
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 echo
-echo "wrk -t2 -c50 -d$duration --latency, 3 backends, $(nproc) CPUs, $(nginx -v 2>&1 | sed 's/.*: //')"
+echo "wrk -t2 -c50 -d$duration --latency, 3 backends, $(nproc) CPUs, $(nginx -v 2>&1 | sed 's/.*: //'), $rounds rounds"
+echo "load before: $(uptime | sed 's/.*load average/load average/')"
 echo
-echo "| target | requests/s | p50 (ms) | p99 (ms) | errors |"
-echo "| --- | ---: | ---: | ---: | --- |"
-for t in baton nginx direct; do
-  echo "| $t | ${rps[$t]} | ${p50[$t]} | ${p99[$t]} | ${errors[$t]:-none} |"
+echo "| round | baton req/s | nginx req/s | baton p50 / p99 (ms) | nginx p50 / p99 (ms) | throughput ratio | p99 ratio | errors |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+tput_ratios=""
+p99_ratios=""
+for r in $(seq "$rounds"); do
+  if ((r % 2)); then run baton "$proxy_port"; run nginx "$nginx_port"; else run nginx "$nginx_port"; run baton "$proxy_port"; fi
+  t=$(ratio "${rps[baton]}" "${rps[nginx]}")
+  q=$(ratio "${p99[baton]}" "${p99[nginx]}")
+  tput_ratios+=" $t"
+  p99_ratios+=" $q"
+  echo "| $r | ${rps[baton]} | ${rps[nginx]} | ${p50[baton]} / ${p99[baton]} | ${p50[nginx]} / ${p99[nginx]} | $t | $q | baton: ${errors[baton]:-none}; nginx: ${errors[nginx]:-none} |"
 done
-echo "| **baton / nginx** | $(ratio "${rps[baton]}" "${rps[nginx]}") | $(ratio "${p50[baton]}" "${p50[nginx]}") | $(ratio "${p99[baton]}" "${p99[nginx]}") | |"
+run direct $((base + 1))
 echo
-echo "(direct = wrk against one backend with no proxy; targets: throughput ratio >= 0.9, p99 ratio <= 1.2)"
+echo "median baton/nginx: throughput $(median <<<"$tput_ratios") (rounds:$tput_ratios), p99 $(median <<<"$p99_ratios") (rounds:$p99_ratios)"
+echo "direct (wrk against one backend, no proxy): ${rps[direct]} req/s, p50 ${p50[direct]} ms, p99 ${p99[direct]} ms"
+echo "load after: $(uptime | sed 's/.*load average/load average/')"
+echo "(targets: throughput ratio >= 0.9, p99 ratio <= 1.2)"

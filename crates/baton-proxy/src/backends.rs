@@ -2,18 +2,18 @@
 //! `set` swaps the table; removed backends finish in-flight work, then are closed at the timeout.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::http::uri::Authority;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::balance::{self, Candidate};
-use crate::config::{Backend, Balance, Protocol, ProxyConfig};
-use crate::http::{self, HttpClient};
+use crate::config::{Backend, Balance, ProxyConfig};
 use crate::metrics::{Registry, RevisionMetrics};
+use crate::upstream::Pool;
+use crate::workers;
 
 /// How long a backend that refused or timed out a connect is skipped (passive health).
 pub(crate) const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -24,10 +24,10 @@ pub(crate) struct BackendState {
     pub metrics: Arc<RevisionMetrics>,
     /// `ip:port` as a URI authority, computed once.
     pub authority: Authority,
-    /// Keep-alive pool to this backend (HTTP only); dropped with the state after draining.
-    pub client: Option<HttpClient>,
-    /// Cancelled when draining times out: in-flight exchanges are cut.
-    pub closed: CancellationToken,
+    /// Idle keep-alive connections to this backend (HTTP only); closed when it is removed.
+    pub pool: Pool,
+    /// Set when draining times out: in-flight exchanges are cut.
+    pub closed: Cut,
     active: AtomicU64,
     idle: Notify,
     /// Milliseconds since the set's epoch until which selection skips this backend.
@@ -42,6 +42,48 @@ impl BackendState {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A one-way "cut now" signal, cheaper than a `CancellationToken` on the per-request path:
+/// checking it is one atomic load, waiting on it one registration with the calling worker's
+/// own `Notify` (so the worker threads never contend for one lock).
+pub(crate) struct Cut {
+    flag: AtomicBool,
+    notify: Box<[Notify]>,
+}
+
+impl Cut {
+    pub fn new() -> Cut {
+        Cut {
+            flag: AtomicBool::new(false),
+            notify: (0..workers::slots()).map(|_| Notify::new()).collect(),
+        }
+    }
+
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        for n in self.notify.iter() {
+            n.notify_waiters();
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once `cancel` has been called.
+    pub async fn cancelled(&self) {
+        loop {
+            let notify = &self.notify[workers::slot().min(self.notify.len() - 1)];
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
                 return;
             }
             notified.await;
@@ -81,7 +123,6 @@ struct Table {
 }
 
 pub(crate) struct BackendSet {
-    protocol: Protocol,
     balance: Balance,
     pub drain_timeout: Duration,
     pub connect_timeout: Duration,
@@ -96,7 +137,6 @@ pub(crate) struct BackendSet {
 impl BackendSet {
     pub fn new(config: &ProxyConfig, runtime: tokio::runtime::Handle) -> BackendSet {
         BackendSet {
-            protocol: config.protocol,
             balance: config.balance,
             drain_timeout: config.drain_timeout,
             connect_timeout: config.connect_timeout,
@@ -109,16 +149,21 @@ impl BackendSet {
         }
     }
 
-    /// A fresh number per request; drives the weighted split.
-    pub fn ticket(&self) -> u64 {
-        self.ticket.fetch_add(1, Ordering::Relaxed)
+    /// A fresh number per request; drives the weighted split. Drawn on the first `choose`
+    /// that needs one (only with a split), kept for the request's retries.
+    fn ticket(&self, ticket: &mut Option<u64>) -> u64 {
+        *ticket.get_or_insert_with(|| self.ticket.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Picks a backend not in `tried` and marks it in flight, or `None` when none is left.
     ///
     /// The guard is taken under the table's read lock, so once `set` has returned no
     /// removed backend can be handed out, and `drained` sees every request chosen before.
-    pub fn choose(&self, ticket: u64, tried: &[Arc<BackendState>]) -> Option<InFlight> {
+    pub fn choose(
+        &self,
+        ticket: &mut Option<u64>,
+        tried: &[Arc<BackendState>],
+    ) -> Option<InFlight> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         let now = self.now_ms();
         let cands: Vec<Candidate<'_>> = table
@@ -131,6 +176,10 @@ impl BackendSet {
                 excluded: tried.iter().any(|t| Arc::ptr_eq(t, b)),
             })
             .collect();
+        let ticket = match table.split {
+            Some(_) => self.ticket(ticket),
+            None => 0,
+        };
         let pool = balance::pool(&cands, table.split.as_deref(), ticket);
         let revision = cands[*pool.first()?].revision;
         let rr = table
@@ -235,24 +284,34 @@ impl BackendSet {
     fn new_state(&self, backend: Backend) -> BackendState {
         let authority = Authority::try_from(backend.addr.to_string().as_str())
             .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
-        let client = match self.protocol {
-            Protocol::Http => Some(http::client(self.connect_timeout)),
-            Protocol::Tcp => None,
-        };
         BackendState {
             metrics: self.registry.revision(&backend.revision),
             backend,
             authority,
-            client,
-            closed: CancellationToken::new(),
+            pool: Pool::new(),
+            closed: Cut::new(),
             active: AtomicU64::new(0),
             idle: Notify::new(),
             down_until_ms: AtomicU64::new(0),
         }
     }
 
-    /// Keeps a removed backend until it is idle or the drain timeout cuts it.
+    /// Closes idle backend connections older than the pool's idle timeout.
+    pub fn sweep(&self) {
+        let table = self
+            .table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for s in &table.backends {
+            s.pool.sweep();
+        }
+    }
+
+    /// Keeps a removed backend until it is idle or the drain timeout cuts it. Its idle
+    /// connections close now; busy ones close as their requests end.
     fn drain(&self, state: Arc<BackendState>) {
+        state.pool.retire();
         self.draining
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

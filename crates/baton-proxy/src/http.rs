@@ -1,8 +1,10 @@
 //! HTTP mode: serve HTTP/1.1 and h2c from clients, forward each request over a keep-alive
-//! pool to a chosen backend, retrying requests that never reached one; bodies stream both ways.
+//! connection to a chosen backend, retrying requests that never reached one; bodies stream
+//! both ways. The backend connection is driven by the client request's own task (see
+//! `upstream`), so a request costs no task switch or channel hop inside the proxy.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,47 +15,30 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use crate::backends::{BackendSet, BackendState, InFlight};
+use crate::lifecycle::Lifecycle;
+use crate::upstream::Conn;
+use crate::workers;
 
-pub(crate) type HttpClient = Client<HttpConnector, SlotBody>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Attempts after the first for a request that never reached a backend.
 const MAX_RETRIES: usize = 2;
-
-/// Idle pooled connections are closed after this; kept below common backend keep-alive
-/// timeouts (Node's is 5 s) so the proxy rarely sends on a connection the backend is closing.
-const POOL_IDLE: Duration = Duration::from_secs(4);
-
-/// A keep-alive HTTP/1.1 client for one backend.
-pub(crate) fn client(connect_timeout: Duration) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .build(connector)
-}
 
 /// Accepts clients until `stop`, then lets open connections finish up to the drain timeout.
 pub(crate) async fn serve(listener: TcpListener, set: Arc<BackendSet>, stop: CancellationToken) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    let force = CancellationToken::new();
+    let life = Arc::new(Lifecycle::default());
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -68,36 +53,78 @@ pub(crate) async fn serve(listener: TcpListener, set: Arc<BackendSet>, stop: Can
             () = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let set = set.clone();
-        let svc = service_fn(move |req| handle(set.clone(), remote, req));
-        let conn = graceful.watch(
-            builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned(),
-        );
-        let force = force.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                result = conn => if let Err(e) = result {
-                    tracing::debug!(%remote, error = %e, "client connection ended with an error");
-                },
-                () = force.cancelled() => {}
+        let client = Client {
+            id: life.open(),
+            set: set.clone(),
+            remote,
+            builder: builder.clone(),
+            life: life.clone(),
+        };
+        // The connection moves to a worker thread (its socket registered there), where it
+        // stays with the backend connections it uses.
+        match workers::next() {
+            Some(worker) => match stream.into_std() {
+                Ok(stream) => {
+                    worker.spawn(async move {
+                        match TcpStream::from_std(stream) {
+                            Ok(stream) => client.serve(stream).await,
+                            Err(e) => client.drop_with(&e),
+                        }
+                    });
+                }
+                Err(e) => client.drop_with(&e),
+            },
+            None => {
+                tokio::spawn(client.serve(stream));
             }
-        });
+        }
     }
     drop(listener);
-    if tokio::time::timeout(set.drain_timeout, graceful.shutdown())
+    life.stop();
+    if tokio::time::timeout(set.drain_timeout, life.closed())
         .await
         .is_err()
     {
-        force.cancel();
+        life.force();
+    }
+}
+
+/// One accepted client connection and what serving it needs.
+struct Client {
+    id: u64,
+    set: Arc<BackendSet>,
+    remote: SocketAddr,
+    builder: auto::Builder<TokioExecutor>,
+    life: Arc<Lifecycle>,
+}
+
+impl Client {
+    async fn serve(self, stream: TcpStream) {
+        let Client {
+            id,
+            set,
+            remote,
+            builder,
+            life,
+        } = self;
+        // Formatted once per connection, not per request.
+        let client_ip = HeaderValue::try_from(remote.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let svc = service_fn(move |req| handle(set.clone(), client_ip.clone(), req));
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        life.serve(id, conn, |c| c.graceful_shutdown()).await;
+    }
+
+    fn drop_with(self, e: &std::io::Error) {
+        tracing::debug!(remote = %self.remote, error = %e, "cannot hand a client connection to a worker");
+        self.life.forget(self.id);
     }
 }
 
 /// Forwards one client request; never fails (problems become 502/503 answers).
 async fn handle(
     set: Arc<BackendSet>,
-    remote: SocketAddr,
+    client_ip: HeaderValue,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (mut parts, body) = req.into_parts();
@@ -112,7 +139,8 @@ async fn handle(
             parts.headers.insert(header::HOST, value);
         }
     }
-    forwarded_for(&mut parts.headers, remote);
+    forwarded_for(&mut parts.headers, client_ip);
+    // Origin-form: the connection already goes to the backend.
     let path = parts
         .uri
         .path_and_query()
@@ -122,18 +150,25 @@ async fn handle(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
-    let hint = body.size_hint();
-    let end = body.is_end_stream();
-    let slot = Arc::new(Mutex::new(Some(body)));
-    let ticket = set.ticket();
+    let body = SlotBody::new(body);
+    let mut out = Request::new(body.sibling());
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = Uri::from(path);
+    *out.version_mut() = Version::HTTP_11;
+    *out.headers_mut() = parts.headers;
+    // An idempotent request can be sent again even after it was written, as long as its body
+    // was not read; hyper consumes what it sends, so keep a copy of the head for that.
+    let spare = idempotent.then(|| copy_head(&out));
+    let mut pending = Some(out);
+    let mut ticket = None;
     let mut tried: Vec<Arc<BackendState>> = Vec::new();
     loop {
         let chosen = if tried.len() <= MAX_RETRIES {
-            set.choose(ticket, &tried)
+            set.choose(&mut ticket, &tried)
         } else {
             None
         };
-        let Some(guard) = chosen else {
+        let (Some(guard), Some(mut req)) = (chosen, pending.take()) else {
             return Ok(match tried.last() {
                 None => {
                     set.registry.no_backend();
@@ -147,35 +182,51 @@ async fn handle(
             });
         };
         let state = guard.state.clone();
-        let (Some(client), Ok(uri)) = (
-            state.client.as_ref(),
-            Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(state.authority.clone())
-                .path_and_query(path.clone())
-                .build(),
-        ) else {
-            state.metrics.request();
-            state.metrics.failure();
-            return Ok(local(StatusCode::BAD_GATEWAY, "backend address unusable\n"));
-        };
-        let mut out = Request::new(SlotBody {
-            slot: slot.clone(),
-            inner: None,
-            hint,
-            end,
-        });
-        *out.method_mut() = parts.method.clone();
-        *out.uri_mut() = uri;
-        *out.version_mut() = Version::HTTP_11;
-        *out.headers_mut() = parts.headers.clone();
+        if !req.headers().contains_key(header::HOST) {
+            if let Ok(host) = HeaderValue::from_str(state.authority.as_str()) {
+                req.headers_mut().insert(header::HOST, host);
+            }
+        }
+        // A pooled connection the backend closed while idle fails without sending anything;
+        // such a request goes again on a fresh connection to the same backend, like a connect.
+        let mut fresh = false;
+        // Latency to response headers, connecting included.
         let started = Instant::now();
-        let result = tokio::select! {
-            result = client.request(out) => Some(result),
-            () = state.closed.cancelled() => None,
+        let outcome = loop {
+            let conn = if fresh { None } else { checkout(&state).await };
+            let mut conn = match conn {
+                Some(conn) => conn,
+                // Boxed: a cold path that would otherwise enlarge every request's future.
+                None => match Box::pin(Conn::open(state.backend.addr, set.connect_timeout)).await {
+                    Ok(conn) => conn,
+                    Err(e) => break Outcome::ConnectFailed(req, e),
+                },
+            };
+            let exchange = conn.sender().try_send_request(req);
+            tokio::pin!(exchange);
+            let result = tokio::select! {
+                biased;
+                () = state.closed.cancelled() => None,
+                result = poll_fn(|cx| {
+                    conn.drive(cx);
+                    exchange.as_mut().poll(cx)
+                }) => Some(result),
+            };
+            match result {
+                Some(Ok(response)) => break Outcome::Response(response, conn, started),
+                Some(Err(mut e)) => match e.take_message() {
+                    Some(back) if !fresh => {
+                        tracing::debug!(backend = %state.backend.id, error = %e.error(), "pooled connection was closed, reconnecting");
+                        req = back;
+                        fresh = true;
+                    }
+                    back => break Outcome::Failed(back, e.into_error()),
+                },
+                None => break Outcome::Cut,
+            }
         };
-        match result {
-            Some(Ok(response)) => {
+        match outcome {
+            Outcome::Response(response, conn, started) => {
                 state.metrics.request();
                 state
                     .metrics
@@ -184,30 +235,43 @@ async fn handle(
                 strip_hop_by_hop(&mut head.headers);
                 let body = ProxyBody::Upstream(Upstream {
                     inner: body,
+                    conn: Some(conn),
                     guard: Some(guard),
                     cut: None,
                 });
                 return Ok(Response::from_parts(head, body));
             }
-            Some(Err(e)) => {
-                let unsent = slot
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .is_some();
-                if e.is_connect() {
-                    set.mark_down(&state);
-                }
-                if unsent && (e.is_connect() || idempotent) {
-                    tracing::debug!(backend = %state.backend.id, error = %e, "retrying on another backend");
-                    tried.push(state);
-                    continue;
-                }
-                tracing::debug!(backend = %state.backend.id, error = %e, "backend exchange failed");
-                state.metrics.request();
-                state.metrics.failure();
-                return Ok(local(StatusCode::BAD_GATEWAY, "backend failed\n"));
+            Outcome::ConnectFailed(req, e) => {
+                set.mark_down(&state);
+                tracing::debug!(backend = %state.backend.id, error = %e, "connect failed, retrying on another backend");
+                pending = Some(req);
+                tried.push(state);
             }
-            None => {
+            Outcome::Failed(back, e) => {
+                // Nothing written: safe to send again whatever the method. Written but
+                // unanswered: again only if idempotent and no body was read.
+                let again = match (back, &spare) {
+                    (Some(req), _) => Some(req),
+                    (None, Some(head)) if body.untouched() => {
+                        Some(copy_head(head).map(|()| body.sibling()))
+                    }
+                    (None, _) => None,
+                };
+                match again {
+                    Some(req) if body.untouched() => {
+                        tracing::debug!(backend = %state.backend.id, error = %e, "retrying on another backend");
+                        pending = Some(req);
+                        tried.push(state);
+                    }
+                    _ => {
+                        tracing::debug!(backend = %state.backend.id, error = %e, "backend exchange failed");
+                        state.metrics.request();
+                        state.metrics.failure();
+                        return Ok(local(StatusCode::BAD_GATEWAY, "backend failed\n"));
+                    }
+                }
+            }
+            Outcome::Cut => {
                 state.metrics.request();
                 state.metrics.failure();
                 return Ok(local(
@@ -217,6 +281,37 @@ async fn handle(
             }
         }
     }
+}
+
+/// How one attempt on a chosen backend ended.
+enum Outcome {
+    Response(Response<Incoming>, Box<Conn>, Instant),
+    /// No connection could be opened; the request is intact.
+    ConnectFailed(Request<SlotBody>, std::io::Error),
+    /// The exchange failed; the request comes back when it was never written.
+    Failed(Option<Request<SlotBody>>, hyper::Error),
+    /// The backend's drain timed out.
+    Cut,
+}
+
+/// The method, target and headers of `req`, without its body.
+fn copy_head<B>(req: &Request<B>) -> Request<()> {
+    let mut copy = Request::new(());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+/// An idle connection to `state` ready for a request, if the pool has one.
+async fn checkout(state: &BackendState) -> Option<Box<Conn>> {
+    while let Some(mut conn) = state.pool.take() {
+        if poll_fn(|cx| Poll::Ready(conn.ready(cx))).await {
+            return Some(conn);
+        }
+    }
+    None
 }
 
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
@@ -232,6 +327,19 @@ fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 
 /// Removes headers that describe one connection, not the message (RFC 9110 §7.6.1).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names instead of seven lookups.
+    let hop = |n: &HeaderName| {
+        n == header::CONNECTION
+            || n == header::TE
+            || n == header::TRAILER
+            || n == header::TRANSFER_ENCODING
+            || n == header::UPGRADE
+            || n.as_str() == "keep-alive"
+            || n.as_str() == "proxy-connection"
+    };
+    if !headers.keys().any(hop) {
+        return;
+    }
     if let Some(connection) = headers.remove(header::CONNECTION) {
         if let Ok(list) = connection.to_str() {
             for name in list
@@ -254,16 +362,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-fn forwarded_for(headers: &mut HeaderMap, remote: SocketAddr) {
+fn forwarded_for(headers: &mut HeaderMap, client_ip: HeaderValue) {
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    let ip = remote.ip().to_string();
     let value = match headers.get(&XFF).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {ip}"),
-        None => ip,
+        Some(previous) => {
+            let ip = client_ip.to_str().unwrap_or("unknown");
+            match HeaderValue::try_from(format!("{previous}, {ip}")) {
+                Ok(value) => value,
+                Err(_) => return,
+            }
+        }
+        None => client_ip,
     };
-    if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(XFF, value);
-    }
+    headers.insert(XFF, value);
 }
 
 /// The client's request body, handed to the first attempt that actually reads it.
@@ -271,10 +382,40 @@ fn forwarded_for(headers: &mut HeaderMap, remote: SocketAddr) {
 /// Until then it stays in the shared slot, so a request whose connect failed (or that was
 /// never written) can be sent again to another backend with its body intact.
 pub(crate) struct SlotBody {
-    slot: Arc<Mutex<Option<Incoming>>>,
+    /// `None` for an empty body: nothing to hand over, nothing allocated.
+    slot: Option<Arc<Mutex<Option<Incoming>>>>,
     inner: Option<Incoming>,
     hint: SizeHint,
     end: bool,
+}
+
+impl SlotBody {
+    fn new(body: Incoming) -> SlotBody {
+        let end = body.is_end_stream();
+        SlotBody {
+            hint: body.size_hint(),
+            slot: (!end).then(|| Arc::new(Mutex::new(Some(body)))),
+            inner: None,
+            end,
+        }
+    }
+
+    /// Another handle on the same body, for sending the request again.
+    fn sibling(&self) -> SlotBody {
+        SlotBody {
+            slot: self.slot.clone(),
+            inner: None,
+            hint: self.hint,
+            end: self.end,
+        }
+    }
+
+    /// True while no attempt has started reading the body.
+    fn untouched(&self) -> bool {
+        self.slot.as_ref().map_or(true, |s| {
+            s.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+        })
+    }
 }
 
 impl Body for SlotBody {
@@ -287,11 +428,9 @@ impl Body for SlotBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         if this.inner.is_none() {
-            this.inner = this
-                .slot
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
+            if let Some(slot) = &this.slot {
+                this.inner = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            }
         }
         match this.inner.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),
@@ -315,12 +454,14 @@ pub(crate) enum ProxyBody {
 }
 
 /// A backend's response body; keeps the request in flight on its backend until it ends,
-/// and is cut when that backend's drain times out.
+/// drives the backend connection, hands it back to the pool at the end, and is cut when
+/// that backend's drain times out.
 pub(crate) struct Upstream {
     inner: Incoming,
+    conn: Option<Box<Conn>>,
     guard: Option<InFlight>,
     /// Created only when the body has to wait, so quick responses allocate nothing.
-    cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    cut: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Body for ProxyBody {
@@ -360,27 +501,92 @@ impl Upstream {
             return Poll::Ready(None);
         };
         if guard.state.closed.is_cancelled() {
-            self.guard = None;
-            return Poll::Ready(Some(Err("backend drain timed out".into())));
+            return self.cut();
         }
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_pending() {
+            // The body is fed by the connection, which only this task drives.
+            if let Some(conn) = &mut self.conn {
+                conn.drive(cx);
+            }
+            polled = Pin::new(&mut self.inner).poll_frame(cx);
+        }
+        match polled {
             Poll::Ready(None) => {
-                // Done: stop counting it in flight now, not when hyper drops the body.
-                self.guard = None;
+                // Done: the connection goes back to the pool and the request stops counting
+                // as in flight now, not when hyper drops the body.
+                if let (Some(conn), Some(guard)) = (self.conn.take(), self.guard.take()) {
+                    guard.state.pool.put(conn, Some(cx));
+                }
                 Poll::Ready(None)
             }
             Poll::Ready(Some(frame)) => Poll::Ready(Some(frame.map_err(BoxError::from))),
             Poll::Pending => {
-                let closed = &guard.state.closed;
+                let state = guard.state.clone();
                 let cut = self
                     .cut
-                    .get_or_insert_with(|| Box::pin(closed.clone().cancelled_owned()));
+                    .get_or_insert_with(|| Box::pin(async move { state.closed.cancelled().await }));
                 if cut.as_mut().poll(cx).is_ready() {
-                    self.guard = None;
-                    return Poll::Ready(Some(Err("backend drain timed out".into())));
+                    return self.cut();
                 }
                 Poll::Pending
             }
         }
+    }
+
+    fn cut(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.conn = None;
+        self.guard = None;
+        Poll::Ready(Some(Err("backend drain timed out".into())))
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // A body hyper never polled (HEAD, 204, 304) still leaves a reusable connection.
+        if let (Some(conn), Some(guard)) = (self.conn.take(), &self.guard) {
+            if self.inner.is_end_stream() {
+                guard.state.pool.put(conn, None);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("example"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x-secret, close"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["host", "x-kept"]);
+        let mut plain = HeaderMap::new();
+        plain.insert(header::HOST, HeaderValue::from_static("example"));
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn forwarded_for_appends_to_a_previous_chain() {
+        let mut h = HeaderMap::new();
+        forwarded_for(&mut h, HeaderValue::from_static("10.0.0.1"));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        forwarded_for(&mut h, HeaderValue::from_static("10.0.0.2"));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2");
     }
 }

@@ -11,8 +11,11 @@ mod config;
 mod error;
 pub mod external;
 mod http;
+mod lifecycle;
 mod metrics;
 mod tcp;
+mod upstream;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -41,9 +44,28 @@ struct Inner {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Closes idle backend connections past their idle timeout, until the proxy stops.
+async fn sweep(set: std::sync::Weak<BackendSet>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(upstream::POOL_IDLE / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match set.upgrade() {
+            Some(set) => set.sweep(),
+            None => return,
+        }
+    }
+}
+
 impl Proxy {
     /// Binds `config.listen` and starts serving on a tokio task, with no backends yet
-    /// (requests get 503 until `set_backends`).
+    /// (requests get 503 until `set_backends`). In HTTP mode the accept loop runs on the
+    /// caller's runtime and each client connection is served on one of the process-wide
+    /// proxy worker threads (`baton-proxy-N`, one single-threaded runtime per CPU, started
+    /// on first use); TCP mode serves on the caller's runtime.
     pub async fn bind(config: ProxyConfig) -> Result<Proxy, ProxyError> {
         let listener =
             TcpListener::bind(config.listen)
@@ -56,7 +78,10 @@ impl Proxy {
         let set = Arc::new(BackendSet::new(&config, tokio::runtime::Handle::current()));
         let stop = CancellationToken::new();
         let task = match config.protocol {
-            Protocol::Http => tokio::spawn(http::serve(listener, set.clone(), stop.clone())),
+            Protocol::Http => {
+                tokio::spawn(sweep(Arc::downgrade(&set), stop.clone()));
+                tokio::spawn(http::serve(listener, set.clone(), stop.clone()))
+            }
             Protocol::Tcp => tokio::spawn(tcp::serve(listener, set.clone(), stop.clone())),
         };
         let inner = Inner {

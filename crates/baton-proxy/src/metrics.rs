@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::workers;
+
 /// A snapshot of the proxy's counters since start or the last `reset_metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Metrics {
@@ -59,18 +61,29 @@ const fn bounds() -> [u64; BUCKETS] {
 }
 
 /// Live counters of one revision; backends hold an `Arc` so the hot path does no lookup.
+///
+/// Kept per worker thread (see `workers::slot`) and summed when read, so the proxy's
+/// workers never write the same cache line on the request path.
 #[derive(Debug)]
 pub(crate) struct RevisionMetrics {
+    shards: Box<[Shard]>,
+}
+
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard {
     requests: AtomicU64,
     responses_5xx: AtomicU64,
     failures: AtomicU64,
+    /// Entered minus left on this shard; may wrap when a request leaves on another
+    /// thread than it entered, the wrapping sum over shards is still exact.
     active: AtomicU64,
     latency: [AtomicU64; BUCKETS],
 }
 
-impl Default for RevisionMetrics {
+impl Default for Shard {
     fn default() -> Self {
-        RevisionMetrics {
+        Shard {
             requests: AtomicU64::new(0),
             responses_5xx: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -80,14 +93,32 @@ impl Default for RevisionMetrics {
     }
 }
 
+impl Default for RevisionMetrics {
+    fn default() -> Self {
+        RevisionMetrics {
+            shards: (0..workers::slots()).map(|_| Shard::default()).collect(),
+        }
+    }
+}
+
 impl RevisionMetrics {
+    fn shard(&self) -> &Shard {
+        &self.shards[workers::slot().min(self.shards.len() - 1)]
+    }
+
+    fn sum(&self, field: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .fold(0u64, |acc, s| acc.wrapping_add(field(s).load(Relaxed)))
+    }
+
     pub fn request(&self) {
-        self.requests.fetch_add(1, Relaxed);
+        self.shard().requests.fetch_add(1, Relaxed);
     }
 
     pub fn response(&self, status: u16, latency: Duration) {
         if status >= 500 {
-            self.responses_5xx.fetch_add(1, Relaxed);
+            self.shard().responses_5xx.fetch_add(1, Relaxed);
         }
         self.observe(latency);
     }
@@ -95,37 +126,43 @@ impl RevisionMetrics {
     pub fn observe(&self, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let i = BOUNDS_US.partition_point(|&b| b < us).min(BUCKETS - 1);
-        self.latency[i].fetch_add(1, Relaxed);
+        self.shard().latency[i].fetch_add(1, Relaxed);
     }
 
     pub fn failure(&self) {
-        self.failures.fetch_add(1, Relaxed);
+        self.shard().failures.fetch_add(1, Relaxed);
     }
 
     pub fn enter(&self) {
-        self.active.fetch_add(1, Relaxed);
+        self.shard().active.fetch_add(1, Relaxed);
     }
 
     pub fn leave(&self) {
-        self.active.fetch_sub(1, Relaxed);
+        self.shard().active.fetch_sub(1, Relaxed);
+    }
+
+    fn active(&self) -> u64 {
+        self.sum(|s| &s.active)
     }
 
     fn reset(&self) {
-        self.requests.store(0, Relaxed);
-        self.responses_5xx.store(0, Relaxed);
-        self.failures.store(0, Relaxed);
-        for b in &self.latency {
-            b.store(0, Relaxed);
+        for s in self.shards.iter() {
+            s.requests.store(0, Relaxed);
+            s.responses_5xx.store(0, Relaxed);
+            s.failures.store(0, Relaxed);
+            for b in &s.latency {
+                b.store(0, Relaxed);
+            }
         }
     }
 
     fn snapshot(&self) -> RevisionStats {
-        let counts: Vec<u64> = self.latency.iter().map(|b| b.load(Relaxed)).collect();
+        let counts: Vec<u64> = (0..BUCKETS).map(|i| self.sum(|s| &s.latency[i])).collect();
         RevisionStats {
-            requests: self.requests.load(Relaxed),
-            responses_5xx: self.responses_5xx.load(Relaxed),
-            failures: self.failures.load(Relaxed),
-            active: self.active.load(Relaxed),
+            requests: self.sum(|s| &s.requests),
+            responses_5xx: self.sum(|s| &s.responses_5xx),
+            failures: self.sum(|s| &s.failures),
+            active: self.active(),
             latency: LatencyStats {
                 count: counts.iter().sum(),
                 p50_ms: percentile(&counts, 0.50),
@@ -191,7 +228,7 @@ impl Registry {
             .revisions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, m| Arc::strong_count(m) > 1 || m.active.load(Relaxed) > 0);
+        map.retain(|_, m| Arc::strong_count(m) > 1 || m.active() > 0);
         for m in map.values() {
             m.reset();
         }

@@ -43,11 +43,11 @@ pub(crate) async fn serve(listener: TcpListener, set: Arc<BackendSet>, stop: Can
 }
 
 async fn forward(set: Arc<BackendSet>, mut client: TcpStream, force: CancellationToken) {
-    let ticket = set.ticket();
+    let mut ticket = None;
     let mut tried: Vec<Arc<BackendState>> = Vec::new();
     let (guard, mut upstream) = loop {
         let chosen = if tried.len() <= MAX_RETRIES {
-            set.choose(ticket, &tried)
+            set.choose(&mut ticket, &tried)
         } else {
             None
         };

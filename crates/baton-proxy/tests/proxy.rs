@@ -195,6 +195,38 @@ async fn removed_backend_finishes_its_slow_request_before_drained() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_are_reused_and_closed_after_drain() {
+    bounded(async {
+        let bs = backends(&["old", "new"]).await;
+        let proxy = http_proxy(Balance::RoundRobin).await;
+        proxy.set_backends(vec![bs[0].backend("v1")]);
+        let addr = proxy.local_addr();
+        let c = client();
+        for _ in 0..50 {
+            assert_eq!(get(&c, addr, "/").await, (200, "old".into()));
+        }
+        // One client connection in sequence needs one backend connection, reused.
+        let open = bs[0].open();
+        assert!(
+            (1..=2).contains(&open),
+            "{open} backend connections for 50 requests"
+        );
+        // The backend crashes and is replaced; a POST with a body goes to the new one.
+        bs[0].kill();
+        let fresh = TestBackend::start("fresh", Behaviour::Ok).await;
+        proxy.set_backends(vec![fresh.backend("v1")]);
+        let (status, body) = send(&c, addr, "POST", "/echo", Bytes::from_static(b"x")).await;
+        assert_eq!((status, &body[..]), (200, &b"x"[..]));
+        proxy.set_backends(vec![bs[1].backend("v2")]);
+        proxy.drained(&["fresh".to_string()]).await;
+        until(|| fresh.open() == 0).await;
+        assert_eq!(get(&c, addr, "/").await, (200, "new".into()));
+        proxy.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_cuts_a_stuck_request() {
     bounded(async {
         let bs = backends(&["stuck", "next"]).await;

@@ -53,6 +53,8 @@ pub struct TestBackend {
     pub hits: Arc<AtomicU64>,
     /// `/hold` requests waiting for `release`.
     pub held: Arc<AtomicU64>,
+    /// Client connections open now.
+    pub open: Arc<AtomicU64>,
     gate: Arc<Semaphore>,
     task: JoinHandle<()>,
 }
@@ -66,6 +68,8 @@ impl TestBackend {
         let hits = Arc::new(AtomicU64::new(0));
         let held = Arc::new(AtomicU64::new(0));
         let gate = Arc::new(Semaphore::new(0));
+        let open = Arc::new(AtomicU64::new(0));
+        let counter = open.clone();
         let ctx = Arc::new(Ctx {
             id: id.to_owned(),
             behaviour,
@@ -82,10 +86,13 @@ impl TestBackend {
                 };
                 let ctx = ctx.clone();
                 let svc = service_fn(move |req| answer(ctx.clone(), req));
+                let counter = counter.clone();
+                counter.fetch_add(1, Ordering::SeqCst);
                 conns.spawn(async move {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
+                    counter.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -94,6 +101,7 @@ impl TestBackend {
             addr,
             hits,
             held,
+            open,
             gate,
             task,
         }
@@ -105,6 +113,10 @@ impl TestBackend {
 
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::SeqCst)
     }
 
     pub fn held(&self) -> u64 {
