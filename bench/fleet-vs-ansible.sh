@@ -106,7 +106,7 @@ echo "payload" > "$work/payload.txt"
 cat > "$work/ansible.cfg" <<CFG
 [defaults]
 host_key_checking = True
-interpreter_python = auto_silent
+interpreter_python = /usr/bin/python3
 forks = 50
 [ssh_connection]
 pipelining = True
