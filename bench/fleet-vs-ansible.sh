@@ -106,7 +106,7 @@ echo "payload" > "$work/payload.txt"
 cat > "$work/ansible.cfg" <<CFG
 [defaults]
 host_key_checking = True
-interpreter_python = auto_silent
+interpreter_python = /usr/bin/python3
 forks = 50
 [ssh_connection]
 pipelining = True
@@ -164,7 +164,7 @@ ba=$(median "${b_adhoc[@]}"); sa=$(median "${s_adhoc[@]}"); aa=$(median "${a_adh
 bb=$(median "${b_book[@]}"); ab=$(median "${a_book[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", a / b}'; }
 echo
-echo "$n sshd hosts on loopback, $(nproc) CPUs, median of $repeat runs; ansible-core $("$venv/bin/ansible" --version | head -1 | grep -o '[0-9][0-9.]*' | head -1), $(ssh -V 2>&1 | cut -d, -f1)"
+echo "$n sshd hosts on loopback, $(nproc) CPUs, median of $repeat runs; ansible-core $("$venv/bin/ansible" --version 2>/dev/null | sed -n 1p | grep -o '[0-9][0-9.]*' | head -1), $(ssh -V 2>&1 | cut -d, -f1)"
 echo
 echo "| task | baton | ansible-core | $n parallel ssh | baton / ansible | baton / ssh |"
 echo "|---|---|---|---|---|---|"

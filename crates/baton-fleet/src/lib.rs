@@ -2,7 +2,7 @@
 //! in-process SSH transport (russh), tasks and runbooks run with parallel, sequential or
 //! rolling strategies, host facts, and managed files with versions, rollback and drift.
 //!
-//! Architecture invariant: typing (`inventory`, `select`, `runbook`, `files::spec`) and
+//! Architecture invariant: typing (`inventory`, `select`, `runbook`, the `files` section and `validate`) and
 //! scheduling decisions (`strategy`) are pure and tested without processes; only `ssh`,
 //! `transport` and the runners touch the network. Remote commands are always built by
 //! shell-quoting each argument: no user data is ever interpolated unquoted.

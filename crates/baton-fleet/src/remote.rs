@@ -101,6 +101,71 @@ mv -f -- "$t" "$p""#;
     Ok(())
 }
 
+/// The apply path in one round trip: the content goes to a temp file beside the
+/// destination, which is compared there (`cmp`, mode, owner) and either dropped or
+/// renamed into place. Few processes per file, since each costs on a busy host.
+async fn put_in_one(
+    conn: &Conn,
+    path: &str,
+    content: &[u8],
+    mode: Option<u32>,
+    owner: Option<&str>,
+    backup: bool,
+    timeout: Option<Duration>,
+) -> Result<Put, RemoteError> {
+    let script = r#"set -e
+p="$1"; mode="$2"; owner="$3"; backup="$4"
+case "$p" in */*) d="${p%/*}" ;; *) d=. ;; esac
+[ -d "${d:-/}" ] || mkdir -p -- "${d:-/}"
+t="$p.baton-tmp.$$"
+cat > "$t"
+if [ -e "$p" ]; then
+  cur=$(stat -c '%a %U' -- "$p")
+  [ -n "$mode" ] || mode=${cur%% *}
+  want="$mode ${owner:-${cur#* }}"
+  if [ "$cur" = "$want" ] && cmp -s -- "$t" "$p"; then rm -f -- "$t"; echo same; exit 0; fi
+  echo "changed $cur"
+else
+  [ -n "$mode" ] || mode=644
+  echo created
+fi
+chmod "$mode" "$t"
+if [ -n "$owner" ]; then chown "$owner" "$t"; fi
+if [ "$backup" = 1 ] && [ -e "$p" ]; then cp -p -- "$p" "$p.baton-bak"; fi
+mv -f -- "$t" "$p""#;
+    let mode = mode.map(|m| format!("{m:o}")).unwrap_or_default();
+    let cmd = quote_args(&[
+        "sh",
+        "-c",
+        script,
+        "sh",
+        path,
+        &mode,
+        owner.unwrap_or(""),
+        if backup { "1" } else { "0" },
+    ]);
+    let out = conn.exec(&cmd, Some(content), timeout).await?;
+    if !out.ok() {
+        return Err(RemoteError::Failed(format!(
+            "cannot write {path}: {}",
+            out.text().trim()
+        )));
+    }
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(Put {
+        changed: said != "same",
+        diff: String::new(),
+        note: match said.as_str() {
+            "same" => String::new(),
+            "created" => format!("created {path}"),
+            _ => format!(
+                "updated {path} (was {})",
+                said.trim_start_matches("changed ")
+            ),
+        },
+    })
+}
+
 /// A unified diff from `old` to `new` (empty when equal); `None` means absent.
 pub fn diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
     let old_text = old
@@ -142,6 +207,9 @@ pub async fn put(
     check: bool,
     timeout: Option<Duration>,
 ) -> Result<Put, RemoteError> {
+    if !check {
+        return put_in_one(conn, path, content, mode, owner, backup, timeout).await;
+    }
     let found = read(conn, path, timeout).await?;
     let want_mode = mode.or(found.as_ref().map(|f| f.mode)).unwrap_or(0o644);
     let mut notes = Vec::new();

@@ -27,6 +27,8 @@ fn fleet(s: &Scratch, t: &TestHosts, args: &[&str]) -> Output {
         .arg("--json")
         .args(args)
         .env("BATON_KNOWN_HOSTS", &t.known_hosts)
+        // The machine may be busy with 100 sshd of parallel tests: be patient.
+        .env("BATON_CONNECT_TIMEOUT", "60")
         .output()
         .expect("run baton")
 }
@@ -245,6 +247,7 @@ fn run_and_cut(t: &mut TestHosts, s: &Scratch, on_failure: &str) -> (Value, Opti
             on_failure,
         ])
         .env("BATON_KNOWN_HOSTS", &t.known_hosts)
+        .env("BATON_CONNECT_TIMEOUT", "60")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

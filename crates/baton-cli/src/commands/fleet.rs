@@ -38,7 +38,12 @@ pub struct ConnArgs {
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Seconds to connect, check the host key and authenticate
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    #[arg(
+        long,
+        env = "BATON_CONNECT_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
     pub connect_timeout: u64,
     /// Hosts worked on at once
     #[arg(long, value_name = "N")]
