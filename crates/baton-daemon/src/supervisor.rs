@@ -84,16 +84,6 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         });
         loop {
             self.tick().await;
-            let projects = self.store.active_projects().unwrap_or_default();
-            let proxies = self.traffic.status();
-            let engine_reachable = !self.engine_down;
-            self.shared.update(|s| {
-                s.ticks += 1;
-                s.last_tick_ms = now_ms();
-                s.engine_reachable = engine_reachable;
-                s.projects = projects;
-                s.proxies = proxies;
-            });
             let shared = self.shared.clone();
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -113,9 +103,24 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                 return;
             }
         };
+        self.converge(&projects).await;
+        // What the local API shows until the next tick.
+        let proxies = self.traffic.status();
+        let engine_reachable = !self.engine_down;
+        self.shared.update(|s| {
+            s.ticks += 1;
+            s.last_tick_ms = now_ms();
+            s.engine_reachable = engine_reachable;
+            s.projects = projects;
+            s.proxies = proxies;
+        });
+    }
+
+    /// Converges each of the active `projects`.
+    async fn converge(&mut self, projects: &[String]) {
         // Proxies of projects taken down (or services no longer managed) free their ports.
         let mut managed = std::collections::BTreeSet::new();
-        for name in &projects {
+        for name in projects {
             if let Some(p) = self.project(name) {
                 for (service, svc) in &p.services {
                     if baton_engine::resolve::traffic_managed(svc) {
@@ -126,7 +131,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         }
         self.traffic.release_except(&managed).await;
         for name in projects {
-            if let Err(e) = self.tick_project(&name).await {
+            if let Err(e) = self.tick_project(name).await {
                 match e {
                     RuntimeError::Unavailable(_) => {
                         if !self.engine_down {

@@ -134,6 +134,14 @@ fn replica_health(c: &ObservedContainer) -> RHealth {
     }
 }
 
+/// The container ports of the service's published ports, in order: one proxy each.
+fn published_targets(svc: &Service) -> impl Iterator<Item = u16> + '_ {
+    svc.ports
+        .iter()
+        .filter(|p| p.published.is_some())
+        .map(|p| p.target)
+}
+
 /// The host-reachable address of a container for a target port.
 fn backend_addr(c: &ObservedContainer, target: u16) -> Option<SocketAddr> {
     let ip: IpAddr = c.addresses.values().find_map(|a| a.parse().ok())?;
@@ -368,17 +376,20 @@ impl Traffic {
         observed: &Observed,
         names: &BTreeSet<String>,
     ) {
-        let published: Vec<u16> = svc
-            .ports
+        let live: Vec<&ObservedContainer> = observed
+            .containers
             .iter()
-            .filter(|p| p.published.is_some())
-            .map(|p| p.target)
+            .filter(|c| names.contains(&c.name) && c.state == ContainerState::Running)
             .collect();
-        for (proxy, target) in self.proxies.get(key).into_iter().flatten().zip(published) {
-            let backends = observed
-                .containers
+        for (proxy, target) in self
+            .proxies
+            .get(key)
+            .into_iter()
+            .flatten()
+            .zip(published_targets(svc))
+        {
+            let backends = live
                 .iter()
-                .filter(|c| names.contains(&c.name) && c.state == ContainerState::Running)
                 .filter_map(|c| {
                     backend_addr(c, target)
                         .map(|a| Backend::new(c.name.clone(), a, c.config_hash.clone()))
@@ -386,12 +397,7 @@ impl Traffic {
                 .collect();
             proxy.set_backends(backends);
         }
-        let live = observed
-            .containers
-            .iter()
-            .filter(|c| names.contains(&c.name) && c.state == ContainerState::Running)
-            .map(|c| c.name.clone())
-            .collect();
+        let live = live.iter().map(|c| c.name.clone()).collect();
         self.backends.insert(key.clone(), live);
     }
 
@@ -453,35 +459,30 @@ impl Traffic {
             Some("abort") => state = rollout::abort(&state, now),
             _ => {}
         }
-        let of = |hash: &str| -> Vec<&ObservedContainer> {
+        let mine = || {
             observed
                 .containers
                 .iter()
                 .filter(|c| c.service == name && !c.oneoff)
-                .filter(|c| {
-                    if hash == record.from_hash {
-                        // The old set: the old configuration, plus any replica the
-                        // rollout took over as old (a superseded rolling update's).
-                        c.config_hash != record.to_hash
-                            && (c.config_hash == hash || state.old_running.contains(&c.name))
-                    } else {
-                        c.config_hash == hash
-                    }
-                })
-                .collect()
         };
+        // The old set: the old configuration, plus any replica the rollout took over as
+        // old (a superseded rolling update's routed ones).
+        let old: Vec<&ObservedContainer> = mine()
+            .filter(|c| c.config_hash != record.to_hash)
+            .filter(|c| c.config_hash == record.from_hash || state.old_running.contains(&c.name))
+            .collect();
+        let new: Vec<&ObservedContainer> =
+            mine().filter(|c| c.config_hash == record.to_hash).collect();
         // First look at this rollout since the daemon started: route what serves now.
         self.routed.entry(key.clone()).or_insert_with(|| {
-            of(&record.from_hash)
-                .into_iter()
+            old.iter()
                 .filter(|c| takes_traffic(c))
                 .map(|c| c.name.clone())
                 .chain(state.new_routed.iter().cloned())
                 .collect()
         });
-        let replicas = |hash: &str| -> Vec<Replica> {
-            of(hash)
-                .into_iter()
+        let replicas = |set: &[&ObservedContainer]| -> Vec<Replica> {
+            set.iter()
                 .map(|c| Replica {
                     id: c.name.clone(),
                     health: replica_health(c),
@@ -490,8 +491,8 @@ impl Traffic {
         };
         let obs = Observation {
             now_ms: now,
-            old: replicas(&record.from_hash),
-            new: replicas(&record.to_hash),
+            old: replicas(&old),
+            new: replicas(&new),
             old_metrics: self.metrics(&key, &record.from_hash),
             new_metrics: self.metrics(&key, &record.to_hash),
         };
@@ -597,10 +598,7 @@ impl Traffic {
                     .iter()
                     .filter_map(|id| observed.containers.iter().find(|c| &c.name == id))
                     .flat_map(|c| {
-                        svc.ports
-                            .iter()
-                            .filter(|p| p.published.is_some())
-                            .filter_map(|p| backend_addr(c, p.target))
+                        published_targets(svc).filter_map(|target| backend_addr(c, target))
                     })
                     .collect();
                 for p in self.proxies.get(&key).into_iter().flatten() {

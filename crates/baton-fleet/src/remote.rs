@@ -60,47 +60,6 @@ pub async fn read(
     }))
 }
 
-/// Writes `content` to `path` atomically with `mode` (and `owner`); with `backup`, an
-/// existing file is first copied to `<path>.baton-bak`.
-pub async fn write(
-    conn: &Conn,
-    path: &str,
-    content: &[u8],
-    mode: u32,
-    owner: Option<&str>,
-    backup: bool,
-    timeout: Option<Duration>,
-) -> Result<(), RemoteError> {
-    let script = r#"set -e
-p="$1"; mode="$2"; owner="$3"; backup="$4"
-d=$(dirname -- "$p"); mkdir -p -- "$d"
-t="$p.baton-tmp.$$"
-cat > "$t"
-chmod "$mode" "$t"
-if [ -n "$owner" ]; then chown "$owner" "$t"; fi
-if [ "$backup" = 1 ] && [ -e "$p" ]; then cp -p -- "$p" "$p.baton-bak"; fi
-mv -f -- "$t" "$p""#;
-    let mode = format!("{mode:o}");
-    let cmd = quote_args(&[
-        "sh",
-        "-c",
-        script,
-        "sh",
-        path,
-        &mode,
-        owner.unwrap_or(""),
-        if backup { "1" } else { "0" },
-    ]);
-    let out = conn.exec(&cmd, Some(content), timeout).await?;
-    if !out.ok() {
-        return Err(RemoteError::Failed(format!(
-            "cannot write {path}: {}",
-            out.text().trim()
-        )));
-    }
-    Ok(())
-}
-
 /// The apply path in one round trip: the content goes to a temp file beside the
 /// destination, which is compared there (`cmp`, mode, owner) and either dropped or
 /// renamed into place. Few processes per file, since each costs on a busy host.
@@ -236,10 +195,8 @@ pub async fn put(
             }
         }
     }
+    // Check mode: the host is left as it is.
     let d = diff(path, found.as_ref().map(|f| f.content.as_slice()), content);
-    if changed && !check {
-        write(conn, path, content, want_mode, owner, backup, timeout).await?;
-    }
     Ok(Put {
         changed,
         diff: d,

@@ -52,6 +52,19 @@ pub fn docker_available() -> bool {
 /// The local image every test uses; built by scripts/make-test-image.sh.
 pub const IMAGE: &str = "baton-test/busybox:latest";
 
+/// Asserts that `baton args` (which gave `out`) succeeded, showing its output if not;
+/// returns its stdout.
+pub fn succeeded(args: &[&str], out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "baton {args:?} failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A scratch project: its own directory, state directory and unique project name.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
@@ -101,15 +114,7 @@ impl Scratch {
 
     /// Runs baton and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.baton(args);
-        assert!(
-            out.status.success(),
-            "baton {args:?} failed ({:?}):\n{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(args, &self.baton(args))
     }
 
     /// Names of this project's containers (all states), sorted.
@@ -343,4 +348,38 @@ pub fn within(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     None
+}
+
+/// A 3-replica HTTP service that changes by rollout: it answers `v$VERSION` on a
+/// published loopback port (nothing when `VERSION=bad`, so its healthcheck fails).
+/// `health` is the healthcheck's (timeout, retries): ("1s", 2) notices a broken version
+/// fast; a longer one keeps a loaded machine from failing a good one. `x_baton` is the
+/// body of the service's `x-baton:` block, indented by six spaces.
+pub fn web_service(port: u16, health: (&str, u32), x_baton: &str) -> String {
+    let (timeout, retries) = health;
+    format!(
+        r#"services:
+  web:
+    image: {IMAGE}
+    init: true
+    stop_grace_period: 1s
+    restart: always
+    command: [sh, -c, 'mkdir -p /www && if [ "$$VERSION" != bad ]; then echo "v$$VERSION" > /www/index.html; fi; exec httpd -f -p 80 -h /www']
+    environment:
+      VERSION: ${{VERSION:-1}}
+    ports: ["127.0.0.1:{port}:80"]
+    healthcheck:
+      test: [CMD, wget, -q, -O, /dev/null, http://127.0.0.1/]
+      interval: 1s
+      timeout: {timeout}
+      retries: {retries}
+    deploy:
+      replicas: 3
+      update_config:
+        monitor: 1s
+        failure_action: rollback
+    x-baton:
+{x_baton}
+"#
+    )
 }

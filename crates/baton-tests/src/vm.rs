@@ -128,15 +128,7 @@ impl VmHost {
 
     /// Runs baton and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.baton(args);
-        assert!(
-            out.status.success(),
-            "baton {args:?} failed ({:?}):\n{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::succeeded(args, &self.baton(args))
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use baton_tests::{docker_available, free_port, stderr, wait_for, Daemon, Load, Scratch, IMAGE};
+use baton_tests::{
+    docker_available, free_port, stderr, wait_for, web_service, Daemon, Load, Scratch,
+};
 
 /// A server started for one test, stopped on drop (even when the test fails).
 struct Server {
@@ -112,29 +114,10 @@ fn haproxy(dir: &Path) -> (Server, String) {
 }
 
 fn compose(port: u16, proxy: &str) -> String {
-    format!(
-        r#"services:
-  web:
-    image: {IMAGE}
-    init: true
-    stop_grace_period: 1s
-    restart: always
-    command: [sh, -c, 'mkdir -p /www && echo "v$$VERSION" > /www/index.html && exec httpd -f -p 80 -h /www']
-    environment:
-      VERSION: ${{VERSION:-1}}
-    ports: ["127.0.0.1:{port}:80"]
-    healthcheck:
-      test: [CMD, wget, -q, -O, /dev/null, http://127.0.0.1/]
-      interval: 1s
-      timeout: 3s
-      retries: 3
-    deploy:
-      replicas: 3
-      update_config: {{monitor: 1s}}
-    x-baton:
-      rollout: {{strategy: rolling, health_timeout: 20s}}
-      proxy: {proxy}
-"#
+    web_service(
+        port,
+        ("3s", 3),
+        &format!("      rollout: {{strategy: rolling, health_timeout: 20s}}\n      proxy: {proxy}"),
     )
 }
 

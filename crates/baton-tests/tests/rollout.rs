@@ -5,36 +5,11 @@
 use std::time::Duration;
 
 use baton_tests::{
-    docker_available, free_port, http_get, stderr, wait_for, Daemon, Load, Scratch, IMAGE,
+    docker_available, free_port, http_get, stderr, wait_for, web_service, Daemon, Load, Scratch,
 };
 
 fn file(port: u16, rollout: &str) -> String {
-    format!(
-        r#"services:
-  web:
-    image: {IMAGE}
-    init: true
-    stop_grace_period: 1s
-    restart: always
-    command: [sh, -c, 'mkdir -p /www && if [ "$$VERSION" != bad ]; then echo "v$$VERSION" > /www/index.html; fi; exec httpd -f -p 80 -h /www']
-    environment:
-      VERSION: ${{VERSION:-1}}
-    ports: ["127.0.0.1:{port}:80"]
-    healthcheck:
-      test: [CMD, wget, -q, -O, /dev/null, http://127.0.0.1/]
-      interval: 1s
-      timeout: 1s
-      retries: 2
-    deploy:
-      replicas: 3
-      update_config:
-        monitor: 1s
-        failure_action: rollback
-    x-baton:
-      rollout:
-{rollout}
-"#
-    )
+    web_service(port, ("1s", 2), &format!("      rollout:\n{rollout}"))
 }
 
 fn scenario(tag: &str, rollout: &str, undo: bool) {
@@ -205,11 +180,11 @@ fn canary_promote_abort_and_supersede_by_hand() {
     s.write(
         "compose.yaml",
         // Every version here is good: a healthcheck that a loaded machine won't fail.
-        &file(
+        &web_service(
             port,
-            "        strategy: canary\n        steps: [{weight: 34, pause: 10m}]\n        health_timeout: 20s",
-        )
-        .replace("timeout: 1s\n      retries: 2", "timeout: 3s\n      retries: 4"),
+            ("3s", 4),
+            "      rollout:\n        strategy: canary\n        steps: [{weight: 34, pause: 10m}]\n        health_timeout: 20s",
+        ),
     );
     let _daemon = Daemon::start(&s);
     s.ok(&["up", "-d"]);

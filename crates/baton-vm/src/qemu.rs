@@ -315,6 +315,15 @@ pub struct Qemu {
 }
 
 impl Qemu {
+    /// One argument-less QMP command to the VM in `dir`.
+    async fn command(&self, dir: &Path, name: &str) -> Result<(), VmError> {
+        self.qmp(dir)
+            .await?
+            .execute(name, serde_json::Value::Null)
+            .await?;
+        Ok(())
+    }
+
     pub async fn qmp(&self, dir: &Path) -> Result<Qmp, VmError> {
         Ok(Qmp::connect_timeout(&Paths::new(dir).qmp, Duration::from_secs(10)).await?)
     }
@@ -421,27 +430,15 @@ impl Hypervisor for Qemu {
     }
 
     async fn powerdown(&self, dir: &Path) -> Result<(), VmError> {
-        self.qmp(dir)
-            .await?
-            .execute("system_powerdown", serde_json::Value::Null)
-            .await?;
-        Ok(())
+        self.command(dir, "system_powerdown").await
     }
 
     async fn pause(&self, dir: &Path) -> Result<(), VmError> {
-        self.qmp(dir)
-            .await?
-            .execute("stop", serde_json::Value::Null)
-            .await?;
-        Ok(())
+        self.command(dir, "stop").await
     }
 
     async fn resume(&self, dir: &Path) -> Result<(), VmError> {
-        self.qmp(dir)
-            .await?
-            .execute("cont", serde_json::Value::Null)
-            .await?;
-        Ok(())
+        self.command(dir, "cont").await
     }
 
     async fn snapshot_save(&self, dir: &Path, name: &str) -> Result<(), VmError> {
