@@ -47,6 +47,7 @@ proxy_port=$((base + 10))
 nginx_port=$((base + 11))
 
 "$bin/proxy" "127.0.0.1:$proxy_port" "${backends[@]}" 2>"$work/proxy.log" & pids+=($!)
+proxy_pid=$!
 
 mkdir -p "$work/tmp"
 {
@@ -72,6 +73,7 @@ mkdir -p "$work/tmp"
   echo "}"
 } > "$work/nginx.conf"
 "$nginx" -c "$work/nginx.conf" -e "$work/error.log" & pids+=($!)
+nginx_pid=$!
 
 # Wait until every listener answers.
 for port in $((base + 1)) $((base + 2)) $((base + 3)) "$proxy_port" "$nginx_port"; do
@@ -85,11 +87,28 @@ done
 # to_ms VALUE: wrk latency (e.g. 812.00us, 1.23ms, 1.01s) in milliseconds
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
 
-declare -A rps p50 p99 errors
+# CPU time (user + system, in clock ticks) used so far by a process and its children
+# (nginx's master and workers; baton's proxy is one process).
+ticks() { # pid
+  local all=$1 c total=0
+  for c in $(pgrep -P "$1"); do all+=" $c"; done
+  for c in $all; do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+declare -A pid_of=([baton]=$proxy_pid [nginx]=$nginx_pid)
+declare -A rps p50 p99 errors cpu
 run() { # name port
   wrk -t2 -c50 -d2s "http://127.0.0.1:$2/" >/dev/null
-  local out
+  local out before=0 after=0 requests
+  [ -n "${pid_of[$1]:-}" ] && before=$(ticks "${pid_of[$1]}")
   out=$(wrk -t2 -c50 -d"$duration" --latency "http://127.0.0.1:$2/")
+  [ -n "${pid_of[$1]:-}" ] && after=$(ticks "${pid_of[$1]}")
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  # Microseconds of the proxy's CPU per request: less sensitive to other load than req/s.
+  cpu[$1]=$(awk -v t=$((after - before)) -v hz="$hz" -v n="${requests:-0}" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "n/a" }')
   echo "$out" > "$work/wrk-$1.txt"
   rps[$1]=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
   p50[$1]=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
@@ -104,8 +123,8 @@ echo
 echo "wrk -t2 -c50 -d$duration --latency, 3 backends, $(nproc) CPUs, $(nginx -v 2>&1 | sed 's/.*: //'), $rounds rounds"
 echo "load before: $(uptime | sed 's/.*load average/load average/')"
 echo
-echo "| round | baton req/s | nginx req/s | baton p50 / p99 (ms) | nginx p50 / p99 (ms) | throughput ratio | p99 ratio | errors |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| round | baton req/s | nginx req/s | baton p50 / p99 (ms) | nginx p50 / p99 (ms) | throughput ratio | p99 ratio | CPU µs/req baton / nginx | errors |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 tput_ratios=""
 p99_ratios=""
 for r in $(seq "$rounds"); do
@@ -114,7 +133,7 @@ for r in $(seq "$rounds"); do
   q=$(ratio "${p99[baton]}" "${p99[nginx]}")
   tput_ratios+=" $t"
   p99_ratios+=" $q"
-  echo "| $r | ${rps[baton]} | ${rps[nginx]} | ${p50[baton]} / ${p99[baton]} | ${p50[nginx]} / ${p99[nginx]} | $t | $q | baton: ${errors[baton]:-none}; nginx: ${errors[nginx]:-none} |"
+  echo "| $r | ${rps[baton]} | ${rps[nginx]} | ${p50[baton]} / ${p99[baton]} | ${p50[nginx]} / ${p99[nginx]} | $t | $q | ${cpu[baton]} / ${cpu[nginx]} | baton: ${errors[baton]:-none}; nginx: ${errors[nginx]:-none} |"
 done
 run direct $((base + 1))
 echo
