@@ -660,9 +660,31 @@ fn rollback_failure_within_its_monitor_window_pauses() {
             "rollback paused: o5 exited; 1 of 1 restored replica(s) failed, above max_failure_ratio 0; it was for: {N1_REASON}"
         )),
     );
-    // a paused rollback is not aborted again
-    let state = abort(&run.state, 7_000);
-    assert!(state.abort_requested, "abort works on a paused rollout");
+    // abort resumes a paused rollback: all 4 are missing again, o5 included
+    run.state = abort(&run.state, 7_000);
+    run.at(obs(7_000, &[("o5", Gone)], &new), vec![start_old(1)], None);
+    assert_eq!(run.state.rollback_left, 3);
+    assert_eq!(batch_sizes(&run), vec![1, 1]);
+    let old = [("o5", Gone), ("o9", Healthy)];
+    run.at(
+        obs(8_000, &old, &new),
+        vec![route_old(&["o9"]), stop_new(&["n4"])],
+        None,
+    );
+}
+
+#[test]
+fn rollback_accepts_a_restored_replica_named_like_one_it_stopped() {
+    let (mut run, _) = four_updated_then_n1_fails(json!({"parallelism": 0, "monitor": 0}));
+    // the old replicas come back under their old names
+    run.at(
+        obs(4_000, &OLD4, &N1_BAD),
+        vec![
+            route_old(&["o1", "o2", "o3", "o4"]),
+            stop_new(&["n1", "n2", "n3", "n4"]),
+        ],
+        rolled_back(N1_REASON),
+    );
 }
 
 #[test]

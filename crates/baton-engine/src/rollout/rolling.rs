@@ -174,10 +174,13 @@ fn failed(cx: &mut Cx<'_>, r: &Rolling, ids: Vec<String>, count: u32, what: Stri
 /// waits `delay`. The last batch stops every new replica left. With no old replica
 /// stopped, the new ones just go.
 pub(super) fn roll_back(cx: &mut Cx<'_>, rb: &UpdateSettings, reason: String) {
-    let left =
-        cx.s.old_stopped
-            .len()
-            .saturating_sub(cx.s.old_restored.len()) as u32;
+    // Restored replicas that failed since (a paused rollback resumed) count as missing.
+    let s = &cx.s;
+    let restored = s
+        .old_restored
+        .iter()
+        .filter(|id| !s.old_failed.contains(id));
+    let left = s.old_stopped.len().saturating_sub(restored.count()) as u32;
     if left == 0 {
         let _ = cx.stop_all_new();
         cx.finish(Outcome::RolledBack { reason });
@@ -262,14 +265,16 @@ fn stop_new_for_batch(cx: &mut Cx<'_>, k: u32) {
 }
 
 /// Old replicas the current rollback batch started: listed, but neither serving before,
-/// stopped, restored nor failed.
+/// restored nor failed. A restored replica may reuse the name of one the update stopped
+/// (and removed), so a stopped name counts unless it shows an exited container.
 fn restarted<'a>(cx: &'a Cx<'_>) -> impl Iterator<Item = &'a Replica> + 'a {
     let s = &cx.s;
     cx.obs.old.iter().filter(move |r| {
-        !s.old_running.contains(&r.id)
-            && !s.old_stopped.contains(&r.id)
-            && !s.old_restored.contains(&r.id)
-            && !s.old_failed.contains(&r.id)
+        let stopped_and_gone = s.old_stopped.contains(&r.id) && r.health == Health::Gone;
+        let known = s.old_running.contains(&r.id)
+            || s.old_restored.contains(&r.id)
+            || s.old_failed.contains(&r.id);
+        !known && !stopped_and_gone
     })
 }
 
