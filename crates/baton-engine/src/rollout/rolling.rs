@@ -4,9 +4,9 @@
 //! A batch's failures (a new replica unhealthy or gone before it is routed or within
 //! `monitor` after, or not healthy within `health_timeout`) count against
 //! `max_failure_ratio` = failures / new replicas started so far. Above it,
-//! `failure_action` applies: `pause` leaves everything as it is; `rollback` starts as many
-//! old replicas as were stopped, routes them once healthy, then stops every new one;
-//! `continue` (or a ratio not exceeded) leaves failed replicas in place, unrouted, for the
+//! `failure_action` applies: `pause` leaves everything as it is; `rollback` starts again
+//! as many old replicas as were stopped, routing them once healthy, and stops every new
+//! one (below); `continue` (or a ratio not exceeded) leaves failed replicas in place, unrouted, for the
 //! restart policy, and carries on.
 //!
 //! A rollback (`failure_action: rollback`, or `abort`) goes in batches too, as
