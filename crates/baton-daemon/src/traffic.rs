@@ -563,7 +563,11 @@ impl Traffic {
                     .flatten()
                     .and_then(|j| serde_json::from_str(&j).ok());
                 match old {
-                    Some(old) => {
+                    Some(mut old) => {
+                        // The stored configuration is the effective one, without
+                        // `x-baton`: the service's own says the proxy owns its ports, so
+                        // the restored replicas publish none (as the new ones).
+                        old.baton = svc.baton.clone();
                         start_replicas(
                             rt,
                             project,

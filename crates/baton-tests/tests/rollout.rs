@@ -413,6 +413,7 @@ fn rolling_rollback_follows_rollback_config_one_replica_at_a_time() {
         i = pos("stop new ", i);
     }
     let report = s.ok(&["rollout", "status", "web"]);
+    eprintln!("{report}");
     assert!(report.contains("rollback       4 batch(es)"), "{report}");
     assert!(report.contains("    batch 4 at"), "{report}");
 
