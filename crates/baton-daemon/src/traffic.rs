@@ -504,6 +504,7 @@ impl Traffic {
             ));
             self.carry_out(s, d).await;
         }
+        rollback_events(store, &project.name, name, record.id, &state, &next);
         let json = serde_json::to_string(&next).unwrap_or_default();
         let (status, text) = match &outcome {
             None => ("running", None),
@@ -562,7 +563,11 @@ impl Traffic {
                     .flatten()
                     .and_then(|j| serde_json::from_str(&j).ok());
                 match old {
-                    Some(old) => {
+                    Some(mut old) => {
+                        // The stored configuration is the effective one, without
+                        // `x-baton`: the service's own says the proxy owns its ports, so
+                        // the restored replicas publish none (as the new ones).
+                        old.baton = svc.baton.clone();
                         start_replicas(
                             rt,
                             project,
@@ -682,6 +687,34 @@ impl Traffic {
             "superseded by a newer up",
             now as i64,
         );
+    }
+}
+
+/// A rolling rollback's batches as events (`baton events`): each one begun, and each one
+/// whose restored replicas were routed, since the previous step.
+fn rollback_events(
+    store: &Store,
+    project: &str,
+    name: &str,
+    id: i64,
+    before: &RolloutState,
+    after: &RolloutState,
+) {
+    for (i, b) in after.rollback_batches.iter().enumerate() {
+        let was = before.rollback_batches.get(i);
+        let n = i + 1;
+        if was.is_none() {
+            let text = format!("rollout {id}: rollback batch {n}: {} replica(s)", b.old);
+            let _ = store.event(project, "rollout", name, &text, b.started_ms as i64);
+        }
+        if let (Some(at), None) = (b.routed_ms, was.and_then(|w| w.routed_ms)) {
+            let text = format!(
+                "rollout {id}: rollback batch {n}: routed old {}, stopped new {}",
+                b.routed.join(", "),
+                b.stopped_new.join(", ")
+            );
+            let _ = store.event(project, "rollout", name, &text, at as i64);
+        }
     }
 }
 

@@ -112,10 +112,45 @@ pub enum Phase {
     Analysing { until_ms: u64 },
     /// Blue-green: switched; the old set stays for an instant rollback.
     KeepingOld { until_ms: u64 },
-    /// Rolling rollback: waiting for restarted old replicas to become healthy.
+    /// Rolling rollback: waiting for the batch's restarted old replicas to become healthy.
     RestoringOld { since_ms: u64, reason: String },
+    /// Rolling rollback: watching the last rollback batch (`rollback_config.monitor`).
+    RollbackMonitoring { until_ms: u64, reason: String },
+    /// Rolling rollback: `rollback_config.delay` between rollback batches.
+    RollbackDelay { until_ms: u64, reason: String },
     /// See `RolloutState::outcome`.
     Finished,
+}
+
+impl Phase {
+    /// A rolling rollback is under way.
+    pub fn rolling_back(&self) -> bool {
+        matches!(
+            self,
+            Phase::RestoringOld { .. }
+                | Phase::RollbackMonitoring { .. }
+                | Phase::RollbackDelay { .. }
+        )
+    }
+}
+
+/// One batch of a rolling rollback: old replicas started again, then routed, and the new
+/// replicas it took out of service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackBatch {
+    pub started_ms: u64,
+    /// How many old replicas the batch started again (`StartOld`).
+    pub old: u32,
+    /// The restored old replicas it routed, once healthy.
+    pub routed: Vec<String>,
+    /// The new replicas it stopped.
+    pub stopped_new: Vec<String>,
+    /// Restored old replicas that failed (unhealthy, exited, or not healthy in time;
+    /// one never seen counts without an id).
+    pub failed: Vec<String>,
+    pub failures: u32,
+    /// When its replicas were routed (and, start-first, the new ones stopped).
+    pub routed_ms: Option<u64>,
 }
 
 /// Something that happened, for `baton` to show and for people to read.
@@ -139,8 +174,17 @@ pub struct RolloutState {
     pub old_stopped: Vec<String>,
     /// Old replicas started again by a rollback and routed.
     pub old_restored: Vec<String>,
-    /// How many old replicas a rollback asked for with `StartOld`.
+    /// How many old replicas a rollback asked for with `StartOld`, over its batches.
     pub old_requested: u32,
+    /// Rolling rollback: old replicas still to start again (batches not begun yet).
+    #[serde(default)]
+    pub rollback_left: u32,
+    /// Rolling rollback: its batches, in order (`rollback_config`).
+    #[serde(default)]
+    pub rollback_batches: Vec<RollbackBatch>,
+    /// Rolling rollback: restored old replicas that failed; never routed.
+    #[serde(default)]
+    pub old_failed: Vec<String>,
     /// How many new replicas were asked for with `StartNew`, in total.
     pub new_started: u32,
     /// Every new replica id observed, in the order first seen.
@@ -183,6 +227,9 @@ pub fn start(
         old_stopped: Vec::new(),
         old_restored: Vec::new(),
         old_requested: 0,
+        rollback_left: 0,
+        rollback_batches: Vec::new(),
+        old_failed: Vec::new(),
         new_started: 0,
         new_seen: Vec::new(),
         new_routed: Vec::new(),
@@ -237,7 +284,7 @@ pub fn step(
         if abortable {
             cx.log("aborted");
             match &spec.strategy {
-                Strategy::Rolling(_) => rolling::roll_back(&mut cx, "aborted".into()),
+                Strategy::Rolling(r) => rolling::roll_back(&mut cx, &r.rollback, "aborted".into()),
                 Strategy::BlueGreen(_) | Strategy::Canary(_) => cx.revert("aborted".into()),
             }
         }
@@ -273,13 +320,14 @@ pub fn promote(state: &RolloutState, now_ms: u64) -> RolloutState {
 }
 
 /// Asks the next `step` to roll back (reason "aborted"). Works on a paused rollout;
-/// ignored on a completed or rolled-back one.
+/// ignored on a completed or rolled-back one, and while a rollback is under way.
 pub fn abort(state: &RolloutState, now_ms: u64) -> RolloutState {
     let mut s = state.clone();
     let message = match &s.outcome {
         Some(Outcome::Completed) | Some(Outcome::RolledBack { .. }) => {
             "abort ignored: the rollout is finished"
         }
+        None if s.phase.rolling_back() => "abort ignored: already rolling back",
         _ => {
             s.abort_requested = true;
             "abort requested"
@@ -471,7 +519,8 @@ impl Cx<'_> {
         }
     }
 
-    fn stop_all_new(&mut self) {
+    /// Stops every new replica not stopped yet; returns their ids.
+    fn stop_all_new(&mut self) -> Vec<String> {
         let ids: Vec<String> = self
             .s
             .new_seen
@@ -481,8 +530,9 @@ impl Cx<'_> {
             .collect();
         if !ids.is_empty() {
             self.s.new_stopped.extend(ids.iter().cloned());
-            self.emit(Decision::StopNew { ids });
+            self.emit(Decision::StopNew { ids: ids.clone() });
         }
+        ids
     }
 
     fn set_weight(&mut self, new_percent: u32) {
@@ -495,7 +545,7 @@ impl Cx<'_> {
     /// Blue-green and canary: traffic back to the old set, every new replica stopped.
     fn revert(&mut self, reason: String) {
         self.set_weight(0);
-        self.stop_all_new();
+        let _ = self.stop_all_new();
         self.finish(Outcome::RolledBack { reason });
     }
 

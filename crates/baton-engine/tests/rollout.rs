@@ -400,6 +400,408 @@ fn rolling_promote_skips_monitor_and_delay() {
     );
 }
 
+// ---------------------------------------------------------------- rolling rollback (rollback_config)
+
+/// 4 replicas updated all at once (start-first, monitor 10s, failure_action rollback),
+/// with `rollback` as `deploy.rollback_config`.
+fn four_with_rollback(rollback: Value) -> RolloutSpec {
+    spec(json!({
+        "ports": [{"target": 80}],
+        "deploy": {
+            "replicas": 4,
+            "update_config": {"parallelism": 0, "monitor": 10000, "failure_action": "rollback"},
+            "rollback_config": rollback,
+        }
+    }))
+}
+
+const NEW4: [(&str, Health); 4] = [
+    ("n1", Healthy),
+    ("n2", Healthy),
+    ("n3", Healthy),
+    ("n4", Healthy),
+];
+const N1_BAD: [(&str, Health); 4] = [
+    ("n1", Unhealthy),
+    ("n2", Healthy),
+    ("n3", Healthy),
+    ("n4", Healthy),
+];
+const N1_REASON: &str =
+    "n1 is unhealthy; 1 of 4 updated replica(s) failed, above max_failure_ratio 0";
+
+/// All 4 new replicas routed and the 4 old stopped at 1 000; n1 turns unhealthy at
+/// 3 000, within the monitor window: the rollback begins. Returns that step's decisions.
+fn four_updated_then_n1_fails(rollback: Value) -> (Run, Vec<Decision>) {
+    let mut run = Run::new(four_with_rollback(rollback), 4, &["o1", "o2", "o3", "o4"]);
+    run.at(obs(0, &OLD4, &[]), vec![start_new(4)], None);
+    run.at(
+        obs(1_000, &OLD4, &NEW4),
+        vec![
+            route_new(&["n1", "n2", "n3", "n4"]),
+            stop_old(&["o1", "o2", "o3", "o4"]),
+        ],
+        None,
+    );
+    let (state, decisions, outcome) = step(&run.spec, &run.state, &obs(3_000, &[], &N1_BAD));
+    assert_eq!(outcome, None);
+    run.state = state;
+    (run, decisions)
+}
+
+fn batch_sizes(run: &Run) -> Vec<u32> {
+    run.state.rollback_batches.iter().map(|b| b.old).collect()
+}
+
+#[test]
+fn rollback_config_start_first_one_at_a_time_with_monitor_and_delay() {
+    let (mut run, first) = four_updated_then_n1_fails(json!({
+        "parallelism": 1, "delay": 1000, "monitor": 2000, "order": "start-first"
+    }));
+    // batch 1: one old replica first; nothing is stopped before it is healthy
+    assert_eq!(first, vec![start_old(1)]);
+    run.at(obs(3_500, &[("o5", Starting)], &N1_BAD), vec![], None);
+    run.at(
+        obs(4_000, &[("o5", Healthy)], &N1_BAD),
+        // start-first: routed, then the failed new replica goes
+        vec![route_old(&["o5"]), stop_new(&["n1"])],
+        None,
+    );
+    let new = [("n2", Healthy), ("n3", Healthy), ("n4", Healthy)];
+    // monitor 2s until 6 000, then delay 1s until 7 000
+    run.at(obs(5_999, &[("o5", Healthy)], &new), vec![], None);
+    run.at(obs(6_000, &[("o5", Healthy)], &new), vec![], None);
+    run.at(obs(6_999, &[("o5", Healthy)], &new), vec![], None);
+    run.at(
+        obs(7_000, &[("o5", Healthy)], &new),
+        vec![start_old(1)],
+        None,
+    );
+    let old = [("o5", Healthy), ("o6", Healthy)];
+    // then the last routed new replica first
+    run.at(
+        obs(7_500, &old, &new),
+        vec![route_old(&["o6"]), stop_new(&["n4"])],
+        None,
+    );
+    let new = [("n2", Healthy), ("n3", Healthy)];
+    // the delay counts from the end of the monitor window as observed
+    run.at(obs(9_500, &old, &new), vec![], None);
+    run.at(obs(10_500, &old, &new), vec![start_old(1)], None);
+    let old = [("o5", Healthy), ("o6", Healthy), ("o7", Healthy)];
+    run.at(
+        obs(11_000, &old, &new),
+        vec![route_old(&["o7"]), stop_new(&["n3"])],
+        None,
+    );
+    let new = [("n2", Healthy)];
+    run.at(obs(13_000, &old, &new), vec![], None);
+    run.at(obs(14_000, &old, &new), vec![start_old(1)], None);
+    let old = [
+        ("o5", Healthy),
+        ("o6", Healthy),
+        ("o7", Healthy),
+        ("o8", Healthy),
+    ];
+    run.at(
+        obs(14_500, &old, &new),
+        vec![route_old(&["o8"]), stop_new(&["n2"])],
+        None,
+    );
+    // the last batch is monitored too, with no delay after it
+    run.at(obs(16_499, &old, &[]), vec![], None);
+    run.at(obs(16_500, &old, &[]), vec![], rolled_back(N1_REASON));
+    assert_eq!(batch_sizes(&run), vec![1, 1, 1, 1]);
+    let b = &run.state.rollback_batches;
+    let started: Vec<u64> = b.iter().map(|b| b.started_ms).collect();
+    assert_eq!(started, vec![3_000, 7_000, 10_500, 14_000]);
+    let stopped: Vec<Vec<String>> = b.iter().map(|b| b.stopped_new.clone()).collect();
+    assert_eq!(
+        stopped,
+        vec![ids(&["n1"]), ids(&["n4"]), ids(&["n3"]), ids(&["n2"])]
+    );
+    assert_eq!(b[3].routed, ids(&["o8"]));
+    assert_eq!(b[3].routed_ms, Some(14_500));
+    assert_eq!(run.state.old_running, ids(&["o5", "o6", "o7", "o8"]));
+    let lines: Vec<&str> = run
+        .state
+        .history
+        .iter()
+        .map(|e| e.message.as_str())
+        .filter(|m| m.starts_with("rollback batch"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "rollback batch 1: 1 replica(s)",
+            "rollback batch 2: 1 replica(s)",
+            "rollback batch 3: 1 replica(s)",
+            "rollback batch 4: 1 replica(s)"
+        ]
+    );
+}
+
+#[test]
+fn rollback_config_stop_first_in_batches_of_two() {
+    let (mut run, first) = four_updated_then_n1_fails(json!({
+        "parallelism": 2, "monitor": 0, "order": "stop-first"
+    }));
+    // stop-first: the failed one and the last routed go before the old ones start
+    assert_eq!(first, vec![stop_new(&["n1", "n4"]), start_old(2)]);
+    let new = [("n2", Healthy), ("n3", Healthy)];
+    run.at(obs(3_500, &[("o5", Healthy)], &new), vec![], None);
+    run.at(
+        obs(4_000, &[("o5", Healthy), ("o6", Healthy)], &new),
+        // monitor 0, delay 0: the next batch follows at once, stopping what is left
+        vec![
+            route_old(&["o5", "o6"]),
+            stop_new(&["n2", "n3"]),
+            start_old(2),
+        ],
+        None,
+    );
+    let old = [
+        ("o5", Healthy),
+        ("o6", Healthy),
+        ("o7", Healthy),
+        ("o8", Healthy),
+    ];
+    run.at(
+        obs(5_000, &old, &[]),
+        vec![route_old(&["o7", "o8"])],
+        rolled_back(N1_REASON),
+    );
+    assert_eq!(batch_sizes(&run), vec![2, 2]);
+}
+
+#[test]
+fn rollback_config_parallelism_zero_is_one_batch() {
+    let (mut run, first) = four_updated_then_n1_fails(json!({"parallelism": 0, "monitor": 0}));
+    assert_eq!(first, vec![start_old(4)]);
+    let old = [
+        ("o5", Healthy),
+        ("o6", Healthy),
+        ("o7", Healthy),
+        ("o8", Healthy),
+    ];
+    run.at(
+        obs(4_000, &old, &N1_BAD),
+        vec![
+            route_old(&["o5", "o6", "o7", "o8"]),
+            stop_new(&["n1", "n2", "n3", "n4"]),
+        ],
+        rolled_back(N1_REASON),
+    );
+    assert_eq!(batch_sizes(&run), vec![4]);
+}
+
+#[test]
+fn without_rollback_config_the_rollback_is_one_start_first_batch() {
+    let s = spec(json!({
+        "ports": [{"target": 80}],
+        "deploy": {"update_config": {"parallelism": 0, "failure_action": "rollback"}}
+    }));
+    let mut run = Run::new(s, 4, &["o1", "o2", "o3", "o4"]);
+    run.at(obs(0, &OLD4, &[]), vec![start_new(4)], None);
+    run.at(
+        obs(1_000, &OLD4, &NEW4),
+        vec![
+            route_new(&["n1", "n2", "n3", "n4"]),
+            stop_old(&["o1", "o2", "o3", "o4"]),
+        ],
+        None,
+    );
+    run.at(obs(3_000, &[], &N1_BAD), vec![start_old(4)], None);
+    let old = [
+        ("o5", Healthy),
+        ("o6", Healthy),
+        ("o7", Healthy),
+        ("o8", Healthy),
+    ];
+    run.at(
+        obs(4_000, &old, &N1_BAD),
+        vec![
+            route_old(&["o5", "o6", "o7", "o8"]),
+            stop_new(&["n1", "n2", "n3", "n4"]),
+        ],
+        rolled_back(N1_REASON),
+    );
+}
+
+#[test]
+fn rollback_failure_action_pause_stops_at_a_failed_restored_replica() {
+    let (mut run, first) = four_updated_then_n1_fails(json!({"parallelism": 1, "monitor": 0}));
+    assert_eq!(first, vec![start_old(1)]);
+    run.at(
+        obs(4_000, &[("o5", Unhealthy)], &N1_BAD),
+        vec![],
+        paused_again(&format!(
+            "rollback paused: o5 is unhealthy; 1 of 1 restored replica(s) failed, above max_failure_ratio 0; it was for: {N1_REASON}"
+        )),
+    );
+    // nothing was taken from the new revision: it still serves
+    assert_eq!(run.state.new_stopped, Vec::<String>::new());
+    assert_eq!(run.state.old_failed, ids(&["o5"]));
+}
+
+#[test]
+fn rollback_failure_within_its_monitor_window_pauses() {
+    let (mut run, _) = four_updated_then_n1_fails(json!({"parallelism": 1, "monitor": 5000}));
+    run.at(
+        obs(4_000, &[("o5", Healthy)], &N1_BAD),
+        vec![route_old(&["o5"]), stop_new(&["n1"])],
+        None,
+    );
+    let new = [("n2", Healthy), ("n3", Healthy), ("n4", Healthy)];
+    run.at(
+        obs(6_000, &[("o5", Gone)], &new),
+        vec![],
+        paused_again(&format!(
+            "rollback paused: o5 exited; 1 of 1 restored replica(s) failed, above max_failure_ratio 0; it was for: {N1_REASON}"
+        )),
+    );
+    // abort resumes a paused rollback: all 4 are missing again, o5 included
+    run.state = abort(&run.state, 7_000);
+    run.at(obs(7_000, &[("o5", Gone)], &new), vec![start_old(1)], None);
+    assert_eq!(run.state.rollback_left, 3);
+    assert_eq!(batch_sizes(&run), vec![1, 1]);
+    let old = [("o5", Gone), ("o9", Healthy)];
+    run.at(
+        obs(8_000, &old, &new),
+        vec![route_old(&["o9"]), stop_new(&["n4"])],
+        None,
+    );
+}
+
+#[test]
+fn rollback_accepts_a_restored_replica_named_like_one_it_stopped() {
+    let (mut run, _) = four_updated_then_n1_fails(json!({"parallelism": 0, "monitor": 0}));
+    // the old replicas come back under their old names
+    run.at(
+        obs(4_000, &OLD4, &N1_BAD),
+        vec![
+            route_old(&["o1", "o2", "o3", "o4"]),
+            stop_new(&["n1", "n2", "n3", "n4"]),
+        ],
+        rolled_back(N1_REASON),
+    );
+}
+
+#[test]
+fn rollback_failure_action_continue_and_max_failure_ratio() {
+    let (mut run, first) = four_updated_then_n1_fails(json!({
+        "parallelism": 2, "monitor": 0, "failure_action": "pause", "max_failure_ratio": 0.5
+    }));
+    assert_eq!(first, vec![start_old(2)]);
+    // 1 of 2 restored failed: not above 0.5, the batch goes on with the healthy one
+    run.at(
+        obs(4_000, &[("o5", Healthy), ("o6", Unhealthy)], &N1_BAD),
+        vec![route_old(&["o5"]), stop_new(&["n1", "n4"]), start_old(2)],
+        None,
+    );
+    // 2 of 4 failed: 0.5, still not above
+    let old = [
+        ("o5", Healthy),
+        ("o6", Unhealthy),
+        ("o7", Healthy),
+        ("o8", Gone),
+    ];
+    run.at(
+        obs(5_000, &old, &[("n2", Healthy), ("n3", Healthy)]),
+        vec![route_old(&["o7"]), stop_new(&["n2", "n3"])],
+        rolled_back(N1_REASON),
+    );
+    assert_eq!(run.state.old_failed, ids(&["o6", "o8"]));
+
+    // continue: every failure is tolerated, the failed replicas stay for the restart policy
+    let (mut run, _) = four_updated_then_n1_fails(json!({
+        "parallelism": 2, "monitor": 0, "failure_action": "continue"
+    }));
+    run.at(
+        obs(4_000, &[("o5", Unhealthy), ("o6", Unhealthy)], &N1_BAD),
+        vec![stop_new(&["n1", "n4"]), start_old(2)],
+        None,
+    );
+    let old = [
+        ("o5", Unhealthy),
+        ("o6", Unhealthy),
+        ("o7", Healthy),
+        ("o8", Healthy),
+    ];
+    run.at(
+        obs(5_000, &old, &[("n2", Healthy), ("n3", Healthy)]),
+        vec![route_old(&["o7", "o8"]), stop_new(&["n2", "n3"])],
+        rolled_back(N1_REASON),
+    );
+    assert!(run.state.history.iter().any(|e| e.message
+        == "rollback continuing: 2 of 2 restored replica(s) failed, above max_failure_ratio 0"));
+}
+
+#[test]
+fn rollback_not_healthy_in_time_stalls() {
+    let (mut run, _) = four_updated_then_n1_fails(json!({"parallelism": 1}));
+    run.at(obs(62_999, &[("o5", Starting)], &N1_BAD), vec![], None);
+    run.at(
+        obs(63_000, &[("o5", Starting)], &N1_BAD),
+        vec![],
+        paused_again(&format!(
+            "rollback stalled: 0 of 1 old replica(s) healthy after 1m; it was for: {N1_REASON}"
+        )),
+    );
+}
+
+#[test]
+fn abort_during_a_rollback_is_ignored_and_promote_skips_its_waits() {
+    let (mut run, _) = four_updated_then_n1_fails(json!({
+        "parallelism": 1, "delay": 60000, "monitor": 60000
+    }));
+    run.state = abort(&run.state, 3_500);
+    assert!(!run.state.abort_requested);
+    assert_eq!(
+        run.state.history.last().map(|e| e.message.as_str()),
+        Some("abort ignored: already rolling back")
+    );
+    run.at(
+        obs(4_000, &[("o5", Healthy)], &N1_BAD),
+        vec![route_old(&["o5"]), stop_new(&["n1"])],
+        None,
+    );
+    run.state = promote(&run.state, 4_500);
+    let new = [("n2", Healthy), ("n3", Healthy), ("n4", Healthy)];
+    run.at(
+        obs(4_500, &[("o5", Healthy)], &new),
+        vec![start_old(1)],
+        None,
+    );
+}
+
+#[test]
+fn spec_rollback_config_defaults_and_errors() {
+    let Strategy::Rolling(r) = four_with_rollback(json!({})).strategy else {
+        panic!("expected rolling")
+    };
+    // present: Swarm's defaults, start-first because the service publishes ports
+    assert_eq!(
+        r.rollback,
+        UpdateSettings {
+            parallelism: 1,
+            delay_ms: 0,
+            failure_action: FailureAction::Pause,
+            monitor_ms: 5_000,
+            max_failure_ratio: 0.0,
+            order: Order::StartFirst,
+        }
+    );
+    assert_eq!(
+        spec_err(json!({"deploy": {"rollback_config": {"failure_action": "rollback"}}})),
+        "deploy.rollback_config.failure_action: expected \"continue\" or \"pause\", found \"rollback\""
+    );
+    assert_eq!(
+        spec_err(json!({"deploy": {"rollback_config": {"max_failure_ratio": 2.0}}})),
+        "deploy.rollback_config.max_failure_ratio: expected a number between 0 and 1, found 2"
+    );
+}
+
 // ---------------------------------------------------------------- blue-green
 
 fn blue_green(extra: Value) -> RolloutSpec {
@@ -756,7 +1158,8 @@ fn spec_defaults_follow_swarm_with_stop_first_without_ports() {
         order: Order::StopFirst,
     };
     assert_eq!(r.update, swarm);
-    assert_eq!(r.rollback, swarm);
+    // no rollback_config: one start-first batch, see `one_batch_rollback`
+    assert_eq!(r.rollback, UpdateSettings::one_batch_rollback());
     assert_eq!((s.health_timeout_ms, s.drain_timeout_ms), (60_000, 10_000));
 }
 

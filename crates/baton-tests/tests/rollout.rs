@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use baton_tests::{
-    docker_available, free_port, http_get, stderr, wait_for, web_service, Daemon, Load, Scratch,
+    docker_available, docker_lines, free_port, http_get, stderr, wait_for, web_service, Daemon,
+    Load, Scratch, IMAGE,
 };
 
 fn file(port: u16, rollout: &str) -> String {
@@ -268,4 +269,195 @@ fn canary_promote_abort_and_supersede_by_hand() {
     // Only the 3 replicas of v5 are left.
     assert_eq!(s.running().len(), 3, "{:?}", s.running());
     s.ok(&["down"]);
+}
+
+/// 4 replicas of an HTTP service whose `bad` version answers like the others but fails
+/// its healthcheck 10 s after it starts (the check tests a file the version removes):
+/// it gets routed, then fails within the update's monitor window, with every old
+/// replica already replaced. `rollback_config` paces the rollback.
+fn four_with_rollback_config(port: u16) -> String {
+    format!(
+        r#"services:
+  web:
+    image: {IMAGE}
+    init: true
+    stop_grace_period: 1s
+    restart: always
+    command: [sh, -c, 'mkdir -p /www && echo "v$$VERSION" > /www/index.html && touch /tmp/ok && if [ "$$VERSION" = bad ]; then (sleep 10; rm -f /tmp/ok) & fi; exec httpd -f -p 80 -h /www']
+    environment:
+      VERSION: ${{VERSION:-1}}
+    ports: ["127.0.0.1:{port}:80"]
+    healthcheck:
+      test: [CMD, test, -f, /tmp/ok]
+      interval: 1s
+      timeout: 3s
+      retries: 2
+    deploy:
+      replicas: 4
+      update_config:
+        parallelism: 0
+        monitor: 40s
+        failure_action: rollback
+      rollback_config:
+        parallelism: 1
+        delay: 1s
+        order: start-first
+    x-baton:
+      rollout:
+        strategy: rolling
+        health_timeout: 30s
+"#
+    )
+}
+
+/// A broken version replaces all 4 replicas, fails its healthcheck within the monitor
+/// window, and is rolled back as `rollback_config` says: one old replica per batch,
+/// started and routed before one new replica goes, 1 s apart; under load, no request
+/// fails; 4 healthy replicas of the old version are left.
+#[test]
+fn rolling_rollback_follows_rollback_config_one_replica_at_a_time() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("rbcfg");
+    let port = free_port();
+    s.write("compose.yaml", &four_with_rollback_config(port));
+    let _daemon = Daemon::start(&s);
+    s.ok(&["up", "-d"]);
+    assert!(wait_for(port, "v1", 60), "v1 serves");
+    assert!(
+        until(60, || s.running().len() == 4),
+        "4 replicas: {:?}",
+        s.running()
+    );
+
+    let load = Load::start(port);
+    let started = std::time::Instant::now();
+    let up = s
+        .cmd()
+        .env("VERSION", "bad")
+        .args(["up", "-d"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let (bodies, failures) = load.finish();
+    eprintln!(
+        "rollback_config: update + rollback took {:.1} s; {} answers, {failures} failed",
+        took.as_secs_f64(),
+        bodies.len()
+    );
+    let text = stderr(&up);
+    assert!(!up.status.success(), "a rolled-back rollout is an error");
+    assert!(text.contains("rolled back"), "says it rolled back: {text}");
+    assert!(
+        text.contains("rollback batch 4: 1 replica(s)"),
+        "up shows the batches: {text}"
+    );
+    assert_eq!(failures, 0, "no failed request during update and rollback");
+    assert!(bodies.len() > 50, "the load ran ({})", bodies.len());
+    assert!(
+        bodies.iter().all(|b| b == "v1" || b == "vbad"),
+        "only v1 and vbad answered"
+    );
+    assert!(
+        bodies.iter().any(|b| b == "vbad"),
+        "the broken version was routed before it failed"
+    );
+
+    // The deployment report: 4 batches of one, in order, each restored replica routed
+    // before its new one was stopped, at least `delay` apart.
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "rollout", "status", "web"])).unwrap();
+    assert_eq!(status["rollout"]["status"], "rolled-back", "{status}");
+    let batches = status["state"]["rollback_batches"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let sizes: Vec<u64> = batches
+        .iter()
+        .map(|b| b["old"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(sizes, [1, 1, 1, 1], "{status}");
+    for b in &batches {
+        assert_eq!(b["routed"].as_array().map(Vec::len), Some(1), "{b}");
+        assert_eq!(b["stopped_new"].as_array().map(Vec::len), Some(1), "{b}");
+        assert_eq!(b["failures"], 0, "{b}");
+    }
+    let at = |b: &serde_json::Value, k: &str| b[k].as_u64().unwrap_or(0);
+    for pair in batches.windows(2) {
+        assert!(
+            at(&pair[1], "started_ms") >= at(&pair[0], "routed_ms") + 1_000,
+            "each batch begins after the previous one was routed, plus the delay: {pair:?}"
+        );
+    }
+    // The timed history, in order: per batch, start one old, route it, then stop a new.
+    let history: Vec<String> = status["state"]["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect();
+    let pos = |line: &str, from: usize| {
+        history[from..]
+            .iter()
+            .position(|h| h.starts_with(line))
+            .map(|p| p + from)
+            .unwrap_or_else(|| panic!("{line:?} after line {from} in {history:#?}"))
+    };
+    let mut i = pos("rolling back: ", 0);
+    for n in 1..=4 {
+        i = pos(&format!("rollback batch {n}: 1 replica(s)"), i);
+        i = pos("start 1 old", i);
+        i = pos("route old ", i);
+        i = pos("stop new ", i);
+    }
+    let report = s.ok(&["rollout", "status", "web"]);
+    eprintln!("{report}");
+    assert!(report.contains("rollback       4 batch(es)"), "{report}");
+    assert!(report.contains("    batch 4 at"), "{report}");
+
+    // The store's events say it too.
+    let events: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "events", "--limit", "200"])).unwrap();
+    let begun: Vec<String> = events["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("rollback batch") && m.ends_with("replica(s)"))
+        .map(|m| m.split(": ").nth(1).unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        begun,
+        [
+            "rollback batch 1",
+            "rollback batch 2",
+            "rollback batch 3",
+            "rollback batch 4"
+        ],
+        "{events}"
+    );
+    let history = s.ok(&["rollout", "history", "web"]);
+    assert!(history.contains("rolled back"), "{history}");
+
+    // Exactly 4 replicas left, all of the old version and healthy.
+    let running = s.running();
+    assert_eq!(running.len(), 4, "{running:?}");
+    let to = status["rollout"]["to_hash"].as_str().unwrap_or("-");
+    assert!(
+        running.iter().all(|n| !n.ends_with(&to[..to.len().min(8)])),
+        "no replica of the broken version: {running:?}"
+    );
+    let healthy = || {
+        s.running()
+            .iter()
+            .all(|n| docker_lines(&["inspect", "-f", "{{.State.Health.Status}}", n]) == ["healthy"])
+    };
+    assert!(until(30, healthy), "all 4 healthy");
+    for _ in 0..8 {
+        assert_eq!(http_get(port, 10).as_deref().map(str::trim), Some("v1"));
+    }
+    s.ok(&["down"]);
+    assert!(s.containers().is_empty());
 }

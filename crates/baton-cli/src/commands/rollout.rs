@@ -272,6 +272,28 @@ fn report(ctx: &Context, r: &RolloutRecord, live: &[serde_json::Value]) -> Resul
             "  old replicas   serving {:?}, stopped {:?}",
             s.old_running, s.old_stopped
         );
+        if !s.rollback_batches.is_empty() {
+            println!("  rollback       {} batch(es)", s.rollback_batches.len());
+        }
+        for (i, b) in s.rollback_batches.iter().enumerate() {
+            let at = |ms: u64| ms.saturating_sub(s.started_ms) as f64 / 1000.0;
+            let routed = match b.routed_ms {
+                Some(ms) => format!("routed {:?} at {:.1} s", b.routed, at(ms)),
+                None => "not routed yet".to_string(),
+            };
+            let failed = if b.failures > 0 {
+                format!(", {} failed {:?}", b.failures, b.failed)
+            } else {
+                String::new()
+            };
+            println!(
+                "    batch {} at {:>6.1} s: {} old started, {routed}, new stopped {:?}{failed}",
+                i + 1,
+                at(b.started_ms),
+                b.old,
+                b.stopped_new
+            );
+        }
         for p in live {
             let revisions = p["metrics"]["revisions"]
                 .as_object()

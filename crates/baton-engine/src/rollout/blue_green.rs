@@ -49,6 +49,8 @@ fn one(cx: &mut Cx<'_>, b: &BlueGreen) {
         Phase::Monitoring { .. }
         | Phase::Delay { .. }
         | Phase::Analysing { .. }
-        | Phase::RestoringOld { .. } => cx.misplaced(),
+        | Phase::RestoringOld { .. }
+        | Phase::RollbackMonitoring { .. }
+        | Phase::RollbackDelay { .. } => cx.misplaced(),
     }
 }

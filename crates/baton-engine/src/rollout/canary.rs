@@ -63,7 +63,9 @@ fn one(cx: &mut Cx<'_>, c: &Canary) {
         Phase::Monitoring { .. }
         | Phase::Delay { .. }
         | Phase::KeepingOld { .. }
-        | Phase::RestoringOld { .. } => cx.misplaced(),
+        | Phase::RestoringOld { .. }
+        | Phase::RollbackMonitoring { .. }
+        | Phase::RollbackDelay { .. } => cx.misplaced(),
     }
 }
 

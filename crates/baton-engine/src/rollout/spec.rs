@@ -59,8 +59,8 @@ impl std::fmt::Display for StrategyKind {
     }
 }
 
-/// Swarm-style batches, from `deploy.update_config`. `rollback` (from
-/// `deploy.rollback_config`) is validated and carried; the decider rolls back in one batch.
+/// Swarm-style batches, from `deploy.update_config`; a rollback goes in batches too, as
+/// `deploy.rollback_config` says (without one: `UpdateSettings::one_batch_rollback`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rolling {
     pub update: UpdateSettings,
@@ -76,6 +76,24 @@ pub struct UpdateSettings {
     pub monitor_ms: u64,
     pub max_failure_ratio: f64,
     pub order: Order,
+}
+
+impl UpdateSettings {
+    /// The rollback of a service without `rollback_config`: every old replica stopped
+    /// is started again in one start-first batch, routed once healthy, then the new ones
+    /// go; no monitor, no delay; a restored replica that fails pauses. The new revision
+    /// just failed, so getting off it fast matters more than pacing (Swarm's default
+    /// would be one replica at a time); write `rollback_config` to pace it.
+    pub fn one_batch_rollback() -> UpdateSettings {
+        UpdateSettings {
+            parallelism: 0,
+            delay_ms: 0,
+            failure_action: FailureAction::Pause,
+            monitor_ms: 0,
+            max_failure_ratio: 0.0,
+            order: Order::StartFirst,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,11 +165,10 @@ pub fn rollout_spec(service: &Service) -> Result<RolloutSpec, RolloutSpecError> 
         deploy.and_then(|d| d.update_config.as_ref()),
         publishes_ports,
     )?;
-    let rollback = update_settings(
-        "deploy.rollback_config",
-        deploy.and_then(|d| d.rollback_config.as_ref()),
-        publishes_ports,
-    )?;
+    let rollback = match deploy.and_then(|d| d.rollback_config.as_ref()) {
+        None => UpdateSettings::one_batch_rollback(),
+        Some(c) => update_settings("deploy.rollback_config", Some(c), publishes_ports)?,
+    };
 
     let empty = Map::new();
     let rollout = match &service.baton {
@@ -264,16 +281,23 @@ fn update_settings(
 ) -> Result<UpdateSettings, RolloutSpecError> {
     let default = UpdateConfig::default();
     let c = config.unwrap_or(&default);
+    // A rollback that fails cannot roll back: Swarm allows pause | continue there.
+    let rollback = path.ends_with("rollback_config");
     let failure_action = match c.failure_action.as_deref() {
         None => FailureAction::Pause,
         Some("continue") => FailureAction::Continue,
-        Some("rollback") => FailureAction::Rollback,
+        Some("rollback") if !rollback => FailureAction::Rollback,
         Some("pause") => FailureAction::Pause,
         Some(other) => {
+            let expected = if rollback {
+                "\"continue\" or \"pause\""
+            } else {
+                "\"continue\", \"rollback\" or \"pause\""
+            };
             return Err(err(
                 &format!("{path}.failure_action"),
-                format!("expected \"continue\", \"rollback\" or \"pause\", found \"{other}\""),
-            ))
+                format!("expected {expected}, found \"{other}\""),
+            ));
         }
     };
     let order = match c.order.as_deref() {
