@@ -329,20 +329,26 @@ pub enum FileError {
     Select(#[from] crate::select::SelectError),
     #[error(transparent)]
     State(#[from] baton_state::StateError),
+    #[error(transparent)]
+    Auth(#[from] crate::ssh::NoAuth),
     #[error("file `{name}` has no version {version} (see `baton files versions {name}`)")]
     NoVersion { name: String, version: i64 },
 }
 
-/// The hosts a file goes to: selected ones, or the local machine.
-fn targets(f: &ManagedFile, inv: &Inventory) -> Result<Vec<Option<Host>>, FileError> {
-    Ok(match &f.hosts {
+/// The hosts a file goes to: selected ones (each with a way to authenticate), or the
+/// local machine.
+fn targets(f: &ManagedFile, env: &Env<'_>) -> Result<Vec<Option<Host>>, FileError> {
+    let inv = env.inventory;
+    let hosts: Vec<Option<Host>> = match &f.hosts {
         None => vec![None],
         Some(sel) => select(inv, sel)?
             .into_iter()
             .map(|id| inv.hosts.get(&id).cloned())
             .filter(Option::is_some)
             .collect(),
-    })
+    };
+    crate::ssh::check_auth(inv, hosts.iter().flatten(), env.ssh)?;
+    Ok(hosts)
 }
 
 async fn connect(inv: &Inventory, h: &Option<Host>, ssh: &SshOptions) -> Result<Conn, String> {
@@ -378,7 +384,7 @@ async fn put_all(
     check: bool,
     env: &Env<'_>,
 ) -> Result<Vec<HostFile>, FileError> {
-    let hosts = targets(f, env.inventory)?;
+    let hosts = targets(f, env)?;
     let results: Vec<HostFile> = stream::iter(hosts.iter().map(|h| async move {
         let mut r = HostFile {
             host: host_name(h),
@@ -462,7 +468,7 @@ pub async fn apply(f: &ManagedFile, check: bool, env: &Env<'_>) -> Result<FileRe
         name: f.name.clone(),
         message,
     })?;
-    targets(f, env.inventory)?;
+    targets(f, env)?;
     let (version, new_version) = if check {
         let last = env.store.file_versions(env.project, &f.name)?.pop();
         match last {
@@ -530,7 +536,7 @@ pub async fn drift(f: &ManagedFile, env: &Env<'_>) -> Result<FileReport, FileErr
         .into_iter()
         .map(|v| (v.version, v))
         .collect();
-    let hosts = targets(f, env.inventory)?;
+    let hosts = targets(f, env)?;
     let mut results: Vec<HostFile> = stream::iter(hosts.iter().map(|h| {
         let applied = &applied;
         let versions = &versions;

@@ -50,6 +50,8 @@ pub enum RunError {
     Select(#[from] SelectError),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Auth(#[from] crate::ssh::NoAuth),
 }
 
 struct Shared<'a> {
@@ -71,8 +73,8 @@ impl Shared<'_> {
     }
 }
 
-/// Runs `task` on the hosts `target` selects. Selector errors and unreadable local
-/// sources are reported before any host is contacted.
+/// Runs `task` on the hosts `target` selects. Selector errors, hosts with no way to
+/// authenticate and unreadable local sources are reported before any host is contacted.
 pub async fn run(
     inv: &Inventory,
     target: &str,
@@ -81,6 +83,7 @@ pub async fn run(
 ) -> Result<RunReport, RunError> {
     let ids = select(inv, target)?;
     let hosts: Vec<&Host> = ids.iter().filter_map(|id| inv.hosts.get(id)).collect();
+    crate::ssh::check_auth(inv, hosts.iter().copied(), &opts.ssh)?;
     let (steps, adhoc, kind, name) = match task {
         Task::Adhoc(argv) => {
             if argv.is_empty() {

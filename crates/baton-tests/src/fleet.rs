@@ -162,14 +162,24 @@ impl TestHosts {
     /// A `hosts:` section for these hosts; `extra(i)` adds YAML lines (indented 4) to
     /// host `i` (0-based), e.g. `role: web`.
     pub fn hosts_yaml(&self, extra: impl Fn(usize) -> String) -> String {
+        self.hosts_yaml_with(true, extra)
+    }
+
+    /// Like `hosts_yaml`, without `key:` when `with_key` is false (the ssh-agent or
+    /// `--identity` must then provide one).
+    pub fn hosts_yaml_with(&self, with_key: bool, extra: impl Fn(usize) -> String) -> String {
         let mut y = String::from("hosts:\n");
         for (i, h) in self.hosts.iter().enumerate() {
+            let key = if with_key {
+                format!("    key: {}\n", self.key.display())
+            } else {
+                String::new()
+            };
             y.push_str(&format!(
-                "  {}:\n    address: 127.0.0.1\n    port: {}\n    user: {}\n    key: {}\n    vars:\n      root: {}\n{}",
+                "  {}:\n    address: 127.0.0.1\n    port: {}\n    user: {}\n{key}    vars:\n      root: {}\n{}",
                 h.id,
                 h.port,
                 self.user,
-                self.key.display(),
                 h.root.display(),
                 extra(i)
             ));
@@ -192,6 +202,84 @@ impl Drop for TestHosts {
             self.kill(i);
         }
     }
+}
+
+/// A real `ssh-agent -D` on a socket in a temp dir, killed on drop.
+pub struct TestAgent {
+    pub dir: tempfile::TempDir,
+    pub sock: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestAgent {
+    /// Starts the agent and waits for its socket.
+    pub fn start() -> TestAgent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        let agent = TestAgent {
+            dir,
+            sock,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&agent.sock).is_err() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent
+    }
+
+    /// `ssh-add KEY` into this agent.
+    pub fn add(&self, key: &Path) {
+        let out = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.sock)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh-add");
+        assert!(
+            out.status.success(),
+            "ssh-add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The public keys the agent holds (`ssh-add -L`), in its order.
+    pub fn listed(&self) -> Vec<String> {
+        let out = Command::new("ssh-add")
+            .arg("-L")
+            .env("SSH_AUTH_SOCK", &self.sock)
+            .output()
+            .expect("run ssh-add -L");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .filter(|l| l.starts_with("ssh-"))
+            .collect()
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A fresh ed25519 key pair at `path` (and `path.pub`); returns the public key.
+pub fn new_key(path: &Path) -> String {
+    keygen(path)
 }
 
 /// Kills `pid` and all its descendants (found through /proc).
