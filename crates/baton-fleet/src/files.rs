@@ -19,7 +19,7 @@ use crate::inventory::{Host, Inventory};
 use crate::remote::{self, RemoteError};
 use crate::runbook::parse_mode;
 use crate::select::select;
-use crate::ssh::{Session, SshOptions};
+use crate::ssh::{Jumps, Session, SshOptions};
 use crate::template::{host_context, render};
 use crate::transport::Conn;
 
@@ -351,10 +351,15 @@ fn targets(f: &ManagedFile, env: &Env<'_>) -> Result<Vec<Option<Host>>, FileErro
     Ok(hosts)
 }
 
-async fn connect(inv: &Inventory, h: &Option<Host>, ssh: &SshOptions) -> Result<Conn, String> {
+async fn connect(
+    inv: &Inventory,
+    h: &Option<Host>,
+    ssh: &SshOptions,
+    jumps: &Jumps,
+) -> Result<Conn, String> {
     match h {
         None => Ok(Conn::Local),
-        Some(h) => Session::connect_in(inv, h, ssh)
+        Some(h) => Session::connect_in(inv, h, ssh, jumps)
             .await
             .map(Conn::Ssh)
             .map_err(|e| e.to_string()),
@@ -385,6 +390,7 @@ async fn put_all(
     env: &Env<'_>,
 ) -> Result<Vec<HostFile>, FileError> {
     let hosts = targets(f, env)?;
+    let jumps = &Jumps::default();
     let results: Vec<HostFile> = stream::iter(hosts.iter().map(|h| async move {
         let mut r = HostFile {
             host: host_name(h),
@@ -400,7 +406,7 @@ async fn put_all(
                 return r;
             }
         }
-        let conn = match connect(env.inventory, h, env.ssh).await {
+        let conn = match connect(env.inventory, h, env.ssh, jumps).await {
             Ok(c) => c,
             Err(e) => {
                 r.status = "unreachable".into();
@@ -441,6 +447,7 @@ async fn put_all(
     .buffer_unordered(env.forks.max(1))
     .collect()
     .await;
+    jumps.close().await;
     let mut results = results;
     results.sort_by(|a, b| a.host.cmp(&b.host));
     if !check {
@@ -537,6 +544,7 @@ pub async fn drift(f: &ManagedFile, env: &Env<'_>) -> Result<FileReport, FileErr
         .map(|v| (v.version, v))
         .collect();
     let hosts = targets(f, env)?;
+    let jumps = &Jumps::default();
     let mut results: Vec<HostFile> = stream::iter(hosts.iter().map(|h| {
         let applied = &applied;
         let versions = &versions;
@@ -556,7 +564,7 @@ pub async fn drift(f: &ManagedFile, env: &Env<'_>) -> Result<FileReport, FileErr
                 return r;
             };
             r.path = a.path.clone();
-            let conn = match connect(env.inventory, h, env.ssh).await {
+            let conn = match connect(env.inventory, h, env.ssh, jumps).await {
                 Ok(c) => c,
                 Err(e) => {
                     r.status = "unreachable".into();
@@ -594,6 +602,7 @@ pub async fn drift(f: &ManagedFile, env: &Env<'_>) -> Result<FileReport, FileErr
     .buffer_unordered(env.forks.max(1))
     .collect()
     .await;
+    jumps.close().await;
     results.sort_by(|a, b| a.host.cmp(&b.host));
     let version = applied.values().map(|a| a.version).max();
     Ok(FileReport {

@@ -198,6 +198,13 @@ pub fn from_project(project: &Project) -> Result<Inventory, InventoryError> {
                 )
                 .into());
             }
+            if inv.hosts[j].jump.is_some() {
+                return Err(err(
+                    &format!("hosts.{}.jump", h.id),
+                    format!("`{j}` has a jump host itself: one hop only"),
+                )
+                .into());
+            }
         }
     }
     Ok(inv)
@@ -533,6 +540,25 @@ all:
         })
         .map_err(|e| e.to_string())?;
         from_project(&p).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_jump_host_is_another_host_with_no_jump_of_its_own() {
+        let inv = load(
+            "hosts:\n  bastion: {address: 1.2.3.4}\n  web3: {address: 10.0.0.5, jump: bastion}\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts["web3"].jump.as_deref(), Some("bastion"));
+        let e = load("hosts:\n  a: {}\n  b:\n    jump: nope\n").unwrap_err();
+        assert!(
+            e.contains("hosts.b.jump: `nope` is not another host"),
+            "{e}"
+        );
+        let e = load("hosts:\n  a: {}\n  b: {jump: a}\n  c:\n    jump: b\n").unwrap_err();
+        assert!(
+            e.contains("hosts.c.jump: `b` has a jump host itself: one hop only"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The SSH transport: one russh connection per host, reused for every step (one channel
-//! per command), authentication by key file or through a running ssh-agent (the private
-//! keys stay in the agent: it only signs), connect and command timeouts, and host keys
-//! checked against a known_hosts file (unknown keys refused unless `accept_new`, changed
-//! keys always refused).
+//! per command); a host behind a jump host is reached over a direct-tcpip channel of
+//! the jump host's connection (one such connection per jump host per run).
+//! Authentication by key file or through a running ssh-agent (the private keys stay in
+//! the agent: it only signs), connect and command timeouts, and host keys checked
+//! against a known_hosts file (unknown keys refused unless `accept_new`, changed keys
+//! always refused), each host under its own address, tunnelled or not.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -145,6 +148,13 @@ pub enum SshError {
         fingerprint: String,
         line: usize,
         known_hosts: String,
+    },
+    #[error("{host}: cannot reach {addr} through jump host {jump}: {reason}")]
+    Jump {
+        host: String,
+        addr: String,
+        jump: String,
+        reason: String,
     },
     #[error("{host}: authentication as `{user}` failed with key {key}")]
     Auth {
@@ -385,59 +395,124 @@ async fn authenticate(
     }
 }
 
+/// The jump-host connections of one run (or one gather, one file apply): the first
+/// target behind a jump host dials it, every other target behind it opens its own
+/// direct-tcpip channel over that same connection. A jump host that could not be reached
+/// is not dialled again in the same run (its error is given to every target behind it);
+/// one whose connection has dropped is dialled again.
+#[derive(Default)]
+pub struct Jumps {
+    slots: Mutex<HashMap<String, JumpSlot>>,
+}
+
+type JumpSlot = Arc<tokio::sync::Mutex<Option<Result<Arc<Session>, SshError>>>>;
+
+impl Jumps {
+    async fn get(&self, jump: &Host, opts: &SshOptions) -> Result<Arc<Session>, SshError> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(jump.id.clone())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        match &*slot {
+            Some(Ok(s)) if !s.handle.is_closed() => return Ok(s.clone()),
+            Some(Err(e)) => return Err(e.clone()),
+            _ => {}
+        }
+        let r = Session::connect(jump, opts).await.map(Arc::new);
+        *slot = Some(r.clone());
+        r
+    }
+
+    /// Disconnects every jump-host connection (call once the run's targets are closed).
+    pub async fn close(&self) {
+        let slots: Vec<JumpSlot> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for slot in slots {
+            if let Some(Ok(s)) = slot.lock().await.take() {
+                s.disconnect().await;
+            }
+        }
+    }
+}
+
 /// An authenticated connection to one host.
 pub struct Session {
     host: String,
     handle: Handle<Client>,
-    /// The jump host's connection this one is tunnelled through, kept alive with it.
-    _via: Option<Box<Session>>,
+    /// The jump host's connection this one is tunnelled through (shared with the other
+    /// targets behind it; disconnected by `Jumps::close`).
+    _via: Option<Arc<Session>>,
 }
 
 impl Session {
-    /// Connects to `host`, through its `jump` host when it has one (a direct-tcpip
-    /// channel over the jump host's own SSH connection; both host keys are checked).
+    /// Connects to `host`, through its `jump` host when it has one: the jump host is
+    /// connected to (or its connection in `jumps` reused), a direct-tcpip channel is
+    /// opened from it to the host's address:port, and the host's own SSH session runs
+    /// over that channel. Both host keys are checked against known_hosts, each under its
+    /// own address.
     pub async fn connect_in(
         inv: &Inventory,
         host: &Host,
         opts: &SshOptions,
+        jumps: &Jumps,
     ) -> Result<Session, SshError> {
         let Some(jump_id) = &host.jump else {
-            return Session::connect(host, opts, None).await;
+            return Session::connect(host, opts).await;
         };
-        let jump = inv.hosts.get(jump_id).ok_or_else(|| SshError::Connect {
+        let fail = |reason: String| SshError::Jump {
             host: host.id.clone(),
             addr: format!("{}:{}", host.address, host.port),
-            reason: format!("jump host `{jump_id}` is not in the inventory"),
-        })?;
+            jump: jump_id.clone(),
+            reason,
+        };
+        let jump = inv
+            .hosts
+            .get(jump_id)
+            .ok_or_else(|| fail("it is not in the inventory".into()))?;
         if jump.jump.is_some() {
-            return Err(SshError::Connect {
-                host: host.id.clone(),
-                addr: format!("{}:{}", host.address, host.port),
-                reason: format!("jump host `{jump_id}` has a jump host itself (one hop only)"),
-            });
+            return Err(fail("it has a jump host itself (one hop only)".into()));
         }
-        let via = Session::connect(jump, opts, None)
+        let via = jumps
+            .get(jump, opts)
             .await
-            .map_err(|e| SshError::Connect {
-                host: host.id.clone(),
-                addr: format!("{}:{}", host.address, host.port),
-                reason: format!("through jump host: {e}"),
-            })?;
-        Session::connect(host, opts, Some(via)).await
+            .map_err(|e| fail(e.to_string()))?;
+        Session::establish(host, opts, Some(via)).await
     }
 
-    /// Connects, checks the host key and authenticates, all within the connect timeout;
-    /// with `via`, the TCP connection is a channel of that session.
-    pub async fn connect(
+    /// Connects straight to `host`: TCP, host key check, authentication, all within the
+    /// connect timeout.
+    pub async fn connect(host: &Host, opts: &SshOptions) -> Result<Session, SshError> {
+        Session::establish(host, opts, None).await
+    }
+
+    /// Like `connect`, the transport being a direct-tcpip channel of `via` when given.
+    async fn establish(
         host: &Host,
         opts: &SshOptions,
-        via: Option<Session>,
+        via: Option<Arc<Session>>,
     ) -> Result<Session, SshError> {
         let addr = format!("{}:{}", host.address, host.port);
-        let connect_err = |reason: String| SshError::Connect {
-            host: host.id.clone(),
-            addr: addr.clone(),
-            reason,
+        let connect_err = |reason: String| match &via {
+            None => SshError::Connect {
+                host: host.id.clone(),
+                addr: addr.clone(),
+                reason,
+            },
+            Some(v) => SshError::Jump {
+                host: host.id.clone(),
+                addr: addr.clone(),
+                jump: v.host.clone(),
+                reason,
+            },
         };
         // The key is read, or the agent asked for its identities, before dialling.
         let credential = match auth_for(host, opts)? {
@@ -455,6 +530,7 @@ impl Session {
             }
         };
         let verdict = Arc::new(Mutex::new(None));
+        // Checked under the target's own address and port, tunnelled or not.
         let handler = Client {
             host: host.address.clone(),
             port: host.port,
@@ -470,38 +546,51 @@ impl Session {
             ..Default::default()
         });
         let fut = async {
-            let mut handle =
-                match client::connect(config, (host.address.as_str(), host.port), handler).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        let v = verdict.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                        let kh = opts.known_hosts.display().to_string();
-                        return Err(match v {
-                            Some(Verdict::Unknown(fingerprint)) => SshError::UnknownKey {
-                                host: host.id.clone(),
-                                addr: addr.clone(),
-                                fingerprint,
-                                known_hosts: kh,
-                            },
-                            Some(Verdict::Changed(fingerprint, line)) => SshError::ChangedKey {
-                                host: host.id.clone(),
-                                addr: addr.clone(),
-                                fingerprint,
-                                line,
-                                known_hosts: kh,
-                            },
-                            None => connect_err(e.to_string()),
-                        });
-                    }
-                };
+            let connected = match &via {
+                None => client::connect(config, (host.address.as_str(), host.port), handler).await,
+                Some(v) => {
+                    let channel = v
+                        .handle
+                        .channel_open_direct_tcpip(
+                            host.address.as_str(),
+                            u32::from(host.port),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| {
+                            connect_err(format!("the jump host cannot open a channel to it: {e}"))
+                        })?;
+                    client::connect_stream(config, channel.into_stream(), handler).await
+                }
+            };
+            let mut handle = match connected {
+                Ok(h) => h,
+                Err(e) => {
+                    let v = verdict.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let kh = opts.known_hosts.display().to_string();
+                    return Err(match v {
+                        Some(Verdict::Unknown(fingerprint)) => SshError::UnknownKey {
+                            host: host.id.clone(),
+                            addr: addr.clone(),
+                            fingerprint,
+                            known_hosts: kh,
+                        },
+                        Some(Verdict::Changed(fingerprint, line)) => SshError::ChangedKey {
+                            host: host.id.clone(),
+                            addr: addr.clone(),
+                            fingerprint,
+                            line,
+                            known_hosts: kh,
+                        },
+                        None => connect_err(e.to_string()),
+                    });
+                }
+            };
             authenticate(&mut handle, host, credential).await?;
-            Ok(Session {
-                host: host.id.clone(),
-                handle,
-                _via: None,
-            })
+            Ok(handle)
         };
-        let mut session = match tokio::time::timeout(opts.connect_timeout, fut).await {
+        let handle = match tokio::time::timeout(opts.connect_timeout, fut).await {
             Ok(r) => r?,
             Err(_) => {
                 return Err(connect_err(format!(
@@ -510,8 +599,11 @@ impl Session {
                 )))
             }
         };
-        session._via = via.map(Box::new);
-        Ok(session)
+        Ok(Session {
+            host: host.id.clone(),
+            handle,
+            _via: via,
+        })
     }
 
     /// Runs `command` (a shell command line built with `shell_words::quote`), feeding
@@ -576,14 +668,17 @@ impl Session {
         }
     }
 
+    /// Disconnects this host (a jump-host connection it went through stays up for the
+    /// other targets behind it, until `Jumps::close`).
     pub async fn close(self) {
+        self.disconnect().await;
+    }
+
+    async fn disconnect(&self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
-        if let Some(via) = self._via {
-            Box::pin(via.close()).await;
-        }
     }
 }
 
@@ -694,6 +789,34 @@ mod tests {
         assert!(check_auth(&inv, [&inv.hosts["behind"]], &o).is_err());
         // With an agent, all of them pass.
         assert!(check_auth(&inv, inv.hosts.values(), &opts(None, Some("/s"), None)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_jump_host_missing_or_with_its_own_jump_is_refused_naming_both() {
+        let mut inv = Inventory::default();
+        let mut web3 = host("web3", Some("/k"), None);
+        web3.address = "10.0.0.5".into();
+        web3.jump = Some("bastion".into());
+        let o = opts(None, None, None);
+        let e = Session::connect_in(&inv, &web3, &o, &Jumps::default())
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("web3: cannot reach 10.0.0.5:22 through jump host bastion: it is not in the inventory")
+        );
+        let mut bastion = host("bastion", Some("/k"), None);
+        bastion.jump = Some("other".into());
+        inv.hosts.insert("bastion".into(), bastion);
+        let e = Session::connect_in(&inv, &web3, &o, &Jumps::default())
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("web3: cannot reach 10.0.0.5:22 through jump host bastion: it has a jump host itself (one hop only)")
+        );
     }
 
     #[test]
