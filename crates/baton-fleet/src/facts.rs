@@ -7,7 +7,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::Inventory;
-use crate::ssh::{Session, SshOptions};
+use crate::ssh::{Jumps, Session, SshOptions};
 use crate::transport::quote_args;
 
 /// The fixed script whose output `parse` reads (no user data in it).
@@ -130,6 +130,8 @@ pub async fn gather(
     ssh: &SshOptions,
     forks: usize,
 ) -> Vec<HostFacts> {
+    let jumps = Jumps::default();
+    let jumps = &jumps;
     let mut out: Vec<HostFacts> = stream::iter(ids.iter().filter_map(|id| inv.hosts.get(id)).map(
         |h| async move {
             let t = std::time::Instant::now();
@@ -139,7 +141,7 @@ pub async fn gather(
                 error: None,
                 duration_ms: 0,
             };
-            match Session::connect_in(inv, h, ssh).await {
+            match Session::connect_in(inv, h, ssh, jumps).await {
                 Err(e) => r.error = Some(e.to_string()),
                 Ok(s) => {
                     match s
@@ -168,6 +170,7 @@ pub async fn gather(
     .buffer_unordered(forks.max(1))
     .collect()
     .await;
+    jumps.close().await;
     out.sort_by(|a, b| a.host.cmp(&b.host));
     out
 }

@@ -19,7 +19,7 @@ use crate::inventory::{Host, Inventory};
 use crate::remote::{self, RemoteError};
 use crate::runbook::parse_mode;
 use crate::select::select;
-use crate::ssh::{Session, SshOptions};
+use crate::ssh::{Jumps, Session, SshOptions};
 use crate::template::{host_context, render};
 use crate::transport::Conn;
 
@@ -329,26 +329,37 @@ pub enum FileError {
     Select(#[from] crate::select::SelectError),
     #[error(transparent)]
     State(#[from] baton_state::StateError),
+    #[error(transparent)]
+    Auth(#[from] crate::ssh::NoAuth),
     #[error("file `{name}` has no version {version} (see `baton files versions {name}`)")]
     NoVersion { name: String, version: i64 },
 }
 
-/// The hosts a file goes to: selected ones, or the local machine.
-fn targets(f: &ManagedFile, inv: &Inventory) -> Result<Vec<Option<Host>>, FileError> {
-    Ok(match &f.hosts {
+/// The hosts a file goes to: selected ones (each with a way to authenticate), or the
+/// local machine.
+fn targets(f: &ManagedFile, env: &Env<'_>) -> Result<Vec<Option<Host>>, FileError> {
+    let inv = env.inventory;
+    let hosts: Vec<Option<Host>> = match &f.hosts {
         None => vec![None],
         Some(sel) => select(inv, sel)?
             .into_iter()
             .map(|id| inv.hosts.get(&id).cloned())
             .filter(Option::is_some)
             .collect(),
-    })
+    };
+    crate::ssh::check_auth(inv, hosts.iter().flatten(), env.ssh)?;
+    Ok(hosts)
 }
 
-async fn connect(inv: &Inventory, h: &Option<Host>, ssh: &SshOptions) -> Result<Conn, String> {
+async fn connect(
+    inv: &Inventory,
+    h: &Option<Host>,
+    ssh: &SshOptions,
+    jumps: &Jumps,
+) -> Result<Conn, String> {
     match h {
         None => Ok(Conn::Local),
-        Some(h) => Session::connect_in(inv, h, ssh)
+        Some(h) => Session::connect_in(inv, h, ssh, jumps)
             .await
             .map(Conn::Ssh)
             .map_err(|e| e.to_string()),
@@ -378,7 +389,8 @@ async fn put_all(
     check: bool,
     env: &Env<'_>,
 ) -> Result<Vec<HostFile>, FileError> {
-    let hosts = targets(f, env.inventory)?;
+    let hosts = targets(f, env)?;
+    let jumps = &Jumps::default();
     let results: Vec<HostFile> = stream::iter(hosts.iter().map(|h| async move {
         let mut r = HostFile {
             host: host_name(h),
@@ -394,7 +406,7 @@ async fn put_all(
                 return r;
             }
         }
-        let conn = match connect(env.inventory, h, env.ssh).await {
+        let conn = match connect(env.inventory, h, env.ssh, jumps).await {
             Ok(c) => c,
             Err(e) => {
                 r.status = "unreachable".into();
@@ -435,6 +447,7 @@ async fn put_all(
     .buffer_unordered(env.forks.max(1))
     .collect()
     .await;
+    jumps.close().await;
     let mut results = results;
     results.sort_by(|a, b| a.host.cmp(&b.host));
     if !check {
@@ -462,7 +475,7 @@ pub async fn apply(f: &ManagedFile, check: bool, env: &Env<'_>) -> Result<FileRe
         name: f.name.clone(),
         message,
     })?;
-    targets(f, env.inventory)?;
+    targets(f, env)?;
     let (version, new_version) = if check {
         let last = env.store.file_versions(env.project, &f.name)?.pop();
         match last {
@@ -530,7 +543,8 @@ pub async fn drift(f: &ManagedFile, env: &Env<'_>) -> Result<FileReport, FileErr
         .into_iter()
         .map(|v| (v.version, v))
         .collect();
-    let hosts = targets(f, env.inventory)?;
+    let hosts = targets(f, env)?;
+    let jumps = &Jumps::default();
     let mut results: Vec<HostFile> = stream::iter(hosts.iter().map(|h| {
         let applied = &applied;
         let versions = &versions;
@@ -550,7 +564,7 @@ pub async fn drift(f: &ManagedFile, env: &Env<'_>) -> Result<FileReport, FileErr
                 return r;
             };
             r.path = a.path.clone();
-            let conn = match connect(env.inventory, h, env.ssh).await {
+            let conn = match connect(env.inventory, h, env.ssh, jumps).await {
                 Ok(c) => c,
                 Err(e) => {
                     r.status = "unreachable".into();
@@ -588,6 +602,7 @@ pub async fn drift(f: &ManagedFile, env: &Env<'_>) -> Result<FileReport, FileErr
     .buffer_unordered(env.forks.max(1))
     .collect()
     .await;
+    jumps.close().await;
     results.sort_by(|a, b| a.host.cmp(&b.host));
     let version = applied.values().map(|a| a.version).max();
     Ok(FileReport {

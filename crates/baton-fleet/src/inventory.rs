@@ -15,8 +15,13 @@ pub struct Host {
     pub address: String,
     pub port: u16,
     pub user: String,
-    /// Private key file; `None` uses the command line's `--identity` or ~/.ssh/id_ed25519.
+    /// Private key file; `None` uses `--identity`, the ssh-agent or ~/.ssh/id_ed25519
+    /// (see `ssh::auth_for`).
     pub key: Option<PathBuf>,
+    /// `agent:` in `hosts:`: `true` insists on the ssh-agent, `false` never uses it,
+    /// `None` uses it when `SSH_AUTH_SOCK` is set and no key is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<bool>,
     pub role: Option<String>,
     pub tags: BTreeSet<String>,
     pub vars: Map<String, Value>,
@@ -33,6 +38,7 @@ impl Host {
             port: 22,
             user: "root".to_string(),
             key: None,
+            agent: None,
             role: None,
             tags: BTreeSet::new(),
             vars: Map::new(),
@@ -76,7 +82,7 @@ pub enum InventoryError {
 }
 
 const HOST_KEYS: &[&str] = &[
-    "address", "port", "user", "key", "role", "tags", "vars", "groups", "jump",
+    "address", "port", "user", "key", "agent", "role", "tags", "vars", "groups", "jump",
 ];
 
 fn did_you_mean(word: &str, known: &[&str]) -> String {
@@ -138,6 +144,11 @@ pub fn from_project(project: &Project) -> Result<Inventory, InventoryError> {
                         .ok_or_else(|| err(&kp, "must be a path to a private key".into()))?;
                     h.key = Some(project.working_dir.join(s));
                 }
+                "agent" => {
+                    h.agent = Some(v.as_bool().ok_or_else(|| {
+                        err(&kp, "must be true (use the ssh-agent) or false".into())
+                    })?)
+                }
                 "role" => {
                     h.role = Some(string(v).ok_or_else(|| err(&kp, "must be a string".into()))?)
                 }
@@ -169,6 +180,13 @@ pub fn from_project(project: &Project) -> Result<Inventory, InventoryError> {
         if h.address.is_empty() {
             return Err(err(&format!("{p}.address"), "must not be empty".into()).into());
         }
+        if h.agent == Some(true) && h.key.is_some() {
+            return Err(err(
+                &format!("{p}.agent"),
+                "`agent: true` and `key` exclude each other: give one".into(),
+            )
+            .into());
+        }
         inv.hosts.insert(id.clone(), h);
     }
     for h in inv.hosts.values() {
@@ -177,6 +195,13 @@ pub fn from_project(project: &Project) -> Result<Inventory, InventoryError> {
                 return Err(err(
                     &format!("hosts.{}.jump", h.id),
                     format!("`{j}` is not another host of this inventory"),
+                )
+                .into());
+            }
+            if inv.hosts[j].jump.is_some() {
+                return Err(err(
+                    &format!("hosts.{}.jump", h.id),
+                    format!("`{j}` has a jump host itself: one hop only"),
                 )
                 .into());
             }
@@ -504,5 +529,62 @@ all:
         assert_eq!(inv.hosts["a"].vars["env"], "prod");
         assert!(inv.hosts["c"].groups.contains("web") && inv.hosts["c"].groups.contains("edge"));
         assert!(from_ansible_yaml("- a", "inv", Path::new("/")).is_err());
+    }
+
+    fn load(yaml: &str) -> Result<Inventory, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        std::fs::write(dir.path().join("baton.yaml"), yaml).map_err(|e| e.to_string())?;
+        let p = baton_spec::load(&baton_spec::LoadOptions {
+            working_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+        from_project(&p).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_jump_host_is_another_host_with_no_jump_of_its_own() {
+        let inv = load(
+            "hosts:\n  bastion: {address: 1.2.3.4}\n  web3: {address: 10.0.0.5, jump: bastion}\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts["web3"].jump.as_deref(), Some("bastion"));
+        let e = load("hosts:\n  a: {}\n  b:\n    jump: nope\n").unwrap_err();
+        assert!(
+            e.contains("hosts.b.jump: `nope` is not another host"),
+            "{e}"
+        );
+        let e = load("hosts:\n  a: {}\n  b: {jump: a}\n  c:\n    jump: b\n").unwrap_err();
+        assert!(
+            e.contains("hosts.c.jump: `b` has a jump host itself: one hop only"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn agent_is_a_boolean_exclusive_with_key() {
+        let inv = load(
+            "hosts:\n  a: {agent: true}\n  b: {agent: false, key: k}\n  c: {address: 10.0.0.3}\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts["a"].agent, Some(true));
+        assert_eq!(inv.hosts["b"].agent, Some(false));
+        assert!(inv.hosts["b"]
+            .key
+            .as_ref()
+            .is_some_and(|k| k.ends_with("k")));
+        assert_eq!((inv.hosts["c"].agent, &inv.hosts["c"].key), (None, &None));
+        let e = load("hosts:\n  a:\n    agent: yes please\n").unwrap_err();
+        assert!(
+            e.contains(":3:") && e.contains("hosts.a.agent: must be true"),
+            "{e}"
+        );
+        let e = load("hosts:\n  a:\n    key: k\n    agent: true\n").unwrap_err();
+        assert!(
+            e.contains("hosts.a.agent: `agent: true` and `key` exclude each other"),
+            "{e}"
+        );
+        let e = load("hosts:\n  a:\n    agnet: true\n").unwrap_err();
+        assert!(e.contains("did you mean `agent`"), "{e}");
     }
 }

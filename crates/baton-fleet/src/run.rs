@@ -14,7 +14,7 @@ use crate::remote::{self, RemoteError};
 use crate::report::{HostResult, HostStatus, RunReport, StepResult, Wave};
 use crate::runbook::{Action, Runbook, ServiceState, Source, Step};
 use crate::select::{select, SelectError};
-use crate::ssh::{Session, SshError, SshOptions};
+use crate::ssh::{Jumps, Session, SshError, SshOptions};
 use crate::strategy::{too_many_failures, waves, Batch, OnFailure, Strategy};
 use crate::template::{host_context, render};
 use crate::transport::{quote_args, Conn};
@@ -50,6 +50,8 @@ pub enum RunError {
     Select(#[from] SelectError),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Auth(#[from] crate::ssh::NoAuth),
 }
 
 struct Shared<'a> {
@@ -61,6 +63,7 @@ struct Shared<'a> {
     failed_in_wave: AtomicUsize,
     wave_len: AtomicUsize,
     reason: std::sync::Mutex<Option<String>>,
+    jumps: Jumps,
 }
 
 impl Shared<'_> {
@@ -71,8 +74,8 @@ impl Shared<'_> {
     }
 }
 
-/// Runs `task` on the hosts `target` selects. Selector errors and unreadable local
-/// sources are reported before any host is contacted.
+/// Runs `task` on the hosts `target` selects. Selector errors, hosts with no way to
+/// authenticate and unreadable local sources are reported before any host is contacted.
 pub async fn run(
     inv: &Inventory,
     target: &str,
@@ -81,6 +84,7 @@ pub async fn run(
 ) -> Result<RunReport, RunError> {
     let ids = select(inv, target)?;
     let hosts: Vec<&Host> = ids.iter().filter_map(|id| inv.hosts.get(id)).collect();
+    crate::ssh::check_auth(inv, hosts.iter().copied(), &opts.ssh)?;
     let (steps, adhoc, kind, name) = match task {
         Task::Adhoc(argv) => {
             if argv.is_empty() {
@@ -126,6 +130,7 @@ pub async fn run(
         failed_in_wave: AtomicUsize::new(0),
         wave_len: AtomicUsize::new(0),
         reason: std::sync::Mutex::new(None),
+        jumps: Jumps::default(),
     };
     let started_at = now_ms();
     let clock = Instant::now();
@@ -172,6 +177,7 @@ pub async fn run(
             ));
         }
     }
+    shared.jumps.close().await;
     let mut report = RunReport {
         id: None,
         kind: kind.into(),
@@ -283,7 +289,7 @@ async fn run_host(h: &Host, wave: usize, shared: &Shared<'_>) -> HostResult {
     r.halted = false;
     r.started_at = now_ms();
     let clock = Instant::now();
-    let conn = match Session::connect_in(shared.inv, h, &shared.opts.ssh).await {
+    let conn = match Session::connect_in(shared.inv, h, &shared.opts.ssh, &shared.jumps).await {
         Ok(s) => Conn::Ssh(s),
         Err(e) => {
             r.status = HostStatus::Unreachable;

@@ -1,13 +1,19 @@
 //! The SSH transport: one russh connection per host, reused for every step (one channel
-//! per command), key authentication, connect and command timeouts, and host keys checked
+//! per command); a host behind a jump host is reached over a direct-tcpip channel of
+//! the jump host's connection (one such connection per jump host per run).
+//! Authentication by key file or through a running ssh-agent (the private keys stay in
+//! the agent: it only signs), connect and command timeouts, and host keys checked
 //! against a known_hosts file (unknown keys refused unless `accept_new`, changed keys
-//! always refused).
+//! always refused), each host under its own address, tunnelled or not.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::agent::AgentIdentity;
 use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::ChannelMsg;
 
@@ -19,12 +25,108 @@ pub struct SshOptions {
     pub known_hosts: PathBuf,
     /// Trust and record keys of hosts not yet in `known_hosts`.
     pub accept_new: bool,
-    /// Used for hosts without their own `key`.
+    /// `--identity`: used for hosts without their own `key` (and not `agent: true`).
     pub identity: Option<PathBuf>,
+    /// The ssh-agent socket (`SSH_AUTH_SOCK`), when one is set.
+    pub agent_sock: Option<PathBuf>,
+    /// Last resort when there is no key and no agent: ~/.ssh/id_ed25519 when it exists.
+    pub default_identity: Option<PathBuf>,
     pub connect_timeout: Duration,
 }
 
+impl SshOptions {
+    /// The ssh-agent socket from the process environment (`SSH_AUTH_SOCK`, empty = unset).
+    pub fn agent_sock_from_env() -> Option<PathBuf> {
+        std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// ~/.ssh/id_ed25519 when that file exists.
+    pub fn default_identity_from_home() -> Option<PathBuf> {
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".ssh/id_ed25519"))
+            .filter(|p| p.is_file())
+    }
+}
+
+/// How one host authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// A private key file read by baton.
+    Key(PathBuf),
+    /// Every identity the ssh-agent on this socket offers, in order, until one is accepted.
+    Agent(PathBuf),
+}
+
+/// Chooses how `host` authenticates, like OpenSSH: its own `key` file; else the agent
+/// when the host says `agent: true` (an error without `SSH_AUTH_SOCK`); else
+/// `--identity`; else the agent when `SSH_AUTH_SOCK` is set (unless `agent: false`);
+/// else ~/.ssh/id_ed25519 when it exists; else an error naming the host.
+pub fn auth_for(host: &Host, opts: &SshOptions) -> Result<Auth, SshError> {
+    let none = |reason: &str| SshError::NoAuth {
+        host: host.id.clone(),
+        reason: reason.to_string(),
+    };
+    if let Some(k) = &host.key {
+        return Ok(Auth::Key(k.clone()));
+    }
+    if host.agent == Some(true) {
+        return opts
+            .agent_sock
+            .clone()
+            .map(Auth::Agent)
+            .ok_or_else(|| none("`agent: true` but no ssh-agent (SSH_AUTH_SOCK unset)"));
+    }
+    if let Some(k) = &opts.identity {
+        return Ok(Auth::Key(k.clone()));
+    }
+    if host.agent != Some(false) {
+        if let Some(sock) = &opts.agent_sock {
+            return Ok(Auth::Agent(sock.clone()));
+        }
+    }
+    if let Some(k) = &opts.default_identity {
+        return Ok(Auth::Key(k.clone()));
+    }
+    Err(none(if host.agent == Some(false) {
+        "no key and `agent: false`: give the host a `key` or pass --identity"
+    } else {
+        "no key and no ssh-agent (SSH_AUTH_SOCK unset): give the host a `key`, pass --identity or start ssh-agent"
+    }))
+}
+
+/// Every host that cannot authenticate (its own way or through its jump host), before
+/// any is contacted.
 #[derive(Debug, Clone, thiserror::Error)]
+#[error("{}; nothing was run", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct NoAuth(pub Vec<SshError>);
+
+/// Checks that each of `hosts` (and its jump host) has a way to authenticate.
+pub fn check_auth<'a>(
+    inv: &Inventory,
+    hosts: impl IntoIterator<Item = &'a Host>,
+    opts: &SshOptions,
+) -> Result<(), NoAuth> {
+    let mut errs: Vec<SshError> = Vec::new();
+    for h in hosts {
+        let jump = h.jump.as_ref().and_then(|j| inv.hosts.get(j));
+        for h in std::iter::once(h).chain(jump) {
+            if let Err(e) = auth_for(h, opts) {
+                if !errs.contains(&e) {
+                    errs.push(e);
+                }
+            }
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(NoAuth(errs))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SshError {
     #[error("{host}: cannot connect to {addr}: {reason}")]
     Connect {
@@ -47,12 +149,35 @@ pub enum SshError {
         line: usize,
         known_hosts: String,
     },
+    #[error("{host}: cannot reach {addr} through jump host {jump}: {reason}")]
+    Jump {
+        host: String,
+        addr: String,
+        jump: String,
+        reason: String,
+    },
     #[error("{host}: authentication as `{user}` failed with key {key}")]
     Auth {
         host: String,
         user: String,
         key: String,
     },
+    #[error("{host}: authentication as `{user}` failed via ssh-agent ({tried} identities tried){detail}")]
+    AgentAuth {
+        host: String,
+        user: String,
+        tried: usize,
+        /// Empty, or `: why` when the attempts stopped early.
+        detail: String,
+    },
+    #[error("{host}: cannot use the ssh-agent at {sock}: {reason}")]
+    Agent {
+        host: String,
+        sock: String,
+        reason: String,
+    },
+    #[error("{host}: {reason}")]
+    NoAuth { host: String, reason: String },
     #[error("{host}: cannot read private key {key}: {reason}")]
     Key {
         host: String,
@@ -154,74 +279,258 @@ impl client::Handler for Client {
     }
 }
 
+enum Credential {
+    Key(PathBuf, Arc<keys::PrivateKey>),
+    Agent(AgentClient<tokio::net::UnixStream>, Vec<AgentIdentity>),
+}
+
+/// Connects to the agent and lists its identities (public halves only).
+async fn open_agent(
+    host: &Host,
+    sock: &Path,
+    timeout: Duration,
+) -> Result<(AgentClient<tokio::net::UnixStream>, Vec<AgentIdentity>), SshError> {
+    let fail = |reason: String| SshError::Agent {
+        host: host.id.clone(),
+        sock: sock.display().to_string(),
+        reason,
+    };
+    let fut = async {
+        let mut agent = AgentClient::connect_uds(sock)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let ids = agent
+            .request_identities()
+            .await
+            .map_err(|e| fail(format!("cannot list identities: {e}")))?;
+        Ok((agent, ids))
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .unwrap_or_else(|_| Err(fail(format!("no answer within {timeout:?}"))))
+}
+
+/// Authenticates with the key file, or with each agent identity in turn until the
+/// server accepts one (the agent signs; no private key leaves it).
+async fn authenticate(
+    handle: &mut Handle<Client>,
+    host: &Host,
+    credential: Credential,
+) -> Result<(), SshError> {
+    let lost = |e: String| SshError::Connect {
+        host: host.id.clone(),
+        addr: format!("{}:{}", host.address, host.port),
+        reason: e,
+    };
+    let rsa_hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    match credential {
+        Credential::Key(path, key) => {
+            let auth = handle
+                .authenticate_publickey(&host.user, PrivateKeyWithHashAlg::new(key, rsa_hash))
+                .await
+                .map_err(|e| lost(e.to_string()))?;
+            if !auth.success() {
+                return Err(SshError::Auth {
+                    host: host.id.clone(),
+                    user: host.user.clone(),
+                    key: path.display().to_string(),
+                });
+            }
+            Ok(())
+        }
+        Credential::Agent(mut agent, ids) => {
+            let mut tried = 0;
+            let mut detail = if ids.is_empty() {
+                ": the agent holds no identity (ssh-add one)".to_string()
+            } else {
+                String::new()
+            };
+            for id in ids {
+                tried += 1;
+                let res = match id {
+                    AgentIdentity::PublicKey { key, .. } => {
+                        let hash = key.algorithm().is_rsa().then_some(rsa_hash).flatten();
+                        handle
+                            .authenticate_publickey_with(&host.user, key, hash, &mut agent)
+                            .await
+                    }
+                    AgentIdentity::Certificate { certificate, .. } => {
+                        let hash = certificate
+                            .algorithm()
+                            .is_rsa()
+                            .then_some(rsa_hash)
+                            .flatten();
+                        handle
+                            .authenticate_certificate_with(
+                                &host.user,
+                                certificate,
+                                hash,
+                                &mut agent,
+                            )
+                            .await
+                    }
+                };
+                match res {
+                    Ok(r) if r.success() => return Ok(()),
+                    Ok(_) => {}
+                    // The server hung up (too many tries) or the agent would not sign.
+                    Err(e) => {
+                        detail = format!(": {e}");
+                        break;
+                    }
+                }
+            }
+            Err(SshError::AgentAuth {
+                host: host.id.clone(),
+                user: host.user.clone(),
+                tried,
+                detail,
+            })
+        }
+    }
+}
+
+/// The jump-host connections of one run (or one gather, one file apply): the first
+/// target behind a jump host dials it, every other target behind it opens its own
+/// direct-tcpip channel over that same connection. A jump host that could not be reached
+/// is not dialled again in the same run (its error is given to every target behind it);
+/// one whose connection has dropped is dialled again.
+#[derive(Default)]
+pub struct Jumps {
+    slots: Mutex<HashMap<String, JumpSlot>>,
+}
+
+type JumpSlot = Arc<tokio::sync::Mutex<Option<Result<Arc<Session>, SshError>>>>;
+
+impl Jumps {
+    async fn get(&self, jump: &Host, opts: &SshOptions) -> Result<Arc<Session>, SshError> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(jump.id.clone())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        match &*slot {
+            Some(Ok(s)) if !s.handle.is_closed() => return Ok(s.clone()),
+            Some(Err(e)) => return Err(e.clone()),
+            _ => {}
+        }
+        let r = Session::connect(jump, opts).await.map(Arc::new);
+        *slot = Some(r.clone());
+        r
+    }
+
+    /// Disconnects every jump-host connection (call once the run's targets are closed).
+    pub async fn close(&self) {
+        let slots: Vec<JumpSlot> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for slot in slots {
+            if let Some(Ok(s)) = slot.lock().await.take() {
+                s.disconnect().await;
+            }
+        }
+    }
+}
+
 /// An authenticated connection to one host.
 pub struct Session {
     host: String,
     handle: Handle<Client>,
-    /// The jump host's connection this one is tunnelled through, kept alive with it.
-    _via: Option<Box<Session>>,
+    /// The jump host's connection this one is tunnelled through (shared with the other
+    /// targets behind it; disconnected by `Jumps::close`).
+    _via: Option<Arc<Session>>,
 }
 
 impl Session {
-    /// Connects to `host`, through its `jump` host when it has one (a direct-tcpip
-    /// channel over the jump host's own SSH connection; both host keys are checked).
+    /// Connects to `host`, through its `jump` host when it has one: the jump host is
+    /// connected to (or its connection in `jumps` reused), a direct-tcpip channel is
+    /// opened from it to the host's address:port, and the host's own SSH session runs
+    /// over that channel. Both host keys are checked against known_hosts, each under its
+    /// own address.
     pub async fn connect_in(
         inv: &Inventory,
         host: &Host,
         opts: &SshOptions,
+        jumps: &Jumps,
     ) -> Result<Session, SshError> {
         let Some(jump_id) = &host.jump else {
-            return Session::connect(host, opts, None).await;
+            return Session::connect(host, opts).await;
         };
-        let jump = inv.hosts.get(jump_id).ok_or_else(|| SshError::Connect {
+        let fail = |reason: String| SshError::Jump {
             host: host.id.clone(),
             addr: format!("{}:{}", host.address, host.port),
-            reason: format!("jump host `{jump_id}` is not in the inventory"),
-        })?;
-        if jump.jump.is_some() {
-            return Err(SshError::Connect {
-                host: host.id.clone(),
-                addr: format!("{}:{}", host.address, host.port),
-                reason: format!("jump host `{jump_id}` has a jump host itself (one hop only)"),
-            });
-        }
-        let via = Session::connect(jump, opts, None)
-            .await
-            .map_err(|e| SshError::Connect {
-                host: host.id.clone(),
-                addr: format!("{}:{}", host.address, host.port),
-                reason: format!("through jump host: {e}"),
-            })?;
-        Session::connect(host, opts, Some(via)).await
-    }
-
-    /// Connects, checks the host key and authenticates, all within the connect timeout;
-    /// with `via`, the TCP connection is a channel of that session.
-    pub async fn connect(
-        host: &Host,
-        opts: &SshOptions,
-        via: Option<Session>,
-    ) -> Result<Session, SshError> {
-        let addr = format!("{}:{}", host.address, host.port);
-        let connect_err = |reason: String| SshError::Connect {
-            host: host.id.clone(),
-            addr: addr.clone(),
+            jump: jump_id.clone(),
             reason,
         };
-        let key_path = host
-            .key
-            .clone()
-            .or_else(|| opts.identity.clone())
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/id_ed25519")))
-            .ok_or_else(|| {
-                connect_err("no private key: give the host a `key` or pass --identity".into())
-            })?;
-        let key = keys::load_secret_key(&key_path, None).map_err(|e| SshError::Key {
-            host: host.id.clone(),
-            key: key_path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let jump = inv
+            .hosts
+            .get(jump_id)
+            .ok_or_else(|| fail("it is not in the inventory".into()))?;
+        if jump.jump.is_some() {
+            return Err(fail("it has a jump host itself (one hop only)".into()));
+        }
+        let via = jumps
+            .get(jump, opts)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Session::establish(host, opts, Some(via)).await
+    }
+
+    /// Connects straight to `host`: TCP, host key check, authentication, all within the
+    /// connect timeout.
+    pub async fn connect(host: &Host, opts: &SshOptions) -> Result<Session, SshError> {
+        Session::establish(host, opts, None).await
+    }
+
+    /// Like `connect`, the transport being a direct-tcpip channel of `via` when given.
+    async fn establish(
+        host: &Host,
+        opts: &SshOptions,
+        via: Option<Arc<Session>>,
+    ) -> Result<Session, SshError> {
+        let addr = format!("{}:{}", host.address, host.port);
+        let connect_err = |reason: String| match &via {
+            None => SshError::Connect {
+                host: host.id.clone(),
+                addr: addr.clone(),
+                reason,
+            },
+            Some(v) => SshError::Jump {
+                host: host.id.clone(),
+                addr: addr.clone(),
+                jump: v.host.clone(),
+                reason,
+            },
+        };
+        // The key is read, or the agent asked for its identities, before dialling.
+        let credential = match auth_for(host, opts)? {
+            Auth::Key(path) => {
+                let key = keys::load_secret_key(&path, None).map_err(|e| SshError::Key {
+                    host: host.id.clone(),
+                    key: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                Credential::Key(path, Arc::new(key))
+            }
+            Auth::Agent(sock) => {
+                let (agent, ids) = open_agent(host, &sock, opts.connect_timeout).await?;
+                Credential::Agent(agent, ids)
+            }
+        };
         let verdict = Arc::new(Mutex::new(None));
+        // Checked under the target's own address and port, tunnelled or not.
         let handler = Client {
             host: host.address.clone(),
             port: host.port,
@@ -237,54 +546,51 @@ impl Session {
             ..Default::default()
         });
         let fut = async {
-            let mut handle =
-                match client::connect(config, (host.address.as_str(), host.port), handler).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        let v = verdict.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                        let kh = opts.known_hosts.display().to_string();
-                        return Err(match v {
-                            Some(Verdict::Unknown(fingerprint)) => SshError::UnknownKey {
-                                host: host.id.clone(),
-                                addr: addr.clone(),
-                                fingerprint,
-                                known_hosts: kh,
-                            },
-                            Some(Verdict::Changed(fingerprint, line)) => SshError::ChangedKey {
-                                host: host.id.clone(),
-                                addr: addr.clone(),
-                                fingerprint,
-                                line,
-                                known_hosts: kh,
-                            },
-                            None => connect_err(e.to_string()),
-                        });
-                    }
-                };
-            let hash = handle
-                .best_supported_rsa_hash()
-                .await
-                .ok()
-                .flatten()
-                .flatten();
-            let auth = handle
-                .authenticate_publickey(&host.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-                .await
-                .map_err(|e| connect_err(e.to_string()))?;
-            if !auth.success() {
-                return Err(SshError::Auth {
-                    host: host.id.clone(),
-                    user: host.user.clone(),
-                    key: key_path.display().to_string(),
-                });
-            }
-            Ok(Session {
-                host: host.id.clone(),
-                handle,
-                _via: None,
-            })
+            let connected = match &via {
+                None => client::connect(config, (host.address.as_str(), host.port), handler).await,
+                Some(v) => {
+                    let channel = v
+                        .handle
+                        .channel_open_direct_tcpip(
+                            host.address.as_str(),
+                            u32::from(host.port),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| {
+                            connect_err(format!("the jump host cannot open a channel to it: {e}"))
+                        })?;
+                    client::connect_stream(config, channel.into_stream(), handler).await
+                }
+            };
+            let mut handle = match connected {
+                Ok(h) => h,
+                Err(e) => {
+                    let v = verdict.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let kh = opts.known_hosts.display().to_string();
+                    return Err(match v {
+                        Some(Verdict::Unknown(fingerprint)) => SshError::UnknownKey {
+                            host: host.id.clone(),
+                            addr: addr.clone(),
+                            fingerprint,
+                            known_hosts: kh,
+                        },
+                        Some(Verdict::Changed(fingerprint, line)) => SshError::ChangedKey {
+                            host: host.id.clone(),
+                            addr: addr.clone(),
+                            fingerprint,
+                            line,
+                            known_hosts: kh,
+                        },
+                        None => connect_err(e.to_string()),
+                    });
+                }
+            };
+            authenticate(&mut handle, host, credential).await?;
+            Ok(handle)
         };
-        let mut session = match tokio::time::timeout(opts.connect_timeout, fut).await {
+        let handle = match tokio::time::timeout(opts.connect_timeout, fut).await {
             Ok(r) => r?,
             Err(_) => {
                 return Err(connect_err(format!(
@@ -293,8 +599,11 @@ impl Session {
                 )))
             }
         };
-        session._via = via.map(Box::new);
-        Ok(session)
+        Ok(Session {
+            host: host.id.clone(),
+            handle,
+            _via: via,
+        })
     }
 
     /// Runs `command` (a shell command line built with `shell_words::quote`), feeding
@@ -359,13 +668,168 @@ impl Session {
         }
     }
 
+    /// Disconnects this host (a jump-host connection it went through stays up for the
+    /// other targets behind it, until `Jumps::close`).
     pub async fn close(self) {
+        self.disconnect().await;
+    }
+
+    async fn disconnect(&self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
-        if let Some(via) = self._via {
-            Box::pin(via.close()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(identity: Option<&str>, sock: Option<&str>, default: Option<&str>) -> SshOptions {
+        SshOptions {
+            known_hosts: PathBuf::from("/kh"),
+            accept_new: false,
+            identity: identity.map(PathBuf::from),
+            agent_sock: sock.map(PathBuf::from),
+            default_identity: default.map(PathBuf::from),
+            connect_timeout: Duration::from_secs(1),
         }
+    }
+
+    fn host(id: &str, key: Option<&str>, agent: Option<bool>) -> Host {
+        let mut inv = crate::inventory::from_ansible_ini(id, "inv", Path::new("/")).unwrap();
+        let mut h = inv.hosts.remove(id).unwrap();
+        h.key = key.map(PathBuf::from);
+        h.agent = agent;
+        h
+    }
+
+    #[test]
+    fn a_key_file_wins_then_the_agent_then_the_default_key() {
+        let key = |p: &str| Ok(Auth::Key(PathBuf::from(p)));
+        let agent = Ok(Auth::Agent(PathBuf::from("/agent.sock")));
+        let all = opts(Some("/id"), Some("/agent.sock"), Some("/home/id_ed25519"));
+        // The host's own key beats everything.
+        assert_eq!(auth_for(&host("a", Some("/k"), None), &all), key("/k"));
+        // `agent: true` beats --identity.
+        assert_eq!(auth_for(&host("a", None, Some(true)), &all), agent);
+        // --identity beats an agent the host did not ask for.
+        assert_eq!(auth_for(&host("a", None, None), &all), key("/id"));
+        let no_id = opts(None, Some("/agent.sock"), Some("/home/id_ed25519"));
+        // No key given: the agent, when SSH_AUTH_SOCK is set...
+        assert_eq!(auth_for(&host("a", None, None), &no_id), agent);
+        // ...unless the host refuses it.
+        assert_eq!(
+            auth_for(&host("a", None, Some(false)), &no_id),
+            key("/home/id_ed25519")
+        );
+        // No agent: the default key when it exists.
+        let no_agent = opts(None, None, Some("/home/id_ed25519"));
+        assert_eq!(
+            auth_for(&host("a", None, None), &no_agent),
+            key("/home/id_ed25519")
+        );
+    }
+
+    #[test]
+    fn no_key_and_no_agent_is_an_error_naming_the_host() {
+        let nothing = opts(None, None, None);
+        let e = auth_for(&host("h3", None, None), &nothing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("h3: no key and no ssh-agent (SSH_AUTH_SOCK unset)"),
+            "{e}"
+        );
+        // `agent: true` without an agent fails even with a default key around.
+        let e = auth_for(
+            &host("h4", None, Some(true)),
+            &opts(Some("/id"), None, Some("/home/id")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "h4: `agent: true` but no ssh-agent (SSH_AUTH_SOCK unset)"
+        );
+        let e = auth_for(
+            &host("h5", None, Some(false)),
+            &opts(None, Some("/s"), None),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("h5: no key and `agent: false`"), "{e}");
+    }
+
+    #[test]
+    fn check_auth_names_every_host_and_their_jump_hosts() {
+        let mut inv = Inventory::default();
+        for h in [
+            host("ok", Some("/k"), None),
+            host("bad1", None, None),
+            host("bad2", None, Some(true)),
+        ] {
+            inv.hosts.insert(h.id.clone(), h);
+        }
+        let mut behind = host("behind", Some("/k"), None);
+        behind.jump = Some("bad1".into());
+        inv.hosts.insert("behind".into(), behind);
+        let o = opts(None, None, None);
+        assert!(check_auth(&inv, [&inv.hosts["ok"]], &o).is_ok());
+        let e = check_auth(&inv, inv.hosts.values(), &o).unwrap_err();
+        // bad1 is named once, though it is also behind's jump host.
+        let names: Vec<String> =
+            e.0.iter()
+                .map(|e| e.to_string().split(':').next().unwrap_or("").to_string())
+                .collect();
+        assert_eq!(names, ["bad1", "bad2"]);
+        assert!(e.to_string().ends_with("nothing was run"));
+        // Only the jump host lacks a way in: still refused.
+        assert!(check_auth(&inv, [&inv.hosts["behind"]], &o).is_err());
+        // With an agent, all of them pass.
+        assert!(check_auth(&inv, inv.hosts.values(), &opts(None, Some("/s"), None)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_jump_host_missing_or_with_its_own_jump_is_refused_naming_both() {
+        let mut inv = Inventory::default();
+        let mut web3 = host("web3", Some("/k"), None);
+        web3.address = "10.0.0.5".into();
+        web3.jump = Some("bastion".into());
+        let o = opts(None, None, None);
+        let e = Session::connect_in(&inv, &web3, &o, &Jumps::default())
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("web3: cannot reach 10.0.0.5:22 through jump host bastion: it is not in the inventory")
+        );
+        let mut bastion = host("bastion", Some("/k"), None);
+        bastion.jump = Some("other".into());
+        inv.hosts.insert("bastion".into(), bastion);
+        let e = Session::connect_in(&inv, &web3, &o, &Jumps::default())
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("web3: cannot reach 10.0.0.5:22 through jump host bastion: it has a jump host itself (one hop only)")
+        );
+    }
+
+    #[test]
+    fn auth_errors_name_host_user_and_how_many_identities() {
+        let e = SshError::AgentAuth {
+            host: "h1".into(),
+            user: "deploy".into(),
+            tried: 2,
+            detail: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "h1: authentication as `deploy` failed via ssh-agent (2 identities tried)"
+        );
     }
 }

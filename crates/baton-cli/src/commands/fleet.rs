@@ -34,7 +34,8 @@ pub struct ConnArgs {
     /// Trust and record host keys not yet in known_hosts (changed keys are always refused)
     #[arg(long)]
     pub accept_new: bool,
-    /// Private key for hosts without their own `key` (default ~/.ssh/id_ed25519)
+    /// Private key for hosts without their own `key` (else the ssh-agent of SSH_AUTH_SOCK,
+    /// else ~/.ssh/id_ed25519)
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Seconds to connect, check the host key and authenticate
@@ -186,6 +187,8 @@ fn ssh_options(conn: &ConnArgs) -> SshOptions {
         known_hosts,
         accept_new: conn.accept_new,
         identity: conn.identity.clone(),
+        agent_sock: SshOptions::agent_sock_from_env(),
+        default_identity: SshOptions::default_identity_from_home(),
         connect_timeout: Duration::from_secs(conn.connect_timeout.max(1)),
     }
 }
@@ -371,13 +374,11 @@ pub async fn run(ctx: &Context, args: FleetArgs) -> Result<u8> {
             let (p, _) = project(ctx, conn.inventory.is_none())?;
             let inv = load_inventory(&conn, p.as_ref())?;
             let ids = select::select(&inv, &target)?;
-            let facts = baton_fleet::facts::gather(
-                &inv,
-                &ids,
-                &ssh_options(&conn),
-                conn.forks.unwrap_or(DEFAULT_FORKS),
-            )
-            .await;
+            let ssh = ssh_options(&conn);
+            baton_fleet::ssh::check_auth(&inv, ids.iter().filter_map(|i| inv.hosts.get(i)), &ssh)?;
+            let facts =
+                baton_fleet::facts::gather(&inv, &ids, &ssh, conn.forks.unwrap_or(DEFAULT_FORKS))
+                    .await;
             let ok = facts.iter().all(|f| f.error.is_none());
             if ctx.global.json {
                 crate::output::json(&facts)?;
