@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::artifacts;
 use crate::plan::{decide, plan, Decision, JobStatus, Plan};
+use crate::remote::{AttemptSpec, HostJob, HostOutcome};
 use crate::spec::{Job, Pipeline, Retention, SecretSource};
 use crate::PipelineError;
 
@@ -44,6 +45,8 @@ pub struct RunRequest {
     pub env: BTreeMap<String, String>,
     /// How long a killed job's group gets between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// How `host:` jobs reach their hosts ([`crate::remote::ssh_options`]).
+    pub ssh: baton_fleet::ssh::SshOptions,
 }
 
 /// How a run ended.
@@ -62,17 +65,6 @@ pub fn run_dir(state_dir: &Path, run_id: i64) -> PathBuf {
         .join(run_id.to_string())
 }
 
-/// Refuses what this build cannot run, before anything starts.
-pub fn check_runnable(p: &Pipeline) -> Result<(), PipelineError> {
-    if let Some(j) = p.jobs.iter().find(|j| j.host.is_some()) {
-        return Err(PipelineError::Unsupported(format!(
-            "pipelines.{}.jobs.{}.host: jobs on SSH hosts need the fleet, which this build does not have yet",
-            p.name, j.name
-        )));
-    }
-    Ok(())
-}
-
 /// Runs `pipeline` to the end (or until `cancel` turns true) and records it.
 pub async fn execute(
     store: Arc<Store>,
@@ -81,7 +73,6 @@ pub async fn execute(
     live: Live,
     cancel: watch::Receiver<bool>,
 ) -> Result<RunOutcome, PipelineError> {
-    check_runnable(pipeline)?;
     let _slot = concurrency_slot(&store, pipeline, &req, &live, &cancel).await?;
     let mut vars = req.vars.clone();
     vars.insert("BATON_TRIGGER".into(), req.trigger.clone());
@@ -120,6 +111,7 @@ pub async fn execute(
         run_id,
         vars,
         masks,
+        inventory: Arc::new(pipeline.inventory.clone()),
         secrets,
         live,
         cancel: cancel.clone(),
@@ -185,6 +177,8 @@ struct Executor<'a> {
     run_id: i64,
     vars: BTreeMap<String, String>,
     masks: Arc<Vec<String>>,
+    /// The fleet's hosts, shared by the `host:` jobs (jump hosts are looked up in it).
+    inventory: Arc<baton_fleet::Inventory>,
     /// Per job as written: its secrets' values, or why one could not be read.
     secrets: BTreeMap<String, SecretValues>,
     live: Live,
@@ -520,9 +514,28 @@ impl Executor<'_> {
             live: self.live.clone(),
             cancel: self.cancel.clone(),
             grace: self.req.grace,
+            remote: self.host_job(job),
         };
         self.say(&pj.id, "== started");
         running.spawn(task.run());
+    }
+
+    /// The hosts of a `host:` job (a fresh set of connections per job or rollback).
+    fn host_job(&self, job: &Job) -> Option<HostJob> {
+        if job.hosts.is_empty() {
+            return None;
+        }
+        let hosts = job
+            .hosts
+            .iter()
+            .filter_map(|id| self.pipeline.inventory.hosts.get(id).cloned())
+            .collect();
+        Some(HostJob::new(
+            hosts,
+            self.inventory.clone(),
+            self.req.ssh.clone(),
+            job.parallel.map(|n| n as usize).unwrap_or(self.req.jobs),
+        ))
     }
 
     /// Runs the rollbacks of the jobs that passed, newest first, one at a time.
@@ -579,6 +592,7 @@ impl Executor<'_> {
                 live: self.live.clone(),
                 cancel: self.cancel.clone(),
                 grace: self.req.grace,
+                remote: self.host_job(job),
             };
             let r = task.run().await;
             let rec = &mut self.records[k];
@@ -645,10 +659,14 @@ struct JobTask {
     live: Live,
     cancel: watch::Receiver<bool>,
     grace: Duration,
+    /// Set for `host:` jobs: the script runs there, not here.
+    remote: Option<HostJob>,
 }
 
 enum Attempt {
     Exited(i32),
+    /// A host job that failed on these hosts (the first one's exit code).
+    HostsFailed(i32, Vec<String>),
     TimedOut,
     Cancelled,
     Error(String),
@@ -699,7 +717,7 @@ impl JobTask {
             let a = self.attempt(&env, &mut log).await;
             let retryable = match &a {
                 Attempt::Exited(0) | Attempt::Cancelled | Attempt::Error(_) => false,
-                Attempt::Exited(code) => {
+                Attempt::Exited(code) | Attempt::HostsFailed(code, _) => {
                     self.retry.on_exit_codes.is_empty() || self.retry.on_exit_codes.contains(code)
                 }
                 Attempt::TimedOut => self.retry.on_exit_codes.is_empty(),
@@ -726,6 +744,16 @@ impl JobTask {
         let (status, exit_code, reason) = match last {
             Attempt::Exited(0) => (JobStatus::Success, Some(0), None),
             Attempt::Exited(c) => (failed, Some(c), Some(format!("exit code {c}"))),
+            Attempt::HostsFailed(c, hosts) => (
+                failed,
+                Some(c),
+                Some(format!(
+                    "failed on {} of {} hosts: {} (exit code {c})",
+                    hosts.len(),
+                    self.remote.as_ref().map_or(0, |r| r.hosts.len()),
+                    hosts.join(", ")
+                )),
+            ),
             Attempt::TimedOut => (
                 failed,
                 None,
@@ -748,6 +776,9 @@ impl JobTask {
                     reason = Some(format!("cannot keep its artifacts: {e}"));
                 }
             }
+        }
+        if let Some(r) = &self.remote {
+            r.close().await;
         }
         if let Some(w) = log.as_mut() {
             let _ = w.flush();
@@ -842,11 +873,63 @@ impl JobTask {
         }
     }
 
+    /// One attempt of a `host:` job: the script on each host it has not passed on yet.
+    async fn attempt_on_hosts(
+        &self,
+        remote: &HostJob,
+        env: &[(String, String)],
+        log: &mut Option<std::io::BufWriter<std::fs::File>>,
+    ) -> Attempt {
+        let spec = AttemptSpec {
+            script: &self.script,
+            env,
+            timeout: self.timeout,
+            grace: self.grace,
+            cancel: self.cancel.clone(),
+        };
+        let results = remote
+            .attempt(spec, &mut |line: &str| self.emit(log, line))
+            .await;
+        let any = |f: &dyn Fn(&HostOutcome) -> bool| results.iter().any(|(_, o)| f(o));
+        if any(&|o| *o == HostOutcome::Cancelled) {
+            return Attempt::Cancelled;
+        }
+        if any(&|o| *o == HostOutcome::TimedOut) {
+            return Attempt::TimedOut;
+        }
+        let errors: Vec<String> = results
+            .iter()
+            .filter_map(|(_, o)| match o {
+                HostOutcome::Error(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Attempt::Error(errors.join("; "));
+        }
+        let failed: Vec<(String, i32)> = results
+            .iter()
+            .filter_map(|(h, o)| match o {
+                HostOutcome::Exited(c) if *c != 0 => Some((h.clone(), *c)),
+                _ => None,
+            })
+            .collect();
+        match failed.first() {
+            None => Attempt::Exited(0),
+            Some((_, code)) => {
+                Attempt::HostsFailed(*code, failed.iter().map(|(h, _)| h.clone()).collect())
+            }
+        }
+    }
+
     async fn attempt(
         &self,
         env: &[(String, String)],
         log: &mut Option<std::io::BufWriter<std::fs::File>>,
     ) -> Attempt {
+        if let Some(remote) = &self.remote {
+            return self.attempt_on_hosts(remote, env, log).await;
+        }
         let (reader, writer) = match std::io::pipe() {
             Ok(p) => p,
             Err(e) => return Attempt::Error(format!("cannot make a pipe: {e}")),
@@ -1039,7 +1122,7 @@ impl Drop for GroupGuard {
     }
 }
 
-async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
+pub(crate) async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|c| *c).await.is_err() {
         std::future::pending::<()>().await;
     }

@@ -155,7 +155,6 @@ async fn start(
 ) -> Result<u8> {
     let project = ctx.project(&[])?;
     let pipeline = baton_pipeline::pipeline(&project, name).map_err(|e| anyhow!("{e}"))?;
-    baton_pipeline::run::check_runnable(&pipeline)?;
     let json = ctx.global.json || opts.format == Format::Json;
     if dry_run {
         let mut scope = vars.clone();
@@ -202,6 +201,7 @@ async fn start(
         rerun_of,
         env: std::env::vars().collect(),
         grace: Duration::from_secs(3),
+        ssh: baton_pipeline::remote::ssh_options(&std::env::vars().collect()),
     };
     // Live logs go to stdout, unless stdout carries a report for a program.
     let live: baton_pipeline::Live = if json || opts.format != Format::Text {
