@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_state::{ArtifactRecord, PipelineJob, PipelineRun, Store};
+use baton_state::{ArtifactRecord, PipelineJob, PipelineRun, RunOwner, Store};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncBufReadExt;
@@ -73,6 +73,7 @@ pub async fn execute(
     live: Live,
     cancel: watch::Receiver<bool>,
 ) -> Result<RunOutcome, PipelineError> {
+    mark_abandoned_runs(&store)?;
     let _slot = concurrency_slot(&store, pipeline, &req, &live, &cancel).await?;
     let mut vars = req.vars.clone();
     vars.insert("BATON_TRIGGER".into(), req.trigger.clone());
@@ -90,6 +91,13 @@ pub async fn execute(
         started_at: started,
         finished_at: None,
     })?;
+    if let Some(start) = process_start(std::process::id()) {
+        let owner = RunOwner {
+            pid: std::process::id(),
+            start_ticks: start,
+        };
+        store.set_pipeline_run_owner(run_id, owner)?;
+    }
     vars.insert("BATON_RUN".into(), run_id.to_string());
     let dir = run_dir(&req.state_dir, run_id);
     let logs = dir.join("logs");
@@ -360,6 +368,8 @@ impl Executor<'_> {
                         Err(e) => return Err(PipelineError::Internal(format!("a job task failed: {e}"))),
                     }
                 }
+                // Records of jobs just started reach the store while they run.
+                _ = tokio::time::sleep(Duration::from_millis(300)), if !self.dirty.is_empty() => {}
                 changed = cancel.changed(), if !cancelled => {
                     if changed.is_ok() && *cancel.borrow() {
                         cancelled = true;
@@ -1260,6 +1270,31 @@ fn file_safe(id: &str) -> String {
         .collect()
 }
 
+/// When process `pid` started: field 22 of `/proc/PID/stat` (clock ticks since boot);
+/// `None` when there is no such process.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so count the
+    // fields after the last ')': state is field 3, starttime field 22.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// Marks as `interrupted` every `running` run whose owning process is gone (killed
+/// with SIGKILL, the machine rebooted): its pid is dead, or now belongs to a process
+/// that started at another time. Runs recorded without an owner are left alone.
+/// Returns the ids it marked.
+pub fn mark_abandoned_runs(store: &Store) -> Result<Vec<i64>, PipelineError> {
+    let mut marked = Vec::new();
+    for (id, owner) in store.running_pipeline_runs()? {
+        let Some(o) = owner else { continue };
+        if process_start(o.pid) != Some(o.start_ticks) && store.interrupt_pipeline_run(id)? {
+            marked.push(id);
+        }
+    }
+    Ok(marked)
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -1297,6 +1332,21 @@ mod tests {
                 "{shell:?} would skip the shell"
             );
         }
+    }
+
+    #[test]
+    fn a_process_start_time_is_read_from_proc() {
+        let me = process_start(std::process::id()).expect("our own start time");
+        assert_eq!(process_start(std::process::id()), Some(me));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let theirs = process_start(child.id()).expect("the child's start time");
+        assert!(theirs >= me);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(process_start(child.id()), None);
     }
 
     #[test]

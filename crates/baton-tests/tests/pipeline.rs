@@ -2,6 +2,7 @@
 //! timeout, artifact handoff, rollbacks, matrix) recorded exactly, dry runs and bad specs
 //! that run nothing, webhooks, schedules, git polling, and SIGTERM leaving no process.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -992,4 +993,79 @@ fn a_bad_host_selector_is_refused_with_its_location_and_runs_nothing() {
         assert!(!s.path().join("marker").exists(), "{what}: a job ran");
         assert!(runs(&s).is_empty(), "{what}: a run was recorded");
     }
+}
+
+#[test]
+fn a_run_whose_baton_was_sigkilled_is_marked_interrupted() {
+    let marker = format!("0.000{}451", std::process::id());
+    let _reaper = Reaper(marker.clone());
+    let s = Scratch::new("pipekill");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  long:\n    jobs:\n      hang:\n        run: sleep 300 $$MARK\n  quick:\n    jobs:\n      a:\n        run: 'true'\n",
+    );
+    let mut child = s
+        .cmd()
+        .args(["pipeline", "run", "long"])
+        .env("MARK", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let up = within(Duration::from_secs(30), || {
+        !processes_with(&marker).is_empty()
+    });
+    assert!(up.is_some(), "the job never started");
+    assert_eq!(runs(&s)[0]["status"], "running");
+    let id = runs(&s)[0]["id"].as_i64().unwrap();
+    // The store shows the job running while it runs.
+    let seen = within(Duration::from_secs(10), || {
+        statuses(&show(&s, id)) == [("hang".to_string(), "running".to_string(), 0)]
+    });
+    assert!(seen.is_some(), "{}", show(&s, id));
+    // SIGKILL: baton gets no chance to record anything. Its group, and the job's own
+    // process group (jobs run in groups of their own), go too: no sleep is left.
+    let pgid = child.id().to_string();
+    let job_groups: Vec<String> = processes_with(&marker)
+        .iter()
+        .map(|(pid, _)| pid.to_string())
+        .collect();
+    Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    for g in &job_groups {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{g}")])
+            .status();
+    }
+    let _ = child.wait();
+    assert!(
+        within(Duration::from_secs(10), || processes_with(&marker)
+            .is_empty())
+        .is_some(),
+        "left: {:?}",
+        processes_with(&marker)
+    );
+    let history = runs(&s);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["status"], "interrupted", "{history:?}");
+    assert!(history[0]["finished_at"].is_null(), "its end is unknown");
+    let report = show(&s, id);
+    assert_eq!(
+        statuses(&report),
+        [("hang".to_string(), "interrupted".to_string(), 0)]
+    );
+    // A new run starts normally beside it.
+    let o = s.baton(&["pipeline", "run", "quick"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let history = runs(&s);
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| r["status"].as_str().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        ["success", "interrupted"]
+    );
 }

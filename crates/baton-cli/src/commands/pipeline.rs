@@ -272,7 +272,9 @@ fn list(ctx: &Context) -> Result<u8> {
 
 fn history(ctx: &Context, name: Option<&str>, limit: i64) -> Result<u8> {
     let (_, project) = ctx.project_or_name()?;
-    let runs = ctx.store()?.pipeline_runs(&project, name, limit)?;
+    let store = ctx.store()?;
+    baton_pipeline::run::mark_abandoned_runs(&store)?;
+    let runs = store.pipeline_runs(&project, name, limit)?;
     if ctx.global.json {
         output::json(&runs)?;
         return Ok(crate::exit::OK);
@@ -303,6 +305,7 @@ fn history(ctx: &Context, name: Option<&str>, limit: i64) -> Result<u8> {
 
 fn show(ctx: &Context, run: i64, format: Format) -> Result<u8> {
     let store = ctx.store()?;
+    baton_pipeline::run::mark_abandoned_runs(&store)?;
     let r = store
         .pipeline_run(run)?
         .ok_or_else(|| anyhow!("no pipeline run {run}"))?;
