@@ -747,7 +747,7 @@ pipelines:
     jobs:
       hang:
         host: h01,h02
-        timeout: 2s
+        timeout: 4s
         run: sleep 300 $$MARK
 "#,
     );
@@ -833,18 +833,39 @@ pipelines:
     let dry = s.ok(&["pipeline", "run", "deploy", "--dry-run"]);
     assert!(dry.contains("[host role:web: h01, h02, h03]"), "{dry}");
 
-    // A timeout kills the script's process group on each host and fails the job.
+    // A timeout kills the script's process group on each host and fails the job. The
+    // marker reaches the hosts as a run variable (`-v`): a host job does not inherit
+    // the caller's environment.
+    let var = format!("MARK={marker}");
+    let log = s.path().join("slow.log");
+    let spawn_slow = || {
+        Reaped(
+            s.cmd()
+                .args(["pipeline", "run", "slow", "-v", &var])
+                .env("BATON_KNOWN_HOSTS", &t.known_hosts)
+                .env("BATON_CONNECT_TIMEOUT", "60")
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
     let clock = Instant::now();
-    let o = run_on_hosts(&s, &t, &["slow"], &[("MARK", &marker)]);
+    let mut child = spawn_slow();
+    let up = within(Duration::from_secs(30), || {
+        processes_with(&marker).len() >= 2
+    });
+    assert!(up.is_some(), "the remote scripts never started");
+    let code = child.0.wait().unwrap().code();
     eprintln!(
-        "2 s timeout on 2 hosts: stopped after {:?}",
+        "4 s timeout on 2 hosts: stopped after {:?}",
         clock.elapsed()
     );
-    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    let live = stdout(&o);
+    let live = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(1), "{live}");
     assert!(live.contains("h01 | -- timed out"), "{live}");
     assert!(
-        live.contains("hang | == failed (timed out after 2s)"),
+        live.contains("hang | == failed (timed out after 4s)"),
         "{live}"
     );
     let gone = within(Duration::from_secs(15), || {
@@ -855,6 +876,38 @@ pipelines:
         "remote processes outlived the timeout: {:?}",
         processes_with(&marker)
     );
+
+    // SIGTERM to baton cancels the host job: the remote groups are killed too.
+    let mut child = spawn_slow();
+    let up = within(Duration::from_secs(30), || {
+        processes_with(&marker).len() >= 2
+    });
+    assert!(up.is_some(), "the remote scripts never started");
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let code = child.0.wait().unwrap().code();
+    assert_eq!(code, Some(130));
+    let gone = within(Duration::from_secs(15), || {
+        processes_with(&marker).is_empty()
+    });
+    assert!(
+        gone.is_some(),
+        "remote processes outlived the cancellation: {:?}",
+        processes_with(&marker)
+    );
+    assert_eq!(runs(&s)[0]["status"], "cancelled");
+}
+
+/// A child process killed (and waited for) when dropped, even if a test fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
