@@ -1101,6 +1101,13 @@ fn a_run_whose_baton_was_sigkilled_is_marked_interrupted() {
         "left: {:?}",
         processes_with(&marker)
     );
+    // `pipeline list` notices it first (nothing else ran since the kill).
+    let listed: Value = serde_json::from_str(&s.ok(&["--json", "pipeline", "list"])).unwrap();
+    assert_eq!(
+        listed["long"]["last_run"]["status"], "interrupted",
+        "{listed}"
+    );
+    assert!(listed["quick"]["last_run"].is_null(), "{listed}");
     let history = runs(&s);
     assert_eq!(history.len(), 1);
     assert_eq!(history[0]["status"], "interrupted", "{history:?}");

@@ -242,8 +242,25 @@ async fn start(
 fn list(ctx: &Context) -> Result<u8> {
     let project = ctx.project(&[])?;
     let all = baton_pipeline::pipelines(&project).map_err(|e| anyhow!("{e}"))?;
+    // Each pipeline's newest run (a run whose baton vanished shows as interrupted).
+    let store = ctx.store()?;
+    baton_pipeline::run::mark_abandoned_runs(&store)?;
+    let mut last = BTreeMap::new();
+    for name in all.keys() {
+        if let Some(r) = store.pipeline_runs(&project.name, Some(name), 1)?.pop() {
+            last.insert(name.clone(), r);
+        }
+    }
     if ctx.global.json {
-        output::json(&all)?;
+        let mut v = serde_json::to_value(&all)?;
+        if let Some(m) = v.as_object_mut() {
+            for (name, p) in m.iter_mut() {
+                if let Some(p) = p.as_object_mut() {
+                    p.insert("last_run".into(), serde_json::to_value(last.get(name))?);
+                }
+            }
+        }
+        output::json(&v)?;
         return Ok(crate::exit::OK);
     }
     let rows: Vec<Vec<String>> = all
@@ -263,10 +280,13 @@ fn list(ctx: &Context) -> Result<u8> {
                 p.name.clone(),
                 p.jobs.len().to_string(),
                 triggers.join(", "),
+                last.get(&p.name)
+                    .map(|r| format!("{} {}", r.id, r.status))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    output::table(&["PIPELINE", "JOBS", "TRIGGERS"], &rows);
+    output::table(&["PIPELINE", "JOBS", "TRIGGERS", "LAST RUN"], &rows);
     Ok(crate::exit::OK)
 }
 
