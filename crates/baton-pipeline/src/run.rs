@@ -677,6 +677,9 @@ enum Attempt {
     Exited(i32),
     /// A host job that failed on these hosts (the first one's exit code).
     HostsFailed(i32, Vec<String>),
+    /// Hosts that could not be reached (or the connection dropped): retried like a
+    /// timeout, on a new connection.
+    Unreachable(String),
     TimedOut,
     Cancelled,
     Error(String),
@@ -730,7 +733,7 @@ impl JobTask {
                 Attempt::Exited(code) | Attempt::HostsFailed(code, _) => {
                     self.retry.on_exit_codes.is_empty() || self.retry.on_exit_codes.contains(code)
                 }
-                Attempt::TimedOut => self.retry.on_exit_codes.is_empty(),
+                Attempt::TimedOut | Attempt::Unreachable(_) => self.retry.on_exit_codes.is_empty(),
             };
             if !retryable || attempt >= attempts_allowed {
                 break a;
@@ -773,7 +776,7 @@ impl JobTask {
                 )),
             ),
             Attempt::Cancelled => (JobStatus::Cancelled, None, Some("cancelled".into())),
-            Attempt::Error(e) => (failed, None, Some(e)),
+            Attempt::Error(e) | Attempt::Unreachable(e) => (failed, None, Some(e)),
         };
         let mut produced = Vec::new();
         let mut status = status;
@@ -915,7 +918,7 @@ impl JobTask {
             })
             .collect();
         if !errors.is_empty() {
-            return Attempt::Error(errors.join("; "));
+            return Attempt::Unreachable(errors.join("; "));
         }
         let failed: Vec<(String, i32)> = results
             .iter()

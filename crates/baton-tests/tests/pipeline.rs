@@ -943,6 +943,14 @@ pipelines:
       after:
         needs: [check]
         run: touch never
+  flaky:
+    jobs:
+      settle:
+        host: app
+        retry: {max: 2, backoff: 10ms}
+        run: |
+          n=$$(cat "$$root/tries" 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > "$$root/tries"
+          [ "$$BATON_HOST" != h02 ] || [ "$$n" -ge 2 ]
 "#,
     );
     let o = run_on_hosts(
@@ -1005,6 +1013,26 @@ pipelines:
         }
     }
     assert!(seen >= 2, "no store or log files were checked");
+    // A retry runs again only on the host that failed.
+    let o = run_on_hosts(&s, &t, &["flaky", "--format", "json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).expect("json report");
+    assert_eq!(
+        statuses(&report),
+        [("settle".to_string(), "success".to_string(), 2)]
+    );
+    let tries: Vec<String> = t
+        .hosts
+        .iter()
+        .map(|h| {
+            std::fs::read_to_string(h.root.join("tries"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(tries, ["1", "2", "1"]);
+
     // The run failed: the rollback of the host job that passed ran on each of its hosts.
     for h in &t.hosts {
         assert_eq!(
