@@ -668,6 +668,23 @@ impl Session {
         }
     }
 
+    /// Starts `command` (a fixed or quoted command line) and feeds it `stdin` then EOF;
+    /// its output is read as it comes with [`RemoteProcess::next`]. For streaming jobs
+    /// (pipelines), where [`Session::exec`] collects the output at the end.
+    pub async fn spawn(&self, command: &str, stdin: &[u8]) -> Result<RemoteProcess, SshError> {
+        let lost = |e: russh::Error| SshError::Lost {
+            host: self.host.clone(),
+            reason: e.to_string(),
+        };
+        let ch = self.handle.channel_open_session().await.map_err(lost)?;
+        ch.exec(true, command).await.map_err(lost)?;
+        if !stdin.is_empty() {
+            ch.data(stdin).await.map_err(lost)?;
+        }
+        ch.eof().await.map_err(lost)?;
+        Ok(RemoteProcess { ch })
+    }
+
     /// Disconnects this host (a jump-host connection it went through stays up for the
     /// other targets behind it, until `Jumps::close`).
     pub async fn close(self) {
@@ -831,5 +848,66 @@ mod tests {
             e.to_string(),
             "h1: authentication as `deploy` failed via ssh-agent (2 identities tried)"
         );
+    }
+}
+
+/// What a streamed remote command sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// Its exit status (128 + the signal number when a signal ended it).
+    Exit(i32),
+}
+
+/// A remote command started with [`Session::spawn`]; dropping it (or [`close`]) closes
+/// the channel.
+///
+/// [`close`]: RemoteProcess::close
+pub struct RemoteProcess {
+    ch: russh::Channel<client::Msg>,
+}
+
+impl RemoteProcess {
+    /// The next piece of output or the exit status; `None` once the channel is closed.
+    /// Cancel-safe (a channel receive).
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            match self.ch.wait().await? {
+                ChannelMsg::Data { data } => return Some(Event::Stdout(data.to_vec())),
+                ChannelMsg::ExtendedData { data, .. } => return Some(Event::Stderr(data.to_vec())),
+                ChannelMsg::ExitStatus { exit_status } => {
+                    return Some(Event::Exit(exit_status as i32))
+                }
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    return Some(Event::Exit(128 + signal_number(&signal_name)))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Closes the channel (the remote side sees its end).
+    pub async fn close(self) {
+        let _ = self.ch.close().await;
+    }
+}
+
+fn signal_number(sig: &russh::Sig) -> i32 {
+    use russh::Sig;
+    match sig {
+        Sig::HUP => 1,
+        Sig::INT => 2,
+        Sig::QUIT => 3,
+        Sig::ILL => 4,
+        Sig::ABRT => 6,
+        Sig::FPE => 8,
+        Sig::KILL => 9,
+        Sig::USR1 => 10,
+        Sig::SEGV => 11,
+        Sig::PIPE => 13,
+        Sig::ALRM => 14,
+        Sig::TERM => 15,
+        _ => 0,
     }
 }

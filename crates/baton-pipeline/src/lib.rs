@@ -1,13 +1,15 @@
 //! baton's pipelines: the `pipelines:` section typed and validated (`spec`, `cond`), the
 //! pure DAG planner (`plan`), the job executor (`run`), the content-addressed artifact
-//! store (`artifacts`), reports (`report`) and the daemon's triggers (`triggers`).
+//! store (`artifacts`), jobs on fleet hosts over SSH (`remote`), reports (`report`) and
+//! the daemon's triggers (`triggers`).
 //!
 //! Architecture invariant: `spec`, `cond`, `plan` and `report` do no I/O and start no
-//! process; only `run`, `artifacts` and `triggers` touch processes, files and sockets.
+//! process; only `run`, `remote`, `artifacts` and `triggers` touch processes, files and sockets.
 
 pub mod artifacts;
 pub mod cond;
 pub mod plan;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod spec;

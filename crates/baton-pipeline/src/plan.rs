@@ -222,7 +222,8 @@ pub fn plan(p: &Pipeline, vars: &BTreeMap<String, String>) -> Plan {
 fn runs_on(j: &Job) -> String {
     match (&j.image, &j.host) {
         (Some(i), _) => format!("image {i}"),
-        (None, Some(h)) => format!("host {h}"),
+        (None, Some(h)) if j.hosts.is_empty() => format!("host {h}"),
+        (None, Some(h)) => format!("host {h}: {}", j.hosts.join(", ")),
         _ => "local".into(),
     }
 }
@@ -326,6 +327,8 @@ mod tests {
             needs: needs.iter().map(|s| s.to_string()).collect(),
             image: None,
             host: None,
+            hosts: vec![],
+            parallel: None,
             env: BTreeMap::new(),
             secrets: vec![],
             timeout: None,
@@ -346,6 +349,7 @@ mod tests {
             triggers: vec![Trigger::Manual],
             jobs,
             concurrency: None,
+            inventory: Default::default(),
         }
     }
 

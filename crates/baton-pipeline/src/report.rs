@@ -122,7 +122,7 @@ pub fn xml_escape(s: &str) -> String {
 fn junit(run: &PipelineRun, jobs: &[PipelineJob]) -> String {
     let failures = jobs
         .iter()
-        .filter(|j| matches!(j.status.as_str(), "failed" | "cancelled"))
+        .filter(|j| matches!(j.status.as_str(), "failed" | "cancelled" | "interrupted"))
         .count();
     let skipped = jobs
         .iter()
@@ -144,7 +144,7 @@ fn junit(run: &PipelineRun, jobs: &[PipelineJob]) -> String {
         ));
         let msg = xml_escape(&outcome(j));
         match j.status.as_str() {
-            "failed" | "cancelled" => s.push_str(&format!(
+            "failed" | "cancelled" | "interrupted" => s.push_str(&format!(
                 ">\n      <failure message=\"{msg}\" type=\"{}\"/>\n    </testcase>\n",
                 xml_escape(&j.status)
             )),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_state::{ArtifactRecord, PipelineJob, PipelineRun, Store};
+use baton_state::{ArtifactRecord, PipelineJob, PipelineRun, RunOwner, Store};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncBufReadExt;
@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::artifacts;
 use crate::plan::{decide, plan, Decision, JobStatus, Plan};
+use crate::remote::{AttemptSpec, HostJob, HostOutcome};
 use crate::spec::{Job, Pipeline, Retention, SecretSource};
 use crate::PipelineError;
 
@@ -44,6 +45,8 @@ pub struct RunRequest {
     pub env: BTreeMap<String, String>,
     /// How long a killed job's group gets between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// How `host:` jobs reach their hosts ([`crate::remote::ssh_options`]).
+    pub ssh: baton_fleet::ssh::SshOptions,
 }
 
 /// How a run ended.
@@ -62,17 +65,6 @@ pub fn run_dir(state_dir: &Path, run_id: i64) -> PathBuf {
         .join(run_id.to_string())
 }
 
-/// Refuses what this build cannot run, before anything starts.
-pub fn check_runnable(p: &Pipeline) -> Result<(), PipelineError> {
-    if let Some(j) = p.jobs.iter().find(|j| j.host.is_some()) {
-        return Err(PipelineError::Unsupported(format!(
-            "pipelines.{}.jobs.{}.host: jobs on SSH hosts need the fleet, which this build does not have yet",
-            p.name, j.name
-        )));
-    }
-    Ok(())
-}
-
 /// Runs `pipeline` to the end (or until `cancel` turns true) and records it.
 pub async fn execute(
     store: Arc<Store>,
@@ -81,7 +73,7 @@ pub async fn execute(
     live: Live,
     cancel: watch::Receiver<bool>,
 ) -> Result<RunOutcome, PipelineError> {
-    check_runnable(pipeline)?;
+    mark_abandoned_runs(&store)?;
     let _slot = concurrency_slot(&store, pipeline, &req, &live, &cancel).await?;
     let mut vars = req.vars.clone();
     vars.insert("BATON_TRIGGER".into(), req.trigger.clone());
@@ -99,6 +91,13 @@ pub async fn execute(
         started_at: started,
         finished_at: None,
     })?;
+    if let Some(start) = process_start(std::process::id()) {
+        let owner = RunOwner {
+            pid: std::process::id(),
+            start_ticks: start,
+        };
+        store.set_pipeline_run_owner(run_id, owner)?;
+    }
     vars.insert("BATON_RUN".into(), run_id.to_string());
     let dir = run_dir(&req.state_dir, run_id);
     let logs = dir.join("logs");
@@ -120,6 +119,7 @@ pub async fn execute(
         run_id,
         vars,
         masks,
+        inventory: Arc::new(pipeline.inventory.clone()),
         secrets,
         live,
         cancel: cancel.clone(),
@@ -185,6 +185,8 @@ struct Executor<'a> {
     run_id: i64,
     vars: BTreeMap<String, String>,
     masks: Arc<Vec<String>>,
+    /// The fleet's hosts, shared by the `host:` jobs (jump hosts are looked up in it).
+    inventory: Arc<baton_fleet::Inventory>,
     /// Per job as written: its secrets' values, or why one could not be read.
     secrets: BTreeMap<String, SecretValues>,
     live: Live,
@@ -366,6 +368,8 @@ impl Executor<'_> {
                         Err(e) => return Err(PipelineError::Internal(format!("a job task failed: {e}"))),
                     }
                 }
+                // Records of jobs just started reach the store while they run.
+                _ = tokio::time::sleep(Duration::from_millis(300)), if !self.dirty.is_empty() => {}
                 changed = cancel.changed(), if !cancelled => {
                     if changed.is_ok() && *cancel.borrow() {
                         cancelled = true;
@@ -520,9 +524,28 @@ impl Executor<'_> {
             live: self.live.clone(),
             cancel: self.cancel.clone(),
             grace: self.req.grace,
+            remote: self.host_job(job),
         };
         self.say(&pj.id, "== started");
         running.spawn(task.run());
+    }
+
+    /// The hosts of a `host:` job (a fresh set of connections per job or rollback).
+    fn host_job(&self, job: &Job) -> Option<HostJob> {
+        if job.hosts.is_empty() {
+            return None;
+        }
+        let hosts = job
+            .hosts
+            .iter()
+            .filter_map(|id| self.pipeline.inventory.hosts.get(id).cloned())
+            .collect();
+        Some(HostJob::new(
+            hosts,
+            self.inventory.clone(),
+            self.req.ssh.clone(),
+            job.parallel.map(|n| n as usize).unwrap_or(self.req.jobs),
+        ))
     }
 
     /// Runs the rollbacks of the jobs that passed, newest first, one at a time.
@@ -579,6 +602,7 @@ impl Executor<'_> {
                 live: self.live.clone(),
                 cancel: self.cancel.clone(),
                 grace: self.req.grace,
+                remote: self.host_job(job),
             };
             let r = task.run().await;
             let rec = &mut self.records[k];
@@ -645,10 +669,17 @@ struct JobTask {
     live: Live,
     cancel: watch::Receiver<bool>,
     grace: Duration,
+    /// Set for `host:` jobs: the script runs there, not here.
+    remote: Option<HostJob>,
 }
 
 enum Attempt {
     Exited(i32),
+    /// A host job that failed on these hosts (the first one's exit code).
+    HostsFailed(i32, Vec<String>),
+    /// Hosts that could not be reached (or the connection dropped): retried like a
+    /// timeout, on a new connection.
+    Unreachable(String),
     TimedOut,
     Cancelled,
     Error(String),
@@ -699,10 +730,10 @@ impl JobTask {
             let a = self.attempt(&env, &mut log).await;
             let retryable = match &a {
                 Attempt::Exited(0) | Attempt::Cancelled | Attempt::Error(_) => false,
-                Attempt::Exited(code) => {
+                Attempt::Exited(code) | Attempt::HostsFailed(code, _) => {
                     self.retry.on_exit_codes.is_empty() || self.retry.on_exit_codes.contains(code)
                 }
-                Attempt::TimedOut => self.retry.on_exit_codes.is_empty(),
+                Attempt::TimedOut | Attempt::Unreachable(_) => self.retry.on_exit_codes.is_empty(),
             };
             if !retryable || attempt >= attempts_allowed {
                 break a;
@@ -726,6 +757,16 @@ impl JobTask {
         let (status, exit_code, reason) = match last {
             Attempt::Exited(0) => (JobStatus::Success, Some(0), None),
             Attempt::Exited(c) => (failed, Some(c), Some(format!("exit code {c}"))),
+            Attempt::HostsFailed(c, hosts) => (
+                failed,
+                Some(c),
+                Some(format!(
+                    "failed on {} of {} hosts: {} (exit code {c})",
+                    hosts.len(),
+                    self.remote.as_ref().map_or(0, |r| r.hosts.len()),
+                    hosts.join(", ")
+                )),
+            ),
             Attempt::TimedOut => (
                 failed,
                 None,
@@ -735,7 +776,7 @@ impl JobTask {
                 )),
             ),
             Attempt::Cancelled => (JobStatus::Cancelled, None, Some("cancelled".into())),
-            Attempt::Error(e) => (failed, None, Some(e)),
+            Attempt::Error(e) | Attempt::Unreachable(e) => (failed, None, Some(e)),
         };
         let mut produced = Vec::new();
         let mut status = status;
@@ -748,6 +789,9 @@ impl JobTask {
                     reason = Some(format!("cannot keep its artifacts: {e}"));
                 }
             }
+        }
+        if let Some(r) = &self.remote {
+            r.close().await;
         }
         if let Some(w) = log.as_mut() {
             let _ = w.flush();
@@ -842,11 +886,63 @@ impl JobTask {
         }
     }
 
+    /// One attempt of a `host:` job: the script on each host it has not passed on yet.
+    async fn attempt_on_hosts(
+        &self,
+        remote: &HostJob,
+        env: &[(String, String)],
+        log: &mut Option<std::io::BufWriter<std::fs::File>>,
+    ) -> Attempt {
+        let spec = AttemptSpec {
+            script: &self.script,
+            env,
+            timeout: self.timeout,
+            grace: self.grace,
+            cancel: self.cancel.clone(),
+        };
+        let results = remote
+            .attempt(spec, &mut |line: &str| self.emit(log, line))
+            .await;
+        let any = |f: &dyn Fn(&HostOutcome) -> bool| results.iter().any(|(_, o)| f(o));
+        if any(&|o| *o == HostOutcome::Cancelled) {
+            return Attempt::Cancelled;
+        }
+        if any(&|o| *o == HostOutcome::TimedOut) {
+            return Attempt::TimedOut;
+        }
+        let errors: Vec<String> = results
+            .iter()
+            .filter_map(|(_, o)| match o {
+                HostOutcome::Error(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Attempt::Unreachable(errors.join("; "));
+        }
+        let failed: Vec<(String, i32)> = results
+            .iter()
+            .filter_map(|(h, o)| match o {
+                HostOutcome::Exited(c) if *c != 0 => Some((h.clone(), *c)),
+                _ => None,
+            })
+            .collect();
+        match failed.first() {
+            None => Attempt::Exited(0),
+            Some((_, code)) => {
+                Attempt::HostsFailed(*code, failed.iter().map(|(h, _)| h.clone()).collect())
+            }
+        }
+    }
+
     async fn attempt(
         &self,
         env: &[(String, String)],
         log: &mut Option<std::io::BufWriter<std::fs::File>>,
     ) -> Attempt {
+        if let Some(remote) = &self.remote {
+            return self.attempt_on_hosts(remote, env, log).await;
+        }
         let (reader, writer) = match std::io::pipe() {
             Ok(p) => p,
             Err(e) => return Attempt::Error(format!("cannot make a pipe: {e}")),
@@ -1039,7 +1135,7 @@ impl Drop for GroupGuard {
     }
 }
 
-async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
+pub(crate) async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|c| *c).await.is_err() {
         std::future::pending::<()>().await;
     }
@@ -1177,6 +1273,31 @@ fn file_safe(id: &str) -> String {
         .collect()
 }
 
+/// When process `pid` started: field 22 of `/proc/PID/stat` (clock ticks since boot);
+/// `None` when there is no such process.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so count the
+    // fields after the last ')': state is field 3, starttime field 22.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// Marks as `interrupted` every `running` run whose owning process is gone (killed
+/// with SIGKILL, the machine rebooted): its pid is dead, or now belongs to a process
+/// that started at another time. Runs recorded without an owner are left alone.
+/// Returns the ids it marked.
+pub fn mark_abandoned_runs(store: &Store) -> Result<Vec<i64>, PipelineError> {
+    let mut marked = Vec::new();
+    for (id, owner) in store.running_pipeline_runs()? {
+        let Some(o) = owner else { continue };
+        if process_start(o.pid) != Some(o.start_ticks) && store.interrupt_pipeline_run(id)? {
+            marked.push(id);
+        }
+    }
+    Ok(marked)
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -1214,6 +1335,21 @@ mod tests {
                 "{shell:?} would skip the shell"
             );
         }
+    }
+
+    #[test]
+    fn a_process_start_time_is_read_from_proc() {
+        let me = process_start(std::process::id()).expect("our own start time");
+        assert_eq!(process_start(std::process::id()), Some(me));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let theirs = process_start(child.id()).expect("the child's start time");
+        assert!(theirs >= me);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(process_start(child.id()), None);
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct Pipeline {
     pub jobs: Vec<Job>,
     /// How many runs of this pipeline may be in flight at once (unbounded when `None`).
     pub concurrency: Option<u32>,
+    /// The fleet's hosts (`hosts:`), read only when a job has `host:`; jobs name theirs
+    /// in [`Job::hosts`].
+    #[serde(skip)]
+    pub inventory: baton_fleet::Inventory,
 }
 
 /// What starts a run. A pipeline without `triggers:` is manual only.
@@ -124,7 +128,14 @@ pub struct Job {
     pub run: String,
     pub needs: Vec<String>,
     pub image: Option<String>,
+    /// A fleet selector (`web1`, a group, `role:web`, `web:!canary`, …): the job's script
+    /// runs on each host it picks, over SSH.
     pub host: Option<String>,
+    /// The host ids `host` selected, in inventory order (empty for local jobs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Hosts a host job works on at once (the run's `--jobs` when `None`).
+    pub parallel: Option<u32>,
     pub env: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,
     #[serde(with = "opt_millis")]
@@ -184,6 +195,7 @@ const JOB_KEYS: &[&str] = &[
     "needs",
     "image",
     "host",
+    "parallel",
     "env",
     "secrets",
     "timeout",
@@ -316,13 +328,15 @@ impl Reader<'_> {
             check_name(self, jname, &jpath)?;
             jobs.push(self.job(jname, jv, &jpath)?);
         }
-        let p = Pipeline {
+        let mut p = Pipeline {
             name: name.to_string(),
             triggers,
             jobs,
             concurrency,
+            inventory: baton_fleet::Inventory::default(),
         };
         self.check_graph(&p, path)?;
+        self.select_hosts(&mut p, &jobs_path)?;
         Ok(p)
     }
 
@@ -461,6 +475,38 @@ impl Reader<'_> {
                 &at("host"),
                 "a job runs in an `image:` or on a `host:`, not both",
             ));
+        }
+        let parallel = match m.get("parallel") {
+            None => None,
+            Some(v) => {
+                let n = self.uint(v, &at("parallel"))?;
+                if n == 0 {
+                    return Err(self.err(
+                        ErrorKind::Invalid,
+                        &at("parallel"),
+                        "must be at least 1",
+                    ));
+                }
+                if host.is_none() {
+                    return Err(self.err(
+                        ErrorKind::Invalid,
+                        &at("parallel"),
+                        "`parallel:` bounds the hosts of a `host:` job; this job has no `host:`",
+                    ));
+                }
+                Some(n)
+            }
+        };
+        if host.is_some() {
+            for k in ["artifacts", "cache"] {
+                if m.contains_key(k) {
+                    return Err(self.err(
+                        ErrorKind::Conflict,
+                        &at(k),
+                        format!("a `host:` job runs on remote hosts: it has no local workspace for `{k}:`"),
+                    ));
+                }
+            }
         }
         let mut env = BTreeMap::new();
         if let Some(e) = m.get("env") {
@@ -668,6 +714,8 @@ impl Reader<'_> {
             needs,
             image,
             host,
+            hosts: Vec::new(),
+            parallel,
             env,
             secrets,
             timeout,
@@ -680,6 +728,42 @@ impl Reader<'_> {
             allow_failure,
             rollback,
         })
+    }
+
+    /// Resolves each `host:` selector against the fleet's inventory with the fleet's own
+    /// selector code: an unknown word or a selector matching no host is an error at the
+    /// job's `host`.
+    fn select_hosts(&self, p: &mut Pipeline, jobs_path: &str) -> Result<(), SpecError> {
+        if p.jobs.iter().all(|j| j.host.is_none()) {
+            return Ok(());
+        }
+        let inv = baton_fleet::inventory::from_project(self.project).map_err(|e| match e {
+            baton_fleet::inventory::InventoryError::Spec(e) => e,
+            other => self.err(ErrorKind::Invalid, "hosts", other.to_string()),
+        })?;
+        for j in &mut p.jobs {
+            let Some(selector) = &j.host else { continue };
+            let at = format!("{jobs_path}.{}.host", j.name);
+            if inv.hosts.is_empty() {
+                return Err(self.err(
+                    ErrorKind::Undefined,
+                    &at,
+                    format!("selector `{selector}`: there is no `hosts:` section to pick from"),
+                ));
+            }
+            let ids = baton_fleet::select::select(&inv, selector)
+                .map_err(|e| self.err(ErrorKind::Undefined, &at, e.to_string()))?;
+            if ids.is_empty() {
+                return Err(self.err(
+                    ErrorKind::Invalid,
+                    &at,
+                    format!("selector `{selector}` matches no host"),
+                ));
+            }
+            j.hosts = ids;
+        }
+        p.inventory = inv;
+        Ok(())
     }
 
     /// Unknown `needs` and cycles, located at the `needs` that names them.

@@ -68,6 +68,7 @@ impl Launcher {
             rerun_of: None,
             env: self.cfg.env.clone(),
             grace: Duration::from_secs(5),
+            ssh: crate::remote::ssh_options(&self.cfg.env),
         };
         let prefix = format!("pipeline {name}: ");
         let live: Live = Arc::new(move |line: &str| eprintln!("{prefix}{line}"));

@@ -158,3 +158,51 @@ fn a_file_with_only_pipelines_loads() {
     let all = read("pipelines:\n  ci:\n    jobs:\n      a:\n        run: 'true'\n").unwrap();
     assert_eq!(all["ci"].triggers, [Trigger::Manual]);
 }
+
+const HOSTS: &str = "hosts:\n  w1: {address: 10.0.0.1, role: web, groups: [eu]}\n  w2: {address: 10.0.0.2, role: web}\n  d1: {address: 10.0.0.3, role: db, groups: [eu]}\n";
+
+#[test]
+fn host_selectors_are_resolved_with_the_fleet_inventory() {
+    let all = read(&format!(
+        "{HOSTS}pipelines:\n  ci:\n    jobs:\n      a:\n        host: role:web\n        parallel: 1\n        run: x\n      b:\n        host: eu:!d1,d1\n        run: x\n      c:\n        run: x\n"
+    ))
+    .unwrap();
+    let ci = &all["ci"];
+    assert_eq!(ci.jobs[0].hosts, ["w1", "w2"]);
+    assert_eq!(ci.jobs[0].parallel, Some(1));
+    assert_eq!(ci.jobs[1].hosts, ["d1", "w1"]);
+    assert!(ci.jobs[2].hosts.is_empty());
+    assert_eq!(ci.inventory.hosts.len(), 3);
+
+    let cases = [
+        (
+            "      a:\n        host: role:wbe\n        run: x\n",
+            "baton.yaml:9:9: pipelines.ci.jobs.a.host: selector `role:wbe`: no host, group, role or tag is called `role:wbe` (did you mean `role:web`?)",
+        ),
+        (
+            "      a:\n        host: eu:&role:web:&w2\n        run: x\n",
+            "baton.yaml:9:9: pipelines.ci.jobs.a.host: selector `eu:&role:web:&w2` matches no host",
+        ),
+        (
+            "      a:\n        host: w1\n        artifacts: {paths: [x]}\n        run: x\n",
+            "baton.yaml:10:9: pipelines.ci.jobs.a.artifacts: a `host:` job runs on remote hosts: it has no local workspace for `artifacts:`",
+        ),
+        (
+            "      a:\n        parallel: 2\n        run: x\n",
+            "baton.yaml:9:9: pipelines.ci.jobs.a.parallel: `parallel:` bounds the hosts of a `host:` job; this job has no `host:`",
+        ),
+    ];
+    for (job, want) in cases {
+        let err = read(&format!("{HOSTS}pipelines:\n  ci:\n    jobs:\n{job}")).unwrap_err();
+        assert!(err.contains(want), "expected {want:?}\n     got {err:?}");
+    }
+    // Without a `hosts:` section there is nothing to select from.
+    let err = read("pipelines:\n  ci:\n    jobs:\n      a:\n        host: w1\n        run: x\n")
+        .unwrap_err();
+    assert!(
+        err.contains(
+            "baton.yaml:5:9: pipelines.ci.jobs.a.host: selector `w1`: there is no `hosts:` section"
+        ),
+        "{err}"
+    );
+}

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 pub use fleet::{FileApplied, FileVersion, FleetRun};
-pub use pipeline::{ArtifactRecord, PipelineJob, PipelineRun};
+pub use pipeline::{ArtifactRecord, PipelineJob, PipelineRun, RunOwner};
 pub use vm::{VmMigration, VmOp, VmRecord, VmSnapshot};
 
 /// The file name of the database inside the state directory.

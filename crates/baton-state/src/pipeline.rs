@@ -19,6 +19,11 @@ CREATE TABLE IF NOT EXISTS pipeline_runs (
     finished_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS pipeline_runs_name ON pipeline_runs (project, pipeline, id);
+CREATE TABLE IF NOT EXISTS pipeline_run_owners (
+    run_id INTEGER PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    start_ticks INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pipeline_jobs (
     run_id INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -71,6 +76,14 @@ pub struct PipelineRun {
     pub rerun_of: Option<i64>,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+}
+
+/// The process conducting a run: its pid and start time (field 22 of `/proc/PID/stat`,
+/// clock ticks since boot), so a reused pid is not taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOwner {
+    pub pid: u32,
+    pub start_ticks: u64,
 }
 
 /// One job of a run (or one rollback), as last recorded.
@@ -177,6 +190,64 @@ impl Store {
                 run_row,
             )
             .optional()
+        })
+    }
+
+    /// Records which process conducts a run.
+    pub fn set_pipeline_run_owner(&self, run_id: i64, owner: RunOwner) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO pipeline_run_owners (run_id, pid, start_ticks) VALUES (?1, ?2, ?3)",
+                params![run_id, owner.pid, owner.start_ticks as i64],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every run still recorded as `running`, with its owner (pid, start ticks) when one
+    /// was recorded.
+    pub fn running_pipeline_runs(&self) -> Result<Vec<(i64, Option<RunOwner>)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT r.id, o.pid, o.start_ticks FROM pipeline_runs r
+                 LEFT JOIN pipeline_run_owners o ON o.run_id = r.id
+                 WHERE r.status = 'running' ORDER BY r.id",
+            )?;
+            let rows = st.query_map([], |r| {
+                let pid: Option<i64> = r.get(1)?;
+                let start: Option<i64> = r.get(2)?;
+                Ok((
+                    r.get(0)?,
+                    pid.zip(start).map(|(p, s)| RunOwner {
+                        pid: u32::try_from(p).unwrap_or(0),
+                        start_ticks: s.max(0) as u64,
+                    }),
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Marks a `running` run whose owner is gone as `interrupted` (its end time unknown:
+    /// `finished_at` stays empty), with its running and pending jobs. False when the run
+    /// was no longer running.
+    pub fn interrupt_pipeline_run(&self, run_id: i64) -> Result<bool> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let n = tx.execute(
+                "UPDATE pipeline_runs SET status = 'interrupted' WHERE id = ?1 AND status = 'running'",
+                params![run_id],
+            )?;
+            if n > 0 {
+                tx.execute(
+                    "UPDATE pipeline_jobs SET status = 'interrupted',
+                     reason = 'the baton process running it disappeared'
+                     WHERE run_id = ?1 AND status IN ('running', 'pending')",
+                    params![run_id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
         })
     }
 
@@ -447,6 +518,37 @@ mod tests {
         assert_eq!(s.artifact_hashes().unwrap().len(), 2);
         assert_eq!(s.prune_artifacts("p", "ci", "build", None, 60).unwrap(), 1);
         assert_eq!(s.artifacts("p", None).unwrap()[0].sha256, "h3");
+
+        // Owners: a running run is listed with its owner until interrupted.
+        let mut r2 = s.pipeline_run(id).unwrap().unwrap();
+        r2.status = "running".into();
+        r2.finished_at = None;
+        let id2 = s.start_pipeline_run(&r2).unwrap();
+        let id3 = s.start_pipeline_run(&r2).unwrap();
+        let owner = RunOwner {
+            pid: 4242,
+            start_ticks: 77,
+        };
+        s.set_pipeline_run_owner(id2, owner).unwrap();
+        s.save_pipeline_jobs(&[PipelineJob {
+            run_id: id2,
+            status: "running".into(),
+            ..job("a", 1)
+        }])
+        .unwrap();
+        assert_eq!(
+            s.running_pipeline_runs().unwrap(),
+            [(id2, Some(owner)), (id3, None)]
+        );
+        assert!(s.interrupt_pipeline_run(id2).unwrap());
+        assert!(!s.interrupt_pipeline_run(id2).unwrap());
+        let gone = s.pipeline_run(id2).unwrap().unwrap();
+        assert_eq!(
+            (gone.status.as_str(), gone.finished_at),
+            ("interrupted", None)
+        );
+        assert_eq!(s.pipeline_jobs(id2).unwrap()[0].status, "interrupted");
+        assert_eq!(s.running_pipeline_runs().unwrap(), [(id3, None)]);
 
         assert_eq!(s.trigger_state("p", "ci", "git").unwrap(), None);
         s.set_trigger_state("p", "ci", "git", "abc", 1).unwrap();

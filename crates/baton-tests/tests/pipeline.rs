@@ -2,6 +2,7 @@
 //! timeout, artifact handoff, rollbacks, matrix) recorded exactly, dry runs and bad specs
 //! that run nothing, webhooks, schedules, git polling, and SIGTERM leaving no process.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -680,5 +681,479 @@ fn concurrency_one_keeps_two_runs_of_a_pipeline_apart() {
     assert!(
         newer["started_at"].as_i64().unwrap() >= older["finished_at"].as_i64().unwrap(),
         "the runs overlapped: {history:?}"
+    );
+}
+
+/// A pipeline project over real sshd hosts: their `hosts:` section plus `pipelines`.
+fn host_project(
+    t: &baton_tests::fleet::TestHosts,
+    tag: &str,
+    extra: impl Fn(usize) -> String,
+    pipelines: &str,
+) -> Scratch {
+    let s = Scratch::new(tag);
+    s.write("baton.yaml", &format!("{}{pipelines}", t.hosts_yaml(extra)));
+    s
+}
+
+/// `baton pipeline run` against test hosts (their known_hosts, a patient connect).
+fn run_on_hosts(
+    s: &Scratch,
+    t: &baton_tests::fleet::TestHosts,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    s.cmd()
+        .args(["pipeline", "run"])
+        .args(args)
+        .env("BATON_KNOWN_HOSTS", &t.known_hosts)
+        .env("BATON_CONNECT_TIMEOUT", "60")
+        .envs(env.iter().copied())
+        .output()
+        .expect("baton")
+}
+
+#[test]
+fn a_host_job_runs_its_script_on_each_selected_host_after_a_local_job() {
+    use baton_tests::fleet::{sshd_available, TestHosts};
+    if !sshd_available() {
+        return;
+    }
+    // Three web hosts and one db host the selector must leave alone.
+    let t = TestHosts::start(4);
+    let marker = format!("0.000{}613", std::process::id());
+    let _reaper = Reaper(marker.clone());
+    let s = host_project(
+        &t,
+        "pipehost",
+        |i| format!("    role: {}\n", if i < 3 { "web" } else { "db" }),
+        r#"
+pipelines:
+  deploy:
+    jobs:
+      build:
+        run: echo build >> "$$OUT"
+      push:
+        needs: [build]
+        host: role:web
+        run: |
+          echo "$$BATON_HOST" > "$$root/deployed"
+          echo "pushed $$BATON_JOB to $$BATON_HOST"
+          echo "to stderr on $$BATON_HOST" >&2
+      after:
+        needs: [push]
+        run: echo after >> "$$OUT"
+  slow:
+    jobs:
+      hang:
+        host: h01,h02
+        timeout: 4s
+        run: sleep 300 $$MARK
+"#,
+    );
+    let out_file = s.path().join("out");
+    let clock = Instant::now();
+    let o = run_on_hosts(
+        &s,
+        &t,
+        &["deploy", "--jobs", "1"],
+        &[("OUT", out_file.to_str().unwrap())],
+    );
+    eprintln!("local + 3-host pipeline: {:?}", clock.elapsed());
+    let live = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{live}\n{}", stderr(&o));
+    for (i, h) in t.hosts.iter().enumerate() {
+        let f = h.root.join("deployed");
+        if i < 3 {
+            assert_eq!(
+                std::fs::read_to_string(&f).expect("deployed file").trim(),
+                h.id
+            );
+            assert!(
+                live.contains(&format!("push | {} | pushed push to {}", h.id, h.id)),
+                "{live}"
+            );
+            assert!(
+                live.contains(&format!("push | {} | to stderr on {}", h.id, h.id)),
+                "{live}"
+            );
+        } else {
+            assert!(!f.exists(), "the db host was not selected");
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(&out_file)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        ["build", "after"]
+    );
+    let history = runs(&s);
+    let id = history[0]["id"].as_i64().unwrap();
+    let report = show(&s, id);
+    assert_eq!(
+        statuses(&report),
+        [
+            ("build".to_string(), "success".to_string(), 1),
+            ("push".to_string(), "success".to_string(), 1),
+            ("after".to_string(), "success".to_string(), 1),
+        ]
+    );
+    // The job log keeps each host's lines, prefixed by its id.
+    let logs = s.ok(&["pipeline", "logs", &id.to_string(), "push"]);
+    for h in &t.hosts[..3] {
+        assert!(
+            logs.contains(&format!("| {} | pushed push to {}", h.id, h.id)),
+            "{logs}"
+        );
+    }
+    // A host whose key is not in known_hosts is refused: the job fails, saying why.
+    let empty = s.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let o = s
+        .cmd()
+        .args(["pipeline", "run", "deploy"])
+        .env("BATON_KNOWN_HOSTS", &empty)
+        .env("OUT", &out_file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("h01: unknown host key"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("after | == upstream_failed"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The dry run names the hosts the selector picked.
+    let dry = s.ok(&["pipeline", "run", "deploy", "--dry-run"]);
+    assert!(dry.contains("[host role:web: h01, h02, h03]"), "{dry}");
+
+    // A timeout kills the script's process group on each host and fails the job. The
+    // marker reaches the hosts as a run variable (`-v`): a host job does not inherit
+    // the caller's environment.
+    let var = format!("MARK={marker}");
+    let log = s.path().join("slow.log");
+    let spawn_slow = || {
+        Reaped(
+            s.cmd()
+                .args(["pipeline", "run", "slow", "-v", &var])
+                .env("BATON_KNOWN_HOSTS", &t.known_hosts)
+                .env("BATON_CONNECT_TIMEOUT", "60")
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let clock = Instant::now();
+    let mut child = spawn_slow();
+    let up = within(Duration::from_secs(30), || {
+        processes_with(&marker).len() >= 2
+    });
+    assert!(up.is_some(), "the remote scripts never started");
+    let code = child.0.wait().unwrap().code();
+    eprintln!(
+        "4 s timeout on 2 hosts: stopped after {:?}",
+        clock.elapsed()
+    );
+    let live = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(1), "{live}");
+    assert!(live.contains("h01 | -- timed out"), "{live}");
+    assert!(
+        live.contains("hang | == failed (timed out after 4s)"),
+        "{live}"
+    );
+    let gone = within(Duration::from_secs(15), || {
+        processes_with(&marker).is_empty()
+    });
+    assert!(
+        gone.is_some(),
+        "remote processes outlived the timeout: {:?}",
+        processes_with(&marker)
+    );
+
+    // SIGTERM to baton cancels the host job: the remote groups are killed too.
+    let mut child = spawn_slow();
+    let up = within(Duration::from_secs(30), || {
+        processes_with(&marker).len() >= 2
+    });
+    assert!(up.is_some(), "the remote scripts never started");
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let code = child.0.wait().unwrap().code();
+    assert_eq!(code, Some(130));
+    let gone = within(Duration::from_secs(15), || {
+        processes_with(&marker).is_empty()
+    });
+    assert!(
+        gone.is_some(),
+        "remote processes outlived the cancellation: {:?}",
+        processes_with(&marker)
+    );
+    assert_eq!(runs(&s)[0]["status"], "cancelled");
+}
+
+/// A child process killed (and waited for) when dropped, even if a test fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_host_job_failing_on_one_host_fails_and_a_secret_reaches_hosts_unseen() {
+    use baton_tests::fleet::{sshd_available, TestHosts};
+    use sha2::Digest;
+    if !sshd_available() {
+        return;
+    }
+    let t = TestHosts::start(3);
+    let secret = format!("hosts-s3cr3t-{}", std::process::id());
+    let s = host_project(
+        &t,
+        "pipehostfail",
+        |_| "    groups: [app]\n".to_string(),
+        r#"
+pipelines:
+  ship:
+    jobs:
+      secretive:
+        host: app
+        secrets: {TOKEN: {env: SHIP_TOKEN}}
+        run: |
+          printf %s "$$TOKEN" | sha256sum | cut -d' ' -f1 > "$$root/token.sha"
+          echo "token is $$TOKEN"
+        rollback: echo "rolled back $$BATON_HOST" > "$$root/rolled"
+      check:
+        needs: [secretive]
+        host: app
+        run: |
+          echo "checking $$BATON_HOST"
+          [ "$$BATON_HOST" != h02 ]
+      after:
+        needs: [check]
+        run: touch never
+  flaky:
+    jobs:
+      settle:
+        host: app
+        retry: {max: 2, backoff: 10ms}
+        run: |
+          n=$$(cat "$$root/tries" 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > "$$root/tries"
+          [ "$$BATON_HOST" != h02 ] || [ "$$n" -ge 2 ]
+"#,
+    );
+    let o = run_on_hosts(
+        &s,
+        &t,
+        &["ship", "--format", "json"],
+        &[("SHIP_TOKEN", &secret)],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let live = stderr(&o);
+    assert!(live.contains("secretive | h01 | token is ***"), "{live}");
+    let report: Value = serde_json::from_slice(&o.stdout).expect("json report");
+    assert_eq!(
+        statuses(&report),
+        [
+            ("secretive".to_string(), "success".to_string(), 1),
+            ("check".to_string(), "failed".to_string(), 1),
+            ("after".to_string(), "upstream_failed".to_string(), 0),
+            ("rollback:secretive".to_string(), "success".to_string(), 1),
+        ]
+    );
+    let reason = report["jobs"][1]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("failed on 1 of 3 hosts: h02"), "{reason}");
+    assert!(!s.path().join("never").exists());
+    // The secret reached every host's command...
+    let want = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+    for h in &t.hosts {
+        assert_eq!(
+            std::fs::read_to_string(h.root.join("token.sha"))
+                .unwrap()
+                .trim(),
+            want,
+            "{}",
+            h.id
+        );
+    }
+    // ...and appears in no output, log, report or store file.
+    assert!(!stdout(&o).contains(&secret) && !live.contains(&secret));
+    let id = report["run"]["id"]
+        .as_i64()
+        .or_else(|| runs(&s)[0]["id"].as_i64())
+        .unwrap();
+    let logs = s.ok(&["pipeline", "logs", &id.to_string()]);
+    assert!(logs.contains("token is ***"), "{logs}");
+    assert!(!logs.contains(&secret));
+    let shown = s.ok(&["--json", "pipeline", "show", &id.to_string()]);
+    assert!(!shown.contains(&secret));
+    let mut files = vec![s.state.path().to_path_buf()];
+    let mut seen = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            seen += 1;
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "the secret is in {}",
+                p.display()
+            );
+        }
+    }
+    assert!(seen >= 2, "no store or log files were checked");
+    // A retry runs again only on the host that failed.
+    let o = run_on_hosts(&s, &t, &["flaky", "--format", "json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).expect("json report");
+    assert_eq!(
+        statuses(&report),
+        [("settle".to_string(), "success".to_string(), 2)]
+    );
+    let tries: Vec<String> = t
+        .hosts
+        .iter()
+        .map(|h| {
+            std::fs::read_to_string(h.root.join("tries"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(tries, ["1", "2", "1"]);
+
+    // The run failed: the rollback of the host job that passed ran on each of its hosts.
+    for h in &t.hosts {
+        assert_eq!(
+            std::fs::read_to_string(h.root.join("rolled"))
+                .unwrap()
+                .trim(),
+            format!("rolled back {}", h.id)
+        );
+    }
+}
+
+#[test]
+fn a_bad_host_selector_is_refused_with_its_location_and_runs_nothing() {
+    let hosts = "hosts:\n  web1:\n    address: 127.0.0.1\n    role: web\n  db1:\n    address: 127.0.0.1\n    role: db\n";
+    let cases = [
+        (
+            "unknown word",
+            "      b:\n        needs: [a]\n        host: wbe1\n        run: 'true'\n",
+            "baton.yaml:15:9: pipelines.ci.jobs.b.host: selector `wbe1`: no host, group, role or tag is called `wbe1` (did you mean `web1`?)",
+        ),
+        (
+            "matches nobody",
+            "      b:\n        needs: [a]\n        host: role:web:&role:db\n        run: 'true'\n",
+            "baton.yaml:15:9: pipelines.ci.jobs.b.host: selector `role:web:&role:db` matches no host",
+        ),
+    ];
+    for (what, job, want) in cases {
+        let s = Scratch::new("pipehostbad");
+        s.write(
+            "baton.yaml",
+            &format!(
+                "{hosts}pipelines:\n  ci:\n    jobs:\n      a:\n        run: touch marker\n{job}"
+            ),
+        );
+        let o = s.baton(&["pipeline", "run", "ci"]);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(err.contains(want), "{what}: expected {want:?} in:\n{err}");
+        assert!(!s.path().join("marker").exists(), "{what}: a job ran");
+        assert!(runs(&s).is_empty(), "{what}: a run was recorded");
+    }
+}
+
+#[test]
+fn a_run_whose_baton_was_sigkilled_is_marked_interrupted() {
+    let marker = format!("0.000{}451", std::process::id());
+    let _reaper = Reaper(marker.clone());
+    let s = Scratch::new("pipekill");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  long:\n    jobs:\n      hang:\n        run: sleep 300 $$MARK\n  quick:\n    jobs:\n      a:\n        run: 'true'\n",
+    );
+    let mut child = s
+        .cmd()
+        .args(["pipeline", "run", "long"])
+        .env("MARK", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let up = within(Duration::from_secs(30), || {
+        !processes_with(&marker).is_empty()
+    });
+    assert!(up.is_some(), "the job never started");
+    assert_eq!(runs(&s)[0]["status"], "running");
+    let id = runs(&s)[0]["id"].as_i64().unwrap();
+    // The store shows the job running while it runs.
+    let seen = within(Duration::from_secs(10), || {
+        statuses(&show(&s, id)) == [("hang".to_string(), "running".to_string(), 0)]
+    });
+    assert!(seen.is_some(), "{}", show(&s, id));
+    // SIGKILL: baton gets no chance to record anything. Its group, and the job's own
+    // process group (jobs run in groups of their own), go too: no sleep is left.
+    let pgid = child.id().to_string();
+    let job_groups: Vec<String> = processes_with(&marker)
+        .iter()
+        .map(|(pid, _)| pid.to_string())
+        .collect();
+    Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    for g in &job_groups {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{g}")])
+            .status();
+    }
+    let _ = child.wait();
+    assert!(
+        within(Duration::from_secs(10), || processes_with(&marker)
+            .is_empty())
+        .is_some(),
+        "left: {:?}",
+        processes_with(&marker)
+    );
+    // `pipeline list` notices it first (nothing else ran since the kill).
+    let listed: Value = serde_json::from_str(&s.ok(&["--json", "pipeline", "list"])).unwrap();
+    assert_eq!(
+        listed["long"]["last_run"]["status"], "interrupted",
+        "{listed}"
+    );
+    assert!(listed["quick"]["last_run"].is_null(), "{listed}");
+    let history = runs(&s);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["status"], "interrupted", "{history:?}");
+    assert!(history[0]["finished_at"].is_null(), "its end is unknown");
+    let report = show(&s, id);
+    assert_eq!(
+        statuses(&report),
+        [("hang".to_string(), "interrupted".to_string(), 0)]
+    );
+    // A new run starts normally beside it.
+    let o = s.baton(&["pipeline", "run", "quick"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let history = runs(&s);
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| r["status"].as_str().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        ["success", "interrupted"]
     );
 }

@@ -155,7 +155,6 @@ async fn start(
 ) -> Result<u8> {
     let project = ctx.project(&[])?;
     let pipeline = baton_pipeline::pipeline(&project, name).map_err(|e| anyhow!("{e}"))?;
-    baton_pipeline::run::check_runnable(&pipeline)?;
     let json = ctx.global.json || opts.format == Format::Json;
     if dry_run {
         let mut scope = vars.clone();
@@ -202,6 +201,7 @@ async fn start(
         rerun_of,
         env: std::env::vars().collect(),
         grace: Duration::from_secs(3),
+        ssh: baton_pipeline::remote::ssh_options(&std::env::vars().collect()),
     };
     // Live logs go to stdout, unless stdout carries a report for a program.
     let live: baton_pipeline::Live = if json || opts.format != Format::Text {
@@ -242,8 +242,25 @@ async fn start(
 fn list(ctx: &Context) -> Result<u8> {
     let project = ctx.project(&[])?;
     let all = baton_pipeline::pipelines(&project).map_err(|e| anyhow!("{e}"))?;
+    // Each pipeline's newest run (a run whose baton vanished shows as interrupted).
+    let store = ctx.store()?;
+    baton_pipeline::run::mark_abandoned_runs(&store)?;
+    let mut last = BTreeMap::new();
+    for name in all.keys() {
+        if let Some(r) = store.pipeline_runs(&project.name, Some(name), 1)?.pop() {
+            last.insert(name.clone(), r);
+        }
+    }
     if ctx.global.json {
-        output::json(&all)?;
+        let mut v = serde_json::to_value(&all)?;
+        if let Some(m) = v.as_object_mut() {
+            for (name, p) in m.iter_mut() {
+                if let Some(p) = p.as_object_mut() {
+                    p.insert("last_run".into(), serde_json::to_value(last.get(name))?);
+                }
+            }
+        }
+        output::json(&v)?;
         return Ok(crate::exit::OK);
     }
     let rows: Vec<Vec<String>> = all
@@ -263,16 +280,21 @@ fn list(ctx: &Context) -> Result<u8> {
                 p.name.clone(),
                 p.jobs.len().to_string(),
                 triggers.join(", "),
+                last.get(&p.name)
+                    .map(|r| format!("{} {}", r.id, r.status))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    output::table(&["PIPELINE", "JOBS", "TRIGGERS"], &rows);
+    output::table(&["PIPELINE", "JOBS", "TRIGGERS", "LAST RUN"], &rows);
     Ok(crate::exit::OK)
 }
 
 fn history(ctx: &Context, name: Option<&str>, limit: i64) -> Result<u8> {
     let (_, project) = ctx.project_or_name()?;
-    let runs = ctx.store()?.pipeline_runs(&project, name, limit)?;
+    let store = ctx.store()?;
+    baton_pipeline::run::mark_abandoned_runs(&store)?;
+    let runs = store.pipeline_runs(&project, name, limit)?;
     if ctx.global.json {
         output::json(&runs)?;
         return Ok(crate::exit::OK);
@@ -303,6 +325,7 @@ fn history(ctx: &Context, name: Option<&str>, limit: i64) -> Result<u8> {
 
 fn show(ctx: &Context, run: i64, format: Format) -> Result<u8> {
     let store = ctx.store()?;
+    baton_pipeline::run::mark_abandoned_runs(&store)?;
     let r = store
         .pipeline_run(run)?
         .ok_or_else(|| anyhow!("no pipeline run {run}"))?;
