@@ -9,6 +9,8 @@
 # per-CPU worker threads), keep-alive to the upstreams (nginx `keepalive 64`, baton's
 # pool), access logging off, round-robin, X-Forwarded-For set by both. wrk and the
 # backends share the same machine, so absolute numbers are only comparable within one run.
+# WORKERS=N gives both the same N workers (nginx `worker_processes N`, baton
+# BATON_PROXY_WORKERS=N); by default each uses one per CPU.
 # Usage: bench/proxy-vs-nginx.sh [DURATION] [ROUNDS]   (default 10s, 3 rounds; installs
 # nginx and wrk via apt if missing)
 set -euo pipefail
@@ -16,6 +18,7 @@ cd "$(dirname "$0")/.."
 duration=${1:-10s}
 rounds=${2:-3}
 base=${BENCH_PORT_BASE:-18080}
+workers=${WORKERS:-auto}
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   apt-get update -qq
@@ -46,12 +49,13 @@ done
 proxy_port=$((base + 10))
 nginx_port=$((base + 11))
 
+if [ "$workers" != auto ]; then export BATON_PROXY_WORKERS=$workers; fi
 "$bin/proxy" "127.0.0.1:$proxy_port" "${backends[@]}" 2>"$work/proxy.log" & pids+=($!)
 proxy_pid=$!
 
 mkdir -p "$work/tmp"
 {
-  echo "worker_processes auto; daemon off; pid $work/nginx.pid; error_log $work/error.log warn;"
+  echo "worker_processes $workers; daemon off; pid $work/nginx.pid; error_log $work/error.log warn;"
   echo "user root;"
   echo "events { worker_connections 4096; }"
   echo "http {"
@@ -120,7 +124,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo
-echo "wrk -t2 -c50 -d$duration --latency, 3 backends, $(nproc) CPUs, $(nginx -v 2>&1 | sed 's/.*: //'), $rounds rounds"
+echo "wrk -t2 -c50 -d$duration --latency, 3 backends, $(nproc) CPUs, workers: $workers each, $(nginx -v 2>&1 | sed 's/.*: //'), $rounds rounds"
 echo "load before: $(uptime | sed 's/.*load average/load average/')"
 echo
 echo "| round | baton req/s | nginx req/s | baton p50 / p99 (ms) | nginx p50 / p99 (ms) | throughput ratio | p99 ratio | CPU µs/req baton / nginx | errors |"

@@ -1,5 +1,6 @@
-//! Worker threads for HTTP client connections: one single-threaded tokio runtime per CPU,
-//! started on first use and shared by every proxy in the process (like nginx's workers).
+//! Worker threads for HTTP client connections: one single-threaded tokio runtime per CPU
+//! (or `BATON_PROXY_WORKERS`, like nginx's `worker_processes`), started on first use and
+//! shared by every proxy in the process (like nginx's workers).
 //!
 //! A client connection lives on one worker with the backend connections it uses, so a
 //! request is served by one thread from start to end: no work stealing, no cross-thread
@@ -47,7 +48,11 @@ pub(crate) fn slot() -> usize {
 }
 
 fn start() -> Vec<Handle> {
-    let n = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let n = std::env::var("BATON_PROXY_WORKERS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let runtime = match Builder::new_current_thread().enable_all().build() {
