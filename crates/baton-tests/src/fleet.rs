@@ -73,18 +73,25 @@ fn whoami() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A temporary directory holding a new client key (`client_key`) and an
+/// `authorized_keys` that accepts it.
+fn client_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("client_key");
+    let client_pub = keygen(&key);
+    std::fs::write(
+        dir.path().join("authorized_keys"),
+        format!("{client_pub}\n"),
+    )
+    .expect("authorized_keys");
+    (dir, key)
+}
+
 impl TestHosts {
     /// Starts `n` hosts `h01`..`hNN` and waits until each answers with an SSH banner.
     pub fn start(n: usize) -> TestHosts {
         let _ = std::fs::create_dir_all("/run/sshd");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = dir.path().join("client_key");
-        let client_pub = keygen(&key);
-        std::fs::write(
-            dir.path().join("authorized_keys"),
-            format!("{client_pub}\n"),
-        )
-        .expect("authorized_keys");
+        let (dir, key) = client_dir();
         let user = whoami();
         let mut hosts = Vec::new();
         let mut known = String::new();
@@ -392,14 +399,7 @@ impl JumpNet {
             return None;
         }
         let _ = std::fs::create_dir_all("/run/sshd");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = dir.path().join("client_key");
-        let client_pub = keygen(&key);
-        std::fs::write(
-            dir.path().join("authorized_keys"),
-            format!("{client_pub}\n"),
-        )
-        .expect("authorized_keys");
+        let (dir, key) = client_dir();
         let mut net = JumpNet {
             known_hosts: dir.path().join("known_hosts"),
             dir,
