@@ -60,14 +60,16 @@ impl Docker {
         )
     }
 
-    /// Attaches to the container's output (what it printed so far, then live until it
-    /// stops). Attach before `start` to miss nothing, as `baton run` does.
+    /// Attaches to the container's live output until it stops. Attach before `start` to
+    /// miss nothing, as `baton run` does (and `docker run`). The log so far is not
+    /// replayed: dockerd may replay it after the container has started, and a quick
+    /// container's lines then came twice, once replayed and once streamed.
     pub async fn attach_output(&self, id: &str) -> Result<LogStream, RuntimeError> {
         let options = AttachContainerOptions {
             stdout: true,
             stderr: true,
             stream: true,
-            logs: true,
+            logs: false,
             ..Default::default()
         };
         let attached = self
