@@ -230,11 +230,15 @@ x-baton:
       batch: 5
       steps:
         - shell: touch {{ root }}/started
-        - command: [sleep, '3']
+        - name: gate
+          shell: i=0; while [ ! -e {{ root }}/go ] && [ $$i -lt 600 ]; do sleep 0.1; i=$$((i + 1)); done
         - shell: touch {{ root }}/done
 ";
 
-/// Runs the `cut` runbook and cuts h03 off while it sleeps; returns the report.
+/// Runs the `cut` runbook and cuts h03 off while wave 1 waits at the gate; returns the
+/// report. The others pass the gate only once baton has had time to see h03 go (the
+/// docs promise that hosts in flight finish their current step, so without the gate a
+/// host ahead of h03 could finish its step before the cut was noticed).
 fn run_and_cut(t: &mut TestHosts, s: &Scratch, on_failure: &str) -> (Value, Option<i32>) {
     let child = s
         .cmd()
@@ -252,13 +256,21 @@ fn run_and_cut(t: &mut TestHosts, s: &Scratch, on_failure: &str) -> (Value, Opti
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let flag = t.hosts[2].root.join("started");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !flag.exists() {
-        assert!(Instant::now() < deadline, "h03 never started");
-        std::thread::sleep(Duration::from_millis(20));
+    for h in &t.hosts[..5] {
+        while !h.root.join("started").exists() {
+            assert!(Instant::now() < deadline, "{} never started", h.id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     t.kill(2);
+    // Generous: the dropped connection is seen in milliseconds on an idle machine.
+    std::thread::sleep(Duration::from_secs(2));
+    for (i, h) in t.hosts.iter().enumerate() {
+        if i != 2 {
+            std::fs::write(h.root.join("go"), "").unwrap();
+        }
+    }
     let out = child.wait_with_output().unwrap();
     (json(&out), out.status.code())
 }
