@@ -313,17 +313,35 @@ pub fn kill_tree(pid: u32) {
     }
     // Freeze them all first, so no process reports another's death (an exit status
     // from a session whose command was killed): the connection simply drops.
-    let pids: Vec<String> = all.iter().map(|p| p.to_string()).collect();
-    let _ = Command::new("kill")
-        .arg("-STOP")
-        .args(&pids)
-        .stderr(Stdio::null())
-        .status();
-    let _ = Command::new("kill")
-        .arg("-KILL")
-        .args(&pids)
-        .stderr(Stdio::null())
-        .status();
+    let signal = |sig: &str, pids: &[u32]| {
+        if pids.is_empty() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg(sig)
+            .args(pids.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status();
+    };
+    signal("-STOP", &all);
+    // sshd goes at once; the commands it ran get TERM, so their exit traps still run
+    // (a login shell's rc file may hold a lock, e.g. `pyenv rehash`'s, which a KILL
+    // would leave behind for every later login on this machine), then KILL if need be.
+    let (sshd, commands): (Vec<u32>, Vec<u32>) = all.iter().partition(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.starts_with("sshd"))
+    });
+    signal("-KILL", &sshd);
+    signal("-TERM", &commands);
+    signal("-CONT", &commands);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline
+        && commands
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal("-KILL", &commands);
 }
 
 /// An sshd inside a `JumpNet` namespace.
