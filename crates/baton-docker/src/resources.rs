@@ -1,9 +1,12 @@
 //! Networks and volumes: existence checks, create from the engine's specs, and remove.
-//! Engine API 1.41 allows duplicate network names, so create checks the name first.
+//! Engine API 1.41 allows duplicate network names, so create checks the name first and
+//! settles a race with another creator afterwards.
+
+use std::collections::HashMap;
 
 use baton_engine::runtime::{NetworkSpec, RuntimeError, VolumeSpec};
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, VolumeCreateOptions};
-use bollard::query_parameters::{InspectNetworkOptions, RemoveVolumeOptions};
+use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions, RemoveVolumeOptions};
 
 use crate::client::{create_error, engine_error, remove_error, status};
 use crate::Docker;
@@ -88,7 +91,40 @@ impl Docker {
             .create_network(request)
             .await
             .map_err(|e| create_error(e, &format!("create network {}", spec.name), &what))?;
-        Ok(created.id)
+        Ok(self.one_network_named(&spec.name, created.id).await)
+    }
+
+    /// A killed baton's network create can still be running inside dockerd when the next
+    /// `up` creates the same network, and dockerd allows two networks of one name (every
+    /// start then fails: "network … is ambiguous"). So after a create one network of the
+    /// name is kept: the lowest id, the same choice whichever process makes it; the others
+    /// are removed (one already in use stays; its error is ignored).
+    async fn one_network_named(&self, name: &str, created: String) -> String {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let Ok(found) = self
+            .api
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+        else {
+            return created;
+        };
+        // The name filter matches parts of names too.
+        let mut ids: Vec<String> = found
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| n.id)
+            .collect();
+        if ids.len() < 2 {
+            return created;
+        }
+        ids.sort();
+        let keep = ids.remove(0);
+        for id in ids {
+            let _ = self.api.remove_network(&id).await;
+        }
+        keep
     }
 
     pub(crate) async fn drop_network(&self, id_or_name: &str) -> Result<(), RuntimeError> {
