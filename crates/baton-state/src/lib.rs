@@ -266,6 +266,20 @@ CREATE TABLE IF NOT EXISTS supervision (
 );
 ";
 
+/// WAL journal, then every table, in one write transaction.
+fn set_up(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    for schema in [SCHEMA, pipeline::SCHEMA, fleet::SCHEMA, vm::SCHEMA] {
+        if let Err(e) = conn.execute_batch(schema) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    conn.execute_batch("COMMIT")
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store> {
@@ -281,14 +295,23 @@ impl Store {
         let conn = Connection::open(&path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        conn.execute_batch(SCHEMA).map_err(sql)?;
-        conn.execute_batch(pipeline::SCHEMA).map_err(sql)?;
-        conn.execute_batch(fleet::SCHEMA).map_err(sql)?;
-        conn.execute_batch(vm::SCHEMA).map_err(sql)?;
+        // Two processes opening a new store at once can get SQLITE_BUSY here without the
+        // busy handler being asked (switching to WAL, or a read upgraded to a write), so
+        // the setup takes the write lock up front and is tried again while it is busy.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match set_up(&conn) {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(sql(e)),
+            }
+        }
         Ok(Store {
             path,
             conn: Mutex::new(conn),
