@@ -37,15 +37,22 @@ pub struct SshOptions {
 impl SshOptions {
     /// The ssh-agent socket from the process environment (`SSH_AUTH_SOCK`, empty = unset).
     pub fn agent_sock_from_env() -> Option<PathBuf> {
-        std::env::var_os("SSH_AUTH_SOCK")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
+        Self::agent_sock(std::env::var_os("SSH_AUTH_SOCK"))
     }
 
     /// ~/.ssh/id_ed25519 when that file exists.
     pub fn default_identity_from_home() -> Option<PathBuf> {
-        std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".ssh/id_ed25519"))
+        Self::default_identity(std::env::var_os("HOME"))
+    }
+
+    /// The ssh-agent socket given a value of `SSH_AUTH_SOCK` (empty = unset).
+    pub fn agent_sock(value: Option<impl Into<PathBuf>>) -> Option<PathBuf> {
+        value.map(Into::into).filter(|p| !p.as_os_str().is_empty())
+    }
+
+    /// `HOME/.ssh/id_ed25519` when that file exists.
+    pub fn default_identity(home: Option<impl Into<PathBuf>>) -> Option<PathBuf> {
+        home.map(|h| h.into().join(".ssh/id_ed25519"))
             .filter(|p| p.is_file())
     }
 }
@@ -631,18 +638,7 @@ impl Session {
             host: self.host.clone(),
             reason,
         };
-        let mut ch = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| lost(e.to_string()))?;
-        ch.exec(true, command)
-            .await
-            .map_err(|e| lost(e.to_string()))?;
-        if let Some(data) = stdin {
-            ch.data(data).await.map_err(|e| lost(e.to_string()))?;
-        }
-        ch.eof().await.map_err(|e| lost(e.to_string()))?;
+        let mut ch = self.start(command, stdin.unwrap_or_default()).await?;
         let mut out = Output::default();
         let mut status = None;
         while let Some(msg) = ch.wait().await {
@@ -672,6 +668,17 @@ impl Session {
     /// its output is read as it comes with [`RemoteProcess::next`]. For streaming jobs
     /// (pipelines), where [`Session::exec`] collects the output at the end.
     pub async fn spawn(&self, command: &str, stdin: &[u8]) -> Result<RemoteProcess, SshError> {
+        Ok(RemoteProcess {
+            ch: self.start(command, stdin).await?,
+        })
+    }
+
+    /// A session channel running `command`, fed `stdin` then EOF.
+    async fn start(
+        &self,
+        command: &str,
+        stdin: &[u8],
+    ) -> Result<russh::Channel<client::Msg>, SshError> {
         let lost = |e: russh::Error| SshError::Lost {
             host: self.host.clone(),
             reason: e.to_string(),
@@ -682,7 +689,7 @@ impl Session {
             ch.data(stdin).await.map_err(lost)?;
         }
         ch.eof().await.map_err(lost)?;
-        Ok(RemoteProcess { ch })
+        Ok(ch)
     }
 
     /// Disconnects this host (a jump-host connection it went through stays up for the

@@ -53,14 +53,8 @@ pub fn ssh_options(env: &BTreeMap<String, String>) -> SshOptions {
         known_hosts,
         accept_new: false,
         identity: None,
-        agent_sock: env
-            .get("SSH_AUTH_SOCK")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from),
-        default_identity: env
-            .get("HOME")
-            .map(|h| PathBuf::from(h).join(".ssh/id_ed25519"))
-            .filter(|p| p.is_file()),
+        agent_sock: SshOptions::agent_sock(env.get("SSH_AUTH_SOCK")),
+        default_identity: SshOptions::default_identity(env.get("HOME")),
         connect_timeout: Duration::from_secs(connect_timeout),
     }
 }

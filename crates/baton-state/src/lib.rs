@@ -272,10 +272,7 @@ fn set_up(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     for schema in [SCHEMA, pipeline::SCHEMA, fleet::SCHEMA, vm::SCHEMA] {
-        if let Err(e) = conn.execute_batch(schema) {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
-        }
+        conn.execute_batch(schema)?;
     }
     conn.execute_batch("COMMIT")
 }
@@ -300,17 +297,15 @@ impl Store {
         // the setup takes the write lock up front and is tried again while it is busy.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            match set_up(&conn) {
-                Ok(()) => break,
-                Err(e)
-                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-                        && std::time::Instant::now() < deadline =>
-                {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => return Err(sql(e)),
+            let Err(e) = set_up(&conn) else { break };
+            // Whatever step failed, no transaction stays open.
+            let _ = conn.execute_batch("ROLLBACK");
+            if e.sqlite_error_code() != Some(rusqlite::ErrorCode::DatabaseBusy)
+                || std::time::Instant::now() >= deadline
+            {
+                return Err(sql(e));
             }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Ok(Store {
             path,
