@@ -119,7 +119,9 @@ struct Table {
     backends: Vec<Arc<BackendState>>,
     split: Option<Vec<(String, u32)>>,
     /// Round-robin position per revision.
-    rr: Arc<HashMap<String, AtomicU64>>,
+    rr: Arc<HashMap<String, Arc<AtomicU64>>>,
+    /// The round-robin counter of each backend's revision, by index into `backends`.
+    rr_of: Vec<Arc<AtomicU64>>,
 }
 
 pub(crate) struct BackendSet {
@@ -166,13 +168,23 @@ impl BackendSet {
     ) -> Option<InFlight> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         let now = self.now_ms();
+        let healthy = |b: &BackendState| b.down_until_ms.load(Ordering::Relaxed) <= now;
+        // The common case, without building candidate lists: no split, a first attempt,
+        // every backend healthy. Then the pool is every backend, in order.
+        if table.split.is_none() && tried.is_empty() && table.backends.iter().all(|b| healthy(b)) {
+            let rr = table.rr_of.first()?.fetch_add(1, Ordering::Relaxed);
+            let i = balance::pick_all(&table.backends, self.balance, rr, |b| {
+                b.active.load(Ordering::Relaxed)
+            })?;
+            return Some(InFlight::new(table.backends[i].clone()));
+        }
         let cands: Vec<Candidate<'_>> = table
             .backends
             .iter()
             .map(|b| Candidate {
                 revision: &b.backend.revision,
                 active: b.active.load(Ordering::Relaxed),
-                healthy: b.down_until_ms.load(Ordering::Relaxed) <= now,
+                healthy: healthy(b),
                 excluded: tried.iter().any(|t| Arc::ptr_eq(t, b)),
             })
             .collect();
@@ -181,11 +193,7 @@ impl BackendSet {
             None => 0,
         };
         let pool = balance::pool(&cands, table.split.as_deref(), ticket);
-        let revision = cands[*pool.first()?].revision;
-        let rr = table
-            .rr
-            .get(revision)
-            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed));
+        let rr = table.rr_of[*pool.first()?].fetch_add(1, Ordering::Relaxed);
         let i = balance::pick(&cands, &pool, self.balance, rr)?;
         Some(InFlight::new(table.backends[i].clone()))
     }
@@ -210,19 +218,23 @@ impl BackendSet {
                     None => next.push(Arc::new(self.new_state(backend))),
                 }
             }
-            let mut rr = HashMap::new();
+            let mut rr: HashMap<String, Arc<AtomicU64>> = HashMap::new();
+            let mut rr_of = Vec::with_capacity(next.len());
             for s in &next {
-                let pos = table
-                    .rr
-                    .get(&s.backend.revision)
-                    .map_or(0, |c| c.load(Ordering::Relaxed));
-                rr.entry(s.backend.revision.clone())
-                    .or_insert_with(|| AtomicU64::new(pos));
+                let counter = rr.entry(s.backend.revision.clone()).or_insert_with(|| {
+                    let pos = table
+                        .rr
+                        .get(&s.backend.revision)
+                        .map_or(0, |c| c.load(Ordering::Relaxed));
+                    Arc::new(AtomicU64::new(pos))
+                });
+                rr_of.push(counter.clone());
             }
             *table = Arc::new(Table {
                 backends: next,
                 split: table.split.clone(),
                 rr: Arc::new(rr),
+                rr_of,
             });
             removed.extend(old);
         }
@@ -237,6 +249,7 @@ impl BackendSet {
             backends: table.backends.clone(),
             split,
             rr: table.rr.clone(),
+            rr_of: table.rr_of.clone(),
         });
     }
 

@@ -82,6 +82,37 @@ pub(crate) fn pick(
     }
 }
 
+/// `pick` over a pool of every item, without building it: what the hot path uses when
+/// no split applies, nothing was tried yet and every backend is healthy.
+pub(crate) fn pick_all<T>(
+    items: &[T],
+    balance: Balance,
+    rr: u64,
+    active: impl Fn(&T) -> u64,
+) -> Option<usize> {
+    if items.is_empty() {
+        return None;
+    }
+    let n = items.len();
+    let start = (rr % n as u64) as usize;
+    match balance {
+        Balance::RoundRobin => Some(start),
+        Balance::LeastConnections => {
+            let mut best = start;
+            let mut least = active(&items[start]);
+            for k in 1..n {
+                let i = (start + k) % n;
+                let a = active(&items[i]);
+                if a < least {
+                    best = i;
+                    least = a;
+                }
+            }
+            Some(best)
+        }
+    }
+}
+
 /// Maps a ticket to a point in `[0, total)`; consecutive tickets are spread evenly over the
 /// range (golden-ratio Weyl sequence), so a 10/90 split alternates instead of bursting.
 pub(crate) fn spread(ticket: u64, total: u64) -> u64 {
@@ -175,6 +206,28 @@ mod tests {
         for ticket in 0..20 {
             assert_eq!(pool(&cands, Some(&both), ticket), [0]);
         }
+    }
+
+    #[test]
+    fn pick_all_agrees_with_pick_over_the_full_pool() {
+        let actives = [[0, 0, 0], [3, 0, 7], [1, 1, 0], [5, 5, 5]];
+        for active in actives {
+            let cands: Vec<_> = active.iter().map(|&a| cand("v1", a)).collect();
+            let pool = pool(&cands, None, 0);
+            for balance in [Balance::RoundRobin, Balance::LeastConnections] {
+                for rr in 0..7 {
+                    assert_eq!(
+                        pick_all(&cands, balance, rr, |c| c.active),
+                        pick(&cands, &pool, balance, rr),
+                        "{active:?} {balance:?} {rr}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            pick_all(&[] as &[u64], Balance::RoundRobin, 0, |a| *a),
+            None
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,16 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::{BackendSet, BackendState, InFlight};
+use crate::h1::{Framing, ResponseHead};
 use crate::lifecycle::Lifecycle;
-use crate::upstream::Conn;
+use crate::upstream::{Conn, Outgoing, SendError};
 use crate::workers;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -140,26 +141,21 @@ async fn handle(
         }
     }
     forwarded_for(&mut parts.headers, client_ip);
-    // Origin-form: the connection already goes to the backend.
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let idempotent = matches!(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
-    let body = SlotBody::new(body);
-    let mut out = Request::new(body.sibling());
-    *out.method_mut() = parts.method;
-    *out.uri_mut() = Uri::from(path);
-    *out.version_mut() = Version::HTTP_11;
-    *out.headers_mut() = parts.headers;
-    // An idempotent request can be sent again even after it was written, as long as its body
-    // was not read; hyper consumes what it sends, so keep a copy of the head for that.
-    let spare = idempotent.then(|| copy_head(&out));
-    let mut pending = Some(out);
+    let mut req = Outgoing {
+        method: parts.method,
+        // Origin-form: the connection already goes to the backend.
+        target: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        headers: parts.headers,
+        body: SlotBody::new(body),
+    };
     let mut ticket = None;
     let mut tried: Vec<Arc<BackendState>> = Vec::new();
     loop {
@@ -168,7 +164,7 @@ async fn handle(
         } else {
             None
         };
-        let (Some(guard), Some(mut req)) = (chosen, pending.take()) else {
+        let Some(guard) = chosen else {
             return Ok(match tried.last() {
                 None => {
                     set.registry.no_backend();
@@ -182,9 +178,9 @@ async fn handle(
             });
         };
         let state = guard.state.clone();
-        if !req.headers().contains_key(header::HOST) {
+        if !req.headers.contains_key(header::HOST) {
             if let Ok(host) = HeaderValue::from_str(state.authority.as_str()) {
-                req.headers_mut().insert(header::HOST, host);
+                req.headers.insert(header::HOST, host);
             }
         }
         // A pooled connection the backend closed while idle fails without sending anything;
@@ -199,76 +195,59 @@ async fn handle(
                 // Boxed: a cold path that would otherwise enlarge every request's future.
                 None => match Box::pin(Conn::open(state.backend.addr, set.connect_timeout)).await {
                     Ok(conn) => conn,
-                    Err(e) => break Outcome::ConnectFailed(req, e),
+                    Err(e) => break Outcome::ConnectFailed(e),
                 },
             };
-            let exchange = conn.sender().try_send_request(req);
-            tokio::pin!(exchange);
-            let result = tokio::select! {
-                biased;
-                () = state.closed.cancelled() => None,
-                result = poll_fn(|cx| {
-                    conn.drive(cx);
-                    exchange.as_mut().poll(cx)
-                }) => Some(result),
+            let result = {
+                let exchange = conn.send(&mut req);
+                tokio::pin!(exchange);
+                tokio::select! {
+                    biased;
+                    () = state.closed.cancelled() => None,
+                    result = &mut exchange => Some(result),
+                }
             };
             match result {
-                Some(Ok(response)) => break Outcome::Response(response, conn, started),
-                Some(Err(mut e)) => match e.take_message() {
-                    Some(back) if !fresh => {
-                        tracing::debug!(backend = %state.backend.id, error = %e.error(), "pooled connection was closed, reconnecting");
-                        req = back;
-                        fresh = true;
-                    }
-                    back => break Outcome::Failed(back, e.into_error()),
-                },
+                Some(Ok(head)) => break Outcome::Response(head, conn),
+                Some(Err(SendError::Unsent(e))) if !fresh => {
+                    tracing::debug!(backend = %state.backend.id, error = %e, "pooled connection was closed, reconnecting");
+                    fresh = true;
+                }
+                Some(Err(SendError::Unsent(e))) => break Outcome::Failed(false, e),
+                Some(Err(SendError::Sent(e))) => break Outcome::Failed(true, e),
                 None => break Outcome::Cut,
             }
         };
         match outcome {
-            Outcome::Response(response, conn, started) => {
+            Outcome::Response(head, conn) => {
                 state.metrics.request();
                 state
                     .metrics
-                    .response(response.status().as_u16(), started.elapsed());
-                let (mut head, body) = response.into_parts();
-                strip_hop_by_hop(&mut head.headers);
-                let body = ProxyBody::Upstream(Upstream {
-                    inner: body,
-                    conn: Some(conn),
-                    guard: Some(guard),
-                    cut: None,
-                });
-                return Ok(Response::from_parts(head, body));
+                    .response(head.status.as_u16(), started.elapsed());
+                let mut headers = head.headers;
+                strip_hop_by_hop(&mut headers);
+                let mut response =
+                    Response::new(ProxyBody::Upstream(Upstream::new(conn, head.body, guard)));
+                *response.status_mut() = head.status;
+                *response.headers_mut() = headers;
+                return Ok(response);
             }
-            Outcome::ConnectFailed(req, e) => {
+            Outcome::ConnectFailed(e) => {
                 set.mark_down(&state);
                 tracing::debug!(backend = %state.backend.id, error = %e, "connect failed, retrying on another backend");
-                pending = Some(req);
                 tried.push(state);
             }
-            Outcome::Failed(back, e) => {
+            Outcome::Failed(sent, e) => {
                 // Nothing written: safe to send again whatever the method. Written but
                 // unanswered: again only if idempotent and no body was read.
-                let again = match (back, &spare) {
-                    (Some(req), _) => Some(req),
-                    (None, Some(head)) if body.untouched() => {
-                        Some(copy_head(head).map(|()| body.sibling()))
-                    }
-                    (None, _) => None,
-                };
-                match again {
-                    Some(req) if body.untouched() => {
-                        tracing::debug!(backend = %state.backend.id, error = %e, "retrying on another backend");
-                        pending = Some(req);
-                        tried.push(state);
-                    }
-                    _ => {
-                        tracing::debug!(backend = %state.backend.id, error = %e, "backend exchange failed");
-                        state.metrics.request();
-                        state.metrics.failure();
-                        return Ok(local(StatusCode::BAD_GATEWAY, "backend failed\n"));
-                    }
+                if req.body.untouched() && (!sent || idempotent) {
+                    tracing::debug!(backend = %state.backend.id, error = %e, "retrying on another backend");
+                    tried.push(state);
+                } else {
+                    tracing::debug!(backend = %state.backend.id, error = %e, "backend exchange failed");
+                    state.metrics.request();
+                    state.metrics.failure();
+                    return Ok(local(StatusCode::BAD_GATEWAY, "backend failed\n"));
                 }
             }
             Outcome::Cut => {
@@ -285,23 +264,13 @@ async fn handle(
 
 /// How one attempt on a chosen backend ended.
 enum Outcome {
-    Response(Response<Incoming>, Box<Conn>, Instant),
-    /// No connection could be opened; the request is intact.
-    ConnectFailed(Request<SlotBody>, std::io::Error),
-    /// The exchange failed; the request comes back when it was never written.
-    Failed(Option<Request<SlotBody>>, hyper::Error),
+    Response(ResponseHead, Box<Conn>),
+    /// No connection could be opened.
+    ConnectFailed(std::io::Error),
+    /// The exchange failed; `true` when the request (or part of it) was written.
+    Failed(bool, std::io::Error),
     /// The backend's drain timed out.
     Cut,
-}
-
-/// The method, target and headers of `req`, without its body.
-fn copy_head<B>(req: &Request<B>) -> Request<()> {
-    let mut copy = Request::new(());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    copy
 }
 
 /// An idle connection to `state` ready for a request, if the pool has one.
@@ -377,44 +346,24 @@ fn forwarded_for(headers: &mut HeaderMap, client_ip: HeaderValue) {
     headers.insert(XFF, value);
 }
 
-/// The client's request body, handed to the first attempt that actually reads it.
-///
-/// Until then it stays in the shared slot, so a request whose connect failed (or that was
-/// never written) can be sent again to another backend with its body intact.
+/// The client's request body; remembers whether an attempt started reading it (after
+/// that, the request cannot be sent to another backend).
 pub(crate) struct SlotBody {
-    /// `None` for an empty body: nothing to hand over, nothing allocated.
-    slot: Option<Arc<Mutex<Option<Incoming>>>>,
-    inner: Option<Incoming>,
-    hint: SizeHint,
-    end: bool,
+    inner: Incoming,
+    touched: bool,
 }
 
 impl SlotBody {
-    fn new(body: Incoming) -> SlotBody {
-        let end = body.is_end_stream();
+    fn new(inner: Incoming) -> SlotBody {
         SlotBody {
-            hint: body.size_hint(),
-            slot: (!end).then(|| Arc::new(Mutex::new(Some(body)))),
-            inner: None,
-            end,
-        }
-    }
-
-    /// Another handle on the same body, for sending the request again.
-    fn sibling(&self) -> SlotBody {
-        SlotBody {
-            slot: self.slot.clone(),
-            inner: None,
-            hint: self.hint,
-            end: self.end,
+            inner,
+            touched: false,
         }
     }
 
     /// True while no attempt has started reading the body.
     fn untouched(&self) -> bool {
-        self.slot.as_ref().map_or(true, |s| {
-            s.lock().unwrap_or_else(PoisonError::into_inner).is_some()
-        })
+        !self.touched
     }
 }
 
@@ -427,23 +376,16 @@ impl Body for SlotBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        if this.inner.is_none() {
-            if let Some(slot) = &this.slot {
-                this.inner = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-            }
-        }
-        match this.inner.as_mut() {
-            Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
+        this.touched = true;
+        Pin::new(&mut this.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().map_or(self.end, Body::is_end_stream)
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or(self.hint, Body::size_hint)
+        self.inner.size_hint()
     }
 }
 
@@ -453,12 +395,12 @@ pub(crate) enum ProxyBody {
     Upstream(Upstream),
 }
 
-/// A backend's response body; keeps the request in flight on its backend until it ends,
-/// drives the backend connection, hands it back to the pool at the end, and is cut when
-/// that backend's drain times out.
+/// A backend's response body, read from its connection by the client's task; keeps the
+/// request in flight on its backend until it ends, then hands the connection back to the
+/// pool, and is cut when that backend's drain times out.
 pub(crate) struct Upstream {
-    inner: Incoming,
     conn: Option<Box<Conn>>,
+    body: Framing,
     guard: Option<InFlight>,
     /// Created only when the body has to wait, so quick responses allocate nothing.
     cut: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -483,44 +425,61 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Local(full) => full.is_end_stream(),
-            ProxyBody::Upstream(up) => up.inner.is_end_stream(),
+            ProxyBody::Upstream(up) => up.guard.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Local(full) => full.size_hint(),
-            ProxyBody::Upstream(up) => up.inner.size_hint(),
+            ProxyBody::Upstream(up) if up.guard.is_none() => SizeHint::with_exact(0),
+            ProxyBody::Upstream(up) => match up.body {
+                Framing::Empty => SizeHint::with_exact(0),
+                Framing::Length(n) => SizeHint::with_exact(n),
+                Framing::Chunked(_) | Framing::UntilClose => SizeHint::default(),
+            },
         }
     }
 }
 
 impl Upstream {
+    fn new(conn: Box<Conn>, body: Framing, guard: InFlight) -> Upstream {
+        let mut up = Upstream {
+            conn: Some(conn),
+            body,
+            guard: Some(guard),
+            cut: None,
+        };
+        if up.body == Framing::Empty {
+            up.finish();
+        }
+        up
+    }
+
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let Some(guard) = &self.guard else {
+        let (Some(guard), Some(conn)) = (&self.guard, &mut self.conn) else {
             return Poll::Ready(None);
         };
         if guard.state.closed.is_cancelled() {
             return self.cut();
         }
-        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if polled.is_pending() {
-            // The body is fed by the connection, which only this task drives.
-            if let Some(conn) = &mut self.conn {
-                conn.drive(cx);
-            }
-            polled = Pin::new(&mut self.inner).poll_frame(cx);
-        }
-        match polled {
-            Poll::Ready(None) => {
-                // Done: the connection goes back to the pool and the request stops counting
-                // as in flight now, not when hyper drops the body.
-                if let (Some(conn), Some(guard)) = (self.conn.take(), self.guard.take()) {
-                    guard.state.pool.put(conn, Some(cx));
+        match conn.poll_body(cx, &mut self.body) {
+            Poll::Ready(Ok(Some(data))) => {
+                if self.body == Framing::Empty {
+                    self.finish();
                 }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Ok(None)) => {
+                self.finish();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(frame)) => Poll::Ready(Some(frame.map_err(BoxError::from))),
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(backend = %guard.state.backend.id, error = %e, "backend response body failed");
+                self.conn = None;
+                self.guard = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Pending => {
                 let state = guard.state.clone();
                 let cut = self
@@ -534,21 +493,18 @@ impl Upstream {
         }
     }
 
+    /// The body has been read to its end: the connection goes back to the pool and the
+    /// request stops counting as in flight now, not when hyper drops the body.
+    fn finish(&mut self) {
+        if let (Some(conn), Some(guard)) = (self.conn.take(), self.guard.take()) {
+            guard.state.pool.put(conn);
+        }
+    }
+
     fn cut(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.conn = None;
         self.guard = None;
         Poll::Ready(Some(Err("backend drain timed out".into())))
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        // A body hyper never polled (HEAD, 204, 304) still leaves a reusable connection.
-        if let (Some(conn), Some(guard)) = (self.conn.take(), &self.guard) {
-            if self.inner.is_end_stream() {
-                guard.state.pool.put(conn, None);
-            }
-        }
     }
 }
 

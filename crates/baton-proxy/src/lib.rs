@@ -10,6 +10,7 @@ mod balance;
 mod config;
 mod error;
 pub mod external;
+mod h1;
 mod http;
 mod lifecycle;
 mod metrics;

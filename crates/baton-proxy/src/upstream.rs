@@ -1,19 +1,26 @@
-//! Keep-alive HTTP/1.1 connections to one backend, driven by the task that uses them.
-//! A connection is polled by the client request it serves, so no task or channel hop per request.
+//! Keep-alive HTTP/1.1 connections to one backend, used by the task of the request they
+//! serve: the request head is written and the response read straight from the socket (wire
+//! format in `h1`), so a request costs no task switch, channel or second header copy.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_util::rt::TokioIo;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use hyper::header::{self, HeaderMap};
+use hyper::http::uri::PathAndQuery;
+use hyper::Method;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_util::io::poll_read_buf;
 
+use crate::h1::{self, BodyLength, Decoded, Framing, ResponseHead};
 use crate::http::SlotBody;
 use crate::workers;
 
@@ -24,13 +31,36 @@ pub(crate) const POOL_IDLE: Duration = Duration::from_secs(4);
 /// Idle connections kept per backend; more are closed when they come back.
 const MAX_IDLE: usize = 1024;
 
-/// One HTTP/1.1 connection to a backend: the handle to send on and the state machine that
-/// reads and writes the socket. Whoever holds it must poll `drive` while waiting on it.
+/// Read buffer growth: a typical response arrives in one read.
+const READ_SIZE: usize = 16 * 1024;
+
+/// A request on its way to a backend. It stays with the caller, so a request that failed
+/// can be sent again (head and, while untouched, body).
+pub(crate) struct Outgoing {
+    pub method: Method,
+    pub target: PathAndQuery,
+    pub headers: HeaderMap,
+    pub body: SlotBody,
+}
+
+/// Why an exchange failed, and whether the backend may have seen the request.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// Not a byte of the request reached the backend.
+    Unsent(io::Error),
+    /// The request was written (maybe partly); no complete response head came back.
+    Sent(io::Error),
+}
+
+/// One HTTP/1.1 connection to a backend.
 pub(crate) struct Conn {
-    sender: SendRequest<SlotBody>,
-    driver: Connection<TokioIo<TcpStream>, SlotBody>,
-    /// Set once the driver has completed (closed or failed); it must not be polled again.
-    ended: bool,
+    io: TcpStream,
+    /// Bytes read from the backend and not consumed yet.
+    buf: BytesMut,
+    /// Scratch space for request heads and chunk-size lines.
+    scratch: Vec<u8>,
+    /// The last response allows another request on this connection.
+    keep_alive: bool,
     idle_since: Instant,
     /// The worker (see `workers::slot`) whose runtime the socket is registered with.
     slot: usize,
@@ -39,46 +69,187 @@ pub(crate) struct Conn {
 impl Conn {
     /// Connects with `TCP_NODELAY`, bounded by `timeout`.
     pub async fn open(addr: SocketAddr, timeout: Duration) -> io::Result<Box<Conn>> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(result) => result?,
             Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
         };
-        stream.set_nodelay(true)?;
-        let (sender, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(io::Error::other)?;
-        // Boxed: it is large and moves between the pool, the request and the response body.
+        io.set_nodelay(true)?;
+        // Boxed: it moves between the pool, the request and the response body.
         Ok(Box::new(Conn {
-            sender,
-            driver,
-            ended: false,
+            io,
+            buf: BytesMut::new(),
+            scratch: Vec::with_capacity(512),
+            keep_alive: true,
             idle_since: Instant::now(),
             slot: workers::slot(),
         }))
     }
 
-    pub fn sender(&mut self) -> &mut SendRequest<SlotBody> {
-        &mut self.sender
-    }
-
-    /// Lets the connection read and write; `true` once it has ended for good.
-    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.ended {
-            if let Poll::Ready(result) = Pin::new(&mut self.driver).poll(cx) {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "backend connection ended with an error");
-                }
-                self.ended = true;
+    /// Whether an idle connection can take a request: the backend has not closed it or sent
+    /// anything unasked. Costs a syscall only when the socket has become readable.
+    pub fn ready(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.io.poll_read_ready(cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                matches!(self.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
         }
-        self.ended
     }
 
-    /// Whether a new request can be sent now (drives the connection first, so a close by the
-    /// backend while idle is noticed here).
-    pub fn ready(&mut self, cx: &mut Context<'_>) -> bool {
-        !self.drive(cx) && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+    /// Sends `req` and reads the response head; the body is left for `poll_body`.
+    pub async fn send(&mut self, req: &mut Outgoing) -> Result<ResponseHead, SendError> {
+        let body = &req.body;
+        let length = h1::request_length(
+            &req.method,
+            req.headers.contains_key(header::CONTENT_LENGTH),
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
+        h1::encode_request(
+            &mut self.scratch,
+            &req.method,
+            req.target.as_str(),
+            &req.headers,
+            length,
+        );
+        // The first write tells whether anything reached the backend.
+        let written = match self.io.write(&self.scratch).await {
+            Ok(0) => return Err(SendError::Unsent(io::ErrorKind::WriteZero.into())),
+            Ok(n) => n,
+            Err(e) => return Err(SendError::Unsent(e)),
+        };
+        let rest = &self.scratch[written..];
+        if !rest.is_empty() {
+            self.io.write_all(rest).await.map_err(SendError::Sent)?;
+        }
+        if !matches!(length, BodyLength::None | BodyLength::Exact(0)) {
+            self.send_body(&mut req.body, length)
+                .await
+                .map_err(SendError::Sent)?;
+        }
+        loop {
+            match h1::parse_response(&mut self.buf, &req.method) {
+                Ok(Some(head)) => {
+                    self.keep_alive = head.keep_alive;
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(SendError::Sent(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        e,
+                    )))
+                }
+            }
+            let n = std::future::poll_fn(|cx| self.poll_read(cx))
+                .await
+                .map_err(SendError::Sent)?;
+            if n == 0 {
+                return Err(SendError::Sent(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "backend closed the connection before answering",
+                )));
+            }
+        }
+    }
+
+    /// Streams the request body, checking it holds the bytes its length announced.
+    async fn send_body(&mut self, body: &mut SlotBody, length: BodyLength) -> io::Result<()> {
+        let mut sent: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(io::Error::other)?;
+            // Trailers are not forwarded.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            sent += data.len() as u64;
+            if length == BodyLength::Chunked {
+                h1::chunk_size_line(data.len(), &mut self.scratch);
+                self.io.write_all(&self.scratch).await?;
+                self.io.write_all(&data).await?;
+                self.io.write_all(b"\r\n").await?;
+            } else {
+                self.io.write_all(&data).await?;
+            }
+        }
+        match length {
+            BodyLength::Chunked => self.io.write_all(b"0\r\n\r\n").await,
+            BodyLength::Exact(n) if n != sent => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request body length differs from its content-length",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.buf.reserve(READ_SIZE);
+        }
+        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    /// The next piece of the response body framed by `body`; `None` at its end.
+    pub fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        body: &mut Framing,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        loop {
+            match body {
+                Framing::Empty => return Poll::Ready(Ok(None)),
+                Framing::Length(left) => {
+                    if !self.buf.is_empty() {
+                        let take = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(self.buf.len());
+                        let data = self.buf.split_to(take).freeze();
+                        *left -= take as u64;
+                        if *left == 0 {
+                            *body = Framing::Empty;
+                        }
+                        return Poll::Ready(Ok(Some(data)));
+                    }
+                }
+                Framing::Chunked(decoder) => match decoder.decode(&mut self.buf) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(data))),
+                    Ok(Decoded::Done) => {
+                        *body = Framing::Empty;
+                        return Poll::Ready(Ok(None));
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => {
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
+                    }
+                },
+                Framing::UntilClose => {
+                    if !self.buf.is_empty() {
+                        return Poll::Ready(Ok(Some(self.buf.split().freeze())));
+                    }
+                }
+            }
+            if ready!(self.poll_read(cx))? == 0 {
+                if *body == Framing::UntilClose {
+                    *body = Framing::Empty;
+                    self.keep_alive = false;
+                    return Poll::Ready(Ok(None));
+                }
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "backend closed the connection in the middle of a response body",
+                )));
+            }
+        }
+    }
+
+    /// Whether another request may follow on this connection (its last response has been
+    /// read to the end and nothing else arrived).
+    fn reusable(&self) -> bool {
+        self.keep_alive && self.buf.is_empty()
     }
 }
 
@@ -121,15 +292,10 @@ impl Pool {
     }
 
     /// Keeps `conn` for the next request, unless the backend is retired or it cannot be
-    /// reused (the exchange left it mid-message, or the backend asked to close).
-    pub fn put(&self, mut conn: Box<Conn>, cx: Option<&mut Context<'_>>) {
-        if self.retired.load(Ordering::Relaxed) || conn.ended {
+    /// reused (the body was not read to its end, or the backend asked to close).
+    pub fn put(&self, mut conn: Box<Conn>) {
+        if self.retired.load(Ordering::Relaxed) || !conn.reusable() {
             return;
-        }
-        if let Some(cx) = cx {
-            if conn.drive(cx) {
-                return;
-            }
         }
         conn.idle_since = Instant::now();
         let mut idle = self.list(conn.slot);
