@@ -123,6 +123,10 @@ impl Conn {
         if !rest.is_empty() {
             self.io.write_all(rest).await.map_err(SendError::Sent)?;
         }
+        if self.scratch.capacity() > h1::MAX_HEAD {
+            // A huge head once should not stay allocated on an idle pooled connection.
+            self.scratch = Vec::with_capacity(512);
+        }
         if !matches!(length, BodyLength::None | BodyLength::Exact(0)) {
             self.send_body(&mut req.body, length)
                 .await
