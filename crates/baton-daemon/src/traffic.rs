@@ -63,17 +63,19 @@ impl Frontend {
         }
     }
 
-    /// Per-revision metrics; an external server gives none.
+    /// Per-revision metrics; an external server's come from its log lines (none when
+    /// its log socket could not be set up).
     fn metrics(&self) -> Option<baton_proxy::Metrics> {
         match self {
             Frontend::Builtin(p) => Some(p.metrics()),
-            Frontend::External(_) => None,
+            Frontend::External(e) => e.metrics(),
         }
     }
 
     fn reset_metrics(&self) {
-        if let Frontend::Builtin(p) = self {
-            p.reset_metrics();
+        match self {
+            Frontend::Builtin(p) => p.reset_metrics(),
+            Frontend::External(e) => e.reset_metrics(),
         }
     }
 
@@ -283,6 +285,8 @@ impl Traffic {
                     .chars()
                     .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                     .collect();
+                // Beside the routing file: the server can reach that directory.
+                let socket = path.with_file_name(format!(".baton-{name}.sock"));
                 let config = ExternalConfig {
                     provider: match ext.provider {
                         baton_engine::resolve::ProviderKind::Nginx => Provider::Nginx,
@@ -304,6 +308,7 @@ impl Traffic {
                     check: ext.check.clone(),
                     reload: ext.reload.clone(),
                     drain_timeout: Duration::from_millis(drain),
+                    log_socket: Some(socket),
                 };
                 log(&format!(
                     "{}/{}: routing written to {} for {listen} -> :{}",

@@ -2,7 +2,8 @@
 //! itself, baton writes the routing (listen address, replicas, weights) into a
 //! configuration file the user's server includes, checks it with the server's own
 //! checker, and asks the server to reload. The same calls as a [`crate::Proxy`]:
-//! backends, split and drain; per-revision metrics are not available this way.
+//! backends, split and drain; per-revision metrics come from the server's own log lines
+//! (see `server_logs`).
 //!
 //! Rendering is pure ([`render`]); [`External`] does the writing, checking and reloading
 //! with argument vectors, never a shell.
@@ -15,6 +16,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::{Backend, Balance, Protocol};
+use crate::metrics::Metrics;
+use crate::server_logs::{self, LogSink};
 
 /// Which server reads the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,9 @@ pub struct ExternalConfig {
     pub reload: Vec<String>,
     /// How long `drained` waits at most for connections to a removed replica to end.
     pub drain_timeout: Duration,
+    /// Where the server sends one log line per request, from which baton keeps
+    /// per-revision metrics (a Unix datagram socket baton binds; `None`: no metrics).
+    pub log_socket: Option<PathBuf>,
 }
 
 /// Per-backend weights for a split between revisions: revisions with a 0 share (or not
@@ -81,10 +87,29 @@ pub fn render(config: &ExternalConfig, weighted: &[(Backend, u32)]) -> Result<St
     let name = &config.name;
     let mut out =
         String::from("# Written by baton; it is rewritten on every change. Do not edit.\n");
+    if config
+        .log_socket
+        .as_deref()
+        .is_some_and(|p| !server_logs::usable_path(p))
+    {
+        return Err("the log socket path must be absolute, short and plain".into());
+    }
+    // The directive sending one line per request to baton's socket, if any.
+    let mut log = String::new();
     match config.provider {
         Provider::Nginx => {
             if config.protocol == Protocol::Tcp {
                 return Err("the nginx provider serves HTTP only (protocol: tcp needs the builtin proxy or haproxy)".into());
+            }
+            if let Some(sock) = &config.log_socket {
+                out += &format!(
+                    "log_format {name}_baton '{}$upstream_addr|$upstream_status|$upstream_response_time';\n",
+                    server_logs::NGINX_MARK
+                );
+                log = format!(
+                    "    access_log syslog:server=unix:{},nohostname {name}_baton;\n",
+                    sock.display()
+                );
             }
             out += &format!("upstream {name} {{\n");
             if config.balance == Balance::LeastConnections {
@@ -99,7 +124,7 @@ pub fn render(config: &ExternalConfig, weighted: &[(Backend, u32)]) -> Result<St
             }
             out += "}\n";
             out += &format!(
-                "server {{\n    listen {};\n    location / {{\n        proxy_pass http://{name};\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $host;\n        proxy_next_upstream error timeout http_502 http_503;\n    }}\n}}\n",
+                "server {{\n    listen {};\n{log}    location / {{\n        proxy_pass http://{name};\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $host;\n        proxy_next_upstream error timeout http_502 http_503;\n    }}\n}}\n",
                 config.listen
             );
         }
@@ -112,8 +137,19 @@ pub fn render(config: &ExternalConfig, weighted: &[(Backend, u32)]) -> Result<St
                 Balance::RoundRobin => "roundrobin",
                 Balance::LeastConnections => "leastconn",
             };
+            if let Some(sock) = &config.log_socket {
+                let fields = match config.protocol {
+                    Protocol::Http => "%si:%sp|%ST|%Tr",
+                    Protocol::Tcp => "%si:%sp|-|%Tc",
+                };
+                log = format!(
+                    "    log {} local0 info\n    log-format \"{}{fields}\"\n",
+                    sock.display(),
+                    server_logs::HAPROXY_MARK
+                );
+            }
             out += &format!(
-                "frontend {name}\n    bind {}\n    mode {mode}\n    timeout client 60s\n    default_backend {name}\n\n",
+                "frontend {name}\n    bind {}\n    mode {mode}\n{log}    timeout client 60s\n    default_backend {name}\n\n",
                 config.listen
             );
             out += &format!(
@@ -141,6 +177,7 @@ pub fn render(config: &ExternalConfig, weighted: &[(Backend, u32)]) -> Result<St
 pub struct External {
     config: ExternalConfig,
     state: Mutex<State>,
+    logs: Option<LogSink>,
 }
 
 #[derive(Default)]
@@ -179,10 +216,38 @@ fn run(argv: &[String]) -> Result<(), String> {
 impl External {
     /// Nothing is written until the first `set_backends`, so a restarted daemon does
     /// not blank a routing the server still serves.
-    pub fn new(config: ExternalConfig) -> External {
+    ///
+    /// With `log_socket`, binds it on the current tokio runtime; if that fails the server
+    /// is configured without it (no metrics) and the reason is logged.
+    pub fn new(mut config: ExternalConfig) -> External {
+        let logs = config
+            .log_socket
+            .as_deref()
+            .filter(|p| server_logs::usable_path(p))
+            .and_then(|path| match LogSink::bind(path) {
+                Ok(sink) => Some(sink),
+                Err(e) => {
+                    tracing::warn!(socket = %path.display(), error = %e, "no per-revision metrics from the server");
+                    None
+                }
+            });
+        config.log_socket = logs.as_ref().map(|l| l.path().to_owned());
         External {
             config,
             state: Mutex::new(State::default()),
+            logs,
+        }
+    }
+
+    /// Per-revision counters from the server's log lines; `None` without a log socket.
+    pub fn metrics(&self) -> Option<Metrics> {
+        self.logs.as_ref().map(LogSink::metrics)
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_metrics(&self) {
+        if let Some(logs) = &self.logs {
+            logs.reset();
         }
     }
 
@@ -195,6 +260,9 @@ impl External {
     }
 
     pub fn set_backends(&self, backends: Vec<Backend>) -> Result<(), String> {
+        if let Some(logs) = &self.logs {
+            logs.set_backends(&backends);
+        }
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -342,6 +410,7 @@ mod tests {
             check: None,
             reload: vec![],
             drain_timeout: Duration::from_secs(1),
+            log_socket: None,
         }
     }
 
@@ -411,6 +480,33 @@ mod tests {
             t.contains("    server demo-web-1 172.17.0.2:80 weight 1\n"),
             "{t}"
         );
+        assert!(
+            !n.contains("access_log") && !t.contains("log "),
+            "no socket, no log"
+        );
+    }
+
+    #[test]
+    fn with_a_log_socket_each_server_logs_every_request_to_it() {
+        let weighted = vec![(b("demo-web-1", "172.17.0.2:80", "v1"), 1)];
+        let mut n = config(Provider::Nginx);
+        n.log_socket = Some("/run/baton/web.sock".into());
+        let text = render(&n, &weighted).unwrap();
+        assert!(text.contains("log_format baton_demo_web_baton '@bn $upstream_addr|$upstream_status|$upstream_response_time';\n"), "{text}");
+        assert!(text.contains("    listen 127.0.0.1:8080;\n    access_log syslog:server=unix:/run/baton/web.sock,nohostname baton_demo_web_baton;\n"), "{text}");
+        let mut h = config(Provider::Haproxy);
+        h.log_socket = Some("/run/baton/web.sock".into());
+        let text = render(&h, &weighted).unwrap();
+        assert!(text.contains("    mode http\n    log /run/baton/web.sock local0 info\n    log-format \"@bh %si:%sp|%ST|%Tr\"\n"), "{text}");
+        h.protocol = Protocol::Tcp;
+        assert!(render(&h, &weighted)
+            .unwrap()
+            .contains("log-format \"@bh %si:%sp|-|%Tc\""));
+        h.log_socket = Some("/run/a b;.sock".into());
+        assert!(
+            render(&h, &weighted).is_err(),
+            "an unsafe path is never written"
+        );
     }
 
     #[test]
@@ -440,10 +536,7 @@ mod tests {
         assert!(good.contains("10.0.0.1:80"));
         let mut refusing = c;
         refusing.check = Some(vec!["false".into()]);
-        let e2 = External {
-            config: refusing,
-            state: Mutex::new(State::default()),
-        };
+        let e2 = External::new(refusing);
         let err = e2
             .set_backends(vec![b("w2", "10.0.0.2:80", "v1")])
             .unwrap_err();
@@ -463,10 +556,7 @@ mod tests {
         assert!(open_connections(&[addr]) >= 1);
         let mut c = config(Provider::Haproxy);
         c.drain_timeout = Duration::from_secs(5);
-        let e = External {
-            config: c,
-            state: Mutex::new(State::default()),
-        };
+        let e = External::new(c);
         let started = Instant::now();
         let closer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(400)).await;

@@ -14,6 +14,7 @@ mod h1;
 mod http;
 mod lifecycle;
 mod metrics;
+mod server_logs;
 mod tcp;
 mod upstream;
 mod workers;

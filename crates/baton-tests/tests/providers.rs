@@ -1,7 +1,7 @@
 //! `x-baton.proxy.provider: nginx | haproxy` with the real servers: baton writes the
 //! routing file the server includes, checks it, reloads the server, and a rolling
-//! update under continuous load through that server fails no request. `down` takes the
-//! file away again.
+//! update under continuous load through that server fails no request, and the server's
+//! own log lines give baton per-revision counters. `down` takes the file away again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -190,6 +190,21 @@ fn scenario(tag: &str, start: fn(&Path) -> (Server, String), file_name: &str) {
     assert!(bodies.len() > 20, "{tag}: the load ran");
     assert_eq!(failures, 0, "{tag}: no failed request");
     assert!(wait_for(port, "v2", 10), "{tag}: v2 serves");
+    // The server's log lines reach baton: per-revision counters for the new revision.
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "rollout", "status", "web"])).unwrap();
+    let to = status["rollout"]["to_hash"].as_str().unwrap_or_default();
+    let new = &status["traffic"][0]["metrics"]["revisions"][to];
+    eprintln!("{tag}: the server's lines counted for the new revision: {new}");
+    assert!(
+        new["requests"].as_u64().unwrap_or(0) > 0,
+        "{tag}: requests counted from the server's log: {status}"
+    );
+    assert_eq!(new["responses_5xx"], 0, "{tag}: {status}");
+    assert!(
+        new["latency"]["count"].as_u64().unwrap_or(0) > 0,
+        "{tag}: {status}"
+    );
     let text = std::fs::read_to_string(&config).unwrap();
     let ips = container_ips(&s);
     assert_eq!(ips.len(), 3);

@@ -1,0 +1,302 @@
+//! Per-revision metrics for the nginx and HAProxy providers: the routing file makes the
+//! server send one syslog line per request (or TCP connection) to a Unix datagram socket
+//! baton listens on; each line names the replica(s) tried, their status and time, which
+//! count against the replica's revision exactly like the builtin proxy's own counters.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::config::Backend;
+use crate::metrics::{Metrics, Registry, RevisionMetrics};
+
+/// Marks baton's lines: nginx reports times in seconds, HAProxy in milliseconds.
+pub(crate) const NGINX_MARK: &str = "@bn ";
+pub(crate) const HAPROXY_MARK: &str = "@bh ";
+
+/// Longest socket path a server can be told (`sun_path` holds 108 bytes with its NUL).
+const MAX_PATH: usize = 100;
+
+/// One attempt on a replica, read from a server's log line.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Attempt {
+    pub addr: SocketAddr,
+    /// `None` when the server got no status (connection failed, TCP mode).
+    pub status: Option<u16>,
+    pub latency: Option<Duration>,
+}
+
+/// The attempts in one datagram (`<PRI>… @bn ADDRS|STATUSES|TIMES`); empty when it is not
+/// one of baton's lines. nginx lists every upstream tried, `, `-separated (` : ` between
+/// internal redirects); HAProxy names the last server.
+pub(crate) fn parse_line(line: &str) -> Vec<Attempt> {
+    let (rest, seconds) = if let Some(i) = line.find(NGINX_MARK) {
+        (&line[i + NGINX_MARK.len()..], true)
+    } else if let Some(i) = line.find(HAPROXY_MARK) {
+        (&line[i + HAPROXY_MARK.len()..], false)
+    } else {
+        return Vec::new();
+    };
+    let mut fields = rest.trim_end().splitn(3, '|');
+    let (Some(addrs), Some(statuses), Some(times)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Vec::new();
+    };
+    // Internal redirects (` : `) are just more attempts here.
+    let list = |text: &str| -> Vec<String> {
+        text.replace(" : ", ", ")
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .collect()
+    };
+    let addrs = list(addrs);
+    let statuses = list(statuses);
+    let times = list(times);
+    addrs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            let addr: SocketAddr = a.parse().ok()?;
+            let status = statuses
+                .get(i)
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|s| (100..600).contains(s));
+            let latency = times.get(i).and_then(|t| {
+                if seconds {
+                    t.parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite() && *v >= 0.0)
+                        .map(Duration::from_secs_f64)
+                } else {
+                    t.parse::<u64>().ok().map(Duration::from_millis)
+                }
+            });
+            Some(Attempt {
+                addr,
+                status,
+                latency,
+            })
+        })
+        .collect()
+}
+
+/// Whether `path` can be written into a server's configuration as a socket address
+/// (absolute, short enough, no character the config syntax would read specially).
+pub(crate) fn usable_path(path: &Path) -> bool {
+    let Some(text) = path.to_str() else {
+        return false;
+    };
+    path.is_absolute()
+        && text.len() <= MAX_PATH
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+}
+
+/// The socket a server logs to and the counters it feeds; closed on drop.
+pub(crate) struct LogSink {
+    path: PathBuf,
+    registry: Arc<Registry>,
+    /// Replica address → its revision's counters. Removed replicas stay a while, so the
+    /// lines of their last requests still count.
+    routes: Arc<Mutex<HashMap<SocketAddr, Arc<RevisionMetrics>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LogSink {
+    /// Binds `path` (replacing a stale socket) and starts reading it on the current tokio
+    /// runtime.
+    pub fn bind(path: &Path) -> std::io::Result<LogSink> {
+        use std::os::unix::fs::PermissionsExt;
+        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        if std::fs::symlink_metadata(path).is_ok_and(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_socket()
+        }) {
+            std::fs::remove_file(path)?;
+        }
+        let socket = std::os::unix::net::UnixDatagram::bind(path)?;
+        socket.set_nonblocking(true)?;
+        // The server's workers often run as another user (nginx's www-data).
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+        let registry = Arc::new(Registry::default());
+        let routes: Arc<Mutex<HashMap<SocketAddr, Arc<RevisionMetrics>>>> = Arc::default();
+        let task = {
+            let _enter = runtime.enter();
+            let socket = tokio::net::UnixDatagram::from_std(socket)?;
+            let routes = routes.clone();
+            runtime.spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    let Ok(n) = socket.recv(&mut buf).await else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    let line = String::from_utf8_lossy(&buf[..n]);
+                    let routes = routes.lock().unwrap_or_else(PoisonError::into_inner);
+                    for attempt in parse_line(&line) {
+                        if let Some(m) = routes.get(&attempt.addr) {
+                            count(m, &attempt);
+                        }
+                    }
+                }
+            })
+        };
+        Ok(LogSink {
+            path: path.to_owned(),
+            registry,
+            routes,
+            task,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Routes lines about `backends` to their revisions.
+    pub fn set_backends(&self, backends: &[Backend]) {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if routes.len() > 64 + 4 * backends.len() {
+            routes.retain(|addr, _| backends.iter().any(|b| b.addr == *addr));
+        }
+        for b in backends {
+            routes.insert(b.addr, self.registry.revision(&b.revision));
+        }
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        self.registry.snapshot()
+    }
+
+    pub fn reset(&self) {
+        self.registry.reset();
+    }
+}
+
+fn count(m: &RevisionMetrics, attempt: &Attempt) {
+    m.request();
+    match (attempt.status, attempt.latency) {
+        (Some(status), latency) => m.response(status, latency.unwrap_or_default()),
+        // TCP: the connection was made (a time to connect is known).
+        (None, Some(latency)) => m.observe(latency),
+        (None, None) => m.failure(),
+    }
+}
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(addr: &str, status: Option<u16>, ms: Option<u64>) -> Attempt {
+        Attempt {
+            addr: addr.parse().unwrap(),
+            status,
+            latency: ms.map(Duration::from_millis),
+        }
+    }
+
+    #[test]
+    fn nginx_lines_list_every_attempt() {
+        let line = "<190>Nov 24 06:00:00 nginx: @bn 10.0.0.1:80, 10.0.0.2:80 : 10.0.0.3:80|502, 200 : 404|0.001, 0.250 : 0.003";
+        assert_eq!(
+            parse_line(line),
+            [
+                a("10.0.0.1:80", Some(502), Some(1)),
+                a("10.0.0.2:80", Some(200), Some(250)),
+                a("10.0.0.3:80", Some(404), Some(3)),
+            ]
+        );
+        // No upstream reached: nginx logs the group's name, and "-" for status and time.
+        assert!(parse_line("<190>nginx: @bn baton_x|-|-").is_empty());
+        assert_eq!(
+            parse_line("nginx: @bn 10.0.0.1:80|-|-\n"),
+            [a("10.0.0.1:80", None, None)]
+        );
+    }
+
+    #[test]
+    fn haproxy_lines_name_the_server_in_milliseconds() {
+        let line = "<134>Nov 24 06:00:00 haproxy[12]: @bh 10.0.0.4:80|503|12";
+        assert_eq!(parse_line(line), [a("10.0.0.4:80", Some(503), Some(12))]);
+        assert_eq!(
+            parse_line("haproxy[1]: @bh 10.0.0.4:80|-1|-1"),
+            [a("10.0.0.4:80", None, None)]
+        );
+        assert!(parse_line("haproxy[1]: @bh -:-|503|-1").is_empty());
+    }
+
+    #[test]
+    fn other_lines_are_ignored() {
+        for line in [
+            "",
+            "hello",
+            "@bn",
+            "@bn 1.2.3.4:5",
+            "@bh a|b",
+            "<1> @bx 1.2.3.4:5|200|1",
+        ] {
+            assert!(parse_line(line).is_empty(), "{line}");
+        }
+    }
+
+    #[test]
+    fn only_plain_absolute_short_paths_go_into_a_config() {
+        assert!(usable_path(Path::new(
+            "/etc/nginx/conf.d/.baton-web_8080.sock"
+        )));
+        assert!(!usable_path(Path::new("relative.sock")));
+        assert!(!usable_path(Path::new("/tmp/a b.sock")));
+        assert!(!usable_path(Path::new("/tmp/a;b.sock")));
+        assert!(!usable_path(&PathBuf::from(format!(
+            "/{}",
+            "a".repeat(MAX_PATH)
+        ))));
+    }
+
+    #[tokio::test]
+    async fn lines_sent_to_the_socket_count_per_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let sink = LogSink::bind(&path).unwrap();
+        sink.set_backends(&[
+            Backend::new("a", "127.0.0.1:81".parse().unwrap(), "v1"),
+            Backend::new("b", "127.0.0.1:82".parse().unwrap(), "v2"),
+        ]);
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        for line in [
+            "<1>x: @bn 127.0.0.1:81|200|0.002",
+            "<1>x: @bn 127.0.0.1:82, 127.0.0.1:81|502, 200|0.001, 0.004",
+            "<1>x: @bh 127.0.0.1:82|500|3",
+            "<1>x: @bh 127.0.0.1:99|200|3",
+        ] {
+            client.send_to(line.as_bytes(), &path).unwrap();
+        }
+        let mut m = sink.metrics();
+        for _ in 0..200 {
+            m = sink.metrics();
+            if m.revisions.get("v2").map_or(0, |r| r.requests) == 2
+                && m.revisions.get("v1").map_or(0, |r| r.requests) == 2
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(m.revisions["v1"].requests, 2, "{m:?}");
+        assert_eq!(m.revisions["v1"].responses_5xx, 0);
+        assert_eq!(m.revisions["v2"].requests, 2, "{m:?}");
+        assert_eq!(m.revisions["v2"].responses_5xx, 2);
+        assert_eq!(m.revisions["v2"].latency.count, 2);
+        drop(sink);
+        assert!(!path.exists(), "the socket goes with the sink");
+    }
+}
