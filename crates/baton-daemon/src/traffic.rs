@@ -149,16 +149,28 @@ fn backend_addr(c: &ObservedContainer, target: u16) -> Option<SocketAddr> {
 }
 
 impl Traffic {
-    /// The services whose rollout the daemon is carrying out: the supervisor leaves
-    /// them alone.
+    /// The services whose rollout the daemon is carrying out, or whose newest rollout
+    /// is paused (left as it is for a person, until `rollout abort|resume` or a new
+    /// `up`): the supervisor leaves them alone.
     pub fn rolling_services(store: &Store, project: &str) -> Vec<String> {
-        store
-            .rollouts(project, None)
-            .unwrap_or_default()
-            .into_iter()
+        let all = store.rollouts(project, None).unwrap_or_default();
+        // Newest last: the last record seen per service is its newest.
+        let newest: BTreeMap<&str, &RolloutRecord> =
+            all.iter().map(|r| (r.service.as_str(), r)).collect();
+        let mut out: Vec<String> = all
+            .iter()
             .filter(|r| r.status == "running")
-            .map(|r| r.service)
-            .collect()
+            .map(|r| r.service.clone())
+            .collect();
+        out.extend(
+            newest
+                .values()
+                .filter(|r| r.status == "paused")
+                .map(|r| r.service.clone()),
+        );
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Closes the proxies of services that should no longer have one: their project was
@@ -457,6 +469,9 @@ impl Traffic {
         {
             Some("promote") => state = rollout::promote(&state, now),
             Some("abort") => state = rollout::abort(&state, now),
+            // `abort` and `resume` also come for a paused rollout, which the CLI set
+            // running again.
+            Some("resume") => state = rollout::resume(&state, now),
             _ => {}
         }
         let mine = || {

@@ -461,3 +461,199 @@ fn rolling_rollback_follows_rollback_config_one_replica_at_a_time() {
     s.ok(&["down"]);
     assert!(s.containers().is_empty());
 }
+
+/// 3 replicas, one per batch, `failure_action: pause`. Version `bad` answers like the
+/// others but fails its healthcheck 8 s after it starts (routed by then, within the
+/// monitor window); version 2 is healthy only once `flag/ok` exists in the project
+/// directory (bind-mounted), so the test can fix it. `MONITOR` sets the monitor window.
+fn three_pausing(port: u16) -> String {
+    format!(
+        r#"services:
+  web:
+    image: {IMAGE}
+    init: true
+    stop_grace_period: 1s
+    restart: always
+    command: [sh, -c, 'mkdir -p /www && echo "v$$VERSION" > /www/index.html && touch /tmp/ok && if [ "$$VERSION" = bad ]; then (sleep 8; rm -f /tmp/ok) & fi; exec httpd -f -p 80 -h /www']
+    environment:
+      VERSION: ${{VERSION:-1}}
+    volumes: ["./flag:/flag"]
+    ports: ["127.0.0.1:{port}:80"]
+    healthcheck:
+      test: [CMD-SHELL, 'test -f /tmp/ok && {{ test "$$VERSION" != 2 || test -f /flag/ok; }}']
+      interval: 1s
+      timeout: 3s
+      retries: 2
+    deploy:
+      replicas: 3
+      update_config:
+        parallelism: 1
+        monitor: ${{MONITOR:-1s}}
+        failure_action: pause
+    x-baton:
+      rollout:
+        strategy: rolling
+        health_timeout: 30s
+"#
+    )
+}
+
+/// Under continuous load: a broken version pauses the update after its first batch was
+/// routed; `rollout abort` brings the old version back (3 healthy replicas, the one the
+/// update stopped started again). Then version 2 pauses at its first batch because of
+/// a missing file; the file is put there and `rollout resume` finishes the update. No
+/// request fails throughout; promote on a paused rollout and resume on a completed one
+/// are refused, naming the status.
+#[test]
+fn paused_rolling_update_is_aborted_or_resumed_from_the_cli() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("pause");
+    let port = free_port();
+    s.write("compose.yaml", &three_pausing(port));
+    std::fs::create_dir_all(s.path().join("flag")).unwrap();
+    let _daemon = Daemon::start(&s);
+    let t0 = std::time::Instant::now();
+    s.ok(&["up", "-d"]);
+    assert!(wait_for(port, "v1", 60), "v1 serves");
+    assert!(
+        until(60, || s.running().len() == 3),
+        "3 replicas: {:?}",
+        s.running()
+    );
+    let v1: Vec<String> = s.running();
+    let load = Load::start(port);
+    let up = |version: &str, monitor: &str| {
+        s.cmd()
+            .env("VERSION", version)
+            .env("MONITOR", monitor)
+            .args(["up", "-d"])
+            .output()
+            .unwrap()
+    };
+
+    // The broken version: routed, then unhealthy within the monitor window: paused.
+    let out = up("bad", "20s");
+    let text = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a paused rollout is an error: {text}"
+    );
+    assert!(text.contains("paused: "), "says it paused: {text}");
+    let (status, outcome) = latest(&s);
+    assert_eq!(status, "paused", "{outcome}");
+    let paused: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "rollout", "status", "web"])).unwrap();
+    assert_eq!(
+        paused["state"]["old_stopped"].as_array().map(Vec::len),
+        Some(1),
+        "batch 1 replaced one old replica before it failed: {paused}"
+    );
+    // promote only reaches a running rollout
+    let out = s.baton(&["rollout", "promote", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("service web: rollout") && stderr(&out).contains("is paused"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(latest(&s).0, "paused", "a refused promote changes nothing");
+
+    // abort: the old replica the update stopped comes back, the new ones go.
+    let started = std::time::Instant::now();
+    let out = s.baton(&["rollout", "abort", "web"]);
+    let text = stderr(&out);
+    eprintln!(
+        "abort took {:.1} s:\n{text}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "abort of a paused update: {text}"
+    );
+    assert!(text.contains("was paused: abort requested"), "{text}");
+    assert!(text.contains("rolled back: aborted"), "{text}");
+    assert_eq!(latest(&s).0, "rolled-back");
+    let to = paused["rollout"]["to_hash"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string();
+    let running = s.running();
+    assert_eq!(running.len(), 3, "{running:?}");
+    assert!(
+        running.iter().all(|n| !n.ends_with(&to[..to.len().min(8)])),
+        "no replica of the broken version: {running:?}"
+    );
+    let healthy = || {
+        s.running()
+            .iter()
+            .all(|n| docker_lines(&["inspect", "-f", "{{.State.Health.Status}}", n]) == ["healthy"])
+    };
+    assert!(until(30, healthy), "all 3 healthy: {:?}", s.running());
+    for _ in 0..6 {
+        assert_eq!(http_get(port, 10).as_deref().map(str::trim), Some("v1"));
+    }
+    assert_ne!(s.running(), v1, "one old replica was started again");
+
+    // Version 2 cannot get healthy without flag/ok: paused at its first batch.
+    let out = up("2", "1s");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(latest(&s).0, "paused", "{:?}", latest(&s));
+    std::fs::write(s.path().join("flag/ok"), "").unwrap();
+    let started = std::time::Instant::now();
+    let out = s.baton(&["rollout", "resume", "web"]);
+    let text = stderr(&out);
+    eprintln!(
+        "resume took {:.1} s:\n{text}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(out.status.code(), Some(0), "resume: {text}");
+    assert!(text.contains("was paused: resume requested"), "{text}");
+    assert!(text.contains("resumed: 1 failed new replica(s)"), "{text}");
+    assert!(text.contains("completed"), "{text}");
+    assert!(wait_for(port, "v2", 10), "v2 serves");
+    let done: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "rollout", "status", "web"])).unwrap();
+    assert_eq!(done["rollout"]["status"], "completed", "{done}");
+    let to = done["rollout"]["to_hash"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string();
+    let running = s.running();
+    assert_eq!(running.len(), 3, "{running:?}");
+    assert!(
+        running.iter().all(|n| n.ends_with(&to[..to.len().min(8)])),
+        "only replicas of version 2: {running:?}"
+    );
+
+    // resume on a rollout that is not paused: refused, nothing changed.
+    let out = s.baton(&["rollout", "resume", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(
+        text.contains("service web: rollout") && text.contains("is completed, not paused"),
+        "{text}"
+    );
+    assert_eq!(latest(&s).0, "completed");
+
+    std::thread::sleep(Duration::from_millis(500));
+    let (bodies, failures) = load.finish();
+    eprintln!(
+        "pause/abort/resume: {:.1} s in all; {} answers, {failures} failed",
+        t0.elapsed().as_secs_f64(),
+        bodies.len()
+    );
+    assert_eq!(failures, 0, "no failed request");
+    assert!(bodies.len() > 50, "the load ran ({})", bodies.len());
+    assert!(
+        bodies
+            .iter()
+            .all(|b| ["v1", "vbad", "v2"].contains(&b.as_str())),
+        "only the versions deployed answered"
+    );
+    s.ok(&["down"]);
+    assert!(s.containers().is_empty());
+}

@@ -14,6 +14,9 @@
 //! `order`, `monitor`, `delay`; restored replicas that fail count against its
 //! `max_failure_ratio`, and its `failure_action` (pause | continue) applies. Without
 //! `rollback_config`, one start-first batch (`UpdateSettings::one_batch_rollback`).
+//!
+//! A paused rollout goes on with `resume` (below): an update replaces its failed new
+//! replicas and carries on with its batches; a rollback goes on rolling back.
 
 use super::{
     describe, fmt_ms, fmt_num, Cx, Decision, FailureAction, Health, Order, Outcome, Phase, Replica,
@@ -99,6 +102,95 @@ fn one(cx: &mut Cx<'_>, r: &Rolling) {
         Phase::Finished => {}
         Phase::Analysing { .. } | Phase::KeepingOld { .. } => cx.misplaced(),
     }
+}
+
+/// Goes on with a paused rolling rollout from the phase the pause interrupted.
+///
+/// A paused update: its failed new replicas (routed or not) are stopped, and as many are
+/// started again within the batch the pause interrupted, which then waits for health as
+/// any batch does. Their names are forgotten, so a replacement may take one again. The
+/// failure count starts again from zero. A batch paused before it was routed still stops
+/// its old replicas once routed (start-first); one paused while monitored already did.
+/// Without failed replicas, the interrupted phase starts again with fresh timers. The
+/// next `step` goes on.
+///
+/// A paused rollback goes on rolling back (starting again the old replicas still
+/// missing), as `abort` does.
+pub(super) fn resume(cx: &mut Cx<'_>, r: &Rolling) {
+    let from = match cx.s.paused_phase.take() {
+        Some(p) => p,
+        // Paused by a baton that did not record the phase: guess it from the state.
+        None if cx.s.old_requested > 0 || !cx.s.rollback_batches.is_empty() => {
+            Phase::RestoringOld {
+                since_ms: cx.now(),
+                reason: "resumed".into(),
+            }
+        }
+        None if !cx.s.batch.is_empty() => Phase::Monitoring { until_ms: 0 },
+        None => Phase::Starting { since_ms: 0 },
+    };
+    cx.s.outcome = None;
+    let now = cx.now();
+    match from {
+        Phase::RestoringOld { reason, .. }
+        | Phase::RollbackMonitoring { reason, .. }
+        | Phase::RollbackDelay { reason, .. } => {
+            cx.log("resumed: rolling back");
+            roll_back(cx, &r.rollback, reason);
+            return;
+        }
+        Phase::Pending
+        | Phase::Starting { .. }
+        | Phase::Monitoring { .. }
+        | Phase::Delay { .. } => {}
+        Phase::Analysing { .. } | Phase::KeepingOld { .. } | Phase::Finished => {
+            cx.s.phase = from;
+            return cx.misplaced();
+        }
+    }
+    let s = &cx.s;
+    let failed: Vec<String> = s
+        .new_failed
+        .iter()
+        .filter(|id| !s.new_stopped.contains(id))
+        .cloned()
+        .collect();
+    let slots = s.failures;
+    cx.log(format!(
+        "resumed: {slots} failed new replica(s) to start again"
+    ));
+    if !failed.is_empty() {
+        cx.emit(Decision::StopNew {
+            ids: failed.clone(),
+        });
+    }
+    for list in [
+        &mut cx.s.new_seen,
+        &mut cx.s.new_routed,
+        &mut cx.s.new_failed,
+        &mut cx.s.batch,
+    ] {
+        list.retain(|id| !failed.contains(id));
+    }
+    cx.s.new_started = cx.s.new_started.saturating_sub(slots);
+    cx.s.failures = 0;
+    if matches!(from, Phase::Monitoring { .. }) {
+        // Its old replicas went when it was routed: the replacements take no more.
+        cx.s.batch_size = 0;
+    }
+    if slots > 0 {
+        cx.start_new(slots);
+    } else {
+        cx.s.phase = match from {
+            Phase::Starting { .. } => Phase::Starting { since_ms: now },
+            Phase::Monitoring { .. } => Phase::Monitoring {
+                until_ms: cx.wait_until(r.update.monitor_ms),
+            },
+            Phase::Delay { .. } => Phase::Delay { until_ms: now },
+            other => other,
+        };
+    }
+    // Nothing more this step: the observation still shows the replicas being stopped.
 }
 
 fn remaining(cx: &Cx<'_>) -> u32 {
