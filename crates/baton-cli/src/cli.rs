@@ -273,10 +273,17 @@ pub enum RolloutAction {
     Status { service: String },
     /// Skip the remaining pauses and steps: go to 100% now
     Promote { service: String },
-    /// Roll back the running or paused rollout (a paused rollback goes on rolling back)
+    /// Roll back the running or paused rollout
+    ///
+    /// A paused update rolls back to the previous configuration; a paused rollback goes
+    /// on rolling back. Exits 0 once rolled back.
     Abort { service: String },
-    /// Go on with a paused rollout from where it stopped: a rolling update replaces its
-    /// failed replicas and carries on with its batches; a rollback goes on rolling back
+    /// Go on with a paused rollout from where it stopped
+    ///
+    /// A paused rolling update stops its failed new replicas, starts as many again and
+    /// carries on with its remaining batches, with the same health gating; a second
+    /// failure pauses it again (or follows failure_action). A paused rollback goes on
+    /// rolling back. Refused (exit 1) when the service's newest rollout is not paused.
     Resume { service: String },
     /// Every rollout of a service
     History { service: String },

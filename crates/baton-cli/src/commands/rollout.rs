@@ -240,14 +240,18 @@ async fn request(
             record.status
         );
     }
+    // A paused rollback that resumes goes on rolling back.
+    let was_rolling_back = serde_json::from_str::<RolloutState>(&record.state_json)
+        .is_ok_and(|s| s.old_requested > 0 || !s.rollback_batches.is_empty());
     let code = super::up::wait_rollouts(ctx, project, &[(service.to_string(), id)]).await?;
-    // An abort that ended in a rollback did what was asked.
+    // An abort (or a resumed rollback) that ended in a rollback did what was asked.
     let rolled_back = store
         .rollouts(project, Some(service))?
         .into_iter()
         .find(|r| r.id == id)
         .is_some_and(|r| r.status == "rolled-back");
-    Ok(if action == "abort" && rolled_back {
+    let wanted_back = action == "abort" || (action == "resume" && was_rolling_back);
+    Ok(if wanted_back && rolled_back {
         crate::exit::OK
     } else {
         code
