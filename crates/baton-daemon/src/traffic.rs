@@ -775,3 +775,48 @@ async fn start_replicas<R: Runtime>(
     });
     join_all(starts).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_supervisor_leaves_running_and_newest_paused_rollouts_alone() {
+        let dir = std::env::temp_dir().join(format!("baton-traffic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        let record = |service: &str| RolloutRecord {
+            id: 0,
+            project: "p".into(),
+            service: service.into(),
+            revision: 1,
+            from_hash: "a".into(),
+            to_hash: "b".into(),
+            strategy: "rolling".into(),
+            status: "running".into(),
+            state_json: "{}".into(),
+            requested: None,
+            outcome: None,
+            started_at: 1,
+            finished_at: None,
+        };
+        let finish = |id, status| {
+            store
+                .update_rollout(id, status, "{}", Some(status), Some(2))
+                .unwrap()
+        };
+        // web: running; api: paused; db: paused, then a newer one completed; cache: done
+        store.start_rollout(&record("web")).unwrap();
+        let api = store.start_rollout(&record("api")).unwrap();
+        finish(api, "paused");
+        let db = store.start_rollout(&record("db")).unwrap();
+        finish(db, "paused");
+        let db2 = store.start_rollout(&record("db")).unwrap();
+        finish(db2, "completed");
+        let cache = store.start_rollout(&record("cache")).unwrap();
+        finish(cache, "rolled-back");
+        assert_eq!(Traffic::rolling_services(&store, "p"), ["api", "web"]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

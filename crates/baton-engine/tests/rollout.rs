@@ -854,10 +854,11 @@ fn paused_rollback_resumes_rolling_back() {
     );
     let new = N1_BAD;
     run.state = resume(&run.state, 5_000);
-    // o5 was never routed (its batch paused first): 4 are missing, two per batch
+    // 4 are missing, two per batch; o5, healthy but never routed (its batch paused
+    // first), joins the first one: a single old replica is started
     run.at(
         obs(5_000, &[("o5", Healthy), ("o6", Gone)], &new),
-        vec![start_old(2)],
+        vec![start_old(1)],
         None,
     );
     assert_eq!(run.state.rollback_left, 2);
@@ -871,6 +872,33 @@ fn paused_rollback_resumes_rolling_back() {
     // a second abort while it rolls back is ignored
     run.state = abort(&run.state, 5_500);
     assert!(!run.state.abort_requested);
+    run.at(
+        obs(
+            6_000,
+            &[("o5", Healthy), ("o6", Gone), ("o7", Healthy)],
+            &new,
+        ),
+        vec![
+            route_old(&["o5", "o7"]),
+            stop_new(&["n1", "n4"]),
+            start_old(2),
+        ],
+        None,
+    );
+    let old = [
+        ("o5", Healthy),
+        ("o6", Gone),
+        ("o7", Healthy),
+        ("o8", Healthy),
+        ("o9", Healthy),
+    ];
+    run.at(
+        obs(7_000, &old, &[("n2", Healthy), ("n3", Healthy)]),
+        vec![route_old(&["o8", "o9"]), stop_new(&["n2", "n3"])],
+        rolled_back(N1_REASON),
+    );
+    // exactly the 4 stopped come back, o5 among them
+    assert_eq!(run.state.old_restored, ids(&["o5", "o7", "o8", "o9"]));
 }
 
 #[test]

@@ -310,8 +310,16 @@ fn begin_rollback_batch(cx: &mut Cx<'_>, rb: &UpdateSettings, reason: String) {
     if rb.order == Order::StopFirst {
         stop_new_for_batch(cx, k);
     }
-    cx.s.old_requested = cx.s.old_requested.saturating_add(k);
-    cx.emit(Decision::StartOld { count: k });
+    // Old replicas an interrupted batch started that are alive and not yet counted (a
+    // paused rollback resumed) join this batch instead of being started again.
+    let adopted = restarted(cx)
+        .filter(|r| matches!(r.health, Health::Starting | Health::Healthy))
+        .count() as u32;
+    let start = k.saturating_sub(adopted);
+    cx.s.old_requested = cx.s.old_requested.saturating_add(start);
+    if start > 0 {
+        cx.emit(Decision::StartOld { count: start });
+    }
     cx.s.phase = Phase::RestoringOld {
         since_ms: now,
         reason,
@@ -448,6 +456,7 @@ fn batch_restored(cx: &mut Cx<'_>, rb: &UpdateSettings, healthy: Vec<String>, re
         });
     }
     let now = cx.now();
+    let routed = healthy.len() as u32;
     let k = match cx.s.rollback_batches.last_mut() {
         Some(b) => {
             b.routed = healthy;
@@ -456,6 +465,9 @@ fn batch_restored(cx: &mut Cx<'_>, rb: &UpdateSettings, healthy: Vec<String>, re
         }
         None => 0,
     };
+    // More than the batch asked for (replicas of an interrupted batch adopted): fewer
+    // are left for the next batches.
+    cx.s.rollback_left = cx.s.rollback_left.saturating_sub(routed.saturating_sub(k));
     if rb.order == Order::StartFirst {
         stop_new_for_batch(cx, k);
     }
