@@ -698,6 +698,151 @@ fn paused_rolling_update_is_aborted_or_resumed_from_the_cli() {
     assert!(s.containers().is_empty());
 }
 
+/// 2 replicas updated at once with a long monitor window; version 1 is healthy only while
+/// `flag/v1ok` exists in the project directory, and a rollback restores one replica per
+/// batch, pausing on a failure.
+fn two_with_pausing_rollback(port: u16) -> String {
+    format!(
+        r#"services:
+  web:
+    image: {IMAGE}
+    init: true
+    stop_grace_period: 1s
+    restart: always
+    command: [sh, -c, 'mkdir -p /www && echo "v$$VERSION" > /www/index.html && exec httpd -f -p 80 -h /www']
+    environment:
+      VERSION: ${{VERSION:-1}}
+    volumes: ["./flag:/flag"]
+    ports: ["127.0.0.1:{port}:80"]
+    healthcheck:
+      test: [CMD-SHELL, 'test "$$VERSION" != 1 || test -f /flag/v1ok']
+      interval: 1s
+      timeout: 3s
+      retries: 2
+    deploy:
+      replicas: 2
+      update_config:
+        parallelism: 0
+        monitor: 10m
+        failure_action: rollback
+      rollback_config:
+        parallelism: 1
+        monitor: 1s
+        failure_action: pause
+    x-baton:
+      rollout:
+        strategy: rolling
+        health_timeout: 30s
+"#
+    )
+}
+
+/// The known-issue case: a rollback paused by `rollback_config.failure_action: pause`
+/// (the restored old replica fails its healthcheck) is finished from the CLI once the
+/// cause is fixed: `rollout resume` removes the failed restored replica and rolls back
+/// the rest; 2 healthy replicas of version 1 are left and no request fails.
+#[test]
+fn paused_rollback_is_resumed_from_the_cli() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("rbpause");
+    let port = free_port();
+    s.write("compose.yaml", &two_with_pausing_rollback(port));
+    s.write("flag/v1ok", "");
+    let _daemon = Daemon::start(&s);
+    s.ok(&["up", "-d"]);
+    assert!(wait_for(port, "v1", 60), "v1 serves");
+    assert!(
+        until(60, || s.running().len() == 2),
+        "2 replicas: {:?}",
+        s.running()
+    );
+    let load = Load::start(port);
+    let out = s
+        .cmd()
+        .env("VERSION", "2")
+        .args(["up", "-d", "--no-wait"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "up v2: {}", stderr(&out));
+    let state = || -> serde_json::Value {
+        serde_json::from_str(&s.ok(&["--json", "rollout", "status", "web"])).unwrap_or_default()
+    };
+    let replaced = || {
+        let v = state();
+        v["state"]["new_routed"].as_array().map(Vec::len) == Some(2)
+            && v["state"]["old_stopped"].as_array().map(Vec::len) == Some(2)
+    };
+    assert!(until(60, replaced), "v2 replaced both: {}", state());
+
+    // Version 1 can no longer get healthy: the rollback abort asks for pauses.
+    std::fs::remove_file(s.path().join("flag/v1ok")).unwrap();
+    let out = s.baton(&["rollout", "abort", "web"]);
+    let text = stderr(&out);
+    eprintln!("abort:\n{text}");
+    assert_eq!(out.status.code(), Some(1), "a paused rollback: {text}");
+    assert!(text.contains("paused: rollback paused: "), "{text}");
+    assert_eq!(latest(&s).0, "paused");
+    assert_eq!(http_get(port, 10).as_deref().map(str::trim), Some("v2"));
+
+    // Fixed: resume goes on rolling back.
+    std::fs::write(s.path().join("flag/v1ok"), "").unwrap();
+    let started = std::time::Instant::now();
+    let out = s.baton(&["rollout", "resume", "web"]);
+    let text = stderr(&out);
+    eprintln!(
+        "resume took {:.1} s:\n{text}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "resume of a paused rollback: {text}"
+    );
+    assert!(text.contains("resumed: rolling back"), "{text}");
+    assert!(
+        text.contains("stop old "),
+        "the failed restored replica goes: {text}"
+    );
+    assert!(text.contains("rolled back: aborted"), "{text}");
+    let done = state();
+    assert_eq!(done["rollout"]["status"], "rolled-back", "{done}");
+    let from = done["rollout"]["from_hash"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string();
+    let running = s.running();
+    assert_eq!(running.len(), 2, "{running:?}");
+    assert!(
+        running
+            .iter()
+            .all(|n| n.ends_with(&from[..from.len().min(8)])),
+        "only restored replicas of version 1: {running:?}"
+    );
+    let healthy = || {
+        s.running()
+            .iter()
+            .all(|n| docker_lines(&["inspect", "-f", "{{.State.Health.Status}}", n]) == ["healthy"])
+    };
+    assert!(until(30, healthy), "both healthy: {:?}", s.running());
+    assert!(wait_for(port, "v1", 10), "v1 serves");
+    std::thread::sleep(Duration::from_millis(500));
+    let (bodies, failures) = load.finish();
+    eprintln!(
+        "paused rollback resumed: {} answers, {failures} failed",
+        bodies.len()
+    );
+    assert_eq!(failures, 0, "no failed request");
+    assert!(bodies.len() > 50, "the load ran ({})", bodies.len());
+    assert!(
+        bodies.iter().all(|b| b == "v1" || b == "v2"),
+        "only v1 and v2 answered"
+    );
+    s.ok(&["down"]);
+    assert!(s.containers().is_empty());
+}
+
 /// A child process killed when dropped.
 struct Child(std::process::Child);
 

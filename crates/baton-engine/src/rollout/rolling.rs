@@ -265,14 +265,21 @@ fn failed(cx: &mut Cx<'_>, r: &Rolling, ids: Vec<String>, count: u32, what: Stri
 /// as many new ones (stop-first: the new ones first), watches them for `monitor`, then
 /// waits `delay`. The last batch stops every new replica left. With no old replica
 /// stopped, the new ones just go.
+///
+/// A paused rollback resumed (`abort` or `resume`) comes here too: its restored replicas
+/// that failed are stopped and count as missing, started again like the others; their
+/// names are forgotten, so a replacement may take one again.
 pub(super) fn roll_back(cx: &mut Cx<'_>, rb: &UpdateSettings, reason: String) {
-    // Restored replicas that failed since (a paused rollback resumed) count as missing.
-    let s = &cx.s;
-    let restored = s
-        .old_restored
-        .iter()
-        .filter(|id| !s.old_failed.contains(id));
-    let left = s.old_stopped.len().saturating_sub(restored.count()) as u32;
+    let failed = std::mem::take(&mut cx.s.old_failed);
+    if !failed.is_empty() {
+        cx.s.old_restored.retain(|id| !failed.contains(id));
+        cx.s.old_running.retain(|id| !failed.contains(id));
+        cx.emit(Decision::StopOld { ids: failed });
+    }
+    let left =
+        cx.s.old_stopped
+            .len()
+            .saturating_sub(cx.s.old_restored.len()) as u32;
     if left == 0 {
         let _ = cx.stop_all_new();
         cx.finish(Outcome::RolledBack { reason });
@@ -312,8 +319,18 @@ fn begin_rollback_batch(cx: &mut Cx<'_>, rb: &UpdateSettings, reason: String) {
     }
     // Old replicas an interrupted batch started that are alive and not yet counted (a
     // paused rollback resumed) join this batch instead of being started again.
+    // (Not the failed ones this step stops.)
+    let stopping: Vec<&String> = cx
+        .out
+        .iter()
+        .flat_map(|d| match d {
+            Decision::StopOld { ids } => ids.iter().collect(),
+            _ => Vec::new(),
+        })
+        .collect();
     let adopted = restarted(cx)
         .filter(|r| matches!(r.health, Health::Starting | Health::Healthy))
+        .filter(|r| !stopping.contains(&&r.id))
         .count() as u32;
     let start = k.saturating_sub(adopted);
     cx.s.old_requested = cx.s.old_requested.saturating_add(start);
