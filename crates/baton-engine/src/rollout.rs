@@ -305,6 +305,11 @@ pub fn step(
         cx.s.resume_requested = false;
         let paused = matches!(cx.s.outcome, Some(Outcome::Paused { .. }));
         match &spec.strategy {
+            _ if cx.s.strategy != spec.strategy.kind() => cx.log(format!(
+                "resume ignored: the strategy changed from {} to {}",
+                cx.s.strategy,
+                spec.strategy.kind()
+            )),
             Strategy::Rolling(r) if paused && cx.s.phase == Phase::Finished => {
                 rolling::resume(&mut cx, r)
             }

@@ -240,10 +240,20 @@ async fn request(
             record.status
         );
     }
+    let before = serde_json::from_str::<RolloutState>(&record.state_json).ok();
     // A paused rollback that resumes goes on rolling back.
-    let was_rolling_back = serde_json::from_str::<RolloutState>(&record.state_json)
-        .is_ok_and(|s| s.old_requested > 0 || !s.rollback_batches.is_empty());
-    let code = super::up::wait_rollouts(ctx, project, &[(service.to_string(), id)]).await?;
+    let was_rolling_back = before
+        .as_ref()
+        .is_some_and(|s| s.old_requested > 0 || !s.rollback_batches.is_empty());
+    // Only what happens from now on: `rollout status` shows the whole history.
+    let shown = before.map_or(0, |s| s.history.len());
+    let code = super::up::follow_rollouts(
+        ctx,
+        project,
+        &[(service.to_string(), id)],
+        [(id, shown)].into(),
+    )
+    .await?;
     // An abort (or a resumed rollback) that ended in a rollback did what was asked.
     let rolled_back = store
         .rollouts(project, Some(service))?
