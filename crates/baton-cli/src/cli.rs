@@ -89,7 +89,8 @@ pub enum Command {
     /// Run the daemon: keep every project brought up with `up` running (replicas that
     /// are killed, removed or unhealthy come back, with backoff)
     Serve(ServeArgs),
-    /// Rollouts of services whose traffic baton manages: status, promote, abort, history
+    /// Rollouts of services whose traffic baton manages: status, promote, abort, resume,
+    /// history, undo
     Rollout(RolloutArgs),
     /// Pipelines: run a DAG of jobs, list, history, show, logs, rerun
     Pipeline(crate::commands::pipeline::PipelineArgs),
@@ -272,8 +273,18 @@ pub enum RolloutAction {
     Status { service: String },
     /// Skip the remaining pauses and steps: go to 100% now
     Promote { service: String },
-    /// Roll back the running rollout
+    /// Roll back the running or paused rollout
+    ///
+    /// A paused update rolls back to the previous configuration; a paused rollback goes
+    /// on rolling back. Exits 0 once rolled back.
     Abort { service: String },
+    /// Go on with a paused rollout from where it stopped
+    ///
+    /// A paused rolling update stops its failed new replicas, starts as many again and
+    /// carries on with its remaining batches, with the same health gating; a second
+    /// failure pauses it again (or follows failure_action). A paused rollback goes on
+    /// rolling back. Refused (exit 1) when the service's newest rollout is not paused.
+    Resume { service: String },
     /// Every rollout of a service
     History { service: String },
     /// Roll the service back to an earlier revision's configuration (default: the last

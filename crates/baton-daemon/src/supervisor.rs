@@ -192,7 +192,9 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             .await?;
         // Services in a rollout are the rollout's to change, not the supervisor's.
         let mut hands_off = desired.stopped_services.clone();
-        hands_off.extend(crate::traffic::Traffic::rolling_services(self.store, name));
+        hands_off.extend(crate::traffic::Traffic::rolling_services(
+            self.store, name, &observed,
+        ));
         let histories = self.histories.entry(name.to_string()).or_default();
         let decisions = supervise(&project, &observed, &hands_off, histories, now);
         for d in decisions {

@@ -151,16 +151,38 @@ fn backend_addr(c: &ObservedContainer, target: u16) -> Option<SocketAddr> {
 }
 
 impl Traffic {
-    /// The services whose rollout the daemon is carrying out: the supervisor leaves
-    /// them alone.
-    pub fn rolling_services(store: &Store, project: &str) -> Vec<String> {
-        store
-            .rollouts(project, None)
-            .unwrap_or_default()
-            .into_iter()
+    /// The services whose rollout the daemon is carrying out, or whose newest rollout
+    /// is paused (left as it is for a person, until `rollout abort|resume` or a new
+    /// `up`) and still holds replicas it started: the supervisor leaves them alone.
+    /// (After a `down` and an `up` of the same file, `up`'s own replicas are the
+    /// supervisor's again.)
+    pub fn rolling_services(store: &Store, project: &str, observed: &Observed) -> Vec<String> {
+        let all = store.rollouts(project, None).unwrap_or_default();
+        // Replicas a rollout starts are named with its new configuration's short hash.
+        let holds = |r: &RolloutRecord| {
+            let suffix = format!("-{}", &r.to_hash[..r.to_hash.len().min(8)]);
+            observed
+                .containers
+                .iter()
+                .any(|c| c.service == r.service && !c.oneoff && c.name.ends_with(&suffix))
+        };
+        // Newest last: the last record seen per service is its newest.
+        let newest: BTreeMap<&str, &RolloutRecord> =
+            all.iter().map(|r| (r.service.as_str(), r)).collect();
+        let mut out: Vec<String> = all
+            .iter()
             .filter(|r| r.status == "running")
-            .map(|r| r.service)
-            .collect()
+            .map(|r| r.service.clone())
+            .collect();
+        out.extend(
+            newest
+                .values()
+                .filter(|r| r.status == "paused" && holds(r))
+                .map(|r| r.service.clone()),
+        );
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Closes the proxies of services that should no longer have one: their project was
@@ -462,6 +484,9 @@ impl Traffic {
         {
             Some("promote") => state = rollout::promote(&state, now),
             Some("abort") => state = rollout::abort(&state, now),
+            // `abort` and `resume` also come for a paused rollout, which the CLI set
+            // running again.
+            Some("resume") => state = rollout::resume(&state, now),
             _ => {}
         }
         let mine = || {
@@ -764,4 +789,87 @@ async fn start_replicas<R: Runtime>(
         }
     });
     join_all(starts).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(service: &str, name: &str) -> ObservedContainer {
+        ObservedContainer {
+            id: name.into(),
+            name: name.into(),
+            service: service.into(),
+            replica: 1,
+            config_hash: String::new(),
+            oneoff: false,
+            image: String::new(),
+            state: ContainerState::Running,
+            health: Health::Unhealthy,
+            exit_code: None,
+            status: String::new(),
+            ports: Vec::new(),
+            labels: BTreeMap::new(),
+            created: 0,
+            restart_count: 0,
+            addresses: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_supervisor_leaves_running_and_newest_paused_rollouts_alone() {
+        let dir = std::env::temp_dir().join(format!("baton-traffic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        let record = |service: &str| RolloutRecord {
+            id: 0,
+            project: "p".into(),
+            service: service.into(),
+            revision: 1,
+            from_hash: "a".into(),
+            to_hash: "bbbbbbbbcc".into(),
+            strategy: "rolling".into(),
+            status: "running".into(),
+            state_json: "{}".into(),
+            requested: None,
+            outcome: None,
+            started_at: 1,
+            finished_at: None,
+        };
+        let finish = |id, status| {
+            store
+                .update_rollout(id, status, "{}", Some(status), Some(2))
+                .unwrap()
+        };
+        // web: running; api and queue: paused; db: paused, then a newer one completed;
+        // cache: done
+        store.start_rollout(&record("web")).unwrap();
+        let api = store.start_rollout(&record("api")).unwrap();
+        finish(api, "paused");
+        let queue = store.start_rollout(&record("queue")).unwrap();
+        finish(queue, "paused");
+        let db = store.start_rollout(&record("db")).unwrap();
+        finish(db, "paused");
+        let db2 = store.start_rollout(&record("db")).unwrap();
+        finish(db2, "completed");
+        let cache = store.start_rollout(&record("cache")).unwrap();
+        finish(cache, "rolled-back");
+        let observed = Observed {
+            // api still has a replica the paused rollout started; queue only has plain
+            // replicas again (taken down and brought up since)
+            containers: vec![
+                container("api", "p-api-1"),
+                container("api", "p-api-1-bbbbbbbb"),
+                container("queue", "p-queue-1"),
+                container("db", "p-db-1-bbbbbbbb"),
+            ],
+            ..Observed::default()
+        };
+        assert_eq!(
+            Traffic::rolling_services(&store, "p", &observed),
+            ["api", "web"]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

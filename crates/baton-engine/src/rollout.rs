@@ -87,7 +87,7 @@ pub enum Decision {
 }
 
 /// How a rollout ended. `Paused` leaves everything as it is for a person to look at;
-/// `abort` still works on a paused rollout.
+/// `abort` (roll back) and `resume` (go on) still work on a paused rollout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum Outcome {
@@ -204,6 +204,12 @@ pub struct RolloutState {
     pub promoted: bool,
     /// Set by `abort`: the next `step` rolls back.
     pub abort_requested: bool,
+    /// Set by `resume` on a paused rollout: the next `step` goes on from where it paused.
+    #[serde(default)]
+    pub resume_requested: bool,
+    /// The phase a pause interrupted, for `resume`.
+    #[serde(default)]
+    pub paused_phase: Option<Phase>,
     pub outcome: Option<Outcome>,
     pub history: Vec<Event>,
 }
@@ -241,6 +247,8 @@ pub fn start(
         weight: 0,
         promoted: false,
         abort_requested: false,
+        resume_requested: false,
+        paused_phase: None,
         outcome: None,
         history: vec![Event {
             at_ms: now_ms,
@@ -273,9 +281,11 @@ pub fn step(
             cx.s.strategy,
             spec.strategy.kind()
         );
+        cx.s.resume_requested = false;
         cx.finish(Outcome::Paused { reason });
     } else if cx.s.abort_requested {
         cx.s.abort_requested = false;
+        cx.s.resume_requested = false;
         let abortable = match &cx.s.outcome {
             None => true,
             Some(Outcome::Paused { .. }) => true,
@@ -283,10 +293,33 @@ pub fn step(
         };
         if abortable {
             cx.log("aborted");
+            // A paused rollout rolls back: it is not paused any more.
+            cx.s.outcome = None;
+            cx.s.paused_phase = None;
             match &spec.strategy {
                 Strategy::Rolling(r) => rolling::roll_back(&mut cx, &r.rollback, "aborted".into()),
                 Strategy::BlueGreen(_) | Strategy::Canary(_) => cx.revert("aborted".into()),
             }
+        }
+    } else if cx.s.resume_requested {
+        cx.s.resume_requested = false;
+        let paused = matches!(cx.s.outcome, Some(Outcome::Paused { .. }));
+        match &spec.strategy {
+            _ if cx.s.strategy != spec.strategy.kind() => cx.log(format!(
+                "resume ignored: the strategy changed from {} to {}",
+                cx.s.strategy,
+                spec.strategy.kind()
+            )),
+            Strategy::Rolling(r) if paused && cx.s.phase == Phase::Finished => {
+                rolling::resume(&mut cx, r)
+            }
+            Strategy::Rolling(_) => cx.log("resume ignored: the rollout is not paused"),
+            // Only a strategy change or a misplaced phase pauses these: nothing to go on
+            // with, so the pause stands.
+            Strategy::BlueGreen(_) | Strategy::Canary(_) => cx.log(format!(
+                "resume ignored: a {} rollout cannot resume",
+                cx.s.strategy
+            )),
         }
     } else if cx.s.phase != Phase::Finished {
         match &spec.strategy {
@@ -332,6 +365,26 @@ pub fn abort(state: &RolloutState, now_ms: u64) -> RolloutState {
             s.abort_requested = true;
             "abort requested"
         }
+    };
+    s.history.push(Event {
+        at_ms: now_ms,
+        message: message.into(),
+    });
+    s
+}
+
+/// Asks the next `step` to go on with a paused rollout from where it paused: a rolling
+/// update replaces its failed new replicas and carries on with its batches (the failure
+/// count starts again from zero, with the same health gating and `failure_action`); a
+/// paused rolling rollback goes on rolling back. Ignored unless the rollout is paused.
+pub fn resume(state: &RolloutState, now_ms: u64) -> RolloutState {
+    let mut s = state.clone();
+    let message = match &s.outcome {
+        Some(Outcome::Paused { .. }) => {
+            s.resume_requested = true;
+            "resume requested"
+        }
+        _ => "resume ignored: the rollout is not paused",
     };
     s.history.push(Event {
         at_ms: now_ms,
@@ -445,6 +498,9 @@ impl Cx<'_> {
             Outcome::Paused { reason } => format!("paused: {reason}"),
         };
         self.log(message);
+        if matches!(outcome, Outcome::Paused { .. }) && self.s.phase != Phase::Finished {
+            self.s.paused_phase = Some(self.s.phase.clone());
+        }
         self.s.phase = Phase::Finished;
         self.s.outcome = Some(outcome);
     }

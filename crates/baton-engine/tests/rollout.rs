@@ -7,7 +7,7 @@ use baton_engine::restart::{
 };
 use baton_engine::rollout::Health::{Gone, Healthy, Starting, Unhealthy};
 use baton_engine::rollout::{
-    abort, promote, rollout_spec, start, step, superseded, Analysis, CanaryStep, Decision,
+    abort, promote, resume, rollout_spec, start, step, superseded, Analysis, CanaryStep, Decision,
     FailureAction, Health, Observation, Order, Outcome, Replica, RevisionMetrics, RolloutSpec,
     RolloutState, Strategy, UpdateSettings,
 };
@@ -319,6 +319,174 @@ fn paused_again(reason: &str) -> Option<Outcome> {
     Some(Outcome::Paused {
         reason: reason.into(),
     })
+}
+
+/// Paused in batch 2 before n2 was routed: `resume` stops n2, starts a replacement
+/// within the same batch, which routes it once healthy and only then stops o2
+/// (start-first); batch 3 follows and the rollout completes.
+#[test]
+fn rolling_paused_update_resumes_where_it_stopped() {
+    let (mut run, outcome, _) = rolling_to_second_batch_failure("pause");
+    assert_eq!(outcome, paused_again(N2_REASON));
+    assert!(
+        run.state.paused_phase.is_some(),
+        "the pause keeps its phase"
+    );
+    let old = [("o2", Healthy), ("o3", Healthy)];
+    let new = [("n1", Healthy), ("n2", Unhealthy)];
+    run.at(obs(8_000, &old, &new), vec![], paused_again(N2_REASON));
+    run.state = resume(&run.state, 9_000);
+    assert!(run.state.resume_requested);
+    run.at(
+        obs(9_000, &old, &new),
+        vec![stop_new(&["n2"]), start_new(1)],
+        None,
+    );
+    assert_eq!(run.state.outcome, None, "no longer paused");
+    assert_eq!(run.state.failures, 0, "the failure count starts again");
+    assert_eq!(run.state.new_started, 2);
+    // n2 is gone; n3 replaces it, healthy: routed, then o2 goes
+    run.at(
+        obs(9_500, &old, &[("n1", Healthy), ("n3", Starting)]),
+        vec![],
+        None,
+    );
+    run.at(
+        obs(10_000, &old, &[("n1", Healthy), ("n3", Healthy)]),
+        vec![route_new(&["n3"]), stop_old(&["o2"])],
+        None,
+    );
+    // monitor 5s, then batch 3
+    let old = [("o3", Healthy)];
+    let new = [("n1", Healthy), ("n3", Healthy)];
+    run.at(obs(14_999, &old, &new), vec![], None);
+    run.at(obs(15_000, &old, &new), vec![start_new(1)], None);
+    let new = [("n1", Healthy), ("n3", Healthy), ("n2", Healthy)];
+    run.at(
+        obs(16_000, &old, &new),
+        vec![route_new(&["n2"]), stop_old(&["o3"])],
+        None,
+    );
+    run.at(obs(21_000, &[], &new), vec![], Some(Outcome::Completed));
+    // a replacement took the freed name n2: it is served like any other
+    assert_eq!(run.state.new_routed, ids(&["n1", "n3", "n2"]));
+    assert_eq!(run.state.old_stopped, ids(&["o1", "o2", "o3"]));
+    let messages: Vec<&str> = run
+        .state
+        .history
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect();
+    assert!(messages.contains(&"resume requested"), "{messages:?}");
+    assert!(
+        messages.contains(&"resumed: 1 failed new replica(s) to start again"),
+        "{messages:?}"
+    );
+}
+
+/// A second failure after `resume` pauses again, with the count started from zero.
+#[test]
+fn rolling_resumed_update_that_fails_again_pauses_again() {
+    let (mut run, _, _) = rolling_to_second_batch_failure("pause");
+    let old = [("o2", Healthy), ("o3", Healthy)];
+    run.state = resume(&run.state, 9_000);
+    run.at(
+        obs(9_000, &old, &[("n1", Healthy), ("n2", Unhealthy)]),
+        vec![stop_new(&["n2"]), start_new(1)],
+        None,
+    );
+    run.at(
+        obs(10_000, &old, &[("n1", Healthy), ("n3", Gone)]),
+        vec![],
+        paused_again("n3 exited; 1 of 2 updated replica(s) failed, above max_failure_ratio 0"),
+    );
+    // and abort from there rolls back: o1 comes back, every new replica goes
+    run.state = abort(&run.state, 11_000);
+    run.at(
+        obs(11_000, &old, &[("n1", Healthy), ("n3", Gone)]),
+        vec![start_old(1)],
+        None,
+    );
+    let old = [("o2", Healthy), ("o3", Healthy), ("o4", Healthy)];
+    run.at(
+        obs(12_000, &old, &[("n1", Healthy), ("n3", Gone)]),
+        vec![route_old(&["o4"]), stop_new(&["n1", "n3"])],
+        rolled_back("aborted"),
+    );
+}
+
+/// Paused within the monitor window after the batch was routed (its old replica already
+/// stopped): the replacement is routed without stopping another old one.
+#[test]
+fn rolling_paused_while_monitored_resumes_without_stopping_more_old() {
+    let mut run = Run::new(
+        spec(web(json!({"failure_action": "pause", "monitor": 10000}))),
+        3,
+        &["o1", "o2", "o3"],
+    );
+    run.at(obs(0, &OLD3, &[]), vec![start_new(1)], None);
+    run.at(
+        obs(1_000, &OLD3, &[("n1", Healthy)]),
+        vec![route_new(&["n1"]), stop_old(&["o1"])],
+        None,
+    );
+    let old = [("o2", Healthy), ("o3", Healthy)];
+    let reason = "n1 is unhealthy; 1 of 1 updated replica(s) failed, above max_failure_ratio 0";
+    run.at(
+        obs(3_000, &old, &[("n1", Unhealthy)]),
+        vec![],
+        paused_again(reason),
+    );
+    run.state = resume(&run.state, 4_000);
+    run.at(
+        obs(4_000, &old, &[("n1", Unhealthy)]),
+        vec![stop_new(&["n1"]), start_new(1)],
+        None,
+    );
+    assert!(
+        run.state.new_routed.is_empty(),
+        "n1 no longer counts as routed"
+    );
+    run.at(
+        obs(5_000, &old, &[("n2", Healthy)]),
+        vec![route_new(&["n2"])],
+        None,
+    );
+    // monitored 10s, then batch 2 as usual
+    run.at(
+        obs(15_000, &old, &[("n2", Healthy)]),
+        vec![start_new(1)],
+        None,
+    );
+    run.at(
+        obs(16_000, &old, &[("n2", Healthy), ("n3", Healthy)]),
+        vec![route_new(&["n3"]), stop_old(&["o2"])],
+        None,
+    );
+    assert_eq!(run.state.old_running, ids(&["o3"]));
+}
+
+/// `resume` is ignored on a rollout that is not paused (running or finished).
+#[test]
+fn resume_is_ignored_unless_paused() {
+    let mut run = Run::new(spec(web(json!({}))), 3, &["o1", "o2", "o3"]);
+    run.state = resume(&run.state, 0);
+    assert!(!run.state.resume_requested);
+    assert_eq!(
+        run.state.history.last().map(|e| e.message.as_str()),
+        Some("resume ignored: the rollout is not paused")
+    );
+    run.at(obs(0, &OLD3, &[]), vec![start_new(1)], None);
+    let (mut done, _, _) = rolling_to_second_batch_failure("rollback");
+    let new = [("n1", Healthy), ("n2", Unhealthy)];
+    let old = [("o2", Healthy), ("o3", Healthy), ("o4", Healthy)];
+    done.at(
+        obs(9_000, &old, &new),
+        vec![route_old(&["o4"]), stop_new(&["n1", "n2"])],
+        rolled_back(N2_REASON),
+    );
+    done.state = resume(&done.state, 10_000);
+    done.at(obs(10_000, &old, &[]), vec![], rolled_back(N2_REASON));
 }
 
 #[test]
@@ -660,17 +828,78 @@ fn rollback_failure_within_its_monitor_window_pauses() {
             "rollback paused: o5 exited; 1 of 1 restored replica(s) failed, above max_failure_ratio 0; it was for: {N1_REASON}"
         )),
     );
-    // abort resumes a paused rollback: all 4 are missing again, o5 included
+    // abort resumes a paused rollback: the failed o5 is removed, and all 4 are missing
+    // again, o5 included
     run.state = abort(&run.state, 7_000);
-    run.at(obs(7_000, &[("o5", Gone)], &new), vec![start_old(1)], None);
+    run.at(
+        obs(7_000, &[("o5", Gone)], &new),
+        vec![stop_old(&["o5"]), start_old(1)],
+        None,
+    );
     assert_eq!(run.state.rollback_left, 3);
     assert_eq!(batch_sizes(&run), vec![1, 1]);
-    let old = [("o5", Gone), ("o9", Healthy)];
+    assert!(run.state.old_failed.is_empty(), "o5 is forgotten");
+    let old = [("o9", Healthy)];
     run.at(
         obs(8_000, &old, &new),
         vec![route_old(&["o9"]), stop_new(&["n4"])],
         None,
     );
+}
+
+/// `resume` on a paused rollback goes on rolling back, like `abort`.
+#[test]
+fn paused_rollback_resumes_rolling_back() {
+    let (mut run, _) = four_updated_then_n1_fails(json!({"parallelism": 2, "monitor": 0}));
+    run.at(
+        obs(4_000, &[("o5", Healthy), ("o6", Gone)], &N1_BAD),
+        vec![],
+        paused_again(&format!(
+            "rollback paused: o6 exited; 1 of 2 restored replica(s) failed, above max_failure_ratio 0; it was for: {N1_REASON}"
+        )),
+    );
+    let new = N1_BAD;
+    run.state = resume(&run.state, 5_000);
+    // the failed o6 is removed; 4 are missing, two per batch; o5, healthy but never
+    // routed (its batch paused first), joins the first one: a single one is started
+    run.at(
+        obs(5_000, &[("o5", Healthy), ("o6", Gone)], &new),
+        vec![stop_old(&["o6"]), start_old(1)],
+        None,
+    );
+    assert_eq!(run.state.rollback_left, 2);
+    let messages: Vec<&str> = run
+        .state
+        .history
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect();
+    assert!(messages.contains(&"resumed: rolling back"), "{messages:?}");
+    // a second abort while it rolls back is ignored
+    run.state = abort(&run.state, 5_500);
+    assert!(!run.state.abort_requested);
+    run.at(
+        obs(6_000, &[("o5", Healthy), ("o7", Healthy)], &new),
+        vec![
+            route_old(&["o5", "o7"]),
+            stop_new(&["n1", "n4"]),
+            start_old(2),
+        ],
+        None,
+    );
+    let old = [
+        ("o5", Healthy),
+        ("o7", Healthy),
+        ("o8", Healthy),
+        ("o9", Healthy),
+    ];
+    run.at(
+        obs(7_000, &old, &[("n2", Healthy), ("n3", Healthy)]),
+        vec![route_old(&["o8", "o9"]), stop_new(&["n2", "n3"])],
+        rolled_back(N1_REASON),
+    );
+    // exactly the 4 stopped come back, o5 among them
+    assert_eq!(run.state.old_restored, ids(&["o5", "o7", "o8", "o9"]));
 }
 
 #[test]
@@ -1586,8 +1815,17 @@ fn any_observation_sequence_is_handled() {
             match next(30) {
                 0 => state = promote(&state, now),
                 1 => state = abort(&state, now),
+                2 => state = resume(&state, now),
                 _ => {}
             }
+            let resuming = state.resume_requested && !state.abort_requested;
+            // A paused rollback resumed stops its failed restored replicas and forgets
+            // them: a name the update stopped may have come back among them.
+            let reusable = if state.resume_requested || state.abort_requested {
+                state.old_failed.clone()
+            } else {
+                Vec::new()
+            };
             let (next_state, decisions, outcome) = step(s, &state, &o);
             if finished {
                 assert_eq!(decisions, vec![], "round {round}");
@@ -1597,12 +1835,20 @@ fn any_observation_sequence_is_handled() {
                     Decision::SetWeight { new_percent } => assert!(*new_percent <= 100),
                     Decision::StopNew { ids } | Decision::StopOld { ids } => {
                         for id in ids {
-                            assert!(!stopped.contains(id), "round {round}: {id} twice");
+                            assert!(
+                                !stopped.contains(id) || reusable.contains(id),
+                                "round {round}: {id} twice"
+                            );
                             stopped.push(id.clone());
                         }
                     }
                     _ => {}
                 }
+            }
+            // A resumed update forgets the failed replicas it stops: their names may
+            // come back as replacements.
+            if let (true, Some(Decision::StopNew { ids })) = (resuming, decisions.first()) {
+                stopped.retain(|id| !ids.contains(id));
             }
             finished = outcome
                 .as_ref()

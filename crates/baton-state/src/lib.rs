@@ -802,6 +802,36 @@ impl Store {
         })
     }
 
+    /// Puts a manual request (`promote`, `abort`, `resume`) on the newest rollout of a
+    /// service when its status is one of `from`. A finished one (`paused`) goes back to
+    /// `running`, its outcome and finish time cleared, so the daemon steps it again.
+    /// Returns the newest rollout as it was before, and whether it took the request;
+    /// `None` when the service has had no rollout.
+    pub fn request_newest_rollout(
+        &self,
+        project: &str,
+        service: &str,
+        action: &str,
+        from: &[&str],
+    ) -> Result<Option<(RolloutRecord, bool)>> {
+        let Some(newest) = self.rollouts(project, Some(service))?.pop() else {
+            return Ok(None);
+        };
+        if !from.contains(&newest.status.as_str()) {
+            return Ok(Some((newest, false)));
+        }
+        // Only if the daemon did not change its status in between.
+        let taken = self.with(|c| {
+            c.execute(
+                "UPDATE rollouts SET requested = ?2, status = 'running', outcome = NULL, finished_at = NULL
+                 WHERE id = ?1 AND status = ?3",
+                params![newest.id, action, newest.status],
+            )
+            .map(|n| n > 0)
+        })?;
+        Ok(Some((newest, taken)))
+    }
+
     /// Takes (and clears) a pending manual request.
     pub fn take_rollout_request(&self, id: i64) -> Result<Option<String>> {
         self.with(|c| {
@@ -1040,6 +1070,70 @@ mod tests {
             ("completed", Some(20))
         );
         assert!(s.rollouts("p", Some("db")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_paused_rollout_takes_abort_and_resume_and_runs_again() {
+        let (_d, s) = store();
+        let mut r = RolloutRecord {
+            id: 0,
+            project: "p".into(),
+            service: "web".into(),
+            revision: 2,
+            from_hash: "a".into(),
+            to_hash: "b".into(),
+            strategy: "rolling".into(),
+            status: "running".into(),
+            state_json: "{}".into(),
+            requested: None,
+            outcome: None,
+            started_at: 10,
+            finished_at: None,
+        };
+        assert_eq!(
+            s.request_newest_rollout("p", "web", "resume", &["paused"])
+                .unwrap(),
+            None
+        );
+        let first = s.start_rollout(&r).unwrap();
+        s.update_rollout(first, "paused", "{}", Some("paused: n1"), Some(20))
+            .unwrap();
+        r.started_at = 30;
+        let id = s.start_rollout(&r).unwrap();
+        s.update_rollout(id, "paused", "{}", Some("paused: n2"), Some(40))
+            .unwrap();
+        // not paused → refused, nothing changed
+        let (rec, taken) = s
+            .request_newest_rollout("p", "web", "promote", &["running"])
+            .unwrap()
+            .unwrap();
+        assert_eq!((rec.id, rec.status.as_str(), taken), (id, "paused", false));
+        assert_eq!(s.take_rollout_request(id).unwrap(), None);
+        // paused → running again with the request, outcome and finish cleared; only the
+        // newest rollout
+        let (rec, taken) = s
+            .request_newest_rollout("p", "web", "resume", &["paused"])
+            .unwrap()
+            .unwrap();
+        assert_eq!((rec.id, rec.status.as_str(), taken), (id, "paused", true));
+        let all = s.rollouts("p", Some("web")).unwrap();
+        assert_eq!(all[0].status, "paused");
+        let now = &all[1];
+        assert_eq!(
+            (now.status.as_str(), now.outcome.as_deref(), now.finished_at),
+            ("running", None, None)
+        );
+        assert_eq!(now.requested.as_deref(), Some("resume"));
+        // running → abort taken too
+        let (_, taken) = s
+            .request_newest_rollout("p", "web", "abort", &["running", "paused"])
+            .unwrap()
+            .unwrap();
+        assert!(taken);
+        assert_eq!(
+            s.take_rollout_request(id).unwrap().as_deref(),
+            Some("abort")
+        );
     }
 
     #[test]

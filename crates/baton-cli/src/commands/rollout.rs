@@ -1,5 +1,6 @@
-//! `baton rollout status|promote|abort|history SERVICE`: look at and steer the rollouts
-//! that `baton serve` carries out; a request wakes the daemon through its socket.
+//! `baton rollout status|promote|abort|resume|history|undo SERVICE`: look at and steer
+//! the rollouts that `baton serve` carries out; a request wakes the daemon through its
+//! socket. `abort` and `resume` also reach a paused rollout, which then runs again.
 
 use anyhow::{bail, Result};
 use baton_engine::rollout::RolloutState;
@@ -31,9 +32,22 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
             report(ctx, &r, &live)
         }
         RolloutAction::Promote { service } => {
-            request(ctx, &store, &name, &service, "promote").await
+            request(ctx, &store, &name, &service, "promote", &["running"]).await
         }
-        RolloutAction::Abort { service } => request(ctx, &store, &name, &service, "abort").await,
+        RolloutAction::Abort { service } => {
+            request(
+                ctx,
+                &store,
+                &name,
+                &service,
+                "abort",
+                &["running", "paused"],
+            )
+            .await
+        }
+        RolloutAction::Resume { service } => {
+            request(ctx, &store, &name, &service, "resume", &["paused"]).await
+        }
         RolloutAction::Undo {
             service,
             to_revision,
@@ -192,34 +206,62 @@ fn short(hash: &str) -> &str {
     &hash[..hash.len().min(8)]
 }
 
+/// Puts `action` on the newest rollout of the service when its status is one of `from`
+/// (a paused one runs again), wakes the daemon and follows the rollout to its end.
 async fn request(
     ctx: &Context,
     store: &baton_state::Store,
     project: &str,
     service: &str,
     action: &str,
+    from: &[&str],
 ) -> Result<u8> {
-    if !store.request_rollout(project, service, action)? {
-        bail!("service {service}: no rollout is running");
+    let Some((record, taken)) = store.request_newest_rollout(project, service, action, from)?
+    else {
+        bail!("service {service}: no rollout yet; nothing to {action}");
+    };
+    let id = record.id;
+    if !taken {
+        bail!(
+            "service {service}: rollout {id} is {}, not {}; nothing to {action}",
+            record.status,
+            from.join(" or ")
+        );
     }
     if !super::serve::daemon_running(ctx) {
         eprintln!("warning: `baton serve` is not running; the request waits for it");
     }
     super::serve::wake(ctx).await;
-    eprintln!("{service}: {action} requested");
-    let id = store
-        .rollouts(project, Some(service))?
-        .pop()
-        .map(|r| r.id)
-        .unwrap_or(0);
-    let code = super::up::wait_rollouts(ctx, project, &[(service.to_string(), id)]).await?;
-    // An abort that ended in a rollback did what was asked.
+    if record.status == "running" {
+        eprintln!("{service}: {action} requested");
+    } else {
+        eprintln!(
+            "{service}: rollout {id} was {}: {action} requested",
+            record.status
+        );
+    }
+    let before = serde_json::from_str::<RolloutState>(&record.state_json).ok();
+    // A paused rollback that resumes goes on rolling back.
+    let was_rolling_back = before
+        .as_ref()
+        .is_some_and(|s| s.old_requested > 0 || !s.rollback_batches.is_empty());
+    // Only what happens from now on: `rollout status` shows the whole history.
+    let shown = before.map_or(0, |s| s.history.len());
+    let code = super::up::follow_rollouts(
+        ctx,
+        project,
+        &[(service.to_string(), id)],
+        [(id, shown)].into(),
+    )
+    .await?;
+    // An abort (or a resumed rollback) that ended in a rollback did what was asked.
     let rolled_back = store
         .rollouts(project, Some(service))?
         .into_iter()
         .find(|r| r.id == id)
         .is_some_and(|r| r.status == "rolled-back");
-    Ok(if action == "abort" && rolled_back {
+    let wanted_back = action == "abort" || (action == "resume" && was_rolling_back);
+    Ok(if wanted_back && rolled_back {
         crate::exit::OK
     } else {
         code

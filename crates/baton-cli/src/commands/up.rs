@@ -87,11 +87,21 @@ pub async fn scale(ctx: &Context, args: ScaleArgs) -> Result<u8> {
 /// Follows rollouts the daemon carries out until each has finished; prints what
 /// happens and how each ended. Exit 0 when all completed, 1 otherwise.
 pub async fn wait_rollouts(ctx: &Context, project: &str, rollouts: &[(String, i64)]) -> Result<u8> {
+    follow_rollouts(ctx, project, rollouts, Default::default()).await
+}
+
+/// `wait_rollouts`, leaving out the first `printed[id]` history lines of each rollout
+/// (already there before this command asked for something).
+pub async fn follow_rollouts(
+    ctx: &Context,
+    project: &str,
+    rollouts: &[(String, i64)],
+    mut printed: std::collections::BTreeMap<i64, usize>,
+) -> Result<u8> {
     let store = ctx.store()?;
     // The daemon starts on them at once rather than at its next tick.
     super::serve::wake(ctx).await;
     // History lines already shown, per rollout; rollouts whose outcome was shown.
-    let mut printed: std::collections::BTreeMap<i64, usize> = Default::default();
     let mut reported: std::collections::BTreeSet<i64> = Default::default();
     loop {
         let mut all_done = true;

@@ -14,6 +14,9 @@
 //! `order`, `monitor`, `delay`; restored replicas that fail count against its
 //! `max_failure_ratio`, and its `failure_action` (pause | continue) applies. Without
 //! `rollback_config`, one start-first batch (`UpdateSettings::one_batch_rollback`).
+//!
+//! A paused rollout goes on with `resume` (below): an update replaces its failed new
+//! replicas and carries on with its batches; a rollback goes on rolling back.
 
 use super::{
     describe, fmt_ms, fmt_num, Cx, Decision, FailureAction, Health, Order, Outcome, Phase, Replica,
@@ -101,6 +104,95 @@ fn one(cx: &mut Cx<'_>, r: &Rolling) {
     }
 }
 
+/// Goes on with a paused rolling rollout from the phase the pause interrupted.
+///
+/// A paused update: its failed new replicas (routed or not) are stopped, and as many are
+/// started again within the batch the pause interrupted, which then waits for health as
+/// any batch does. Their names are forgotten, so a replacement may take one again. The
+/// failure count starts again from zero. A batch paused before it was routed still stops
+/// its old replicas once routed (start-first); one paused while monitored already did.
+/// Without failed replicas, the interrupted phase starts again with fresh timers. The
+/// next `step` goes on.
+///
+/// A paused rollback goes on rolling back (starting again the old replicas still
+/// missing), as `abort` does.
+pub(super) fn resume(cx: &mut Cx<'_>, r: &Rolling) {
+    let from = match cx.s.paused_phase.take() {
+        Some(p) => p,
+        // Paused by a baton that did not record the phase: guess it from the state.
+        None if cx.s.old_requested > 0 || !cx.s.rollback_batches.is_empty() => {
+            Phase::RestoringOld {
+                since_ms: cx.now(),
+                reason: "resumed".into(),
+            }
+        }
+        None if !cx.s.batch.is_empty() => Phase::Monitoring { until_ms: 0 },
+        None => Phase::Starting { since_ms: 0 },
+    };
+    cx.s.outcome = None;
+    let now = cx.now();
+    match from {
+        Phase::RestoringOld { reason, .. }
+        | Phase::RollbackMonitoring { reason, .. }
+        | Phase::RollbackDelay { reason, .. } => {
+            cx.log("resumed: rolling back");
+            roll_back(cx, &r.rollback, reason);
+            return;
+        }
+        Phase::Pending
+        | Phase::Starting { .. }
+        | Phase::Monitoring { .. }
+        | Phase::Delay { .. } => {}
+        Phase::Analysing { .. } | Phase::KeepingOld { .. } | Phase::Finished => {
+            cx.s.phase = from;
+            return cx.misplaced();
+        }
+    }
+    let s = &cx.s;
+    let failed: Vec<String> = s
+        .new_failed
+        .iter()
+        .filter(|id| !s.new_stopped.contains(id))
+        .cloned()
+        .collect();
+    let slots = s.failures;
+    cx.log(format!(
+        "resumed: {slots} failed new replica(s) to start again"
+    ));
+    if !failed.is_empty() {
+        cx.emit(Decision::StopNew {
+            ids: failed.clone(),
+        });
+    }
+    for list in [
+        &mut cx.s.new_seen,
+        &mut cx.s.new_routed,
+        &mut cx.s.new_failed,
+        &mut cx.s.batch,
+    ] {
+        list.retain(|id| !failed.contains(id));
+    }
+    cx.s.new_started = cx.s.new_started.saturating_sub(slots);
+    cx.s.failures = 0;
+    if matches!(from, Phase::Monitoring { .. }) {
+        // Its old replicas went when it was routed: the replacements take no more.
+        cx.s.batch_size = 0;
+    }
+    if slots > 0 {
+        cx.start_new(slots);
+    } else {
+        cx.s.phase = match from {
+            Phase::Starting { .. } => Phase::Starting { since_ms: now },
+            Phase::Monitoring { .. } => Phase::Monitoring {
+                until_ms: cx.wait_until(r.update.monitor_ms),
+            },
+            Phase::Delay { .. } => Phase::Delay { until_ms: now },
+            other => other,
+        };
+    }
+    // Nothing more this step: the observation still shows the replicas being stopped.
+}
+
 fn remaining(cx: &Cx<'_>) -> u32 {
     cx.s.desired.saturating_sub(cx.s.new_started)
 }
@@ -173,14 +265,21 @@ fn failed(cx: &mut Cx<'_>, r: &Rolling, ids: Vec<String>, count: u32, what: Stri
 /// as many new ones (stop-first: the new ones first), watches them for `monitor`, then
 /// waits `delay`. The last batch stops every new replica left. With no old replica
 /// stopped, the new ones just go.
+///
+/// A paused rollback resumed (`abort` or `resume`) comes here too: its restored replicas
+/// that failed are stopped and count as missing, started again like the others; their
+/// names are forgotten, so a replacement may take one again.
 pub(super) fn roll_back(cx: &mut Cx<'_>, rb: &UpdateSettings, reason: String) {
-    // Restored replicas that failed since (a paused rollback resumed) count as missing.
-    let s = &cx.s;
-    let restored = s
-        .old_restored
-        .iter()
-        .filter(|id| !s.old_failed.contains(id));
-    let left = s.old_stopped.len().saturating_sub(restored.count()) as u32;
+    let failed = std::mem::take(&mut cx.s.old_failed);
+    if !failed.is_empty() {
+        cx.s.old_restored.retain(|id| !failed.contains(id));
+        cx.s.old_running.retain(|id| !failed.contains(id));
+        cx.emit(Decision::StopOld { ids: failed });
+    }
+    let left =
+        cx.s.old_stopped
+            .len()
+            .saturating_sub(cx.s.old_restored.len()) as u32;
     if left == 0 {
         let _ = cx.stop_all_new();
         cx.finish(Outcome::RolledBack { reason });
@@ -218,8 +317,26 @@ fn begin_rollback_batch(cx: &mut Cx<'_>, rb: &UpdateSettings, reason: String) {
     if rb.order == Order::StopFirst {
         stop_new_for_batch(cx, k);
     }
-    cx.s.old_requested = cx.s.old_requested.saturating_add(k);
-    cx.emit(Decision::StartOld { count: k });
+    // Old replicas an interrupted batch started that are alive and not yet counted (a
+    // paused rollback resumed) join this batch instead of being started again.
+    // (Not the failed ones this step stops.)
+    let stopping: Vec<&String> = cx
+        .out
+        .iter()
+        .flat_map(|d| match d {
+            Decision::StopOld { ids } => ids.iter().collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let adopted = restarted(cx)
+        .filter(|r| matches!(r.health, Health::Starting | Health::Healthy))
+        .filter(|r| !stopping.contains(&&r.id))
+        .count() as u32;
+    let start = k.saturating_sub(adopted);
+    cx.s.old_requested = cx.s.old_requested.saturating_add(start);
+    if start > 0 {
+        cx.emit(Decision::StartOld { count: start });
+    }
     cx.s.phase = Phase::RestoringOld {
         since_ms: now,
         reason,
@@ -356,6 +473,7 @@ fn batch_restored(cx: &mut Cx<'_>, rb: &UpdateSettings, healthy: Vec<String>, re
         });
     }
     let now = cx.now();
+    let routed = healthy.len() as u32;
     let k = match cx.s.rollback_batches.last_mut() {
         Some(b) => {
             b.routed = healthy;
@@ -364,6 +482,9 @@ fn batch_restored(cx: &mut Cx<'_>, rb: &UpdateSettings, healthy: Vec<String>, re
         }
         None => 0,
     };
+    // More than the batch asked for (replicas of an interrupted batch adopted): fewer
+    // are left for the next batches.
+    cx.s.rollback_left = cx.s.rollback_left.saturating_sub(routed.saturating_sub(k));
     if rb.order == Order::StartFirst {
         stop_new_for_batch(cx, k);
     }
