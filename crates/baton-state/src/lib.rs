@@ -790,18 +790,6 @@ impl Store {
         })
     }
 
-    /// Asks the daemon to promote or abort the running rollout of a service. Returns
-    /// false when none runs.
-    pub fn request_rollout(&self, project: &str, service: &str, action: &str) -> Result<bool> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE rollouts SET requested = ?3 WHERE project = ?1 AND service = ?2 AND status = 'running'",
-                params![project, service, action],
-            )
-            .map(|n| n > 0)
-        })
-    }
-
     /// Puts a manual request (`promote`, `abort`, `resume`) on the newest rollout of a
     /// service when its status is one of `from`. A finished one (`paused`) goes back to
     /// `running`, its outcome and finish time cleared, so the daemon steps it again.
@@ -1051,7 +1039,12 @@ mod tests {
             finished_at: None,
         };
         let id = s.start_rollout(&r).unwrap();
-        assert!(s.request_rollout("p", "web", "promote").unwrap());
+        let promote = |s: &Store| {
+            s.request_newest_rollout("p", "web", "promote", &["running"])
+                .unwrap()
+                .is_some_and(|(_, taken)| taken)
+        };
+        assert!(promote(&s));
         assert_eq!(
             s.take_rollout_request(id).unwrap().as_deref(),
             Some("promote")
@@ -1059,10 +1052,7 @@ mod tests {
         assert_eq!(s.take_rollout_request(id).unwrap(), None);
         s.update_rollout(id, "completed", "{\"x\":1}", Some("completed"), Some(20))
             .unwrap();
-        assert!(
-            !s.request_rollout("p", "web", "abort").unwrap(),
-            "nothing running"
-        );
+        assert!(!promote(&s), "nothing running");
         let all = s.rollouts("p", Some("web")).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(

@@ -233,7 +233,10 @@ async fn request(
     }
     super::serve::wake(ctx).await;
     if record.status == "running" {
-        eprintln!("{service}: {action} requested");
+        // The rollout's own history says "abort requested" / "resume requested".
+        if action == "promote" {
+            eprintln!("{service}: {action} requested");
+        }
     } else {
         eprintln!(
             "{service}: rollout {id} was {}: {action} requested",
