@@ -16,7 +16,7 @@ use hyper::body::Body;
 use hyper::header::{self, HeaderMap};
 use hyper::http::uri::PathAndQuery;
 use hyper::Method;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
@@ -113,6 +113,7 @@ impl Conn {
             &req.headers,
             length,
         );
+        self.keep_alive = true;
         // The first write tells whether anything reached the backend.
         let written = match self.io.write(&self.scratch).await {
             Ok(0) => return Err(SendError::Unsent(io::ErrorKind::WriteZero.into())),
@@ -127,74 +128,58 @@ impl Conn {
             // A huge head once should not stay allocated on an idle pooled connection.
             self.scratch = Vec::with_capacity(512);
         }
-        if !matches!(length, BodyLength::None | BodyLength::Exact(0)) {
-            self.send_body(&mut req.body, length)
-                .await
-                .map_err(SendError::Sent)?;
-        }
-        loop {
-            match h1::parse_response(&mut self.buf, &req.method) {
-                Ok(Some(head)) => {
-                    self.keep_alive = head.keep_alive;
-                    return Ok(head);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(SendError::Sent(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        e,
-                    )))
-                }
+        let head = if matches!(length, BodyLength::None | BodyLength::Exact(0)) {
+            read_head(&mut self.io, &mut self.buf, &req.method).await
+        } else {
+            self.send_with_body(req, length).await?
+        };
+        match head {
+            Ok(head) => {
+                self.keep_alive &= head.keep_alive;
+                Ok(head)
             }
-            let n = std::future::poll_fn(|cx| self.poll_read(cx))
-                .await
-                .map_err(SendError::Sent)?;
-            if n == 0 {
-                return Err(SendError::Sent(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "backend closed the connection before answering",
-                )));
-            }
+            Err(e) => Err(SendError::Sent(e)),
         }
     }
 
-    /// Streams the request body, checking it holds the bytes its length announced.
-    async fn send_body(&mut self, body: &mut SlotBody, length: BodyLength) -> io::Result<()> {
-        let mut sent: u64 = 0;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(io::Error::other)?;
-            // Trailers are not forwarded.
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if data.is_empty() {
-                continue;
+    /// Sends the body while already reading: a backend may answer before it has read the
+    /// whole body (413, 401, a redirect) and stop reading, and that answer is what the
+    /// client should get. Once it has come, the rest of the body is not sent and the
+    /// connection is not reused.
+    async fn send_with_body(
+        &mut self,
+        req: &mut Outgoing,
+        length: BodyLength,
+    ) -> Result<io::Result<ResponseHead>, SendError> {
+        let (mut rd, mut wr) = self.io.split();
+        let sending = send_body(&mut wr, &mut self.scratch, &mut req.body, length);
+        let reading = read_head(&mut rd, &mut self.buf, &req.method);
+        tokio::pin!(sending, reading);
+        let sent = tokio::select! {
+            biased;
+            head = &mut reading => {
+                self.keep_alive = false;
+                return Ok(head);
             }
-            sent += data.len() as u64;
-            if length == BodyLength::Chunked {
-                h1::chunk_size_line(data.len(), &mut self.scratch);
-                self.io.write_all(&self.scratch).await?;
-                self.io.write_all(&data).await?;
-                self.io.write_all(b"\r\n").await?;
-            } else {
-                self.io.write_all(&data).await?;
+            sent = &mut sending => sent,
+        };
+        match sent {
+            Ok(()) => Ok(reading.await),
+            // The client stopped sending: nothing useful can come back to it.
+            Err(BodyError::Client(e)) => Err(SendError::Sent(e)),
+            // The backend stopped reading, maybe because it has answered.
+            Err(BodyError::Backend(e)) => {
+                self.keep_alive = false;
+                match reading.await {
+                    Ok(head) => Ok(Ok(head)),
+                    Err(_) => Err(SendError::Sent(e)),
+                }
             }
-        }
-        match length {
-            BodyLength::Chunked => self.io.write_all(b"0\r\n\r\n").await,
-            BodyLength::Exact(n) if n != sent => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request body length differs from its content-length",
-            )),
-            _ => Ok(()),
         }
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
-            self.buf.reserve(READ_SIZE);
-        }
-        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        poll_fill(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
     /// The next piece of the response body framed by `body`; `None` at its end.
@@ -255,6 +240,88 @@ impl Conn {
     fn reusable(&self) -> bool {
         self.keep_alive && self.buf.is_empty()
     }
+}
+
+/// Why sending a request body stopped.
+enum BodyError {
+    /// Reading the client's body failed.
+    Client(io::Error),
+    /// Writing to the backend failed, or the body did not match its length.
+    Backend(io::Error),
+}
+
+/// Streams the request body to `wr`, checking it holds the bytes its length announced.
+async fn send_body(
+    wr: &mut (impl AsyncWrite + Unpin),
+    scratch: &mut Vec<u8>,
+    body: &mut SlotBody,
+    length: BodyLength,
+) -> Result<(), BodyError> {
+    let mut sent: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Client(io::Error::other(e)))?;
+        // Trailers are not forwarded.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        let written = if length == BodyLength::Chunked {
+            h1::chunk_size_line(data.len(), scratch);
+            async {
+                wr.write_all(scratch).await?;
+                wr.write_all(&data).await?;
+                wr.write_all(b"\r\n").await
+            }
+            .await
+        } else {
+            wr.write_all(&data).await
+        };
+        written.map_err(BodyError::Backend)?;
+    }
+    match length {
+        BodyLength::Chunked => wr.write_all(b"0\r\n\r\n").await.map_err(BodyError::Backend),
+        BodyLength::Exact(n) if n != sent => Err(BodyError::Client(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "request body length differs from its content-length",
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Reads until a complete response head is in `buf`, and parses it.
+async fn read_head(
+    rd: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    method: &Method,
+) -> io::Result<ResponseHead> {
+    loop {
+        match h1::parse_response(buf, method) {
+            Ok(Some(head)) => return Ok(head),
+            Ok(None) => {}
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+        if std::future::poll_fn(|cx| poll_fill(Pin::new(rd), cx, buf)).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "backend closed the connection before answering",
+            ));
+        }
+    }
+}
+
+/// Reads what is available into `buf`, growing it by `READ_SIZE` when little room is left.
+fn poll_fill(
+    rd: Pin<&mut (impl AsyncRead + ?Sized)>,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        buf.reserve(READ_SIZE);
+    }
+    poll_read_buf(rd, cx, buf)
 }
 
 /// The idle connections to one backend, kept per worker thread: a connection is reused

@@ -69,6 +69,18 @@ async fn serve(mut stream: TcpStream) {
         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
         buf.drain(..end);
         let lower = head.to_ascii_lowercase();
+        if let Some(hold) = early_answer(&head) {
+            // Answers without reading the body, then closes or holds the connection unread.
+            let close = if hold { "" } else { "Connection: close\r\n" };
+            let reply = format!(
+                "HTTP/1.1 413 Payload Too Large\r\n{close}Content-Length: 8\r\n\r\ntoo big\n"
+            );
+            if stream.write_all(reply.as_bytes()).await.is_err() || !hold {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return;
+        }
         let mut body = Vec::new();
         if let Some(len) = lower
             .lines()
@@ -134,6 +146,17 @@ async fn serve(mut stream: TcpStream) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             return;
         }
+    }
+}
+
+/// `Some(hold)` for the paths answered before the body is read: `/reject` closes,
+/// `/reject-hold` keeps the connection open without reading.
+fn early_answer(head: &str) -> Option<bool> {
+    let target = head.split_whitespace().nth(1)?;
+    match target {
+        "/reject" => Some(false),
+        "/reject-hold" => Some(true),
+        _ => None,
     }
 }
 
@@ -331,6 +354,43 @@ async fn request_bodies_go_out_with_one_framing() {
         let (status, seen) = send(&h2_client(), addr, "POST", "/raw", Bytes::from_static(b"h2")).await;
         assert_eq!(status, 200);
         assert!(String::from_utf8_lossy(&seen).ends_with("|h2"));
+        proxy.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_body_was_read_reaches_the_client() {
+    bounded(async {
+        let backend = Scripted::start().await;
+        let proxy = proxy_to(&backend).await;
+        let addr = proxy.local_addr();
+        for path in ["/reject", "/reject-hold"] {
+            // An HTTP/1.1 client that announces 16 MiB and sends the first 256 KiB, more
+            // than the backend reads (nothing) and the sockets buffer: the answer must
+            // come back anyway.
+            let mut conn = TcpStream::connect(addr).await.expect("connect");
+            let head = format!(
+                "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                16 << 20
+            );
+            conn.write_all(head.as_bytes()).await.expect("head");
+            let part = vec![b'x'; 256 << 10];
+            let writer = tokio::spawn(async move {
+                let _ = conn.write_all(&part).await;
+                conn
+            });
+            let mut conn = writer.await.expect("writer");
+            let text = answer_until(&mut conn, "too big\n").await;
+            assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
+            // An h2 client sending the whole body gets the answer too (the stream is
+            // reset once answered, which h2 allows).
+            let big = Bytes::from(vec![b'x'; 16 << 20]);
+            let (status, body) = send(&h2_client(), addr, "PUT", path, big).await;
+            assert_eq!((status, &body[..]), (413, &b"too big\n"[..]), "{path}");
+        }
+        // The backend is still usable for the next requests.
+        assert_eq!(get(&client(), addr, "/").await, (200, "plain".into()));
         proxy.shutdown().await;
     })
     .await;
