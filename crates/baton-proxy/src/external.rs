@@ -111,6 +111,10 @@ pub fn render(config: &ExternalConfig, weighted: &[(Backend, u32)]) -> Result<St
                     sock.display()
                 );
             }
+            // Keep-alive to the replicas, except for a protocol upgrade (WebSocket).
+            out += &format!(
+                "map $http_upgrade ${name}_connection {{\n    default upgrade;\n    '' '';\n}}\n"
+            );
             out += &format!("upstream {name} {{\n");
             if config.balance == Balance::LeastConnections {
                 out += "    least_conn;\n";
@@ -124,7 +128,7 @@ pub fn render(config: &ExternalConfig, weighted: &[(Backend, u32)]) -> Result<St
             }
             out += "}\n";
             out += &format!(
-                "server {{\n    listen {};\n{log}    location / {{\n        proxy_pass http://{name};\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $host;\n        proxy_next_upstream error timeout http_502 http_503;\n    }}\n}}\n",
+                "server {{\n    listen {};\n{log}    location / {{\n        proxy_pass http://{name};\n        proxy_http_version 1.1;\n        proxy_set_header Upgrade $http_upgrade;\n        proxy_set_header Connection ${name}_connection;\n        proxy_set_header Host $host;\n        proxy_next_upstream error timeout http_502 http_503;\n    }}\n}}\n",
                 config.listen
             );
         }
@@ -462,6 +466,11 @@ mod tests {
         );
         assert!(n.contains("listen 127.0.0.1:8080;"), "{n}");
         assert!(n.contains("proxy_pass http://baton_demo_web;"), "{n}");
+        assert!(
+            n.contains("map $http_upgrade $baton_demo_web_connection {\n    default upgrade;\n    '' '';\n}")
+                && n.contains("proxy_set_header Connection $baton_demo_web_connection;"),
+            "keep-alive, or an upgrade passed on: {n}"
+        );
         let empty = render(&config(Provider::Nginx), &[]).unwrap();
         assert!(empty.contains("server 127.0.0.1:9 down;"), "{empty}");
         let mut tcp = config(Provider::Nginx);

@@ -168,10 +168,7 @@ pub(crate) fn parse_response(
         };
         let code = response.code.unwrap_or(0);
         let http11 = response.version == Some(1);
-        if code == 101 {
-            return Err(WireError("protocol upgrades are not forwarded"));
-        }
-        if (100..200).contains(&code) {
+        if (100..200).contains(&code) && code != 101 {
             // Interim answer (100 Continue, 103 Early Hints): the final one follows.
             buf.advance(len);
             continue;
@@ -236,6 +233,15 @@ fn build(
         headers.append(name, value);
     }
     let mut keep_alive = !close && (http11 || keep);
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // What follows is the new protocol's, not a body; the connection is never reused.
+        return Ok(ResponseHead {
+            status,
+            headers,
+            body: Framing::Empty,
+            keep_alive: false,
+        });
+    }
     let no_body = *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
@@ -517,9 +523,20 @@ mod tests {
                 .0
                 .is_err()
         );
-        assert!(parse("HTTP/1.1 101 Switching\r\n\r\n", &Method::GET)
-            .0
-            .is_err());
+    }
+
+    #[test]
+    fn a_protocol_switch_ends_the_http_part() {
+        let (h, rest) = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x01\x02hi");
+        assert_eq!(h.status, StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(h.body, Framing::Empty);
+        assert!(!h.keep_alive);
+        assert_eq!(h.headers[header::UPGRADE], "websocket");
+        assert_eq!(
+            &rest[..],
+            b"\x01\x02hi",
+            "the new protocol's first bytes stay"
+        );
     }
 
     #[test]

@@ -17,9 +17,11 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -112,7 +114,7 @@ impl Client {
         let client_ip = HeaderValue::try_from(remote.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         let svc = service_fn(move |req| handle(set.clone(), client_ip.clone(), req));
-        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
         life.serve(id, conn, |c| c.graceful_shutdown()).await;
     }
 
@@ -129,7 +131,19 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (mut parts, body) = req.into_parts();
+    // An HTTP/1.1 protocol upgrade (WebSocket) keeps its two hop-by-hop headers.
+    let upgrade = upgrade_request(&parts);
     strip_hop_by_hop(&mut parts.headers);
+    let on_upgrade = match upgrade {
+        Some(protocol) => {
+            parts.headers.insert(header::UPGRADE, protocol);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.extensions.remove::<OnUpgrade>()
+        }
+        None => None,
+    };
     if !parts.headers.contains_key(header::HOST) {
         // h2 carries the host in :authority; HTTP/1.1 backends need it as Host.
         if let Some(value) = parts
@@ -224,6 +238,9 @@ async fn handle(
                 state
                     .metrics
                     .response(head.status.as_u16(), started.elapsed());
+                if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Ok(switch(head, conn, guard, on_upgrade));
+                }
                 let mut headers = head.headers;
                 strip_hop_by_hop(&mut headers);
                 let mut response =
@@ -260,6 +277,73 @@ async fn handle(
             }
         }
     }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` with an
+/// `Upgrade` header), if any.
+fn upgrade_request(parts: &hyper::http::request::Parts) -> Option<HeaderValue> {
+    if parts.version != Version::HTTP_11 {
+        return None;
+    }
+    let asks = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// A backend switched protocols: the 101 goes to the client and, once hyper hands over
+/// the client's connection, bytes flow both ways between it and the backend's until
+/// either side closes or the backend's drain times out. The tunnel counts as in flight.
+fn switch(
+    head: ResponseHead,
+    conn: Box<Conn>,
+    guard: InFlight,
+    on_upgrade: Option<OnUpgrade>,
+) -> Response<ProxyBody> {
+    let Some(on_upgrade) = on_upgrade else {
+        tracing::debug!(backend = %guard.state.backend.id, "backend switched protocols unasked");
+        guard.state.metrics.failure();
+        return local(
+            StatusCode::BAD_GATEWAY,
+            "backend switched protocols unasked\n",
+        );
+    };
+    tokio::spawn(async move {
+        let mut client = match on_upgrade.await {
+            Ok(upgraded) => TokioIo::new(upgraded),
+            Err(e) => {
+                tracing::debug!(error = %e, "client connection was not handed over");
+                return;
+            }
+        };
+        let (mut backend, early) = conn.into_parts();
+        let state = guard.state.clone();
+        let tunnel = async {
+            // What the backend sent right after its 101 came in with the head.
+            if !early.is_empty() {
+                client.write_all(&early).await?;
+            }
+            tokio::io::copy_bidirectional(&mut client, &mut backend).await
+        };
+        tokio::select! {
+            result = tunnel => {
+                if let Err(e) = result {
+                    tracing::debug!(backend = %state.backend.id, error = %e, "tunnel ended");
+                }
+            }
+            () = state.closed.cancelled() => {}
+        }
+        drop(guard);
+    });
+    let mut response = Response::new(ProxyBody::Local(Full::new(Bytes::new())));
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
 }
 
 /// How one attempt on a chosen backend ended.

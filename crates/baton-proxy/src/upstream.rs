@@ -235,6 +235,12 @@ impl Conn {
         }
     }
 
+    /// The socket and the bytes already read from it, for a connection that switched
+    /// protocols.
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.io, self.buf)
+    }
+
     /// Whether another request may follow on this connection (its last response has been
     /// read to the end and nothing else arrived).
     fn reusable(&self) -> bool {

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use support::{bounded, client, get, h2_client, http_proxy, send};
+use support::{bounded, client, get, h2_client, http_proxy, send, until};
 
 /// A backend answering each path with fixed bytes; counts the connections it accepted.
 struct Scripted {
@@ -80,6 +80,35 @@ async fn serve(mut stream: TcpStream) {
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
             return;
+        }
+        if head.starts_with("GET /ws") {
+            // Switches to an echo protocol when asked as HTTP/1.1 says, and also when not
+            // asked on /ws-unasked (a broken backend).
+            let asked = lower.contains("\r\nupgrade: echo\r\n")
+                && lower.contains("\r\nconnection: upgrade\r\n");
+            if !asked && !head.starts_with("GET /ws-unasked") {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\n\r\nno upgrade\n",
+                    )
+                    .await;
+                continue;
+            }
+            let switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhello-early|";
+            if stream.write_all(switch).await.is_err() {
+                return;
+            }
+            let mut chunk = [0u8; 4096];
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if stream.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
         }
         let mut body = Vec::new();
         if let Some(len) = lower
@@ -391,6 +420,39 @@ async fn an_answer_before_the_body_was_read_reaches_the_client() {
         }
         // The backend is still usable for the next requests.
         assert_eq!(get(&client(), addr, "/").await, (200, "plain".into()));
+        proxy.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_upgrades_become_a_tunnel_that_counts_as_in_flight() {
+    bounded(async {
+        let backend = Scripted::start().await;
+        let proxy = proxy_to(&backend).await;
+        let addr = proxy.local_addr();
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: echo\r\n\r\n")
+            .await
+            .expect("write");
+        let text = answer_until(&mut conn, "hello-early|").await;
+        let lower = text.to_ascii_lowercase();
+        assert!(lower.starts_with("http/1.1 101"), "{text}");
+        assert!(lower.contains("upgrade: echo"), "{text}");
+        for word in ["ping", "pong"] {
+            conn.write_all(word.as_bytes()).await.expect("write");
+            let mut got = [0u8; 4];
+            conn.read_exact(&mut got).await.expect("echo");
+            assert_eq!(&got, word.as_bytes());
+        }
+        assert_eq!(proxy.metrics().revisions["v1"].active, 1, "the tunnel is in flight");
+        drop(conn);
+        until(|| proxy.metrics().revisions["v1"].active == 0).await;
+        // A backend that switches protocols unasked is a broken answer.
+        let c = client();
+        assert_eq!(get(&c, addr, "/ws-unasked").await.0, 502);
+        // Without `Connection: upgrade` nothing is switched (the backend says so).
+        assert_eq!(get(&c, addr, "/ws").await, (400, "no upgrade\n".into()));
         proxy.shutdown().await;
     })
     .await;
