@@ -279,6 +279,10 @@ impl Traffic {
         }
         let drain = rollout_spec(svc).map_or(10_000, |s| s.drain_timeout_ms);
         let settings = baton_engine::resolve::proxy_settings(svc).unwrap_or_default();
+        let response_timeout = settings.response_timeout_ms.map_or(
+            ProxyConfig::http(([127, 0, 0, 1], 0).into()).response_timeout,
+            Duration::from_millis,
+        );
         let published: Vec<_> = svc.ports.iter().filter(|p| p.published.is_some()).collect();
         let mut proxies = Vec::new();
         for p in &published {
@@ -330,6 +334,7 @@ impl Traffic {
                     check: ext.check.clone(),
                     reload: ext.reload.clone(),
                     drain_timeout: Duration::from_millis(drain),
+                    response_timeout,
                     log_socket: Some(socket),
                 };
                 log(&format!(
@@ -344,6 +349,7 @@ impl Traffic {
             }
             let mut config = ProxyConfig::http(listen);
             config.drain_timeout = Duration::from_millis(drain);
+            config.response_timeout = response_timeout;
             if settings.tcp {
                 config.protocol = baton_proxy::Protocol::Tcp;
             }

@@ -31,6 +31,9 @@ pub struct ProxySettings {
     /// `true` for plain TCP forwarding (one backend per connection), else HTTP.
     pub tcp: bool,
     pub least_connections: bool,
+    /// `response_timeout`: how long a replica may take to answer an HTTP request
+    /// (`None`: 60 s, as nginx's `proxy_read_timeout`).
+    pub response_timeout_ms: Option<u64>,
     /// `None`: baton's own proxy owns the port. Else a server the user runs.
     pub external: Option<ExternalProxy>,
 }
@@ -111,11 +114,21 @@ pub fn proxy_settings(service: &Service) -> Result<ProxySettings, String> {
             }
             ("config", "") => return Err("x-baton.proxy.config: expected a file path".into()),
             ("config", path) => config = Some(path.to_string()),
+            ("response_timeout", _) => {
+                let ms = baton_spec::parse_duration(text)
+                    .ok()
+                    .map(|d| d.0)
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| {
+                        format!("x-baton.proxy.response_timeout: expected a duration such as 30s, found {value}")
+                    })?;
+                out.response_timeout_ms = Some(ms);
+            }
             ("reload", _) => reload = Some(argv(value, "reload")?),
             ("check", _) => check = Some(argv(value, "check")?),
             (other, _) => {
                 return Err(format!(
-                    "x-baton.proxy: unknown key {other:?} (known: protocol, balance, provider, config, reload, check)"
+                    "x-baton.proxy: unknown key {other:?} (known: protocol, balance, response_timeout, provider, config, reload, check)"
                 ))
             }
         }
@@ -382,8 +395,14 @@ mod tests {
             Ok(ProxySettings {
                 tcp: true,
                 least_connections: true,
+                response_timeout_ms: None,
                 external: None,
             })
+        );
+        let s = svc(serde_json::json!({"proxy": {"response_timeout": "1m30s"}}));
+        assert_eq!(
+            proxy_settings(&s).unwrap().response_timeout_ms,
+            Some(90_000)
         );
         let s = svc(serde_json::json!({"proxy": {"provider": "nginx", "config": "web.conf"}}));
         assert_eq!(
@@ -406,6 +425,16 @@ mod tests {
                 .contains("HTTP only")
         );
         assert!(err(serde_json::json!({"config": "a"})).contains("for provider nginx or haproxy"));
+        for bad in [
+            serde_json::json!("soon"),
+            serde_json::json!("0s"),
+            serde_json::json!(5),
+        ] {
+            assert!(
+                err(serde_json::json!({ "response_timeout": bad })).contains("response_timeout"),
+                "{bad}"
+            );
+        }
         assert!(err(
             serde_json::json!({"provider": "nginx", "config": "a", "reload": "nginx -s reload"})
         )

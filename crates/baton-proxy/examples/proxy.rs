@@ -33,6 +33,7 @@ async fn main() {
         },
         drain_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(60),
     };
     let proxy = match Proxy::bind(config).await {
         Ok(p) => p,

@@ -33,10 +33,14 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     /// Bound on establishing a TCP connection to a backend.
     pub connect_timeout: Duration,
+    /// HTTP: how long a backend may take to send a response head once the request is
+    /// written (nginx's `proxy_read_timeout` default, 60 s); the client then gets a 504.
+    pub response_timeout: Duration,
 }
 
 impl ProxyConfig {
-    /// An HTTP proxy with round-robin, a 30 s drain and a 2 s connect timeout.
+    /// An HTTP proxy with round-robin, a 30 s drain, a 2 s connect timeout and a 60 s
+    /// response timeout.
     pub fn http(listen: SocketAddr) -> ProxyConfig {
         ProxyConfig {
             listen,
@@ -44,6 +48,7 @@ impl ProxyConfig {
             balance: Balance::RoundRobin,
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct ExternalConfig {
     pub reload: Vec<String>,
     /// How long `drained` waits at most for connections to a removed replica to end.
     pub drain_timeout: Duration,
+    /// How long a replica may take to answer (nginx `proxy_read_timeout`, HAProxy
+    /// `timeout server`).
+    pub response_timeout: Duration,
     /// Where the server sends one log line per request, from which baton keeps
     /// per-revision metrics (a Unix datagram socket baton binds; `None`: no metrics).
     pub log_socket: Option<PathBuf>,
@@ -128,8 +131,9 @@ pub fn render(config: &ExternalConfig, weighted: &[(Backend, u32)]) -> Result<St
             }
             out += "}\n";
             out += &format!(
-                "server {{\n    listen {};\n{log}    location / {{\n        proxy_pass http://{name};\n        proxy_http_version 1.1;\n        proxy_set_header Upgrade $http_upgrade;\n        proxy_set_header Connection ${name}_connection;\n        proxy_set_header Host $host;\n        proxy_next_upstream error timeout http_502 http_503;\n    }}\n}}\n",
-                config.listen
+                "server {{\n    listen {};\n{log}    location / {{\n        proxy_pass http://{name};\n        proxy_http_version 1.1;\n        proxy_set_header Upgrade $http_upgrade;\n        proxy_set_header Connection ${name}_connection;\n        proxy_set_header Host $host;\n        proxy_next_upstream error timeout http_502 http_503;\n        proxy_read_timeout {}ms;\n    }}\n}}\n",
+                config.listen,
+                config.response_timeout.as_millis().max(1)
             );
         }
         Provider::Haproxy => {
@@ -157,7 +161,8 @@ pub fn render(config: &ExternalConfig, weighted: &[(Backend, u32)]) -> Result<St
                 config.listen
             );
             out += &format!(
-                "backend {name}\n    mode {mode}\n    balance {balance}\n    timeout connect 2s\n    timeout server 60s\n    retries 3\n    option redispatch 1\n"
+                "backend {name}\n    mode {mode}\n    balance {balance}\n    timeout connect 2s\n    timeout server {}ms\n    retries 3\n    option redispatch 1\n",
+                config.response_timeout.as_millis().max(1)
             );
             for (b, w) in weighted {
                 let id: String =
@@ -414,6 +419,7 @@ mod tests {
             check: None,
             reload: vec![],
             drain_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(60),
             log_socket: None,
         }
     }
@@ -465,6 +471,7 @@ mod tests {
             "{n}"
         );
         assert!(n.contains("listen 127.0.0.1:8080;"), "{n}");
+        assert!(n.contains("proxy_read_timeout 60000ms;"), "{n}");
         assert!(n.contains("proxy_pass http://baton_demo_web;"), "{n}");
         assert!(
             n.contains("map $http_upgrade $baton_demo_web_connection {\n    default upgrade;\n    '' '';\n}")
@@ -485,6 +492,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("balance leastconn"), "{t}");
+        assert!(t.contains("timeout server 60000ms\n"), "{t}");
         assert!(
             t.contains("    server demo-web-1 172.17.0.2:80 weight 1\n"),
             "{t}"

@@ -214,11 +214,14 @@ async fn handle(
             };
             let result = {
                 let exchange = conn.send(&mut req);
-                tokio::pin!(exchange);
+                // On the stack, and registered only if the answer is not there at once.
+                let timeout = tokio::time::sleep(set.response_timeout);
+                tokio::pin!(exchange, timeout);
                 tokio::select! {
                     biased;
                     () = state.closed.cancelled() => None,
                     result = &mut exchange => Some(result),
+                    () = &mut timeout => break Outcome::TimedOut,
                 }
             };
             match result {
@@ -266,6 +269,17 @@ async fn handle(
                     state.metrics.failure();
                     return Ok(local(StatusCode::BAD_GATEWAY, "backend failed\n"));
                 }
+            }
+            Outcome::TimedOut => {
+                // Not sent again: a replica this slow is likely overloaded, and the
+                // request may still be running there.
+                tracing::debug!(backend = %state.backend.id, "no response head in time");
+                state.metrics.request();
+                state.metrics.failure();
+                return Ok(local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "backend did not answer in time\n",
+                ));
             }
             Outcome::Cut => {
                 state.metrics.request();
@@ -353,6 +367,8 @@ enum Outcome {
     ConnectFailed(std::io::Error),
     /// The exchange failed; `true` when the request (or part of it) was written.
     Failed(bool, std::io::Error),
+    /// No response head within the response timeout.
+    TimedOut,
     /// The backend's drain timed out.
     Cut,
 }

@@ -128,6 +128,11 @@ async fn serve(mut stream: TcpStream) {
             };
             body = buf.drain(..end).collect();
         }
+        if head.starts_with("GET /stall ") {
+            // Never answers (a stuck replica).
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            return;
+        }
         let mut words = head.split_whitespace();
         let method = words.next().unwrap_or_default().to_owned();
         let target = words.next().unwrap_or_default();
@@ -453,6 +458,39 @@ async fn protocol_upgrades_become_a_tunnel_that_counts_as_in_flight() {
         assert_eq!(get(&c, addr, "/ws-unasked").await.0, 502);
         // Without `Connection: upgrade` nothing is switched (the backend says so).
         assert_eq!(get(&c, addr, "/ws").await, (400, "no upgrade\n".into()));
+        proxy.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_does_not_answer_in_time_gets_a_504() {
+    bounded(async {
+        let backend = Scripted::start().await;
+        let mut cfg = support::config(
+            baton_proxy::Protocol::Http,
+            Balance::RoundRobin,
+            Duration::from_secs(30),
+        );
+        cfg.response_timeout = Duration::from_millis(400);
+        let proxy = Proxy::bind(cfg).await.expect("bind");
+        proxy.set_backends(vec![Backend::new("s", backend.addr, "v1")]);
+        let addr = proxy.local_addr();
+        let c = client();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            get(&c, addr, "/stall").await,
+            (504, "backend did not answer in time\n".into())
+        );
+        eprintln!("504 after {:?}", started.elapsed());
+        // An answer that takes a while but less than the timeout is fine.
+        assert_eq!(get(&c, addr, "/slow").await, (200, "slow".into()));
+        assert_eq!(get(&c, addr, "/").await, (200, "plain".into()));
+        let m = proxy.metrics();
+        assert_eq!(
+            (m.revisions["v1"].failures, m.revisions["v1"].active),
+            (1, 0)
+        );
         proxy.shutdown().await;
     })
     .await;

@@ -225,6 +225,7 @@ pub fn config(protocol: Protocol, balance: Balance, drain_timeout: Duration) -> 
         balance,
         drain_timeout,
         connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(60),
     }
 }
 
