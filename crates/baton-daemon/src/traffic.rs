@@ -158,9 +158,8 @@ impl Traffic {
     /// supervisor's again.)
     pub fn rolling_services(store: &Store, project: &str, observed: &Observed) -> Vec<String> {
         let all = store.rollouts(project, None).unwrap_or_default();
-        // Replicas a rollout starts are named with its new configuration's short hash.
         let holds = |r: &RolloutRecord| {
-            let suffix = format!("-{}", &r.to_hash[..r.to_hash.len().min(8)]);
+            let suffix = rollout_suffix(&r.to_hash);
             observed
                 .containers
                 .iter()
@@ -279,10 +278,9 @@ impl Traffic {
         }
         let drain = rollout_spec(svc).map_or(10_000, |s| s.drain_timeout_ms);
         let settings = baton_engine::resolve::proxy_settings(svc).unwrap_or_default();
-        let response_timeout = settings.response_timeout_ms.map_or(
-            ProxyConfig::http(([127, 0, 0, 1], 0).into()).response_timeout,
-            Duration::from_millis,
-        );
+        let response_timeout = settings
+            .response_timeout_ms
+            .map_or(baton_proxy::DEFAULT_RESPONSE_TIMEOUT, Duration::from_millis);
         let published: Vec<_> = svc.ports.iter().filter(|p| p.published.is_some()).collect();
         let mut proxies = Vec::new();
         for p in &published {
@@ -780,11 +778,7 @@ async fn start_replicas<R: Runtime>(
         .collect();
     let starts = numbers.into_iter().map(|replica| async move {
         let mut spec = container_spec(project, name, svc, replica, hash, files);
-        spec.name = format!(
-            "{}-{}",
-            container_name(&project.name, name, svc, replica),
-            &hash[..hash.len().min(8)]
-        );
+        spec.name = container_name(&project.name, name, svc, replica) + &rollout_suffix(hash);
         match rt.create_container(&spec).await {
             Ok(id) => {
                 if let Err(e) = rt.start_container(&id).await {
@@ -795,6 +789,12 @@ async fn start_replicas<R: Runtime>(
         }
     });
     join_all(starts).await;
+}
+
+/// What names a replica a rollout started: `-` and its configuration's short hash, after
+/// the usual container name.
+fn rollout_suffix(hash: &str) -> String {
+    format!("-{}", &hash[..hash.len().min(8)])
 }
 
 #[cfg(test)]

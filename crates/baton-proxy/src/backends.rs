@@ -1,7 +1,6 @@
 //! The live backend set: selection under a lock, in-flight tracking, passive health, draining.
 //! `set` swaps the table; removed backends finish in-flight work, then are closed at the timeout.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -118,9 +117,8 @@ impl Drop for InFlight {
 struct Table {
     backends: Vec<Arc<BackendState>>,
     split: Option<Vec<(String, u32)>>,
-    /// Round-robin position per revision.
-    rr: Arc<HashMap<String, Arc<AtomicU64>>>,
-    /// The round-robin counter of each backend's revision, by index into `backends`.
+    /// The round-robin counter of each backend's revision (shared by the revision's
+    /// backends), by index into `backends`.
     rr_of: Vec<Arc<AtomicU64>>,
 }
 
@@ -220,22 +218,23 @@ impl BackendSet {
                     None => next.push(Arc::new(self.new_state(backend))),
                 }
             }
-            let mut rr: HashMap<String, Arc<AtomicU64>> = HashMap::new();
-            let mut rr_of = Vec::with_capacity(next.len());
-            for s in &next {
-                let counter = rr.entry(s.backend.revision.clone()).or_insert_with(|| {
-                    let pos = table
-                        .rr
-                        .get(&s.backend.revision)
-                        .map_or(0, |c| c.load(Ordering::Relaxed));
-                    Arc::new(AtomicU64::new(pos))
-                });
-                rr_of.push(counter.clone());
+            // A revision keeps its round-robin counter (the one in the old table, or the
+            // one given to its first backend here); a new revision starts one.
+            let mut rr_of: Vec<Arc<AtomicU64>> = Vec::with_capacity(next.len());
+            for (i, s) in next.iter().enumerate() {
+                let revision = &s.backend.revision;
+                let known = table
+                    .backends
+                    .iter()
+                    .zip(&table.rr_of)
+                    .chain(next[..i].iter().zip(&rr_of))
+                    .find(|(b, _)| b.backend.revision == *revision)
+                    .map(|(_, c)| c.clone());
+                rr_of.push(known.unwrap_or_default());
             }
             *table = Arc::new(Table {
                 backends: next,
                 split: table.split.clone(),
-                rr: Arc::new(rr),
                 rr_of,
             });
             removed.extend(old);
@@ -250,7 +249,6 @@ impl BackendSet {
         *table = Arc::new(Table {
             backends: table.backends.clone(),
             split,
-            rr: table.rr.clone(),
             rr_of: table.rr_of.clone(),
         });
     }

@@ -21,6 +21,10 @@ pub enum Balance {
     LeastConnections,
 }
 
+/// How long a backend may take to send a response head by default (nginx's
+/// `proxy_read_timeout`).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Everything a proxy needs to start serving.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -48,7 +52,7 @@ impl ProxyConfig {
             balance: Balance::RoundRobin,
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(60),
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         }
     }
 }

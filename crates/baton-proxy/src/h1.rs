@@ -2,6 +2,8 @@
 //! request heads, response heads with their body framing, and chunked decoding. No I/O, so
 //! every rule is tested here without a socket; `upstream` moves the bytes.
 
+use std::io::Write as _;
+
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
@@ -85,9 +87,8 @@ pub(crate) fn encode_request(
     match length {
         BodyLength::None => {}
         BodyLength::Exact(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa(n, &mut [0; 20]));
-            out.extend_from_slice(b"\r\n");
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "content-length: {n}\r\n");
         }
         BodyLength::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
@@ -97,31 +98,7 @@ pub(crate) fn encode_request(
 /// The chunk-size line for `n` bytes of data.
 pub(crate) fn chunk_size_line(n: usize, out: &mut Vec<u8>) {
     out.clear();
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[v % 16];
-        v /= 16;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
+    let _ = write!(out, "{n:x}\r\n");
 }
 
 /// A parsed response head (informational 1xx answers already skipped).
@@ -222,10 +199,10 @@ fn build(
                 .as_bytes()
                 .rsplit(|&b| b == b',')
                 .next()
-                .is_some_and(|last| trim(last).eq_ignore_ascii_case(b"chunked"));
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name == header::CONNECTION {
             for token in value.as_bytes().split(|&b| b == b',') {
-                let token = trim(token);
+                let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep |= token.eq_ignore_ascii_case(b"keep-alive");
             }
@@ -275,23 +252,11 @@ fn build(
 }
 
 fn parse_length(v: &[u8]) -> Result<u64, WireError> {
-    let v = trim(v);
+    let v = v.trim_ascii();
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return Err(WireError("invalid content-length"));
     }
     Ok(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |i| i + 1);
-    &v[start..end]
 }
 
 /// Decoding state of a chunked body.
@@ -394,7 +359,11 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
 
 fn parse_chunk_size(line: &[u8]) -> Result<u64, WireError> {
     // chunk-size [ chunk-ext ]: extensions after ';' are ignored.
-    let digits = trim(line.split(|&b| b == b';').next().unwrap_or_default());
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
     if digits.is_empty() || digits.len() > 15 {
         return Err(WireError("invalid chunk size"));
     }

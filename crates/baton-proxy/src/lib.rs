@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::BackendSet;
-pub use crate::config::{Backend, Balance, Protocol, ProxyConfig};
+pub use crate::config::{Backend, Balance, Protocol, ProxyConfig, DEFAULT_RESPONSE_TIMEOUT};
 pub use crate::error::ProxyError;
 pub use crate::metrics::{LatencyStats, Metrics, RevisionStats};
 

@@ -98,7 +98,7 @@ pub(crate) fn usable_path(path: &Path) -> bool {
 /// The socket a server logs to and the counters it feeds; closed on drop.
 pub(crate) struct LogSink {
     path: PathBuf,
-    registry: Arc<Registry>,
+    registry: Registry,
     /// Replica address → its revision's counters. Removed replicas stay a while, so the
     /// lines of their last requests still count.
     routes: Arc<Mutex<HashMap<SocketAddr, Arc<RevisionMetrics>>>>,
@@ -106,28 +106,27 @@ pub(crate) struct LogSink {
 }
 
 impl LogSink {
-    /// Binds `path` (replacing a stale socket) and starts reading it on the current tokio
-    /// runtime.
+    /// Binds `path` (replacing a stale socket) and starts reading it; needs a tokio
+    /// runtime. A path a server's configuration cannot carry is refused.
     pub fn bind(path: &Path) -> std::io::Result<LogSink> {
-        use std::os::unix::fs::PermissionsExt;
-        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
-        if std::fs::symlink_metadata(path).is_ok_and(|m| {
-            use std::os::unix::fs::FileTypeExt;
-            m.file_type().is_socket()
-        }) {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        if !usable_path(path) {
+            return Err(std::io::Error::other(
+                "not a plain absolute path under 100 bytes",
+            ));
+        }
+        // Outside a runtime the socket could not be polled (tokio would panic).
+        tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
             std::fs::remove_file(path)?;
         }
-        let socket = std::os::unix::net::UnixDatagram::bind(path)?;
-        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UnixDatagram::bind(path)?;
         // The server's workers often run as another user (nginx's www-data).
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
-        let registry = Arc::new(Registry::default());
         let routes: Arc<Mutex<HashMap<SocketAddr, Arc<RevisionMetrics>>>> = Arc::default();
-        let task = {
-            let _enter = runtime.enter();
-            let socket = tokio::net::UnixDatagram::from_std(socket)?;
+        let task = tokio::spawn({
             let routes = routes.clone();
-            runtime.spawn(async move {
+            async move {
                 let mut buf = vec![0u8; 8192];
                 loop {
                     let Ok(n) = socket.recv(&mut buf).await else {
@@ -142,11 +141,11 @@ impl LogSink {
                         }
                     }
                 }
-            })
-        };
+            }
+        });
         Ok(LogSink {
             path: path.to_owned(),
-            registry,
+            registry: Registry::default(),
             routes,
             task,
         })

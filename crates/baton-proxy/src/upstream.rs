@@ -178,10 +178,6 @@ impl Conn {
         }
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        poll_fill(Pin::new(&mut self.io), cx, &mut self.buf)
-    }
-
     /// The next piece of the response body framed by `body`; `None` at its end.
     pub fn poll_body(
         &mut self,
@@ -221,7 +217,7 @@ impl Conn {
                     }
                 }
             }
-            if ready!(self.poll_read(cx))? == 0 {
+            if ready!(poll_fill(Pin::new(&mut self.io), cx, &mut self.buf))? == 0 {
                 if *body == Framing::UntilClose {
                     *body = Framing::Empty;
                     self.keep_alive = false;

@@ -157,6 +157,16 @@ fn latest(s: &Scratch) -> (String, String) {
     )
 }
 
+/// Waits until v1 answers on `port` and `replicas` replicas run.
+fn serving_v1(s: &Scratch, port: u16, replicas: usize) {
+    assert!(wait_for(port, "v1", 60), "v1 serves");
+    assert!(
+        until(60, || s.running().len() == replicas),
+        "{replicas} replicas: {:?}",
+        s.running()
+    );
+}
+
 fn until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {
@@ -324,12 +334,7 @@ fn rolling_rollback_follows_rollback_config_one_replica_at_a_time() {
     s.write("compose.yaml", &four_with_rollback_config(port));
     let _daemon = Daemon::start(&s);
     s.ok(&["up", "-d"]);
-    assert!(wait_for(port, "v1", 60), "v1 serves");
-    assert!(
-        until(60, || s.running().len() == 4),
-        "4 replicas: {:?}",
-        s.running()
-    );
+    serving_v1(&s, port, 4);
 
     let load = Load::start(port);
     let started = std::time::Instant::now();
@@ -517,12 +522,7 @@ fn paused_rolling_update_is_aborted_or_resumed_from_the_cli() {
     let mut daemon = Daemon::start(&s);
     let t0 = std::time::Instant::now();
     s.ok(&["up", "-d"]);
-    assert!(wait_for(port, "v1", 60), "v1 serves");
-    assert!(
-        until(60, || s.running().len() == 3),
-        "3 replicas: {:?}",
-        s.running()
-    );
+    serving_v1(&s, port, 3);
     let v1: Vec<String> = s.running();
     let load = Load::start(port);
     let up = |version: &str, monitor: &str| {
@@ -752,12 +752,7 @@ fn paused_rollback_is_resumed_from_the_cli() {
     s.write("flag/v1ok", "");
     let _daemon = Daemon::start(&s);
     s.ok(&["up", "-d"]);
-    assert!(wait_for(port, "v1", 60), "v1 serves");
-    assert!(
-        until(60, || s.running().len() == 2),
-        "2 replicas: {:?}",
-        s.running()
-    );
+    serving_v1(&s, port, 2);
     let load = Load::start(port);
     let out = s
         .cmd()

@@ -207,7 +207,8 @@ fn short(hash: &str) -> &str {
 }
 
 /// Puts `action` on the newest rollout of the service when its status is one of `from`
-/// (a paused one runs again), wakes the daemon and follows the rollout to its end.
+/// (a paused one runs again) and follows the rollout to its end (`follow_rollouts`
+/// wakes the daemon).
 async fn request(
     ctx: &Context,
     store: &baton_state::Store,
@@ -231,7 +232,6 @@ async fn request(
     if !super::serve::daemon_running(ctx) {
         eprintln!("warning: `baton serve` is not running; the request waits for it");
     }
-    super::serve::wake(ctx).await;
     if record.status == "running" {
         // The rollout's own history says "abort requested" / "resume requested".
         if action == "promote" {
