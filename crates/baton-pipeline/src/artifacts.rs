@@ -78,10 +78,16 @@ pub fn store_file(state_dir: &Path, file: &Path) -> std::io::Result<(String, u64
     let dest = blob_path(state_dir, &sha);
     if !dest.exists() {
         if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir)?;
+            baton_state::private::create_dir(dir)?;
         }
         let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
         std::fs::copy(file, &tmp)?;
+        // The copy has the job's file mode; the blob is private like the rest of the
+        // state directory (the temporary name sits in a 0700 directory until then).
+        std::fs::set_permissions(
+            &tmp,
+            std::os::unix::fs::PermissionsExt::from_mode(baton_state::private::FILE_MODE),
+        )?;
         std::fs::rename(&tmp, &dest)?;
     }
     Ok((sha, size))

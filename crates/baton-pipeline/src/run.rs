@@ -101,7 +101,7 @@ pub async fn execute(
     vars.insert("BATON_RUN".into(), run_id.to_string());
     let dir = run_dir(&req.state_dir, run_id);
     let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| PipelineError::io(&logs, e))?;
+    baton_state::private::create_dir(&logs).map_err(|e| PipelineError::io(&logs, e))?;
     live(&format!(
         "run {run_id} of pipeline {} ({} jobs)",
         pipeline.name,
@@ -800,7 +800,7 @@ impl JobTask {
     }
 
     fn prepare(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.workspace)?;
+        baton_state::private::create_dir(&self.workspace)?;
         for (rel, sha) in &self.inputs {
             artifacts::materialize(&self.state_dir, sha, &self.workspace, rel)?;
         }
@@ -824,7 +824,7 @@ impl JobTask {
             for rel in files {
                 let dest = dir.join(&rel);
                 if let Some(p) = dest.parent() {
-                    std::fs::create_dir_all(p)?;
+                    baton_state::private::create_dir(p)?;
                 }
                 std::fs::copy(self.workspace.join(&rel), dest)?;
             }
@@ -836,7 +836,7 @@ impl JobTask {
         let text = mask(text, &self.masks);
         let t = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         if log.is_none() {
-            *log = std::fs::File::create(&self.log)
+            *log = baton_state::private::create(&self.log)
                 .ok()
                 .map(std::io::BufWriter::new);
         }
@@ -1230,16 +1230,12 @@ async fn concurrency_slot(
         return Ok(None);
     };
     let dir = store.path().with_file_name("locks");
-    std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+    baton_state::private::create_dir(&dir).map_err(|e| PipelineError::io(&dir, e))?;
     let mut told = false;
     loop {
         for slot in 0..n {
             let path = dir.join(format!("pipeline-{}-{}-{slot}.lock", req.project, p.name));
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
+            let f = baton_state::private::open_or_create(&path)
                 .map_err(|e| PipelineError::io(&path, e))?;
             if f.try_lock().is_ok() {
                 return Ok(Some(f));

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 mod pipeline;
+pub mod private;
 mod vm;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -34,6 +35,8 @@ pub enum StateError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("state database {path} has schema version {version}, written by a newer baton (this one knows up to {SCHEMA_VERSION}): upgrade baton or use another --state-dir")]
+    Newer { path: PathBuf, version: i64 },
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;
@@ -266,30 +269,81 @@ CREATE TABLE IF NOT EXISTS supervision (
 );
 ";
 
-/// WAL journal, then every table, in one write transaction.
-fn set_up(conn: &Connection) -> rusqlite::Result<()> {
+/// The schema, as ordered migrations: the database's `user_version` says how many have
+/// run. A migration is never edited once released; a change is a new one at the end.
+/// The first is the schema as it was before versions (every statement `IF NOT EXISTS`,
+/// so it is a no-op on such a database).
+const MIGRATIONS: &[&[&str]] = &[
+    &[SCHEMA, pipeline::SCHEMA, fleet::SCHEMA, vm::SCHEMA],
+    &[pipeline::DELIVERIES],
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// WAL journal, then the migrations the database lacks, in one write transaction.
+fn set_up(conn: &Connection) -> std::result::Result<(), SetUpError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    for schema in [SCHEMA, pipeline::SCHEMA, fleet::SCHEMA, vm::SCHEMA] {
-        conn.execute_batch(schema)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(SetUpError::Newer(version));
     }
-    conn.execute_batch("COMMIT")
+    for migration in MIGRATIONS
+        .iter()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        for sql in *migration {
+            conn.execute_batch(sql)?;
+        }
+    }
+    if version != SCHEMA_VERSION {
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    conn.execute_batch("COMMIT")?;
+    Ok(())
+}
+
+enum SetUpError {
+    Sqlite(rusqlite::Error),
+    /// The database was written by a newer baton: its schema version.
+    Newer(i64),
+}
+
+impl From<rusqlite::Error> for SetUpError {
+    fn from(e: rusqlite::Error) -> Self {
+        SetUpError::Sqlite(e)
+    }
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+        let dir_error = |source| StateError::Dir {
             path: dir.to_path_buf(),
             source,
-        })?;
+        };
+        private::create_dir(dir).map_err(dir_error)?;
         let path = dir.join(DB_FILE);
         let sql = |source| StateError::Sqlite {
             path: path.clone(),
             source,
         };
         let conn = Connection::open(&path).map_err(sql)?;
+        // SQLite creates the database 0644 (and later its -wal and -shm files with the
+        // database's mode), so it is made 0600 before anything is written to it, inside
+        // a directory that is already 0700; files an older release left open are
+        // tightened. Only by path: closing any other descriptor of the database would
+        // drop every POSIX lock this process's connections hold on it, and another
+        // process would then take the WAL away from under them.
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            match private::tighten(&file, private::FILE_MODE) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(dir_error(e)),
+                _ => {}
+            }
+        }
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql)?;
         // Two processes opening a new store at once can get SQLITE_BUSY here without the
@@ -300,6 +354,15 @@ impl Store {
             let Err(e) = set_up(&conn) else { break };
             // Whatever step failed, no transaction stays open.
             let _ = conn.execute_batch("ROLLBACK");
+            let e = match e {
+                SetUpError::Newer(version) => {
+                    return Err(StateError::Newer {
+                        path: path.clone(),
+                        version,
+                    })
+                }
+                SetUpError::Sqlite(e) => e,
+            };
             if e.sqlite_error_code() != Some(rusqlite::ErrorCode::DatabaseBusy)
                 || std::time::Instant::now() >= deadline
             {
@@ -319,12 +382,8 @@ impl Store {
 
     fn lock_file(&self, project: &str) -> std::io::Result<std::fs::File> {
         let dir = self.path.with_file_name("locks");
-        std::fs::create_dir_all(&dir)?;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(format!("{project}.lock")))
+        private::create_dir(&dir)?;
+        private::open_or_create(&dir.join(format!("{project}.lock")))
     }
 
     /// Waits for and takes the project's lock.
@@ -897,6 +956,86 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         (dir, store)
+    }
+
+    #[test]
+    fn a_database_from_before_schema_versions_is_upgraded_and_used() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        {
+            let old = Connection::open(tmp.path().join(DB_FILE)).unwrap();
+            old.execute_batch(include_str!("../tests/fixtures/unversioned.sql"))
+                .unwrap();
+        }
+        let s = Store::open(tmp.path()).expect("open the old database");
+        // What the old release wrote is all there.
+        assert_eq!(s.latest_revision("p").unwrap().unwrap().spec_hash, "h1");
+        assert_eq!(s.events("p", 10).unwrap()[0].message, "started");
+        assert_eq!(
+            s.pipeline_runs("p", Some("ci"), 10).unwrap()[0].status,
+            "success"
+        );
+        // And what this one adds works on it.
+        assert!(s.first_delivery("p", "ci", &["d1"], 1000, 5).unwrap());
+        let version: i64 = s
+            .with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(s);
+        // Opening again runs nothing twice.
+        let s = Store::open(tmp.path()).expect("reopen");
+        assert!(!s.first_delivery("p", "ci", &["d1"], 1000, 6).unwrap());
+    }
+
+    #[test]
+    fn a_database_from_a_newer_baton_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        drop(Store::open(tmp.path()).unwrap());
+        let c = Connection::open(tmp.path().join(DB_FILE)).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(c);
+        let e = Store::open(tmp.path()).err().expect("refused").to_string();
+        assert!(e.contains("written by a newer baton"), "{e}");
+    }
+
+    #[test]
+    fn a_webhook_delivery_is_new_once_within_its_window() {
+        let (_d, s) = store();
+        assert!(s
+            .first_delivery("p", "ci", &["id:1", "sha:a"], 100, 1000)
+            .unwrap());
+        // The same id, or the same signed body under a new id, is a replay.
+        assert!(!s
+            .first_delivery("p", "ci", &["id:1", "sha:b"], 100, 1010)
+            .unwrap());
+        assert!(!s
+            .first_delivery("p", "ci", &["id:2", "sha:a"], 100, 1020)
+            .unwrap());
+        // Another pipeline has its own deliveries.
+        assert!(s
+            .first_delivery("p", "cd", &["id:1", "sha:a"], 100, 1030)
+            .unwrap());
+        // After the window it is forgotten.
+        assert!(s
+            .first_delivery("p", "ci", &["id:1", "sha:a"], 100, 1200)
+            .unwrap());
+    }
+
+    #[test]
+    fn the_state_directory_and_database_are_private_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("state");
+        let s = Store::open(&dir).expect("open");
+        s.upsert_project("p", std::path::Path::new("/w"), 1)
+            .unwrap();
+        drop(s.lock_project("p").unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in [DB_FILE, "baton.db-wal", "baton.db-shm", "locks/p.lock"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+        assert_eq!(mode(&dir.join("locks")), 0o700);
     }
 
     #[test]

@@ -61,6 +61,19 @@ CREATE TABLE IF NOT EXISTS pipeline_triggers (
 );
 ";
 
+/// Webhook deliveries already answered (delivery ids and signed-body digests), kept for
+/// a window so that a replayed delivery does not run its pipeline again.
+pub(crate) const DELIVERIES: &str = "
+CREATE TABLE webhook_deliveries (
+    project TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seen_at INTEGER NOT NULL,
+    PRIMARY KEY (project, pipeline, key)
+);
+CREATE INDEX webhook_deliveries_seen ON webhook_deliveries (seen_at);
+";
+
 /// One run of a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineRun {
@@ -442,6 +455,37 @@ impl Store {
                 params![project, pipeline, key, value, now],
             )
             .map(|_| ())
+        })
+    }
+
+    /// Records a webhook delivery by its keys (its delivery id, its body's digest) and
+    /// says whether it is new: false when any key was seen within `window_ms` (a replay).
+    /// Keys older than the window are forgotten on the way.
+    pub fn first_delivery(
+        &self,
+        project: &str,
+        pipeline: &str,
+        keys: &[&str],
+        window_ms: i64,
+        now: i64,
+    ) -> Result<bool> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "DELETE FROM webhook_deliveries WHERE seen_at < ?1",
+                params![now.saturating_sub(window_ms)],
+            )?;
+            let mut new = true;
+            for key in keys {
+                let inserted = tx.execute(
+                    "INSERT OR IGNORE INTO webhook_deliveries (project, pipeline, key, seen_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![project, pipeline, key, now],
+                )?;
+                new &= inserted == 1;
+            }
+            tx.commit()?;
+            Ok(new)
         })
     }
 }

@@ -65,6 +65,30 @@ pub fn succeeded(args: &[&str], out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Panics unless nothing under `dir` (itself included) can be read, written or entered
+/// by group or others: the state directory holds resolved secrets and logs. Pipeline
+/// job workspaces (`ws/`) hold what the jobs made, with their own modes, inside a
+/// private run directory: they are not looked into.
+pub fn assert_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut todo = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).expect("stat");
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", p.display());
+        seen += 1;
+        if meta.is_dir() && !p.ends_with("ws") {
+            todo.extend(
+                std::fs::read_dir(&p)
+                    .expect("readdir")
+                    .map(|e| e.expect("entry").path()),
+            );
+        }
+    }
+    assert!(seen > 1, "nothing under {} was checked", dir.display());
+}
+
 /// A scratch project: its own directory, state directory and unique project name.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
