@@ -2,6 +2,8 @@
 //! server send one syslog line per request (or TCP connection) to a Unix datagram socket
 //! baton listens on; each line names the replica(s) tried, their status and time, which
 //! count against the replica's revision exactly like the builtin proxy's own counters.
+//! Lines count only when the kernel says they come from the server (`SO_PASSCRED`): the
+//! socket must be writable by the server's workers, so anyone may send to it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -121,18 +123,26 @@ impl LogSink {
             std::fs::remove_file(path)?;
         }
         let socket = tokio::net::UnixDatagram::bind(path)?;
-        // The server's workers often run as another user (nginx's www-data).
+        // The kernel then tells who sent each datagram.
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)
+            .map_err(std::io::Error::from)?;
+        // The server's workers often run as another user (nginx's www-data): they must be
+        // able to send, and `Senders` decides whose lines count.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
         let routes: Arc<Mutex<HashMap<SocketAddr, Arc<RevisionMetrics>>>> = Arc::default();
         let task = tokio::spawn({
             let routes = routes.clone();
             async move {
                 let mut buf = vec![0u8; 8192];
+                let mut senders = Senders::new(nix::unistd::geteuid().as_raw());
                 loop {
-                    let Ok(n) = socket.recv(&mut buf).await else {
+                    let Ok((n, sender)) = receive(&socket, &mut buf).await else {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     };
+                    if !sender.is_some_and(|(pid, uid)| senders.trusted(pid, uid)) {
+                        continue;
+                    }
                     let line = String::from_utf8_lossy(&buf[..n]);
                     let routes = routes.lock().unwrap_or_else(PoisonError::into_inner);
                     for attempt in parse_line(&line) {
@@ -172,6 +182,129 @@ impl LogSink {
 
     pub fn reset(&self) {
         self.registry.reset();
+    }
+}
+
+/// One datagram into `buf`: its length and the sender's (pid, uid) as the kernel saw them.
+async fn receive(
+    socket: &tokio::net::UnixDatagram,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<(i32, u32)>)> {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixCredentials};
+    loop {
+        socket.readable().await?;
+        let got = socket.try_io(tokio::io::Interest::READABLE, || {
+            let mut iov = [std::io::IoSliceMut::new(&mut *buf)];
+            let mut space = nix::cmsg_space!(UnixCredentials);
+            let msg = recvmsg::<()>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(std::io::Error::from)?;
+            let sender = msg.cmsgs().ok().and_then(|mut c| {
+                c.find_map(|c| match c {
+                    ControlMessageOwned::ScmCredentials(u) => Some((u.pid(), u.uid())),
+                    _ => None,
+                })
+            });
+            Ok((msg.bytes, sender))
+        });
+        match got {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+/// What `/proc` says of a process: its user, parent and executable.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Proc {
+    pub uid: u32,
+    pub ppid: i32,
+    pub exe: Option<PathBuf>,
+}
+
+impl Proc {
+    fn read(pid: i32) -> Option<Proc> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        Some(Proc {
+            uid: u32::try_from(field("Uid:")?).ok()?,
+            ppid: i32::try_from(field("PPid:")?).ok()?,
+            exe: std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+        })
+    }
+}
+
+/// Whether a sender may feed the metrics: a process of baton's own user (or root), or a
+/// worker that such a process forked from its own executable before dropping privileges
+/// (nginx's and HAProxy's workers). Any other local user is ignored: a forged line could
+/// promote a bad canary or force a rollback.
+pub(crate) fn trusted(
+    own_uid: u32,
+    sender_uid: u32,
+    sender: Option<&Proc>,
+    parent: Option<&Proc>,
+) -> bool {
+    let privileged = |uid: u32| uid == own_uid || uid == 0;
+    if privileged(sender_uid) {
+        return true;
+    }
+    match (sender, parent) {
+        (Some(s), Some(p)) => {
+            s.uid == sender_uid && privileged(p.uid) && s.exe.is_some() && s.exe == p.exe
+        }
+        _ => false,
+    }
+}
+
+/// The verdicts on senders seen lately, so a busy worker costs `/proc` reads once.
+struct Senders {
+    own_uid: u32,
+    seen: HashMap<(i32, u32), bool>,
+}
+
+impl Senders {
+    fn new(own_uid: u32) -> Senders {
+        Senders {
+            own_uid,
+            seen: HashMap::new(),
+        }
+    }
+
+    fn trusted(&mut self, pid: i32, uid: u32) -> bool {
+        if trusted(self.own_uid, uid, None, None) {
+            return true;
+        }
+        if let Some(v) = self.seen.get(&(pid, uid)) {
+            return *v;
+        }
+        let sender = Proc::read(pid);
+        let parent = sender.as_ref().and_then(|s| Proc::read(s.ppid));
+        let verdict = trusted(self.own_uid, uid, sender.as_ref(), parent.as_ref());
+        if !verdict {
+            // Once per sender: the verdict is kept.
+            tracing::warn!(
+                pid,
+                uid,
+                "ignoring log lines from a process that is not the server"
+            );
+        }
+        if self.seen.len() >= 256 {
+            self.seen.clear();
+        }
+        self.seen.insert((pid, uid), verdict);
+        verdict
     }
 }
 
@@ -260,6 +393,97 @@ mod tests {
             "/{}",
             "a".repeat(MAX_PATH)
         ))));
+    }
+
+    #[test]
+    fn only_the_servers_own_processes_are_trusted() {
+        let nginx = |uid, ppid| Proc {
+            uid,
+            ppid,
+            exe: Some("/usr/sbin/nginx".into()),
+        };
+        let master = nginx(0, 1);
+        // baton's own user, and root, are always trusted.
+        assert!(trusted(1000, 1000, None, None));
+        assert!(trusted(1000, 0, None, None));
+        // A worker that root's nginx forked, running as nobody.
+        assert!(trusted(0, 65534, Some(&nginx(65534, 10)), Some(&master)));
+        // Another user's process, even running nginx itself.
+        assert!(!trusted(
+            0,
+            1001,
+            Some(&nginx(1001, 20)),
+            Some(&nginx(1001, 1))
+        ));
+        // Another user's process whose parent is root but runs something else.
+        let shell = Proc {
+            uid: 0,
+            ppid: 1,
+            exe: Some("/usr/bin/bash".into()),
+        };
+        assert!(!trusted(0, 1001, Some(&nginx(1001, 30)), Some(&shell)));
+        // Unknown processes (gone, or /proc unreadable) are not trusted.
+        assert!(!trusted(0, 1001, None, None));
+        let no_exe = Proc {
+            exe: None,
+            ..nginx(1001, 10)
+        };
+        assert!(!trusted(
+            0,
+            1001,
+            Some(&no_exe),
+            Some(&Proc {
+                exe: None,
+                ..master.clone()
+            })
+        ));
+        // The uid /proc shows must be the one the kernel gave with the datagram.
+        assert!(!trusted(0, 65534, Some(&nginx(1001, 10)), Some(&master)));
+    }
+
+    /// Sends `line` to `path` from a python process running as `uid`; true if sent.
+    fn send_as(uid: u32, path: &Path, line: &str) -> bool {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(sys.argv[2].encode(), sys.argv[1])",
+            ])
+            .arg(path)
+            .arg(line)
+            .uid(uid)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[tokio::test]
+    async fn lines_from_another_user_do_not_count() {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test sends as another user: run it as root (as CI does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("s.sock");
+        let sink = LogSink::bind(&path).unwrap();
+        sink.set_backends(&[Backend::new("a", "127.0.0.1:81".parse().unwrap(), "v1")]);
+        // nobody can reach the socket (the send succeeds) but its line is not counted.
+        let forged = "<1>x: @bn 127.0.0.1:81|500|0.002";
+        assert!(send_as(65534, &path, forged), "nobody could not send");
+        // A line from baton's own user after it: once that one counts, the forged one
+        // (sent first, on the same socket) has been read and ignored.
+        assert!(send_as(0, &path, "<1>x: @bn 127.0.0.1:81|200|0.002"));
+        let mut m = sink.metrics();
+        for _ in 0..300 {
+            m = sink.metrics();
+            if m.revisions.get("v1").is_some_and(|r| r.requests > 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(m.revisions["v1"].requests, 1, "{m:?}");
+        assert_eq!(m.revisions["v1"].responses_5xx, 0, "the forged 500 counted");
     }
 
     #[tokio::test]
