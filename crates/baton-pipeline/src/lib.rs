@@ -33,6 +33,9 @@ pub enum PipelineError {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// A setting that cannot be served safely as it is (an empty webhook secret).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Internal(String),
 }

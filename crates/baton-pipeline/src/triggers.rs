@@ -1,6 +1,7 @@
 //! Triggers the daemon runs: cron schedules (croner), webhooks (`POST /hooks/NAME` with
-//! GitHub's HMAC-SHA256 signature or GitLab's token, both checked in constant time) and
-//! git pollers (`git ls-remote`, one run per new commit, the last one kept in the store).
+//! GitHub's HMAC-SHA256 signature or GitLab's token, both checked in constant time, never
+//! with an empty secret; a replayed delivery is answered without running) and git
+//! pollers (`git ls-remote`, one run per new commit, the last one kept in the store).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use baton_spec::Project;
 use baton_state::Store;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
@@ -31,6 +32,10 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
         .parse()
         .map_err(|e| e.to_string())
 }
+
+/// How long a webhook delivery is remembered: GitHub lets a delivery be sent again for
+/// three days, so a replay within that window is answered without running.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
 
 /// What the daemon hands over to run a project's pipeline triggers.
 pub struct TriggerConfig {
@@ -83,6 +88,7 @@ impl Launcher {
 /// Runs every trigger of the project's pipelines until the future is dropped.
 pub async fn serve(cfg: TriggerConfig) -> Result<(), PipelineError> {
     let pipelines = crate::spec::pipelines(&cfg.project)?;
+    check_webhook_secrets(&pipelines, &cfg)?;
     let store = Arc::new(Store::open(&cfg.state_dir)?);
     let (tx, rx) = watch::channel(false);
     let hooks_listen = cfg.hooks_listen;
@@ -121,6 +127,31 @@ pub async fn serve(cfg: TriggerConfig) -> Result<(), PipelineError> {
         });
     }
     while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Refuses to serve a webhook whose secret is empty: anyone could sign with an empty
+/// key (or send an empty GitLab token). An unreadable secret is told at delivery time.
+fn check_webhook_secrets(
+    pipelines: &BTreeMap<String, Pipeline>,
+    cfg: &TriggerConfig,
+) -> Result<(), PipelineError> {
+    for (name, p) in pipelines {
+        for t in &p.triggers {
+            let Trigger::Webhook(w) = t else { continue };
+            if let Ok(secret) = read_secret(&w.secret, &cfg.env, &cfg.project.working_dir) {
+                if secret.is_empty() {
+                    return Err(PipelineError::Invalid(format!(
+                        "pipeline {name}: the webhook's secret ({}) is empty: refusing to serve a webhook anyone could sign",
+                        match &w.secret {
+                            crate::spec::SecretSource::Env(var) => format!("environment variable {var}"),
+                            crate::spec::SecretSource::File(f) => format!("file {}", f.display()),
+                        }
+                    )));
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -206,6 +237,9 @@ pub async fn ls_remote(repo: &str, branch: &str) -> Result<Option<String>, Strin
 
 /// Whether a request carries a valid signature (GitHub) or token (GitLab) for `secret`.
 pub fn verify(provider: Provider, secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
+    if secret.is_empty() {
+        return false;
+    }
     match provider {
         Provider::Github => {
             let Some(sig) = headers
@@ -339,7 +373,36 @@ async fn hook(
             Json(json!({"error": "bad or missing signature"})),
         );
     }
+    // A delivery is known by its id and by its signed body: GitHub's signature covers
+    // the body only, so a replay with a new id header is still the same body.
+    let mut keys = vec![format!("sha256:{}", hex::encode(Sha256::digest(&body)))];
+    for h in ["x-github-delivery", "x-gitlab-event-uuid"] {
+        if let Some(id) = headers.get(h).and_then(|v| v.to_str().ok()) {
+            keys.push(format!("{h}:{}", id.chars().take(200).collect::<String>()));
+        }
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let window = i64::try_from(REPLAY_WINDOW.as_millis()).unwrap_or(i64::MAX);
+    match l
+        .store
+        .first_delivery(&l.cfg.project.name, &name, &keys, window, now_ms())
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                StatusCode::OK,
+                Json(json!({"pipeline": name, "accepted": false, "replay": true})),
+            )
+        }
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": format!("cannot record the delivery: {e}")})),
+            )
+        }
+    }
     let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+
     let mut vars = hook_vars(&payload);
     for h in ["x-github-event", "x-gitlab-event"] {
         if let Some(e) = headers.get(h).and_then(|v| v.to_str().ok()) {
@@ -378,6 +441,22 @@ mod tests {
         g.insert("x-gitlab-token", "s3cret".parse().unwrap());
         assert!(verify(Provider::Gitlab, b"s3cret", &g, body));
         assert!(!verify(Provider::Gitlab, b"s3cre", &g, body));
+    }
+
+    #[test]
+    fn an_empty_secret_verifies_nothing() {
+        let body = b"{}";
+        let mac = Hmac::<Sha256>::new_from_slice(b"").unwrap();
+        let signed = format!(
+            "sha256={}",
+            hex::encode(mac.chain_update(body).finalize().into_bytes())
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-hub-signature-256", signed.parse().unwrap());
+        assert!(!verify(Provider::Github, b"", &h, body));
+        let mut g = HeaderMap::new();
+        g.insert("x-gitlab-token", "".parse().unwrap());
+        assert!(!verify(Provider::Gitlab, b"", &g, body));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use baton_tests::pipeline::{
     git, github_signature, post, processes_with, runs, show, within, Reaper, Serve,
 };
-use baton_tests::{docker_available, free_port, stderr, stdout, Scratch};
+use baton_tests::{assert_private, docker_available, free_port, stderr, stdout, Scratch};
 use serde_json::Value;
 
 /// Twelve jobs once the matrix is expanded. `$$` is a literal `$` (the file is
@@ -290,6 +290,8 @@ fn a_twelve_job_pipeline_runs_in_order_with_retries_timeouts_artifacts_rollbacks
             .collect::<Vec<_>>(),
         ["slow", "smoke"]
     );
+    // The database, the job logs and the artifacts are the owner's alone.
+    assert_private(s.state.path());
 }
 
 #[test]
@@ -504,7 +506,7 @@ fn a_webhook_with_a_bad_signature_is_refused_and_a_signed_one_runs() {
         post(
             port,
             "/hooks/deploy",
-            &[("X-Hub-Signature-256", &good)],
+            &[("X-Hub-Signature-256", &good), ("X-GitHub-Delivery", "d-1")],
             body
         ),
         202
@@ -514,8 +516,9 @@ fn a_webhook_with_a_bad_signature_is_refused_and_a_signed_one_runs() {
     });
     assert!(
         took.is_some(),
-        "the signed webhook's run never passed: {:?}",
-        runs(&s)
+        "the signed webhook's run never passed: {:?}\n{}",
+        runs(&s),
+        std::fs::read_to_string(s.state.path().join("serve.log")).unwrap_or_default()
     );
     eprintln!("signed webhook to finished run: {took:?}");
     assert_eq!(
@@ -525,6 +528,45 @@ fn a_webhook_with_a_bad_signature_is_refused_and_a_signed_one_runs() {
     let r = &runs(&s)[0];
     assert_eq!(r["trigger"], "webhook");
     assert_eq!(r["vars"]["BATON_HOOK_REF"], "refs/heads/main");
+
+    // A replayed delivery is answered without running: the same one, or the same signed
+    // body under a new delivery id (GitHub signs the body only).
+    for id in ["d-1", "d-2"] {
+        assert_eq!(
+            post(
+                port,
+                "/hooks/deploy",
+                &[("X-Hub-Signature-256", &good), ("X-GitHub-Delivery", id)],
+                body
+            ),
+            200,
+            "replay {id}"
+        );
+    }
+    // A new delivery runs.
+    let body2 = br#"{"ref":"refs/heads/next","repository":{"name":"shop"}}"#;
+    let good2 = github_signature("gh-s3cret", body2);
+    assert_eq!(
+        post(
+            port,
+            "/hooks/deploy",
+            &[
+                ("X-Hub-Signature-256", &good2),
+                ("X-GitHub-Delivery", "d-3")
+            ],
+            body2
+        ),
+        202
+    );
+    assert!(
+        within(Duration::from_secs(30), || runs(&s).len() == 2
+            && runs(&s).iter().all(|r| r["status"] == "success"))
+        .is_some(),
+        "{:?}",
+        runs(&s)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(runs(&s).len(), 2, "a replay ran: {:?}", runs(&s));
 
     assert_eq!(
         post(
@@ -546,6 +588,50 @@ fn a_webhook_with_a_bad_signature_is_refused_and_a_signed_one_runs() {
         !log.contains("gh-s3cret") && !log.contains("gl-token"),
         "{log}"
     );
+}
+
+#[test]
+fn a_webhook_with_an_empty_secret_is_not_served() {
+    let s = Scratch::new("pipeempty");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  deploy:\n    triggers:\n      - webhook: {provider: github, secret_env: HOOK_SECRET}\n    jobs:\n      record:\n        run: touch \"$$MARK\"\n",
+    );
+    let mark = s.path().join("hooked");
+    let mark_s = mark.to_string_lossy().into_owned();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _serve = Serve::start(
+        &s,
+        &["--hooks-listen", &addr],
+        &[("HOOK_SECRET", ""), ("MARK", &mark_s)],
+    );
+    let log = s.state.path().join("serve.log");
+    let refused = within(Duration::from_secs(60), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("secret (environment variable HOOK_SECRET) is empty")
+    });
+    assert!(
+        refused.is_some(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Nothing listens, so nobody can sign with the empty key.
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let signed = github_signature("", body);
+    assert_eq!(
+        post(
+            port,
+            "/hooks/deploy",
+            &[("X-Hub-Signature-256", &signed)],
+            body
+        ),
+        0,
+        "something answered on the webhook port"
+    );
+    assert!(runs(&s).is_empty());
+    assert!(!mark.exists());
 }
 
 #[test]
