@@ -58,6 +58,9 @@ pub struct ManagedFile {
     pub owner: Option<String>,
     /// A selector, or `None` for the local machine.
     pub hosts: Option<String>,
+    /// Kind systemd: restart the unit after a change (systemd is always told to reload
+    /// its units after one).
+    pub restart: bool,
 }
 
 impl ManagedFile {
@@ -80,6 +83,9 @@ struct Raw {
     mode: Option<Value>,
     owner: Option<String>,
     hosts: Option<String>,
+    /// Kind systemd: restart the unit when the file changed.
+    #[serde(default)]
+    restart: bool,
 }
 
 fn format_for(kind: Kind, path: &str) -> Format {
@@ -160,6 +166,12 @@ pub fn from_project(project: &Project) -> Result<BTreeMap<String, ManagedFile>, 
             return Err(err(&format!("{p}.path"), "must not be empty".into()));
         }
         let hosts = raw.hosts.filter(|h| h != "local");
+        if raw.restart && kind != Kind::Systemd {
+            return Err(err(
+                &format!("{p}.restart"),
+                "only a file of kind systemd has a unit to restart".into(),
+            ));
+        }
         out.insert(
             name.clone(),
             ManagedFile {
@@ -171,6 +183,7 @@ pub fn from_project(project: &Project) -> Result<BTreeMap<String, ManagedFile>, 
                 mode,
                 owner: raw.owner,
                 hosts,
+                restart: raw.restart,
             },
         );
     }
@@ -379,6 +392,36 @@ fn host_name(h: &Option<Host>) -> String {
         .unwrap_or_else(|| "local".into())
 }
 
+/// After a unit file changed: `systemctl daemon-reload` so systemd reads it, then
+/// `systemctl restart UNIT` when the file asks for it (the unit is the file's name).
+async fn reload_unit(
+    conn: &Conn,
+    f: &ManagedFile,
+    path: &str,
+    timeout: Option<Duration>,
+) -> Result<(), String> {
+    let mut commands = vec![vec!["systemctl", "daemon-reload"]];
+    let unit = path.rsplit('/').next().unwrap_or(path);
+    if f.restart {
+        commands.push(vec!["systemctl", "restart", "--", unit]);
+    }
+    for argv in commands {
+        let out = conn
+            .exec(&crate::transport::quote_args(&argv), None, timeout)
+            .await
+            .map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+        if out.status != 0 {
+            return Err(format!(
+                "{} exited with {}: {}",
+                argv.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Puts `content`/`mode` on every target (compare first, backup, atomic write) and
 /// records which version each host now has.
 async fn put_all(
@@ -429,6 +472,12 @@ async fn put_all(
             Ok(p) => {
                 r.status = if p.changed { "changed" } else { "ok" }.into();
                 r.diff = p.diff;
+                if p.changed && !check && f.kind == Kind::Systemd {
+                    if let Err(e) = reload_unit(&conn, f, &r.path, env.timeout).await {
+                        r.status = "failed".into();
+                        r.error = Some(e);
+                    }
+                }
             }
             Err(RemoteError::Transport(e)) => {
                 r.status = if e.unreachable() {
