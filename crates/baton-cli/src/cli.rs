@@ -130,8 +130,8 @@ pub struct UpArgs {
     #[arg(long)]
     pub no_deps: bool,
     /// SERVICE=N, overriding deploy.replicas
-    #[arg(long, value_name = "SERVICE=N")]
-    pub scale: Vec<String>,
+    #[arg(long, value_name = "SERVICE=N", value_parser = parse_scale)]
+    pub scale: Vec<(String, u32)>,
     /// Seconds to wait for depends_on conditions
     #[arg(long, default_value_t = 300)]
     pub wait_timeout: u64,
@@ -255,8 +255,8 @@ pub struct StopArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ScaleArgs {
-    #[arg(required = true, value_name = "SERVICE=N")]
-    pub scales: Vec<String>,
+    #[arg(required = true, value_name = "SERVICE=N", value_parser = parse_scale)]
+    pub scales: Vec<(String, u32)>,
     #[arg(long)]
     pub no_deps: bool,
 }
@@ -316,6 +316,20 @@ pub struct EventsArgs {
     pub limit: i64,
 }
 
+/// `SERVICE=N`: a bad one is a command-line error (exit 64), as any other flag's.
+fn parse_scale(s: &str) -> Result<(String, u32), String> {
+    let (service, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected SERVICE=N, got {s:?}"))?;
+    if service.is_empty() {
+        return Err(format!("expected SERVICE=N, got {s:?}: no service"));
+    }
+    let n = n
+        .parse()
+        .map_err(|_| format!("expected SERVICE=N with N a number of replicas, got {s:?}"))?;
+    Ok((service.to_string(), n))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -345,5 +359,19 @@ mod tests {
         };
         assert_eq!(e.command, vec!["sh", "-c", "exit 3"]);
         assert!(Cli::try_parse_from(["baton", "up", "--force-recreate", "--no-recreate"]).is_err());
+    }
+
+    #[test]
+    fn scales_are_checked_by_the_grammar() {
+        let cli = Cli::try_parse_from(["baton", "scale", "web=3", "db=0"]).unwrap();
+        let Command::Scale(s) = cli.command else {
+            panic!("scale")
+        };
+        assert_eq!(s.scales, [("web".to_string(), 3), ("db".to_string(), 0)]);
+        for bad in ["web=abc", "web", "=2", "web=-1"] {
+            let e = Cli::try_parse_from(["baton", "scale", bad]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+        assert!(Cli::try_parse_from(["baton", "up", "--scale", "web=x"]).is_err());
     }
 }

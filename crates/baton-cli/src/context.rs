@@ -41,10 +41,13 @@ impl Context {
         }
     }
 
-    /// Reads and validates the project; `enable` are services named on the command line.
+    /// Reads and validates the project, the engine's settings included (so `config`,
+    /// `plan` and `up` refuse and warn alike); `enable` are services named on the
+    /// command line.
     pub fn project(&self, enable: &[String]) -> Result<Project> {
-        let (project, warnings) = baton_spec::load_with_warnings(&self.load_options(enable))
+        let (project, mut warnings) = baton_spec::load_with_warnings(&self.load_options(enable))
             .map_err(|e| anyhow!("{e}"))?;
+        warnings.extend(baton_engine::check::project(&project).map_err(|e| anyhow!("{e}"))?);
         for w in warnings {
             eprintln!("warning: {w}");
         }
@@ -53,7 +56,13 @@ impl Context {
 
     /// The project name, from `-p` when no file can be read (so `down` works without one).
     pub fn project_or_name(&self) -> Result<(Option<Project>, String)> {
-        match self.project(&[]) {
+        self.project_or_name_with(&[])
+    }
+
+    /// `project_or_name`, with the services named on the command line enabled even when
+    /// their profile is not.
+    pub fn project_or_name_with(&self, enable: &[String]) -> Result<(Option<Project>, String)> {
+        match self.project(enable) {
             Ok(p) => {
                 let name = p.name.clone();
                 Ok((Some(p), name))

@@ -27,7 +27,28 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
+/// Ends quietly when stdout is a pipe that was closed (`baton … | head`), as a program
+/// killed by SIGPIPE would: Rust ignores SIGPIPE, so `println!` panics instead.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // `println!` says "failed printing to stdout: Broken pipe"; writers that
+        // `expect` their writes (clap_complete's) show the error's Debug form.
+        if message.contains("Broken pipe") || message.contains("BrokenPipe") {
+            std::process::exit(128 + 13);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -39,6 +39,11 @@ impl Runtime for Docker {
             healthchecks: true,
             networks: true,
             volumes: true,
+            // One engine, one machine: no secret store, nowhere else to place.
+            external_files: false,
+            placement: false,
+            global_mode: false,
+            endpoint_mode: false,
         }
     }
 

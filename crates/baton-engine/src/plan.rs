@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::graph;
 use crate::hash::{changed_paths, effective_config, service_hash};
 use crate::resolve::{build_spec, container_name, image_ref};
-use crate::runtime::{ContainerState, Observed, ObservedContainer};
+use crate::runtime::{Capabilities, ContainerState, Observed, ObservedContainer};
 
 /// One thing to do to the world. Container actions always name the service and replica.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -240,6 +240,8 @@ pub struct PlanInput<'a> {
     /// The effective configuration behind an earlier config hash, if the store has it.
     pub previous_config: &'a dyn Fn(&str) -> Option<Value>,
     pub options: &'a PlanOptions,
+    /// What the backend can honour; the rest is refused or warned about.
+    pub capabilities: &'a Capabilities,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -254,6 +256,64 @@ pub enum PlanError {
         container_name: String,
         replicas: u32,
     },
+    #[error("service {service}: {kind} {name:?} is external (external: true), and this engine has no {kind} store to take it from: give it a file:, environment: or content: source, or deploy to a swarm")]
+    ExternalFile {
+        service: String,
+        /// `secret` or `config`.
+        kind: &'static str,
+        name: String,
+    },
+}
+
+/// What the backend cannot honour in the selected services: an error for what would make
+/// a container start without something it needs (an external secret with no store to
+/// take it from), one warning line per setting it ignores.
+pub fn unsupported(
+    project: &Project,
+    services: &[String],
+    caps: &Capabilities,
+) -> Result<Vec<String>, PlanError> {
+    let mut warnings = Vec::new();
+    for name in services {
+        let svc = &project.services[name];
+        for (kind, refs, objects) in [
+            ("secret", &svc.secrets, &project.secrets),
+            ("config", &svc.configs, &project.configs),
+        ] {
+            for r in refs {
+                let external = objects.get(&r.source).is_some_and(|o| o.external);
+                if external && !caps.external_files {
+                    return Err(PlanError::ExternalFile {
+                        service: name.clone(),
+                        kind,
+                        name: r.source.clone(),
+                    });
+                }
+            }
+        }
+        let Some(deploy) = &svc.deploy else { continue };
+        let ignored =
+            |key: &str, what: &str| format!("service {name}: deploy.{key} is ignored: {what}");
+        if deploy.mode.as_deref() == Some("global") && !caps.global_mode {
+            warnings.push(ignored(
+                "mode: global",
+                "this engine is one machine, so the service runs its replicas here",
+            ));
+        }
+        if deploy.other.contains_key("placement") && !caps.placement {
+            warnings.push(ignored(
+                "placement",
+                "this engine is one machine, there is nowhere else to place replicas",
+            ));
+        }
+        if deploy.other.contains_key("endpoint_mode") && !caps.endpoint_mode {
+            warnings.push(ignored(
+                "endpoint_mode",
+                "this engine resolves a service name to its containers' addresses",
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 /// Plans `up`: everything needed for the selected services to run as the file says.
@@ -265,7 +325,7 @@ pub fn plan_up(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
 
     let mut actions = Vec::new();
     let mut up_to_date = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = unsupported(project, &order, input.capabilities)?;
 
     // Images, once per reference.
     let mut seen_images = BTreeSet::new();
@@ -574,14 +634,13 @@ pub fn select_services(
     let mut stack: Vec<String> = Vec::new();
     for n in named {
         if !project.services.contains_key(n) {
-            let hint = project
+            let known = project
                 .services
                 .keys()
                 .chain(project.disabled_services.keys())
-                .map(|k| (strsim::levenshtein(n, k), k))
-                .filter(|(d, _)| *d <= 2)
-                .min()
-                .map(|(_, k)| format!(" (did you mean {k:?}?)"))
+                .map(String::as_str);
+            let hint = baton_spec::suggest(n, known)
+                .map(|h| format!(" ({h})"))
                 .unwrap_or_default();
             return Err(PlanError::UnknownService {
                 name: n.clone(),

@@ -22,8 +22,8 @@ mod spec;
 use serde::{Deserialize, Serialize};
 
 pub use spec::{
-    rollout_spec, Analysis, BlueGreen, Canary, CanaryStep, FailureAction, Order, Rolling,
-    RolloutSpec, RolloutSpecError, Strategy, StrategyKind, UpdateSettings,
+    rollout_spec, unused_settings, Analysis, BlueGreen, Canary, CanaryStep, FailureAction, Order,
+    Rolling, RolloutSpec, RolloutSpecError, Strategy, StrategyKind, UpdateSettings,
     DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_KEEP_OLD_MS, DEFAULT_MIN_REQUESTS,
 };
 

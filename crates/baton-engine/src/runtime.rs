@@ -30,13 +30,23 @@ pub mod labels {
     pub const RESOURCE_HASH: &str = "io.baton.resource-hash";
 }
 
-/// What a backend can do, said plainly instead of faked.
+/// What a backend can do, said plainly instead of faked. The planner reads it: a setting
+/// the backend cannot honour is a warning or an error, never silently dropped.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Capabilities {
     pub build: bool,
     pub healthchecks: bool,
     pub networks: bool,
     pub volumes: bool,
+    /// Secrets and configs marked `external: true` are taken from the engine's own store
+    /// (a swarm's); without one they cannot be mounted.
+    pub external_files: bool,
+    /// `deploy.placement` (constraints, preferences) picks among several machines.
+    pub placement: bool,
+    /// `deploy.mode: global` runs one replica per machine.
+    pub global_mode: bool,
+    /// `deploy.endpoint_mode` (vip, dnsrr) chooses how a service's name resolves.
+    pub endpoint_mode: bool,
 }
 
 /// A container to create, fully resolved by the engine: names are engine-level names.

@@ -3,9 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use baton_engine::hash::{effective_config, service_hash};
-use baton_engine::plan::{plan_down, plan_up, Action, PlanInput, PlanOptions};
-use baton_engine::runtime::{ContainerState, Health, Observed, ObservedContainer, ObservedNetwork};
-use baton_spec::{Deploy, Network, Project, Service, ServiceNetwork};
+use baton_engine::plan::{plan_down, plan_up, Action, PlanError, PlanInput, PlanOptions};
+use baton_engine::runtime::{
+    Capabilities, ContainerState, Health, Observed, ObservedContainer, ObservedNetwork,
+};
+use baton_spec::{Deploy, FileObject, FileRef, Network, Project, Service, ServiceNetwork};
 
 fn service(image: &str, env: &[(&str, &str)], replicas: u32) -> Service {
     Service {
@@ -84,6 +86,7 @@ fn plan(p: &Project, observed: &Observed, opts: &PlanOptions, prev: &[&Service])
         images_present: &images,
         previous_config: &lookup,
         options: opts,
+        capabilities: &Capabilities::default(),
     })
     .expect("plan")
     .actions
@@ -126,6 +129,7 @@ fn an_unchanged_world_plans_nothing() {
         images_present: &["busybox".to_string()].into(),
         previous_config: &|_| None,
         options: &PlanOptions::default(),
+        capabilities: &Capabilities::default(),
     })
     .unwrap();
     assert!(out.is_empty(), "{out}");
@@ -218,6 +222,7 @@ fn orphans_are_warned_about_or_removed_on_request() {
         images_present: &images,
         previous_config: &|_| None,
         options: &PlanOptions::default(),
+        capabilities: &Capabilities::default(),
     })
     .unwrap();
     assert!(keep.is_empty());
@@ -274,12 +279,97 @@ fn unknown_services_are_named_with_a_suggestion() {
             services: vec!["wbe".into()],
             ..Default::default()
         },
+        capabilities: &Capabilities::default(),
     })
     .unwrap_err();
     assert_eq!(
         err.to_string(),
         "no such service: wbe (did you mean \"web\"?)"
     );
+}
+
+fn plan_with(p: &Project, caps: &Capabilities) -> Result<baton_engine::plan::Plan, PlanError> {
+    plan_up(&PlanInput {
+        project: p,
+        observed: &Observed::default(),
+        images_present: &BTreeSet::from(["busybox".to_string()]),
+        previous_config: &|_| None,
+        options: &PlanOptions::default(),
+        capabilities: caps,
+    })
+}
+
+#[test]
+fn an_external_secret_on_an_engine_without_a_store_is_an_error_naming_it() {
+    let mut web = service("busybox", &[], 1);
+    web.secrets = vec![FileRef {
+        source: "db_pass".into(),
+        target: "/run/secrets/db_pass".into(),
+        uid: None,
+        gid: None,
+        mode: None,
+    }];
+    let mut p = project(&[("web", web)]);
+    p.secrets.insert(
+        "db_pass".into(),
+        FileObject {
+            external: true,
+            ..Default::default()
+        },
+    );
+    let err = plan_with(&p, &Capabilities::default()).unwrap_err();
+    assert!(
+        matches!(&err, PlanError::ExternalFile { service, kind: "secret", name } if service == "web" && name == "db_pass"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("secret \"db_pass\" is external"),
+        "{err}"
+    );
+    // An engine with a secret store takes it from there.
+    let swarm = Capabilities {
+        external_files: true,
+        ..Default::default()
+    };
+    assert!(plan_with(&p, &swarm).is_ok());
+    // A secret with a source is fine anywhere.
+    p.secrets.get_mut("db_pass").unwrap().external = false;
+    p.secrets.get_mut("db_pass").unwrap().content = Some("x".into());
+    assert!(plan_with(&p, &Capabilities::default()).is_ok());
+}
+
+#[test]
+fn settings_one_machine_ignores_are_one_warning_each() {
+    let mut web = service("busybox", &[], 1);
+    let deploy = web.deploy.as_mut().unwrap();
+    deploy.mode = Some("global".into());
+    deploy.other.insert(
+        "placement".into(),
+        serde_json::json!({"constraints": ["node.role==worker"]}),
+    );
+    deploy
+        .other
+        .insert("endpoint_mode".into(), serde_json::json!("dnsrr"));
+    let p = project(&[("web", web)]);
+    let plan = plan_with(&p, &Capabilities::default()).unwrap();
+    assert_eq!(
+        plan.warnings,
+        [
+            "service web: deploy.mode: global is ignored: this engine is one machine, so the service runs its replicas here",
+            "service web: deploy.placement is ignored: this engine is one machine, there is nowhere else to place replicas",
+            "service web: deploy.endpoint_mode is ignored: this engine resolves a service name to its containers' addresses",
+        ]
+    );
+    assert!(plan
+        .to_string()
+        .contains("warning: service web: deploy.placement is ignored"));
+    let cluster = Capabilities {
+        placement: true,
+        global_mode: true,
+        endpoint_mode: true,
+        ..Default::default()
+    };
+    assert!(plan_with(&p, &cluster).unwrap().warnings.is_empty());
 }
 
 #[test]

@@ -7,9 +7,9 @@ use baton_engine::restart::{
 };
 use baton_engine::rollout::Health::{Gone, Healthy, Starting, Unhealthy};
 use baton_engine::rollout::{
-    abort, promote, resume, rollout_spec, start, step, superseded, Analysis, CanaryStep, Decision,
-    FailureAction, Health, Observation, Order, Outcome, Replica, RevisionMetrics, RolloutSpec,
-    RolloutState, Strategy, UpdateSettings,
+    abort, promote, resume, rollout_spec, start, step, superseded, unused_settings, Analysis,
+    CanaryStep, Decision, FailureAction, Health, Observation, Order, Outcome, Replica,
+    RevisionMetrics, RolloutSpec, RolloutState, Strategy, UpdateSettings,
 };
 use baton_spec::Service;
 use serde_json::{json, Value};
@@ -1449,6 +1449,42 @@ fn spec_canary_reads_steps_and_analysis() {
 }
 
 #[test]
+fn settings_of_another_strategy_are_kept_and_only_warned_about() {
+    // The same file with `strategy` switched (say from an environment variable) stays
+    // valid both ways: canary steps under rolling are checked, unused and warned about.
+    let canary = json!({"strategy": "canary", "steps": [{"weight": 10}]});
+    let rolling = json!({"strategy": "rolling", "steps": [{"weight": 10}], "keep_old": "1m"});
+    assert!(matches!(
+        spec(json!({"baton": {"rollout": canary.clone()}})).strategy,
+        Strategy::Canary(_)
+    ));
+    let s = service(json!({"baton": {"rollout": rolling}}));
+    assert!(matches!(
+        rollout_spec(&s).expect("valid").strategy,
+        Strategy::Rolling(_)
+    ));
+    assert_eq!(
+        unused_settings(&s),
+        [
+            (
+                "x-baton.rollout.steps".to_string(),
+                "only used by strategy canary, not rolling: ignored".to_string()
+            ),
+            (
+                "x-baton.rollout.keep_old".to_string(),
+                "only used by strategy blue-green, not rolling: ignored".to_string()
+            ),
+        ]
+    );
+    assert!(unused_settings(&service(json!({"baton": {"rollout": canary}}))).is_empty());
+    // Unused is not unchecked: a malformed one is still an error.
+    assert_eq!(
+        spec_err(json!({"baton": {"rollout": {"steps": [{"weight": 150}]}}})),
+        "x-baton.rollout.steps[0].weight: expected a whole percentage from 1 to 100, found 150"
+    );
+}
+
+#[test]
 fn spec_blue_green_keep_old() {
     let s = blue_green(json!({"keep_old": "10m"}));
     assert_eq!(
@@ -1492,10 +1528,6 @@ fn spec_errors_name_the_place_and_the_value() {
     assert_eq!(
         rollout(json!({"strategy": "blue-green", "keep_old": "5 minutes"})),
         "x-baton.rollout.keep_old: expected a duration like \"30s\", \"1m30s\" or \"500ms\", found \"5 minutes\""
-    );
-    assert_eq!(
-        rollout(json!({"steps": [{"weight": 10}]})),
-        "x-baton.rollout.steps: only used by strategy canary, not rolling"
     );
     assert_eq!(
         rollout(json!({"strategy": "canary"})),

@@ -86,12 +86,8 @@ const HOST_KEYS: &[&str] = &[
 ];
 
 fn did_you_mean(word: &str, known: &[&str]) -> String {
-    known
-        .iter()
-        .map(|k| (strsim::normalized_damerau_levenshtein(word, k), k))
-        .filter(|(s, _)| *s >= 0.6)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+    baton_spec::closest(word, known.iter().copied())
+        .map(|k| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default()
 }
 

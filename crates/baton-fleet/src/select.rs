@@ -101,12 +101,8 @@ fn atom_hosts(
             words.extend(h.role.iter().map(|r| format!("role:{r}")));
             words.extend(h.tags.iter().map(|t| format!("tag:{t}")));
         }
-        let hint = words
-            .iter()
-            .map(|w| (strsim::normalized_damerau_levenshtein(atom, w), w))
-            .filter(|(s, _)| *s >= 0.6)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, w)| format!(" (did you mean `{w}`?)"))
+        let hint = baton_spec::closest(atom, words.iter().map(String::as_str))
+            .map(|w| format!(" (did you mean `{w}`?)"))
             .unwrap_or_default();
         return Err(SelectError::Unknown {
             selector: selector.to_string(),

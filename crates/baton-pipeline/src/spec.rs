@@ -184,7 +184,7 @@ pub fn pipeline(project: &Project, name: &str) -> Result<Pipeline, SpecError> {
             "pipelines",
             format!("no pipeline named \"{name}\" (known: {})", known.join(", ")),
         );
-        e.hint = suggest(name, known.iter().copied());
+        e.hint = baton_spec::suggest(name, known.iter().copied());
         e
     })
 }
@@ -231,7 +231,7 @@ impl Reader<'_> {
                     &format!("{path}.{k}"),
                     format!("unknown key \"{k}\""),
                 );
-                e.hint = suggest(k, allowed.iter().copied());
+                e.hint = baton_spec::suggest(k, allowed.iter().copied());
                 return Err(e);
             }
         }
@@ -619,7 +619,7 @@ impl Reader<'_> {
                     &at("when"),
                     format!("\"{other}\" is not one of on_success, on_failure, always"),
                 );
-                e.hint = suggest(other, ["on_success", "on_failure", "always"]);
+                e.hint = baton_spec::suggest(other, ["on_success", "on_failure", "always"]);
                 return Err(e);
             }
         };
@@ -781,7 +781,7 @@ impl Reader<'_> {
                             j.name
                         ),
                     );
-                    e.hint = suggest(n, names.iter().copied());
+                    e.hint = baton_spec::suggest(n, names.iter().copied());
                     return Err(e);
                 }
                 if n == &j.name {
@@ -903,19 +903,6 @@ fn check_relative(r: &Reader, p: &str, path: &str) -> Result<(), SpecError> {
         ));
     }
     Ok(())
-}
-
-/// `did you mean "x"?` for the closest candidate, if one is close enough.
-pub(crate) fn suggest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(s, _)| *s >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean \"{c}\"?"))
 }
 
 mod millis {

@@ -118,21 +118,26 @@ impl fmt::Display for Rendered<'_> {
 }
 
 /// `did you mean "x"?` for the closest candidate, if one is close enough.
-pub(crate) fn suggest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    let mut best: Option<(f64, &str)> = None;
-    for c in candidates {
-        let score = strsim::jaro_winkler(word, c);
-        if score > best.map(|b| b.0).unwrap_or(0.0) {
-            best = Some((score, c));
-        }
-    }
-    match best {
-        Some((score, c)) if score >= 0.8 => Some(format!("did you mean \"{c}\"?")),
-        _ => None,
-    }
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    closest(word, candidates).map(|c| format!("did you mean \"{c}\"?"))
+}
+
+/// The candidate closest to `word`, if one is close enough to be what was meant: a
+/// shared prefix counts (Jaro-Winkler ≥ 0.8), and so do a few typos in a short word,
+/// transpositions included (Damerau-Levenshtein within 40 % of the length: `wbe` is
+/// `web`). Every did-you-mean in baton goes through here.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .filter(|c| *c != word)
+        .map(|c| {
+            let jw = strsim::jaro_winkler(word, c);
+            let dl = strsim::normalized_damerau_levenshtein(word, c);
+            (jw.max(dl), jw >= 0.8 || dl >= 0.6, c)
+        })
+        .filter(|(_, close, _)| *close)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, _, c)| c)
 }
 
 #[cfg(test)]
@@ -163,5 +168,8 @@ mod tests {
             Some("did you mean \"environment\"?")
         );
         assert_eq!(suggest("zzz", ["environment", "image"]), None);
+        assert_eq!(closest("wbe", ["web", "db"]), Some("web"));
+        assert_eq!(closest("dbb", ["web", "db"]), Some("db"));
+        assert_eq!(closest("cache", ["web", "db"]), None);
     }
 }

@@ -12,7 +12,7 @@ pub mod schema;
 mod validate;
 mod yaml;
 
-pub use error::{ErrorKind, SpecError};
+pub use error::{closest, suggest, ErrorKind, SpecError};
 pub use load::{find_default_files, load, load_with_warnings, LoadOptions};
 pub use model::*;
 pub use normalize::{normalize_project_name, parse_bytes, parse_duration, parse_port};

@@ -47,9 +47,10 @@ pub struct Project {
     /// Top-level `x-*` keys other than `x-baton`, kept as written.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extensions: BTreeMap<String, Value>,
-    /// Where each node of the `baton` sections was written, by dotted path
-    /// (`pipelines.ci.jobs.build.timeout`, `vms.web.disks[0]`), so the modules that give
-    /// those sections their types can report file, line and column. Not serialised.
+    /// Where each node of the `baton` sections and of each service's `x-baton` and
+    /// `deploy` was written, by dotted path (`pipelines.ci.jobs.build.timeout`,
+    /// `vms.web.disks[0]`, `services.web.x-baton.rollout.steps`), so the modules that
+    /// give those sections their types can report file, line and column. Not serialised.
     #[serde(skip)]
     pub baton_marks: BTreeMap<String, Location>,
 }

@@ -502,6 +502,13 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
         for e in map_entries(n, "services")? {
             let p = format!("services.{}", e.key);
             services.insert(e.key.clone(), service(&e.value, &p, env)?);
+            // The engine reads a service's `x-baton` and `deploy` settings after this.
+            for key in ["x-baton", "deploy"] {
+                if let Some(section) = e.value.entry(key) {
+                    let path = format!("{p}.{key}");
+                    record_marks(&path, &section.key_mark, &section.value, &mut baton_marks);
+                }
+            }
             marks.insert(e.key.clone(), (e.key_mark.clone(), e.value.clone()));
         }
     }

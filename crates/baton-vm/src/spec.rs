@@ -300,13 +300,7 @@ impl Reader<'_> {
                     &format!("{path}.{k}"),
                     format!("unknown key {k:?}"),
                 );
-                let best = known
-                    .iter()
-                    .map(|c| (strsim::jaro_winkler(k, c), *c))
-                    .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
-                if best.0 > 0.8 {
-                    e.hint = Some(format!("did you mean {:?}?", best.1));
-                }
+                e.hint = baton_spec::suggest(k, known.iter().copied());
                 self.errors.push(e);
             }
         }

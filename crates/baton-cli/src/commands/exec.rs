@@ -10,9 +10,14 @@ use crate::cli::ExecArgs;
 use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
-    let (_, name) = ctx.project_or_name()?;
+    let (project, name) = ctx.project_or_name_with(std::slice::from_ref(&args.service))?;
     let docker = ctx.docker().await?;
     let observed = docker.observe(&name).await?;
+    super::known_services(
+        project.as_ref(),
+        Some(&observed),
+        std::slice::from_ref(&args.service),
+    )?;
     let c = observed
         .containers
         .iter()

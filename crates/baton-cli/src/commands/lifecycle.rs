@@ -49,11 +49,12 @@ fn named_or_all(
 }
 
 pub async fn start(ctx: &Context, args: ServicesArgs) -> Result<u8> {
-    let (project, name) = ctx.project_or_name()?;
+    let (project, name) = ctx.project_or_name_with(&args.services)?;
     let docker = ctx.docker().await?;
     let store = ctx.store()?;
     let _lock = store.lock_project(&name)?;
     let observed = docker.observe(&name).await?;
+    super::known_services(project.as_ref(), Some(&observed), &args.services)?;
     let active = store.desired(&name)?.active;
     let services = named_or_all(project.as_ref(), &observed, &args.services);
     super::set_desired(&store, &name, active, &[], &services, &[])?;
@@ -69,11 +70,12 @@ pub async fn start(ctx: &Context, args: ServicesArgs) -> Result<u8> {
 }
 
 pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
-    let (project, name) = ctx.project_or_name()?;
+    let (project, name) = ctx.project_or_name_with(&args.services)?;
     let docker = ctx.docker().await?;
     let store = ctx.store()?;
     let _lock = store.lock_project(&name)?;
     let observed = docker.observe(&name).await?;
+    super::known_services(project.as_ref(), Some(&observed), &args.services)?;
     // Declared first, so a running daemon does not start them again.
     let active = store.desired(&name)?.active;
     let services = named_or_all(project.as_ref(), &observed, &args.services);
@@ -95,10 +97,11 @@ pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
 }
 
 pub async fn restart(ctx: &Context, args: StopArgs) -> Result<u8> {
-    let (project, name) = ctx.project_or_name()?;
+    let (project, name) = ctx.project_or_name_with(&args.services)?;
     let docker = ctx.docker().await?;
     let _lock = ctx.store()?.lock_project(&name)?;
     let observed = docker.observe(&name).await?;
+    super::known_services(project.as_ref(), Some(&observed), &args.services)?;
     let targets = containers_of(&observed, &args.services);
     let results = join_all(targets.iter().map(|c| {
         let docker = &docker;

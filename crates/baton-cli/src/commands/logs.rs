@@ -11,8 +11,15 @@ use crate::cli::LogsArgs;
 use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
-    let (_, name) = ctx.project_or_name()?;
+    let (project, name) = ctx.project_or_name_with(&args.services)?;
     let docker = ctx.docker().await?;
+    if !args.services.is_empty() {
+        let observed = match project {
+            Some(_) => None,
+            None => Some(docker.observe(&name).await?),
+        };
+        super::known_services(project.as_ref(), observed.as_ref(), &args.services)?;
+    }
     let opts = LogOptions {
         follow: args.follow,
         tail: args.tail,

@@ -19,7 +19,7 @@ mod stats;
 mod up;
 pub(crate) mod vm;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use anyhow::{anyhow, Result};
 use baton_docker::Docker;
@@ -144,6 +144,7 @@ pub async fn prepare(ctx: &Context, project: &Project, opts: &PlanOptions) -> Re
         images_present: &present,
         previous_config: &previous,
         options: opts,
+        capabilities: &docker.capabilities(),
     })?;
     Ok(Prepared {
         store,
@@ -154,20 +155,27 @@ pub async fn prepare(ctx: &Context, project: &Project, opts: &PlanOptions) -> Re
     })
 }
 
-/// Parses `SERVICE=N` pairs.
-pub fn parse_scales(items: &[String]) -> Result<BTreeMap<String, u32>> {
-    items
-        .iter()
-        .map(|s| {
-            let (svc, n) = s
-                .split_once('=')
-                .ok_or_else(|| anyhow!("expected SERVICE=N, got {s:?}"))?;
-            let n: u32 = n
-                .parse()
-                .map_err(|_| anyhow!("expected SERVICE=N with N a number, got {s:?}"))?;
-            Ok((svc.to_string(), n))
-        })
-        .collect()
+/// Refuses names of services the project does not have (those of the file when there is
+/// one, else those with containers): `no such service: X (did you mean "Y"?)`.
+pub fn known_services(
+    project: Option<&Project>,
+    observed: Option<&Observed>,
+    named: &[String],
+) -> Result<()> {
+    let known: BTreeSet<&str> = match (project, observed) {
+        (Some(p), _) => p.services.keys().map(String::as_str).collect(),
+        (None, Some(o)) => o.containers.iter().map(|c| c.service.as_str()).collect(),
+        (None, None) => return Ok(()),
+    };
+    for name in named {
+        if !known.contains(name.as_str()) {
+            return Err(match baton_spec::suggest(name, known.iter().copied()) {
+                Some(hint) => anyhow!("no such service: {name} ({hint})"),
+                None => anyhow!("no such service: {name}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The project's containers of the named services (all when none), one-offs excluded.

@@ -7,9 +7,10 @@ use crate::cli::PsArgs;
 use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
-    let (_, name) = ctx.project_or_name()?;
+    let (project, name) = ctx.project_or_name_with(&args.services)?;
     let docker = ctx.docker().await?;
     let mut observed = docker.observe(&name).await?;
+    super::known_services(project.as_ref(), Some(&observed), &args.services)?;
     observed.containers.retain(|c| {
         (args.all || !c.oneoff) && (args.services.is_empty() || args.services.contains(&c.service))
     });

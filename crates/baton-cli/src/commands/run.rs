@@ -38,6 +38,13 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<u8> {
         }
     }
     let docker = ctx.docker().await?;
+    for w in baton_engine::plan::unsupported(
+        &project,
+        std::slice::from_ref(&args.service),
+        &docker.capabilities(),
+    )? {
+        eprintln!("warning: {w}");
+    }
     let mut one = svc.clone();
     if !args.command.is_empty() {
         one.command = Some(args.command.clone());

@@ -10,9 +10,10 @@ use crate::cli::ServicesArgs;
 use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: ServicesArgs) -> Result<u8> {
-    let (_, name) = ctx.project_or_name()?;
+    let (project, name) = ctx.project_or_name_with(&args.services)?;
     let docker = ctx.docker().await?;
     let observed = docker.observe(&name).await?;
+    super::known_services(project.as_ref(), Some(&observed), &args.services)?;
     let mut running: Vec<_> = containers_of(&observed, &args.services)
         .into_iter()
         .filter(|c| c.state == ContainerState::Running)

@@ -9,7 +9,7 @@ use baton_engine::runtime::Runtime;
 use baton_spec::Project;
 use baton_state::Resource;
 
-use super::{parse_scales, prepare, Prepared};
+use super::{prepare, Prepared};
 use crate::cli::{ScaleArgs, UpArgs};
 use crate::context::{now_ms, Context};
 use crate::journal::StoreJournal;
@@ -24,7 +24,7 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
         no_recreate: args.no_recreate,
         remove_orphans: args.remove_orphans,
         build: args.build,
-        scale: parse_scales(&args.scale)?,
+        scale: args.scale.iter().cloned().collect(),
     };
     let (code, rollouts) =
         converge(ctx, &project, &opts, Duration::from_secs(args.wait_timeout)).await?;
@@ -68,9 +68,10 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
 }
 
 pub async fn scale(ctx: &Context, args: ScaleArgs) -> Result<u8> {
-    let scale = parse_scales(&args.scales)?;
+    let scale: std::collections::BTreeMap<String, u32> = args.scales.into_iter().collect();
     let services: Vec<String> = scale.keys().cloned().collect();
     let project = ctx.project(&services)?;
+    super::known_services(Some(&project), None, &services)?;
     let opts = PlanOptions {
         services,
         no_deps: args.no_deps,
@@ -255,23 +256,13 @@ fn check_traffic(ctx: &Context, project: &Project, actions: &[Action]) -> Result
         .filter(|(_, s)| baton_engine::resolve::traffic_managed(s))
         .map(|(n, _)| n)
         .collect();
+    // The settings themselves were checked when the file was read (`Context::project`).
     for a in actions {
         if let Action::Rollout { service, .. } = a {
-            let svc = &project.services[service];
-            baton_engine::rollout::rollout_spec(svc)
-                .map_err(|e| anyhow::anyhow!("service {service}: x-baton.rollout: {e}"))?;
             if !super::serve::daemon_running(ctx) {
                 bail!("service {service}: its published ports belong to baton's traffic proxy (x-baton.rollout), so it changes by rollout, which `baton serve` carries out; start `baton serve` first");
             }
         }
-    }
-    for (name, svc) in &project.services {
-        baton_engine::health::probe_spec(svc)
-            .map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
-    }
-    for name in &managed {
-        baton_engine::resolve::proxy_settings(&project.services[*name])
-            .map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
     }
     if !managed.is_empty() && !super::serve::daemon_running(ctx) {
         eprintln!("warning: the published ports of {managed:?} are served by `baton serve` (x-baton.rollout), which is not running");

@@ -227,19 +227,21 @@ pub fn rollout_spec(service: &Service) -> Result<RolloutSpec, RolloutSpecError> 
             ))
         }
     };
-    for (key, owner) in [
-        ("steps", StrategyKind::Canary),
-        ("analysis", StrategyKind::Canary),
-        ("keep_old", StrategyKind::BlueGreen),
-    ] {
-        if rollout.contains_key(key) && kind != owner {
-            return Err(err(
-                &format!("x-baton.rollout.{key}"),
-                format!("only used by strategy {owner}, not {kind}"),
-            ));
-        }
-    }
-
+    // Settings of another strategy are checked all the same (so that switching
+    // `strategy` alone, say from an environment variable, keeps the file valid) and
+    // left unused: `unused_settings` says so.
+    let keep_old_ms = duration_or(
+        rollout,
+        "keep_old",
+        "x-baton.rollout.keep_old",
+        DEFAULT_KEEP_OLD_MS,
+    )?;
+    let canary_steps = if kind == StrategyKind::Canary || rollout.contains_key("steps") {
+        steps(rollout.get("steps"))?
+    } else {
+        Vec::new()
+    };
+    let canary_analysis = analysis(rollout.get("analysis"))?;
     let health_timeout_ms = duration_or(
         rollout,
         "health_timeout",
@@ -254,17 +256,10 @@ pub fn rollout_spec(service: &Service) -> Result<RolloutSpec, RolloutSpecError> 
     )?;
     let strategy = match kind {
         StrategyKind::Rolling => Strategy::Rolling(Rolling { update, rollback }),
-        StrategyKind::BlueGreen => Strategy::BlueGreen(BlueGreen {
-            keep_old_ms: duration_or(
-                rollout,
-                "keep_old",
-                "x-baton.rollout.keep_old",
-                DEFAULT_KEEP_OLD_MS,
-            )?,
-        }),
+        StrategyKind::BlueGreen => Strategy::BlueGreen(BlueGreen { keep_old_ms }),
         StrategyKind::Canary => Strategy::Canary(Canary {
-            steps: steps(rollout.get("steps"))?,
-            analysis: analysis(rollout.get("analysis"))?,
+            steps: canary_steps,
+            analysis: canary_analysis,
         }),
     };
     Ok(RolloutSpec {
@@ -272,6 +267,35 @@ pub fn rollout_spec(service: &Service) -> Result<RolloutSpec, RolloutSpecError> 
         health_timeout_ms,
         drain_timeout_ms,
     })
+}
+
+/// The rollout settings the service's strategy does not use (`steps` with `strategy:
+/// rolling`, …), each as (path, why), for a warning: they are valid, and used once the
+/// strategy changes.
+pub fn unused_settings(service: &Service) -> Vec<(String, String)> {
+    let Some(Value::Object(rollout)) = service.baton.as_ref().and_then(|b| b.get("rollout")) else {
+        return Vec::new();
+    };
+    let kind = match rollout.get("strategy").and_then(Value::as_str) {
+        None | Some("rolling") => StrategyKind::Rolling,
+        Some("blue-green") => StrategyKind::BlueGreen,
+        Some("canary") => StrategyKind::Canary,
+        Some(_) => return Vec::new(),
+    };
+    [
+        ("steps", StrategyKind::Canary),
+        ("analysis", StrategyKind::Canary),
+        ("keep_old", StrategyKind::BlueGreen),
+    ]
+    .into_iter()
+    .filter(|(key, owner)| rollout.contains_key(*key) && kind != *owner)
+    .map(|(key, owner)| {
+        (
+            format!("x-baton.rollout.{key}"),
+            format!("only used by strategy {owner}, not {kind}: ignored"),
+        )
+    })
+    .collect()
 }
 
 fn update_settings(
@@ -504,12 +528,8 @@ fn check_keys(
 }
 
 fn did_you_mean(word: &str, candidates: &[&str]) -> String {
-    candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(word, c), *c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!(" (did you mean \"{c}\"?)"))
+    baton_spec::suggest(word, candidates.iter().copied())
+        .map(|h| format!(" ({h})"))
         .unwrap_or_default()
 }
 
