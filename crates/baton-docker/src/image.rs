@@ -349,9 +349,14 @@ impl Docker {
     }
 }
 
-/// Whether an engine or registry message means "not authorised".
+/// Whether an engine or registry message means "not authorised". Docker Hub's "pull
+/// access denied for x, repository does not exist or may require 'docker login'" is
+/// left a missing image: it says both itself.
 pub(crate) fn is_auth_failure(detail: &str) -> bool {
     let d = detail.to_ascii_lowercase();
+    if d.contains("does not exist") {
+        return false;
+    }
     [
         "no basic auth credentials",
         "unauthorized",
@@ -375,6 +380,9 @@ mod tests {
         ));
         assert!(is_auth_failure("unauthorized: authentication required"));
         assert!(is_auth_failure(
+            "denied: requested access to the resource is denied"
+        ));
+        assert!(!is_auth_failure(
             "pull access denied for x, repository does not exist or may require 'docker login'"
         ));
         assert!(!is_auth_failure(
