@@ -82,26 +82,25 @@ impl Docker {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let creds = self.registry_credentials(&op, registries.clone()).await?;
+        let found = self.registry_credentials(&op, registries.clone()).await?;
+        let creds = found.credentials;
         let with_creds: Vec<String> = creds.iter().map(|c| c.server.clone()).collect();
-        let refused =
-            |detail: String| {
-                if !is_auth_failure(&detail) {
-                    return fail(detail);
-                }
-                let found = if with_creds.is_empty() {
-                    "none".to_string()
-                } else {
-                    with_creds.join(", ")
-                };
-                fail(format!(
-                "{detail} (the base images come from {}; credentials found for: {found}, in {})",
-                registries.join(", "),
-                self.credentials
-                    .config_path()
-                    .map_or("no docker config directory".into(), |p| p.display().to_string())
-            ))
+        let refused = |detail: String| {
+            if !is_auth_failure(&detail) {
+                return fail(detail);
+            }
+            let have = if with_creds.is_empty() {
+                "none".to_string()
+            } else {
+                with_creds.join(", ")
             };
+            fail(format!(
+                "{detail} (the base images come from {}; credentials found for: {have}, \
+                 looked for in {})",
+                registries.join(", "),
+                found.looked_in
+            ))
+        };
         let (api, creds) = if creds.is_empty() {
             (&self.api, None)
         } else {

@@ -5,7 +5,7 @@ use baton_engine::runtime::RuntimeError;
 use bollard::errors::Error as BollardError;
 use bollard::API_DEFAULT_VERSION;
 
-use crate::credentials::{CredentialSource, Credentials};
+use crate::credentials::{CredentialSource, Credentials, Lookup};
 
 /// The default socket when `DOCKER_HOST` is unset.
 const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
@@ -85,7 +85,7 @@ impl Docker {
         &self,
         op: &str,
         keys: Vec<String>,
-    ) -> Result<Vec<Credentials>, RuntimeError> {
+    ) -> Result<Lookup, RuntimeError> {
         let source = self.credentials.clone();
         let failed = |detail: String| RuntimeError::Failed {
             op: op.to_string(),
@@ -97,21 +97,20 @@ impl Docker {
             .map_err(|e| failed(format!("registry credentials: {e}")))
     }
 
-    /// The `bollard` client and credentials for a request to one registry: the fixed
-    /// transport with credentials when there are some, the plain client without.
+    /// For a request to one registry: the fixed transport with its credentials when
+    /// there are some (the plain client without), and where they were looked for.
     pub(crate) async fn for_registry(
         &self,
         op: &str,
         key: &str,
-    ) -> Result<(&bollard::Docker, Option<Credentials>), RuntimeError> {
-        let found = self
-            .registry_credentials(op, vec![key.to_string()])
-            .await?
-            .into_iter()
-            .next();
-        Ok(match found {
-            Some(c) => (&self.auth_api, Some(c)),
-            None => (&self.api, None),
+    ) -> Result<(&bollard::Docker, Option<Credentials>, String), RuntimeError> {
+        let Lookup {
+            credentials,
+            looked_in,
+        } = self.registry_credentials(op, vec![key.to_string()]).await?;
+        Ok(match credentials.into_iter().next() {
+            Some(c) => (&self.auth_api, Some(c), looked_in),
+            None => (&self.api, None, looked_in),
         })
     }
 

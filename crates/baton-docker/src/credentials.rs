@@ -5,7 +5,7 @@
 //! helpers (`CredentialHelpers`), so it is tested without the real home directory. No
 //! secret is ever part of an error message or of `Debug` output.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::Write;
@@ -475,40 +475,52 @@ impl CredentialSource {
         CredentialSource::new(None, Arc::new(SystemHelpers))
     }
 
-    /// The `config.json` this source reads, if any.
-    pub fn config_path(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join("config.json"))
-    }
-
-    /// Credentials for each registry key that has some (keys without are left out).
-    pub fn lookup(&self, keys: &[String]) -> Result<Vec<Credentials>, CredentialsError> {
+    /// Credentials for each registry key that has some (keys without are left out),
+    /// and where they were looked for.
+    pub fn lookup(&self, keys: &[String]) -> Result<Lookup, CredentialsError> {
         let Some(dir) = &self.dir else {
-            return Ok(Vec::new());
+            return Ok(Lookup {
+                credentials: Vec::new(),
+                looked_in: "no docker config directory (set DOCKER_CONFIG or HOME)".into(),
+            });
         };
         let config = DockerConfig::load(dir)?;
-        let mut out = Vec::new();
+        let mut credentials = Vec::new();
         for key in keys {
             if let Some(c) = config.credentials(key, self.helpers.as_ref())? {
-                out.push(c);
+                credentials.push(c);
             }
         }
-        Ok(out)
-    }
-
-    /// Where credentials for `key` would come from, for messages: the helper program
-    /// or the file.
-    pub fn describe(&self, key: &str) -> String {
-        let Some(dir) = &self.dir else {
-            return "no docker config directory (set DOCKER_CONFIG or HOME)".into();
+        let helpers: BTreeSet<&str> = keys
+            .iter()
+            .filter_map(|k| config.helper_for(&normalize_key(k)))
+            .collect();
+        let looked_in = if helpers.is_empty() {
+            config.path.display().to_string()
+        } else {
+            let programs: Vec<String> = helpers
+                .iter()
+                .map(|h| format!("docker-credential-{h}"))
+                .collect();
+            format!(
+                "{} (named in {})",
+                programs.join(", "),
+                config.path.display()
+            )
         };
-        match DockerConfig::load(dir) {
-            Ok(c) => match c.helper_for(&normalize_key(key)) {
-                Some(h) => format!("docker-credential-{h} (named in {})", c.path.display()),
-                None => c.path.display().to_string(),
-            },
-            Err(e) => e.to_string(),
-        }
+        Ok(Lookup {
+            credentials,
+            looked_in,
+        })
     }
+}
+
+/// What `CredentialSource::lookup` found.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub credentials: Vec<Credentials>,
+    /// Where they were looked for, for messages: the `config.json` or the helpers.
+    pub looked_in: String,
 }
 
 #[cfg(test)]
@@ -796,8 +808,33 @@ mod tests {
     #[test]
     fn source_without_a_directory_is_anonymous() {
         let s = CredentialSource::anonymous();
-        assert!(s.lookup(&[DOCKER_HUB.to_string()]).unwrap().is_empty());
-        assert_eq!(s.config_path(), None);
+        assert!(s
+            .lookup(&[DOCKER_HUB.to_string()])
+            .unwrap()
+            .credentials
+            .is_empty());
+    }
+
+    #[test]
+    fn lookup_says_where_it_looked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"credHelpers": {"h.example": "fake"}, "auths": {"f.example": {"username": "u", "password": "p"}}}"#,
+        )
+        .unwrap();
+        let helpers = FakeHelpers::with("docker-credential-fake", false, "credentials not found");
+        let s = CredentialSource::new(Some(dir.path().to_path_buf()), Arc::new(helpers));
+        let file = dir.path().join("config.json").display().to_string();
+        let found = s.lookup(&["f.example".to_string()]).unwrap();
+        assert_eq!(found.credentials.len(), 1);
+        assert_eq!(found.looked_in, file);
+        let found = s.lookup(&["h.example".to_string()]).unwrap();
+        assert!(found.credentials.is_empty());
+        assert_eq!(
+            found.looked_in,
+            format!("docker-credential-fake (named in {file})")
+        );
     }
 
     #[test]

@@ -52,31 +52,31 @@ pub fn split_reference(reference: &str) -> (String, String) {
     }
 }
 
-impl Docker {
-    /// When the engine's words say the registry of `reference` wanted credentials (or
-    /// others), what to do about it; `None` for any other failure.
-    pub(crate) fn refusal(
-        &self,
-        reference: &str,
-        detail: &str,
-        had_credentials: bool,
-    ) -> Option<String> {
-        if !is_auth_failure(detail) {
-            return None;
-        }
-        let host = registry_host(reference);
-        let source = self.credentials.describe(&registry_key(reference));
-        Some(if had_credentials {
-            format!("registry {host} refused the credentials from {source}")
-        } else {
-            format!(
-                "registry {host} wants credentials and {source} has none for it: \
-                 run `docker login {host}`, or point DOCKER_CONFIG at a directory whose \
-                 config.json has them"
-            )
-        })
+/// When the engine's words say the registry of `reference` wanted credentials (or
+/// others), what to do about it; `None` for any other failure. `looked_in` is where
+/// credentials were looked for, `had_credentials` whether some were sent.
+pub(crate) fn refusal(
+    reference: &str,
+    detail: &str,
+    had_credentials: bool,
+    looked_in: &str,
+) -> Option<String> {
+    if !is_auth_failure(detail) {
+        return None;
     }
+    let host = registry_host(reference);
+    Some(if had_credentials {
+        format!("registry {host} refused the credentials from {looked_in}")
+    } else {
+        format!(
+            "registry {host} wants credentials and {looked_in} has none for it: run \
+             `docker login {host}`, or point DOCKER_CONFIG at a directory whose \
+             config.json has them"
+        )
+    })
+}
 
+impl Docker {
     pub(crate) async fn has_image(&self, reference: &str) -> Result<bool, RuntimeError> {
         match self.api.inspect_image(reference).await {
             Ok(_) => Ok(true),
@@ -99,19 +99,20 @@ impl Docker {
             detail,
         };
         let op = format!("pull {reference}");
-        let (api, creds) = self.for_registry(&op, &registry_key(reference)).await?;
+        let (api, creds, looked_in) = self.for_registry(&op, &registry_key(reference)).await?;
         let had_credentials = creds.is_some();
         // A registry that refused is not a missing image: say which registry and why.
-        let refused = |detail: String| match self.refusal(reference, &detail, had_credentials) {
-            Some(hint) => RuntimeError::Failed {
-                op: format!(
-                    "pull {reference} from registry {}",
-                    registry_host(reference)
-                ),
-                detail: format!("{detail} ({hint})"),
-            },
-            None => not_found(detail),
-        };
+        let refused =
+            |detail: String| match refusal(reference, &detail, had_credentials, &looked_in) {
+                Some(hint) => RuntimeError::Failed {
+                    op: format!(
+                        "pull {reference} from registry {}",
+                        registry_host(reference)
+                    ),
+                    detail: format!("{detail} ({hint})"),
+                },
+                None => not_found(detail),
+            };
         let (repo, tag) = split_reference(reference);
         // Without a tag the engine would pull every tag of the repository.
         let options = CreateImageOptions {
@@ -223,7 +224,7 @@ impl Docker {
         progress: ProgressFn<'_>,
     ) -> Result<(), RuntimeError> {
         let op = format!("push {reference} to registry {}", registry_host(reference));
-        let (api, creds) = self.for_registry(&op, &registry_key(reference)).await?;
+        let (api, creds, looked_in) = self.for_registry(&op, &registry_key(reference)).await?;
         let had_credentials = creds.is_some();
         let (repo, tag) = split_reference(reference);
         let options = PushImageOptions {
@@ -233,7 +234,7 @@ impl Docker {
         let mut stream = api.push_image(&repo, Some(options), creds.map(|c| c.to_bollard()));
         while let Some(item) = stream.next().await {
             let refused = |error: String| {
-                let detail = match self.refusal(reference, &error, had_credentials) {
+                let detail = match refusal(reference, &error, had_credentials, &looked_in) {
                     Some(hint) => format!("{error} ({hint})"),
                     None => error,
                 };
