@@ -16,6 +16,7 @@ scripts/make-test-image.sh
 scripts/ensure-pipeline.sh
 scripts/ensure-fleet.sh
 scripts/ensure-vm.sh
+scripts/ensure-registry.sh
 cargo build --release --locked
 install -m 0755 target/release/baton /usr/local/bin/baton
 

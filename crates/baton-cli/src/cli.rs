@@ -80,6 +80,8 @@ pub enum Command {
     Build(ServicesArgs),
     /// Pull the images of services
     Pull(ServicesArgs),
+    /// Push the images of services that have both `build:` and `image:` (as Compose)
+    Push(PushArgs),
     /// List the images the project's containers use
     Images(ServicesArgs),
     /// Show resource usage of the project's containers
@@ -238,6 +240,20 @@ pub struct RunArgs {
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// Push what can be pushed: failures are reported and the exit code stays 0
+    #[arg(long)]
+    pub ignore_push_failures: bool,
+    /// Also push the images of the services the named ones depend on
+    #[arg(long)]
+    pub include_deps: bool,
+    /// Print no progress
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

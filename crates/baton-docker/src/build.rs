@@ -1,7 +1,8 @@
 //! Image builds: the context directory packed as a tar (honouring `.dockerignore`), sent
-//! to the Engine's classic build API, progress streamed, the extra tags applied after.
+//! to the Engine's classic build API with credentials for the registries of its base
+//! images, progress streamed, the extra tags applied after.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use baton_engine::runtime::{BuildSpec, ProgressFn, RuntimeError};
@@ -9,7 +10,9 @@ use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 
 use crate::client::{detail, engine_error};
+use crate::credentials::registry_key;
 use crate::dockerignore::DockerIgnore;
+use crate::image::is_auth_failure;
 use crate::Docker;
 
 /// Where `dockerfile_inline` is put in the context; unlikely to clash with a real file.
@@ -65,9 +68,51 @@ impl Docker {
             target: spec.target.clone().unwrap_or_default(),
             ..Default::default()
         };
-        let mut stream = self.api.build_image(
+        // The engine pulls the base images itself: it gets the credentials of their
+        // registries (and of no other).
+        let text = match &spec.dockerfile_inline {
+            Some(text) => Some(text.clone()),
+            None => std::fs::read_to_string(spec.context.join(&spec.dockerfile)).ok(),
+        };
+        let registries: Vec<String> = text
+            .map(|t| base_images(&t, &spec.args))
+            .unwrap_or_default()
+            .iter()
+            .map(|i| registry_key(i))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let found = self.registry_credentials(&op, registries.clone()).await?;
+        let creds = found.credentials;
+        let with_creds: Vec<String> = creds.iter().map(|c| c.server.clone()).collect();
+        let refused = |detail: String| {
+            if !is_auth_failure(&detail) {
+                return fail(detail);
+            }
+            let have = if with_creds.is_empty() {
+                "none".to_string()
+            } else {
+                with_creds.join(", ")
+            };
+            fail(format!(
+                "{detail} (the base images come from {}; credentials found for: {have}, \
+                 looked for in {})",
+                registries.join(", "),
+                found.looked_in
+            ))
+        };
+        let (api, creds) = if creds.is_empty() {
+            (&self.api, None)
+        } else {
+            let map: HashMap<_, _> = creds
+                .iter()
+                .map(|c| (c.server.clone(), c.to_bollard()))
+                .collect();
+            (&self.auth_api, Some(map))
+        };
+        let mut stream = api.build_image(
             options,
-            None,
+            creds,
             Some(bollard::body_full(bytes::Bytes::from(tar))),
         );
         while let Some(item) = stream.next().await {
@@ -75,12 +120,12 @@ impl Docker {
                 Ok(info) => info,
                 Err(e @ bollard::errors::Error::DockerStreamError { .. })
                 | Err(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {
-                    return Err(fail(detail(&e)))
+                    return Err(refused(detail(&e)))
                 }
                 Err(e) => return Err(engine_error(e, &op, "build context")),
             };
             if let Some(error) = info.error.or(info.error_detail.and_then(|d| d.message)) {
-                return Err(fail(error.trim().to_string()));
+                return Err(refused(error.trim().to_string()));
             }
             if let Some(text) = info.stream.or(info.status) {
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -95,6 +140,167 @@ impl Docker {
         }
         Ok(())
     }
+}
+
+/// The images a Dockerfile builds on: each `FROM` (with the `ARG`s declared before the
+/// first one, `args` overriding their defaults) and each `COPY --from` that names an
+/// image rather than a stage. `scratch`, stages and references left with an unset
+/// variable are left out.
+pub fn base_images(dockerfile: &str, args: &BTreeMap<String, String>) -> Vec<String> {
+    let escape = escape_char(dockerfile);
+    let mut meta: BTreeMap<String, String> = BTreeMap::new();
+    let mut stages: BTreeSet<String> = BTreeSet::new();
+    let mut seen_from = false;
+    let mut out: Vec<String> = Vec::new();
+    let push = |image: String, out: &mut Vec<String>| {
+        if !out.contains(&image) {
+            out.push(image);
+        }
+    };
+    for line in logical_lines(dockerfile, escape) {
+        let mut words = line.split_whitespace();
+        let Some(instruction) = words.next() else {
+            continue;
+        };
+        match instruction.to_ascii_lowercase().as_str() {
+            "arg" if !seen_from => {
+                for word in words {
+                    let (name, default) = match word.split_once('=') {
+                        Some((n, v)) => (n, unquote(v)),
+                        None => (word, ""),
+                    };
+                    let value = args.get(name).map_or(default, String::as_str);
+                    meta.insert(name.to_string(), value.to_string());
+                }
+            }
+            "from" => {
+                seen_from = true;
+                let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+                let Some(image) = rest.first() else { continue };
+                let image = substitute(image, &meta);
+                if let [_, as_word, name, ..] = rest.as_slice() {
+                    if as_word.eq_ignore_ascii_case("as") {
+                        stages.insert(name.to_ascii_lowercase());
+                    }
+                }
+                if let Some(image) = image.filter(|i| {
+                    !i.is_empty()
+                        && !i.eq_ignore_ascii_case("scratch")
+                        && !stages.contains(&i.to_ascii_lowercase())
+                }) {
+                    push(image, &mut out);
+                }
+            }
+            "copy" => {
+                for word in words {
+                    let Some(from) = word.strip_prefix("--from=") else {
+                        continue;
+                    };
+                    let from = unquote(from);
+                    if !from.is_empty()
+                        && !from.contains('$')
+                        && !from.chars().all(|c| c.is_ascii_digit())
+                        && !stages.contains(&from.to_ascii_lowercase())
+                    {
+                        push(from.to_string(), &mut out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The escape character from a `# escape=` parser directive (default backslash).
+fn escape_char(dockerfile: &str) -> char {
+    for line in dockerfile.lines() {
+        let Some(comment) = line.trim().strip_prefix('#') else {
+            break;
+        };
+        if let Some((key, value)) = comment.split_once('=') {
+            if key.trim().eq_ignore_ascii_case("escape") {
+                if let Some(c) = value.trim().chars().next() {
+                    return c;
+                }
+            }
+        }
+    }
+    '\\'
+}
+
+/// Instructions with their continuation lines joined, comments and blank lines dropped.
+fn logical_lines(dockerfile: &str, escape: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in dockerfile.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match trimmed.strip_suffix(escape) {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                out.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+fn unquote(s: &str) -> &str {
+    s.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .or_else(|| s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
+        .unwrap_or(s)
+}
+
+/// `$X`, `${X}`, `${X:-default}` and `${X:+alternative}` from `vars`; `None` when the
+/// text is malformed.
+fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        if let Some(body) = rest.strip_prefix('{') {
+            let end = body.find('}')?;
+            let expr = &body[..end];
+            rest = &body[end + 1..];
+            let value = if let Some((name, default)) = expr.split_once(":-") {
+                vars.get(name)
+                    .filter(|v| !v.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| default.to_string())
+            } else if let Some((name, alternative)) = expr.split_once(":+") {
+                match vars.get(name) {
+                    Some(v) if !v.is_empty() => alternative.to_string(),
+                    _ => String::new(),
+                }
+            } else {
+                vars.get(expr).cloned().unwrap_or_default()
+            };
+            out.push_str(&value);
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            if end == 0 {
+                return None;
+            }
+            out.push_str(vars.get(&rest[..end]).map_or("", String::as_str));
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// Packs the context directory as a tar. Files `.dockerignore` excludes are left out,
@@ -224,6 +430,48 @@ mod tests {
         assert_eq!(
             names(&tar),
             vec![INLINE_DOCKERFILE.to_string(), "a".to_string()]
+        );
+    }
+
+    #[test]
+    fn base_images_of_a_dockerfile() {
+        let dockerfile = "\
+# syntax=docker/dockerfile:1
+ARG BASE=127.0.0.1:5000/base REV=\"1\"
+ARG UNSET
+FROM --platform=linux/amd64 ${BASE}:${REV} AS build
+RUN echo hi \\
+  && echo there
+from busybox as Other
+FROM build
+COPY --from=build /a /a
+COPY --from=0 /b /b
+COPY --from=ghcr.io/o/tool:2 /bin/tool /bin/tool
+COPY --from=other /c /c
+FROM scratch
+FROM $UNSET
+FROM ${UNSET:-docker.io/library/alpine}
+FROM busybox
+";
+        assert_eq!(
+            base_images(dockerfile, &BTreeMap::new()),
+            vec![
+                "127.0.0.1:5000/base:1",
+                "busybox",
+                "ghcr.io/o/tool:2",
+                "docker.io/library/alpine",
+            ]
+        );
+        let args = BTreeMap::from([("REV".to_string(), "2".to_string())]);
+        assert_eq!(base_images(dockerfile, &args)[0], "127.0.0.1:5000/base:2");
+    }
+
+    #[test]
+    fn escape_directive_and_continuations() {
+        let dockerfile = "# escape=`\nFROM `\n  127.0.0.1:5000/x:t\nRUN a \\\n";
+        assert_eq!(
+            base_images(dockerfile, &BTreeMap::new()),
+            vec!["127.0.0.1:5000/x:t"]
         );
     }
 

@@ -1,9 +1,11 @@
-//! The connection to the Docker Engine: `DOCKER_HOST` handling, API version negotiation
-//! and the translation of bollard's errors into `RuntimeError`.
+//! The connection to the Docker Engine: `DOCKER_HOST` handling, API version negotiation,
+//! where registry credentials come from, and the translation of bollard's errors.
 
 use baton_engine::runtime::RuntimeError;
 use bollard::errors::Error as BollardError;
 use bollard::API_DEFAULT_VERSION;
+
+use crate::credentials::{CredentialSource, Credentials, Lookup};
 
 /// The default socket when `DOCKER_HOST` is unset.
 const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
@@ -15,12 +17,17 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 #[derive(Debug, Clone)]
 pub struct Docker {
     pub(crate) api: bollard::Docker,
+    /// The same engine for requests that carry registry credentials (`auth_header.rs`).
+    pub(crate) auth_api: bollard::Docker,
+    pub(crate) credentials: CredentialSource,
     host: String,
 }
 
 impl Docker {
     /// Connects to `DOCKER_HOST` (`unix://…` or `tcp://…`; default the local Unix socket)
-    /// and negotiates the API version down to what the daemon speaks.
+    /// and negotiates the API version down to what the daemon speaks. Registry
+    /// credentials come from the docker CLI's configuration (`DOCKER_CONFIG`, else
+    /// `~/.docker`); see `with_credentials`.
     pub async fn connect() -> Result<Docker, RuntimeError> {
         let host = std::env::var("DOCKER_HOST")
             .ok()
@@ -53,9 +60,57 @@ impl Docker {
             .negotiate_version()
             .await
             .map_err(|e| unreachable(format!("cannot negotiate the api version: {e}")))?;
+        let auth_api =
+            crate::auth_header::connect(host, REQUEST_TIMEOUT_SECS, &api.client_version())
+                .map_err(|e| unreachable(e.to_string()))?;
         Ok(Docker {
             api,
+            auth_api,
+            credentials: CredentialSource::from_env(),
             host: host.to_string(),
+        })
+    }
+
+    /// The same client with credentials from another source.
+    pub fn with_credentials(self, credentials: CredentialSource) -> Docker {
+        Docker {
+            credentials,
+            ..self
+        }
+    }
+
+    /// Credentials for the registries `keys` (`credentials::registry_key`), read off
+    /// the async threads since a credential helper is a process.
+    pub(crate) async fn registry_credentials(
+        &self,
+        op: &str,
+        keys: Vec<String>,
+    ) -> Result<Lookup, RuntimeError> {
+        let source = self.credentials.clone();
+        let failed = |detail: String| RuntimeError::Failed {
+            op: op.to_string(),
+            detail,
+        };
+        tokio::task::spawn_blocking(move || source.lookup(&keys))
+            .await
+            .map_err(|e| failed(format!("reading registry credentials panicked: {e}")))?
+            .map_err(|e| failed(format!("registry credentials: {e}")))
+    }
+
+    /// For a request to one registry: the fixed transport with its credentials when
+    /// there are some (the plain client without), and where they were looked for.
+    pub(crate) async fn for_registry(
+        &self,
+        op: &str,
+        key: &str,
+    ) -> Result<(&bollard::Docker, Option<Credentials>, String), RuntimeError> {
+        let Lookup {
+            credentials,
+            looked_in,
+        } = self.registry_credentials(op, vec![key.to_string()]).await?;
+        Ok(match credentials.into_iter().next() {
+            Some(c) => (&self.auth_api, Some(c), looked_in),
+            None => (&self.api, None, looked_in),
         })
     }
 

@@ -13,6 +13,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::{detail, engine_error, status};
+use crate::credentials::{registry_host, registry_key};
 use crate::Docker;
 
 /// An image as `images_list` reports it.
@@ -51,6 +52,30 @@ pub fn split_reference(reference: &str) -> (String, String) {
     }
 }
 
+/// When the engine's words say the registry of `reference` wanted credentials (or
+/// others), what to do about it; `None` for any other failure. `looked_in` is where
+/// credentials were looked for, `had_credentials` whether some were sent.
+pub(crate) fn refusal(
+    reference: &str,
+    detail: &str,
+    had_credentials: bool,
+    looked_in: &str,
+) -> Option<String> {
+    if !is_auth_failure(detail) {
+        return None;
+    }
+    let host = registry_host(reference);
+    Some(if had_credentials {
+        format!("registry {host} refused the credentials from {looked_in}")
+    } else {
+        format!(
+            "registry {host} wants credentials and {looked_in} has none for it: run \
+             `docker login {host}`, or point DOCKER_CONFIG at a directory whose \
+             config.json has them"
+        )
+    })
+}
+
 impl Docker {
     pub(crate) async fn has_image(&self, reference: &str) -> Result<bool, RuntimeError> {
         match self.api.inspect_image(reference).await {
@@ -73,6 +98,21 @@ impl Docker {
             image: reference.to_string(),
             detail,
         };
+        let op = format!("pull {reference}");
+        let (api, creds, looked_in) = self.for_registry(&op, &registry_key(reference)).await?;
+        let had_credentials = creds.is_some();
+        // A registry that refused is not a missing image: say which registry and why.
+        let refused =
+            |detail: String| match refusal(reference, &detail, had_credentials, &looked_in) {
+                Some(hint) => RuntimeError::Failed {
+                    op: format!(
+                        "pull {reference} from registry {}",
+                        registry_host(reference)
+                    ),
+                    detail: format!("{detail} ({hint})"),
+                },
+                None => not_found(detail),
+            };
         let (repo, tag) = split_reference(reference);
         // Without a tag the engine would pull every tag of the repository.
         let options = CreateImageOptions {
@@ -80,18 +120,18 @@ impl Docker {
             tag: (!tag.is_empty()).then_some(tag),
             ..Default::default()
         };
-        let mut stream = self.api.create_image(Some(options), None, None);
+        let mut stream = api.create_image(Some(options), None, creds.map(|c| c.to_bollard()));
         while let Some(item) = stream.next().await {
             let info = match item {
                 Ok(info) => info,
                 Err(e @ bollard::errors::Error::DockerStreamError { .. })
                 | Err(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {
-                    return Err(not_found(detail(&e)))
+                    return Err(refused(detail(&e)))
                 }
-                Err(e) => return Err(engine_error(e, &format!("pull {reference}"), reference)),
+                Err(e) => return Err(engine_error(e, &op, reference)),
             };
             if let Some(error) = info.error.or(info.error_detail.and_then(|d| d.message)) {
-                return Err(not_found(error));
+                return Err(refused(error.trim().to_string()));
             }
             if let Some(status) = info.status {
                 let line = match (info.id, info.progress) {
@@ -183,28 +223,43 @@ impl Docker {
         reference: &str,
         progress: ProgressFn<'_>,
     ) -> Result<(), RuntimeError> {
-        let op = format!("push {reference}");
+        let op = format!("push {reference} to registry {}", registry_host(reference));
+        let (api, creds, looked_in) = self.for_registry(&op, &registry_key(reference)).await?;
+        let had_credentials = creds.is_some();
         let (repo, tag) = split_reference(reference);
         let options = PushImageOptions {
             tag: (!tag.is_empty()).then_some(tag),
             platform: None,
         };
-        let mut stream = self.api.push_image(&repo, Some(options), None);
+        let mut stream = api.push_image(&repo, Some(options), creds.map(|c| c.to_bollard()));
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| match status(&e) {
-                Some(404) => RuntimeError::ImageNotFound {
+            let refused = |error: String| {
+                let detail = match refusal(reference, &error, had_credentials, &looked_in) {
+                    Some(hint) => format!("{error} ({hint})"),
+                    None => error,
+                };
+                RuntimeError::Failed {
+                    op: op.clone(),
+                    detail,
+                }
+            };
+            let info = item.map_err(|e| match (status(&e), &e) {
+                (Some(404), _) => RuntimeError::ImageNotFound {
                     image: reference.to_string(),
                     detail: detail(&e),
                 },
+                (_, bollard::errors::Error::DockerStreamError { .. }) => refused(detail(&e)),
                 _ => engine_error(e, &op, &format!("image {reference}")),
             })?;
             if let Some(error) = info.error.or(info.error_detail.and_then(|d| d.message)) {
-                return Err(RuntimeError::Failed {
-                    op,
-                    detail: error.trim().to_string(),
-                });
+                return Err(refused(error.trim().to_string()));
             }
-            if let Some(status) = info.status {
+            // Moving progress bars and per-layer waits are left out (bollard drops the
+            // layer id): what is left is the repository, each layer pushed, the digest.
+            if info.progress.is_some() {
+                continue;
+            }
+            if let Some(status) = info.status.filter(|s| s != "Preparing" && s != "Waiting") {
                 progress(&status);
             }
         }
@@ -295,9 +350,46 @@ impl Docker {
     }
 }
 
+/// Whether an engine or registry message means "not authorised". Docker Hub's "pull
+/// access denied for x, repository does not exist or may require 'docker login'" is
+/// left a missing image: it says both itself.
+pub(crate) fn is_auth_failure(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    if d.contains("does not exist") {
+        return false;
+    }
+    [
+        "no basic auth credentials",
+        "unauthorized",
+        "authentication required",
+        "access denied",
+        "requested access to the resource is denied",
+        "incorrect username or password",
+    ]
+    .iter()
+    .any(|w| d.contains(w))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_failures() {
+        assert!(is_auth_failure(
+            "Head \"http://127.0.0.1:5000/v2/x/manifests/t\": no basic auth credentials"
+        ));
+        assert!(is_auth_failure("unauthorized: authentication required"));
+        assert!(is_auth_failure(
+            "denied: requested access to the resource is denied"
+        ));
+        assert!(!is_auth_failure(
+            "pull access denied for x, repository does not exist or may require 'docker login'"
+        ));
+        assert!(!is_auth_failure(
+            "manifest for x:t not found: manifest unknown"
+        ));
+    }
 
     #[test]
     fn references() {

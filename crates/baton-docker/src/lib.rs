@@ -1,13 +1,15 @@
 //! baton's Docker Engine backend: implements `baton_engine::runtime::Runtime` with bollard,
-//! plus the Docker-only extras the CLI needs (logs, exec, stats, images).
+//! plus the Docker-only extras the CLI needs (logs, exec, stats, images, registry logins).
 //!
 //! Architecture invariant: this is the only crate that knows the Engine API. It makes
 //! one engine call (or a tight sequence, such as create-then-connect) per trait method;
 //! ordering, retries and parallelism belong to the engine crate.
 
+mod auth_header;
 mod build;
 mod client;
 mod container;
+pub mod credentials;
 pub mod dockerignore;
 mod exec;
 mod image;
@@ -24,7 +26,7 @@ use baton_engine::runtime::{
     Runtime, RuntimeError, VolumeSpec,
 };
 
-pub use build::{context_tar, INLINE_DOCKERFILE};
+pub use build::{base_images, context_tar, INLINE_DOCKERFILE};
 pub use client::Docker;
 pub use exec::ExecOptions;
 pub use image::{split_reference, ImageFilter, ImageInfo};

@@ -4,6 +4,7 @@
 
 pub mod fleet;
 pub mod pipeline;
+pub mod registry;
 pub mod vm;
 
 use std::net::TcpListener;

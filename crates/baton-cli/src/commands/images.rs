@@ -1,12 +1,15 @@
-//! `baton build`, `pull` and `images`: the images behind the project's services.
+//! `baton build`, `pull`, `push` and `images`: the images behind the project's services
+//! (registry credentials are the docker CLI's, read by `baton_docker::credentials`).
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use baton_docker::ImageFilter;
+use baton_engine::plan::select_services;
 use baton_engine::resolve::{build_spec, image_ref};
 use baton_engine::runtime::Runtime;
 use baton_spec::Project;
+use serde_json::json;
 
-use crate::cli::ServicesArgs;
+use crate::cli::{PushArgs, ServicesArgs};
 use crate::context::Context;
 
 fn selected<'a>(
@@ -69,6 +72,71 @@ pub async fn pull(ctx: &Context, args: ServicesArgs) -> Result<u8> {
     } else {
         crate::exit::ERROR
     })
+}
+
+/// As `docker compose push`: every tag of each selected service that has both `build:`
+/// and `image:` (others are skipped with a note), one after the other; the first
+/// failure stops it unless `--ignore-push-failures`.
+pub async fn push(ctx: &Context, args: PushArgs) -> Result<u8> {
+    let project = ctx.project(&args.services)?;
+    let names = if args.include_deps {
+        select_services(&project, &args.services, false)?
+    } else {
+        selected(&project, &args.services)
+            .into_iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    let docker = ctx.docker().await?;
+    let quiet = args.quiet || ctx.global.json;
+    let mut report = Vec::new();
+    let mut failure = None;
+    'services: for (name, svc) in project.services.iter().filter(|(n, _)| names.contains(*n)) {
+        let spec = build_spec(&project.name, name, svc);
+        let (Some(_), Some(spec)) = (&svc.image, spec) else {
+            let reason = if svc.image.is_none() {
+                "no image: name to push to"
+            } else {
+                "no build: section (its image is pulled, not pushed)"
+            };
+            if !args.quiet {
+                eprintln!("skipped {name}: {reason}");
+            }
+            report.push(json!({"service": name, "status": "skipped", "reason": reason}));
+            continue;
+        };
+        for tag in &spec.tags {
+            if !args.quiet {
+                eprintln!("pushing {name} ({tag})");
+            }
+            let print = |line: &str| {
+                if !quiet {
+                    eprintln!("  {name} | {}", line.trim_end());
+                }
+            };
+            match docker.image_push(tag, &print).await {
+                Ok(()) => report.push(json!({"service": name, "image": tag, "status": "pushed"})),
+                Err(e) => {
+                    report.push(json!({
+                        "service": name, "image": tag, "status": "failed", "error": e.to_string()
+                    }));
+                    if args.ignore_push_failures {
+                        eprintln!("warning: service {name}: {e}");
+                    } else {
+                        failure = Some(anyhow!("service {name}: {e}"));
+                        break 'services;
+                    }
+                }
+            }
+        }
+    }
+    if ctx.global.json {
+        crate::output::json(&report)?;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(crate::exit::OK),
+    }
 }
 
 pub async fn images(ctx: &Context, args: ServicesArgs) -> Result<u8> {

@@ -86,6 +86,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::Run(a) => run::run(ctx, a).await,
         Command::Build(a) => images::build(ctx, a).await,
         Command::Pull(a) => images::pull(ctx, a).await,
+        Command::Push(a) => images::push(ctx, a).await,
         Command::Images(a) => images::images(ctx, a).await,
         Command::Stats(a) => stats::run(ctx, a).await,
     }
