@@ -16,6 +16,7 @@ mod image;
 mod lifecycle;
 mod logs;
 mod observe;
+mod oneshot;
 mod resources;
 mod stats;
 

@@ -273,3 +273,39 @@ pub trait Runtime {
     async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
     async fn inspect_container(&self, id: &str) -> Result<ObservedContainer, RuntimeError>;
 }
+
+/// A one-shot container: an image, a command, one host directory mounted read-write,
+/// environment variables (pipeline `image:` jobs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneShotSpec {
+    /// Unique; how the container is found again to stop it.
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    /// (host directory, path in the container); also the working directory.
+    pub workdir: (PathBuf, String),
+    /// Values travel to the engine, never on a command line.
+    pub env: Vec<(String, String)>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A future a backend returns through a trait object.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What only some backends can do: run a one-shot container to its end and follow its
+/// output. Callers that need it (pipelines) are handed one; a backend that cannot do it
+/// (a cluster API without attach) does not implement it.
+pub trait OneShot: Send + Sync {
+    /// Pulls the image if missing, creates and starts the container, gives each line
+    /// it writes (stdout and stderr) to `output`, and returns its exit code once it
+    /// has ended; the container is removed then. Dropping the future leaves the
+    /// container running: `remove` stops it.
+    fn run_to_end<'a>(
+        &'a self,
+        spec: &'a OneShotSpec,
+        output: &'a mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'a, Result<i64, RuntimeError>>;
+
+    /// Kills and removes the container named `name`, if it is there.
+    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+}

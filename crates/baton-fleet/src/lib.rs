@@ -25,14 +25,6 @@ pub use report::{HostResult, HostStatus, RunReport, StepResult};
 pub use run::{RunOptions, Task};
 pub use strategy::{Batch, OnFailure, Strategy};
 
-/// Unix milliseconds now: what reports and the store are stamped with.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The last `n` lines of some output, for result tables.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();

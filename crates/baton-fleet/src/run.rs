@@ -16,9 +16,9 @@ use crate::runbook::{Action, Runbook, ServiceState, Source, Step};
 use crate::select::{select, SelectError};
 use crate::ssh::{Jumps, Session, SshError, SshOptions};
 use crate::strategy::{too_many_failures, waves, Batch, OnFailure, Strategy};
+use crate::tail;
 use crate::template::{host_context, render};
 use crate::transport::{quote_args, Conn};
-use crate::{now_ms, tail};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub ssh: SshOptions,
     /// Where `src:` paths of copy, script and template steps are read from.
     pub base_dir: PathBuf,
+    /// Unix milliseconds now, for the report's times: the caller's clock (tests pass
+    /// their own), never one the fleet reads itself.
+    pub clock: fn() -> i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +135,7 @@ pub async fn run(
         reason: std::sync::Mutex::new(None),
         jumps: Jumps::default(),
     };
-    let started_at = now_ms();
+    let started_at = (opts.clock)();
     let clock = Instant::now();
     let plan = waves(&hosts, opts.strategy, opts.batch);
     let mut results: BTreeMap<String, HostResult> = BTreeMap::new();
@@ -153,7 +156,7 @@ pub async fn run(
         }
         shared.failed_in_wave.store(0, Ordering::SeqCst);
         shared.wave_len.store(wave.len(), Ordering::SeqCst);
-        let w_start = now_ms();
+        let w_start = (opts.clock)();
         let done: Vec<HostResult> = stream::iter(wave.iter().map(|h| run_host(h, number, &shared)))
             .buffer_unordered(opts.forks.max(1))
             .collect()
@@ -162,7 +165,7 @@ pub async fn run(
             number,
             hosts: wave.iter().map(|h| h.id.clone()).collect(),
             started_at: w_start,
-            finished_at: now_ms(),
+            finished_at: (opts.clock)(),
         });
         let failed = done.iter().filter(|r| r.status.is_failure()).count();
         for r in done {
@@ -209,7 +212,7 @@ pub async fn run(
         hosts: ids.iter().filter_map(|id| results.remove(id)).collect(),
         summary: Default::default(),
         started_at,
-        finished_at: now_ms(),
+        finished_at: (opts.clock)(),
         duration_ms: clock.elapsed().as_millis() as i64,
         outcome: String::new(),
         reason: shared
@@ -287,7 +290,7 @@ async fn run_host(h: &Host, wave: usize, shared: &Shared<'_>) -> HostResult {
         return r;
     }
     r.halted = false;
-    r.started_at = now_ms();
+    r.started_at = (shared.opts.clock)();
     let clock = Instant::now();
     let conn = match Session::connect_in(shared.inv, h, &shared.opts.ssh, &shared.jumps).await {
         Ok(s) => Conn::Ssh(s),
@@ -295,7 +298,7 @@ async fn run_host(h: &Host, wave: usize, shared: &Shared<'_>) -> HostResult {
             r.status = HostStatus::Unreachable;
             r.error = Some(e.to_string());
             on_host_failure(shared, &h.id, "unreachable");
-            r.finished_at = now_ms();
+            r.finished_at = (shared.opts.clock)();
             r.duration_ms = clock.elapsed().as_millis() as i64;
             return r;
         }
@@ -381,7 +384,7 @@ async fn run_host(h: &Host, wave: usize, shared: &Shared<'_>) -> HostResult {
         }
     }
     conn.close().await;
-    r.finished_at = now_ms();
+    r.finished_at = (shared.opts.clock)();
     r.duration_ms = clock.elapsed().as_millis() as i64;
     r
 }

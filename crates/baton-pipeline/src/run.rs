@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use baton_engine::runtime::{OneShot, OneShotSpec};
 use baton_state::{ArtifactRecord, PipelineJob, PipelineRun, RunOwner, Store};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -47,6 +48,19 @@ pub struct RunRequest {
     pub grace: Duration,
     /// How `host:` jobs reach their hosts ([`crate::remote::ssh_options`]).
     pub ssh: baton_fleet::ssh::SshOptions,
+    /// Where `image:` jobs run; `None` when no container engine answers (such jobs
+    /// then fail with that reason, the others run).
+    pub containers: Option<Containers>,
+}
+
+/// The container backend `image:` jobs run on, as its one-shot capability.
+#[derive(Clone)]
+pub struct Containers(pub Arc<dyn OneShot>);
+
+impl std::fmt::Debug for Containers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Containers")
+    }
 }
 
 /// How a run ended.
@@ -505,6 +519,7 @@ impl Executor<'_> {
             id: pj.id.clone(),
             script: job.run.clone(),
             image: job.image.clone(),
+            containers: self.req.containers.clone(),
             container: format!("baton-pipeline-{}-{}-{i}", self.req.project, self.run_id),
             env,
             workspace,
@@ -587,6 +602,7 @@ impl Executor<'_> {
                 id: name.clone(),
                 script,
                 image: job.image.clone(),
+                containers: self.req.containers.clone(),
                 container: format!("baton-pipeline-{}-{}-rb{i}", self.req.project, self.run_id),
                 env: self.env_for(i, job, &workspace),
                 workspace,
@@ -654,6 +670,8 @@ struct JobTask {
     id: String,
     script: String,
     image: Option<String>,
+    containers: Option<Containers>,
+    /// The name of the `image:` job's container.
     container: String,
     env: Result<Vec<(String, String)>, String>,
     workspace: PathBuf,
@@ -850,39 +868,98 @@ impl JobTask {
         ));
     }
 
+    /// The job's script as a local process: the program itself when the script is one
+    /// plain command line (see `simple_command`), else bash.
     fn command(&self, env: &[(String, String)]) -> tokio::process::Command {
-        match &self.image {
+        let mut c = match simple_command(&self.script, env) {
+            Some((program, args)) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args);
+                c
+            }
             None => {
-                let mut c = match simple_command(&self.script, env) {
-                    Some((program, args)) => {
-                        let mut c = tokio::process::Command::new(program);
-                        c.args(args);
-                        c
-                    }
-                    None => {
-                        let mut c = tokio::process::Command::new("bash");
-                        c.arg("-eo").arg("pipefail").arg("-c").arg(&self.script);
-                        c
-                    }
-                };
-                c.current_dir(&self.workspace);
-                c.envs(env.iter().map(|(k, v)| (k, v)));
+                let mut c = tokio::process::Command::new("bash");
+                c.arg("-eo").arg("pipefail").arg("-c").arg(&self.script);
                 c
             }
-            Some(image) => {
-                // The container sees only the job's variables; values travel in the
-                // docker client's environment (`-e NAME`), never on its command line.
-                let mut c = tokio::process::Command::new("docker");
-                c.args(["run", "--rm", "--init", "--name", &self.container, "-v"])
-                    .arg(format!("{}:/workspace", self.workspace.display()))
-                    .args(["-w", "/workspace"]);
-                for (k, _) in env {
-                    c.arg("-e").arg(k);
+        };
+        c.current_dir(&self.workspace);
+        c.envs(env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    /// One attempt of an `image:` job: the script by `sh -e -c` in a one-shot container
+    /// with the workspace at /workspace and only the job's variables; a timeout or a
+    /// cancel removes the container.
+    async fn attempt_in_container(
+        &self,
+        image: &str,
+        env: &[(String, String)],
+        log: &mut Option<std::io::BufWriter<std::fs::File>>,
+    ) -> Attempt {
+        let Some(Containers(engine)) = &self.containers else {
+            return Attempt::Error(
+                "an image: job runs in a container, and no container engine answers".into(),
+            );
+        };
+        let spec = OneShotSpec {
+            name: self.container.clone(),
+            image: image.to_string(),
+            command: ["sh", "-e", "-c", &self.script]
+                .map(str::to_string)
+                .to_vec(),
+            workdir: (self.workspace.clone(), "/workspace".into()),
+            env: env.to_vec(),
+            labels: BTreeMap::from([("io.baton.pipeline-job".to_string(), self.id.clone())]),
+        };
+        // Lines go through a channel so that the log is written by this task; the
+        // channel holds at most what one read of the container's output brings.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let mut send = move |line: &str| {
+            let _ = tx.send(line.to_string());
+        };
+        let mut cancel = self.cancel.clone();
+        let timeout = self.timeout;
+        let outcome = {
+            let run = engine.run_to_end(&spec, &mut send);
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    Some(line) = rx.recv() => self.emit(log, &line),
+                    r = &mut run => break match r {
+                        Ok(code) => Attempt::Exited(i32::try_from(code).unwrap_or(i32::MAX)),
+                        Err(e) => Attempt::Error(e.to_string()),
+                    },
+                    _ = async { match timeout { Some(t) => tokio::time::sleep(t).await, None => std::future::pending().await } } => break Attempt::TimedOut,
+                    _ = wait_cancel(&mut cancel) => break Attempt::Cancelled,
                 }
-                c.arg(image).args(["sh", "-e", "-c"]).arg(&self.script);
-                c.envs(env.iter().map(|(k, v)| (k, v)));
-                c
             }
+        };
+        while let Ok(line) = rx.try_recv() {
+            self.emit(log, &line);
+        }
+        if matches!(outcome, Attempt::TimedOut | Attempt::Cancelled) {
+            if let Err(e) = engine.remove(&self.container).await {
+                self.emit(log, &format!("-- cannot remove its container: {e}"));
+            }
+        }
+        self.report_end(&outcome, log, "its container");
+        outcome
+    }
+
+    /// The last line of an attempt's log: how it ended.
+    fn report_end(
+        &self,
+        outcome: &Attempt,
+        log: &mut Option<std::io::BufWriter<std::fs::File>>,
+        what: &str,
+    ) {
+        match outcome {
+            Attempt::Exited(c) if *c != 0 => self.emit(log, &format!("-- exit code {c}")),
+            Attempt::TimedOut => self.emit(log, &format!("-- timed out: killed {what}")),
+            Attempt::Cancelled => self.emit(log, &format!("-- cancelled: killed {what}")),
+            Attempt::Error(e) => self.emit(log, &format!("-- {e}")),
+            _ => {}
         }
     }
 
@@ -943,6 +1020,9 @@ impl JobTask {
         if let Some(remote) = &self.remote {
             return self.attempt_on_hosts(remote, env, log).await;
         }
+        if let Some(image) = &self.image {
+            return self.attempt_in_container(image, env, log).await;
+        }
         let (reader, writer) = match std::io::pipe() {
             Ok(p) => p,
             Err(e) => return Attempt::Error(format!("cannot make a pipe: {e}")),
@@ -962,16 +1042,7 @@ impl JobTask {
         drop(cmd);
         let mut child = match spawned {
             Ok(c) => c,
-            Err(e) => {
-                return Attempt::Error(format!(
-                    "cannot start {}: {e}",
-                    if self.image.is_some() {
-                        "docker"
-                    } else {
-                        "bash"
-                    }
-                ))
-            }
+            Err(e) => return Attempt::Error(format!("cannot start the job: {e}")),
         };
         let pgid = child.id().map(|p| Pid::from_raw(p as i32));
         // If this task is dropped (the daemon exits mid-run), the group goes with it.
@@ -1001,9 +1072,6 @@ impl JobTask {
             if matches!(stop, Attempt::TimedOut | Attempt::Cancelled) {
                 if let Some(g) = pgid {
                     let _ = killpg(g, Signal::SIGTERM);
-                }
-                if self.image.is_some() {
-                    remove_container(&self.container).await;
                 }
                 if tokio::time::timeout(self.grace, child.wait())
                     .await
@@ -1059,13 +1127,7 @@ impl JobTask {
             self.emit(log, &text);
         }
         let outcome = outcome.unwrap_or(Attempt::Error("lost the job".into()));
-        match &outcome {
-            Attempt::Exited(c) if *c != 0 => self.emit(log, &format!("-- exit code {c}")),
-            Attempt::TimedOut => self.emit(log, "-- timed out: killed its process group"),
-            Attempt::Cancelled => self.emit(log, "-- cancelled: killed its process group"),
-            Attempt::Error(e) => self.emit(log, &format!("-- {e}")),
-            _ => {}
-        }
+        self.report_end(&outcome, log, "its process group");
         outcome
     }
 }
@@ -1139,15 +1201,6 @@ pub(crate) async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|c| *c).await.is_err() {
         std::future::pending::<()>().await;
     }
-}
-
-async fn remove_container(name: &str) {
-    let _ = tokio::process::Command::new("docker")
-        .args(["rm", "-f", name])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .await;
 }
 
 /// Replaces every secret value in `text` with `***`.

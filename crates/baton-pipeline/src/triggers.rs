@@ -46,6 +46,8 @@ pub struct TriggerConfig {
     /// The daemon's environment, where trigger and job secrets are looked up.
     pub env: BTreeMap<String, String>,
     pub jobs: usize,
+    /// Where `image:` jobs run (see [`RunRequest::containers`]).
+    pub containers: Option<crate::run::Containers>,
 }
 
 struct Launcher {
@@ -74,6 +76,7 @@ impl Launcher {
             env: self.cfg.env.clone(),
             grace: Duration::from_secs(5),
             ssh: crate::remote::ssh_options(&self.cfg.env),
+            containers: self.cfg.containers.clone(),
         };
         let prefix = format!("pipeline {name}: ");
         let live: Live = Arc::new(move |line: &str| eprintln!("{prefix}{line}"));

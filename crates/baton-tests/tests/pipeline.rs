@@ -741,6 +741,34 @@ fn an_image_job_runs_in_a_container_with_the_workspace_mounted() {
         std::fs::read_to_string(&out).unwrap().trim(),
         "hello from Linux in /workspace as make"
     );
+    // It ran through the engine (no docker CLI), its output reached the live log, and
+    // a job that times out has its container removed.
+    s.write(
+        "baton.yaml",
+        &format!(
+            "pipelines:\n  slow:\n    jobs:\n      wait:\n        image: {}\n        timeout: 2s\n        run: echo waiting; sleep 60\n",
+            baton_tests::IMAGE
+        ),
+    );
+    let started = std::time::Instant::now();
+    let o = s.cmd().args(["pipeline", "run", "slow"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the timeout did not stop it"
+    );
+    let live = stdout(&o);
+    assert!(live.contains("wait | waiting"), "{live}");
+    assert!(live.contains("timed out: killed its container"), "{live}");
+    let left = Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=io.baton.pipeline-job=wait"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&left).trim().is_empty(),
+        "left behind: {}",
+        stdout(&left)
+    );
 }
 
 #[test]

@@ -262,6 +262,7 @@ fn options(
             .max_fail_percentage
             .or(rb.and_then(|r| r.max_fail_percentage)),
         check: sched.check,
+        clock: now_ms,
         command_timeout: sched.timeout.map(Duration::from_secs),
         ssh: ssh_options(conn),
         base_dir: ctx.cwd.clone(),

@@ -202,6 +202,11 @@ async fn start(
         env: std::env::vars().collect(),
         grace: Duration::from_secs(3),
         ssh: baton_pipeline::remote::ssh_options(&std::env::vars().collect()),
+        containers: if pipeline.jobs.iter().any(|j| j.image.is_some()) {
+            containers(ctx).await
+        } else {
+            None
+        },
     };
     // Live logs go to stdout, unless stdout carries a report for a program.
     let live: baton_pipeline::Live = if json || opts.format != Format::Text {
@@ -433,9 +438,15 @@ pub async fn artifacts(ctx: &Context, args: ArtifactsArgs) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
+/// The container engine `image:` jobs run on, when one answers.
+async fn containers(ctx: &Context) -> Option<baton_pipeline::run::Containers> {
+    let docker = ctx.docker().await.ok()?;
+    Some(baton_pipeline::run::Containers(Arc::new(docker)))
+}
+
 /// Starts the project's pipeline triggers (cron, git polling, and webhooks when
 /// `hooks_listen` is set) in the background of `baton serve`.
-pub fn spawn_triggers(ctx: &Context, hooks_listen: Option<SocketAddr>) {
+pub async fn spawn_triggers(ctx: &Context, hooks_listen: Option<SocketAddr>) {
     let project = match ctx.project(&[]) {
         Ok(p) => p,
         Err(_) if hooks_listen.is_none() => return,
@@ -455,6 +466,7 @@ pub fn spawn_triggers(ctx: &Context, hooks_listen: Option<SocketAddr>) {
         jobs: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2),
+        containers: containers(ctx).await,
     };
     tokio::spawn(async move {
         if let Err(e) = baton_pipeline::triggers::serve(cfg).await {

@@ -27,7 +27,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
         let _ = api_stopped.await;
     }));
     eprintln!("local API on {}", socket.display());
-    super::pipeline::spawn_triggers(ctx, args.hooks_listen);
+    super::pipeline::spawn_triggers(ctx, args.hooks_listen).await;
     let mut supervisor = Supervisor::new(&docker, &store, config, shared);
     let shutdown = super::interrupted();
     let pid_file = ctx.state_dir().join(PID_FILE);
