@@ -1,6 +1,7 @@
 //! Fixtures for the VM tests: the tiny guest built by scripts/make-guest.sh, scratch
-//! hosts (state directories) whose QEMU processes are killed on drop, VM agents, and
-//! readers of the guest's serial log.
+//! hosts (state directories) whose QEMU processes are killed on drop, VM agents with
+//! their token, a raw HTTP client for the agent API, and readers of the guest's serial
+//! log.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -8,12 +9,21 @@ use std::time::Duration;
 
 use crate::baton_bin;
 
+/// The token every test agent requires and every test command presents.
+pub const AGENT_TOKEN: &str = "e2e-agent-token-0123456789abcdef";
+
+/// Where the test guest is (`BATON_GUEST_DIR`, default `<repo>/.guest`, a path with
+/// `..` in it: the CLI resolves such paths before a host checks them).
+pub fn guest_dir() -> PathBuf {
+    std::env::var_os("BATON_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join(".guest"))
+}
+
 /// The guest's kernel and initramfs, or `None` (skip) when QEMU or the guest is
 /// missing; with `BATON_REQUIRE_VM` set that is a failure instead.
 pub fn guest() -> Option<(PathBuf, PathBuf)> {
-    let dir = std::env::var_os("BATON_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join(".guest"));
+    let dir = guest_dir();
     let k = dir.join("vmlinuz");
     let i = dir.join("initramfs.gz");
     let qemu = Command::new("qemu-system-x86_64")
@@ -114,10 +124,13 @@ impl VmHost {
         std::fs::write(self.dir.path().join(name), content).expect("write");
     }
 
+    /// A baton command in the project directory, presenting the agents' token.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(baton_bin());
         c.current_dir(self.dir.path())
             .env("BATON_STATE_DIR", self.state.path())
+            .env("BATON_AGENT_TOKEN", AGENT_TOKEN)
+            .env_remove("BATON_AGENT_CA")
             .env_remove("COMPOSE_PROJECT_NAME");
         c
     }
@@ -165,38 +178,57 @@ impl Drop for VmHost {
     }
 }
 
-/// A `baton vm agent` on its own state directory, killed (SIGKILL) when dropped.
+/// A `baton vm agent` on its own state directory, killed (SIGKILL) when dropped. It
+/// requires [`AGENT_TOKEN`] (from a token file) and allows the guest's directory (its
+/// kernel) besides the directories it is given.
 pub struct Agent {
     pub child: Child,
     pub addr: String,
-    pub state: tempfile::TempDir,
+    /// Holds the state directory (`dir`, made by the agent) and the token file.
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
 }
 
 impl Agent {
-    pub fn start(shared: Option<&Path>, lease_ms: u64) -> Agent {
-        let state = tempfile::tempdir().expect("tempdir");
+    pub fn start(shared: Option<&Path>, lease_ms: u64, disk_dirs: &[&Path]) -> Agent {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("host");
         let addr = format!("127.0.0.1:{}", crate::free_port());
+        let token = tmp.path().join("token");
+        std::fs::write(&token, format!("{AGENT_TOKEN}\n")).expect("token file");
         let mut c = Command::new(baton_bin());
-        c.env("BATON_STATE_DIR", state.path())
-            .args([
-                "vm",
-                "agent",
-                "--listen",
-                &addr,
-                "--lease-ms",
-                &lease_ms.to_string(),
-            ])
+        c.env("BATON_STATE_DIR", &dir)
+            .env_remove("BATON_AGENT_TOKEN")
+            .env_remove("BATON_AGENT_CA")
+            .args(["vm", "agent", "--listen", &addr, "--lease-ms"])
+            .arg(lease_ms.to_string())
+            .arg("--token-file")
+            .arg(&token)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if guest_dir().is_dir() {
+            c.arg("--disk-dir").arg(guest_dir());
+        }
+        for d in disk_dirs {
+            c.arg("--disk-dir").arg(d);
+        }
         if let Some(s) = shared {
             c.arg("--shared").arg(s);
         }
         let child = c.spawn().expect("baton vm agent");
-        let a = Agent { child, addr, state };
+        let mut a = Agent {
+            child,
+            addr,
+            tmp,
+            dir,
+        };
         let up = wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(&a.addr).is_ok()
         });
-        assert!(up.is_some(), "agent on {} did not listen", a.addr);
+        if up.is_none() {
+            a.kill();
+            panic!("agent on {} did not listen", a.addr);
+        }
         a
     }
 
@@ -205,15 +237,28 @@ impl Agent {
         let _ = self.child.wait();
     }
 
-    /// A baton command on this agent's state directory (its store).
+    /// A baton command on this agent's state directory (its store), with its token.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(baton_bin());
-        c.env("BATON_STATE_DIR", self.state.path());
+        c.env("BATON_STATE_DIR", &self.dir)
+            .env("BATON_AGENT_TOKEN", AGENT_TOKEN)
+            .env_remove("BATON_AGENT_CA");
         c
     }
 
     pub fn vm_dir(&self, name: &str) -> PathBuf {
-        self.state.path().join("vms").join(name)
+        self.dir.join("vms").join(name)
+    }
+
+    /// One plain-HTTP request to the agent; see [`http_request`].
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        http_request(&self.addr, method, path, token, body)
     }
 }
 
@@ -221,6 +266,104 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One HTTP/1.1 request (`Connection: close`) with an optional bearer token and JSON
+/// body; the status and the JSON answer (`null` when it is not JSON).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the agent");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send the request");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost, made with the
+/// openssl command line in `dir`. Returns (CA, certificate, key).
+pub fn tls_files(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(format!("{tag}-{n}"));
+    let (ca, ca_key, key, csr, cert, ext) = (
+        p("ca.pem"),
+        p("ca.key"),
+        p("server.key"),
+        p("server.csr"),
+        p("server.pem"),
+        p("ext.cnf"),
+    );
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write ext.cnf");
+    let [ca_s, ca_key_s, key_s, csr_s, cert_s, ext_s] =
+        [&ca, &ca_key, &key, &csr, &cert, &ext].map(|p| p.display().to_string());
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    let runs: [Vec<&str>; 3] = [
+        ["req", "-x509", "-days", "2", "-subj", "/CN=baton e2e CA"]
+            .into_iter()
+            .chain(ec.split(' '))
+            .chain(["-keyout", &ca_key_s, "-out", &ca_s])
+            .collect(),
+        ["req", "-subj", "/CN=localhost"]
+            .into_iter()
+            .chain(ec.split(' '))
+            .chain(["-keyout", &key_s, "-out", &csr_s])
+            .collect(),
+        vec![
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-CAcreateserial",
+            "-in",
+            &csr_s,
+            "-CA",
+            &ca_s,
+            "-CAkey",
+            &ca_key_s,
+            "-extfile",
+            &ext_s,
+            "-out",
+            &cert_s,
+        ],
+    ];
+    for args in runs {
+        let out = Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("the openssl command line");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (ca, cert, key)
 }
 
 pub use crate::within as wait_until;

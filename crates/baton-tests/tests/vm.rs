@@ -2,13 +2,19 @@
 //! graceful stop and `rm --disks`; retention of automated snapshots; live migration to a
 //! second agent with the guest's counter running, then storage migration; failover of
 //! an ha VM when its host's agent is killed; bad specs refused before anything starts.
+//! The agent's guard: a token on every route, TLS off loopback, names and files
+//! confined to its directories, and only images baton made deleted.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baton_tests::vm::{
-    console_log, guest, guest_vm, ticks, vm_processes, wait_until, Agent, VmHost,
+    console_log, guest, guest_vm, http_request, ticks, tls_files, vm_processes, wait_until, Agent,
+    VmHost, AGENT_TOKEN,
 };
+use baton_tests::{baton_bin, free_port};
 
 // Generous: four TCG guests boot at once on a loaded 2-core machine.
 const BOOT: Duration = Duration::from_secs(240);
@@ -221,8 +227,11 @@ fn live_migration_keeps_the_counter_then_storage_moves_while_running() {
             guest_vm(&vm, &k, &i, "    disks: [{size: 64M}]\n")
         ),
     );
-    let dest = Agent::start(None, 3000);
     h.ok(&["vm", "start", &vm]);
+    // The source's disks stay where they are: the destination must allow that
+    // directory (shared storage).
+    let src_vms = h.state.path().join("vms");
+    let dest = Agent::start(None, 3000, &[&src_vms]);
     let src_dir = h.vm_dir(&vm);
     assert!(
         wait_until(BOOT, || ready(&src_dir)).is_some(),
@@ -274,12 +283,30 @@ fn live_migration_keeps_the_counter_then_storage_moves_while_running() {
     assert_eq!(jobs["migrations"][0]["kind"], "live");
     assert_eq!(jobs["stats"]["max_downtime_ms"], downtime);
 
-    // Storage migration on the destination host, guest running throughout.
+    // Storage migration on the destination host, guest running throughout. A target
+    // outside the host's directories is refused and nothing is made there.
+    let evil = tempfile::Builder::new().prefix("evil").tempdir().unwrap();
+    let out = dest
+        .cmd()
+        .args(["vm", "move-storage", &vm])
+        .arg(evil.path().join("moved.qcow2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outside the directories"), "{err}");
+    assert_eq!(std::fs::read_dir(evil.path()).unwrap().count(), 0);
+    // Allowed: the target's directory, and the source's (so the old image baton made
+    // may go).
     let target = h.dir.path().join("moved.qcow2");
     let mut on_dest = dest.cmd();
     let out = on_dest
         .args(["--json", "vm", "move-storage", &vm])
         .arg(&target)
+        .arg("--disk-dir")
+        .arg(h.dir.path())
+        .arg("--disk-dir")
+        .arg(&src_vms)
         .output()
         .unwrap();
     assert!(
@@ -328,11 +355,13 @@ fn live_migration_keeps_the_counter_then_storage_moves_while_running() {
     assert_eq!(ls[0]["pid"].as_u64(), Some(u64::from(pids[0])));
     let out = dest
         .cmd()
-        .args(["vm", "rm", "--disks", &vm])
+        .args(["vm", "rm", "--disks", &vm, "--disk-dir"])
+        .arg(h.dir.path())
         .output()
         .unwrap();
     assert!(out.status.success());
     assert!(vm_processes(&vm).is_empty());
+    assert!(!target.exists(), "the image baton made is gone");
 }
 
 #[test]
@@ -356,8 +385,8 @@ fn failover_restarts_the_ha_vm_on_the_second_host_never_on_both() {
             )
         ),
     );
-    let mut a = Agent::start(Some(shared.path()), 2000);
-    let b = Agent::start(Some(shared.path()), 2000);
+    let mut a = Agent::start(Some(shared.path()), 2000, &[]);
+    let b = Agent::start(Some(shared.path()), 2000, &[]);
     h.ok(&["vm", "start", &vm, "--on", &a.addr]);
     assert!(
         wait_until(BOOT, || ready(&a.vm_dir(&vm))).is_some(),
@@ -462,4 +491,311 @@ fn bad_specs_are_refused_before_anything_starts() {
         "nothing was made"
     );
     assert_eq!(h.json(&["vm", "ls"]), serde_json::json!([]));
+}
+
+/// Runs `baton vm agent ARGS` that must refuse to start: its exit code and stderr (it
+/// is killed, and the test fails, if it still runs after 10 s).
+fn agent_refusing(env_token: Option<&str>, args: &[&str]) -> (Option<i32>, String) {
+    let state = tempfile::tempdir().unwrap();
+    let mut c = Command::new(baton_bin());
+    c.env("BATON_STATE_DIR", state.path())
+        .env_remove("BATON_AGENT_CA")
+        .args(["vm", "agent"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    match env_token {
+        Some(t) => c.env("BATON_AGENT_TOKEN", t),
+        None => c.env_remove("BATON_AGENT_TOKEN"),
+    };
+    let mut child = c.spawn().unwrap();
+    let exited = wait_until(Duration::from_secs(10), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("baton vm agent {args:?} started instead of refusing");
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_agent_needs_a_token_and_tls_off_loopback() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (code, err) = agent_refusing(None, &["--listen", &listen]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("baton vm agent needs a token"), "{err}");
+    let (code, err) = agent_refusing(Some("short"), &["--listen", &listen]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("BATON_AGENT_TOKEN: bearer token: it is 5 characters long"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("short\n") && !err.contains("\"short\""),
+        "{err}"
+    );
+    let open = format!("0.0.0.0:{}", free_port());
+    let (code, err) = agent_refusing(Some(AGENT_TOKEN), &["--listen", &open]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is not a loopback address: the agent needs TLS"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(AGENT_TOKEN),
+        "the token stays out of errors: {err}"
+    );
+
+    // A new state directory is made private.
+    let a = Agent::start(None, 3000, &[]);
+    let mode = std::fs::metadata(&a.dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", a.dir.display());
+}
+
+#[test]
+fn every_agent_route_needs_the_token() {
+    let a = Agent::start(None, 3000, &[]);
+    let routes = [
+        ("GET", "/v1/health"),
+        ("GET", "/v1/vms"),
+        ("GET", "/v1/report"),
+        ("POST", "/v1/incoming"),
+        ("POST", "/v1/start"),
+        ("GET", "/v1/no-such-route"),
+    ];
+    for (method, path) in routes {
+        for token in [None, Some("wrong-token-0123456789abcdef"), Some("")] {
+            let (status, body) = a.request(method, path, token, Some("{}"));
+            assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("bearer token"),
+                "{body}"
+            );
+        }
+    }
+    let (status, body) = a.request("GET", "/v1/health", Some(AGENT_TOKEN), None);
+    assert_eq!((status, body["ok"].as_bool()), (200, Some(true)), "{body}");
+    let (status, body) = a.request("GET", "/v1/vms", Some(AGENT_TOKEN), None);
+    assert_eq!((status, body), (200, serde_json::json!([])));
+
+    // The CLI without a token says where to give one.
+    let h = VmHost::new();
+    let vm = h.vm("notok");
+    h.write(
+        "baton.yaml",
+        &format!(
+            "vms:\n  {vm}:\n    boot: {{kernel: {}}}\n",
+            h.dir.path().join("baton.yaml").display()
+        ),
+    );
+    let out = h
+        .cmd()
+        .env_remove("BATON_AGENT_TOKEN")
+        .args(["vm", "start", &vm, "--on", &a.addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing bearer token"), "{err}");
+    assert!(
+        err.contains("set BATON_AGENT_TOKEN or pass --token-file"),
+        "{err}"
+    );
+}
+
+/// A `/v1/start` body: a VM booting `kernel`, with `change` applied.
+fn start_body(kernel: &Path, change: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut v = serde_json::json!({
+        "name": "ok", "cpus": 1, "memory_mib": 128, "disks": [],
+        "boot": {"kind": "kernel", "kernel": kernel, "initrd": null, "cmdline": ""},
+        "network": {"mode": "none", "forwards": []},
+        "autostart": false, "accel": "tcg", "labels": {}, "environment": "dev", "ha": false
+    });
+    change(&mut v);
+    v.to_string()
+}
+
+/// Every path under `dir`, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            out.push(e.path().display().to_string());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_agent_refuses_names_and_files_outside_its_directories() {
+    let images = tempfile::tempdir().unwrap();
+    let kernel = images.path().join("vmlinuz");
+    std::fs::write(&kernel, "not a kernel").unwrap();
+    let evil = tempfile::Builder::new().prefix("evil").tempdir().unwrap();
+    let a = Agent::start(None, 3000, &[images.path()]);
+    let before = tree(a.tmp.path());
+    let disk = |d: serde_json::Value| move |v: &mut serde_json::Value| v["disks"] = d;
+    let new_disk = |path: Option<&Path>, backing: Option<&str>| {
+        serde_json::json!([{"name": "disk0", "source": {"kind": "new",
+            "size_bytes": 1048576, "backing": backing, "path": path}}])
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "/v1/start",
+            start_body(&kernel, |v| v["name"] = "../x".into()),
+            "VM name \"../x\"",
+        ),
+        (
+            "/v1/start",
+            start_body(
+                &kernel,
+                disk(new_disk(Some(&evil.path().join("disk.qcow2")), None)),
+            ),
+            "outside the directories",
+        ),
+        (
+            "/v1/start",
+            start_body(&kernel, disk(new_disk(None, Some("/etc/shadow")))),
+            "backing image /etc/shadow: outside the directories",
+        ),
+        (
+            "/v1/start",
+            start_body(
+                &kernel,
+                disk(serde_json::json!([{"name": "disk0",
+                    "source": {"kind": "existing", "path": "/etc/shadow"}}])),
+            ),
+            "disk path /etc/shadow: outside the directories",
+        ),
+        (
+            "/v1/start",
+            start_body(&kernel, |v| {
+                v["boot"] = serde_json::json!({"kind": "iso", "path": "/etc/shadow"})
+            }),
+            "ISO image /etc/shadow: outside the directories",
+        ),
+        (
+            "/v1/incoming",
+            serde_json::json!({
+                "spec": serde_json::from_str::<serde_json::Value>(
+                    &start_body(&kernel, |v| v["name"] = "../x".into())).unwrap(),
+                "disks": []
+            })
+            .to_string(),
+            "VM name \"../x\"",
+        ),
+        (
+            "/v1/incoming",
+            serde_json::json!({
+                "spec": serde_json::from_str::<serde_json::Value>(
+                    &start_body(&kernel, |_| {})).unwrap(),
+                "disks": [{"name": "disk0", "path": "/etc/shadow", "owned": true}]
+            })
+            .to_string(),
+            "disk path /etc/shadow: outside the directories",
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (status, answer) = a.request("POST", path, Some(AGENT_TOKEN), Some(&body));
+        assert!(
+            (400..500).contains(&status),
+            "{path} {body}: {status} {answer}"
+        );
+        let msg = answer["error"].as_str().unwrap_or("");
+        assert!(msg.contains(want), "{path}: wanted {want:?} in {msg:?}");
+        assert_eq!(
+            tree(a.tmp.path()),
+            before,
+            "{path} {body}: something was made"
+        );
+        assert_eq!(tree(evil.path()), Vec::<String>::new());
+    }
+    assert!(!a.dir.join("x").exists());
+    let (_, vms) = a.request("GET", "/v1/vms", Some(AGENT_TOKEN), None);
+    assert_eq!(vms, serde_json::json!([]));
+}
+
+#[test]
+fn an_agent_over_tls_with_a_ca_and_the_token() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(certs.path(), "agent");
+    let (other_ca, _, _) = tls_files(certs.path(), "other");
+    let token_file = certs.path().join("token");
+    std::fs::write(&token_file, AGENT_TOKEN).unwrap();
+    let images = tempfile::tempdir().unwrap();
+    let kernel = images.path().join("vmlinuz");
+    std::fs::write(&kernel, "not a kernel").unwrap();
+    // Off loopback, with TLS: allowed.
+    let port = free_port();
+    let state = tempfile::tempdir().unwrap();
+    let mut agent = Command::new(baton_bin())
+        .env("BATON_STATE_DIR", state.path())
+        .env_remove("BATON_AGENT_TOKEN")
+        .args(["vm", "agent", "--listen", &format!("0.0.0.0:{port}")])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--disk-dir")
+        .arg(images.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let up = wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let h = VmHost::new();
+    let vm = h.vm("tls");
+    h.write(
+        "baton.yaml",
+        &format!(
+            "vms:\n  {vm}:\n    accel: tcg\n    network: none\n    boot: {{kernel: {}}}\n",
+            kernel.display()
+        ),
+    );
+    let start = |to: &str, ca: &Path| {
+        let out = h
+            .cmd()
+            .args(["vm", "start", &vm, "--on", to, "--tls-ca"])
+            .arg(ca)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let https = format!("https://{addr}");
+    let through = start(&https, &ca);
+    let plain = http_request(&addr, "GET", "/v1/health", Some(AGENT_TOKEN), None);
+    let stranger = start(&addr, &other_ca);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(up.is_some(), "the TLS agent did not listen");
+    // The request went through TLS and the token check: what comes back is the agent's
+    // own answer about the VM (its "kernel" is not one), or the VM started.
+    assert!(
+        !through.contains("TLS") && !through.contains("bearer"),
+        "{through}"
+    );
+    if !through.is_empty() {
+        assert!(through.contains(&format!("agent {https}: ")), "{through}");
+    }
+    assert_eq!(plain.0, 0, "plain HTTP gets no answer from a TLS agent");
+    assert!(stranger.contains("TLS handshake failed"), "{stranger}");
 }

@@ -64,27 +64,40 @@ pub fn decide(
     }
 }
 
-pub fn lease_path(shared: &Path, vm: &str) -> PathBuf {
-    shared.join("leases").join(format!("{vm}.json"))
+/// `<shared>/leases/<vm>.json`, for a VM name that is one safe path component.
+pub fn lease_path(shared: &Path, vm: &str) -> Result<PathBuf, VmError> {
+    if !crate::spec::valid_name(vm) {
+        return Err(VmError::Invalid(format!(
+            "lease of VM {vm:?}: a VM name is {}",
+            crate::spec::NAME_RULE
+        )));
+    }
+    Ok(shared.join("leases").join(format!("{vm}.json")))
 }
 
 pub fn read_lease(shared: &Path, vm: &str) -> Option<Lease> {
-    serde_json::from_slice(&std::fs::read(lease_path(shared, vm)).ok()?).ok()
+    serde_json::from_slice(&std::fs::read(lease_path(shared, vm).ok()?).ok()?).ok()
 }
 
+/// The leases in the shared directory. One whose VM name is not that of its file
+/// (`<vm>.json`) is skipped: a name from a file's content never becomes a path.
 pub fn leases(shared: &Path) -> Vec<Lease> {
     let Ok(rd) = std::fs::read_dir(shared.join("leases")) else {
         return Vec::new();
     };
     rd.filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .filter_map(|e| {
+            let l: Lease = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            let named = lease_path(shared, &l.vm).is_ok_and(|p| p == e.path());
+            named.then_some(l)
+        })
         .collect()
 }
 
 /// Writes the lease atomically (temporary file, then rename).
 pub fn write_lease(shared: &Path, l: &Lease) -> Result<(), VmError> {
-    let p = lease_path(shared, &l.vm);
+    let p = lease_path(shared, &l.vm)?;
     let dir = shared.join("leases");
     std::fs::create_dir_all(&dir).map_err(|e| VmError::Io(dir.display().to_string(), e))?;
     let tmp = p.with_extension(format!("tmp{}", std::process::id()));
@@ -170,6 +183,7 @@ pub fn acquire(host: &Host, shared: &Path, vm: &str, t: Timing, now: i64) -> Res
 pub async fn tick(
     host: &Host,
     shared: &Path,
+    peers: &crate::agent::Client,
     t: Timing,
     clock: &(dyn Fn() -> i64 + Sync),
 ) -> Vec<String> {
@@ -178,7 +192,7 @@ pub async fn tick(
         let now = clock();
         let ours_running = lease.owner == host.label && host.pid(&lease.vm).is_some();
         let owner_answers = if lease.owner != host.label && lease.expires_at <= now {
-            crate::agent::client::health(&lease.owner).await
+            peers.answers(&lease.owner).await
         } else {
             true
         };
@@ -192,7 +206,9 @@ pub async fn tick(
                 let _ = write_lease(shared, &l);
             }
             Decision::Release => {
-                let _ = std::fs::remove_file(lease_path(shared, &lease.vm));
+                if let Ok(p) = lease_path(shared, &lease.vm) {
+                    let _ = std::fs::remove_file(p);
+                }
             }
             Decision::Leave => {}
             Decision::TakeOver => {
@@ -290,6 +306,27 @@ mod tests {
                 policy: None,
             },
         }
+    }
+
+    #[test]
+    fn a_lease_names_its_own_file_or_is_ignored() {
+        let shared = tempfile::tempdir().unwrap();
+        let l = lease("b", 5);
+        write_lease(shared.path(), &l).unwrap();
+        assert_eq!(leases(shared.path()), vec![l.clone()]);
+        // A lease file whose VM is not its file name, or no path component at all.
+        for (file, vm) in [("other.json", "a"), ("x.json", "../../x")] {
+            let mut forged = l.clone();
+            forged.vm = vm.into();
+            let bytes = serde_json::to_vec(&forged).unwrap();
+            std::fs::write(shared.path().join("leases").join(file), bytes).unwrap();
+        }
+        assert_eq!(leases(shared.path()), vec![l.clone()]);
+        let mut bad = l;
+        bad.vm = "../x".into();
+        assert!(write_lease(shared.path(), &bad).is_err());
+        assert!(lease_path(shared.path(), "../x").is_err());
+        assert!(read_lease(shared.path(), "../x").is_none());
     }
 
     #[test]

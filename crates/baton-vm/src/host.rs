@@ -9,10 +9,11 @@ use baton_state::{Store, VmMigration, VmSnapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::confine::DiskDirs;
 use crate::hypervisor::Hypervisor;
 use crate::qemu::{self, Paths, Qemu};
 use crate::retention::{self, Aged};
-use crate::spec::{DiskSource, SnapshotPolicy, VmSpec};
+use crate::spec::{Boot, DiskSource, SnapshotPolicy, VmSpec, NAME_RULE};
 use crate::VmError;
 
 /// A VM as this host runs it: the spec plus its concrete disk files.
@@ -34,7 +35,8 @@ pub struct Machine {
 pub struct MachineDisk {
     pub name: String,
     pub path: String,
-    /// Made by baton (removed by `rm --disks`), as opposed to an image the user gave.
+    /// The file did not exist and baton made it (so `rm --disks` may remove it), as
+    /// opposed to an image the user gave or a file that was already there.
     pub owned: bool,
 }
 
@@ -67,35 +69,113 @@ pub struct MigrateOptions {
     pub downtime_limit_ms: Option<u64>,
 }
 
+/// How a host is opened.
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// How this host names itself in migration records (`local`, or the agent address).
+    pub label: String,
+    /// Directories its VMs' files may be in, besides `<state dir>/vms`.
+    pub disk_dirs: Vec<PathBuf>,
+    /// Kernels, initrds and ISOs must be in those directories too. An agent sets it (its
+    /// specs come from the network); the CLI, running its user's own file, does not.
+    pub confine_boot_files: bool,
+}
+
 pub struct Host {
     pub state_dir: PathBuf,
     pub store: Store,
     pub qemu: Qemu,
     /// How this host names itself in migration records (`local`, or the agent address).
     pub label: String,
+    /// Where this host's VM files may be: every disk path and backing image is resolved
+    /// inside them before it is made, used or deleted.
+    pub disk_dirs: DiskDirs,
+    confine_boot_files: bool,
 }
 
 fn io(p: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
     move |e| VmError::Io(p.display().to_string(), e)
 }
 
+/// Makes `dir` (and missing parents) accessible to its owner only; an existing
+/// directory is left as it is.
+fn private_dir(dir: &Path) -> Result<(), VmError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))
+}
+
+/// Makes the empty file `p`, only if nothing is there (not even a dangling symlink):
+/// true when made, false when something already was.
+fn create_new(p: &Path) -> Result<bool, VmError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io(p)(e)),
+    }
+}
+
+/// Removes files this call made, after a later step failed.
+fn remove_files(made: &[PathBuf]) {
+    for p in made {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+fn bad_name(name: &str) -> VmError {
+    VmError::Invalid(format!("VM name {name:?}: a VM name is {NAME_RULE}"))
+}
+
+/// A disk of a spec, its files resolved, before anything is made.
+enum Planned {
+    Existing(PathBuf),
+    New {
+        path: PathBuf,
+        size_bytes: Option<u64>,
+        backing: Option<PathBuf>,
+    },
+}
+
 impl Host {
-    pub fn open(state_dir: &Path, label: &str) -> Result<Host, VmError> {
+    /// Opens the host in `state_dir`. A new state directory (and its `vms/`) is made
+    /// accessible to its owner only.
+    pub fn open(state_dir: &Path, options: HostOptions) -> Result<Host, VmError> {
+        private_dir(state_dir)?;
         let store = Store::open(state_dir)?;
         let vms = state_dir.join("vms");
-        std::fs::create_dir_all(&vms).map_err(io(&vms))?;
+        private_dir(&vms)?;
+        let mut dirs = vec![vms.clone()];
+        dirs.extend(options.disk_dirs);
         Ok(Host {
             state_dir: state_dir.to_path_buf(),
             store,
             qemu: Qemu {
                 accel_cache: vms.join("accel-probe"),
             },
-            label: label.to_string(),
+            label: options.label,
+            disk_dirs: DiskDirs::new(&dirs)?,
+            confine_boot_files: options.confine_boot_files,
         })
     }
 
-    pub fn vm_dir(&self, name: &str) -> PathBuf {
-        self.state_dir.join("vms").join(name)
+    /// `<state dir>/vms/<name>`, for a name that is one safe path component.
+    pub fn vm_dir(&self, name: &str) -> Result<PathBuf, VmError> {
+        if !crate::spec::valid_name(name) {
+            return Err(bad_name(name));
+        }
+        Ok(self.state_dir.join("vms").join(name))
     }
 
     pub fn machine(&self, name: &str) -> Result<Machine, VmError> {
@@ -109,7 +189,7 @@ impl Host {
 
     fn save(&self, m: &Machine, now: i64) -> Result<(), VmError> {
         let json = serde_json::to_string(m).map_err(|e| VmError::Invalid(e.to_string()))?;
-        let dir = self.vm_dir(&m.spec.name);
+        let dir = self.vm_dir(&m.spec.name)?;
         self.store
             .upsert_vm(&m.spec.name, &json, &dir.display().to_string(), now)?;
         Ok(())
@@ -120,57 +200,160 @@ impl Host {
     }
 
     /// Records the VM and makes its disks (once; an existing VM keeps its disks and
-    /// takes the new spec).
+    /// takes the new spec). Every name and file is checked first (names, disk paths
+    /// and backing images inside [`Host::disk_dirs`]): a refused spec leaves nothing
+    /// behind. A disk is `owned` only when this call made its file.
     pub async fn create(&self, spec: &VmSpec, now: i64) -> Result<Machine, VmError> {
-        let dir = self.vm_dir(&spec.name);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        crate::spec::check(spec).map_err(VmError::Invalid)?;
+        let dir = self.vm_dir(&spec.name)?;
+        let spec = self.admit_boot(spec)?;
         if let Ok(mut m) = self.machine(&spec.name) {
-            m.spec = spec.clone();
+            m.spec = spec;
             self.save(&m, now)?;
             return Ok(m);
         }
-        let mut disks = Vec::new();
+        let dirs = &self.disk_dirs;
+        let mut planned = Vec::new();
         for d in &spec.disks {
-            let md = match &d.source {
-                DiskSource::Existing { path } => MachineDisk {
-                    name: d.name.clone(),
-                    path: path.display().to_string(),
-                    owned: false,
-                },
+            planned.push(match &d.source {
+                DiskSource::Existing { path } => {
+                    Planned::Existing(dirs.resolve_existing("disk path", path)?)
+                }
                 DiskSource::New {
                     size_bytes,
                     backing,
                     path,
-                } => {
-                    let p = path
-                        .clone()
-                        .unwrap_or_else(|| dir.join(format!("{}.qcow2", d.name)));
-                    if !p.exists() {
-                        qemu::create_disk(&p, *size_bytes, backing.as_deref()).await?;
+                } => Planned::New {
+                    // The default, in the VM's own directory, is resolved once that
+                    // directory exists.
+                    path: match path {
+                        Some(p) => dirs.resolve("disk path", p)?,
+                        None => dir.join(format!("{}.qcow2", d.name)),
+                    },
+                    size_bytes: *size_bytes,
+                    backing: match backing {
+                        Some(b) => Some(dirs.resolve_existing("backing image", b)?),
+                        None => None,
+                    },
+                },
+            });
+        }
+        let new_dir = !dir.exists();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut made: Vec<PathBuf> = Vec::new();
+        let mut disks = Vec::new();
+        for (d, plan) in spec.disks.iter().zip(planned) {
+            match self.make_disk(plan, &mut made).await {
+                Ok((path, owned)) => disks.push(MachineDisk {
+                    name: d.name.clone(),
+                    path: path.display().to_string(),
+                    owned,
+                }),
+                Err(e) => {
+                    remove_files(&made);
+                    if new_dir {
+                        let _ = std::fs::remove_dir(&dir);
                     }
-                    MachineDisk {
-                        name: d.name.clone(),
-                        path: p.display().to_string(),
-                        owned: true,
-                    }
+                    return Err(e);
                 }
-            };
-            disks.push(md);
+            }
         }
         let m = Machine {
-            spec: spec.clone(),
+            spec,
             disks,
             accel: None,
             policy: None,
         };
         self.save(&m, now)?;
-        self.op(&spec.name, "create", "ok", "", now);
+        self.op(&m.spec.name, "create", "ok", "", now);
         Ok(m)
+    }
+
+    /// Makes a planned disk's file unless something is already there; its path and
+    /// whether this call made it (also pushed on `made`).
+    async fn make_disk(
+        &self,
+        plan: Planned,
+        made: &mut Vec<PathBuf>,
+    ) -> Result<(PathBuf, bool), VmError> {
+        let (path, size_bytes, backing) = match plan {
+            Planned::Existing(p) => return Ok((p, false)),
+            Planned::New {
+                path,
+                size_bytes,
+                backing,
+            } => (path, size_bytes, backing),
+        };
+        let path = self.disk_dirs.resolve("disk path", &path)?;
+        if !create_new(&path)? {
+            return Ok((path, false));
+        }
+        made.push(path.clone());
+        qemu::create_disk(&path, size_bytes, backing.as_deref()).await?;
+        Ok((path, true))
+    }
+
+    /// The spec with its kernel, initrd or ISO resolved inside [`Host::disk_dirs`] when
+    /// this host confines boot files; as it is otherwise.
+    fn admit_boot(&self, spec: &VmSpec) -> Result<VmSpec, VmError> {
+        let mut spec = spec.clone();
+        if !self.confine_boot_files {
+            return Ok(spec);
+        }
+        let dirs = &self.disk_dirs;
+        match &mut spec.boot {
+            Boot::Kernel { kernel, initrd, .. } => {
+                *kernel = dirs.resolve_existing("kernel", kernel)?;
+                if let Some(i) = initrd {
+                    *i = dirs.resolve_existing("initrd", i)?;
+                }
+            }
+            Boot::Iso { path } => *path = dirs.resolve_existing("ISO image", path)?,
+            Boot::Disk => {}
+        }
+        Ok(spec)
+    }
+
+    /// A machine that comes from elsewhere (a migrating VM, a peer's lease) held to the
+    /// rules of [`Host::create`]: its names, accelerator, snapshot naming, boot files
+    /// and disk files (which must exist, inside [`Host::disk_dirs`]). Disks keep their
+    /// `owned` mark: the image was made by baton on the host the VM comes from.
+    fn admit(&self, m: &Machine) -> Result<Machine, VmError> {
+        crate::spec::check(&m.spec).map_err(VmError::Invalid)?;
+        if let Some(p) = &m.policy {
+            // Snapshot names from the template end up in monitor commands.
+            retention::check_template(&p.naming).map_err(VmError::Invalid)?;
+        }
+        if let Some(a) = &m.accel {
+            if a != "kvm" && a != "tcg" {
+                return Err(VmError::Invalid(format!(
+                    "accelerator {a:?}: expected kvm or tcg"
+                )));
+            }
+        }
+        let mut out = m.clone();
+        out.spec = self.admit_boot(&m.spec)?;
+        let mut seen: Vec<&str> = Vec::new();
+        for (d, o) in m.disks.iter().zip(out.disks.iter_mut()) {
+            if !crate::spec::valid_name(&d.name) || seen.contains(&d.name.as_str()) {
+                return Err(VmError::Invalid(format!(
+                    "disk name {:?}: a disk name is {NAME_RULE}, once per VM",
+                    d.name
+                )));
+            }
+            seen.push(&d.name);
+            o.path = self
+                .disk_dirs
+                .resolve_existing("disk path", Path::new(&d.path))?
+                .display()
+                .to_string();
+        }
+        Ok(out)
     }
 
     /// The pid of the VM's live process, if any.
     pub fn pid(&self, name: &str) -> Option<i64> {
-        self.qemu.pid(&self.vm_dir(name))
+        self.qemu.pid(&self.vm_dir(name).ok()?)
     }
 
     pub async fn start(&self, name: &str, now: i64) -> Result<i64, VmError> {
@@ -185,7 +368,7 @@ impl Host {
         now: i64,
     ) -> Result<i64, VmError> {
         let m = self.machine(name)?;
-        let dir = self.vm_dir(name);
+        let dir = self.vm_dir(name)?;
         if self.qemu.pid(&dir).is_some() {
             return Err(VmError::Running(name.to_string()));
         }
@@ -209,7 +392,12 @@ impl Host {
     pub async fn recover(&self, now: i64) -> Result<Vec<String>, VmError> {
         let mut running = Vec::new();
         for rec in self.store.vms()? {
-            let live = self.qemu.recover(&self.vm_dir(&rec.name)).await;
+            // A record whose name is no path component (left by an older baton) has
+            // no directory to look in.
+            let Ok(dir) = self.vm_dir(&rec.name) else {
+                continue;
+            };
+            let live = self.qemu.recover(&dir).await;
             if live != rec.pid {
                 let started = if live.is_some() { rec.started_at } else { None };
                 let accel = if live.is_some() {
@@ -233,7 +421,7 @@ impl Host {
             .vm(name)?
             .ok_or_else(|| VmError::Unknown(name.to_string()))?;
         let m = self.machine(name)?;
-        let dir = self.vm_dir(name);
+        let dir = self.vm_dir(name)?;
         let pid = self.qemu.pid(&dir);
         let state = self.qemu.state(&dir).await;
         let usage = pid.and_then(crate::facts::process_use);
@@ -266,7 +454,7 @@ impl Host {
     /// guest shut down by itself.
     pub async fn stop(&self, name: &str, timeout: Duration, now: i64) -> Result<bool, VmError> {
         self.machine(name)?;
-        let dir = self.vm_dir(name);
+        let dir = self.vm_dir(name)?;
         if self.qemu.pid(&dir).is_none() {
             self.store.set_vm_process(name, None, None, None, now)?;
             return Ok(true);
@@ -297,7 +485,7 @@ impl Host {
 
     /// Ends the VM's process at once (`quit`, then SIGKILL).
     pub async fn kill(&self, name: &str, now: i64) -> Result<(), VmError> {
-        let dir = self.vm_dir(name);
+        let dir = self.vm_dir(name)?;
         if let Ok(mut q) = self.qemu.qmp(&dir).await {
             let _ = q.execute("quit", Value::Null).await;
         }
@@ -333,7 +521,7 @@ impl Host {
 
     fn running_dir(&self, name: &str) -> Result<PathBuf, VmError> {
         self.machine(name)?;
-        let dir = self.vm_dir(name);
+        let dir = self.vm_dir(name)?;
         if self.qemu.pid(&dir).is_none() {
             return Err(VmError::NotRunning(name.to_string()));
         }
@@ -341,25 +529,45 @@ impl Host {
     }
 
     /// Forgets the VM: its process is ended, its directory removed, and with `disks`
-    /// the images baton made.
-    pub async fn remove(&self, name: &str, disks: bool, now: i64) -> Result<(), VmError> {
+    /// the images baton made. Only a file marked `owned` that is still a regular file
+    /// inside [`Host::disk_dirs`] is deleted; returns the disks kept, each with why.
+    pub async fn remove(&self, name: &str, disks: bool, now: i64) -> Result<Vec<String>, VmError> {
         let m = self.machine(name)?;
+        let Ok(dir) = self.vm_dir(name) else {
+            // Recorded by an older baton under a name that is no path component: forget
+            // it, touch no file.
+            self.store.remove_vm(name)?;
+            self.op(name, "rm", "ok", "record only (invalid name)", now);
+            return Ok(m
+                .disks
+                .into_iter()
+                .map(|d| format!("{}: not touched", d.path))
+                .collect());
+        };
         self.kill(name, now).await?;
+        let mut kept = Vec::new();
         if disks {
-            for d in m.disks.iter().filter(|d| d.owned) {
-                let _ = std::fs::remove_file(&d.path);
+            for d in &m.disks {
+                let path = Path::new(&d.path);
+                if !d.owned {
+                    kept.push(format!("{}: not made by baton", d.path));
+                } else if !self.disk_dirs.may_delete(path) {
+                    kept.push(format!(
+                        "{}: not a file inside the directories this host allows for VM files",
+                        d.path
+                    ));
+                } else {
+                    let _ = std::fs::remove_file(path);
+                }
             }
         }
-        let dir = self.vm_dir(name);
         let _ = std::fs::remove_file(Paths::new(&dir).console_log);
-        if disks {
-            let _ = std::fs::remove_dir_all(&dir);
-        } else {
-            let _ = std::fs::remove_dir(&dir);
-        }
+        // Only an empty directory goes: a file baton did not make stays, and so does
+        // its directory.
+        let _ = std::fs::remove_dir(&dir);
         self.store.remove_vm(name)?;
         self.op(name, "rm", "ok", if disks { "with disks" } else { "" }, now);
-        Ok(())
+        Ok(kept)
     }
 
     /// Takes a live internal snapshot named by `name` or the policy's template, then
@@ -501,7 +709,7 @@ impl Host {
     /// Deletes a snapshot: live through QMP, or with qemu-img on a stopped VM's disks.
     pub async fn delete_snapshot(&self, vm: &str, snap: &str, now: i64) -> Result<(), VmError> {
         self.known_snapshot(vm, snap)?;
-        let dir = self.vm_dir(vm);
+        let dir = self.vm_dir(vm)?;
         if self.qemu.pid(&dir).is_some() {
             self.qemu.snapshot_delete(&dir, snap).await?;
         } else {
@@ -519,10 +727,13 @@ impl Host {
 
     /// Records a machine as it is (disks already made, e.g. on shared storage) and
     /// starts it: how a failover brings a VM up on this host.
+    /// The machine is held to the rules of [`Host::create`] first (it comes from a
+    /// file in the shared directory).
     pub async fn adopt(&self, m: &Machine, now: i64) -> Result<i64, VmError> {
-        let dir = self.vm_dir(&m.spec.name);
+        let m = self.admit(m)?;
+        let dir = self.vm_dir(&m.spec.name)?;
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        self.save(m, now)?;
+        self.save(&m, now)?;
         self.start(&m.spec.name, now).await
     }
 
@@ -534,16 +745,18 @@ impl Host {
             .ok_or_else(|| VmError::Invalid("migration record vanished".into()))
     }
 
-    /// Takes in a VM migrating here: records it and starts QEMU waiting on a free
-    /// local port. Returns the URI the source must send to.
+    /// Takes in a VM migrating here: checks it like [`Host::create`] (its disks must
+    /// already be inside [`Host::disk_dirs`]: shared storage), records it and starts
+    /// QEMU waiting on a free local port. Returns the URI the source must send to.
     pub async fn accept_incoming(&self, m: &Machine, now: i64) -> Result<String, VmError> {
+        let m = self.admit(m)?;
         let name = &m.spec.name;
         if self.pid(name).is_some() {
             return Err(VmError::Running(name.clone()));
         }
-        let dir = self.vm_dir(name);
+        let dir = self.vm_dir(name)?;
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        self.save(m, now)?;
+        self.save(&m, now)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(io(&dir))?
@@ -562,6 +775,7 @@ impl Host {
         &self,
         vm: &str,
         dest: &str,
+        agents: &crate::agent::Client,
         opts: &MigrateOptions,
         mut progress: impl FnMut(&Value),
         clock: impl Fn() -> i64,
@@ -577,7 +791,7 @@ impl Host {
             .store
             .start_vm_migration(vm, "live", &self.label, dest, clock())?;
         let result = self
-            .migrate_inner(&dir, &m, dest, opts, &mut progress)
+            .migrate_inner(&dir, &m, dest, agents, opts, &mut progress)
             .await;
         let now = clock();
         match result {
@@ -616,10 +830,11 @@ impl Host {
         dir: &Path,
         m: &Machine,
         dest: &str,
+        agents: &crate::agent::Client,
         opts: &MigrateOptions,
         progress: &mut impl FnMut(&Value),
     ) -> Result<(Option<i64>, Option<i64>), VmError> {
-        let uri = crate::agent::client::incoming(dest, m).await?;
+        let uri = agents.incoming(dest, m).await?;
         let mut q = self.qemu.qmp(dir).await?;
         let mut params = json!({});
         if let Some(b) = opts.max_bandwidth {
@@ -670,27 +885,35 @@ impl Host {
             None => (!m.disks.is_empty()).then_some(0),
         }
         .ok_or_else(|| VmError::Invalid(format!("VM {vm:?} has no such disk")))?;
-        if target.exists() {
+        let target = &self.disk_dirs.resolve("storage target", target)?;
+        // Made empty here, so it is ours (a file already there is never overwritten).
+        if !create_new(target)? {
             return Err(VmError::Invalid(format!(
                 "{} already exists",
                 target.display()
             )));
         }
         let old = m.disks[idx].clone();
-        let id = self.store.start_vm_migration(
+        let id = match self.store.start_vm_migration(
             vm,
             "storage",
             &old.path,
             &target.display().to_string(),
             clock(),
-        )?;
+        ) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = std::fs::remove_file(target);
+                return Err(e.into());
+            }
+        };
         let r = self.mirror(&dir, &old, target).await;
         let now = clock();
         match r {
             Ok(bytes) => {
                 self.store
                     .finish_vm_migration(id, "completed", Some(bytes), None, None, now)?;
-                if old.owned {
+                if old.owned && self.disk_dirs.may_delete(Path::new(&old.path)) {
                     let _ = std::fs::remove_file(&old.path);
                 }
                 m.disks[idx].path = target.display().to_string();
@@ -855,4 +1078,282 @@ pub fn migration_stats(jobs: &[VmMigration]) -> Value {
         "live_avg_duration_ms": avg(&|j| j.finished_at.map(|f| f - j.started_at)),
         "max_downtime_ms": live.iter().filter_map(|j| j.downtime_ms).max(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A host in `<tmp>/state` (not there before) allowing `<tmp>/images` besides its
+    /// own `vms/`, with a kernel in `images/`, and `<tmp>/outside` beside them.
+    struct Fixture {
+        tmp: tempfile::TempDir,
+        host: Host,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path();
+            for d in ["images", "outside"] {
+                std::fs::create_dir(root.join(d)).unwrap();
+            }
+            std::fs::write(root.join("images/vmlinuz"), "kernel").unwrap();
+            std::fs::write(root.join("outside/victim"), "precious").unwrap();
+            let host = Host::open(
+                &root.join("state"),
+                HostOptions {
+                    label: "test".into(),
+                    disk_dirs: vec![root.join("images")],
+                    confine_boot_files: true,
+                },
+            )
+            .unwrap();
+            Fixture { tmp, host }
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.tmp.path().canonicalize().unwrap().join(rel)
+        }
+
+        /// A spec booting the fixture's kernel, with `change` applied to its JSON.
+        fn spec(&self, change: impl FnOnce(&mut Value)) -> VmSpec {
+            let mut v = json!({
+                "name": "vm1", "cpus": 1, "memory_mib": 128, "disks": [],
+                "boot": {"kind": "kernel", "kernel": self.path("images/vmlinuz"),
+                         "initrd": null, "cmdline": "console=ttyS0"},
+                "network": {"mode": "none", "forwards": []},
+                "autostart": false, "accel": "tcg", "labels": {}, "environment": "dev",
+                "ha": false
+            });
+            change(&mut v);
+            serde_json::from_value(v).unwrap()
+        }
+
+        /// Every path under the fixture's directory, for "nothing was made" checks.
+        fn tree(&self) -> Vec<String> {
+            fn walk(d: &Path, out: &mut Vec<String>) {
+                for e in std::fs::read_dir(d).unwrap().flatten() {
+                    out.push(e.path().display().to_string());
+                    if e.file_type().unwrap().is_dir() {
+                        walk(&e.path(), out);
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            walk(self.tmp.path(), &mut out);
+            out.sort();
+            out
+        }
+    }
+
+    fn disk(v: &mut Value, d: Value) {
+        v["disks"] = json!([d]);
+    }
+
+    #[tokio::test]
+    async fn refused_specs_leave_nothing_behind() {
+        let f = Fixture::new();
+        let before = f.tree();
+        let outside = f.path("outside");
+        let images = f.path("images");
+        std::os::unix::fs::symlink(&outside, images.join("door")).unwrap();
+        let before_with_link = f.tree();
+        assert_eq!(before_with_link.len(), before.len() + 1);
+        let new = |path: Option<PathBuf>, backing: Option<&str>| {
+            json!({"name": "disk0", "source": {"kind": "new", "size_bytes": 1048576,
+                                               "backing": backing, "path": path}})
+        };
+        let cases: Vec<(&str, VmSpec)> = vec![
+            ("VM name", f.spec(|v| v["name"] = json!("../x"))),
+            ("VM name", f.spec(|v| v["name"] = json!("a,b"))),
+            (
+                "disk name",
+                f.spec(|v| {
+                    disk(
+                        v,
+                        json!({"name": "d,file=/etc/shadow",
+                                         "source": {"kind": "new", "size_bytes": 1,
+                                                    "backing": null, "path": null}}),
+                    )
+                }),
+            ),
+            (
+                "disk path",
+                f.spec(|v| disk(v, new(Some(outside.join("disk.qcow2")), None))),
+            ),
+            (
+                "disk path",
+                f.spec(|v| disk(v, new(Some(images.join("door/disk.qcow2")), None))),
+            ),
+            (
+                "disk path",
+                f.spec(|v| disk(v, new(Some(images.join("../outside/d.qcow2")), None))),
+            ),
+            (
+                "backing image",
+                f.spec(|v| disk(v, new(None, Some("/etc/shadow")))),
+            ),
+            (
+                "disk path",
+                f.spec(|v| {
+                    disk(
+                        v,
+                        json!({"name": "disk0",
+                                         "source": {"kind": "existing", "path": "/etc/passwd"}}),
+                    )
+                }),
+            ),
+            (
+                "kernel",
+                f.spec(|v| v["boot"]["kernel"] = json!("/etc/shadow")),
+            ),
+            (
+                "ISO image",
+                f.spec(|v| v["boot"] = json!({"kind": "iso", "path": "/etc/shadow"})),
+            ),
+            (
+                "port forward",
+                f.spec(|v| {
+                    v["network"] = json!({"mode": "user", "forwards": [{"protocol": "tcp",
+                        "host_ip": "127.0.0.1,tftp=/", "host_port": 8080, "guest_port": 80}]})
+                }),
+            ),
+        ];
+        for (what, spec) in cases {
+            let e = f.host.create(&spec, 1).await.unwrap_err().to_string();
+            assert!(e.contains(what), "{what}: {e}");
+            assert_eq!(f.tree(), before_with_link, "{what}: something was made");
+        }
+        assert!(f.host.store.vms().unwrap().is_empty());
+        let e = f
+            .host
+            .create(&f.spec(|v| disk(v, new(None, Some("/etc/shadow")))), 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, VmError::NotAllowed { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("backing image /etc/shadow: outside"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_files_baton_made_inside_the_allowed_dirs_are_deleted() {
+        let f = Fixture::new();
+        // A new disk at a path where a file already is: used, but not baton's.
+        let there = f.path("images/there.qcow2");
+        std::fs::write(&there, "user's image").unwrap();
+        let spec = f.spec(|v| {
+            disk(
+                v,
+                json!({"name": "disk0", "source": {"kind": "new", "size_bytes": 1,
+                                                      "backing": null, "path": there}}),
+            )
+        });
+        let m = f.host.create(&spec, 1).await.unwrap();
+        assert_eq!(m.disks[0].path, there.display().to_string());
+        assert!(!m.disks[0].owned, "the file was there before");
+        let kept = f.host.remove("vm1", true, 2).await.unwrap();
+        assert!(there.exists());
+        assert_eq!(
+            kept,
+            vec![format!("{}: not made by baton", there.display())]
+        );
+
+        // A record claiming a file outside (as an older baton let an agent write): kept.
+        // One inside that baton made: deleted.
+        let victim = f.path("outside/victim");
+        let mine = f.path("images/mine.qcow2");
+        std::fs::write(&mine, "made by baton").unwrap();
+        let forged = Machine {
+            spec: f.spec(|_| {}),
+            disks: vec![
+                MachineDisk {
+                    name: "disk0".into(),
+                    path: victim.display().to_string(),
+                    owned: true,
+                },
+                MachineDisk {
+                    name: "disk1".into(),
+                    path: mine.display().to_string(),
+                    owned: true,
+                },
+            ],
+            accel: None,
+            policy: None,
+        };
+        f.host.save(&forged, 3).unwrap();
+        let kept = f.host.remove("vm1", true, 4).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(kept[0].contains("not a file inside"), "{kept:?}");
+        assert!(!mine.exists(), "baton's own image goes");
+        assert!(!f.host.vm_dir("vm1").unwrap().exists());
+    }
+
+    #[tokio::test]
+    async fn incoming_machines_are_held_to_the_same_rules() {
+        let f = Fixture::new();
+        let before = f.tree();
+        let machine = |name: &str, path: PathBuf, accel: Option<&str>| Machine {
+            spec: f.spec(|v| v["name"] = json!(name)),
+            disks: vec![MachineDisk {
+                name: "disk0".into(),
+                path: path.display().to_string(),
+                owned: true,
+            }],
+            accel: accel.map(str::to_string),
+            policy: None,
+        };
+        let inside = f.path("images/vmlinuz");
+        let mut odd_policy = machine("vm1", inside.clone(), None);
+        odd_policy.policy = Some(SnapshotPolicy {
+            naming: "{vm} x; quit".into(),
+            ..SnapshotPolicy::default()
+        });
+        for (m, what) in [
+            (machine("../x", inside.clone(), None), "VM name"),
+            (odd_policy, "naming template"),
+            (
+                machine("vm1", f.path("outside/victim"), None),
+                "outside the directories",
+            ),
+            (
+                machine("vm1", inside.clone(), Some("kvm,x=y")),
+                "accelerator",
+            ),
+        ] {
+            let e = f.host.accept_incoming(&m, 1).await.unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+            let e = f.host.adopt(&m, 1).await.unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        }
+        assert_eq!(f.tree(), before);
+        assert!(f.host.store.vms().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_new_state_dir_is_private_an_existing_one_is_left_alone() {
+        let f = Fixture::new();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&f.host.state_dir), 0o700);
+        assert_eq!(mode(&f.host.state_dir.join("vms")), 0o700);
+        let open = f.tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let h = Host::open(&open, HostOptions::default()).unwrap();
+        assert_eq!(mode(&h.state_dir), 0o755);
+        assert_eq!(mode(&h.state_dir.join("vms")), 0o700);
+    }
+
+    #[test]
+    fn names_become_paths_only_when_valid() {
+        let f = Fixture::new();
+        assert!(f.host.vm_dir("web-1").unwrap().ends_with("vms/web-1"));
+        for bad in ["../x", "a/b", "", ".", "-x", "a,b"] {
+            assert!(f.host.vm_dir(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -123,6 +123,71 @@ impl Default for SnapshotPolicy {
     }
 }
 
+/// What VM and disk names may be: one path component (a VM's directory, a disk's file)
+/// and safe inside QEMU's comma-separated options.
+pub const NAME_RULE: &str = "1-40 letters, digits, '-' or '_', not starting with '-'";
+
+/// True when `name` follows [`NAME_RULE`].
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name.starts_with('-')
+}
+
+/// Holds a spec that did not come through [`read`] (an agent's request, a lease file)
+/// to the rules `read` applies to what ends up in QEMU's command line: names, CPUs,
+/// memory, network mode and port forwards. Files are checked where they are used
+/// (`crate::confine`).
+pub fn check(spec: &VmSpec) -> Result<(), String> {
+    if !valid_name(&spec.name) {
+        return Err(format!("VM name {:?}: a VM name is {NAME_RULE}", spec.name));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for d in &spec.disks {
+        if !valid_name(&d.name) {
+            return Err(format!(
+                "disk name {:?}: a disk name is {NAME_RULE}",
+                d.name
+            ));
+        }
+        if seen.contains(&d.name.as_str()) {
+            return Err(format!("duplicate disk name {:?}", d.name));
+        }
+        seen.push(&d.name);
+    }
+    if !(1..=64).contains(&spec.cpus) {
+        return Err(format!("{} CPUs: expected 1-64", spec.cpus));
+    }
+    if spec.memory_mib < 16 {
+        return Err(format!("{} MiB of memory: at least 16", spec.memory_mib));
+    }
+    if spec.network.mode != "user" && spec.network.mode != "none" {
+        return Err(format!(
+            "network mode {:?}: expected user or none",
+            spec.network.mode
+        ));
+    }
+    for f in &spec.network.forwards {
+        // The reader's own parser is the rule: a forward must survive a round trip.
+        let text = format!(
+            "{}:{}:{}/{}",
+            f.host_ip, f.host_port, f.guest_port, f.protocol
+        );
+        if parse_forward(&text).as_ref() != Some(f) {
+            return Err(format!(
+                "port forward {text:?}: expected [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]"
+            ));
+        }
+    }
+    if spec.network.mode == "none" && !spec.network.forwards.is_empty() {
+        return Err("port forwards need network mode user".into());
+    }
+    Ok(())
+}
+
 /// Both sections, typed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VmSection {
@@ -340,16 +405,11 @@ impl Reader<'_> {
             .and_then(Value::as_str)
             .unwrap_or(key_name)
             .to_string();
-        let name_ok = !name.is_empty()
-            && name.len() <= 40
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            && !name.starts_with('-');
+        let name_ok = valid_name(&name);
         if !name_ok {
             self.err(
                 &format!("{path}.name"),
-                "a VM name is 1-40 letters, digits, '-' or '_'",
+                &format!("a VM name is {NAME_RULE}"),
             );
         }
         let cpus = match m.get("cpus") {
@@ -491,6 +551,10 @@ impl Reader<'_> {
                 Some(n) => n.to_string(),
                 None => format!("disk{i}"),
             };
+            if !valid_name(&name) {
+                self.err(&format!("{p}.name"), &format!("a disk name is {NAME_RULE}"));
+                continue;
+            }
             if out.iter().any(|o| o.name == name) {
                 self.err(
                     &format!("{p}.name"),
@@ -790,6 +854,78 @@ mod tests {
         assert!(e.contains("vms[1].cpu: unknown key \"cpu\""), "{e}");
         assert!(e.contains("did you mean \"cpus\"?"), "{e}");
         assert!(e.contains("vms[2].name: duplicate VM name \"b\""), "{e}");
+    }
+
+    #[test]
+    fn names_are_one_safe_path_component() {
+        for ok in ["web", "web-1", "a_b", "W9", &"x".repeat(40)] {
+            assert!(valid_name(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            "-x",
+            "a,b",
+            "a b",
+            "\u{e9}",
+            &"x".repeat(41),
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        let e = messages(
+            read_with(
+                serde_json::json!({"vms": {
+                    "../up": {"boot": {"disk": true}, "disks": [{"size": "1G"}]},
+                    "ok": {"boot": {"disk": true}, "disks": [{"size": "1G", "name": "d,file=/x"}]}
+                }}),
+                &[],
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.contains("vms.../up.name: a VM name is 1-40 letters"),
+            "{e}"
+        );
+        assert!(
+            e.contains("vms.ok.disks[0].name: a disk name is 1-40 letters"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn specs_from_elsewhere_are_held_to_the_reader_rules() {
+        let s = read_with(
+            serde_json::json!({"vms": {"web": {
+                "boot": {"disk": true}, "disks": [{"size": "1G"}],
+                "network": {"forwards": ["8080:80", "0.0.0.0:5353:53/udp"]}
+            }}}),
+            &[],
+        )
+        .unwrap();
+        let good = s.vm("web").unwrap().clone();
+        assert_eq!(check(&good), Ok(()));
+        let bad = |f: &dyn Fn(&mut VmSpec)| {
+            let mut v = good.clone();
+            f(&mut v);
+            check(&v).unwrap_err()
+        };
+        assert!(bad(&|v| v.name = "../x".into()).starts_with("VM name \"../x\""));
+        assert!(bad(&|v| v.disks[0].name = "x,file=/etc/shadow".into()).starts_with("disk name"));
+        assert!(bad(&|v| v.disks.push(v.disks[0].clone())).starts_with("duplicate disk name"));
+        assert!(
+            bad(&|v| v.network.forwards[0].host_ip = "127.0.0.1,tftp=/".into())
+                .starts_with("port forward")
+        );
+        assert!(
+            bad(&|v| v.network.forwards[0].protocol = "tcp,smb=/".into())
+                .starts_with("port forward")
+        );
+        assert!(bad(&|v| v.network.mode = "user,tftp=/".into()).starts_with("network mode"));
+        assert!(bad(&|v| v.network.mode = "none".into()).contains("need network mode user"));
+        assert!(bad(&|v| v.cpus = 0).contains("CPUs"));
+        assert!(bad(&|v| v.memory_mib = 1).contains("memory"));
     }
 
     #[test]

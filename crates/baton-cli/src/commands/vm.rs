@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use baton_http::{ClientTls, ServerTls, Token};
+use baton_spec::Project;
 use baton_vm::host::MigrateOptions;
-use baton_vm::{Host, SnapshotPolicy, VmSection};
+use baton_vm::{Host, HostOptions, SnapshotPolicy, VmSection};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -16,6 +18,17 @@ use crate::context::{now_ms, Context};
 
 #[derive(Debug, Clone, Args)]
 pub struct VmArgs {
+    /// Another directory VM disks and backing images may be in, besides <state dir>/vms
+    /// and the file's directory (an agent: also kernels, initrds and ISOs; repeatable)
+    #[arg(long = "disk-dir", value_name = "DIR", global = true)]
+    pub disk_dirs: Vec<PathBuf>,
+    /// File holding the VM agents' bearer token (default: $BATON_AGENT_TOKEN)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the agents' certificates; HOST:PORT addresses
+    /// then use TLS
+    #[arg(long, value_name = "FILE", global = true, env = "BATON_AGENT_CA")]
+    pub tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub action: VmAction,
 }
@@ -26,8 +39,9 @@ pub enum VmAction {
     Create { names: Vec<String> },
     /// Start VMs (created from the file first when needed; all autostart VMs when none)
     Start {
-        /// Start them on the agent at HOST:PORT instead of here (ha VMs: an agent with --shared)
-        #[arg(long, value_name = "HOST:PORT")]
+        /// Start them on the agent at HOST:PORT or https://HOST:PORT instead of here
+        /// (ha VMs: an agent with --shared)
+        #[arg(long, value_name = "ADDR")]
         on: Option<String>,
         names: Vec<String>,
     },
@@ -50,6 +64,7 @@ pub enum VmAction {
     /// Let a paused guest run again
     Resume { name: String },
     /// Remove VMs: end the process, forget it; --disks also deletes the images baton made
+    /// (inside the allowed directories)
     Rm {
         #[arg(long)]
         disks: bool,
@@ -72,7 +87,7 @@ pub enum VmAction {
     /// Live-migrate a running VM to the agent at --to (disks stay on shared storage)
     Migrate {
         name: String,
-        /// The destination agent, HOST:PORT
+        /// The destination agent, HOST:PORT or https://HOST:PORT
         #[arg(long)]
         to: String,
         /// Bandwidth limit, bytes per second (suffixes K, M, G)
@@ -96,19 +111,30 @@ pub enum VmAction {
         limit: i64,
     },
     /// Serve this host's VM API (another host for migrations); its own --state-dir.
+    /// Needs a token (--token-file or BATON_AGENT_TOKEN), and TLS off loopback.
     /// With --shared, also fail over ha VMs with the peers sharing that directory
-    Agent {
-        #[arg(long, default_value = "127.0.0.1:7420")]
-        listen: SocketAddr,
-        /// Directory shared with peer agents (ha leases; put ha VMs' disks there too)
-        #[arg(long, value_name = "DIR")]
-        shared: Option<PathBuf>,
-        /// Lease lifetime in milliseconds: a silent owner loses its VMs after this
-        #[arg(long, default_value_t = 3000)]
-        lease_ms: i64,
-    },
+    Agent(AgentArgs),
     /// The host: capabilities, VMs, snapshots, migrations, recent operations
     Report,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    pub listen: SocketAddr,
+    /// Directory shared with peer agents (ha leases; ha VMs' disks go there too, so it
+    /// is an allowed disk directory)
+    #[arg(long, value_name = "DIR")]
+    pub shared: Option<PathBuf>,
+    /// Lease lifetime in milliseconds: a silent owner loses its VMs after this
+    #[arg(long, default_value_t = 3000)]
+    pub lease_ms: i64,
+    /// Serve HTTPS with this certificate chain (PEM); needed off loopback
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -144,11 +170,28 @@ pub enum SnapshotAction {
 }
 
 pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
-    let host = Host::open(&ctx.state_dir(), "local")?;
+    if let VmAction::Agent(a) = &args.action {
+        return agent(ctx, &args, a).await;
+    }
+    // Read once: the file's directory is an allowed disk directory of a local host.
+    let project = ctx.project(&[]);
+    let mut disk_dirs = args.disk_dirs.clone();
+    if let Ok(p) = &project {
+        disk_dirs.push(p.working_dir.clone());
+    }
+    let host = Host::open(
+        &ctx.state_dir(),
+        HostOptions {
+            label: "local".into(),
+            disk_dirs,
+            confine_boot_files: false,
+        },
+    )?;
     let json = ctx.global.json;
     match args.action {
+        VmAction::Agent(_) => unreachable!("served above"),
         VmAction::Create { names } => {
-            let section = section(ctx, true)?;
+            let section = section(&project, true)?;
             let specs = pick(&section, &names, false)?;
             for s in specs {
                 host.create(s, now_ms()).await?;
@@ -161,17 +204,18 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             on: Some(addr),
             names,
         } => {
-            let section = section(ctx, true)?;
+            let section = section(&project, true)?;
+            let agents = agents(&args.token_file, &args.tls_ca)?;
             let mut started = Vec::new();
             for s in pick(&section, &names, names.is_empty())? {
-                let pid = baton_vm::agent::client::start(&addr, s).await?;
+                let pid = agents.start(&addr, s).await?;
                 say(json, &format!("started {} on {addr} (pid {pid})", s.name));
                 started.push(json!({"name": s.name, "pid": pid, "host": addr}));
             }
             done(json, json!({"started": started}))
         }
         VmAction::Start { on: None, names } => {
-            let section = section(ctx, false)?;
+            let section = section(&project, false)?;
             let mut started = Vec::new();
             let targets: Vec<String> = if names.is_empty() {
                 pick(&section, &[], true)?
@@ -225,11 +269,15 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             done(json, json!({"resumed": name}))
         }
         VmAction::Rm { disks, names } => {
+            let mut kept = Vec::new();
             for n in &names {
-                host.remove(n, disks, now_ms()).await?;
+                for k in host.remove(n, disks, now_ms()).await? {
+                    eprintln!("kept {k}");
+                    kept.push(k);
+                }
                 say(json, &format!("removed {n}"));
             }
-            done(json, json!({"removed": names}))
+            done(json, json!({"removed": names, "kept": kept}))
         }
         VmAction::Console { log, name } => console(&host, &name, log).await,
         VmAction::Ls => {
@@ -275,7 +323,7 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             crate::output::json(&json!({"status": st, "spec": m.spec, "snapshots": snaps}))?;
             Ok(crate::exit::OK)
         }
-        VmAction::Snapshot(a) => snapshot(ctx, &host, a.action).await,
+        VmAction::Snapshot(a) => snapshot(ctx, &project, &host, a.action).await,
         VmAction::Migrate {
             name,
             to,
@@ -292,10 +340,12 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
                 max_bandwidth,
                 downtime_limit_ms: downtime,
             };
+            let agents = agents(&args.token_file, &args.tls_ca)?;
             let job = host
                 .migrate(
                     &name,
                     &to,
+                    &agents,
                     &opts,
                     |st| {
                         if !json {
@@ -386,23 +436,6 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             }
             Ok(crate::exit::OK)
         }
-        VmAction::Agent {
-            listen,
-            shared,
-            lease_ms,
-        } => {
-            let host = Host::open(&ctx.state_dir(), &listen.to_string())?;
-            let cfg = baton_vm::agent::AgentConfig {
-                listen,
-                shared,
-                timing: baton_vm::ha::Timing {
-                    ttl_ms: lease_ms.max(500),
-                    tick: Duration::from_millis((lease_ms.max(500) / 6) as u64),
-                },
-            };
-            baton_vm::agent::serve(host, cfg).await?;
-            Ok(crate::exit::OK)
-        }
         VmAction::Report => {
             host.recover(now_ms()).await?;
             let r = host.report(now_ms()).await?;
@@ -414,6 +447,74 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             Ok(crate::exit::OK)
         }
     }
+}
+
+/// `baton vm agent`: refuses to start without a token, or off loopback without TLS.
+async fn agent(ctx: &Context, args: &VmArgs, a: &AgentArgs) -> Result<u8> {
+    let token = token(&args.token_file)?.ok_or_else(|| {
+        anyhow!(
+            "baton vm agent needs a token: --token-file FILE or BATON_AGENT_TOKEN \
+             (make one with `openssl rand -hex 32`)"
+        )
+    })?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    baton_vm::agent::check_listen(a.listen, tls.is_some())?;
+    let label = match tls {
+        Some(_) => format!("https://{}", a.listen),
+        None => a.listen.to_string(),
+    };
+    let mut disk_dirs = args.disk_dirs.clone();
+    disk_dirs.extend(a.shared.iter().cloned());
+    let host = Host::open(
+        &ctx.state_dir(),
+        HostOptions {
+            label,
+            disk_dirs,
+            confine_boot_files: true,
+        },
+    )?;
+    // Peers are asked with the same token: agents that fail over together share it.
+    let ca = args
+        .tls_ca
+        .as_deref()
+        .map(ClientTls::from_ca_file)
+        .transpose()?;
+    let cfg = baton_vm::agent::AgentConfig {
+        listen: a.listen,
+        token: token.clone(),
+        tls,
+        limits: baton_http::Limits::default(),
+        shared: a.shared.clone(),
+        timing: baton_vm::ha::Timing {
+            ttl_ms: a.lease_ms.max(500),
+            tick: Duration::from_millis((a.lease_ms.max(500) / 6) as u64),
+        },
+        peers: baton_vm::agent::Client::new(Some(token), ca),
+    };
+    baton_vm::agent::serve(host, cfg).await?;
+    Ok(crate::exit::OK)
+}
+
+/// The agents' token: from `--token-file`, else `BATON_AGENT_TOKEN`, else none.
+fn token(file: &Option<PathBuf>) -> Result<Option<Token>> {
+    if let Some(f) = file {
+        return Ok(Some(Token::from_file(f)?));
+    }
+    match std::env::var("BATON_AGENT_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(Some(
+            Token::new(&t).map_err(|e| anyhow!("BATON_AGENT_TOKEN: {e}"))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// How this command talks to agents: the token and the CA to trust.
+fn agents(token_file: &Option<PathBuf>, ca: &Option<PathBuf>) -> Result<baton_vm::agent::Client> {
+    let ca = ca.as_deref().map(ClientTls::from_ca_file).transpose()?;
+    Ok(baton_vm::agent::Client::new(token(token_file)?, ca))
 }
 
 fn say(json: bool, msg: &str) {
@@ -431,18 +532,18 @@ fn done(json: bool, v: serde_json::Value) -> Result<u8> {
 
 /// The file's `vms:` and `snapshot_policies:`, validated against this host. With
 /// `required` false a missing file gives an empty section.
-fn section(ctx: &Context, required: bool) -> Result<VmSection> {
-    let project = match ctx.project(&[]) {
+fn section(project: &Result<Project>, required: bool) -> Result<VmSection> {
+    let project = match project {
         Ok(p) => p,
         Err(e) if !required && e.to_string().contains("no configuration file provided") => {
             return Ok(VmSection::default())
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(anyhow!("{e:#}")),
     };
     let facts = baton_vm::HostFacts {
         memory_mib: baton_vm::facts::memory_mib(),
     };
-    baton_vm::read(&project, &facts, &|p| p.exists()).map_err(|errs| {
+    let mut section = baton_vm::read(project, &facts, &|p| p.exists()).map_err(|errs| {
         anyhow!(
             "{}",
             errs.iter()
@@ -450,7 +551,12 @@ fn section(ctx: &Context, required: bool) -> Result<VmSection> {
                 .collect::<Vec<_>>()
                 .join("\nerror: ")
         )
-    })
+    })?;
+    // `..` in the file is resolved here, by the OS: hosts refuse it in the paths they get.
+    for vm in &mut section.vms {
+        baton_vm::confine::canonical_files(vm);
+    }
+    Ok(section)
 }
 
 fn pick<'a>(
@@ -485,7 +591,12 @@ fn policy_for(host: &Host, section: &VmSection, vm: &str) -> Result<SnapshotPoli
     Ok(section.policy(m.spec.environment))
 }
 
-async fn snapshot(ctx: &Context, host: &Host, action: SnapshotAction) -> Result<u8> {
+async fn snapshot(
+    ctx: &Context,
+    project: &Result<Project>,
+    host: &Host,
+    action: SnapshotAction,
+) -> Result<u8> {
     let json = ctx.global.json;
     match action {
         SnapshotAction::Create {
@@ -494,7 +605,7 @@ async fn snapshot(ctx: &Context, host: &Host, action: SnapshotAction) -> Result<
             note,
             name,
         } => {
-            let section = section(ctx, false)?;
+            let section = section(project, false)?;
             let policy = policy_for(host, &section, &vm)?;
             let (snap, pruned) = host
                 .snapshot(&vm, &kind, &note, name.as_deref(), &policy, now_ms())
@@ -537,7 +648,7 @@ async fn snapshot(ctx: &Context, host: &Host, action: SnapshotAction) -> Result<
             done(json, json!({"deleted": name}))
         }
         SnapshotAction::Prune { vm } => {
-            let section = section(ctx, false)?;
+            let section = section(project, false)?;
             let vms: Vec<String> = match vm {
                 Some(v) => vec![v],
                 None => host.store.vms()?.into_iter().map(|r| r.name).collect(),
@@ -562,7 +673,7 @@ async fn snapshot(ctx: &Context, host: &Host, action: SnapshotAction) -> Result<
 
 async fn console(host: &Host, name: &str, log: bool) -> Result<u8> {
     host.machine(name)?;
-    let paths = baton_vm::qemu::Paths::new(&host.vm_dir(name));
+    let paths = baton_vm::qemu::Paths::new(&host.vm_dir(name)?);
     if log {
         let text = std::fs::read_to_string(&paths.console_log)
             .with_context(|| format!("no console log for {name} yet"))?;
