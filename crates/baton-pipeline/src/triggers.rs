@@ -37,6 +37,9 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
 /// three days, so a replay within that window is answered without running.
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
 
+/// Largest webhook body accepted (413 beyond).
+pub const WEBHOOK_BODY_LIMIT: usize = 8 << 20;
+
 /// What the daemon hands over to run a project's pipeline triggers.
 pub struct TriggerConfig {
     pub project: Project,
@@ -123,8 +126,17 @@ pub async fn serve(cfg: TriggerConfig) -> Result<(), PipelineError> {
         let app = axum::Router::new()
             .route("/hooks/{name}", axum::routing::post(hook))
             .with_state(launcher.clone());
+        // baton's one serving stack: header and body deadlines, a connection cap, and a
+        // body cap sized for push payloads (GitHub's can reach megabytes).
+        let options = baton_http::ServeOptions {
+            limits: baton_http::Limits {
+                max_body_bytes: WEBHOOK_BODY_LIMIT,
+                ..Default::default()
+            },
+            tls: None,
+        };
         tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = baton_http::serve(listener, app, options).await {
                 eprintln!("webhooks: {e}");
             }
         });

@@ -497,6 +497,21 @@ fn a_webhook_with_a_bad_signature_is_refused_and_a_signed_one_runs() {
         401
     );
     assert_eq!(post(port, "/hooks/nothing", &[], body), 404);
+    // A client that trickles its request is cut off instead of holding a connection.
+    {
+        use std::io::{Read, Write};
+        let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        slow.write_all(b"POST /hooks/deploy HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let _ = slow.read_to_end(&mut buf);
+        let held = started.elapsed();
+        eprintln!("a trickled request was cut after {held:?}");
+        assert!(held < Duration::from_secs(20), "held {held:?}");
+    }
     std::thread::sleep(Duration::from_millis(500));
     assert!(runs(&s).is_empty(), "a refused webhook started a run");
     assert!(!mark.exists());
