@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Conflict,
     /// A value of the right type that is still not acceptable.
     Invalid,
+    /// A bound of the reader's was crossed: file size, nodes or text built, nesting
+    /// (the bounds are in `limits.rs`).
+    Limit,
 }
 
 /// A located error from reading a project.
@@ -117,13 +120,19 @@ impl fmt::Display for Rendered<'_> {
     }
 }
 
-/// `did you mean "x"?` for the closest candidate, if one is close enough.
+/// `did you mean "x"?` for the closest candidate, if one is close enough. Words and
+/// candidates longer than a name (the comparison costs the product of their lengths)
+/// get no suggestion.
 pub(crate) fn suggest<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
+    const MAX_NAME: usize = 64;
+    if word.len() > MAX_NAME {
+        return None;
+    }
     let mut best: Option<(f64, &str)> = None;
-    for c in candidates {
+    for c in candidates.into_iter().filter(|c| c.len() <= MAX_NAME) {
         let score = strsim::jaro_winkler(word, c);
         if score > best.map(|b| b.0).unwrap_or(0.0) {
             best = Some((score, c));

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 
 use crate::error::{suggest, ErrorKind, SpecError};
+use crate::limits::{Budget, MAX_SERVICES};
 use crate::load::{read_env_file, Env};
 use crate::model::*;
 use crate::schema;
@@ -32,13 +33,18 @@ fn child(path: &str, key: &str) -> String {
     }
 }
 
-/// Records where `node` (at dotted `path`) and everything under it was written.
+/// Records where `node` (at dotted `path`) and everything under it was written. The
+/// paths are text the project keeps, so they are charged to the budget.
 fn record_marks(
     path: &str,
     key_mark: &Mark,
     node: &Node,
     out: &mut BTreeMap<String, crate::model::Location>,
-) {
+    budget: &Budget,
+) -> Result<()> {
+    budget
+        .text(path.len())
+        .map_err(|m| SpecError::at(ErrorKind::Limit, key_mark, "", m))?;
     let loc = |m: &Mark| crate::model::Location {
         file: m.source.display.clone(),
         line: u32::try_from(m.line).unwrap_or(u32::MAX),
@@ -50,7 +56,8 @@ fn record_marks(
     match &node.kind {
         Kind::Map(entries) => {
             for e in entries {
-                record_marks(&format!("{path}.{}", e.key), &e.key_mark, &e.value, out);
+                let p = format!("{path}.{}", e.key);
+                record_marks(&p, &e.key_mark, &e.value, out, budget)?;
             }
         }
         Kind::Seq(items) => {
@@ -61,11 +68,12 @@ fn record_marks(
                     Kind::Map(entries) if !entries.is_empty() => &entries[0].key_mark,
                     _ => &item.mark,
                 };
-                record_marks(&format!("{path}[{i}]"), mark, item, out);
+                record_marks(&format!("{path}[{i}]"), mark, item, out, budget)?;
             }
         }
         _ => {}
     }
+    Ok(())
 }
 
 fn type_error(node: &Node, path: &str, expected: &str) -> SpecError {
@@ -393,7 +401,7 @@ fn extensions(node: &Node) -> BTreeMap<String, Json> {
 }
 
 /// The whole project.
-pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
+pub fn project(root: &Node, settings: &Settings, env: &Env, budget: &Budget) -> Result<Project> {
     let empty = Node::new(Kind::Map(Vec::new()), root.mark.clone());
     let root = if root.is_null() { &empty } else { root };
     let allowed: Vec<&str> = schema::TOP
@@ -435,7 +443,7 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
             Kind::Map(entries) => {
                 for e in entries {
                     baton.insert(e.key.clone(), e.value.to_json());
-                    record_marks(&e.key, &e.key_mark, &e.value, &mut baton_marks);
+                    record_marks(&e.key, &e.key_mark, &e.value, &mut baton_marks, budget)?;
                 }
             }
             Kind::Null => {}
@@ -444,7 +452,7 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
     }
     for key in schema::BATON_TOP {
         if let Some(e) = root.entry(key) {
-            record_marks(key, &e.key_mark, &e.value, &mut baton_marks);
+            record_marks(key, &e.key_mark, &e.value, &mut baton_marks, budget)?;
             let v = e.value.to_json();
             match (baton.get_mut(*key), v) {
                 (Some(Json::Object(existing)), Json::Object(more)) => existing.extend(more),
@@ -499,9 +507,18 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
     let mut services = BTreeMap::new();
     let mut marks = BTreeMap::new();
     if let Some(n) = root.get("services") {
-        for e in map_entries(n, "services")? {
+        let entries = map_entries(n, "services")?;
+        if let Some(e) = entries.get(MAX_SERVICES) {
+            return Err(SpecError::at(
+                ErrorKind::Limit,
+                &e.key_mark,
+                format!("services.{}", e.key),
+                format!("more than {MAX_SERVICES} services"),
+            ));
+        }
+        for e in entries {
             let p = format!("services.{}", e.key);
-            services.insert(e.key.clone(), service(&e.value, &p, env)?);
+            services.insert(e.key.clone(), service(&e.value, &p, env, budget)?);
             marks.insert(e.key.clone(), (e.key_mark.clone(), e.value.clone()));
         }
     }
@@ -522,6 +539,25 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
         baton_marks,
     };
     validate::project(&mut project, &marks, settings)?;
+    if project.services.is_empty()
+        && project.disabled_services.is_empty()
+        && project.baton.is_empty()
+    {
+        return Err(SpecError::new(
+            ErrorKind::Invalid,
+            "",
+            "the project defines nothing: no services and no baton section",
+        )
+        .with_file(root.mark.source.display.clone())
+        .with_hint(format!(
+            "define \"services:\" or one of {}",
+            schema::BATON_TOP
+                .iter()
+                .map(|k| format!("\"{k}:\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     Ok(project)
 }
 
@@ -779,7 +815,7 @@ fn command(node: &Node, path: &str) -> Result<Option<Vec<String>>> {
     }
 }
 
-fn service(node: &Node, path: &str, env: &Env) -> Result<Service> {
+fn service(node: &Node, path: &str, env: &Env, budget: &Budget) -> Result<Service> {
     if node.is_null() {
         return Err(SpecError::at(
             ErrorKind::Invalid,
@@ -849,7 +885,9 @@ fn service(node: &Node, path: &str, env: &Env) -> Result<Service> {
                 _ => return Err(type_error(item, &ip, "a string or a mapping")),
             };
             let full = PathBuf::from(resolve_path(item, &file, env));
-            if !full.is_file() {
+            // Only a missing file is skipped; anything else there is read, and a
+            // directory or device refused by name.
+            if !full.exists() {
                 if required {
                     return Err(SpecError::at(
                         ErrorKind::Io,
@@ -860,7 +898,7 @@ fn service(node: &Node, path: &str, env: &Env) -> Result<Service> {
                 }
                 continue;
             }
-            let entries = read_env_file(&full, Path::new(""), &|k| env.get(k))?;
+            let entries = read_env_file(&full, Path::new(""), &|k| env.get(k), budget)?;
             for (k, v) in entries {
                 let v = v.or_else(|| env.get(&k));
                 s.environment.insert(k, v);
@@ -874,7 +912,7 @@ fn service(node: &Node, path: &str, env: &Env) -> Result<Service> {
         }
     }
     if let Some(n) = node.get("ports") {
-        s.ports = ports(n, &child(path, "ports"))?;
+        s.ports = ports(n, &child(path, "ports"), budget)?;
     }
     if let Some(n) = node.get("expose") {
         let p = child(path, "expose");
@@ -1036,7 +1074,7 @@ fn build(node: &Node, path: &str, env: &Env) -> Result<Build> {
     })
 }
 
-fn ports(node: &Node, path: &str) -> Result<Vec<Port>> {
+fn ports(node: &Node, path: &str, budget: &Budget) -> Result<Vec<Port>> {
     let Kind::Seq(items) = &node.kind else {
         return Err(type_error(node, path, "a list"));
     };
@@ -1047,6 +1085,10 @@ fn ports(node: &Node, path: &str) -> Result<Vec<Port>> {
             Kind::Scalar { text, .. } => {
                 let parsed = parse_port(text)
                     .map_err(|m| SpecError::at(ErrorKind::Invalid, &item.mark, &p, m))?;
+                // A range is one port per number: charged like the nodes it stands for.
+                budget
+                    .nodes(parsed.len())
+                    .map_err(|m| SpecError::at(ErrorKind::Limit, &item.mark, &p, m))?;
                 out.extend(parsed);
             }
             Kind::Map(_) => {

@@ -1,7 +1,7 @@
 //! Whole-project checks once every service is normalised: profiles, the implicit default
 //! network, references to networks, volumes, secrets, configs and services, and cycles.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::error::{suggest, ErrorKind, SpecError};
 use crate::model::{Network, Project};
@@ -89,54 +89,47 @@ fn check_dependencies(p: &Project, nodes: &ServiceNodes) -> Result<()> {
 }
 
 fn check_cycles(p: &Project, nodes: &ServiceNodes) -> Result<()> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        Visiting,
-        Done,
-    }
-    fn visit(
-        p: &Project,
-        name: &str,
-        state: &mut BTreeMap<String, State>,
-        stack: &mut Vec<String>,
-    ) -> Option<Vec<String>> {
-        match state.get(name) {
-            Some(State::Done) => return None,
-            Some(State::Visiting) => {
-                let start = stack.iter().position(|s| s == name)?;
-                let mut cycle: Vec<String> = stack.get(start..)?.to_vec();
-                cycle.push(name.to_string());
-                return Some(cycle);
-            }
-            None => {}
+    // Depth-first, with an explicit stack: a chain of thousands of services must not
+    // take the thread's stack with it.
+    let deps = |name: &str| p.services.get(name).map(|s| s.depends_on.keys());
+    let mut done: HashSet<&str> = HashSet::new();
+    for start in p.services.keys() {
+        if done.contains(start.as_str()) {
+            continue;
         }
-        state.insert(name.to_string(), State::Visiting);
-        stack.push(name.to_string());
-        if let Some(s) = p.services.get(name) {
-            for dep in s.depends_on.keys() {
-                if let Some(c) = visit(p, dep, state, stack) {
-                    return Some(c);
+        let mut path: Vec<&str> = vec![start];
+        let mut on_path: HashSet<&str> = HashSet::from([start.as_str()]);
+        let mut stack = vec![deps(start)];
+        while let Some(top) = stack.last_mut() {
+            let next = top.as_mut().and_then(Iterator::next);
+            let Some(dep) = next else {
+                stack.pop();
+                if let Some(name) = path.pop() {
+                    on_path.remove(name);
+                    done.insert(name);
                 }
+                continue;
+            };
+            if on_path.contains(dep.as_str()) {
+                let at = path.iter().position(|s| *s == dep.as_str()).unwrap_or(0);
+                let mut cycle: Vec<&str> = path.get(at..).unwrap_or_default().to_vec();
+                cycle.push(dep);
+                let first = cycle.first().copied().unwrap_or_default();
+                let second = cycle.get(1).copied().unwrap_or_default();
+                return Err(located(
+                    SpecError::new(
+                        ErrorKind::Cycle,
+                        format!("services.{first}.depends_on"),
+                        format!("dependency cycle: {}", cycle.join(" -> ")),
+                    ),
+                    mark_of(nodes, first, "depends_on", second),
+                ));
             }
-        }
-        stack.pop();
-        state.insert(name.to_string(), State::Done);
-        None
-    }
-    let mut state = BTreeMap::new();
-    for name in p.services.keys() {
-        let mut stack = Vec::new();
-        if let Some(cycle) = visit(p, name, &mut state, &mut stack) {
-            let first = cycle.first().cloned().unwrap_or_default();
-            let second = cycle.get(1).cloned().unwrap_or_default();
-            return Err(located(
-                SpecError::new(
-                    ErrorKind::Cycle,
-                    format!("services.{first}.depends_on"),
-                    format!("dependency cycle: {}", cycle.join(" -> ")),
-                ),
-                mark_of(nodes, &first, "depends_on", &second),
-            ));
+            if !done.contains(dep.as_str()) {
+                on_path.insert(dep);
+                path.push(dep);
+                stack.push(deps(dep));
+            }
         }
     }
     Ok(())
