@@ -46,23 +46,25 @@ impl Run<'_> {
                 ),
             ));
         }
-        let chars: Vec<char> = input.chars().collect();
+        // `$`, `{` and `}` are ASCII, so byte positions found here are character
+        // boundaries; text between them is copied a slice at a time.
+        let bytes = input.as_bytes();
         let mut out = String::with_capacity(input.len().min(self.max_len));
         let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if c != '$' {
-                out.push(c);
-                i += 1;
-                continue;
-            }
-            match chars.get(i + 1) {
-                Some('$') => {
+        while i < bytes.len() {
+            let Some(off) = input.get(i..).and_then(|rest| rest.find('$')) else {
+                out.push_str(input.get(i..).unwrap_or_default());
+                break;
+            };
+            out.push_str(input.get(i..i + off).unwrap_or_default());
+            i += off;
+            match bytes.get(i + 1) {
+                Some(b'$') => {
                     out.push('$');
                     i += 2;
                 }
-                Some('{') => {
-                    let end = matching_brace(&chars, i + 2).ok_or_else(|| {
+                Some(b'{') => {
+                    let end = matching_brace(bytes, i + 2).ok_or_else(|| {
                         (
                             ErrorKind::Interpolation,
                             format!(
@@ -71,20 +73,21 @@ impl Run<'_> {
                             ),
                         )
                     })?;
-                    let inner: String = chars[i + 2..end].iter().collect();
-                    let v = self.braced(&inner, input, depth)?;
+                    let inner = input.get(i + 2..end).unwrap_or_default();
+                    let v = self.braced(inner, input, depth)?;
                     out.push_str(&v);
                     i = end + 1;
                 }
-                Some(&n) if n == '_' || n.is_ascii_alphabetic() => {
+                Some(&n) if n == b'_' || n.is_ascii_alphabetic() => {
                     let mut j = i + 1;
-                    while j < chars.len() && (chars[j] == '_' || chars[j].is_ascii_alphanumeric()) {
+                    while j < bytes.len() && (bytes[j] == b'_' || bytes[j].is_ascii_alphanumeric())
+                    {
                         j += 1;
                     }
-                    let name: String = chars[i + 1..j].iter().collect();
-                    match (self.lookup)(&name) {
+                    let name = input.get(i + 1..j).unwrap_or_default();
+                    match (self.lookup)(name) {
                         Some(v) => out.push_str(&v),
-                        None => (self.missing)(&name),
+                        None => (self.missing)(name),
                     }
                     i = j;
                 }
@@ -184,21 +187,21 @@ impl Run<'_> {
 }
 
 /// Index of the `}` closing a `${` whose content starts at `start`.
-fn matching_brace(chars: &[char], start: usize) -> Option<usize> {
+fn matching_brace(bytes: &[u8], start: usize) -> Option<usize> {
     let mut depth = 1usize;
     let mut i = start;
-    while i < chars.len() {
-        match chars[i] {
-            '$' if chars.get(i + 1) == Some(&'{') => {
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
                 depth += 1;
                 i += 2;
                 continue;
             }
-            '$' if chars.get(i + 1) == Some(&'$') => {
+            b'$' if bytes.get(i + 1) == Some(&b'$') => {
                 i += 2;
                 continue;
             }
-            '}' => {
+            b'}' => {
                 depth -= 1;
                 if depth == 0 {
                     return Some(i);
