@@ -10,6 +10,7 @@ mod merge;
 pub mod model;
 mod normalize;
 mod read;
+pub mod render;
 pub mod schema;
 mod validate;
 mod yaml;
