@@ -15,6 +15,10 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 /// repeated many times reads its file each time).
 pub const MAX_READ_BYTES: usize = 64 << 20;
 
+/// Compose and baton files read in one load: an `include` of the same file counts each
+/// time (each costs system calls and a parse, however small the file).
+pub const MAX_FILES: usize = 1000;
+
 /// YAML nodes built in one load, counting every copy that anchors, aliases, merge keys
 /// and `extends` make, and every port of an expanded port range.
 pub const MAX_NODES: usize = 1_000_000;

@@ -1,7 +1,8 @@
 //! From the merged node tree to the model: every key checked against the specification,
 //! every value type-checked with its position, every short syntax expanded.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
@@ -506,6 +507,7 @@ pub fn project(root: &Node, settings: &Settings, env: &Env, budget: &Budget) -> 
 
     let mut services = BTreeMap::new();
     let mut marks = BTreeMap::new();
+    let mut env_files = EnvFiles::new();
     if let Some(n) = root.get("services") {
         let entries = map_entries(n, "services")?;
         if let Some(e) = entries.get(MAX_SERVICES) {
@@ -518,8 +520,11 @@ pub fn project(root: &Node, settings: &Settings, env: &Env, budget: &Budget) -> 
         }
         for e in entries {
             let p = format!("services.{}", e.key);
-            services.insert(e.key.clone(), service(&e.value, &p, env, budget)?);
-            marks.insert(e.key.clone(), (e.key_mark.clone(), e.value.clone()));
+            services.insert(
+                e.key.clone(),
+                service(&e.value, &p, env, budget, &mut env_files)?,
+            );
+            marks.insert(e.key.clone(), (e.key_mark.clone(), &e.value));
         }
     }
 
@@ -815,7 +820,17 @@ fn command(node: &Node, path: &str) -> Result<Option<Vec<String>>> {
     }
 }
 
-fn service(node: &Node, path: &str, env: &Env, budget: &Budget) -> Result<Service> {
+/// Env files already read for this project's services, by path: services that share one
+/// read it once.
+type EnvFiles = HashMap<PathBuf, Vec<(String, Option<String>)>>;
+
+fn service(
+    node: &Node,
+    path: &str,
+    env: &Env,
+    budget: &Budget,
+    env_files: &mut EnvFiles,
+) -> Result<Service> {
     if node.is_null() {
         return Err(SpecError::at(
             ErrorKind::Invalid,
@@ -898,10 +913,21 @@ fn service(node: &Node, path: &str, env: &Env, budget: &Budget) -> Result<Servic
                 }
                 continue;
             }
-            let entries = read_env_file(&full, Path::new(""), &|k| env.get(k), budget)?;
-            for (k, v) in entries {
-                let v = v.or_else(|| env.get(&k));
-                s.environment.insert(k, v);
+            let entries = match env_files.entry(full) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let entries = read_env_file(e.key(), Path::new(""), &|k| env.get(k), budget)?;
+                    e.insert(entries)
+                }
+            };
+            for (k, v) in entries.iter() {
+                let v = v.clone().or_else(|| env.get(k));
+                // Each service gets its own copy of the file's variables.
+                let len = k.len() + v.as_ref().map_or(0, String::len);
+                budget
+                    .text(len)
+                    .map_err(|m| SpecError::at(ErrorKind::Limit, &item.mark, &ip, m))?;
+                s.environment.insert(k.clone(), v);
             }
         }
     }

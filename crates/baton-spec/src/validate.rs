@@ -10,10 +10,11 @@ use crate::yaml::{Kind, Mark, Node};
 
 type Result<T> = std::result::Result<T, SpecError>;
 
-/// Where each service was written: its key's mark and its merged node.
-pub type ServiceNodes = BTreeMap<String, (Mark, Node)>;
+/// Where each service was written: its key's mark and its merged node (borrowed from
+/// the tree, which outlives the checks: a copy would double a large project).
+pub type ServiceNodes<'a> = BTreeMap<String, (Mark, &'a Node)>;
 
-pub fn project(p: &mut Project, nodes: &ServiceNodes, settings: &Settings) -> Result<()> {
+pub fn project(p: &mut Project, nodes: &ServiceNodes<'_>, settings: &Settings) -> Result<()> {
     check_dependencies(p, nodes)?;
     check_cycles(p, nodes)?;
     apply_profiles(p, nodes, settings)?;
@@ -23,7 +24,7 @@ pub fn project(p: &mut Project, nodes: &ServiceNodes, settings: &Settings) -> Re
 }
 
 /// The mark of `item` inside the service's `key` (a list item or a mapping key).
-fn mark_of(nodes: &ServiceNodes, service: &str, key: &str, item: &str) -> Option<Mark> {
+fn mark_of(nodes: &ServiceNodes<'_>, service: &str, key: &str, item: &str) -> Option<Mark> {
     let (key_mark, node) = nodes.get(service)?;
     let Some(section) = node.get(key) else {
         return Some(key_mark.clone());
@@ -57,7 +58,7 @@ fn located(e: SpecError, mark: Option<Mark>) -> SpecError {
     }
 }
 
-fn check_dependencies(p: &Project, nodes: &ServiceNodes) -> Result<()> {
+fn check_dependencies(p: &Project, nodes: &ServiceNodes<'_>) -> Result<()> {
     for (name, s) in &p.services {
         for dep in s.depends_on.keys() {
             let path = format!("services.{name}.depends_on.{dep}");
@@ -88,7 +89,7 @@ fn check_dependencies(p: &Project, nodes: &ServiceNodes) -> Result<()> {
     Ok(())
 }
 
-fn check_cycles(p: &Project, nodes: &ServiceNodes) -> Result<()> {
+fn check_cycles(p: &Project, nodes: &ServiceNodes<'_>) -> Result<()> {
     // Depth-first, with an explicit stack: a chain of thousands of services must not
     // take the thread's stack with it.
     let deps = |name: &str| p.services.get(name).map(|s| s.depends_on.keys());
@@ -135,7 +136,7 @@ fn check_cycles(p: &Project, nodes: &ServiceNodes) -> Result<()> {
     Ok(())
 }
 
-fn apply_profiles(p: &mut Project, nodes: &ServiceNodes, settings: &Settings) -> Result<()> {
+fn apply_profiles(p: &mut Project, nodes: &ServiceNodes<'_>, settings: &Settings) -> Result<()> {
     let all = settings.profiles.iter().any(|s| s == "*");
     let mut active: BTreeSet<String> = p
         .services
@@ -231,7 +232,7 @@ fn default_network(p: &mut Project) {
     }
 }
 
-fn check_references(p: &Project, nodes: &ServiceNodes) -> Result<()> {
+fn check_references(p: &Project, nodes: &ServiceNodes<'_>) -> Result<()> {
     let undefined = |service: &str, key: &str, what: &str, item: &str, known: Vec<&str>| {
         let mut e = SpecError::new(
             ErrorKind::Undefined,

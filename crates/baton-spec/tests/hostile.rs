@@ -341,3 +341,20 @@ fn a_huge_key_is_refused() {
         "compose.yaml:5:5: a key longer than 1024 bytes"
     );
 }
+
+/// Each include reads and parses its file again: 120 000 of one tiny file took 13 s.
+#[test]
+fn repeated_includes_are_bounded() {
+    let items = vec!["a.yaml"; 120_000].join(", ");
+    let main = format!("services: {{web: {{image: x}}}}\ninclude: [{items}]\n");
+    let e = load_files(&[
+        ("compose.yaml", main.as_bytes()),
+        ("a.yaml", b"networks: {n: {}}\n"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Limit);
+    assert_eq!(
+        e.to_string(),
+        "a.yaml: more than 1000 files read for one project (each include of a file counts)"
+    );
+}
