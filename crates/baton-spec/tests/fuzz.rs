@@ -27,6 +27,9 @@ use baton_spec::{load, render, schema, LoadOptions, Project};
 const MAX_INPUT: usize = 1 << 20;
 /// How long one load may take (a debug build, on a shared machine).
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long writing a loaded project out and reading it back may take (not a bound of
+/// the reader's: a debug build renders a million-node project in seconds).
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The child's address space.
 const MEMORY: u64 = 512 << 20;
 /// Inputs a child loads before it is replaced, so one input's leftovers (heap
@@ -74,11 +77,8 @@ fn child() -> ExitCode {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let (file, env_file) = line.split_once('\t').unwrap_or((&line, ""));
-        let answer = load_one(Path::new(file), env_file);
-        if writeln!(out, "{answer}")
-            .and_then(|()| out.flush())
-            .is_err()
-        {
+        let mut say = |answer: &str| writeln!(out, "{answer}").and_then(|()| out.flush());
+        if load_one(Path::new(file), env_file, &mut say).is_err() {
             break;
         }
     }
@@ -95,10 +95,16 @@ fn environment() -> BTreeMap<String, String> {
     ])
 }
 
-/// Loads `file`; when it loads, also checks that `baton config`'s output (written to a
-/// `fuzz-roundtrip` directory beside it) loads to the same project, when that output is
-/// an input the fuzzer could have written (a port range makes megabytes of it).
-fn load_one(file: &Path, env_file: &str) -> String {
+/// Loads `file` and says how it went (`ok N` or `err Kind`), then, when it loaded, says
+/// whether `baton config`'s output (written to a `fuzz-roundtrip` directory beside it)
+/// loads to the same project (`rt …`). Two answers, so the load alone is timed; output
+/// larger than an input the fuzzer writes (a port range makes megabytes) is not
+/// read back.
+fn load_one(
+    file: &Path,
+    env_file: &str,
+    say: &mut dyn FnMut(&str) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     // The same variables for the copy: the env file given, or the project's `.env`.
     let env_files = match (env_file, dir.join(".env")) {
@@ -109,24 +115,23 @@ fn load_one(file: &Path, env_file: &str) -> String {
     let opts = LoadOptions {
         files: vec![file.to_path_buf()],
         working_dir: dir.clone(),
-        env_files: env_files.clone(),
+        env_files,
         environment: environment(),
         ..Default::default()
     };
     let project = match load(&opts) {
         Ok(p) => p,
-        Err(e) => return format!("err {:?}", e.kind()),
+        Err(e) => return say(&format!("err {:?}", e.kind())),
     };
-    let copy = dir.join("fuzz-roundtrip").join("baton.yaml");
+    say(&format!("ok {}", project.services.len()))?;
     let text = render::yaml(&project);
-    if text.len() > MAX_INPUT {
-        return "ok".into();
-    }
-    if std::fs::create_dir_all(dir.join("fuzz-roundtrip"))
-        .and_then(|()| std::fs::write(&copy, &text))
-        .is_err()
-    {
-        return "ok".into();
+    let copy = dir.join("fuzz-roundtrip").join("baton.yaml");
+    let written = text.len() <= MAX_INPUT
+        && std::fs::create_dir_all(dir.join("fuzz-roundtrip"))
+            .and_then(|()| std::fs::write(&copy, &text))
+            .is_ok();
+    if !written {
+        return say("rt skipped");
     }
     let again = load(&LoadOptions {
         files: vec![copy],
@@ -140,7 +145,7 @@ fn load_one(file: &Path, env_file: &str) -> String {
         p
     };
     match again {
-        Ok(again) if comparable(again.clone()) == comparable(project.clone()) => "ok".into(),
+        Ok(again) if comparable(again.clone()) == comparable(project.clone()) => say("rt ok"),
         Ok(again) => {
             let a = serde_json::to_string_pretty(&comparable(project)).unwrap_or_default();
             let b = serde_json::to_string_pretty(&comparable(again)).unwrap_or_default();
@@ -150,9 +155,9 @@ fn load_one(file: &Path, env_file: &str) -> String {
                 .find(|(x, y)| x != y)
                 .map(|(x, y)| format!("{x:?} became {y:?}"))
                 .unwrap_or_else(|| "a field serde skips".into());
-            format!("roundtrip differs: {diff}")
+            say(&format!("rt differs: {diff}"))
         }
-        Err(e) => format!("roundtrip refused: {e}"),
+        Err(e) => say(&format!("rt refused: {e}")),
     }
 }
 
@@ -361,6 +366,8 @@ struct Worker<'a> {
     running: Option<Running>,
     report: Report,
     count: usize,
+    /// The files the last input wrote.
+    written: Vec<PathBuf>,
     /// Inputs slower than this are saved too (not a failure: a lead for a bound).
     slow_ms: u128,
 }
@@ -378,6 +385,7 @@ impl<'a> Worker<'a> {
             running: None,
             report: Report::default(),
             count: 0,
+            written: Vec::new(),
             slow_ms: env_number("BATON_FUZZ_SLOW_MS", 5000),
         }
     }
@@ -434,16 +442,23 @@ impl<'a> Worker<'a> {
         match outcome {
             Outcome::Answer(a) if a.starts_with("ok") => {
                 self.report.loaded += 1;
-                true
-            }
-            Outcome::Answer(a) if a.starts_with("roundtrip") => {
-                let saved = self.save(case, &a);
-                self.report.failures.push(format!(
-                    "baton config's output does not load to the same project: {a}\n  input: {}\n  saved in {}",
-                    case.what,
-                    saved.display()
-                ));
-                false
+                match self.round_trip() {
+                    Outcome::Answer(rt) if rt == "rt ok" || rt == "rt skipped" => true,
+                    Outcome::Answer(rt) => {
+                        let why = format!(
+                            "baton config's output does not load to the same project: {rt}"
+                        );
+                        self.fail(case, &why);
+                        false
+                    }
+                    Outcome::Failed(why) => {
+                        self.fail(
+                            case,
+                            &format!("while reading baton config's output back: {why}"),
+                        );
+                        false
+                    }
+                }
             }
             Outcome::Answer(a) => {
                 let kind = a.trim_start_matches("err ").to_string();
@@ -451,27 +466,52 @@ impl<'a> Worker<'a> {
                 true
             }
             Outcome::Failed(why) => {
-                let saved = self.save(case, &why);
-                self.report.failures.push(format!(
-                    "{why}\n  input: {}\n  saved in {} (BATON_FUZZ_REPLAY={} cargo test -p baton-spec --test fuzz)",
-                    case.what,
-                    saved.display(),
-                    saved.display()
-                ));
+                self.fail(case, &why);
                 false
             }
         }
     }
 
+    fn fail(&mut self, case: &Case, why: &str) {
+        let saved = self.save(case, why);
+        self.report.failures.push(format!(
+            "{why}\n  input: {}\n  saved in {} (BATON_FUZZ_REPLAY={} cargo test -p baton-spec --test fuzz)",
+            case.what,
+            saved.display(),
+            saved.display()
+        ));
+    }
+
+    /// The child's second answer for an input that loaded.
+    fn round_trip(&mut self) -> Outcome {
+        let Some(r) = self.running.as_mut() else {
+            return Outcome::Failed("no child".into());
+        };
+        match r.answers.recv_timeout(ROUND_TRIP_TIMEOUT) {
+            Ok(a) => Outcome::Answer(a),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.stop_child();
+                Outcome::Failed(format!(
+                    "no answer within {} s",
+                    ROUND_TRIP_TIMEOUT.as_secs()
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => self.child_died(),
+        }
+    }
+
     fn load(&mut self, case: &Case) -> Outcome {
+        // The last input's files go first: a name it wrote must not leak into this one.
+        for p in self.written.drain(..) {
+            let _ = std::fs::remove_file(p);
+        }
         let dir = self.scratch.path().join(&case.dir);
-        let mut written = Vec::new();
         for (name, bytes) in &case.files {
             let p = dir.join(name);
             if std::fs::write(&p, bytes).is_err() {
                 return Outcome::Answer("err unwritable".into());
             }
-            written.push(p);
+            self.written.push(p);
         }
         let env = if case.env_file {
             dir.join(ENV).display().to_string()
@@ -479,11 +519,7 @@ impl<'a> Worker<'a> {
             String::new()
         };
         let line = format!("{}\t{env}\n", dir.join(MAIN).display());
-        let outcome = self.ask(&line);
-        for p in written {
-            let _ = std::fs::remove_file(p);
-        }
-        outcome
+        self.ask(&line)
     }
 
     fn ask(&mut self, line: &str) -> Outcome {
@@ -697,17 +733,16 @@ fn replay(saved: &Path) -> ExitCode {
     };
     let corpus = Corpus::read();
     let mut worker = Worker::new(0, 0, &corpus);
-    let outcome = worker.load(&case);
-    worker.stop_child();
-    match outcome {
-        Outcome::Answer(a) => {
-            println!("fuzz: replay of {}: {a}", saved.display());
-            ExitCode::SUCCESS
+    let ok = worker.check(&case);
+    let report = worker.finish();
+    if ok {
+        println!("fuzz: replay of {}: {:?}", saved.display(), report.refused);
+        ExitCode::SUCCESS
+    } else {
+        for f in &report.failures {
+            eprintln!("fuzz: replay of {}: FAILED: {f}", saved.display());
         }
-        Outcome::Failed(why) => {
-            eprintln!("fuzz: replay of {}: FAILED: {why}", saved.display());
-            ExitCode::FAILURE
-        }
+        ExitCode::FAILURE
     }
 }
 
