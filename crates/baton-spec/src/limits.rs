@@ -15,8 +15,9 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 /// repeated many times reads its file each time).
 pub const MAX_READ_BYTES: usize = 64 << 20;
 
-/// Compose and baton files read in one load: an `include` of the same file counts each
-/// time (each costs system calls and a parse, however small the file).
+/// Files read in one load (Compose, baton and env files): an `include` of the same file
+/// counts each time (each costs system calls and a parse, however small the file); the
+/// env file services share is read once.
 pub const MAX_FILES: usize = 1000;
 
 /// YAML nodes built in one load, counting every copy that anchors, aliases, merge keys
@@ -48,14 +49,15 @@ pub const MAX_EXTENDS_DEPTH: usize = 64;
 /// Nesting of `include` (a file that includes a file that includes …).
 pub const MAX_INCLUDE_DEPTH: usize = 32;
 
-/// What one load has spent so far against [`MAX_NODES`], [`MAX_TEXT_BYTES`] and
-/// [`MAX_READ_BYTES`]. Each call charges its amount and says whether the bound holds;
+/// What one load has spent so far against [`MAX_NODES`], [`MAX_TEXT_BYTES`],
+/// [`MAX_READ_BYTES`] and [`MAX_FILES`]. Each call charges its amount and says whether the bound holds;
 /// the caller turns a refusal into an error located where the cost arose.
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
     nodes: Cell<usize>,
     text: Cell<usize>,
     read: Cell<usize>,
+    files: Cell<usize>,
 }
 
 impl Budget {
@@ -78,6 +80,16 @@ impl Budget {
         })
     }
 
+    /// One more file to read.
+    pub fn file(&self) -> Result<(), String> {
+        charge(&self.files, 1, MAX_FILES).map_err(|()| {
+            format!(
+                "more than {MAX_FILES} files read for one project (each include of a file counts)"
+            )
+        })
+    }
+
+    /// `n` more bytes read.
     pub fn read(&self, n: usize) -> Result<(), String> {
         charge(&self.read, n, MAX_READ_BYTES).map_err(|()| {
             format!(
@@ -122,5 +134,9 @@ mod tests {
         );
         assert!(b.read(MAX_READ_BYTES).is_ok());
         assert!(b.read(1).is_err());
+        for _ in 0..MAX_FILES {
+            assert!(b.file().is_ok());
+        }
+        assert!(b.file().is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use crate::envfile;
 use crate::error::{ErrorKind, SpecError};
 use crate::interpolate::interpolate;
-use crate::limits::{Budget, MAX_EXTENDS_DEPTH, MAX_FILES, MAX_INCLUDE_DEPTH};
+use crate::limits::{Budget, MAX_EXTENDS_DEPTH, MAX_INCLUDE_DEPTH};
 use crate::merge::{merge_files, merge_service, strip_resets};
 use crate::model::Project;
 use crate::normalize;
@@ -98,7 +98,6 @@ pub fn load_with_warnings(opts: &LoadOptions) -> Result<(Project, Vec<String>), 
         working_dir: opts.working_dir.clone(),
         warnings: Vec::new(),
         unset: HashSet::new(),
-        reads: 0,
         files_read: Vec::new(),
         budget,
     };
@@ -262,8 +261,6 @@ struct Loader {
     warnings: Vec<String>,
     /// Variables already warned about.
     unset: HashSet<String>,
-    /// Files read so far, against [`MAX_FILES`].
-    reads: usize,
     files_read: Vec<PathBuf>,
     budget: Budget,
 }
@@ -309,15 +306,6 @@ impl Loader {
     /// Parse and interpolate one file.
     fn read(&mut self, path: &Path, base_dir: &Path, env: &Env) -> Result<Node, SpecError> {
         let shown = display_path(path, &self.working_dir);
-        self.reads += 1;
-        if self.reads > MAX_FILES {
-            return Err(SpecError::new(
-                ErrorKind::Limit,
-                "",
-                format!("more than {MAX_FILES} files read for one project (each include of a file counts)"),
-            )
-            .with_file(shown));
-        }
         let text = read::text(path, &shown, "file", &self.budget)?;
         if !self.files_read.iter().any(|f| f == path) {
             self.files_read.push(path.to_path_buf());

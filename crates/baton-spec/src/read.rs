@@ -11,6 +11,9 @@ use crate::limits::{Budget, MAX_FILE_BYTES};
 /// it is ("file", "env file").
 pub fn text(path: &Path, shown: &Path, what: &str, budget: &Budget) -> Result<String, SpecError> {
     let io = |message: String| SpecError::new(ErrorKind::Io, "", message).with_file(shown.into());
+    let limit =
+        |message: String| SpecError::new(ErrorKind::Limit, "", message).with_file(shown.into());
+    budget.file().map_err(limit)?;
     // Ask before opening: opening a FIFO would wait for a writer.
     let meta = std::fs::metadata(path).map_err(|e| io(format!("cannot read {what}: {e}")))?;
     if !meta.is_file() {
@@ -25,19 +28,12 @@ pub fn text(path: &Path, shown: &Path, what: &str, budget: &Budget) -> Result<St
         .read_to_end(&mut bytes)
         .map_err(|e| io(format!("cannot read {what}: {e}")))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(SpecError::new(
-            ErrorKind::Limit,
-            "",
-            format!(
-                "the {what} is larger than {} MiB, the most baton reads",
-                MAX_FILE_BYTES >> 20
-            ),
-        )
-        .with_file(shown.into()));
+        return Err(limit(format!(
+            "the {what} is larger than {} MiB, the most baton reads",
+            MAX_FILE_BYTES >> 20
+        )));
     }
-    budget
-        .read(bytes.len())
-        .map_err(|m| SpecError::new(ErrorKind::Limit, "", m).with_file(shown.into()))?;
+    budget.read(bytes.len()).map_err(limit)?;
     decode(bytes, shown, what)
 }
 
