@@ -58,7 +58,7 @@ pub enum Command {
     Down(DownArgs),
     /// Show what `up` would do; exit 0 = nothing to do, 2 = changes pending, 1 = error
     Plan(PlanArgs),
-    /// Print the resolved, normalised file
+    /// Print the resolved, normalised file (it loads back to the same project)
     Config(ConfigArgs),
     /// List the project's containers
     Ps(PsArgs),

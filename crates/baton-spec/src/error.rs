@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Conflict,
     /// A value of the right type that is still not acceptable.
     Invalid,
+    /// A bound of the reader's was crossed: file size, nodes or text built, nesting
+    /// (the bounds are in `limits.rs`).
+    Limit,
 }
 
 /// A located error from reading a project.
@@ -125,11 +128,16 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 /// The candidate closest to `word`, if one is close enough to be what was meant: a
 /// shared prefix counts (Jaro-Winkler ≥ 0.8), and so do a few typos in a short word,
 /// transpositions included (Damerau-Levenshtein within 40 % of the length: `wbe` is
-/// `web`). Every did-you-mean in baton goes through here.
+/// `web`). Every did-you-mean in baton goes through here. Words and candidates longer
+/// than a name get none (the comparison costs the product of their lengths).
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    const MAX_NAME: usize = 64;
+    if word.len() > MAX_NAME {
+        return None;
+    }
     candidates
         .into_iter()
-        .filter(|c| *c != word)
+        .filter(|c| *c != word && c.len() <= MAX_NAME)
         .map(|c| {
             let jw = strsim::jaro_winkler(word, c);
             let dl = strsim::normalized_damerau_levenshtein(word, c);

@@ -4,10 +4,13 @@
 mod envfile;
 mod error;
 mod interpolate;
+pub mod limits;
 mod load;
 mod merge;
 pub mod model;
 mod normalize;
+mod read;
+pub mod render;
 pub mod schema;
 mod validate;
 mod yaml;

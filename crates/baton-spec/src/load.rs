@@ -1,15 +1,18 @@
 //! The reader's entry point: find the files, read the environment, parse, interpolate,
 //! apply `include` and `extends`, merge the files, then normalise and validate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::envfile;
 use crate::error::{ErrorKind, SpecError};
 use crate::interpolate::interpolate;
+use crate::limits::{Budget, MAX_EXTENDS_DEPTH, MAX_INCLUDE_DEPTH};
 use crate::merge::{merge_files, merge_service, strip_resets};
 use crate::model::Project;
 use crate::normalize;
+use crate::read;
 use crate::yaml::{self, Entry, Kind, Node, Source};
 
 /// What to load and under which environment; the loader reads nothing else.
@@ -88,12 +91,15 @@ pub fn load_with_warnings(opts: &LoadOptions) -> Result<(Project, Vec<String>), 
             .map(|f| opts.working_dir.join(f))
             .collect()
     };
-    let env = Env::new(&opts.environment, &env_files, &opts.working_dir)?;
+    let budget = Budget::default();
+    let env = Env::new(&opts.environment, &env_files, &opts.working_dir, &budget)?;
 
     let mut ctx = Loader {
         working_dir: opts.working_dir.clone(),
         warnings: Vec::new(),
+        unset: HashSet::new(),
         files_read: Vec::new(),
+        budget,
     };
     let mut merged: Option<Node> = None;
     for file in &files {
@@ -137,7 +143,7 @@ pub fn load_with_warnings(opts: &LoadOptions) -> Result<(Project, Vec<String>), 
         profiles,
         enable_services: opts.enable_services.clone(),
     };
-    let project = normalize::project(&root, &settings, &env)?;
+    let project = normalize::project(&root, &settings, &env, &ctx.budget)?;
     Ok((project, ctx.warnings))
 }
 
@@ -194,12 +200,16 @@ impl Env {
         environment: &BTreeMap<String, String>,
         env_files: &[PathBuf],
         working_dir: &Path,
+        budget: &Budget,
     ) -> Result<Env, SpecError> {
         let mut file_vars: BTreeMap<String, String> = BTreeMap::new();
         for file in env_files {
-            let entries = read_env_file(file, working_dir, &|k| {
-                environment.get(k).or_else(|| file_vars.get(k)).cloned()
-            })?;
+            let entries = read_env_file(
+                file,
+                working_dir,
+                &|k| environment.get(k).or_else(|| file_vars.get(k)).cloned(),
+                budget,
+            )?;
             for (k, v) in entries {
                 if let Some(v) = v {
                     file_vars.insert(k, v);
@@ -221,14 +231,12 @@ pub(crate) fn read_env_file(
     file: &Path,
     working_dir: &Path,
     outer: &dyn Fn(&str) -> Option<String>,
+    budget: &Budget,
 ) -> Result<Vec<(String, Option<String>)>, SpecError> {
     let shown = display_path(file, working_dir);
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        SpecError::new(ErrorKind::Io, "", format!("cannot read env file: {e}"))
-            .with_file(shown.clone())
-    })?;
-    envfile::parse(&text, outer).map_err(|(line, msg)| {
-        let mut e = SpecError::new(ErrorKind::Syntax, "", msg).with_file(shown);
+    let text = read::text(file, &shown, "env file", budget)?;
+    envfile::parse(&text, outer, budget).map_err(|(line, kind, msg)| {
+        let mut e = SpecError::new(kind, "", msg).with_file(shown);
         e.line = Some(u32::try_from(line).unwrap_or(u32::MAX));
         e.column = Some(1);
         e
@@ -251,22 +259,60 @@ pub(crate) fn display_path(file: &Path, working_dir: &Path) -> PathBuf {
 struct Loader {
     working_dir: PathBuf,
     warnings: Vec<String>,
+    /// Variables already warned about.
+    unset: HashSet<String>,
     files_read: Vec<PathBuf>,
+    budget: Budget,
+}
+
+/// What one file's `extends` resolution has already done: resolved services by file and
+/// name (with the length of their chain), and the files `extends: {file: …}` read (by
+/// file and base directory), each with its services indexed by name.
+#[derive(Default)]
+struct Extends {
+    resolved: HashMap<(PathBuf, String), (Node, usize)>,
+    files: HashMap<(PathBuf, PathBuf), Rc<ServiceIndex>>,
+}
+
+/// A file's node and where each of its services is.
+struct ServiceIndex {
+    node: Node,
+    services: HashMap<String, usize>,
+}
+
+impl ServiceIndex {
+    fn new(node: Node) -> ServiceIndex {
+        let services = node
+            .get("services")
+            .and_then(Node::as_map)
+            .map(|m| {
+                m.iter()
+                    .enumerate()
+                    .map(|(i, e)| (e.key.clone(), i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ServiceIndex { node, services }
+    }
+
+    fn service(&self, name: &str) -> Option<&Node> {
+        let i = *self.services.get(name)?;
+        let entries = self.node.get("services")?.as_map()?;
+        entries.get(i).map(|e| &e.value)
+    }
 }
 
 impl Loader {
     /// Parse and interpolate one file.
     fn read(&mut self, path: &Path, base_dir: &Path, env: &Env) -> Result<Node, SpecError> {
         let shown = display_path(path, &self.working_dir);
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SpecError::new(ErrorKind::Io, "", format!("cannot read file: {e}"))
-                .with_file(shown.clone())
-        })?;
+        let text = read::text(path, &shown, "file", &self.budget)?;
         if !self.files_read.iter().any(|f| f == path) {
             self.files_read.push(path.to_path_buf());
         }
         let source = Source::new(path.to_path_buf(), shown, base_dir.to_path_buf());
-        let mut node = yaml::parse(&text, &source)?;
+        let mut node = yaml::parse(&text, &source, &self.budget)?;
+        drop(text);
         match &node.kind {
             Kind::Map(_) | Kind::Null => {}
             _ => {
@@ -282,13 +328,21 @@ impl Loader {
             }
         }
         let mut missing = Vec::new();
-        interpolate_node(&mut node, "", env, &mut missing)?;
-        for name in missing {
-            let w = format!("the \"{name}\" variable is not set, defaulting to a blank string");
-            if !self.warnings.contains(&w) {
-                self.warnings.push(w);
-            }
-        }
+        let unset = &mut self.unset;
+        interpolate_node(
+            &mut node,
+            &mut String::new(),
+            env,
+            &self.budget,
+            &mut |name| {
+                if unset.insert(name.to_string()) {
+                    missing.push(name.to_string());
+                }
+            },
+        )?;
+        self.warnings.extend(missing.into_iter().map(|name| {
+            format!("the \"{name}\" variable is not set, defaulting to a blank string")
+        }));
         Ok(node)
     }
 
@@ -398,12 +452,20 @@ impl Loader {
             } else {
                 let files: Vec<PathBuf> = env_files.iter().map(|f| here.join(f)).collect();
                 let mut e = env.clone();
-                let extra = Env::new(&BTreeMap::new(), &files, &self.working_dir)?;
+                let extra = Env::new(&BTreeMap::new(), &files, &self.working_dir, &self.budget)?;
                 for (k, v) in extra.vars {
                     e.vars.entry(k).or_insert(v);
                 }
                 e
             };
+            if stack.len() >= MAX_INCLUDE_DEPTH {
+                return Err(SpecError::at(
+                    ErrorKind::Limit,
+                    &item.mark,
+                    &ipath,
+                    format!("include nested deeper than {MAX_INCLUDE_DEPTH} files"),
+                ));
+            }
             let mut sub: Option<Node> = None;
             for f in &files {
                 let n = self.load_tree(f, &sub_base, &sub_env, stack).map_err(|e| {
@@ -434,45 +496,82 @@ impl Loader {
         base_dir: &Path,
         env: &Env,
     ) -> Result<(), SpecError> {
-        let snapshot = node.clone();
-        let Some(services) = node
+        let wanted: Vec<String> = node
+            .get("services")
+            .and_then(Node::as_map)
+            .map(|m| {
+                m.iter()
+                    .filter(|e| e.value.get("extends").is_some())
+                    .map(|e| e.key.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        // Resolve against the file as written, then put the results in place.
+        let mark = node.mark.clone();
+        let file = Rc::new(ServiceIndex::new(std::mem::replace(
+            node,
+            Node::new(Kind::Null, mark),
+        )));
+        let mut cache = Extends::default();
+        let mut done = HashMap::new();
+        for name in wanted {
+            let mut chain = Vec::new();
+            let (resolved, _) = self.extend(
+                &file, path, base_dir, env, &name, &mut chain, None, &mut cache,
+            )?;
+            done.insert(name, resolved);
+        }
+        drop(cache);
+        *node = Rc::try_unwrap(file)
+            .map(|f| f.node)
+            .unwrap_or_else(|f| f.node.clone());
+        if let Some(entries) = node
             .as_map_mut()
             .and_then(|m| m.iter_mut().find(|e| e.key == "services"))
-        else {
-            return Ok(());
-        };
-        let Some(entries) = services.value.as_map_mut() else {
-            return Ok(());
-        };
-        for e in entries.iter_mut() {
-            if e.value.get("extends").is_some() {
-                let mut stack = Vec::new();
-                e.value = self.extend(&snapshot, path, base_dir, env, &e.key, &mut stack, None)?;
+            .and_then(|s| s.value.as_map_mut())
+        {
+            for e in entries.iter_mut() {
+                if let Some(resolved) = done.remove(&e.key) {
+                    e.value = resolved;
+                }
             }
         }
         Ok(())
     }
 
+    /// Service `name` of `file` with its `extends` chain applied, and the chain's length
+    /// (at most [`MAX_EXTENDS_DEPTH`] links). `chain` holds the services being resolved,
+    /// for cycles; each service is resolved once per file, and every copy is charged to
+    /// the budget.
     #[allow(clippy::too_many_arguments)]
     fn extend(
         &mut self,
-        file: &Node,
+        file: &Rc<ServiceIndex>,
         path: &Path,
         base_dir: &Path,
         env: &Env,
         name: &str,
-        stack: &mut Vec<(PathBuf, String)>,
+        chain: &mut Vec<(PathBuf, String)>,
         from: Option<&Node>,
-    ) -> Result<Node, SpecError> {
+        cache: &mut Extends,
+    ) -> Result<(Node, usize), SpecError> {
         let spath = format!("services.{name}");
-        let Some(service) = file.get("services").and_then(|s| s.get(name)) else {
-            let mark = from.map(|f| &f.mark).unwrap_or(&file.mark);
+        let key = (path.to_path_buf(), name.to_string());
+        if let Some((done, links)) = cache.resolved.get(&key) {
+            self.charge_copy(done)?;
+            return Ok((done.clone(), *links));
+        }
+        let Some(service) = file.service(name) else {
+            let mark = from.map(|f| &f.mark).unwrap_or(&file.node.mark);
             return Err(SpecError::at(
                 ErrorKind::Undefined,
                 mark,
                 format!(
                     "services.{}.extends",
-                    stack.last().map(|s| s.1.as_str()).unwrap_or(name)
+                    chain.last().map(|s| s.1.as_str()).unwrap_or(name)
                 ),
                 format!(
                     "cannot extend service \"{name}\": it is not defined in {}",
@@ -481,7 +580,8 @@ impl Loader {
             ));
         };
         let Some(ext) = service.get("extends") else {
-            return Ok(service.clone());
+            self.charge_copy(service)?;
+            return Ok((service.clone(), 0));
         };
         let epath = format!("{spath}.extends");
         let (base_name, base_file) = match &ext.kind {
@@ -514,20 +614,39 @@ impl Loader {
                 ))
             }
         };
-        let key = (path.to_path_buf(), name.to_string());
-        if stack.contains(&key) {
-            let mut chain: Vec<String> = stack.iter().map(|s| s.1.clone()).collect();
-            chain.push(name.to_string());
+        if chain.contains(&key) {
+            let mut names: Vec<String> = chain.iter().map(|s| s.1.clone()).collect();
+            names.push(name.to_string());
             return Err(SpecError::at(
                 ErrorKind::Cycle,
                 &ext.mark,
                 &epath,
-                format!("extends cycle: {}", chain.join(" -> ")),
+                format!("extends cycle: {}", names.join(" -> ")),
             ));
         }
-        stack.push(key);
-        let base = match base_file {
-            None => self.extend(file, path, base_dir, env, &base_name, stack, Some(ext))?,
+        let too_long = || {
+            SpecError::at(
+                ErrorKind::Limit,
+                &ext.mark,
+                &epath,
+                format!("extends chain longer than {MAX_EXTENDS_DEPTH} links"),
+            )
+        };
+        if chain.len() >= MAX_EXTENDS_DEPTH {
+            return Err(too_long());
+        }
+        chain.push(key.clone());
+        let (base, base_links) = match base_file {
+            None => self.extend(
+                file,
+                path,
+                base_dir,
+                env,
+                &base_name,
+                chain,
+                Some(ext),
+                cache,
+            )?,
             Some(f) => {
                 let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 let other = dir.join(&f);
@@ -536,24 +655,51 @@ impl Loader {
                 } else {
                     base_dir.to_path_buf()
                 };
-                let other_node = self.read(&other, &other_base, env)?;
+                let file_key = (other.clone(), other_base.clone());
+                let other_file = match cache.files.get(&file_key) {
+                    Some(f) => f.clone(),
+                    None => {
+                        let node = self.read(&other, &other_base, env)?;
+                        let f = Rc::new(ServiceIndex::new(node));
+                        cache.files.insert(file_key, f.clone());
+                        f
+                    }
+                };
                 self.extend(
-                    &other_node,
+                    &other_file,
                     &other,
                     &other_base,
                     env,
                     &base_name,
-                    stack,
+                    chain,
                     Some(ext),
+                    cache,
                 )?
             }
         };
-        stack.pop();
+        chain.pop();
+        let links = base_links + 1;
+        if links > MAX_EXTENDS_DEPTH {
+            return Err(too_long());
+        }
+        self.charge_copy(service)?;
         let mut local = service.clone();
         if let Some(m) = local.as_map_mut() {
             m.retain(|e| e.key != "extends");
         }
-        Ok(merge_service(base, local))
+        let merged = merge_service(base, local);
+        self.charge_copy(&merged)?;
+        cache.resolved.insert(key, (merged.clone(), links));
+        Ok((merged, links))
+    }
+
+    /// Charge a copy of `node` to the budget, located at the node.
+    fn charge_copy(&self, node: &Node) -> Result<(), SpecError> {
+        let (nodes, text) = node.size();
+        self.budget
+            .nodes(nodes)
+            .and_then(|()| self.budget.text(text))
+            .map_err(|m| SpecError::at(ErrorKind::Limit, &node.mark, "", m))
     }
 }
 
@@ -604,8 +750,13 @@ fn add_included(node: &mut Node, sub: Node, ipath: &str) -> Result<(), SpecError
         let Some(existing) = target.value.as_map_mut() else {
             continue;
         };
+        let mut index: HashMap<String, usize> = existing
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key.clone(), i))
+            .collect();
         for item in items {
-            if let Some(mine) = existing.iter().find(|e| e.key == item.key) {
+            if let Some(mine) = index.get(&item.key).and_then(|i| existing.get(*i)) {
                 if section.key == "services" || mine.value.to_json() != item.value.to_json() {
                     return Err(SpecError::at(
                         ErrorKind::Conflict,
@@ -623,6 +774,7 @@ fn add_included(node: &mut Node, sub: Node, ipath: &str) -> Result<(), SpecError
                 }
                 continue;
             }
+            index.insert(item.key.clone(), existing.len());
             existing.push(item);
         }
     }
@@ -633,40 +785,50 @@ fn singular(section: &str) -> &str {
     section.strip_suffix('s').unwrap_or(section)
 }
 
-/// Interpolate every scalar value (never keys).
+/// Interpolate every scalar value (never keys). `path` is the dotted path of `node`,
+/// one buffer grown and cut back on the way down, so long keys are not copied per node;
+/// text an interpolation adds is charged to the budget.
 fn interpolate_node(
     node: &mut Node,
-    path: &str,
+    path: &mut String,
     env: &Env,
-    missing: &mut Vec<String>,
+    budget: &Budget,
+    missing: &mut dyn FnMut(&str),
 ) -> Result<(), SpecError> {
-    let mark = node.mark.clone();
     match &mut node.kind {
         Kind::Scalar { text, .. } => {
             if text.contains('$') {
                 let lookup = |k: &str| env.get(k);
-                let out = interpolate(text, &lookup, &mut |n| {
-                    if !missing.iter().any(|m| m == n) {
-                        missing.push(n.to_string());
-                    }
-                })
-                .map_err(|msg| SpecError::at(ErrorKind::Interpolation, &mark, path, msg))?;
+                let max_len = text.len().saturating_add(budget.text_left());
+                let out = interpolate(text, &lookup, missing, max_len)
+                    .and_then(|out| {
+                        budget
+                            .text(out.len().saturating_sub(text.len()))
+                            .map(|()| out)
+                            .map_err(|m| (ErrorKind::Limit, m))
+                    })
+                    .map_err(|(kind, msg)| SpecError::at(kind, &node.mark, path.as_str(), msg))?;
                 *text = out;
             }
         }
         Kind::Seq(items) => {
+            let len = path.len();
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate_node(item, &format!("{path}[{i}]"), env, missing)?;
+                use std::fmt::Write;
+                let _ = write!(path, "[{i}]");
+                interpolate_node(item, path, env, budget, missing)?;
+                path.truncate(len);
             }
         }
         Kind::Map(entries) => {
+            let len = path.len();
             for e in entries.iter_mut() {
-                let p = if path.is_empty() {
-                    e.key.clone()
-                } else {
-                    format!("{path}.{}", e.key)
-                };
-                interpolate_node(&mut e.value, &p, env, missing)?;
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&e.key);
+                interpolate_node(&mut e.value, path, env, budget, missing)?;
+                path.truncate(len);
             }
         }
         Kind::Null => {}

@@ -1,6 +1,8 @@
 //! Merging Compose files and `extends` bases: mappings merge recursively and later wins,
 //! with Compose's per-key rules (maps, appended lists, volumes by target, `!reset`).
 
+use std::collections::{HashMap, HashSet};
+
 use crate::normalize::volume_target;
 use crate::yaml::{Entry, Kind, Node, Tag};
 
@@ -92,32 +94,16 @@ pub fn merge_files(base: Node, over: Node) -> Node {
         return over;
     }
     let mark = base.mark.clone();
-    let (Kind::Map(mut entries), Kind::Map(over_entries)) = (base.kind, over.kind) else {
+    let (Kind::Map(entries), Kind::Map(over_entries)) = (base.kind, over.kind) else {
         return Node::new(Kind::Null, mark);
     };
-    for e in over_entries {
-        if e.value.tag == Some(Tag::Reset) {
-            entries.retain(|x| x.key != e.key);
-            continue;
+    let entries = merge_entries(entries, over_entries, false, |key, b, o| {
+        if key == "services" && o.tag != Some(Tag::Override) {
+            merge_map_with(b, o, |_, b, o| merge_service(b, o))
+        } else {
+            merge_deep(b, o)
         }
-        match entries.iter_mut().find(|x| x.key == e.key) {
-            None => entries.push(e),
-            Some(existing) if e.key == "services" && e.value.tag != Some(Tag::Override) => {
-                let base_value = std::mem::replace(
-                    &mut existing.value,
-                    Node::new(Kind::Null, e.value.mark.clone()),
-                );
-                existing.value = merge_map_with(base_value, e.value, |_, b, o| merge_service(b, o));
-            }
-            Some(existing) => {
-                let base_value = std::mem::replace(
-                    &mut existing.value,
-                    Node::new(Kind::Null, e.value.mark.clone()),
-                );
-                existing.value = merge_deep(base_value, e.value);
-            }
-        }
-    }
+    });
     Node {
         kind: Kind::Map(entries),
         mark,
@@ -165,39 +151,64 @@ fn normalize_build(mut service: Node) -> Node {
 fn merge_map_with(
     base: Node,
     over: Node,
-    mut merge_value: impl FnMut(&str, Node, Node) -> Node,
+    merge_value: impl FnMut(&str, Node, Node) -> Node,
 ) -> Node {
     let mark = base.mark.clone();
-    let tag = None;
-    let (Kind::Map(mut entries), Kind::Map(over_entries)) = (base.kind, over.kind) else {
+    let (Kind::Map(entries), Kind::Map(over_entries)) = (base.kind, over.kind) else {
         return Node::new(Kind::Null, mark);
     };
-    for e in over_entries {
+    Node {
+        kind: Kind::Map(merge_entries(entries, over_entries, true, merge_value)),
+        mark,
+        tag: None,
+    }
+}
+
+/// `over`'s entries onto `entries`: `!reset` removes, `!override` replaces (when
+/// `override_tag`), a new key is appended, a key both have is merged by `merge_value`.
+/// Keys are found through an index, so large mappings merge in linear time.
+fn merge_entries(
+    entries: Vec<Entry>,
+    over: Vec<Entry>,
+    override_tag: bool,
+    mut merge_value: impl FnMut(&str, Node, Node) -> Node,
+) -> Vec<Entry> {
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    let mut index: HashMap<String, usize> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.as_ref().map(|e| (e.key.clone(), i)))
+        .collect();
+    for e in over {
         if e.value.tag == Some(Tag::Reset) {
-            entries.retain(|x| x.key != e.key);
+            if let Some(slot) = index.remove(&e.key).and_then(|i| slots.get_mut(i)) {
+                *slot = None;
+            }
             continue;
         }
-        match entries.iter_mut().find(|x| x.key == e.key) {
-            None => entries.push(e),
+        let existing = index
+            .get(&e.key)
+            .and_then(|i| slots.get_mut(*i))
+            .and_then(Option::as_mut);
+        match existing {
+            None => {
+                index.insert(e.key.clone(), slots.len());
+                slots.push(Some(e));
+            }
+            Some(existing) if override_tag && e.value.tag == Some(Tag::Override) => {
+                existing.value = e.value;
+                existing.value.tag = None;
+            }
             Some(existing) => {
-                if e.value.tag == Some(Tag::Override) {
-                    existing.value = e.value;
-                    existing.value.tag = None;
-                } else {
-                    let base_value = std::mem::replace(
-                        &mut existing.value,
-                        Node::new(Kind::Null, e.value.mark.clone()),
-                    );
-                    existing.value = merge_value(&e.key, base_value, e.value);
-                }
+                let base_value = std::mem::replace(
+                    &mut existing.value,
+                    Node::new(Kind::Null, e.value.mark.clone()),
+                );
+                existing.value = merge_value(&e.key, base_value, e.value);
             }
         }
     }
-    Node {
-        kind: Kind::Map(entries),
-        mark,
-        tag,
-    }
+    slots.into_iter().flatten().collect()
 }
 
 fn apply(rule: Rule, key: &str, base: Node, over: Node) -> Node {
@@ -224,9 +235,11 @@ fn apply(rule: Rule, key: &str, base: Node, over: Node) -> Node {
         }
         Rule::Append => match (base.kind, over.kind) {
             (Kind::Seq(mut items), Kind::Seq(more)) => {
+                // Items compared by their JSON text, through a set: linear time.
+                let mut seen: HashSet<String> =
+                    items.iter().map(|x| x.to_json().to_string()).collect();
                 for item in more {
-                    let j = item.to_json();
-                    if !items.iter().any(|x| x.to_json() == j) {
+                    if seen.insert(item.to_json().to_string()) {
                         items.push(item);
                     }
                 }
@@ -240,17 +253,23 @@ fn apply(rule: Rule, key: &str, base: Node, over: Node) -> Node {
         },
         Rule::ByKey(item_key) => match (base.kind, over.kind) {
             (Kind::Seq(mut items), Kind::Seq(more)) => {
+                // The first item with each key, through an index: linear time.
+                let mut index: HashMap<String, usize> = HashMap::new();
+                for (i, x) in items.iter().enumerate() {
+                    if let Some(k) = key_of(x, item_key) {
+                        index.entry(k).or_insert(i);
+                    }
+                }
                 for item in more {
-                    let k = key_of(&item, item_key);
-                    match items
-                        .iter()
-                        .position(|x| k.is_some() && key_of(x, item_key) == k)
-                    {
-                        Some(i) => {
-                            if let Some(slot) = items.get_mut(i) {
-                                *slot = item;
-                            }
+                    let slot = key_of(&item, item_key).and_then(|k| match index.get(&k) {
+                        Some(i) => Some(*i),
+                        None => {
+                            index.insert(k, items.len());
+                            None
                         }
+                    });
+                    match slot.and_then(|i| items.get_mut(i)) {
+                        Some(slot) => *slot = item,
                         None => items.push(item),
                     }
                 }
@@ -299,7 +318,10 @@ fn as_map(node: Node, form: ListForm) -> Node {
     let Kind::Seq(items) = node.kind else {
         return node;
     };
+    // Every item in order and where each key was last seen: a key written again moves
+    // to the end, in linear time.
     let mut entries: Vec<Entry> = Vec::new();
+    let mut latest: HashMap<String, usize> = HashMap::new();
     for item in items {
         let Some(text) = item.scalar() else {
             continue;
@@ -319,13 +341,19 @@ fn as_map(node: Node, form: ListForm) -> Node {
             Some(v) => Node::string(v, item.mark.clone()),
             None => Node::new(Kind::Null, item.mark.clone()),
         };
-        entries.retain(|e| e.key != k);
+        latest.insert(k.clone(), entries.len());
         entries.push(Entry {
             key: k,
             key_mark: item.mark.clone(),
             value,
         });
     }
+    let entries = entries
+        .into_iter()
+        .enumerate()
+        .filter(|(i, e)| latest.get(&e.key) == Some(i))
+        .map(|(_, e)| e)
+        .collect();
     Node::new(Kind::Map(entries), node.mark)
 }
 
@@ -359,7 +387,7 @@ mod tests {
 
     fn node(text: &str) -> Node {
         let src: Arc<Source> = Source::new("t.yaml".into(), "t.yaml".into(), "/p".into());
-        parse(text, &src).unwrap()
+        parse(text, &src, &crate::limits::Budget::default()).unwrap()
     }
 
     fn merged(a: &str, b: &str) -> serde_json::Value {

@@ -1,12 +1,14 @@
 //! From the merged node tree to the model: every key checked against the specification,
 //! every value type-checked with its position, every short syntax expanded.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
 use crate::error::{suggest, ErrorKind, SpecError};
+use crate::limits::{Budget, MAX_SERVICES};
 use crate::load::{read_env_file, Env};
 use crate::model::*;
 use crate::schema;
@@ -32,13 +34,18 @@ fn child(path: &str, key: &str) -> String {
     }
 }
 
-/// Records where `node` (at dotted `path`) and everything under it was written.
+/// Records where `node` (at dotted `path`) and everything under it was written. The
+/// paths are text the project keeps, so they are charged to the budget.
 fn record_marks(
     path: &str,
     key_mark: &Mark,
     node: &Node,
     out: &mut BTreeMap<String, crate::model::Location>,
-) {
+    budget: &Budget,
+) -> Result<()> {
+    budget
+        .text(path.len())
+        .map_err(|m| SpecError::at(ErrorKind::Limit, key_mark, "", m))?;
     let loc = |m: &Mark| crate::model::Location {
         file: m.source.display.clone(),
         line: u32::try_from(m.line).unwrap_or(u32::MAX),
@@ -50,7 +57,8 @@ fn record_marks(
     match &node.kind {
         Kind::Map(entries) => {
             for e in entries {
-                record_marks(&format!("{path}.{}", e.key), &e.key_mark, &e.value, out);
+                let p = format!("{path}.{}", e.key);
+                record_marks(&p, &e.key_mark, &e.value, out, budget)?;
             }
         }
         Kind::Seq(items) => {
@@ -61,11 +69,12 @@ fn record_marks(
                     Kind::Map(entries) if !entries.is_empty() => &entries[0].key_mark,
                     _ => &item.mark,
                 };
-                record_marks(&format!("{path}[{i}]"), mark, item, out);
+                record_marks(&format!("{path}[{i}]"), mark, item, out, budget)?;
             }
         }
         _ => {}
     }
+    Ok(())
 }
 
 fn type_error(node: &Node, path: &str, expected: &str) -> SpecError {
@@ -393,7 +402,7 @@ fn extensions(node: &Node) -> BTreeMap<String, Json> {
 }
 
 /// The whole project.
-pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
+pub fn project(root: &Node, settings: &Settings, env: &Env, budget: &Budget) -> Result<Project> {
     let empty = Node::new(Kind::Map(Vec::new()), root.mark.clone());
     let root = if root.is_null() { &empty } else { root };
     let allowed: Vec<&str> = schema::TOP
@@ -435,7 +444,7 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
             Kind::Map(entries) => {
                 for e in entries {
                     baton.insert(e.key.clone(), e.value.to_json());
-                    record_marks(&e.key, &e.key_mark, &e.value, &mut baton_marks);
+                    record_marks(&e.key, &e.key_mark, &e.value, &mut baton_marks, budget)?;
                 }
             }
             Kind::Null => {}
@@ -444,7 +453,7 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
     }
     for key in schema::BATON_TOP {
         if let Some(e) = root.entry(key) {
-            record_marks(key, &e.key_mark, &e.value, &mut baton_marks);
+            record_marks(key, &e.key_mark, &e.value, &mut baton_marks, budget)?;
             let v = e.value.to_json();
             match (baton.get_mut(*key), v) {
                 (Some(Json::Object(existing)), Json::Object(more)) => existing.extend(more),
@@ -498,18 +507,37 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
 
     let mut services = BTreeMap::new();
     let mut marks = BTreeMap::new();
+    let mut env_files = EnvFiles::new();
     if let Some(n) = root.get("services") {
-        for e in map_entries(n, "services")? {
+        let entries = map_entries(n, "services")?;
+        if let Some(e) = entries.get(MAX_SERVICES) {
+            return Err(SpecError::at(
+                ErrorKind::Limit,
+                &e.key_mark,
+                format!("services.{}", e.key),
+                format!("more than {MAX_SERVICES} services"),
+            ));
+        }
+        for e in entries {
             let p = format!("services.{}", e.key);
-            services.insert(e.key.clone(), service(&e.value, &p, env)?);
+            services.insert(
+                e.key.clone(),
+                service(&e.value, &p, env, budget, &mut env_files)?,
+            );
             // The engine reads a service's `x-baton` and `deploy` settings after this.
             for key in ["x-baton", "deploy"] {
                 if let Some(section) = e.value.entry(key) {
                     let path = format!("{p}.{key}");
-                    record_marks(&path, &section.key_mark, &section.value, &mut baton_marks);
+                    record_marks(
+                        &path,
+                        &section.key_mark,
+                        &section.value,
+                        &mut baton_marks,
+                        budget,
+                    )?;
                 }
             }
-            marks.insert(e.key.clone(), (e.key_mark.clone(), e.value.clone()));
+            marks.insert(e.key.clone(), (e.key_mark.clone(), &e.value));
         }
     }
 
@@ -529,6 +557,25 @@ pub fn project(root: &Node, settings: &Settings, env: &Env) -> Result<Project> {
         baton_marks,
     };
     validate::project(&mut project, &marks, settings)?;
+    if project.services.is_empty()
+        && project.disabled_services.is_empty()
+        && project.baton.is_empty()
+    {
+        return Err(SpecError::new(
+            ErrorKind::Invalid,
+            "",
+            "the project defines nothing: no services and no baton section",
+        )
+        .with_file(root.mark.source.display.clone())
+        .with_hint(format!(
+            "define \"services:\" or one of {}",
+            schema::BATON_TOP
+                .iter()
+                .map(|k| format!("\"{k}:\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     Ok(project)
 }
 
@@ -786,7 +833,17 @@ fn command(node: &Node, path: &str) -> Result<Option<Vec<String>>> {
     }
 }
 
-fn service(node: &Node, path: &str, env: &Env) -> Result<Service> {
+/// Env files already read for this project's services, by path: services that share one
+/// read it once.
+type EnvFiles = HashMap<PathBuf, Vec<(String, Option<String>)>>;
+
+fn service(
+    node: &Node,
+    path: &str,
+    env: &Env,
+    budget: &Budget,
+    env_files: &mut EnvFiles,
+) -> Result<Service> {
     if node.is_null() {
         return Err(SpecError::at(
             ErrorKind::Invalid,
@@ -856,7 +913,9 @@ fn service(node: &Node, path: &str, env: &Env) -> Result<Service> {
                 _ => return Err(type_error(item, &ip, "a string or a mapping")),
             };
             let full = PathBuf::from(resolve_path(item, &file, env));
-            if !full.is_file() {
+            // Only a missing file is skipped; anything else there is read, and a
+            // directory or device refused by name.
+            if !full.exists() {
                 if required {
                     return Err(SpecError::at(
                         ErrorKind::Io,
@@ -867,10 +926,21 @@ fn service(node: &Node, path: &str, env: &Env) -> Result<Service> {
                 }
                 continue;
             }
-            let entries = read_env_file(&full, Path::new(""), &|k| env.get(k))?;
-            for (k, v) in entries {
-                let v = v.or_else(|| env.get(&k));
-                s.environment.insert(k, v);
+            let entries = match env_files.entry(full) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let entries = read_env_file(e.key(), Path::new(""), &|k| env.get(k), budget)?;
+                    e.insert(entries)
+                }
+            };
+            for (k, v) in entries.iter() {
+                let v = v.clone().or_else(|| env.get(k));
+                // Each service gets its own copy of the file's variables.
+                let len = k.len() + v.as_ref().map_or(0, String::len);
+                budget
+                    .text(len)
+                    .map_err(|m| SpecError::at(ErrorKind::Limit, &item.mark, &ip, m))?;
+                s.environment.insert(k.clone(), v);
             }
         }
     }
@@ -881,7 +951,7 @@ fn service(node: &Node, path: &str, env: &Env) -> Result<Service> {
         }
     }
     if let Some(n) = node.get("ports") {
-        s.ports = ports(n, &child(path, "ports"))?;
+        s.ports = ports(n, &child(path, "ports"), budget)?;
     }
     if let Some(n) = node.get("expose") {
         let p = child(path, "expose");
@@ -1043,7 +1113,7 @@ fn build(node: &Node, path: &str, env: &Env) -> Result<Build> {
     })
 }
 
-fn ports(node: &Node, path: &str) -> Result<Vec<Port>> {
+fn ports(node: &Node, path: &str, budget: &Budget) -> Result<Vec<Port>> {
     let Kind::Seq(items) = &node.kind else {
         return Err(type_error(node, path, "a list"));
     };
@@ -1054,6 +1124,10 @@ fn ports(node: &Node, path: &str) -> Result<Vec<Port>> {
             Kind::Scalar { text, .. } => {
                 let parsed = parse_port(text)
                     .map_err(|m| SpecError::at(ErrorKind::Invalid, &item.mark, &p, m))?;
+                // A range is one port per number: charged like the nodes it stands for.
+                budget
+                    .nodes(parsed.len())
+                    .map_err(|m| SpecError::at(ErrorKind::Limit, &item.mark, &p, m))?;
                 out.extend(parsed);
             }
             Kind::Map(_) => {

@@ -1,7 +1,7 @@
 //! Whole-project checks once every service is normalised: profiles, the implicit default
 //! network, references to networks, volumes, secrets, configs and services, and cycles.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::error::{suggest, ErrorKind, SpecError};
 use crate::model::{Network, Project};
@@ -10,10 +10,11 @@ use crate::yaml::{Kind, Mark, Node};
 
 type Result<T> = std::result::Result<T, SpecError>;
 
-/// Where each service was written: its key's mark and its merged node.
-pub type ServiceNodes = BTreeMap<String, (Mark, Node)>;
+/// Where each service was written: its key's mark and its merged node (borrowed from
+/// the tree, which outlives the checks: a copy would double a large project).
+pub type ServiceNodes<'a> = BTreeMap<String, (Mark, &'a Node)>;
 
-pub fn project(p: &mut Project, nodes: &ServiceNodes, settings: &Settings) -> Result<()> {
+pub fn project(p: &mut Project, nodes: &ServiceNodes<'_>, settings: &Settings) -> Result<()> {
     check_dependencies(p, nodes)?;
     check_cycles(p, nodes)?;
     apply_profiles(p, nodes, settings)?;
@@ -23,7 +24,7 @@ pub fn project(p: &mut Project, nodes: &ServiceNodes, settings: &Settings) -> Re
 }
 
 /// The mark of `item` inside the service's `key` (a list item or a mapping key).
-fn mark_of(nodes: &ServiceNodes, service: &str, key: &str, item: &str) -> Option<Mark> {
+fn mark_of(nodes: &ServiceNodes<'_>, service: &str, key: &str, item: &str) -> Option<Mark> {
     let (key_mark, node) = nodes.get(service)?;
     let Some(section) = node.get(key) else {
         return Some(key_mark.clone());
@@ -57,7 +58,7 @@ fn located(e: SpecError, mark: Option<Mark>) -> SpecError {
     }
 }
 
-fn check_dependencies(p: &Project, nodes: &ServiceNodes) -> Result<()> {
+fn check_dependencies(p: &Project, nodes: &ServiceNodes<'_>) -> Result<()> {
     for (name, s) in &p.services {
         for dep in s.depends_on.keys() {
             let path = format!("services.{name}.depends_on.{dep}");
@@ -88,61 +89,54 @@ fn check_dependencies(p: &Project, nodes: &ServiceNodes) -> Result<()> {
     Ok(())
 }
 
-fn check_cycles(p: &Project, nodes: &ServiceNodes) -> Result<()> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        Visiting,
-        Done,
-    }
-    fn visit(
-        p: &Project,
-        name: &str,
-        state: &mut BTreeMap<String, State>,
-        stack: &mut Vec<String>,
-    ) -> Option<Vec<String>> {
-        match state.get(name) {
-            Some(State::Done) => return None,
-            Some(State::Visiting) => {
-                let start = stack.iter().position(|s| s == name)?;
-                let mut cycle: Vec<String> = stack.get(start..)?.to_vec();
-                cycle.push(name.to_string());
-                return Some(cycle);
-            }
-            None => {}
+fn check_cycles(p: &Project, nodes: &ServiceNodes<'_>) -> Result<()> {
+    // Depth-first, with an explicit stack: a chain of thousands of services must not
+    // take the thread's stack with it.
+    let deps = |name: &str| p.services.get(name).map(|s| s.depends_on.keys());
+    let mut done: HashSet<&str> = HashSet::new();
+    for start in p.services.keys() {
+        if done.contains(start.as_str()) {
+            continue;
         }
-        state.insert(name.to_string(), State::Visiting);
-        stack.push(name.to_string());
-        if let Some(s) = p.services.get(name) {
-            for dep in s.depends_on.keys() {
-                if let Some(c) = visit(p, dep, state, stack) {
-                    return Some(c);
+        let mut path: Vec<&str> = vec![start];
+        let mut on_path: HashSet<&str> = HashSet::from([start.as_str()]);
+        let mut stack = vec![deps(start)];
+        while let Some(top) = stack.last_mut() {
+            let next = top.as_mut().and_then(Iterator::next);
+            let Some(dep) = next else {
+                stack.pop();
+                if let Some(name) = path.pop() {
+                    on_path.remove(name);
+                    done.insert(name);
                 }
+                continue;
+            };
+            if on_path.contains(dep.as_str()) {
+                let at = path.iter().position(|s| *s == dep.as_str()).unwrap_or(0);
+                let mut cycle: Vec<&str> = path.get(at..).unwrap_or_default().to_vec();
+                cycle.push(dep);
+                let first = cycle.first().copied().unwrap_or_default();
+                let second = cycle.get(1).copied().unwrap_or_default();
+                return Err(located(
+                    SpecError::new(
+                        ErrorKind::Cycle,
+                        format!("services.{first}.depends_on"),
+                        format!("dependency cycle: {}", cycle.join(" -> ")),
+                    ),
+                    mark_of(nodes, first, "depends_on", second),
+                ));
             }
-        }
-        stack.pop();
-        state.insert(name.to_string(), State::Done);
-        None
-    }
-    let mut state = BTreeMap::new();
-    for name in p.services.keys() {
-        let mut stack = Vec::new();
-        if let Some(cycle) = visit(p, name, &mut state, &mut stack) {
-            let first = cycle.first().cloned().unwrap_or_default();
-            let second = cycle.get(1).cloned().unwrap_or_default();
-            return Err(located(
-                SpecError::new(
-                    ErrorKind::Cycle,
-                    format!("services.{first}.depends_on"),
-                    format!("dependency cycle: {}", cycle.join(" -> ")),
-                ),
-                mark_of(nodes, &first, "depends_on", &second),
-            ));
+            if !done.contains(dep.as_str()) {
+                on_path.insert(dep);
+                path.push(dep);
+                stack.push(deps(dep));
+            }
         }
     }
     Ok(())
 }
 
-fn apply_profiles(p: &mut Project, nodes: &ServiceNodes, settings: &Settings) -> Result<()> {
+fn apply_profiles(p: &mut Project, nodes: &ServiceNodes<'_>, settings: &Settings) -> Result<()> {
     let all = settings.profiles.iter().any(|s| s == "*");
     let mut active: BTreeSet<String> = p
         .services
@@ -238,7 +232,7 @@ fn default_network(p: &mut Project) {
     }
 }
 
-fn check_references(p: &Project, nodes: &ServiceNodes) -> Result<()> {
+fn check_references(p: &Project, nodes: &ServiceNodes<'_>) -> Result<()> {
     let undefined = |service: &str, key: &str, what: &str, item: &str, known: Vec<&str>| {
         let mut e = SpecError::new(
             ErrorKind::Undefined,

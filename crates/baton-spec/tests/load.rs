@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use baton_spec::{load, Condition, ErrorKind, LoadOptions, Project, SpecError};
+use baton_spec::{load, render, Condition, ErrorKind, LoadOptions, Project, SpecError};
 
 fn write(dir: &tempfile::TempDir, files: &[(&str, &str)]) {
     for (name, text) in files {
@@ -315,4 +315,181 @@ fn baton_sections_keep_where_each_node_was_written() {
         e.to_string(),
         "baton.yaml:6:9: pipelines.ci.jobs.build.timeout: \"soon\" is not a duration"
     );
+}
+
+/// `baton config`'s output ([`render::yaml`], [`render::json`]) loads to the same project
+/// for a file that uses every part of the model; only the files read, their directory
+/// and the positions of baton's sections differ.
+#[test]
+fn config_output_of_every_field_loads_to_the_same_project() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir,
+        &[
+            ("app/Dockerfile", "FROM scratch\n"),
+            ("app/web.env", "FROM_FILE=1\nCOST=5$$\n"),
+            ("s.txt", "secret\n"),
+            (
+                "compose.yaml",
+                r#"name: Round-Trip
+services:
+  web:
+    build:
+      context: ./app
+      args: [A=1, B]
+      cache_from: [x]
+      target: t
+      labels: {l: v}
+      tags: [t1]
+    command: sh -c 'echo "$$HOME" ${A}'
+    entrypoint: [/init, "--"]
+    env_file: app/web.env
+    environment:
+      PRICE: "$$5"
+      UNSET_HERE:
+      NUMBER: 1
+    ports: ["127.0.0.1:8000-8001:80-81/udp", {target: 443, published: "8443", mode: host, name: https, app_protocol: h2}]
+    expose: ["9000"]
+    volumes:
+      - ./data:/data:ro,z
+      - named:/named:nocopy
+      - {type: tmpfs, target: /tmp, tmpfs: {size: 64m, mode: 1777}}
+      - {type: volume, source: named, target: /sub, volume: {subpath: a}}
+    tmpfs: /run
+    networks:
+      front: {aliases: [w], ipv4_address: 10.1.0.5, priority: 10, x-net: 1}
+      back:
+    depends_on:
+      db: {condition: service_healthy, required: false, restart: true}
+      cache: {condition: service_completed_successfully}
+    healthcheck: {test: curl -f localhost, interval: 1m30s, timeout: 1500ms, retries: 3, start_period: 2h, start_interval: 0s}
+    restart: on-failure:3
+    deploy:
+      mode: replicated
+      replicas: 2
+      labels: [a=b]
+      resources:
+        limits: {cpus: "0.5", memory: 512m, pids: 100, devices: [{capabilities: [gpu]}]}
+        reservations: {memory: "1000"}
+      restart_policy: {condition: on-failure, delay: 5s, max_attempts: 3, window: 2m}
+      update_config: {parallelism: 1, delay: 10s, failure_action: rollback, monitor: 1m, max_failure_ratio: 0.25, order: start-first}
+      rollback_config: {parallelism: 2}
+      placement: {constraints: [node.role==manager]}
+    labels: {com.example: "yes"}
+    container_name: web
+    working_dir: /srv
+    user: "1000"
+    hostname: web
+    domainname: example.com
+    stop_grace_period: 1s
+    stop_signal: SIGINT
+    init: false
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 65535}
+    extra_hosts: {somehost: ["1.2.3.4", "::1"]}
+    logging: {driver: json-file, options: {max-size: 10m}}
+    configs: [cfg, {source: cfg2, target: /etc/c, uid: "0", gid: "0", mode: 0440}]
+    secrets: [s]
+    privileged: true
+    read_only: true
+    tty: true
+    stdin_open: true
+    pull_policy: always
+    dns: 8.8.8.8
+    dns_search: [example.com]
+    sysctls: [net.core.somaxconn=1024]
+    platform: linux/amd64
+    shm_size: 64m
+    mem_limit: 1g
+    x-baton: {rollout: {strategy: canary, steps: [10, 50]}, note: "$$x"}
+    x-team: web
+  db:
+    image: postgres:${TAG:-16}
+    network_mode: host
+    scale: 1
+  cache:
+    image: redis
+    profiles: [extra]
+  debug:
+    image: busybox
+    profiles: [dbg]
+networks:
+  front:
+    driver: bridge
+    driver_opts: {com.docker.network.bridge.name: br0}
+    internal: true
+    attachable: true
+    enable_ipv6: true
+    enable_ipv4: true
+    ipam: {driver: default, config: [{subnet: 10.1.0.0/16, ip_range: 10.1.0.0/24, gateway: 10.1.0.1, aux_addresses: {a: 10.1.0.2}}], options: {o: v}}
+    labels: [n=1]
+    x-extra: true
+  back:
+  outside: {external: {name: shared-net}}
+volumes:
+  named: {driver: local, driver_opts: {type: none}, labels: {v: "1"}, x-v: [1]}
+  ext: {external: true}
+configs:
+  cfg: {content: "a $$b ${A:-c}"}
+  cfg2: {environment: CFG}
+  empty:
+secrets:
+  s: {file: ./s.txt, labels: {k: v}, template_driver: golang}
+models:
+  m: {model: ai/llm, context_size: 4096}
+pipelines:
+  ci: {jobs: {test: {run: "echo $$HOME", timeout: 10m}}}
+vms:
+  v: {memory: 1G}
+x-baton:
+  hosts: {h1: {address: 10.0.0.1}}
+  runbooks: {r: {steps: [{run: uptime}]}}
+x-top: {anything: [1, 2.5, true, null, "0.5"]}
+"#,
+            ),
+        ],
+    );
+    let opts = LoadOptions {
+        working_dir: dir.path().to_path_buf(),
+        profiles: vec!["extra".into()],
+        environment: BTreeMap::from([("A".to_string(), "from-env".to_string())]),
+        ..Default::default()
+    };
+    let project = load(&opts).unwrap();
+    assert_eq!(
+        project.disabled_services.len(),
+        1,
+        "debug stays behind its profile"
+    );
+    let comparable = |mut p: Project| {
+        p.files.clear();
+        p.working_dir = PathBuf::new();
+        p.baton_marks.clear();
+        p
+    };
+    let want = comparable(project.clone());
+    for text in [render::yaml(&project), render::json(&project)] {
+        let again = tempfile::tempdir().unwrap();
+        write(&again, &[("baton.yaml", &text)]);
+        let mut o = opts.clone();
+        o.working_dir = again.path().to_path_buf();
+        let got = comparable(load(&o).unwrap_or_else(|e| panic!("{e}\n{text}")));
+        assert_eq!(
+            serde_json::to_value(&got).unwrap(),
+            serde_json::to_value(&want).unwrap(),
+            "{text}"
+        );
+        assert_eq!(got, want, "{text}");
+    }
+    let text = render::yaml(&project);
+    for line in [
+        "      interval: 1m30s",
+        "      timeout: 1s500ms",
+        "    stop_grace_period: 1s",
+        "          memory: 512m",
+        "      PRICE: $$5",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+    }
 }

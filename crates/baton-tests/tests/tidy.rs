@@ -98,7 +98,9 @@ fn each_crate_uses_exactly_the_baton_crates_the_map_says() {
             .filter(|d| d.starts_with("baton-"))
             .collect();
         match allowed.get(&krate) {
-            None => problems.push(format!("{krate} is not in ARCHITECTURE.md's dependency list")),
+            None => problems.push(format!(
+                "{krate} is not in ARCHITECTURE.md's dependency list"
+            )),
             Some(expected) if *expected != actual => problems.push(format!(
                 "{krate} uses {actual:?}, ARCHITECTURE.md says {expected:?}"
             )),
@@ -107,7 +109,9 @@ fn each_crate_uses_exactly_the_baton_crates_the_map_says() {
     }
     for krate in allowed.keys() {
         if !seen.contains(krate) {
-            problems.push(format!("ARCHITECTURE.md lists {krate}, which does not exist"));
+            problems.push(format!(
+                "ARCHITECTURE.md lists {krate}, which does not exist"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -138,7 +142,14 @@ fn only_the_docker_backend_reaches_docker() {
 fn the_engine_stays_pure_and_the_spec_never_reads_the_environment() {
     let engine = root().join("crates/baton-engine");
     let deps = dependencies(&engine);
-    for banned in ["hyper", "axum", "russh", "rusqlite", "bollard", "baton-http"] {
+    for banned in [
+        "hyper",
+        "axum",
+        "russh",
+        "rusqlite",
+        "bollard",
+        "baton-http",
+    ] {
         assert!(!deps.contains(banned), "baton-engine depends on {banned}");
     }
     for f in rust_files(&engine.join("src")) {
@@ -188,5 +199,8 @@ fn the_minimum_rust_version_is_one_that_builds_it() {
         .nth(1)
         .and_then(|m| m.parse().ok())
         .expect("1.N");
-    assert!(minor >= 89, "rust-version {version} is older than File::lock (1.89)");
+    assert!(
+        minor >= 89,
+        "rust-version {version} is older than File::lock (1.89)"
+    );
 }

@@ -1,4 +1,5 @@
-//! `baton config`: the resolved, normalised project, as YAML (or JSON with --json).
+//! `baton config`: the resolved, normalised project as a file baton reads back to the same
+//! project (YAML, or JSON with --json), written by `baton_spec::render`.
 
 use anyhow::Result;
 
@@ -15,9 +16,9 @@ pub fn run(ctx: &Context, args: ConfigArgs) -> Result<u8> {
             println!("{name}");
         }
     } else if ctx.global.json {
-        crate::output::json(&project)?;
+        print!("{}", baton_spec::render::json(&project));
     } else {
-        print!("{}", serde_yaml::to_string(&project)?);
+        print!("{}", baton_spec::render::yaml(&project));
     }
     Ok(crate::exit::OK)
 }
