@@ -334,14 +334,26 @@ impl Loader {
             &mut String::new(),
             env,
             &self.budget,
-            &mut |name| {
-                if unset.insert(name.to_string()) {
-                    missing.push(name.to_string());
+            &mut |name, path| {
+                // Once per variable; once more if a pipeline script uses it.
+                let script = pipeline_script(path);
+                let key = if script {
+                    format!("script:{name}")
+                } else {
+                    name.to_string()
+                };
+                if unset.insert(key) {
+                    missing.push((name.to_string(), script.then(|| path.to_string())));
                 }
             },
         )?;
-        self.warnings.extend(missing.into_iter().map(|name| {
-            format!("the \"{name}\" variable is not set, defaulting to a blank string")
+        self.warnings.extend(missing.into_iter().map(|(name, script)| match script {
+            None => format!("the \"{name}\" variable is not set, defaulting to a blank string"),
+            // Compose's rule interpolates the whole file, scripts too: a shell variable
+            // set inside a script is gone before the script runs.
+            Some(path) => format!(
+                "the \"{name}\" variable is not set, defaulting to a blank string in {path}: if the script sets it itself, write $${name} to leave it to the shell"
+            ),
         }));
         Ok(node)
     }
@@ -785,22 +797,37 @@ fn singular(section: &str) -> &str {
     section.strip_suffix('s').unwrap_or(section)
 }
 
+/// Whether a dotted path is a pipeline job's script or condition (`run`, `rollback`,
+/// `if`), where an unset variable is most often the shell's own.
+fn pipeline_script(path: &str) -> bool {
+    let path = path.strip_prefix("x-baton.").unwrap_or(path);
+    let Some(rest) = path.strip_prefix("pipelines.") else {
+        return false;
+    };
+    let field = rest.rsplit('.').next().unwrap_or("");
+    let field = field.split('[').next().unwrap_or(field);
+    rest.contains(".jobs.") && matches!(field, "run" | "rollback" | "if")
+}
+
 /// Interpolate every scalar value (never keys). `path` is the dotted path of `node`,
 /// one buffer grown and cut back on the way down, so long keys are not copied per node;
-/// text an interpolation adds is charged to the budget.
+/// text an interpolation adds is charged to the budget. `missing` is told each unset
+/// variable and where it was used.
 fn interpolate_node(
     node: &mut Node,
     path: &mut String,
     env: &Env,
     budget: &Budget,
-    missing: &mut dyn FnMut(&str),
+    missing: &mut dyn FnMut(&str, &str),
 ) -> Result<(), SpecError> {
     match &mut node.kind {
         Kind::Scalar { text, .. } => {
             if text.contains('$') {
                 let lookup = |k: &str| env.get(k);
                 let max_len = text.len().saturating_add(budget.text_left());
-                let out = interpolate(text, &lookup, missing, max_len)
+                let at = path.as_str();
+                let mut tell = |name: &str| missing(name, at);
+                let out = interpolate(text, &lookup, &mut tell, max_len)
                     .and_then(|out| {
                         budget
                             .text(out.len().saturating_sub(text.len()))

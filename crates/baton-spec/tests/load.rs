@@ -493,3 +493,25 @@ x-top: {anything: [1, 2.5, true, null, "0.5"]}
         assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
     }
 }
+
+#[test]
+fn an_unset_variable_in_a_pipeline_script_says_how_to_leave_it_to_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir,
+        &[(
+            "baton.yaml",
+            "services:\n  web:\n    image: \"x${TAG}\"\npipelines:\n  ci:\n    jobs:\n      count:\n        run: n=1; echo $n $TAG\n        if: $BRANCH == \"main\"\n",
+        )],
+    );
+    let (_, warnings) = baton_spec::load_with_warnings(&opts(&dir)).unwrap();
+    assert_eq!(
+        warnings,
+        [
+            "the \"TAG\" variable is not set, defaulting to a blank string",
+            "the \"n\" variable is not set, defaulting to a blank string in pipelines.ci.jobs.count.run: if the script sets it itself, write $$n to leave it to the shell",
+            "the \"TAG\" variable is not set, defaulting to a blank string in pipelines.ci.jobs.count.run: if the script sets it itself, write $$TAG to leave it to the shell",
+            "the \"BRANCH\" variable is not set, defaulting to a blank string in pipelines.ci.jobs.count.if: if the script sets it itself, write $$BRANCH to leave it to the shell",
+        ]
+    );
+}
