@@ -195,11 +195,15 @@ fn merge_entries(
                 index.insert(e.key.clone(), slots.len());
                 slots.push(Some(e));
             }
+            // The key is located where it was last written: an error in the merged
+            // value points at the file that changed it.
             Some(existing) if override_tag && e.value.tag == Some(Tag::Override) => {
+                existing.key_mark = e.key_mark;
                 existing.value = e.value;
                 existing.value.tag = None;
             }
             Some(existing) => {
+                existing.key_mark = e.key_mark.clone();
                 let base_value = std::mem::replace(
                     &mut existing.value,
                     Node::new(Kind::Null, e.value.mark.clone()),

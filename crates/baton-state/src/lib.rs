@@ -326,6 +326,11 @@ impl Store {
         };
         private::create_dir(dir).map_err(dir_error)?;
         let path = dir.join(DB_FILE);
+        // A state directory an older release made 0755 (it holds our database) is
+        // tightened; any other existing directory is the user's and left alone.
+        if path.exists() {
+            private::tighten(dir, private::DIR_MODE).map_err(dir_error)?;
+        }
         let sql = |source| StateError::Sqlite {
             path: path.clone(),
             source,
@@ -984,6 +989,28 @@ mod tests {
         // Opening again runs nothing twice.
         let s = Store::open(tmp.path()).expect("reopen");
         assert!(!s.first_delivery("p", "ci", &["d1"], 1000, 6).unwrap());
+    }
+
+    #[test]
+    fn an_old_open_state_directory_is_tightened_a_foreign_one_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let open = |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+        let old = tmp.path().join("old");
+        drop(Store::open(&old).unwrap());
+        open(&old).unwrap();
+        std::fs::set_permissions(old.join(DB_FILE), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        drop(Store::open(&old).unwrap());
+        assert_eq!(mode(&old), 0o700);
+        assert_eq!(mode(&old.join(DB_FILE)), 0o600);
+        let foreign = tmp.path().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        open(&foreign).unwrap();
+        drop(Store::open(&foreign).unwrap());
+        assert_eq!(mode(&foreign), 0o755);
+        assert_eq!(mode(&foreign.join(DB_FILE)), 0o600);
     }
 
     #[test]

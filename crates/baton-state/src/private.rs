@@ -11,14 +11,10 @@ pub const DIR_MODE: u32 = 0o700;
 /// Mode of every file baton creates under its state directory.
 pub const FILE_MODE: u32 = 0o600;
 
-/// Creates `dir` (and missing parents) with mode 0700 from the start; an existing
-/// directory that others can read (an older release made it 0755) is tightened.
+/// Creates `dir` (and missing parents) with mode 0700 from the start. An existing
+/// directory is left as it is: it may be one baton did not make.
 pub fn create_dir(dir: &Path) -> io::Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)?;
-    tighten(dir, DIR_MODE)
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
 }
 
 /// Opens `path` for appending, creating it with mode 0600.
@@ -84,12 +80,14 @@ mod tests {
     }
 
     #[test]
-    fn an_open_old_directory_is_tightened() {
+    fn an_existing_directory_is_left_alone_and_tighten_removes_others_bits() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("old");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         create_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o755);
+        tighten(&dir, DIR_MODE).unwrap();
         assert_eq!(mode(&dir), 0o700);
     }
 }

@@ -163,7 +163,7 @@ fn baton_health_checks_replace_replicas_that_stop_answering() {
     assert!(!bad.status.success());
     let err = baton_tests::stderr(&bad);
     assert!(
-        err.contains("service web") && err.contains("not both"),
+        err.contains("bad.yaml:4:7: services.web.x-baton.healthcheck") && err.contains("not both"),
         "{err}"
     );
     assert!(s.containers().is_empty(), "nothing was created");
