@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _, Result};
+use baton_control::Control;
 use baton_docker::Docker;
 use baton_spec::{LoadOptions, Project};
 use baton_state::Store;
@@ -17,10 +18,7 @@ pub struct Context {
 
 /// Unix milliseconds, the clock every store write is stamped with.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    baton_control::system_clock()
 }
 
 impl Context {
@@ -88,5 +86,28 @@ impl Context {
 
     pub async fn docker(&self) -> Result<Docker> {
         Ok(Docker::connect().await?)
+    }
+
+    /// The control plane over this state directory and the container engine.
+    pub async fn control(&self) -> Result<Control<Docker>> {
+        Ok(Control {
+            store: self.store()?,
+            runtime: self.docker().await?,
+            state_dir: self.state_dir(),
+            env: std::env::vars().collect(),
+            clock: now_ms,
+        })
+    }
+
+    /// How `up`-like commands apply a plan.
+    pub fn apply_settings(
+        &self,
+        wait_timeout: std::time::Duration,
+    ) -> baton_control::ApplySettings {
+        baton_control::ApplySettings {
+            parallelism: self.global.parallel,
+            wait_timeout,
+            daemon_running: crate::commands::daemon_running(self),
+        }
     }
 }

@@ -4,8 +4,6 @@
 mod cli;
 mod commands;
 mod context;
-mod files;
-mod journal;
 mod output;
 mod progress;
 

@@ -17,7 +17,7 @@ use baton_engine::runtime::{
 use baton_proxy::external::{External, ExternalConfig, Provider};
 use baton_proxy::{Backend, Proxy, ProxyConfig};
 use baton_spec::{Project, Service};
-use baton_state::{RolloutRecord, Store};
+use baton_state::{RolloutRecord, RolloutRequest, RolloutStatus, Store};
 use futures_util::future::join_all;
 
 /// What serves one published port: baton's own proxy, or a server the user runs that
@@ -170,13 +170,13 @@ impl Traffic {
             all.iter().map(|r| (r.service.as_str(), r)).collect();
         let mut out: Vec<String> = all
             .iter()
-            .filter(|r| r.status == "running")
+            .filter(|r| r.status == RolloutStatus::Running)
             .map(|r| r.service.clone())
             .collect();
         out.extend(
             newest
                 .values()
-                .filter(|r| r.status == "paused" && holds(r))
+                .filter(|r| r.status == RolloutStatus::Paused && holds(r))
                 .map(|r| r.service.clone()),
         );
         out.sort();
@@ -226,7 +226,7 @@ impl Traffic {
                 .rollouts(&project.name, Some(name))
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|r| r.status == "running")
+                .filter(|r| r.status == RolloutStatus::Running)
                 .collect();
             // A newer `up` supersedes a rollout in flight: undo the older ones' partial work.
             if let Some((newest, older)) = running.split_last() {
@@ -473,25 +473,20 @@ impl Traffic {
         let Ok(mut state) = serde_json::from_str::<RolloutState>(&record.state_json) else {
             let _ = store.update_rollout(
                 record.id,
-                "paused",
+                RolloutStatus::Paused,
                 &record.state_json,
                 Some("unreadable rollout state"),
                 Some(now as i64),
             );
             return Ok(());
         };
-        match store
-            .take_rollout_request(record.id)
-            .ok()
-            .flatten()
-            .as_deref()
-        {
-            Some("promote") => state = rollout::promote(&state, now),
-            Some("abort") => state = rollout::abort(&state, now),
-            // `abort` and `resume` also come for a paused rollout, which the CLI set
-            // running again.
-            Some("resume") => state = rollout::resume(&state, now),
-            _ => {}
+        match store.take_rollout_request(record.id).ok().flatten() {
+            Some(RolloutRequest::Promote) => state = rollout::promote(&state, now),
+            Some(RolloutRequest::Abort) => state = rollout::abort(&state, now),
+            // `abort` and `resume` also come for a paused rollout, which the request
+            // set running again.
+            Some(RolloutRequest::Resume) => state = rollout::resume(&state, now),
+            None => {}
         }
         let mine = || {
             observed
@@ -541,12 +536,15 @@ impl Traffic {
         rollback_events(store, &project.name, name, record.id, &state, &next);
         let json = serde_json::to_string(&next).unwrap_or_default();
         let (status, text) = match &outcome {
-            None => ("running", None),
-            Some(Outcome::Completed) => ("completed", Some("completed".to_string())),
-            Some(Outcome::RolledBack { reason }) => {
-                ("rolled-back", Some(format!("rolled back: {reason}")))
+            None => (RolloutStatus::Running, None),
+            Some(Outcome::Completed) => (RolloutStatus::Completed, Some("completed".to_string())),
+            Some(Outcome::RolledBack { reason }) => (
+                RolloutStatus::RolledBack,
+                Some(format!("rolled back: {reason}")),
+            ),
+            Some(Outcome::Paused { reason }) => {
+                (RolloutStatus::Paused, Some(format!("paused: {reason}")))
             }
-            Some(Outcome::Paused { reason }) => ("paused", Some(format!("paused: {reason}"))),
         };
         let finished = outcome.as_ref().map(|_| now as i64);
         let _ = store.update_rollout(record.id, status, &json, text.as_deref(), finished);
@@ -686,7 +684,7 @@ impl Traffic {
         let Ok(mut state) = serde_json::from_str::<RolloutState>(&record.state_json) else {
             let _ = store.update_rollout(
                 record.id,
-                "superseded",
+                RolloutStatus::Superseded,
                 &record.state_json,
                 Some("superseded"),
                 Some(now as i64),
@@ -709,7 +707,7 @@ impl Traffic {
         }
         let _ = store.update_rollout(
             record.id,
-            "superseded",
+            RolloutStatus::Superseded,
             &record.state_json,
             Some("superseded by a newer up"),
             Some(now as i64),
@@ -835,31 +833,31 @@ mod tests {
             from_hash: "a".into(),
             to_hash: "bbbbbbbbcc".into(),
             strategy: "rolling".into(),
-            status: "running".into(),
+            status: RolloutStatus::Running,
             state_json: "{}".into(),
             requested: None,
             outcome: None,
             started_at: 1,
             finished_at: None,
         };
-        let finish = |id, status| {
+        let finish = |id, status: RolloutStatus| {
             store
-                .update_rollout(id, status, "{}", Some(status), Some(2))
+                .update_rollout(id, status, "{}", Some(status.as_str()), Some(2))
                 .unwrap()
         };
         // web: running; api and queue: paused; db: paused, then a newer one completed;
         // cache: done
         store.start_rollout(&record("web")).unwrap();
         let api = store.start_rollout(&record("api")).unwrap();
-        finish(api, "paused");
+        finish(api, RolloutStatus::Paused);
         let queue = store.start_rollout(&record("queue")).unwrap();
-        finish(queue, "paused");
+        finish(queue, RolloutStatus::Paused);
         let db = store.start_rollout(&record("db")).unwrap();
-        finish(db, "paused");
+        finish(db, RolloutStatus::Paused);
         let db2 = store.start_rollout(&record("db")).unwrap();
-        finish(db2, "completed");
+        finish(db2, RolloutStatus::Completed);
         let cache = store.start_rollout(&record("cache")).unwrap();
-        finish(cache, "rolled-back");
+        finish(cache, RolloutStatus::RolledBack);
         let observed = Observed {
             // api still has a replica the paused rollout started; queue only has plain
             // replicas again (taken down and brought up since)

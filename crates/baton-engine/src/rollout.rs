@@ -16,11 +16,13 @@
 
 mod blue_green;
 mod canary;
+mod choice;
 mod rolling;
 mod spec;
 
 use serde::{Deserialize, Serialize};
 
+pub use choice::{handover, stable_set, undo_target, Handover, Recorded, ReplicaConfig};
 pub use spec::{
     rollout_spec, unused_settings, Analysis, BlueGreen, Canary, CanaryStep, FailureAction, Order,
     Rolling, RolloutSpec, RolloutSpecError, Strategy, StrategyKind, UpdateSettings,

@@ -125,6 +125,103 @@ pub struct Supervision {
     pub updated_at: i64,
 }
 
+/// Where a recorded rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutStatus {
+    /// The daemon is carrying it out.
+    Running,
+    /// Stopped by its failure action or analysis; `resume` or `abort` move it on.
+    Paused,
+    Completed,
+    RolledBack,
+    /// A newer rollout of the service took over before it finished.
+    Superseded,
+}
+
+impl RolloutStatus {
+    pub const ALL: [RolloutStatus; 5] = [
+        RolloutStatus::Running,
+        RolloutStatus::Paused,
+        RolloutStatus::Completed,
+        RolloutStatus::RolledBack,
+        RolloutStatus::Superseded,
+    ];
+
+    /// The word the store keeps and people read.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutStatus::Running => "running",
+            RolloutStatus::Paused => "paused",
+            RolloutStatus::Completed => "completed",
+            RolloutStatus::RolledBack => "rolled-back",
+            RolloutStatus::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RolloutStatus> {
+        RolloutStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether nothing more happens to it without a request.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RolloutStatus::Running)
+    }
+}
+
+impl std::fmt::Display for RolloutStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A manual request on a rollout, waiting for the daemon to carry it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutRequest {
+    /// Skip the remaining pauses and steps: go to 100 % now.
+    Promote,
+    /// Roll back the running or paused rollout.
+    Abort,
+    /// Go on with a paused rollout from where it stopped.
+    Resume,
+}
+
+impl RolloutRequest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutRequest::Promote => "promote",
+            RolloutRequest::Abort => "abort",
+            RolloutRequest::Resume => "resume",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RolloutRequest> {
+        [
+            RolloutRequest::Promote,
+            RolloutRequest::Abort,
+            RolloutRequest::Resume,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+
+    /// The statuses a rollout must have for the request to apply to it.
+    pub fn applies_to(self) -> &'static [RolloutStatus] {
+        match self {
+            RolloutRequest::Promote => &[RolloutStatus::Running],
+            RolloutRequest::Abort => &[RolloutStatus::Running, RolloutStatus::Paused],
+            RolloutRequest::Resume => &[RolloutStatus::Paused],
+        }
+    }
+}
+
+impl std::fmt::Display for RolloutRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One rollout of a service from one configuration to another, as the daemon runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutRecord {
@@ -136,12 +233,11 @@ pub struct RolloutRecord {
     pub from_hash: String,
     pub to_hash: String,
     pub strategy: String,
-    /// `running`, `completed`, `rolled-back`, `paused`, `superseded`.
-    pub status: String,
+    pub status: RolloutStatus,
     /// The decider's state (`baton_engine::rollout::RolloutState`) as JSON.
     pub state_json: String,
-    /// A manual request waiting for the daemon: `promote` or `abort`.
-    pub requested: Option<String>,
+    /// A manual request waiting for the daemon.
+    pub requested: Option<RolloutRequest>,
     pub outcome: Option<String>,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -839,7 +935,7 @@ impl Store {
     pub fn update_rollout(
         &self,
         id: i64,
-        status: &str,
+        status: RolloutStatus,
         state_json: &str,
         outcome: Option<&str>,
         finished_at: Option<i64>,
@@ -848,28 +944,27 @@ impl Store {
             c.execute(
                 "UPDATE rollouts SET status = ?2, state_json = ?3, outcome = COALESCE(?4, outcome),
                  finished_at = COALESCE(?5, finished_at) WHERE id = ?1",
-                params![id, status, state_json, outcome, finished_at],
+                params![id, status.as_str(), state_json, outcome, finished_at],
             )
             .map(|_| ())
         })
     }
 
-    /// Puts a manual request (`promote`, `abort`, `resume`) on the newest rollout of a
-    /// service when its status is one of `from`. A finished one (`paused`) goes back to
-    /// `running`, its outcome and finish time cleared, so the daemon steps it again.
-    /// Returns the newest rollout as it was before, and whether it took the request;
-    /// `None` when the service has had no rollout.
+    /// Puts a manual request on the newest rollout of a service when its status is one
+    /// the request applies to. A paused one goes back to `running`, its outcome and
+    /// finish time cleared, so the daemon steps it again. Returns the newest rollout as
+    /// it was before, and whether it took the request; `None` when the service has had
+    /// no rollout.
     pub fn request_newest_rollout(
         &self,
         project: &str,
         service: &str,
-        action: &str,
-        from: &[&str],
+        action: RolloutRequest,
     ) -> Result<Option<(RolloutRecord, bool)>> {
         let Some(newest) = self.rollouts(project, Some(service))?.pop() else {
             return Ok(None);
         };
-        if !from.contains(&newest.status.as_str()) {
+        if !action.applies_to().contains(&newest.status) {
             return Ok(Some((newest, false)));
         }
         // Only if the daemon did not change its status in between.
@@ -877,7 +972,7 @@ impl Store {
             c.execute(
                 "UPDATE rollouts SET requested = ?2, status = 'running', outcome = NULL, finished_at = NULL
                  WHERE id = ?1 AND status = ?3",
-                params![newest.id, action, newest.status],
+                params![newest.id, action.as_str(), newest.status.as_str()],
             )
             .map(|n| n > 0)
         })?;
@@ -885,7 +980,7 @@ impl Store {
     }
 
     /// Takes (and clears) a pending manual request.
-    pub fn take_rollout_request(&self, id: i64) -> Result<Option<String>> {
+    pub fn take_rollout_request(&self, id: i64) -> Result<Option<RolloutRequest>> {
         self.with(|c| {
             let r: Option<Option<String>> = c
                 .query_row(
@@ -898,7 +993,7 @@ impl Store {
                 "UPDATE rollouts SET requested = NULL WHERE id = ?1",
                 params![id],
             )?;
-            Ok(r.flatten())
+            Ok(r.flatten().as_deref().and_then(RolloutRequest::parse))
         })
     }
 
@@ -919,9 +1014,21 @@ impl Store {
                     from_hash: r.get(4)?,
                     to_hash: r.get(5)?,
                     strategy: r.get(6)?,
-                    status: r.get(7)?,
+                    status: {
+                        let text: String = r.get(7)?;
+                        RolloutStatus::parse(&text).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                7,
+                                rusqlite::types::Type::Text,
+                                format!("unknown rollout status {text:?}").into(),
+                            )
+                        })?
+                    },
                     state_json: r.get(8)?,
-                    requested: r.get(9)?,
+                    requested: r
+                        .get::<_, Option<String>>(9)?
+                        .as_deref()
+                        .and_then(RolloutRequest::parse),
                     outcome: r.get(10)?,
                     started_at: r.get(11)?,
                     finished_at: r.get(12)?,
@@ -1197,7 +1304,7 @@ mod tests {
             from_hash: "a".into(),
             to_hash: "b".into(),
             strategy: "canary".into(),
-            status: "running".into(),
+            status: RolloutStatus::Running,
             state_json: "{}".into(),
             requested: None,
             outcome: None,
@@ -1206,18 +1313,24 @@ mod tests {
         };
         let id = s.start_rollout(&r).unwrap();
         let promote = |s: &Store| {
-            s.request_newest_rollout("p", "web", "promote", &["running"])
+            s.request_newest_rollout("p", "web", RolloutRequest::Promote)
                 .unwrap()
                 .is_some_and(|(_, taken)| taken)
         };
         assert!(promote(&s));
         assert_eq!(
-            s.take_rollout_request(id).unwrap().as_deref(),
-            Some("promote")
+            s.take_rollout_request(id).unwrap(),
+            Some(RolloutRequest::Promote)
         );
         assert_eq!(s.take_rollout_request(id).unwrap(), None);
-        s.update_rollout(id, "completed", "{\"x\":1}", Some("completed"), Some(20))
-            .unwrap();
+        s.update_rollout(
+            id,
+            RolloutStatus::Completed,
+            "{\"x\":1}",
+            Some("completed"),
+            Some(20),
+        )
+        .unwrap();
         assert!(!promote(&s), "nothing running");
         let all = s.rollouts("p", Some("web")).unwrap();
         assert_eq!(all.len(), 1);
@@ -1239,7 +1352,7 @@ mod tests {
             from_hash: "a".into(),
             to_hash: "b".into(),
             strategy: "rolling".into(),
-            status: "running".into(),
+            status: RolloutStatus::Running,
             state_json: "{}".into(),
             requested: None,
             outcome: None,
@@ -1247,20 +1360,32 @@ mod tests {
             finished_at: None,
         };
         assert_eq!(
-            s.request_newest_rollout("p", "web", "resume", &["paused"])
+            s.request_newest_rollout("p", "web", RolloutRequest::Resume)
                 .unwrap(),
             None
         );
         let first = s.start_rollout(&r).unwrap();
-        s.update_rollout(first, "paused", "{}", Some("paused: n1"), Some(20))
-            .unwrap();
+        s.update_rollout(
+            first,
+            RolloutStatus::Paused,
+            "{}",
+            Some("paused: n1"),
+            Some(20),
+        )
+        .unwrap();
         r.started_at = 30;
         let id = s.start_rollout(&r).unwrap();
-        s.update_rollout(id, "paused", "{}", Some("paused: n2"), Some(40))
-            .unwrap();
+        s.update_rollout(
+            id,
+            RolloutStatus::Paused,
+            "{}",
+            Some("paused: n2"),
+            Some(40),
+        )
+        .unwrap();
         // not paused → refused, nothing changed
         let (rec, taken) = s
-            .request_newest_rollout("p", "web", "promote", &["running"])
+            .request_newest_rollout("p", "web", RolloutRequest::Promote)
             .unwrap()
             .unwrap();
         assert_eq!((rec.id, rec.status.as_str(), taken), (id, "paused", false));
@@ -1268,27 +1393,27 @@ mod tests {
         // paused → running again with the request, outcome and finish cleared; only the
         // newest rollout
         let (rec, taken) = s
-            .request_newest_rollout("p", "web", "resume", &["paused"])
+            .request_newest_rollout("p", "web", RolloutRequest::Resume)
             .unwrap()
             .unwrap();
         assert_eq!((rec.id, rec.status.as_str(), taken), (id, "paused", true));
         let all = s.rollouts("p", Some("web")).unwrap();
-        assert_eq!(all[0].status, "paused");
+        assert_eq!(all[0].status, RolloutStatus::Paused);
         let now = &all[1];
         assert_eq!(
             (now.status.as_str(), now.outcome.as_deref(), now.finished_at),
             ("running", None, None)
         );
-        assert_eq!(now.requested.as_deref(), Some("resume"));
+        assert_eq!(now.requested, Some(RolloutRequest::Resume));
         // running → abort taken too
         let (_, taken) = s
-            .request_newest_rollout("p", "web", "abort", &["running", "paused"])
+            .request_newest_rollout("p", "web", RolloutRequest::Abort)
             .unwrap()
             .unwrap();
         assert!(taken);
         assert_eq!(
-            s.take_rollout_request(id).unwrap().as_deref(),
-            Some("abort")
+            s.take_rollout_request(id).unwrap(),
+            Some(RolloutRequest::Abort)
         );
     }
 

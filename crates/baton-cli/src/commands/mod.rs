@@ -22,18 +22,12 @@ pub(crate) mod vm;
 use std::collections::BTreeSet;
 
 use anyhow::{anyhow, Result};
-use baton_docker::Docker;
-use baton_engine::hash::{effective_config, hash_value, service_hash};
-use baton_engine::plan::{plan_up, Plan, PlanInput, PlanOptions};
-use baton_engine::resolve::image_ref;
-use baton_engine::runtime::{Observed, Runtime};
+use baton_engine::runtime::Observed;
 use baton_spec::Project;
-use baton_state::Store;
 use clap::CommandFactory;
-use futures_util::future::join_all;
 
 use crate::cli::{Cli, Command};
-use crate::context::{now_ms, Context};
+use crate::context::Context;
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let ctx = Context::new(cli.global)?;
@@ -92,70 +86,6 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
     }
 }
 
-/// Everything a plan is made from, read once.
-pub struct Prepared {
-    pub store: Store,
-    pub docker: Docker,
-    pub observed: Observed,
-    pub plan: Plan,
-    pub revision: i64,
-}
-
-/// Records the revision and service configurations, observes the world and plans `up`.
-pub async fn prepare(ctx: &Context, project: &Project, opts: &PlanOptions) -> Result<Prepared> {
-    let store = ctx.store()?;
-    let docker = ctx.docker().await?;
-    let now = now_ms();
-    store.upsert_project(&project.name, &project.working_dir, now)?;
-    let spec_json = serde_json::to_string(project)?;
-    let spec_hash = hash_value(&serde_json::to_value(project)?);
-    let (revision, _) = store.record_revision(&project.name, &spec_hash, &spec_json, now)?;
-    for (name, svc) in &project.services {
-        store.save_service_config(
-            &service_hash(svc),
-            &project.name,
-            name,
-            &effective_config(svc).to_string(),
-            now,
-        )?;
-    }
-    let observed = docker.observe(&project.name).await?;
-    let images: BTreeSet<String> = project
-        .services
-        .iter()
-        .map(|(n, s)| image_ref(&project.name, n, s))
-        .collect();
-    let checks = join_all(images.iter().map(|i| docker.image_exists(i))).await;
-    let mut present = BTreeSet::new();
-    for (image, found) in images.iter().zip(checks) {
-        if found? {
-            present.insert(image.clone());
-        }
-    }
-    let previous = |hash: &str| -> Option<serde_json::Value> {
-        store
-            .service_config(hash)
-            .ok()
-            .flatten()
-            .and_then(|s| serde_json::from_str(&s).ok())
-    };
-    let plan = plan_up(&PlanInput {
-        project,
-        observed: &observed,
-        images_present: &present,
-        previous_config: &previous,
-        options: opts,
-        capabilities: &docker.capabilities(),
-    })?;
-    Ok(Prepared {
-        store,
-        docker,
-        observed,
-        plan,
-        revision: revision.number,
-    })
-}
-
 /// Refuses names of services the project does not have (those of the file when there is
 /// one, else those with containers): `no such service: X (did you mean "Y"?)`.
 pub fn known_services(
@@ -179,41 +109,8 @@ pub fn known_services(
     Ok(())
 }
 
-/// The project's containers of the named services (all when none), one-offs excluded.
-pub fn containers_of<'a>(
-    observed: &'a Observed,
-    services: &[String],
-) -> Vec<&'a baton_engine::runtime::ObservedContainer> {
-    observed
-        .containers
-        .iter()
-        .filter(|c| !c.oneoff && (services.is_empty() || services.contains(&c.service)))
-        .collect()
-}
-
-/// Records whether the project should be running (for `baton serve`): `active`, and
-/// which services were stopped by hand.
-pub fn set_desired(
-    store: &Store,
-    project: &str,
-    active: bool,
-    stop: &[String],
-    start: &[String],
-    all_services: &[String],
-) -> Result<()> {
-    let mut d = store.desired(project)?;
-    d.active = active;
-    for s in stop {
-        if !d.stopped_services.contains(s) {
-            d.stopped_services.push(s.clone());
-        }
-    }
-    d.stopped_services
-        .retain(|s| !start.contains(s) && (all_services.is_empty() || all_services.contains(s)));
-    d.stopped_services.sort();
-    store.set_desired(&d, now_ms())?;
-    Ok(())
-}
+pub use baton_control::containers_of;
+pub use serve::daemon_running;
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
 pub async fn interrupted() {

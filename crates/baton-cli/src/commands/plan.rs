@@ -3,7 +3,6 @@
 use anyhow::Result;
 use baton_engine::plan::PlanOptions;
 
-use super::prepare;
 use crate::cli::PlanArgs;
 use crate::context::Context;
 
@@ -15,8 +14,7 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         force_recreate: args.force_recreate,
         ..Default::default()
     };
-    let prepared = prepare(ctx, &project, &opts).await?;
-    let plan = prepared.plan;
+    let plan = ctx.control().await?.plan(&project, &opts).await?.plan;
     if ctx.global.json {
         crate::output::json(&serde_json::json!({
             "project": plan.project,

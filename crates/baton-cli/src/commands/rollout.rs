@@ -3,8 +3,10 @@
 //! socket. `abort` and `resume` also reach a paused rollout, which then runs again.
 
 use anyhow::{bail, Result};
+use baton_control::{Control, Undone};
+use baton_docker::Docker;
 use baton_engine::rollout::RolloutState;
-use baton_state::RolloutRecord;
+use baton_state::{RolloutRecord, RolloutRequest, RolloutStatus};
 
 use crate::cli::{RolloutAction, RolloutArgs};
 use crate::context::Context;
@@ -32,26 +34,18 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
             report(ctx, &r, &live)
         }
         RolloutAction::Promote { service } => {
-            request(ctx, &store, &name, &service, "promote", &["running"]).await
+            request(ctx, &name, &service, RolloutRequest::Promote).await
         }
         RolloutAction::Abort { service } => {
-            request(
-                ctx,
-                &store,
-                &name,
-                &service,
-                "abort",
-                &["running", "paused"],
-            )
-            .await
+            request(ctx, &name, &service, RolloutRequest::Abort).await
         }
         RolloutAction::Resume { service } => {
-            request(ctx, &store, &name, &service, "resume", &["paused"]).await
+            request(ctx, &name, &service, RolloutRequest::Resume).await
         }
         RolloutAction::Undo {
             service,
             to_revision,
-        } => undo(ctx, &store, &name, &service, to_revision).await,
+        } => undo(ctx, &name, &service, to_revision).await,
         RolloutAction::History { service } => {
             let all = store.rollouts(&name, Some(&service))?;
             if ctx.global.json {
@@ -67,7 +61,7 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
                         r.strategy.clone(),
                         format!("{} -> {}", short(&r.from_hash), short(&r.to_hash)),
                         crate::output::time(r.started_at),
-                        r.outcome.clone().unwrap_or_else(|| r.status.clone()),
+                        r.outcome.clone().unwrap_or_else(|| r.status.to_string()),
                     ]
                 })
                 .collect();
@@ -80,191 +74,82 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
     }
 }
 
-/// The service as revision `n` of the project had it.
-fn service_at(
-    store: &baton_state::Store,
-    project: &str,
-    n: i64,
-    service: &str,
-) -> Option<(baton_spec::Project, baton_spec::Service)> {
-    let json = store.revision_spec(project, n).ok()??;
-    let p: baton_spec::Project = serde_json::from_str(&json).ok()?;
-    let s = p.services.get(service)?.clone();
-    Some((p, s))
-}
-
-async fn undo(
-    ctx: &Context,
-    store: &baton_state::Store,
-    project: &str,
-    service: &str,
-    to_revision: Option<i64>,
-) -> Result<u8> {
-    use baton_engine::hash::{effective_config, hash_value, service_hash};
-    use baton_engine::runtime::Runtime;
-
-    let docker = ctx.docker().await?;
-    let lock = store.lock_project(project)?;
-    let Some(latest) = store.latest_revision(project)? else {
-        bail!("project {project}: nothing was applied yet");
-    };
-    let observed = docker.observe(project).await?;
-    let running: Option<String> = observed
-        .containers
-        .iter()
-        .filter(|c| c.service == service && !c.oneoff)
-        .map(|c| c.config_hash.clone())
-        .next();
-    let Some(running) = running else {
-        bail!("service {service}: no replica runs; nothing to undo");
-    };
-    // The target: the revision asked for, or the newest one before the revision that
-    // introduced what runs now whose configuration of the service differs.
-    let target = match to_revision {
-        Some(n) => n,
-        None => {
-            let mut n = latest.number;
-            while n > 0
-                && service_at(store, project, n, service)
-                    .map(|(_, s)| service_hash(&s))
-                    .as_deref()
-                    != Some(running.as_str())
-            {
-                n -= 1;
-            }
-            while n > 0
-                && service_at(store, project, n, service)
-                    .map(|(_, s)| service_hash(&s))
-                    .as_deref()
-                    == Some(running.as_str())
-            {
-                n -= 1;
-            }
-            n
+/// Rolls the service back to an earlier revision's configuration and follows it.
+async fn undo(ctx: &Context, project: &str, service: &str, to_revision: Option<i64>) -> Result<u8> {
+    let control = ctx.control().await?;
+    let running = super::serve::daemon_running(ctx);
+    match control
+        .undo_rollout(project, service, to_revision, running)
+        .await?
+    {
+        Undone::AlreadyThere { revision } => {
+            eprintln!("{service}: already runs the configuration of revision {revision}");
+            Ok(crate::exit::OK)
         }
-    };
-    let Some((_, old)) = service_at(store, project, target, service) else {
-        bail!("service {service}: revision {target} does not exist or has no such service (see `baton rollout history {service}`)");
-    };
-    let to_hash = service_hash(&old);
-    if to_hash == running {
-        eprintln!("{service}: already runs the configuration of revision {target}");
-        return Ok(crate::exit::OK);
+        Undone::Rolling {
+            revision,
+            new_revision,
+            rollout,
+        } => {
+            eprintln!("{service}: rolling back to the configuration of revision {revision} (new revision {new_revision}); the file still says otherwise, so the next `up` rolls forward again");
+            super::up::follow_rollouts(
+                ctx,
+                &control,
+                project,
+                &[(service.to_string(), rollout)],
+                Default::default(),
+            )
+            .await
+        }
     }
-    let spec = baton_engine::rollout::rollout_spec(&old).map_err(|e| {
-        anyhow::anyhow!("service {service} at revision {target}: x-baton.rollout: {e}")
-    })?;
-    if !super::serve::daemon_running(ctx) {
-        bail!("service {service}: rollouts are carried out by `baton serve`, which is not running");
-    }
-    // A new revision: the latest one with this service as revision `target` had it, so
-    // the daemon rolls to it like to any other change.
-    let json = store
-        .revision_spec(project, latest.number)?
-        .ok_or_else(|| anyhow::anyhow!("revision {} is missing", latest.number))?;
-    let mut current: baton_spec::Project = serde_json::from_str(&json)?;
-    current.services.insert(service.to_string(), old.clone());
-    let now = crate::context::now_ms();
-    let value = serde_json::to_value(&current)?;
-    let (rev, _) = store.record_revision(project, &hash_value(&value), &value.to_string(), now)?;
-    store.save_service_config(
-        &to_hash,
-        project,
-        service,
-        &effective_config(&old).to_string(),
-        now,
-    )?;
-    let old_names: Vec<String> = observed
-        .containers
-        .iter()
-        .filter(|c| c.service == service && !c.oneoff && c.config_hash == running)
-        .map(|c| c.name.clone())
-        .collect();
-    let id = super::up::record_rollout(
-        store,
-        project,
-        service,
-        rev.number,
-        (&running, &to_hash),
-        &spec,
-        old.replicas(),
-        &old_names,
-    )?;
-    let _ = store.event(
-        project,
-        "rollout",
-        service,
-        &format!("undo to revision {target}"),
-        now,
-    );
-    drop(lock);
-    eprintln!("{service}: rolling back to the configuration of revision {target} (new revision {}); the file still says otherwise, so the next `up` rolls forward again", rev.number);
-    super::up::wait_rollouts(ctx, project, &[(service.to_string(), id)]).await
 }
 
 fn short(hash: &str) -> &str {
     &hash[..hash.len().min(8)]
 }
 
-/// Puts `action` on the newest rollout of the service when its status is one of `from`
-/// (a paused one runs again) and follows the rollout to its end (`follow_rollouts`
-/// wakes the daemon).
+/// Puts the request on the newest rollout of the service (a paused one runs again) and
+/// follows the rollout to its end.
 async fn request(
     ctx: &Context,
-    store: &baton_state::Store,
     project: &str,
     service: &str,
-    action: &str,
-    from: &[&str],
+    request: RolloutRequest,
 ) -> Result<u8> {
-    let Some((record, taken)) = store.request_newest_rollout(project, service, action, from)?
-    else {
-        bail!("service {service}: no rollout yet; nothing to {action}");
-    };
-    let id = record.id;
-    if !taken {
-        bail!(
-            "service {service}: rollout {id} is {}, not {}; nothing to {action}",
-            record.status,
-            from.join(" or ")
-        );
-    }
+    let control: Control<Docker> = ctx.control().await?;
+    let taken = control.request_rollout(project, service, request)?;
+    let id = taken.rollout;
     if !super::serve::daemon_running(ctx) {
         eprintln!("warning: `baton serve` is not running; the request waits for it");
     }
-    if record.status == "running" {
+    if taken.was == RolloutStatus::Running {
         // The rollout's own history says "abort requested" / "resume requested".
-        if action == "promote" {
-            eprintln!("{service}: {action} requested");
+        if request == RolloutRequest::Promote {
+            eprintln!("{service}: {request} requested");
         }
     } else {
         eprintln!(
-            "{service}: rollout {id} was {}: {action} requested",
-            record.status
+            "{service}: rollout {id} was {}: {request} requested",
+            taken.was
         );
     }
-    let before = serde_json::from_str::<RolloutState>(&record.state_json).ok();
-    // A paused rollback that resumes goes on rolling back.
-    let was_rolling_back = before
-        .as_ref()
-        .is_some_and(|s| s.old_requested > 0 || !s.rollback_batches.is_empty());
     // Only what happens from now on: `rollout status` shows the whole history.
-    let shown = before.map_or(0, |s| s.history.len());
     let code = super::up::follow_rollouts(
         ctx,
+        &control,
         project,
         &[(service.to_string(), id)],
-        [(id, shown)].into(),
+        [(id, taken.history_seen)].into(),
     )
     .await?;
     // An abort (or a resumed rollback) that ended in a rollback did what was asked.
-    let rolled_back = store
+    let rolled_back = control
+        .store
         .rollouts(project, Some(service))?
         .into_iter()
         .find(|r| r.id == id)
-        .is_some_and(|r| r.status == "rolled-back");
-    let wanted_back = action == "abort" || (action == "resume" && was_rolling_back);
-    Ok(if wanted_back && rolled_back {
+        .is_some_and(|r| r.status == RolloutStatus::RolledBack);
+    Ok(if taken.wants_rollback && rolled_back {
         crate::exit::OK
     } else {
         code
@@ -293,7 +178,7 @@ fn report(ctx: &Context, r: &RolloutRecord, live: &[serde_json::Value]) -> Resul
     );
     println!(
         "  status         {}",
-        r.outcome.as_deref().unwrap_or(&r.status)
+        r.outcome.clone().unwrap_or_else(|| r.status.to_string())
     );
     println!("  started        {}", crate::output::time(r.started_at));
     if let Some(f) = r.finished_at {

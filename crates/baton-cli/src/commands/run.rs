@@ -32,7 +32,9 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<u8> {
             services: deps,
             ..Default::default()
         };
-        let (code, _) = super::up::converge(ctx, &project, &opts, Duration::from_secs(300)).await?;
+        let control = ctx.control().await?;
+        let (code, _) =
+            super::up::converge(ctx, &control, &project, &opts, Duration::from_secs(300)).await?;
         if code != crate::exit::OK {
             return Ok(code);
         }
@@ -68,7 +70,8 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<u8> {
     one.container_name = None;
     one.tty = false;
     one.stdin_open = false;
-    let files = crate::files::materialize(&project, &ctx.state_dir())?;
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let files = baton_control::materialize(&project, &ctx.state_dir(), &env)?;
     let mut spec = container_spec(
         &project,
         &args.service,

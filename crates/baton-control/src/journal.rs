@@ -1,16 +1,15 @@
 //! The engine's journal written to the state store: every action as intent before and
-//! outcome after, plus an event per outcome.
+//! outcome after, stamped with the control plane's clock.
 
 use baton_engine::apply::Journal;
 use baton_engine::plan::Action;
 use baton_state::Store;
 
-use crate::context::now_ms;
-
 pub struct StoreJournal<'a> {
     pub store: &'a Store,
     pub project: &'a str,
     pub revision: Option<i64>,
+    pub clock: fn() -> i64,
 }
 
 impl Journal for StoreJournal<'_> {
@@ -32,16 +31,12 @@ impl Journal for StoreJournal<'_> {
             &kind,
             action.target(),
             &action.reason(),
-            now_ms(),
+            (self.clock)(),
         );
         match r {
             Ok(id) => Some(id),
             Err(e) => {
-                eprintln!(
-                    "warning: cannot journal {} {}: {e}",
-                    action.kind(),
-                    action.target()
-                );
+                tracing::warn!(action = action.kind(), target = action.target(), error = %e, "cannot journal an action");
                 None
             }
         }
@@ -49,8 +44,8 @@ impl Journal for StoreJournal<'_> {
 
     fn outcome(&self, token: Option<i64>, result: Result<(), &str>) {
         if let Some(id) = token {
-            if let Err(e) = self.store.action_outcome(id, result, now_ms()) {
-                eprintln!("warning: cannot journal an outcome: {e}");
+            if let Err(e) = self.store.action_outcome(id, result, (self.clock)()) {
+                tracing::warn!(error = %e, "cannot journal an outcome");
             }
         }
     }

@@ -2,14 +2,22 @@
 //! and `environment:` sources are written, mode 0600, where `resolve::file_sources` says
 //! (under the state directory), so the daemon finds them too.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
 use baton_engine::resolve::{file_sources, FileSources};
 use baton_spec::Project;
 
-pub fn materialize(project: &Project, state_dir: &Path) -> Result<FileSources> {
+use crate::{ControlError, Result};
+
+/// Writes the project's `content:` and `environment:` configs and secrets under
+/// `state_dir/files`, reading `environment:` sources from `env`; returns where each is.
+pub fn materialize(
+    project: &Project,
+    state_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<FileSources> {
     let sources = file_sources(project, &state_dir.join("files"));
     for (kind, objects) in [("config", &project.configs), ("secret", &project.secrets)] {
         for (name, obj) in objects {
@@ -21,28 +29,23 @@ pub fn materialize(project: &Project, state_dir: &Path) -> Result<FileSources> {
             };
             let content = match (&obj.content, &obj.environment) {
                 (Some(c), _) => c.clone(),
-                (None, Some(var)) => std::env::var(var)
-                    .map_err(|_| anyhow!("{kind} {name}: environment variable {var} is not set"))?,
+                (None, Some(var)) => env.get(var).cloned().ok_or_else(|| {
+                    ControlError::Refused(format!(
+                        "{kind} {name}: environment variable {var} is not set"
+                    ))
+                })?,
                 (None, None) => continue,
             };
+            let io = |source| ControlError::Io {
+                path: path.clone(),
+                source,
+            };
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                baton_state::private::create_dir(dir).map_err(io)?;
             }
-            write_private(path, content.as_bytes())
-                .with_context(|| format!("cannot write {kind} {name}"))?;
+            let mut f = baton_state::private::create(path).map_err(io)?;
+            f.write_all(content.as_bytes()).map_err(io)?;
         }
     }
     Ok(sources)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
 }

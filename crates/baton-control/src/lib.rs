@@ -1,0 +1,72 @@
+//! baton's control plane: every operation the CLI and the HTTP API offer — converge
+//! (`up`), `down`, `scale`, start/stop/restart, rollout requests and undo — as library
+//! calls over a store, a container backend and a clock.
+//!
+//! Architecture invariant: the two front doors (the `baton` command and the HTTP API)
+//! only turn their input into these calls and show the results; the decisions live here
+//! or, when pure, in `baton-engine`. Nothing here prints: results, notes and warnings
+//! are returned, progress goes through the engine's `Reporter`. It knows no HTTP and no
+//! command line, and names no container engine (it is generic over `Runtime`).
+
+mod converge;
+mod files;
+mod journal;
+mod lifecycle;
+mod rollout;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use baton_state::Store;
+
+pub use converge::{ApplySettings, Converged, Converging, Prepared};
+pub use files::materialize;
+pub use journal::StoreJournal;
+pub use lifecycle::{containers_of, ContainerResult, Down};
+pub use rollout::{RequestOutcome, RolloutProgress, Undone};
+
+/// What the operations work on: the state store, the container backend, where state
+/// lives, the environment secrets are read from, and the clock every record is stamped
+/// with (Unix milliseconds; tests pass their own).
+pub struct Control<R> {
+    pub store: Store,
+    pub runtime: R,
+    pub state_dir: PathBuf,
+    /// Where `environment:` sources of configs and secrets are looked up.
+    pub env: BTreeMap<String, String>,
+    pub clock: fn() -> i64,
+}
+
+/// Why an operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Spec(#[from] baton_spec::SpecError),
+    #[error(transparent)]
+    State(#[from] baton_state::StateError),
+    #[error(transparent)]
+    Runtime(#[from] baton_engine::runtime::RuntimeError),
+    #[error(transparent)]
+    Plan(#[from] baton_engine::plan::PlanError),
+    #[error(transparent)]
+    Apply(#[from] baton_engine::apply::ApplyError),
+    /// What was asked cannot be done as things are (no rollout to promote, a daemon
+    /// that is needed and not running, an external network that does not exist…).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, ControlError>;
+
+/// Unix milliseconds now: the clock the front doors hand to [`Control`].
+pub fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
