@@ -2,6 +2,7 @@
 //! a plan through a `Runtime`. It knows nothing of Docker, HTTP, QMP or SSH.
 
 pub mod apply;
+pub mod autoscale;
 pub mod check;
 pub mod graph;
 pub mod hash;

@@ -17,7 +17,7 @@
 mod blue_green;
 mod canary;
 mod rolling;
-mod spec;
+pub(crate) mod spec;
 
 use serde::{Deserialize, Serialize};
 
