@@ -3,13 +3,15 @@
 
 use baton_spec::{ErrorKind, Project, SpecError};
 
+use crate::alert::alerts_spec;
 use crate::autoscale::{autoscale_spec, autoscale_warnings};
 use crate::health::probe_spec;
 use crate::resolve::proxy_settings;
 use crate::rollout::{rollout_spec, unused_settings};
 
-/// Every service's baton settings, checked as `up` would read them: an error located at
-/// the setting at fault, or warnings (settings that are valid but not used).
+/// Every service's baton settings and the `alerts:` section, checked as `up` and the daemon
+/// would read them: an error located at the setting at fault, or warnings (settings that
+/// are valid but not used).
 pub fn project(project: &Project) -> Result<Vec<String>, SpecError> {
     let mut warnings = Vec::new();
     for (name, svc) in &project.services {
@@ -37,6 +39,8 @@ pub fn project(project: &Project) -> Result<Vec<String>, SpecError> {
             warnings.push(e.to_string());
         }
     }
+    // The rules' `expr` is the metrics crate's to check (`alert::check_exprs`).
+    alerts_spec(project)?;
     Ok(warnings)
 }
 
