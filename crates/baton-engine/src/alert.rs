@@ -73,15 +73,19 @@ pub fn fingerprint(labels: &Labels) -> String {
     format!("{hash:016x}")
 }
 
-/// Whether `name` is a label name Prometheus accepts: `[a-zA-Z_][a-zA-Z0-9_]*`, and not
-/// one of the reserved `__…` names.
+/// Whether `name` is a label name a file may set: `[a-zA-Z_][a-zA-Z0-9_]*`, and not one
+/// of Prometheus's reserved `__…` names.
 pub fn valid_label_name(name: &str) -> bool {
+    label_name_syntax(name) && !name.starts_with("__")
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`: what a matcher may name (reserved names included).
+pub fn label_name_syntax(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
 }
 
 #[cfg(test)]

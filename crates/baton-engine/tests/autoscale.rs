@@ -579,7 +579,9 @@ fn the_highest_of_several_metrics_wins() {
     o.p95_ms = Some(300.0); // ceil(4 × 300 / 200) = 6
     o.in_flight = Some(40.0); // 10 per replica: on target
     let (_, d) = decide(&s, &AutoscaleState::new(), &o);
-    let got: Vec<(Metric, f64, Option<f64>, Option<u32>, bool)> = d
+    // metric, target, current, recommendation, within the tolerance
+    type Row = (Metric, f64, Option<f64>, Option<u32>, bool);
+    let got: Vec<Row> = d
         .metrics
         .iter()
         .map(|m| {

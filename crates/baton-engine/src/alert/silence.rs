@@ -7,7 +7,7 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{valid_label_name, Labels};
+use super::{label_name_syntax, Labels};
 
 /// How a matcher compares a label's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +87,9 @@ pub struct Silence {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SilenceError {
-    #[error("invalid label name \"{0}\" in a matcher: letters, digits and _, not starting with a digit or __")]
+    #[error(
+        "invalid label name \"{0}\" in a matcher: letters, digits and _, not starting with a digit"
+    )]
     LabelName(String),
     #[error("invalid regular expression for {name}: {message}")]
     Regex { name: String, message: String },
@@ -107,7 +109,7 @@ pub enum SilenceError {
 
 impl Matcher {
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, SilenceError> {
-        if !valid_label_name(name) && name != "__name__" {
+        if !label_name_syntax(name) {
             return Err(SilenceError::LabelName(name.to_string()));
         }
         let regex = match op {

@@ -327,9 +327,6 @@ fn lex(body: &str, offset: usize) -> Result<Vec<Token>, TemplateError> {
             }
             '.' if chars.get(i + 1).is_none_or(|&(_, n)| !n.is_ascii_digit()) => {
                 let f = fields(&mut i)?;
-                if f.is_empty() {
-                    i += 1;
-                }
                 out.push(Token {
                     at: at_abs,
                     kind: Tok::Field(f),
@@ -521,14 +518,10 @@ impl Parser<'_> {
         match t.kind {
             Tok::Var(name, fields) => variable(t.at, &name, &fields),
             Tok::Field(fields) => {
+                // The lexer never makes a field token without a name.
                 let (name, rest) = match fields.split_first() {
                     Some((first, rest)) => (first.as_str(), rest),
-                    None => {
-                        return Err(parse_error(
-                            t.at,
-                            "\".\" alone is not supported: use .Value or .Labels",
-                        ))
-                    }
+                    None => ("", &[][..]),
                 };
                 match name {
                     "Value" => variable(t.at, "value", rest),
