@@ -1,14 +1,17 @@
 //! Checks of what the engine reads from a project beyond the spec reader's own rules
-//! (rollout, health check and proxy settings): run whenever a file is read, located.
+//! (rollout, health check, proxy, autoscale and alert settings): run whenever a file is read, located.
 
 use baton_spec::{ErrorKind, Project, SpecError};
 
+use crate::alert::alerts_spec;
+use crate::autoscale::{autoscale_spec, autoscale_warnings};
 use crate::health::probe_spec;
 use crate::resolve::proxy_settings;
 use crate::rollout::{rollout_spec, unused_settings};
 
-/// Every service's baton settings, checked as `up` would read them: an error located at
-/// the setting at fault, or warnings (settings that are valid but not used).
+/// Every service's baton settings and the `alerts:` section, checked as `up` and the daemon
+/// would read them: an error located at the setting at fault, or warnings (settings that
+/// are valid but not used).
 pub fn project(project: &Project) -> Result<Vec<String>, SpecError> {
     let mut warnings = Vec::new();
     for (name, svc) in &project.services {
@@ -27,11 +30,17 @@ pub fn project(project: &Project) -> Result<Vec<String>, SpecError> {
         rollout_spec(svc).map_err(|e| at(&e.path, &e.message))?;
         probe_spec(svc).map_err(|e| located(&e))?;
         proxy_settings(svc).map_err(|e| located(&e))?;
+        autoscale_spec(svc).map_err(|e| at(&e.path, &e.message))?;
+        for (path, why) in autoscale_warnings(svc) {
+            warnings.push(at(&path, &why).to_string());
+        }
         for (path, why) in unused_settings(svc) {
             let e = at(&path, &why);
             warnings.push(e.to_string());
         }
     }
+    // The rules' `expr` is the metrics crate's to check (`alert::check_exprs`).
+    alerts_spec(project)?;
     Ok(warnings)
 }
 
@@ -75,6 +84,34 @@ mod tests {
         assert_eq!(
             project(&p).unwrap_err().to_string(),
             "services.web.x-baton.healthcheck: expected a mapping"
+        );
+    }
+
+    #[test]
+    fn autoscale_errors_are_located_and_replicas_outside_its_range_warned_about() {
+        let mut p = with_service(json!({"autoscale": {"max": 4, "metrics": [{"cpuu": "70%"}]}}));
+        p.baton_marks.insert(
+            "services.web.x-baton.autoscale.metrics[0].cpuu".into(),
+            baton_spec::Location {
+                file: "baton.yaml".into(),
+                line: 12,
+                column: 20,
+            },
+        );
+        assert_eq!(
+            project(&p).unwrap_err().to_string(),
+            "baton.yaml:12:20: services.web.x-baton.autoscale.metrics[0].cpuu: unknown metric \"cpuu\" (did you mean \"cpu\"?) (known: cpu, memory, rps, p95, in_flight)"
+        );
+        let mut p = with_service(json!({"autoscale": {"min": 2, "max": 4}}));
+        if let Some(svc) = p.services.get_mut("web") {
+            svc.deploy = Some(baton_spec::Deploy {
+                replicas: Some(6),
+                ..Default::default()
+            });
+        }
+        assert_eq!(
+            project(&p).unwrap(),
+            ["services.web.deploy.replicas: 6 is outside x-baton.autoscale's [2, 4]: autoscaling moves the service to 4 at its first decision"]
         );
     }
 

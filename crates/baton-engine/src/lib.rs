@@ -1,7 +1,9 @@
 //! baton's engine: turns (desired, observed) into a plan that is plain data, and applies
 //! a plan through a `Runtime`. It knows nothing of Docker, HTTP, QMP or SSH.
 
+pub mod alert;
 pub mod apply;
+pub mod autoscale;
 pub mod check;
 pub mod graph;
 pub mod hash;

@@ -18,7 +18,7 @@ mod blue_green;
 mod canary;
 mod choice;
 mod rolling;
-mod spec;
+pub(crate) mod spec;
 
 use serde::{Deserialize, Serialize};
 

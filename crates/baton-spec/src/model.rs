@@ -40,7 +40,7 @@ pub struct Project {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, Value>,
     /// baton's own top-level sections (`vms`, `hosts`, `pipelines`, `files`,
-    /// `snapshot_policies`, …) whether written at the top level or under `x-baton:`.
+    /// `snapshot_policies`, `alerts`, …) whether written at the top level or under `x-baton:`.
     /// Later issues give them types; until then they are carried as they are.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub baton: BTreeMap<String, Value>,

@@ -6,7 +6,14 @@ pub const TOP: &[&str] = &[
 ];
 
 /// baton's own top-level sections, also accepted under `x-baton:`.
-pub const BATON_TOP: &[&str] = &["vms", "hosts", "pipelines", "files", "snapshot_policies"];
+pub const BATON_TOP: &[&str] = &[
+    "vms",
+    "hosts",
+    "pipelines",
+    "files",
+    "snapshot_policies",
+    "alerts",
+];
 
 pub const SERVICE: &[&str] = &[
     "annotations",

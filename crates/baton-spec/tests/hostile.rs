@@ -256,7 +256,7 @@ fn an_empty_project_is_an_error() {
         let e = error(text);
         assert_eq!(
             e.to_string(),
-            "compose.yaml: the project defines nothing: no services and no baton section (define \"services:\" or one of \"vms:\", \"hosts:\", \"pipelines:\", \"files:\", \"snapshot_policies:\")",
+            "compose.yaml: the project defines nothing: no services and no baton section (define \"services:\" or one of \"vms:\", \"hosts:\", \"pipelines:\", \"files:\", \"snapshot_policies:\", \"alerts:\")",
             "{text:?}"
         );
     }

@@ -495,14 +495,17 @@ fn duration_or(
 }
 
 /// Durations are strings with a unit: a bare number would be ambiguous (500 what?).
-fn duration(path: &str, v: &Value) -> Result<u64, RolloutSpecError> {
-    let parsed = match v {
+pub(crate) fn duration_ms(v: &Value) -> Option<u64> {
+    match v {
         Value::String(s) if s.trim().parse::<f64>().is_err() => {
             baton_spec::parse_duration(s).ok().map(|d| d.0)
         }
         _ => None,
-    };
-    parsed.ok_or_else(|| {
+    }
+}
+
+fn duration(path: &str, v: &Value) -> Result<u64, RolloutSpecError> {
+    duration_ms(v).ok_or_else(|| {
         err(
             path,
             format!(
@@ -527,13 +530,13 @@ fn check_keys(
     }
 }
 
-fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+pub(crate) fn did_you_mean(word: &str, candidates: &[&str]) -> String {
     baton_spec::suggest(word, candidates.iter().copied())
         .map(|h| format!(" ({h})"))
         .unwrap_or_default()
 }
 
 /// A value as the file wrote it: strings quoted, the rest as JSON.
-fn found(v: &Value) -> String {
+pub(crate) fn found(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "a value".into())
 }
