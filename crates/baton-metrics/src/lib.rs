@@ -13,12 +13,16 @@
 
 pub mod family;
 pub mod gorilla;
+pub mod history;
 pub mod labels;
 pub mod metric;
 pub mod registry;
 pub mod sample;
 
 pub use family::{Family, LabelSet, LabelValue};
+pub use history::{
+    Appended, History, HistoryConfig, Points, Recovery, Resolution, SeriesData, StoreError, Window,
+};
 pub use labels::{Labels, MatchOp, Matcher, METRIC_NAME};
 pub use metric::{Counter, Gauge, Histogram};
 pub use registry::{
