@@ -16,6 +16,7 @@ pub mod gorilla;
 pub mod history;
 pub mod labels;
 pub mod metric;
+pub mod query;
 pub mod registry;
 pub mod sample;
 
@@ -25,6 +26,7 @@ pub use history::{
 };
 pub use labels::{Labels, MatchOp, Matcher, METRIC_NAME};
 pub use metric::{Counter, Gauge, Histogram};
+pub use query::{parse, ParseError, QueryError, QueryOptions, Source};
 pub use registry::{
     AlertMetrics, CodeClass, ContainerLabels, ContainerMetrics, FleetMetrics, HostLabels,
     JobLabels, Metrics, MetricsConfig, PipelineMetrics, ProxyMetrics, ReplicaLabels, ReplicaState,
