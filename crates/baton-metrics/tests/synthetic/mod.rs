@@ -2,9 +2,16 @@
 //! a wandering rate, CPU seconds (full-precision floats), memory that wanders by pages,
 //! small gauges that rarely change, and a latency histogram, sampled every 10 s.
 
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
 use std::path::Path;
 
-use baton_metrics::{History, HistoryConfig, Labels, Scrape};
+use baton_metrics::{
+    ContainerLabels, History, HistoryConfig, HostLabels, JobLabels, Labels, Metrics, ReplicaLabels,
+    ReplicaState, RequestLabels, RevisionLabels, RuleLabels, RunLabels, RunStatus, Scrape,
+    ServiceLabels, VmLabels,
+};
 
 pub const STEP_MS: i64 = 10_000;
 /// 2026-01-01T00:00:00Z.
@@ -222,4 +229,98 @@ pub fn disk_bytes(dir: &Path) -> (u64, u64, u64) {
         .unwrap_or(0);
     let wal = size(&dir.join("wal"));
     (blocks, wal, blocks + wal + size(&dir.join("lock")))
+}
+
+/// 20 services of 10 replicas in two projects, two revisions each (a rollout in progress),
+/// five pipelines, ten VMs, twenty hosts: what a daemon with 200 replicas exports.
+pub fn populate(m: &Metrics) {
+    for s in 0..20 {
+        let (project, service) = (format!("shop{}", s % 2), format!("svc{s}"));
+        for (r, rev) in ["a1b2c3", "d4e5f6"].iter().enumerate() {
+            for code in [200u16, 404, 503] {
+                m.proxy
+                    .requests
+                    .get(&RequestLabels::new(&project, &service, *rev, code))
+                    .inc_by(1000.0 * (s + 1) as f64 + f64::from(code));
+            }
+            let rl = RevisionLabels::new(&project, &service, *rev);
+            let h = m.proxy.request_duration.get(&rl);
+            for i in 0..50 {
+                h.observe(0.001 * f64::from(i * (r as u32 + 1)));
+            }
+            m.proxy.in_flight.get(&rl).set(3.0);
+            m.services
+                .rollout_weight
+                .get(&rl)
+                .set(0.25 + 0.5 * r as f64);
+        }
+        for (st, n) in [
+            (ReplicaState::Desired, 10.0),
+            (ReplicaState::Running, 10.0),
+            (ReplicaState::Healthy, 9.0),
+        ] {
+            m.services
+                .replicas
+                .get(&ReplicaLabels::new(&project, &service, st))
+                .set(n);
+        }
+        m.services
+            .rollout_status
+            .get(&ServiceLabels::new(&project, &service))
+            .set(1.0);
+        for replica in 1..=10 {
+            let c = ContainerLabels::new(&project, &service, replica.to_string());
+            m.containers.restarts.get(&c).inc();
+            m.containers
+                .cpu_seconds
+                .get(&c)
+                .set_total(12.345_678_9 * f64::from(replica));
+            m.containers
+                .memory_bytes
+                .get(&c)
+                .set(64.0 * 1024.0 * 1024.0);
+            m.containers.network_receive_bytes.get(&c).inc_by(1.5e9);
+            m.containers.network_transmit_bytes.get(&c).inc_by(2e6);
+        }
+    }
+    for p in 0..5 {
+        let pipeline = format!("deploy-{p}");
+        m.pipelines
+            .runs
+            .get(&RunLabels::new(&pipeline, RunStatus::Succeeded))
+            .inc_by(7.0);
+        m.pipelines
+            .runs
+            .get(&RunLabels::new(&pipeline, RunStatus::Failed))
+            .inc();
+        for j in 0..6 {
+            m.pipelines
+                .job_duration
+                .get(&JobLabels::new(&pipeline, format!("job{j}")))
+                .observe(42.0);
+        }
+    }
+    for v in 0..10 {
+        let l = VmLabels::new(format!("vm{v}"));
+        m.vms.state.get(&l).set(1.0);
+        m.vms.cpu_seconds.get(&l).inc_by(99.5);
+        m.vms.memory_bytes.get(&l).set(2e9);
+    }
+    for h in 0..20 {
+        let l = HostLabels::new(format!("host{h}.example"));
+        m.fleet.up.get(&l).set(1.0);
+        m.fleet.load1.get(&l).set(0.53);
+        m.fleet.load5.get(&l).set(0.4);
+        m.fleet.load15.get(&l).set(0.2);
+        m.fleet.memory_total_bytes.get(&l).set(16e9);
+        m.fleet.memory_available_bytes.get(&l).set(9e9);
+        m.fleet.disk_total_bytes.get(&l).set(5e11);
+        m.fleet.disk_available_bytes.get(&l).set(2e11);
+    }
+    m.alerts.firing.get(&RuleLabels::new("web-errors")).set(2.0);
+    // Label values that need escaping in the text format.
+    m.services
+        .rollout_status
+        .get(&ServiceLabels::new("we\"ird", "back\\slash\nnewline"))
+        .set(2.0);
 }
