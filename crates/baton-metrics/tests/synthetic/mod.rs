@@ -180,7 +180,7 @@ impl Workload {
                     s.values[0] = (s.values[0] + pages * 4096.0).max(0.0);
                 }
                 Kind::Small => {
-                    if rng.next() % 500 == 0 {
+                    if rng.next().is_multiple_of(500) {
                         s.values[0] += 1.0;
                     }
                 }
