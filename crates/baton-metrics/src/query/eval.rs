@@ -75,7 +75,7 @@ pub fn range<S: Source + ?Sized>(
     if step <= 0 || to < from {
         return Err(QueryError::BadRange);
     }
-    let steps = ((to - from) / step) as u128 + 1;
+    let steps = ((i128::from(to) - i128::from(from)) / i128::from(step)) as u128 + 1;
     if steps > options.max_steps as u128 {
         return Err(QueryError::TooManySteps {
             steps,
@@ -254,20 +254,20 @@ impl Ctx {
                         continue;
                     }
                     let (st, sv) = (s.t[i - 1], s.v[i - 1]);
-                    if st > t - self.lookback && !is_stale(sv) {
+                    if st > t.saturating_sub(self.lookback) && !is_stale(sv) {
                         out.push(Sample {
                             labels: s.labels.clone(),
                             value: sv,
                         });
                     }
                 }
-                sorted(out)
+                sorted(out)?
             }
             Expr::Call { func, arg } => {
                 let Expr::Range { selector, range_ms } = arg.as_ref() else {
                     return Ok(Value::Vector(Vec::new()));
                 };
-                let start = t - range_ms;
+                let start = t.saturating_sub(*range_ms);
                 let mut out = Vec::new();
                 for s in self.series(selector) {
                     let lo = s.t.partition_point(|x| *x <= start);
@@ -294,7 +294,7 @@ impl Ctx {
                         });
                     }
                 }
-                sorted(out)
+                sorted(out)?
             }
             Expr::Range { .. } => Value::Vector(Vec::new()),
             Expr::Aggregate { op, grouping, expr } => match self.eval(expr, t)? {
@@ -321,15 +321,23 @@ impl Ctx {
                             value: -s.value,
                         })
                         .collect(),
-                ),
+                )?,
             },
         })
     }
 }
 
-fn sorted(mut v: Vec<Sample>) -> Value {
+/// Sorts a vector by labels; two elements with the same labels (series that differed
+/// only by the name an operation dropped) are an error, as in Prometheus.
+fn sorted(mut v: Vec<Sample>) -> Result<Value, QueryError> {
     v.sort_by(|a, b| a.labels.cmp(&b.labels));
-    Value::Vector(v)
+    if let Some(w) = v.windows(2).find(|w| w[0].labels == w[1].labels) {
+        return Err(QueryError::Matching(format!(
+            "vector cannot contain metrics with the same labelset {}: the series differ only by their name, which the operation drops",
+            w[0].labels
+        )));
+    }
+    Ok(Value::Vector(v))
 }
 
 fn fold_max(vs: &[f64]) -> f64 {
@@ -458,8 +466,8 @@ fn binary(
     let cmp = op.is_comparison();
     Ok(match (lhs, rhs) {
         (Value::Scalar(a), Value::Scalar(b)) => Value::Scalar(arith(op, a, b)),
-        (Value::Vector(v), Value::Scalar(s)) => vector_scalar(op, v, s, false, return_bool),
-        (Value::Scalar(s), Value::Vector(v)) => vector_scalar(op, v, s, true, return_bool),
+        (Value::Vector(v), Value::Scalar(s)) => vector_scalar(op, v, s, false, return_bool)?,
+        (Value::Scalar(s), Value::Vector(v)) => vector_scalar(op, v, s, true, return_bool)?,
         (Value::Vector(l), Value::Vector(r)) => {
             let signature = |labels: &Labels| match matching {
                 Some(Matching {
@@ -520,13 +528,19 @@ fn binary(
                     value: if cmp && !return_bool { s.value } else { value },
                 });
             }
-            return Ok(sorted(out));
+            return sorted(out);
         }
     })
 }
 
 /// A vector and a number; `swap`: the number was on the left.
-fn vector_scalar(op: BinOp, v: Vec<Sample>, s: f64, swap: bool, return_bool: bool) -> Value {
+fn vector_scalar(
+    op: BinOp,
+    v: Vec<Sample>,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+) -> Result<Value, QueryError> {
     let cmp = op.is_comparison();
     let mut out = Vec::with_capacity(v.len());
     for sample in v {

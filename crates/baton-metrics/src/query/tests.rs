@@ -701,3 +701,87 @@ fn literals_and_durations() {
     assert_eq!(parse_duration("0s"), None);
     assert_eq!(parse_duration("5"), None);
 }
+
+#[test]
+fn dropping_the_name_cannot_merge_two_series_and_extreme_times_do_not_panic() {
+    let d = load(MIN, &[("a_total", "0+1x10"), ("b_total", "0+2x10")]);
+    let e = parse(r#"rate({__name__=~"a_total|b_total"}[5m])"#).expect("parses");
+    let err =
+        instant(d.as_slice(), &e, 10 * MIN, &QueryOptions::default()).expect_err("same labels");
+    assert!(err.to_string().contains("same labelset"), "{err}");
+    check(
+        &d,
+        10 * MIN,
+        r#"{__name__=~"a_total|b_total"} > 5"#,
+        &[("a_total{}", 10.0), ("b_total{}", 20.0)],
+    );
+    for q in ["a_total", "rate(a_total[1y])", "-a_total * 2"] {
+        let e = parse(q).expect("parses");
+        for t in [i64::MIN, i64::MAX, 0] {
+            instant(d.as_slice(), &e, t, &QueryOptions::default()).expect("no panic");
+        }
+        let _ = range(
+            d.as_slice(),
+            &e,
+            i64::MIN,
+            i64::MAX,
+            i64::MAX,
+            &QueryOptions::default(),
+        );
+        let _ = range(
+            d.as_slice(),
+            &e,
+            i64::MIN,
+            i64::MAX,
+            1,
+            &QueryOptions::default(),
+        )
+        .expect_err("too many steps");
+    }
+}
+
+#[test]
+fn mangled_expressions_are_errors_not_panics() {
+    let seeds = [
+        r#"sum by (service) (rate(baton_proxy_requests_total{code="5xx"}[5m])) / sum by (service) (rate(baton_proxy_requests_total[5m])) > bool 0.05"#,
+        r#"max_over_time(m{a=~"x|y", b!~'z.*', c!=`q`}[1h30m]) - on (a) -2 ^ 0x1f % 3e2"#,
+        "avg without (le) (count_over_time({__name__=\"x\"}[10s])) <= ignoring(b) min(y)",
+    ];
+    let pieces = [
+        "(", ")", "{", "}", "[", "]", "\"", "'", "`", ",", "=~", "!", "5m", "by", "é", "\\", "\n",
+        "1e", "0x", " ",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let d = load(MIN, &[("m", "1 2 3")]);
+    for _ in 0..3000 {
+        let mut text: Vec<char> = seeds[(next() % 3) as usize].chars().collect();
+        for _ in 0..(1 + next() % 4) {
+            let at = (next() as usize) % (text.len() + 1);
+            match next() % 3 {
+                0 if at < text.len() => {
+                    text.remove(at);
+                }
+                1 => {
+                    let p = pieces[(next() as usize) % pieces.len()];
+                    for (k, c) in p.chars().enumerate() {
+                        text.insert(at + k, c);
+                    }
+                }
+                _ => text.truncate(at),
+            }
+        }
+        let text: String = text.into_iter().collect();
+        if let Ok(e) = parse(&text) {
+            let _ = instant(d.as_slice(), &e, 2 * MIN, &QueryOptions::default());
+        } else if let Err(err) = parse(&text) {
+            assert!(err.column >= 1 && err.line >= 1, "{text}: {err}");
+            let _ = err.caret();
+        }
+    }
+}
