@@ -119,6 +119,13 @@ pub enum RolloutPhase {
     Failed = 4,
 }
 
+impl RolloutPhase {
+    /// The gauge's value: `metrics.services.rollout_status.get(&l).set(phase.value())`.
+    pub fn value(self) -> f64 {
+        f64::from(self as u8)
+    }
+}
+
 /// `baton_vm_state`'s value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmPhase {
@@ -127,6 +134,13 @@ pub enum VmPhase {
     Paused = 2,
     Migrating = 3,
     Failed = 4,
+}
+
+impl VmPhase {
+    /// The gauge's value: `metrics.vms.state.get(&l).set(phase.value())`.
+    pub fn value(self) -> f64 {
+        f64::from(self as u8)
+    }
 }
 
 label_set!(

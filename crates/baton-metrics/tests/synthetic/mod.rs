@@ -9,8 +9,8 @@ use std::path::Path;
 
 use baton_metrics::{
     ContainerLabels, History, HistoryConfig, HostLabels, JobLabels, Labels, Metrics, ReplicaLabels,
-    ReplicaState, RequestLabels, RevisionLabels, RuleLabels, RunLabels, RunStatus, Scrape,
-    ServiceLabels, VmLabels,
+    ReplicaState, RequestLabels, RevisionLabels, RolloutPhase, RuleLabels, RunLabels, RunStatus,
+    Scrape, ServiceLabels, VmLabels, VmPhase,
 };
 
 pub const STEP_MS: i64 = 10_000;
@@ -267,7 +267,7 @@ pub fn populate(m: &Metrics) {
         m.services
             .rollout_status
             .get(&ServiceLabels::new(&project, &service))
-            .set(1.0);
+            .set(RolloutPhase::Progressing.value());
         for replica in 1..=10 {
             let c = ContainerLabels::new(&project, &service, replica.to_string());
             m.containers.restarts.get(&c).inc();
@@ -302,7 +302,7 @@ pub fn populate(m: &Metrics) {
     }
     for v in 0..10 {
         let l = VmLabels::new(format!("vm{v}"));
-        m.vms.state.get(&l).set(1.0);
+        m.vms.state.get(&l).set(VmPhase::Running.value());
         m.vms.cpu_seconds.get(&l).inc_by(99.5);
         m.vms.memory_bytes.get(&l).set(2e9);
     }
