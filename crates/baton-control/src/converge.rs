@@ -115,7 +115,7 @@ impl<R: Runtime> Control<R> {
     /// The first half of `up`: takes the project's lock, plans, and declares that the
     /// project (the named services, or all) should run, so the daemon keeps it so.
     pub async fn begin_up(&self, project: &Project, opts: &PlanOptions) -> Result<Converging> {
-        let lock = self.store.lock_project(&project.name)?;
+        let lock = self.lock(&project.name).await?;
         let prepared = self.plan(project, opts).await?;
         let started: Vec<String> = if opts.services.is_empty() {
             project.services.keys().cloned().collect()

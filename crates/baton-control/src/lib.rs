@@ -1,6 +1,6 @@
 //! baton's control plane: every operation the CLI and the HTTP API offer — converge
 //! (`up`), `down`, `scale`, start/stop/restart, rollout requests and undo — as library
-//! calls over a store, a container backend and a clock.
+//! calls over a store, a container backend and a clock, each change audited.
 //!
 //! Architecture invariant: the two front doors (the `baton` command and the HTTP API)
 //! only turn their input into these calls and show the results; the decisions live here
@@ -12,7 +12,10 @@ mod converge;
 mod files;
 mod journal;
 mod lifecycle;
+mod operation;
 mod rollout;
+pub mod views;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,7 +26,12 @@ pub use converge::{ApplySettings, Converged, Converging, Prepared};
 pub use files::materialize;
 pub use journal::StoreJournal;
 pub use lifecycle::{containers_of, ContainerResult, Down};
-pub use rollout::{RequestOutcome, RolloutProgress, Undone};
+pub use operation::{
+    Actor, DownOutcome, ExecSettings, Operation, Outcome, RolloutRef, UpOptions, UpOutcome, Watch,
+};
+pub use rollout::{RequestOutcome, Undone};
+pub use views::{RolloutProgress, RolloutView, ServiceView, ServicesView};
+pub use worker::ControlHandle;
 
 /// What the operations work on: the state store, the container backend, where state
 /// lives, the environment secrets are read from, and the clock every record is stamped
@@ -54,6 +62,12 @@ pub enum ControlError {
     /// that is needed and not running, an external network that does not exist…).
     #[error("{0}")]
     Refused(String),
+    /// What was named does not exist (a service, a project never applied).
+    #[error("{0}")]
+    NotFound(String),
+    /// The control plane cannot take the call now (stopped, or too many waiting).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -62,6 +76,19 @@ pub enum ControlError {
 }
 
 pub type Result<T> = std::result::Result<T, ControlError>;
+
+impl<R> Control<R> {
+    /// Takes the project's lock, waiting without blocking the thread: the daemon and
+    /// the HTTP API run other work (and other calls) beside the one that waits.
+    pub async fn lock(&self, project: &str) -> Result<baton_state::ProjectLock> {
+        loop {
+            if let Some(lock) = self.store.try_lock_project(project)? {
+                return Ok(lock);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
 
 /// Unix milliseconds now: the clock the front doors hand to [`Control`].
 pub fn system_clock() -> i64 {

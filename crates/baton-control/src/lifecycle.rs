@@ -9,12 +9,13 @@ use baton_engine::runtime::{ContainerState, Observed, ObservedContainer, Runtime
 use baton_spec::Project;
 use baton_state::Desired;
 use futures_util::future::join_all;
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::{Control, Result, StoreJournal};
 
 /// One container acted on, and how it went.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContainerResult {
     pub container: String,
     /// `None` when it went well, else why not.
@@ -120,7 +121,7 @@ impl<R: Runtime> Control<R> {
         name: &str,
         services: &[String],
     ) -> Result<Vec<ContainerResult>> {
-        let _lock = self.store.lock_project(name)?;
+        let _lock = self.lock(name).await?;
         let observed = self.runtime.observe(name).await?;
         let active = self.store.desired(name)?.active;
         let named = named_or_all(project, &observed, services);
@@ -143,7 +144,7 @@ impl<R: Runtime> Control<R> {
         services: &[String],
         timeout: Option<Duration>,
     ) -> Result<Vec<ContainerResult>> {
-        let _lock = self.store.lock_project(name)?;
+        let _lock = self.lock(name).await?;
         let observed = self.runtime.observe(name).await?;
         let active = self.store.desired(name)?.active;
         let named = named_or_all(project, &observed, services);
@@ -168,7 +169,7 @@ impl<R: Runtime> Control<R> {
         services: &[String],
         timeout: Option<Duration>,
     ) -> Result<Vec<ContainerResult>> {
-        let _lock = self.store.lock_project(name)?;
+        let _lock = self.lock(name).await?;
         let observed = self.runtime.observe(name).await?;
         let targets = containers_of(&observed, services);
         let outcomes = join_all(targets.iter().map(|c| {
@@ -196,7 +197,7 @@ impl<R: Runtime> Control<R> {
         parallelism: usize,
         reporter: &dyn Reporter,
     ) -> Result<Option<Down>> {
-        let _lock = self.store.lock_project(name)?;
+        let _lock = self.lock(name).await?;
         self.store.set_desired(
             &Desired {
                 project: name.to_string(),

@@ -9,9 +9,11 @@ use baton_engine::rollout::{undo_target, Recorded, RolloutSpec, RolloutState};
 use baton_engine::runtime::Runtime;
 use baton_spec::{Project, Service};
 use baton_state::{RolloutRecord, RolloutRequest, RolloutStatus};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::converge::refused;
+use crate::views::RolloutProgress;
 use crate::{Control, Result};
 
 /// A store record as the engine's choices read it.
@@ -26,7 +28,7 @@ pub(crate) fn recorded(r: &RolloutRecord) -> Recorded {
 }
 
 /// A request that was taken.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestOutcome {
     pub rollout: i64,
     /// The rollout's status when the request came (a paused one runs again).
@@ -39,7 +41,8 @@ pub struct RequestOutcome {
 }
 
 /// What `undo` set going.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
 pub enum Undone {
     /// What runs is already the configuration of that revision.
     AlreadyThere { revision: i64 },
@@ -49,19 +52,6 @@ pub enum Undone {
         new_revision: i64,
         rollout: i64,
     },
-}
-
-/// What changed in a set of rollouts since the last look.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RolloutProgress {
-    /// New history lines: (service, line).
-    pub lines: Vec<(String, String)>,
-    /// Rollouts that ended since the last look: (service, id, status, outcome).
-    pub ended: Vec<(String, i64, RolloutStatus, String)>,
-    /// Every rollout followed has ended.
-    pub done: bool,
-    /// One of them ended otherwise than completed.
-    pub failed: bool,
 }
 
 impl<R: Runtime> Control<R> {
@@ -170,7 +160,7 @@ impl<R: Runtime> Control<R> {
         to_revision: Option<i64>,
         daemon_running: bool,
     ) -> Result<Undone> {
-        let lock = self.store.lock_project(project)?;
+        let lock = self.lock(project).await?;
         let Some(latest) = self.store.latest_revision(project)? else {
             return Err(refused(format!(
                 "project {project}: nothing was applied yet"
@@ -281,40 +271,7 @@ impl<R: Runtime> Control<R> {
         seen: &mut BTreeMap<i64, usize>,
         reported: &mut BTreeSet<i64>,
     ) -> Result<RolloutProgress> {
-        let mut p = RolloutProgress {
-            done: true,
-            ..Default::default()
-        };
-        let all = self.store.rollouts(project, None)?;
-        for (service, id) in rollouts {
-            let Some(r) = all.iter().find(|r| r.id == *id) else {
-                continue;
-            };
-            if let Ok(state) = serde_json::from_str::<RolloutState>(&r.state_json) {
-                let shown = seen.entry(r.id).or_default();
-                p.lines.extend(
-                    state
-                        .history
-                        .iter()
-                        .skip(*shown)
-                        .map(|e| (service.clone(), e.message.clone())),
-                );
-                *shown = state.history.len();
-            }
-            match r.status {
-                RolloutStatus::Running => p.done = false,
-                RolloutStatus::Completed => {}
-                _ => p.failed = true,
-            }
-            if r.status != RolloutStatus::Running && reported.insert(r.id) {
-                p.ended.push((
-                    service.clone(),
-                    r.id,
-                    r.status,
-                    r.outcome.clone().unwrap_or_else(|| r.status.to_string()),
-                ));
-            }
-        }
-        Ok(p)
+        let views = self.rollouts(project, None)?;
+        Ok(crate::views::progress(&views, rollouts, seen, reported))
     }
 }

@@ -10,34 +10,13 @@ use futures_util::StreamExt;
 use crate::client::engine_error;
 use crate::Docker;
 
-/// Which output stream a line came from. TTY containers have one merged stream,
-/// reported as `Stdout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputStream {
-    Stdout,
-    Stderr,
-}
+pub use baton_engine::runtime::{LogLine, LogOptions, LogStream, OutputStream};
 
-/// One line of container output, without its line break.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    pub stream: OutputStream,
-    pub text: String,
+impl baton_engine::runtime::Logs for Docker {
+    fn logs(&self, id: &str, options: &LogOptions) -> LogStream {
+        Docker::logs(self, id, options)
+    }
 }
-
-/// What `logs` returns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogOptions {
-    /// Keep streaming new output until the container stops.
-    pub follow: bool,
-    /// Only the last N lines (all when `None`).
-    pub tail: Option<usize>,
-    /// Prefix each line with the engine's RFC 3339 timestamp.
-    pub timestamps: bool,
-}
-
-/// A stream of output lines.
-pub type LogStream = BoxStream<'static, Result<LogLine, RuntimeError>>;
 
 impl Docker {
     /// The container's logs as lines.

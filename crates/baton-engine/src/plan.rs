@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use baton_spec::{Project, Service};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::graph;
@@ -14,7 +14,7 @@ use crate::resolve::{build_spec, container_name, image_ref};
 use crate::runtime::{Capabilities, ContainerState, Observed, ObservedContainer};
 
 /// One thing to do to the world. Container actions always name the service and replica.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     PullImage {
@@ -152,7 +152,7 @@ impl Action {
 
 /// A plan: the actions in the order a careful human would do them (images, networks and
 /// volumes, then containers service by service in dependency order, then removals).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub project: String,
     pub actions: Vec<Action>,

@@ -309,3 +309,39 @@ pub trait OneShot: Send + Sync {
     /// Kills and removes the container named `name`, if it is there.
     fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
 }
+
+/// Which output stream a line came from. TTY containers have one merged stream,
+/// reported as `Stdout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of container output, without its line break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub stream: OutputStream,
+    pub text: String,
+}
+
+/// Which part of a container's output to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep streaming new output until the container stops.
+    pub follow: bool,
+    /// Only the last N lines (all when `None`).
+    pub tail: Option<usize>,
+    /// Prefix each line with the engine's RFC 3339 timestamp.
+    pub timestamps: bool,
+}
+
+/// A stream of output lines, owned (it outlives the call that made it).
+pub type LogStream = futures_util::stream::BoxStream<'static, Result<LogLine, RuntimeError>>;
+
+/// What most backends can do: read (and follow) a container's output. A front door
+/// that shows logs (`baton logs`, the HTTP API) is handed one.
+pub trait Logs: Send + Sync {
+    fn logs(&self, id: &str, options: &LogOptions) -> LogStream;
+}

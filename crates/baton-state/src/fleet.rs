@@ -175,6 +175,17 @@ impl Store {
         })
     }
 
+    /// The names of a project's managed files that have at least one version.
+    pub fn managed_files(&self, project: &str) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT DISTINCT name FROM file_versions WHERE project = ?1 ORDER BY name",
+            )?;
+            let rows = st.query_map(params![project], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
     pub fn file_versions(&self, project: &str, name: &str) -> Result<Vec<FileVersion>> {
         self.with(|c| {
             let mut st = c.prepare(

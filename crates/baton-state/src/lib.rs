@@ -4,6 +4,7 @@
 //! Architecture invariant: the store never invents timestamps; every write takes `now`
 //! (Unix milliseconds) from the caller, so tests are exact. It knows nothing of Docker.
 
+mod audit;
 mod fleet;
 
 use std::path::{Path, PathBuf};
@@ -11,13 +12,17 @@ use std::sync::Mutex;
 
 mod pipeline;
 pub mod private;
+mod tokens;
 mod vm;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use audit::AuditRecord;
 pub use fleet::{FileApplied, FileVersion, FleetRun};
 pub use pipeline::{ArtifactRecord, PipelineJob, PipelineRun, RunOwner};
+pub use tokens::TokenRecord;
 pub use vm::{VmMigration, VmOp, VmRecord, VmSnapshot};
 
 /// The file name of the database inside the state directory.
@@ -42,7 +47,7 @@ pub enum StateError {
 pub type Result<T> = std::result::Result<T, StateError>;
 
 /// A spec revision: the resolved project as it was applied.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Revision {
     pub project: String,
     pub number: i64,
@@ -96,7 +101,7 @@ pub struct ActionRecord {
     pub finished_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     pub id: i64,
     pub project: String,
@@ -104,6 +109,17 @@ pub struct Event {
     pub kind: String,
     pub subject: String,
     pub message: String,
+}
+
+fn event_row(r: &rusqlite::Row) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        at: r.get(2)?,
+        kind: r.get(3)?,
+        subject: r.get(4)?,
+        message: r.get(5)?,
+    })
 }
 
 /// Whether a project should be running, as the last `up`, `down`, `stop` or `start`
@@ -126,7 +142,7 @@ pub struct Supervision {
 }
 
 /// Where a recorded rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RolloutStatus {
     /// The daemon is carrying it out.
@@ -176,7 +192,7 @@ impl std::fmt::Display for RolloutStatus {
 }
 
 /// A manual request on a rollout, waiting for the daemon to carry it out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RolloutRequest {
     /// Skip the remaining pauses and steps: go to 100 % now.
@@ -241,6 +257,16 @@ pub struct RolloutRecord {
     pub outcome: Option<String>,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+}
+
+/// A project the store knows: where its file was, and when it was first and last
+/// applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectRecord {
+    pub name: String,
+    pub working_dir: String,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// A resource as last observed (container, network, volume).
@@ -372,6 +398,8 @@ CREATE TABLE IF NOT EXISTS supervision (
 const MIGRATIONS: &[&[&str]] = &[
     &[SCHEMA, pipeline::SCHEMA, fleet::SCHEMA, vm::SCHEMA],
     &[pipeline::DELIVERIES],
+    &[tokens::SCHEMA],
+    &[audit::SCHEMA],
 ];
 
 /// The schema version this build writes.
@@ -738,14 +766,84 @@ impl Store {
                  FROM (SELECT * FROM events WHERE project = ?1 ORDER BY id DESC LIMIT ?2)
                  ORDER BY id",
             )?;
-            let rows = stmt.query_map(params![project, limit], |r| {
-                Ok(Event {
-                    id: r.get(0)?,
-                    project: r.get(1)?,
-                    at: r.get(2)?,
-                    kind: r.get(3)?,
-                    subject: r.get(4)?,
-                    message: r.get(5)?,
+            let rows = stmt.query_map(params![project, limit], event_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Up to `limit` events after id `after`, oldest first; only those of `project`
+    /// when given. What the event stream reads.
+    pub fn events_after(
+        &self,
+        after: i64,
+        project: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Event>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, project, at, kind, subject, message FROM events
+                 WHERE id > ?1 AND (?2 IS NULL OR project = ?2) ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![after, project, limit], event_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Up to `limit` events older than id `before` (all when `None`), newest first;
+    /// only those of `project` when given.
+    pub fn events_page(
+        &self,
+        project: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Event>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, project, at, kind, subject, message FROM events
+                 WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR id < ?2)
+                 ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![project, before, limit], event_row)?;
+            rows.collect()
+        })
+    }
+
+    /// The newest event's id (0 when there is none).
+    pub fn last_event_id(&self) -> Result<i64> {
+        self.with(|c| c.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0)))
+    }
+
+    /// Every project the store knows, by name.
+    pub fn projects(&self) -> Result<Vec<ProjectRecord>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT name, working_dir, created_at, updated_at FROM projects ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ProjectRecord {
+                    name: r.get(0)?,
+                    working_dir: r.get(1)?,
+                    created_at: r.get(2)?,
+                    updated_at: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// A project's revisions, oldest first.
+    pub fn revisions(&self, project: &str) -> Result<Vec<Revision>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT number, spec_hash, created_at FROM revisions
+                 WHERE project = ?1 ORDER BY number",
+            )?;
+            let rows = stmt.query_map(params![project], |r| {
+                Ok(Revision {
+                    project: project.to_string(),
+                    number: r.get(0)?,
+                    spec_hash: r.get(1)?,
+                    created_at: r.get(2)?,
                 })
             })?;
             rows.collect()
@@ -1252,6 +1350,32 @@ mod tests {
         let ev = s.events("p", 2).unwrap();
         let msgs: Vec<_> = ev.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(msgs, vec!["m3", "m4"]);
+    }
+
+    #[test]
+    fn events_page_backwards_and_stream_forwards() {
+        let (_d, s) = store();
+        for i in 0..6 {
+            let p = if i % 2 == 0 { "a" } else { "b" };
+            s.event(p, "supervise", "web-1", &format!("m{i}"), i)
+                .unwrap();
+        }
+        let msgs = |v: Vec<Event>| v.into_iter().map(|e| e.message).collect::<Vec<_>>();
+        let page = s.events_page(None, None, 4).unwrap();
+        assert_eq!(msgs(page.clone()), ["m5", "m4", "m3", "m2"]);
+        let older = s.events_page(None, Some(page[3].id), 4).unwrap();
+        assert_eq!(msgs(older), ["m1", "m0"]);
+        assert_eq!(
+            msgs(s.events_page(Some("a"), None, 2).unwrap()),
+            ["m4", "m2"]
+        );
+        let last = s.last_event_id().unwrap();
+        assert_eq!(
+            msgs(s.events_after(last - 2, None, 10).unwrap()),
+            ["m4", "m5"]
+        );
+        assert_eq!(msgs(s.events_after(0, Some("b"), 2).unwrap()), ["m1", "m3"]);
+        assert!(s.events_after(last, None, 10).unwrap().is_empty());
     }
 
     #[test]
