@@ -1,8 +1,12 @@
 //! Bearer tokens: the secret a listener requires as `Authorization: Bearer <token>`,
-//! compared in constant time, and the same secret a [`crate::Client`] sends.
+//! compared in constant time, and the same secret a [`crate::Client`] sends; or, for a
+//! listener with many tokens, a [`Verify`] that names who presented one, with wrong
+//! guesses slowed down per client address.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -12,6 +16,8 @@ use axum::Router;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::serve::ClientAddr;
+use crate::throttle::Throttle;
 use crate::HttpError;
 
 /// Fewer characters than this is too easy to guess (`openssl rand -hex 32` gives 64).
@@ -99,6 +105,70 @@ async fn check(State(token): State<Token>, req: Request, next: Next) -> Response
         Some(p) if token.matches(p) => next.run(req).await,
         Some(_) => unauthorized("wrong bearer token"),
         None => unauthorized("missing bearer token: send Authorization: Bearer <token>"),
+    }
+}
+
+/// Who presented credentials, as a listener with many tokens decides it. The caller
+/// brings the meaning (names, roles); this crate only finds the credentials, waits out
+/// the client's penalty and answers 401.
+pub trait Verify: Clone + Send + Sync + 'static {
+    type Principal: Clone + Send + Sync + 'static;
+    /// The principal `presented` identifies, or `None`. Must not leak through its timing
+    /// which part of a secret was right (compare digests in constant time).
+    fn verify(&self, presented: &[u8]) -> impl Future<Output = Option<Self::Principal>> + Send;
+}
+
+#[derive(Clone)]
+struct Verifier<V> {
+    verify: V,
+    throttle: Arc<Throttle>,
+}
+
+/// `router` with every route, and the fallback, behind `Authorization: Bearer <token>`
+/// checked by `verify`. The principal it names is put in the request's extensions for
+/// the handlers; a missing or unknown token gets 401 before any handler (or body read)
+/// runs. A client address that keeps presenting unknown tokens waits longer each time
+/// before its next one is looked at (`throttle`).
+pub fn require_principal<V: Verify>(router: Router, verify: V, throttle: Arc<Throttle>) -> Router {
+    router.layer(middleware::from_fn_with_state(
+        Verifier { verify, throttle },
+        check_principal::<V>,
+    ))
+}
+
+async fn check_principal<V: Verify>(
+    State(v): State<Verifier<V>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let ip = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+    if let Some(ip) = ip {
+        let wait = v.throttle.delay(ip, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| bearer(h.as_bytes()));
+    let Some(presented) = presented else {
+        return unauthorized("missing bearer token: send Authorization: Bearer <token>");
+    };
+    match v.verify.verify(presented).await {
+        Some(principal) => {
+            if let Some(ip) = ip {
+                v.throttle.succeeded(ip);
+            }
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        None => {
+            if let Some(ip) = ip {
+                v.throttle.failed(ip, Instant::now());
+            }
+            unauthorized("unknown bearer token")
+        }
     }
 }
 

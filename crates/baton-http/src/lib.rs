@@ -1,5 +1,6 @@
 //! One HTTP stack for every listener baton opens: an axum `Router` served over TCP or
-//! TLS with header and body deadlines, a body size cap, a connection cap and bearer tokens.
+//! TLS with header and body deadlines, a body size cap, a connection cap, bearer tokens
+//! (one shared secret, or many through a [`Verify`]) and a slowdown for wrong guesses.
 //!
 //! Architecture invariant: every listener baton opens goes through [`serve`], so no
 //! listener can forget a limit; the [`Limits`] always apply, TLS and tokens are opt-in
@@ -10,11 +11,13 @@
 mod auth;
 mod client;
 mod serve;
+mod throttle;
 mod tls;
 
-pub use auth::{require_bearer, Token};
+pub use auth::{require_bearer, require_principal, Token, Verify};
 pub use client::{Answer, Client, Endpoint, Scheme};
-pub use serve::{serve, Limits, ServeOptions};
+pub use serve::{serve, ClientAddr, Limits, ServeOptions};
+pub use throttle::{Throttle, ThrottleConfig};
 pub use tls::{ClientTls, ServerTls};
 
 /// What can go wrong setting up or using the stack. Messages never contain a token.

@@ -49,6 +49,10 @@ impl Default for Limits {
     }
 }
 
+/// The address a request came from, in its extensions (for per-client limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 /// How one listener serves: its limits, and TLS when given.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
@@ -70,8 +74,8 @@ pub async fn serve(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return Ok(());
         };
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(_) => {
                 // Out of file descriptors or a connection reset before accept: do not
                 // spin, and do not give up on the listener.
@@ -84,12 +88,12 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             match tls {
-                None => connection(stream, app, limits).await,
+                None => connection(stream, app, limits, peer).await,
                 Some(tls) => {
                     let handshake =
                         tokio::time::timeout(limits.header_timeout, tls.acceptor.accept(stream));
                     if let Ok(Ok(stream)) = handshake.await {
-                        connection(stream, app, limits).await;
+                        connection(stream, app, limits, peer).await;
                     }
                 }
             }
@@ -97,11 +101,14 @@ pub async fn serve(
     }
 }
 
-async fn connection<S>(stream: S, app: Router, limits: Limits)
+async fn connection<S>(stream: S, app: Router, limits: Limits, peer: std::net::SocketAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| handle(app.clone(), limits, req));
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ClientAddr(peer));
+        handle(app.clone(), limits, req)
+    });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);

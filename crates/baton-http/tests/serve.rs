@@ -251,6 +251,69 @@ async fn every_route_needs_the_bearer_token() {
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 }
 
+/// A verifier with two tokens, naming who presented them.
+#[derive(Clone)]
+struct Names;
+
+impl baton_http::Verify for Names {
+    type Principal = String;
+    async fn verify(&self, presented: &[u8]) -> Option<String> {
+        [
+            ("ann", "ann-token-0123456789abcdef"),
+            ("bob", "bob-token-0123456789abcdef"),
+        ]
+        .into_iter()
+        .find(|(_, t)| Token::new(t).is_ok_and(|t| t.matches(presented)))
+        .map(|(n, _)| n.to_string())
+    }
+}
+
+#[tokio::test]
+async fn many_tokens_name_their_holder_and_wrong_guesses_slow_down() {
+    use baton_http::{require_principal, Throttle, ThrottleConfig};
+    let who = Router::new().route(
+        "/who",
+        get(|axum::Extension(name): axum::Extension<String>| async move { name }),
+    );
+    let throttle = Arc::new(Throttle::new(ThrottleConfig {
+        free_failures: 1,
+        base: Duration::from_millis(200),
+        max: Duration::from_millis(400),
+        ..Default::default()
+    }));
+    let addr = start(
+        require_principal(who, Names, throttle.clone()),
+        plain(Limits::default()),
+    )
+    .await;
+    let with = |t: &str| Client {
+        token: Some(Token::new(t).unwrap()),
+        ..Client::default()
+    };
+    let a = call(&with("bob-token-0123456789abcdef"), &addr, "/who").await;
+    assert_eq!((a.status, &a.body[..]), (StatusCode::OK, &b"bob"[..]));
+    let none = call(&Client::default(), &addr, "/who").await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert!(throttle.is_empty(), "a missing token is not a guess");
+    let wrong = with("eve-token-0123456789abcdef");
+    let mut took = Vec::new();
+    for _ in 0..4 {
+        let t0 = Instant::now();
+        assert_eq!(
+            call(&wrong, &addr, "/who").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        took.push(t0.elapsed());
+    }
+    assert!(took[0] < Duration::from_millis(150), "{took:?}");
+    assert!(took[2] >= Duration::from_millis(200), "{took:?}");
+    assert!(took[3] >= Duration::from_millis(400), "{took:?}");
+    // The right token still gets in (after the wait), and the slate is clean again.
+    let a = call(&with("ann-token-0123456789abcdef"), &addr, "/who").await;
+    assert_eq!((a.status, &a.body[..]), (StatusCode::OK, &b"ann"[..]));
+    assert!(throttle.is_empty());
+}
+
 /// A CA and a server certificate it signed for 127.0.0.1 and localhost, made with the
 /// openssl command line. Returns (CA, certificate, key).
 fn certificates(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
