@@ -51,6 +51,13 @@ fn gone() -> ControlError {
 }
 
 impl ControlHandle {
+    /// A handle with no worker behind it: every call is refused as unavailable (for
+    /// doors tested without a container engine).
+    pub fn detached() -> ControlHandle {
+        let (tx, _) = mpsc::channel(1);
+        ControlHandle { tx }
+    }
+
     /// Carries out `op` for `actor` (audited, as [`Control::execute`]).
     pub async fn execute(&self, actor: Actor, op: Operation) -> Result<Outcome> {
         let (reply, answer) = oneshot::channel();

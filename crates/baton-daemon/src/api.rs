@@ -16,7 +16,8 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use hyper::Method;
@@ -46,7 +47,7 @@ impl Shared {
 }
 
 /// The daemon as it describes itself.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Status {
     pub pid: u32,
     pub version: String,
@@ -60,7 +61,7 @@ pub struct Status {
 }
 
 /// One published port and what serves it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ProxyStatus {
     pub project: String,
     pub service: String,
@@ -70,6 +71,8 @@ pub struct ProxyStatus {
     /// Container names that take traffic.
     pub backends: Vec<String>,
     /// Per-revision counters (builtin proxy only).
+    #[serde(skip_deserializing)]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub metrics: Option<baton_proxy::Metrics>,
 }
 

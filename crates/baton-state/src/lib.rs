@@ -56,7 +56,7 @@ pub struct Revision {
 }
 
 /// The outcome of one recorded action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionStatus {
     /// Recorded before being carried out; still so if baton died meanwhile.
@@ -87,7 +87,7 @@ impl ActionStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActionRecord {
     pub id: i64,
     pub project: String,
