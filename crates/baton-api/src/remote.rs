@@ -176,7 +176,12 @@ impl Remote {
                 message,
             });
         }
-        serde_json::from_slice(&answer.body).map_err(|e| RemoteError::Decode {
+        let body: &[u8] = if answer.body.is_empty() {
+            b"null"
+        } else {
+            &answer.body
+        };
+        serde_json::from_slice(body).map_err(|e| RemoteError::Decode {
             server: self.server(),
             path: path.to_string(),
             message: e.to_string(),
@@ -274,6 +279,34 @@ impl Remote {
             q.push_str(&format!("&project={}", seg(p)));
         }
         self.get(&format!("{PREFIX}/audit{q}")).await
+    }
+}
+
+impl Remote {
+    pub async fn tokens(&self) -> Result<Vec<crate::tokens::TokenView>, RemoteError> {
+        self.get(&format!("{PREFIX}/tokens")).await
+    }
+
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: crate::Role,
+    ) -> Result<crate::tokens::CreatedToken, RemoteError> {
+        let body = json!({ "name": name, "role": role });
+        self.call(
+            Method::POST,
+            &format!("{PREFIX}/tokens"),
+            Some(body),
+            self.client.timeout,
+        )
+        .await
+    }
+
+    pub async fn revoke_token(&self, name: &str) -> Result<(), RemoteError> {
+        let path = format!("{PREFIX}/tokens/{}", seg(name));
+        self.call::<serde_json::Value>(Method::DELETE, &path, None, self.client.timeout)
+            .await
+            .map(drop)
     }
 }
 

@@ -48,6 +48,23 @@ pub struct Global {
     /// Engine operations in flight at once
     #[arg(long, global = true, default_value_t = 32, value_name = "N")]
     pub parallel: usize,
+    /// Use the daemon at URL (`http://HOST:PORT` or `https://HOST:PORT`, `baton serve
+    /// --listen`) instead of this machine, with the token in BATON_TOKEN
+    #[arg(long, global = true, env = "BATON_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The CA certificate (PEM) that signed an https server's certificate
+    #[arg(long, global = true, env = "BATON_SERVER_CA", value_name = "FILE")]
+    pub server_ca: Option<PathBuf>,
+    /// How log lines look on stderr (RUST_LOG picks which: default warn, info for serve)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +105,10 @@ pub enum Command {
     Stats(ServicesArgs),
     /// Recorded actions and events of the project
     Events(EventsArgs),
+    /// Every change made through the CLI or the API: who, what, when, how it went
+    Audit(AuditArgs),
+    /// API tokens for `baton serve --listen`: create (printed once), ls, revoke
+    Token(TokenArgs),
     /// Run the daemon: keep every project brought up with `up` running (replicas that
     /// are killed, removed or unhealthy come back, with backoff)
     Serve(ServeArgs),
@@ -323,6 +344,16 @@ pub struct ServeArgs {
     /// Serve pipeline webhooks (`POST /hooks/NAME`) on this address, e.g. 127.0.0.1:9090
     #[arg(long, value_name = "ADDR")]
     pub hooks_listen: Option<std::net::SocketAddr>,
+    /// Serve the HTTP API (/api/v1) on this address, e.g. 127.0.0.1:7430; needs a token
+    /// (`baton token create`), and TLS off loopback
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The API's TLS certificate chain (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// The API's TLS private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -330,6 +361,40 @@ pub struct EventsArgs {
     /// How many of the newest entries
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
+    /// The project's audit entries (who changed what) instead
+    #[arg(long)]
+    pub audit: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// How many entries, newest first
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// Only entries older than this id (the previous page's last)
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub action: TokenAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenAction {
+    /// Make a token and print it (only now: only its digest is kept)
+    Create {
+        name: String,
+        /// viewer (reads), operator (reads and changes), admin (and tokens, audit)
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+    },
+    /// The tokens: name, role, when made and last used (never the token)
+    Ls,
+    /// Revoke a token: it stops working within a second
+    Revoke { name: String },
 }
 
 /// `SERVICE=N`: a bad one is a command-line error (exit 64), as any other flag's.

@@ -98,16 +98,4 @@ impl Context {
             clock: now_ms,
         })
     }
-
-    /// How `up`-like commands apply a plan.
-    pub fn apply_settings(
-        &self,
-        wait_timeout: std::time::Duration,
-    ) -> baton_control::ApplySettings {
-        baton_control::ApplySettings {
-            parallelism: self.global.parallel,
-            wait_timeout,
-            daemon_running: crate::commands::daemon_running(self),
-        }
-    }
 }

@@ -4,6 +4,8 @@
 mod cli;
 mod commands;
 mod context;
+mod door;
+mod logging;
 mod output;
 mod progress;
 
@@ -60,10 +62,23 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let serving = matches!(&args.command, cli::Command::Serve(s) if !s.status);
+    // Servers say what they do (info); commands only what goes wrong (warn).
+    let agent = matches!(&args.command, cli::Command::Vm(v) if matches!(v.action, commands::vm::VmAction::Agent(_)));
+    logging::init(args.global.log_format, serving || agent);
+    // The daemon answers API clients on worker threads while its loops run on this
+    // one; a command has one thing to do.
+    let runtime = if serving {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

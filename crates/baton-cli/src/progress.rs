@@ -87,3 +87,6 @@ impl Reporter for Progress {
         }
     }
 }
+
+/// `down` shows its steps; there is no plan to show first.
+impl baton_control::Watch for Progress {}

@@ -129,13 +129,15 @@ pub async fn bind(state_dir: &Path) -> std::io::Result<(tokio::net::UnixListener
     Ok((listener, path))
 }
 
-/// Serves the API until `shutdown` resolves.
+/// Serves the API, and `extra` routes beside it (the HTTP API's `/api/v1`, for the
+/// socket's owner), until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::UnixListener,
     shared: Arc<Shared>,
+    extra: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared))
+    axum::serve(listener, router(shared).merge(extra))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -213,7 +215,7 @@ mod tests {
         let second = bind(&dir).await.unwrap_err();
         assert_eq!(second.kind(), std::io::ErrorKind::AddrInUse);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, shared.clone(), async {
+        let server = tokio::spawn(serve(listener, shared.clone(), Router::new(), async {
             let _ = stopped.await;
         }));
         let status = call(&dir, hyper::Method::GET, "/v1/status").await.unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use baton_engine::hash::service_hash;
 use baton_engine::resolve::{container_spec, file_sources};
 use baton_engine::restart::RestartHistory;
-use baton_engine::runtime::{Runtime, RuntimeError};
+use baton_engine::runtime::{ContainerState, Health, Observed, Runtime, RuntimeError};
 use baton_engine::supervise::{note_restart, supervise, Decision};
 use baton_spec::Project;
 use baton_state::{Store, Supervision};
@@ -33,6 +33,8 @@ pub struct Supervisor<'a, R> {
     /// count seen and when it grew.
     engine_restarts: BTreeMap<String, (u32, RestartHistory)>,
     engine_down: bool,
+    /// What each project's containers looked like at the last tick, for change events.
+    seen: BTreeMap<String, Seen>,
     traffic: crate::traffic::Traffic,
     prober: crate::probe::Prober,
     shared: std::sync::Arc<crate::api::Shared>,
@@ -43,11 +45,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn log(line: &str) {
-    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    eprintln!("{t} {line}");
 }
 
 impl<'a, R: Runtime> Supervisor<'a, R> {
@@ -66,6 +63,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             histories: BTreeMap::new(),
             engine_restarts: BTreeMap::new(),
             engine_down: false,
+            seen: BTreeMap::new(),
             traffic: crate::traffic::Traffic::default(),
             prober: crate::probe::Prober::default(),
             shared,
@@ -75,7 +73,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
     /// Runs until `shutdown` resolves.
     pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        log("supervising active projects");
+        tracing::info!("supervising active projects");
         let started = now_ms();
         self.shared.update(|s| {
             s.pid = std::process::id();
@@ -91,7 +89,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                 _ = shared.wake.notified() => {}
             }
         }
-        log("stopping; containers keep running");
+        tracing::info!("stopping; containers keep running");
     }
 
     /// One look at every active project.
@@ -99,7 +97,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         let projects = match self.store.active_projects() {
             Ok(p) => p,
             Err(e) => {
-                log(&format!("cannot read the store: {e}"));
+                tracing::warn!("cannot read the store: {e}");
                 return;
             }
         };
@@ -135,12 +133,12 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                 match e {
                     RuntimeError::Unavailable(_) => {
                         if !self.engine_down {
-                            log(&format!("{e}; retrying every tick"));
+                            tracing::warn!("{e}; retrying every tick");
                             self.engine_down = true;
                         }
                         return;
                     }
-                    other => log(&format!("project {name}: {other}")),
+                    other => tracing::warn!("project {name}: {other}"),
                 }
             }
         }
@@ -161,7 +159,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         }
         let mut observed = self.rt.observe(name).await?;
         if self.engine_down {
-            log("container engine reachable again; converging");
+            tracing::info!("container engine reachable again; converging");
             self.engine_down = false;
         }
         let now = now_ms();
@@ -170,7 +168,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         if !health_events.is_empty() {
             let live: Vec<&str> = observed.containers.iter().map(|c| c.id.as_str()).collect();
             for e in health_events {
-                log(&format!("{}: {}", e.container, e.message));
+                tracing::info!("{}: {}", e.container, e.message);
                 let _ = self
                     .store
                     .event(name, "health", &e.container, &e.message, now as i64);
@@ -184,6 +182,14 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                     now as i64,
                 );
             }
+        }
+        let (changes, seen) = container_changes(self.seen.get(name), &observed);
+        self.seen.insert(name.to_string(), seen);
+        for (container, message) in changes {
+            tracing::info!("{container}: {message}");
+            let _ = self
+                .store
+                .event(name, "container", &container, &message, now as i64);
         }
         self.watch_engine_restarts(name, &observed, now).await;
         let files = file_sources(&project, &self.config.files_dir);
@@ -235,7 +241,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                 }
             };
             let restarts = history.within(now, 60_000) as u32;
-            log(&format!("{container}: {message}"));
+            tracing::info!("{container}: {message}");
             let _ = self
                 .store
                 .event(name, "supervise", &container, &message, now as i64);
@@ -261,7 +267,6 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         observed: &baton_engine::runtime::Observed,
         now: u64,
     ) {
-        use baton_engine::runtime::ContainerState;
         let watched: Vec<_> = observed
             .containers
             .iter()
@@ -304,7 +309,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                 "restarted by the engine (restart #{}{exit}); {per_minute} restarts in the last minute",
                 inspected.restart_count
             );
-            log(&format!("{}: {message}", c.name));
+            tracing::info!("{}: {message}", c.name);
             let _ = self
                 .store
                 .event(project, "supervise", &c.name, &message, now as i64);
@@ -330,6 +335,61 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         let json = self.store.revision_spec(name, rev.number).ok()??;
         serde_json::from_str(&json).ok()
     }
+}
+
+/// Each container's state and health at a look, by name.
+pub type Seen = BTreeMap<String, (ContainerState, Health)>;
+
+fn word<T: std::fmt::Debug>(t: T) -> String {
+    format!("{t:?}").to_lowercase()
+}
+
+/// What changed in a project's containers since the last look (`None`: the first
+/// look, which reports nothing): appeared, state changes (with the exit code), health
+/// changes, removed. Returns the events (container, message) and what was seen now.
+pub fn container_changes(
+    before: Option<&Seen>,
+    observed: &Observed,
+) -> (Vec<(String, String)>, Seen) {
+    let now: Seen = observed
+        .containers
+        .iter()
+        .filter(|c| !c.oneoff)
+        .map(|c| (c.name.clone(), (c.state, c.health)))
+        .collect();
+    let Some(before) = before else {
+        return (Vec::new(), now);
+    };
+    let mut events = Vec::new();
+    for c in observed.containers.iter().filter(|c| !c.oneoff) {
+        let exit = match (c.state, c.exit_code) {
+            (ContainerState::Exited | ContainerState::Dead, Some(code)) => {
+                format!(" (exit code {code})")
+            }
+            _ => String::new(),
+        };
+        match before.get(&c.name) {
+            None => events.push((c.name.clone(), format!("appeared: {}{exit}", word(c.state)))),
+            Some((state, health)) => {
+                if *state != c.state {
+                    events.push((
+                        c.name.clone(),
+                        format!("{} -> {}{exit}", word(state), word(c.state)),
+                    ));
+                }
+                if *health != c.health && c.state == ContainerState::Running {
+                    events.push((
+                        c.name.clone(),
+                        format!("health: {} -> {}", word(health), word(c.health)),
+                    ));
+                }
+            }
+        }
+    }
+    for name in before.keys().filter(|n| !now.contains_key(*n)) {
+        events.push((name.clone(), "removed".to_string()));
+    }
+    (events, now)
 }
 
 async fn act<R: Runtime>(
@@ -369,5 +429,82 @@ async fn act<R: Runtime>(
             rt.start_container(&id).await
         }
         Decision::Wait { .. } | Decision::GiveUp { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_engine::runtime::ObservedContainer;
+
+    fn c(
+        name: &str,
+        state: ContainerState,
+        health: Health,
+        exit: Option<i64>,
+    ) -> ObservedContainer {
+        ObservedContainer {
+            id: name.into(),
+            name: name.into(),
+            service: "web".into(),
+            replica: 1,
+            config_hash: String::new(),
+            oneoff: false,
+            image: String::new(),
+            state,
+            health,
+            exit_code: exit,
+            status: String::new(),
+            ports: vec![],
+            labels: Default::default(),
+            created: 0,
+            restart_count: 0,
+            addresses: Default::default(),
+        }
+    }
+
+    fn look(cs: Vec<ObservedContainer>) -> Observed {
+        Observed {
+            containers: cs,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn container_changes_become_events_after_the_first_look() {
+        let first = look(vec![
+            c("p-web-1", ContainerState::Running, Health::Starting, None),
+            c("p-web-2", ContainerState::Running, Health::Healthy, None),
+        ]);
+        let (events, seen) = container_changes(None, &first);
+        assert!(events.is_empty(), "the first look tells nothing");
+        let second = look(vec![
+            c("p-web-1", ContainerState::Running, Health::Healthy, None),
+            c("p-web-3", ContainerState::Created, Health::None, None),
+            c(
+                "p-web-2",
+                ContainerState::Exited,
+                Health::Healthy,
+                Some(137),
+            ),
+        ]);
+        let (events, seen) = container_changes(Some(&seen), &second);
+        assert_eq!(
+            events,
+            [
+                (
+                    "p-web-1".to_string(),
+                    "health: starting -> healthy".to_string()
+                ),
+                ("p-web-3".to_string(), "appeared: created".to_string()),
+                (
+                    "p-web-2".to_string(),
+                    "running -> exited (exit code 137)".to_string()
+                ),
+            ]
+        );
+        let (events, _) = container_changes(Some(&seen), &look(vec![]));
+        assert_eq!(events.len(), 3);
+        assert!(events.iter().all(|(_, m)| m == "removed"));
     }
 }

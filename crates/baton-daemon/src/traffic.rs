@@ -37,7 +37,7 @@ impl Frontend {
 
     fn report(&self, result: Result<(), String>) {
         if let (Frontend::External(e), Err(err)) = (self, result) {
-            log(&format!("{}: {err}", e.config().config_path.display()));
+            tracing::warn!("{}: {err}", e.config().config_path.display());
         }
     }
 
@@ -84,7 +84,7 @@ impl Frontend {
             Frontend::Builtin(p) => p.shutdown().await,
             Frontend::External(e) => {
                 if let Err(err) = e.shutdown() {
-                    log(&format!("{}: {err}", e.config().config_path.display()));
+                    tracing::warn!("{}: {err}", e.config().config_path.display());
                 }
             }
         }
@@ -114,11 +114,6 @@ struct Scope<'a, R> {
     record: &'a RolloutRecord,
     observed: &'a Observed,
     files: &'a FileSources,
-}
-
-fn log(line: &str) {
-    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    eprintln!("{t} {line}");
 }
 
 fn takes_traffic(c: &ObservedContainer) -> bool {
@@ -198,7 +193,7 @@ impl Traffic {
             for proxy in self.proxies.remove(&key).unwrap_or_default() {
                 let addr = proxy.local_addr();
                 proxy.shutdown().await;
-                log(&format!("{}/{}: proxy on {addr} closed", key.0, key.1));
+                tracing::info!("{}/{}: proxy on {addr} closed", key.0, key.1);
             }
             self.routed.remove(&key);
             self.split.remove(&key);
@@ -335,13 +330,13 @@ impl Traffic {
                     response_timeout,
                     log_socket: Some(socket),
                 };
-                log(&format!(
+                tracing::info!(
                     "{}/{}: routing written to {} for {listen} -> :{}",
                     key.0,
                     key.1,
                     path.display(),
                     p.target
-                ));
+                );
                 proxies.push(Frontend::External(Box::new(External::new(config))));
                 continue;
             }
@@ -356,16 +351,15 @@ impl Traffic {
             }
             match Proxy::bind(config).await {
                 Ok(proxy) => {
-                    log(&format!(
+                    tracing::info!(
                         "{}/{}: proxy listening on {listen} -> :{}",
-                        key.0, key.1, p.target
-                    ));
+                        key.0,
+                        key.1,
+                        p.target
+                    );
                     proxies.push(Frontend::Builtin(proxy));
                 }
-                Err(e) => log(&format!(
-                    "{}/{}: cannot listen on {listen}: {e}",
-                    key.0, key.1
-                )),
+                Err(e) => tracing::warn!("{}/{}: cannot listen on {listen}: {e}", key.0, key.1),
             }
         }
         self.proxies.insert(key.clone(), proxies);
@@ -527,10 +521,17 @@ impl Traffic {
         };
         let (next, decisions, outcome) = rollout::step(&spec, &state, &obs);
         for d in &decisions {
-            log(&format!(
-                "{}/{name}: rollout {}: {d:?}",
-                project.name, record.id
-            ));
+            tracing::info!("{}/{name}: rollout {}: {d:?}", project.name, record.id);
+            // The event stream shows each step as it is taken (weights included).
+            if let Some(step) = step_text(d) {
+                let _ = store.event(
+                    &project.name,
+                    "rollout",
+                    name,
+                    &format!("rollout {}: {step}", record.id),
+                    now as i64,
+                );
+            }
             self.carry_out(s, d).await;
         }
         rollback_events(store, &project.name, name, record.id, &state, &next);
@@ -549,10 +550,7 @@ impl Traffic {
         let finished = outcome.as_ref().map(|_| now as i64);
         let _ = store.update_rollout(record.id, status, &json, text.as_deref(), finished);
         if let Some(text) = text {
-            log(&format!(
-                "{}/{name}: rollout {} {text}",
-                project.name, record.id
-            ));
+            tracing::info!("{}/{name}: rollout {} {text}", project.name, record.id);
             let _ = store.event(&project.name, "rollout", name, &text, now as i64);
             if !matches!(outcome, Some(Outcome::Paused { .. })) {
                 self.routed.remove(&key);
@@ -612,10 +610,10 @@ impl Traffic {
                         )
                         .await
                     }
-                    None => log(&format!(
+                    None => tracing::warn!(
                         "{}/{name}: the old configuration is unknown; cannot restore",
                         project.name
-                    )),
+                    ),
                 }
             }
             Decision::RouteNew { ids } | Decision::RouteOld { ids } => {
@@ -780,10 +778,10 @@ async fn start_replicas<R: Runtime>(
         match rt.create_container(&spec).await {
             Ok(id) => {
                 if let Err(e) = rt.start_container(&id).await {
-                    log(&format!("{}: start failed: {e}", spec.name));
+                    tracing::warn!("{}: start failed: {e}", spec.name);
                 }
             }
-            Err(e) => log(&format!("{}: create failed: {e}", spec.name)),
+            Err(e) => tracing::warn!("{}: create failed: {e}", spec.name),
         }
     });
     join_all(starts).await;
@@ -793,6 +791,23 @@ async fn start_replicas<R: Runtime>(
 /// the usual container name.
 fn rollout_suffix(hash: &str) -> String {
     format!("-{}", &hash[..hash.len().min(8)])
+}
+
+/// A rollout decision in words, for the event stream (`None`: nothing worth an event).
+fn step_text(d: &Decision) -> Option<String> {
+    Some(match d {
+        Decision::StartNew { count } => format!("starting {count} new replica(s)"),
+        Decision::StartOld { count } => format!("starting {count} old replica(s) again"),
+        Decision::RouteNew { ids } => format!("routing {} new replica(s)", ids.len()),
+        Decision::RouteOld { ids } => format!("routing {} old replica(s) again", ids.len()),
+        Decision::StopOld { ids } => format!("stopping {} old replica(s)", ids.len()),
+        Decision::StopNew { ids } => format!("stopping {} new replica(s)", ids.len()),
+        Decision::SetWeight { new_percent } => format!(
+            "weight {new_percent}% new, {}% old",
+            100 - (*new_percent).min(100)
+        ),
+        Decision::ResetMetrics => return None,
+    })
 }
 
 #[cfg(test)]

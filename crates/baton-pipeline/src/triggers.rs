@@ -82,10 +82,10 @@ impl Launcher {
             containers: self.cfg.containers.clone(),
         };
         let prefix = format!("pipeline {name}: ");
-        let live: Live = Arc::new(move |line: &str| eprintln!("{prefix}{line}"));
+        let live: Live = Arc::new(move |line: &str| tracing::info!("{prefix}{line}"));
         tokio::spawn(async move {
             if let Err(e) = execute(me.store.clone(), &p, req, live, me.cancel.clone()).await {
-                eprintln!("pipeline {}: {e}", p.name);
+                tracing::warn!("pipeline {}: {e}", p.name);
             }
         });
     }
@@ -137,7 +137,7 @@ pub async fn serve(cfg: TriggerConfig) -> Result<(), PipelineError> {
         };
         tasks.spawn(async move {
             if let Err(e) = baton_http::serve(listener, app, options).await {
-                eprintln!("webhooks: {e}");
+                tracing::warn!("webhooks: {e}");
             }
         });
     }
@@ -216,7 +216,7 @@ async fn poll_git(l: Arc<Launcher>, name: String, g: GitPoll) {
                 }
             }
             Ok(None) => {}
-            Err(e) => eprintln!("pipeline {name}: git poll of {}: {e}", g.repo),
+            Err(e) => tracing::warn!("pipeline {name}: git poll of {}: {e}", g.repo),
         }
         tokio::time::sleep(g.interval).await;
     }

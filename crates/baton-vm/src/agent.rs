@@ -107,7 +107,7 @@ pub async fn serve(host: Host, cfg: AgentConfig) -> Result<(), VmError> {
         tokio::spawn(async move {
             loop {
                 for vm in crate::ha::tick(&host, &shared, &peers, timing, &now_ms).await {
-                    eprintln!("failover: took over {vm}");
+                    tracing::info!("failover: took over {vm}");
                 }
                 tokio::time::sleep(timing.tick).await;
             }
@@ -121,14 +121,14 @@ pub async fn serve(host: Host, cfg: AgentConfig) -> Result<(), VmError> {
                 tokio::time::sleep(std::time::Duration::from_secs(60)).await;
                 if let Ok(gone) = host.prune_all(now_ms()).await {
                     for (vm, snap) in gone {
-                        eprintln!("policy: pruned snapshot {snap} of {vm}");
+                        tracing::info!("policy: pruned snapshot {snap} of {vm}");
                     }
                 }
             }
         });
     }
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-    eprintln!("baton vm agent listening on {scheme}://{addr}");
+    tracing::info!("baton vm agent listening on {scheme}://{addr}");
     let options = ServeOptions {
         limits: cfg.limits,
         tls: cfg.tls,

@@ -1,33 +1,35 @@
 //! `baton down`: remove every container and network of the project (and with -v its
 //! volumes), found by label, so it also cleans what a killed run left.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
+use baton_control::{Operation, Outcome};
 
 use crate::cli::DownArgs;
 use crate::context::Context;
+use crate::door::Door;
 use crate::progress::Progress;
 
 pub async fn run(ctx: &Context, args: DownArgs) -> Result<u8> {
-    let (project, name) = ctx.project_or_name()?;
-    let control = ctx.control().await?;
+    let (_, name) = ctx.project_or_name()?;
     let progress = Progress::new(ctx.global.json);
-    let down = control
-        .down(
-            project.as_ref(),
-            &name,
-            args.volumes,
-            ctx.global.parallel,
-            &progress,
-        )
-        .await;
+    let op = Operation::Down {
+        project: name.clone(),
+        volumes: args.volumes,
+    };
+    let done = Door::open(ctx)?.execute(op, &progress).await;
     progress.finish();
-    let Some(down) = down? else {
+    let Outcome::Down(down) = done? else {
+        bail!("the server answered down with another kind of outcome");
+    };
+    let Some(plan) = down.plan else {
         eprintln!("project {name}: nothing to remove");
         return Ok(crate::exit::OK);
     };
-    down.applied.map_err(|e| anyhow!(e))?;
+    if !down.ok {
+        return Err(anyhow!(down.error.unwrap_or(down.outcome)));
+    }
     if ctx.global.json {
-        crate::output::json(&down.plan)?;
+        crate::output::json(&plan)?;
     } else {
         eprintln!("project {name}: removed, {}", down.outcome);
     }

@@ -1,72 +1,54 @@
 //! `baton start`, `stop` and `restart`: flags into the control plane's lifecycle
-//! calls, one line per container acted on.
+//! operations, one line per container acted on.
 
-use std::time::Duration;
-
-use anyhow::Result;
-use baton_control::ContainerResult;
-use baton_engine::runtime::Runtime;
+use anyhow::{bail, Result};
+use baton_control::{ContainerResult, Operation, Outcome};
+use baton_engine::apply::Silent;
 
 use crate::cli::{ServicesArgs, StopArgs};
 use crate::context::Context;
+use crate::door::Door;
 
 pub async fn start(ctx: &Context, args: ServicesArgs) -> Result<u8> {
-    let (project, name) = ctx.project_or_name_with(&args.services)?;
-    let control = ctx.control().await?;
-    check(&control, project.as_ref(), &name, &args.services).await?;
-    let done = control
-        .start(project.as_ref(), &name, &args.services)
-        .await?;
-    report(&done, "started")
+    let (_, name) = ctx.project_or_name_with(&args.services)?;
+    let op = Operation::Start {
+        project: name,
+        services: args.services,
+    };
+    report(Door::open(ctx)?.execute(op, &Silent).await?, "started")
 }
 
 pub async fn stop(ctx: &Context, args: StopArgs) -> Result<u8> {
-    let (project, name) = ctx.project_or_name_with(&args.services)?;
-    let control = ctx.control().await?;
-    check(&control, project.as_ref(), &name, &args.services).await?;
-    let timeout = args.timeout.map(Duration::from_secs);
-    let done = control
-        .stop(project.as_ref(), &name, &args.services, timeout)
-        .await?;
-    report(&done, "stopped")
+    let (_, name) = ctx.project_or_name_with(&args.services)?;
+    let op = Operation::Stop {
+        project: name,
+        services: args.services,
+        timeout_secs: args.timeout,
+    };
+    report(Door::open(ctx)?.execute(op, &Silent).await?, "stopped")
 }
 
 pub async fn restart(ctx: &Context, args: StopArgs) -> Result<u8> {
-    let (project, name) = ctx.project_or_name_with(&args.services)?;
-    let control = ctx.control().await?;
-    check(&control, project.as_ref(), &name, &args.services).await?;
-    let timeout = args.timeout.map(Duration::from_secs);
-    let done = control
-        .restart(project.as_ref(), &name, &args.services, timeout)
-        .await?;
-    report(&done, "restarted")
-}
-
-/// Unknown service names are refused before anything is done.
-async fn check(
-    control: &baton_control::Control<baton_docker::Docker>,
-    project: Option<&baton_spec::Project>,
-    name: &str,
-    services: &[String],
-) -> Result<()> {
-    if services.is_empty() {
-        return Ok(());
-    }
-    let observed = match project {
-        Some(_) => None,
-        None => Some(control.runtime.observe(name).await?),
+    let (_, name) = ctx.project_or_name_with(&args.services)?;
+    let op = Operation::Restart {
+        project: name,
+        services: args.services,
+        timeout_secs: args.timeout,
     };
-    super::known_services(project, observed.as_ref(), services)
+    report(Door::open(ctx)?.execute(op, &Silent).await?, "restarted")
 }
 
-fn report(done: &[ContainerResult], verb: &str) -> Result<u8> {
+fn report(done: Outcome, verb: &str) -> Result<u8> {
+    let Outcome::Containers(done) = done else {
+        bail!("the server answered with another kind of outcome");
+    };
     let mut failed = 0;
-    for r in done {
-        match &r.error {
-            None => eprintln!("{}: {verb}", r.container),
+    for ContainerResult { container, error } in &done {
+        match error {
+            None => eprintln!("{container}: {verb}"),
             Some(e) => {
                 failed += 1;
-                eprintln!("{}: failed: {e}", r.container);
+                eprintln!("{container}: failed: {e}");
             }
         }
     }

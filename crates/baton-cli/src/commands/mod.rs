@@ -16,6 +16,7 @@ mod rollout;
 mod run;
 mod serve;
 mod stats;
+mod token;
 mod up;
 pub(crate) mod vm;
 
@@ -31,22 +32,49 @@ use crate::context::Context;
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let ctx = Context::new(cli.global)?;
+    let remote = ctx.global.server.is_some();
+    if remote && !works_remotely(&cli.command) {
+        return Err(anyhow!(
+            "this command works on this machine only, not with --server (BATON_SERVER); the remote ones are ps, up -d, down, scale, start, stop, restart, rollout, events, audit and token"
+        ));
+    }
     // Commands that change what should run wake a running daemon when done, so it
-    // converges at once instead of at its next tick.
-    let changes = matches!(
-        cli.command,
-        Command::Up(_)
-            | Command::Down(_)
-            | Command::Start(_)
-            | Command::Stop(_)
-            | Command::Restart(_)
-            | Command::Scale(_)
-    );
+    // converges at once instead of at its next tick (a remote one wakes itself).
+    let changes = !remote
+        && matches!(
+            cli.command,
+            Command::Up(_)
+                | Command::Down(_)
+                | Command::Start(_)
+                | Command::Stop(_)
+                | Command::Restart(_)
+                | Command::Scale(_)
+        );
     let code = dispatch(&ctx, cli.command).await;
     if changes {
         serve::wake(&ctx).await;
     }
     code
+}
+
+/// The commands that can go through a remote daemon's API (`--server`).
+fn works_remotely(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Ps(_)
+            | Command::Up(_)
+            | Command::Down(_)
+            | Command::Scale(_)
+            | Command::Start(_)
+            | Command::Stop(_)
+            | Command::Restart(_)
+            | Command::Rollout(_)
+            | Command::Events(_)
+            | Command::Audit(_)
+            | Command::Token(_)
+            | Command::Config(crate::cli::ConfigArgs { action: None, .. })
+            | Command::Completions { .. }
+    )
 }
 
 async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
@@ -65,7 +93,9 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::Stop(a) => lifecycle::stop(ctx, a).await,
         Command::Restart(a) => lifecycle::restart(ctx, a).await,
         Command::Scale(a) => up::scale(ctx, a).await,
-        Command::Events(a) => events::run(ctx, a),
+        Command::Events(a) => events::run(ctx, a).await,
+        Command::Audit(a) => events::audit(ctx, a).await,
+        Command::Token(a) => token::run(ctx, a).await,
         Command::Serve(a) => serve::run(ctx, a).await,
         Command::Rollout(a) => rollout::run(ctx, a).await,
         Command::Vm(a) => vm::run(ctx, a).await,
@@ -98,8 +128,13 @@ pub fn known_services(
         (None, Some(o)) => o.containers.iter().map(|c| c.service.as_str()).collect(),
         (None, None) => return Ok(()),
     };
+    known_names(&known.into_iter().collect::<Vec<_>>(), named)
+}
+
+/// `no such service: X (did you mean "Y"?)` for the first of `named` not in `known`.
+pub fn known_names(known: &[&str], named: &[String]) -> Result<()> {
     for name in named {
-        if !known.contains(name.as_str()) {
+        if !known.contains(&name.as_str()) {
             return Err(match baton_spec::suggest(name, known.iter().copied()) {
                 Some(hint) => anyhow!("no such service: {name} ({hint})"),
                 None => anyhow!("no such service: {name}"),

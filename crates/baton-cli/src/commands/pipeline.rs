@@ -451,7 +451,7 @@ pub async fn spawn_triggers(ctx: &Context, hooks_listen: Option<SocketAddr>) {
         Ok(p) => p,
         Err(_) if hooks_listen.is_none() => return,
         Err(e) => {
-            eprintln!("pipelines: cannot read the project for webhooks: {e:#}");
+            tracing::error!("pipelines: cannot read the project for webhooks: {e:#}");
             return;
         }
     };
@@ -470,7 +470,7 @@ pub async fn spawn_triggers(ctx: &Context, hooks_listen: Option<SocketAddr>) {
     };
     tokio::spawn(async move {
         if let Err(e) = baton_pipeline::triggers::serve(cfg).await {
-            eprintln!("pipelines: {e}");
+            tracing::error!("pipelines: {e}");
         }
     });
 }

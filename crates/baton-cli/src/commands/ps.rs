@@ -1,67 +1,36 @@
-//! `baton ps`: the project's containers as the engine reports them.
+//! `baton ps`: the project's containers as the engine reports them, with what the
+//! daemon concluded about each (crash loops) and baton's own health checks.
 
 use anyhow::Result;
-use baton_engine::runtime::{Health, Runtime};
+use baton_control::views::ReplicaView;
+use baton_engine::runtime::Health;
 
 use crate::cli::PsArgs;
 use crate::context::Context;
+use crate::door::Door;
 
 pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name_with(&args.services)?;
-    let docker = ctx.docker().await?;
-    let mut observed = docker.observe(&name).await?;
-    super::known_services(project.as_ref(), Some(&observed), &args.services)?;
-    observed.containers.retain(|c| {
-        (args.all || !c.oneoff) && (args.services.is_empty() || args.services.contains(&c.service))
-    });
-    observed
-        .containers
-        .sort_by(|a, b| (&a.service, a.replica).cmp(&(&b.service, b.replica)));
-    // What the daemon concluded recently (crash-looping, backing off…).
-    let now = crate::context::now_ms();
-    let supervision: std::collections::BTreeMap<String, baton_state::Supervision> = ctx
-        .store()
-        .and_then(|s| Ok(s.supervision(&name)?))
-        .unwrap_or_default()
+    let view = Door::open(ctx)?.services(&name).await?;
+    let known: Vec<&str> = match &project {
+        Some(p) => p.services.keys().map(String::as_str).collect(),
+        None => view.services.iter().map(|s| s.name.as_str()).collect(),
+    };
+    super::known_names(&known, &args.services)?;
+    let replicas: Vec<ReplicaView> = view
+        .services
         .into_iter()
-        .filter(|s| now - s.updated_at < 120_000)
-        .map(|s| (s.container.clone(), s))
+        .flat_map(|s| s.replicas)
+        .filter(|r| {
+            (args.all || !r.oneoff)
+                && (args.services.is_empty() || args.services.contains(&r.service))
+        })
         .collect();
-    // baton's own health checks (x-baton.healthcheck), as the daemon last judged them.
-    let probed = ctx
-        .store()
-        .and_then(|s| Ok(s.probe_health(&name)?))
-        .unwrap_or_default();
-    for c in &mut observed.containers {
-        if let Some((health, _, _)) = probed.get(&c.id) {
-            let verdict = if health == "healthy" {
-                Health::Healthy
-            } else {
-                Health::Unhealthy
-            };
-            c.health = baton_engine::health::combine(c.health, verdict);
-        }
-    }
     if ctx.global.json {
-        let rows: Vec<serde_json::Value> = observed
-            .containers
-            .iter()
-            .map(|c| {
-                let mut v = serde_json::to_value(c).unwrap_or_default();
-                if let (Some(o), Some(s)) = (v.as_object_mut(), supervision.get(&c.name)) {
-                    o.insert(
-                        "supervision".into(),
-                        serde_json::json!({"status": s.status, "restarts_per_minute": s.restarts}),
-                    );
-                }
-                v
-            })
-            .collect();
-        crate::output::json(&rows)?;
+        crate::output::json(&replicas)?;
         return Ok(crate::exit::OK);
     }
-    let rows: Vec<Vec<String>> = observed
-        .containers
+    let rows: Vec<Vec<String>> = replicas
         .iter()
         .map(|c| {
             vec![
@@ -72,10 +41,11 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
                     Health::None => "-".into(),
                     h => format!("{h:?}").to_lowercase(),
                 },
-                match supervision.get(&c.name) {
-                    Some(s) if s.status == "crash-looping" => {
-                        format!("{} - crash-looping ({} restarts/min)", c.status, s.restarts)
-                    }
+                match &c.supervision {
+                    Some(s) if s.status == "crash-looping" => format!(
+                        "{} - crash-looping ({} restarts/min)",
+                        c.status, s.restarts_per_minute
+                    ),
                     _ => c.status.clone(),
                 },
                 c.ports.join(", "),

@@ -3,51 +3,46 @@
 //! socket. `abort` and `resume` also reach a paused rollout, which then runs again.
 
 use anyhow::{bail, Result};
-use baton_control::{Control, Undone};
-use baton_docker::Docker;
-use baton_engine::rollout::RolloutState;
-use baton_state::{RolloutRecord, RolloutRequest, RolloutStatus};
+use baton_control::{Operation, Outcome, RolloutView, Undone};
+use baton_engine::apply::Silent;
+use baton_state::{RolloutRequest, RolloutStatus};
 
 use crate::cli::{RolloutAction, RolloutArgs};
 use crate::context::Context;
+use crate::door::Door;
 
 pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
     let (_, name) = ctx.project_or_name()?;
-    let store = ctx.store()?;
+    let door = Door::open(ctx)?;
     match args.action {
         RolloutAction::Status { service } => {
-            let Some(r) = store.rollouts(&name, Some(&service))?.pop() else {
+            let Some(r) = door.rollouts(&name, Some(&service)).await?.pop() else {
                 bail!("service {service}: no rollout yet");
             };
             // Live per-revision counters, from the daemon's proxy when one answers.
-            let live = baton_daemon::api::call(
-                &ctx.state_dir(),
-                baton_daemon::api::Method::GET,
-                &format!("/v1/projects/{name}/traffic"),
-            )
-            .await
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p["service"] == service.as_str())
-            .collect::<Vec<_>>();
+            let live: Vec<serde_json::Value> = door
+                .traffic(&name)
+                .await
+                .into_iter()
+                .filter(|p| p["service"] == service.as_str())
+                .collect();
             report(ctx, &r, &live)
         }
         RolloutAction::Promote { service } => {
-            request(ctx, &name, &service, RolloutRequest::Promote).await
+            request(ctx, &door, &name, &service, RolloutRequest::Promote).await
         }
         RolloutAction::Abort { service } => {
-            request(ctx, &name, &service, RolloutRequest::Abort).await
+            request(ctx, &door, &name, &service, RolloutRequest::Abort).await
         }
         RolloutAction::Resume { service } => {
-            request(ctx, &name, &service, RolloutRequest::Resume).await
+            request(ctx, &door, &name, &service, RolloutRequest::Resume).await
         }
         RolloutAction::Undo {
             service,
             to_revision,
-        } => undo(ctx, &name, &service, to_revision).await,
+        } => undo(ctx, &door, &name, &service, to_revision).await,
         RolloutAction::History { service } => {
-            let all = store.rollouts(&name, Some(&service))?;
+            let all = door.rollouts(&name, Some(&service)).await?;
             if ctx.global.json {
                 crate::output::json(&all)?;
                 return Ok(crate::exit::OK);
@@ -75,13 +70,22 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
 }
 
 /// Rolls the service back to an earlier revision's configuration and follows it.
-async fn undo(ctx: &Context, project: &str, service: &str, to_revision: Option<i64>) -> Result<u8> {
-    let control = ctx.control().await?;
-    let running = super::serve::daemon_running(ctx);
-    match control
-        .undo_rollout(project, service, to_revision, running)
-        .await?
-    {
+async fn undo(
+    ctx: &Context,
+    door: &Door<'_>,
+    project: &str,
+    service: &str,
+    to_revision: Option<i64>,
+) -> Result<u8> {
+    let op = Operation::Undo {
+        project: project.to_string(),
+        service: service.to_string(),
+        to_revision,
+    };
+    let Outcome::Undo(undone) = door.execute(op, &Silent).await? else {
+        bail!("the server answered undo with another kind of outcome");
+    };
+    match undone {
         Undone::AlreadyThere { revision } => {
             eprintln!("{service}: already runs the configuration of revision {revision}");
             Ok(crate::exit::OK)
@@ -94,7 +98,7 @@ async fn undo(ctx: &Context, project: &str, service: &str, to_revision: Option<i
             eprintln!("{service}: rolling back to the configuration of revision {revision} (new revision {new_revision}); the file still says otherwise, so the next `up` rolls forward again");
             super::up::follow_rollouts(
                 ctx,
-                &control,
+                door,
                 project,
                 &[(service.to_string(), rollout)],
                 Default::default(),
@@ -112,14 +116,21 @@ fn short(hash: &str) -> &str {
 /// follows the rollout to its end.
 async fn request(
     ctx: &Context,
+    door: &Door<'_>,
     project: &str,
     service: &str,
     request: RolloutRequest,
 ) -> Result<u8> {
-    let control: Control<Docker> = ctx.control().await?;
-    let taken = control.request_rollout(project, service, request)?;
+    let op = Operation::Rollout {
+        project: project.to_string(),
+        service: service.to_string(),
+        request,
+    };
+    let Outcome::Rollout(taken) = door.execute(op, &Silent).await? else {
+        bail!("the server answered {request} with another kind of outcome");
+    };
     let id = taken.rollout;
-    if !super::serve::daemon_running(ctx) {
+    if !door.is_remote() && !super::serve::daemon_running(ctx) {
         eprintln!("warning: `baton serve` is not running; the request waits for it");
     }
     if taken.was == RolloutStatus::Running {
@@ -136,16 +147,16 @@ async fn request(
     // Only what happens from now on: `rollout status` shows the whole history.
     let code = super::up::follow_rollouts(
         ctx,
-        &control,
+        door,
         project,
         &[(service.to_string(), id)],
         [(id, taken.history_seen)].into(),
     )
     .await?;
     // An abort (or a resumed rollback) that ended in a rollback did what was asked.
-    let rolled_back = control
-        .store
-        .rollouts(project, Some(service))?
+    let rolled_back = door
+        .rollouts(project, Some(service))
+        .await?
         .into_iter()
         .find(|r| r.id == id)
         .is_some_and(|r| r.status == RolloutStatus::RolledBack);
@@ -157,8 +168,8 @@ async fn request(
 }
 
 /// The deployment report of one rollout, as text or JSON.
-fn report(ctx: &Context, r: &RolloutRecord, live: &[serde_json::Value]) -> Result<u8> {
-    let state: Option<RolloutState> = serde_json::from_str(&r.state_json).ok();
+fn report(ctx: &Context, r: &RolloutView, live: &[serde_json::Value]) -> Result<u8> {
+    let state = r.state.clone();
     if ctx.global.json {
         crate::output::json(&serde_json::json!({
             "rollout": r,

@@ -1,12 +1,9 @@
 //! `baton run`: a one-off container of a service with another command; its output is
 //! shown and its exit code returned. Dependencies are brought up first unless --no-deps.
 
-use std::time::Duration;
-
 use anyhow::{anyhow, Result};
 use baton_docker::OutputStream;
 use baton_engine::hash::service_hash;
-use baton_engine::plan::PlanOptions;
 use baton_engine::resolve::container_spec;
 use baton_engine::runtime::{labels, Runtime};
 use futures_util::StreamExt;
@@ -28,16 +25,14 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<u8> {
             .filter(|d| project.services.contains_key(*d))
             .cloned()
             .collect();
-        let opts = PlanOptions {
-            services: deps,
-            ..Default::default()
+        let op = baton_control::Operation::Up {
+            project: Box::new(project.clone()),
+            options: baton_control::UpOptions {
+                services: deps,
+                ..Default::default()
+            },
         };
-        let control = ctx.control().await?;
-        let (code, _) =
-            super::up::converge(ctx, &control, &project, &opts, Duration::from_secs(300)).await?;
-        if code != crate::exit::OK {
-            return Ok(code);
-        }
+        super::up::converge(ctx, &crate::door::Door::Local(ctx), op).await?;
     }
     let docker = ctx.docker().await?;
     for w in baton_engine::plan::unsupported(

@@ -1,18 +1,101 @@
-//! `baton serve`: runs the daemon in the foreground until SIGINT or SIGTERM.
+//! `baton serve`: runs the daemon in the foreground until SIGINT or SIGTERM: the
+//! supervisor, the local socket (its API and `/api/v1` for its owner), and with
+//! `--listen` the HTTP API on TCP behind tokens.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{anyhow, Context as _, Result};
+use baton_api::{Api, ApiState, EventHub, Principal, Role};
+use baton_control::{Control, ExecSettings};
 use baton_daemon::{api, Supervisor, SupervisorConfig};
+use baton_docker::Docker;
+use baton_state::Store;
 
 use crate::cli::ServeArgs;
 use crate::context::Context;
+
+/// How often the event stream reads new events from the store.
+const EVENT_POLL: Duration = Duration::from_millis(100);
+
+/// The HTTP API's limits: bodies carry whole projects; many dashboards stream events.
+fn api_limits() -> baton_http::Limits {
+    baton_http::Limits {
+        max_body_bytes: 8 << 20,
+        max_connections: 1024,
+        ..Default::default()
+    }
+}
+
+/// The TCP listener of the API, checked before anything starts: a token must exist,
+/// and off loopback TLS is required (as for `baton vm agent`).
+async fn api_listener(
+    ctx: &Context,
+    addr: SocketAddr,
+    args: &ServeArgs,
+) -> Result<(tokio::net::TcpListener, Option<baton_http::ServerTls>)> {
+    let tokens = ctx.store()?.tokens()?;
+    if tokens.is_empty() {
+        return Err(anyhow!(
+            "--listen {addr}: no API token exists, so nobody could use it; make one first: `baton token create NAME --role admin`"
+        ));
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(baton_http::ServerTls::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        return Err(anyhow!(
+            "--listen {addr} is not a loopback address: tokens would cross the network in clear; give --tls-cert and --tls-key (or listen on 127.0.0.1 behind your TLS terminator)"
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the API"))?;
+    Ok((listener, tls))
+}
+
+/// The API over this state directory: its own store connection, the control plane on
+/// its own thread, one event poller.
+fn api(ctx: &Context, shared: Arc<api::Shared>, docker: &Docker) -> Result<Api> {
+    let state_dir = ctx.state_dir();
+    let store = Arc::new(Store::open(&state_dir)?);
+    let settings = ExecSettings {
+        parallelism: ctx.global.parallel,
+        daemon_running: true,
+    };
+    let dir = state_dir.clone();
+    let control = baton_control::worker::spawn(settings, move || async move {
+        Ok(Control {
+            store: Store::open(&dir).map_err(|e| e.to_string())?,
+            runtime: Docker::connect().await.map_err(|e| e.to_string())?,
+            state_dir: dir,
+            env: std::env::vars().collect(),
+            clock: crate::context::now_ms,
+        })
+    })
+    .context("cannot start the control plane's thread")?;
+    Ok(Api::new(ApiState {
+        events: EventHub::start(store.clone(), EVENT_POLL),
+        tokens: baton_api::tokens::Tokens::new(store.clone(), crate::context::now_ms),
+        store,
+        control,
+        logs: Some(Arc::new(docker.clone())),
+        daemon: shared,
+        state_dir,
+        clock: crate::context::now_ms,
+    }))
+}
 
 pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     if args.status {
         return status(ctx).await;
     }
+    let listen = match args.listen {
+        Some(addr) => Some((addr, api_listener(ctx, addr, &args).await?)),
+        None => None,
+    };
     let store = ctx.store()?;
     let docker = ctx.docker().await?;
     let config = SupervisorConfig {
@@ -22,11 +105,39 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     // The local API: one daemon per state directory, refused if another answers.
     let (listener, socket) = api::bind(&ctx.state_dir()).await?;
     let shared = Arc::new(api::Shared::default());
+    let http = api(ctx, shared.clone(), &docker)?;
+    // The socket's owner is trusted as an admin (the socket is 0600 in a 0700 dir).
+    let owner = Principal {
+        name: format!(
+            "local:{}",
+            crate::door::actor().0.trim_start_matches("cli:")
+        ),
+        role: Role::Admin,
+    };
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, shared.clone(), async {
-        let _ = api_stopped.await;
-    }));
-    eprintln!("local API on {}", socket.display());
+    let server = tokio::spawn(api::serve(
+        listener,
+        shared.clone(),
+        http.router_as(owner),
+        async {
+            let _ = api_stopped.await;
+        },
+    ));
+    tracing::info!("local API on {}", socket.display());
+    if let Some((addr, (tcp, tls))) = listen {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let options = baton_http::ServeOptions {
+            limits: api_limits(),
+            tls,
+        };
+        let router = http.router();
+        tokio::spawn(async move {
+            if let Err(e) = baton_http::serve(tcp, router, options).await {
+                tracing::error!("the API on {addr} stopped: {e}");
+            }
+        });
+        tracing::info!("API on {scheme}://{addr}/api/v1");
+    }
     super::pipeline::spawn_triggers(ctx, args.hooks_listen).await;
     let mut supervisor = Supervisor::new(&docker, &store, config, shared);
     let shutdown = super::interrupted();

@@ -1,22 +1,29 @@
-//! `baton up` and `baton scale`: flags into a converge of the control plane, then the
-//! plan, the outcome and the rollouts it handed to the daemon, followed to their end.
+//! `baton up` and `baton scale`: flags into an `up` or `scale` operation, then the plan,
+//! the outcome and the rollouts handed to the daemon, followed to their end.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
-use baton_control::Control;
-use baton_docker::Docker;
-use baton_engine::plan::PlanOptions;
-use baton_spec::Project;
+use anyhow::{anyhow, bail, Result};
+use baton_control::{Operation, Outcome, UpOptions, UpOutcome, Watch};
+use baton_engine::apply::{Reporter, Step};
+use baton_engine::plan::Plan;
 
 use crate::cli::{ScaleArgs, UpArgs};
 use crate::context::Context;
+use crate::door::Door;
 use crate::progress::Progress;
 
 pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     let project = ctx.project(&args.services)?;
-    let opts = PlanOptions {
+    let door = Door::open(ctx)?;
+    if door.is_remote() && !args.detach && !ctx.global.json {
+        bail!(
+            "with --server, use `up -d`: attaching to the logs works on the daemon's machine only"
+        );
+    }
+    let options = UpOptions {
         services: args.services.clone(),
         no_deps: args.no_deps,
         force_recreate: args.force_recreate,
@@ -24,34 +31,28 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
         remove_orphans: args.remove_orphans,
         build: args.build,
         scale: args.scale.iter().cloned().collect(),
+        wait_timeout_secs: args.wait_timeout,
     };
-    let control = ctx.control().await?;
-    let (code, rollouts) = converge(
-        ctx,
-        &control,
-        &project,
-        &opts,
-        Duration::from_secs(args.wait_timeout),
-    )
-    .await?;
-    if code != crate::exit::OK {
-        return Ok(code);
-    }
+    let name = project.name.clone();
+    let op = Operation::Up {
+        project: Box::new(project),
+        options,
+    };
+    let rollouts = converge(ctx, &door, op).await?;
     if !rollouts.is_empty() {
         if args.no_wait {
             for (service, id) in &rollouts {
                 eprintln!("{service}: rollout {id} handed to baton serve; `baton rollout status {service}` follows it");
             }
         } else {
-            let code =
-                follow_rollouts(ctx, &control, &project.name, &rollouts, BTreeMap::new()).await?;
+            let code = follow_rollouts(ctx, &door, &name, &rollouts, BTreeMap::new()).await?;
             if code != crate::exit::OK {
                 return Ok(code);
             }
         }
     }
     if args.detach || ctx.global.json {
-        return Ok(code);
+        return Ok(crate::exit::OK);
     }
     // Attached, as in Compose: follow the output; Ctrl-C stops the containers.
     eprintln!("attaching to the logs; Ctrl-C stops the services (`up -d` returns at once)");
@@ -60,14 +61,9 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
         tail: None,
         timestamps: false,
     };
-    let interrupted = super::logs::print_logs(
-        &control.runtime,
-        &project.name,
-        &args.services,
-        &follow,
-        false,
-    )
-    .await?;
+    let docker = ctx.docker().await?;
+    let interrupted =
+        super::logs::print_logs(&docker, &name, &args.services, &follow, false).await?;
     if interrupted {
         eprintln!("stopping…");
         let stop = crate::cli::StopArgs {
@@ -76,27 +72,26 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
         };
         return super::lifecycle::stop(ctx, stop).await;
     }
-    Ok(code)
+    Ok(crate::exit::OK)
 }
 
 pub async fn scale(ctx: &Context, args: ScaleArgs) -> Result<u8> {
-    let scale: std::collections::BTreeMap<String, u32> = args.scales.into_iter().collect();
-    let services: Vec<String> = scale.keys().cloned().collect();
+    let replicas: BTreeMap<String, u32> = args.scales.into_iter().collect();
+    let services: Vec<String> = replicas.keys().cloned().collect();
     let project = ctx.project(&services)?;
-    super::known_services(Some(&project), None, &services)?;
-    let opts = PlanOptions {
-        services,
+    let name = project.name.clone();
+    let door = Door::open(ctx)?;
+    let op = Operation::Scale {
+        project: name.clone(),
+        replicas,
         no_deps: args.no_deps,
-        scale,
-        ..Default::default()
+        spec: Some(Box::new(project)),
     };
-    let control = ctx.control().await?;
-    let (code, rollouts) =
-        converge(ctx, &control, &project, &opts, Duration::from_secs(300)).await?;
-    if code == crate::exit::OK && !rollouts.is_empty() {
-        return follow_rollouts(ctx, &control, &project.name, &rollouts, BTreeMap::new()).await;
+    let rollouts = converge(ctx, &door, op).await?;
+    if !rollouts.is_empty() {
+        return follow_rollouts(ctx, &door, &name, &rollouts, BTreeMap::new()).await;
     }
-    Ok(code)
+    Ok(crate::exit::OK)
 }
 
 /// Follows rollouts the daemon carries out until each has finished, printing what
@@ -104,16 +99,19 @@ pub async fn scale(ctx: &Context, args: ScaleArgs) -> Result<u8> {
 /// Exit 0 when all completed, 1 otherwise.
 pub async fn follow_rollouts(
     ctx: &Context,
-    control: &Control<Docker>,
+    door: &Door<'_>,
     project: &str,
     rollouts: &[(String, i64)],
     mut seen: BTreeMap<i64, usize>,
 ) -> Result<u8> {
     // The daemon starts on them at once rather than at its next tick.
-    super::serve::wake(ctx).await;
+    if !door.is_remote() {
+        super::serve::wake(ctx).await;
+    }
     let mut reported = BTreeSet::new();
     loop {
-        let p = control.rollout_progress(project, rollouts, &mut seen, &mut reported)?;
+        let views = door.rollouts(project, None).await?;
+        let p = baton_control::views::progress(&views, rollouts, &mut seen, &mut reported);
         if !ctx.global.json {
             for (service, line) in &p.lines {
                 eprintln!("{service}: {line}");
@@ -124,13 +122,11 @@ pub async fn follow_rollouts(
         }
         if p.done {
             if ctx.global.json {
-                let records: Vec<_> = control
-                    .store
-                    .rollouts(project, None)?
+                let followed: Vec<_> = views
                     .into_iter()
                     .filter(|r| rollouts.iter().any(|(_, id)| *id == r.id))
                     .collect();
-                crate::output::json(&records)?;
+                crate::output::json(&followed)?;
             }
             return Ok(if p.failed {
                 crate::exit::ERROR
@@ -142,53 +138,92 @@ pub async fn follow_rollouts(
     }
 }
 
-/// Plans and applies through the control plane, printing the plan, notes, progress and
-/// outcome; shared by `up`, `scale` and `run` (for dependencies).
-pub async fn converge(
-    ctx: &Context,
-    control: &Control<Docker>,
-    project: &Project,
-    opts: &PlanOptions,
-    wait_timeout: Duration,
-) -> Result<(u8, Vec<(String, i64)>)> {
-    let up = control.begin_up(project, opts).await?;
-    if up.interrupted > 0 {
-        eprintln!(
-            "note: an earlier run stopped during {} action(s); converging from what is there",
-            up.interrupted
-        );
-    }
-    let plan = &up.prepared.plan;
-    if plan.is_empty() {
-        if ctx.global.json {
-            crate::output::json(plan)?;
-        } else {
+/// Shows the plan before anything is done (locally; a remote daemon's comes with its
+/// outcome), and the engine's steps as they go.
+struct Shown {
+    progress: Progress,
+    json: bool,
+    shown: Cell<bool>,
+}
+
+impl Shown {
+    fn show(&self, plan: &Plan, interrupted: usize) {
+        self.shown.set(true);
+        if interrupted > 0 {
+            eprintln!(
+                "note: an earlier run stopped during {interrupted} action(s); converging from what is there"
+            );
+        }
+        if !self.json {
             eprint!("{plan}");
         }
-        return Ok((crate::exit::OK, Vec::new()));
     }
-    if !ctx.global.json {
-        eprint!("{plan}");
+}
+
+impl Reporter for Shown {
+    fn report(&self, step: Step<'_>) {
+        self.progress.report(step)
     }
-    let progress = Progress::new(ctx.global.json);
-    let done = control
-        .finish_up(project, up, &ctx.apply_settings(wait_timeout), &progress)
-        .await;
-    progress.finish();
-    let done = done?;
-    for w in &done.warnings {
+}
+
+impl Watch for Shown {
+    fn planned(&self, plan: &Plan, interrupted: usize) {
+        self.show(plan, interrupted);
+    }
+}
+
+/// Carries out an `up` or `scale` through the door, printing the plan, notes, progress
+/// and outcome; shared by `up`, `scale` and `run` (for dependencies). Returns the
+/// rollouts handed to the daemon: (service, id).
+pub async fn converge(ctx: &Context, door: &Door<'_>, op: Operation) -> Result<Vec<(String, i64)>> {
+    let shown = Shown {
+        progress: Progress::new(ctx.global.json),
+        json: ctx.global.json,
+        shown: Cell::new(false),
+    };
+    let done = door.execute(op, &shown).await;
+    shown.progress.finish();
+    let Outcome::Up(up) = done? else {
+        bail!("the server answered with another kind of outcome");
+    };
+    let UpOutcome {
+        project,
+        interrupted,
+        plan,
+        ok,
+        error,
+        outcome,
+        rollouts,
+        warnings,
+        ..
+    } = up;
+    if !shown.shown.get() {
+        shown.show(&plan, interrupted);
+    }
+    if plan.is_empty() {
+        if ctx.global.json {
+            crate::output::json(&plan)?;
+        }
+        return Ok(Vec::new());
+    }
+    for w in &warnings {
         eprintln!("warning: {w}");
     }
     if ctx.global.json {
         crate::output::json(&serde_json::json!({
-            "plan": done.plan,
-            "ok": done.applied.is_ok(),
-            "error": done.applied.as_ref().err().map(|e| e.to_string()),
+            "plan": plan,
+            "ok": ok,
+            "error": error,
         }))?;
     }
-    done.applied.map_err(|e| anyhow!(e))?;
-    if !ctx.global.json {
-        eprintln!("project {}: {}", project.name, done.outcome);
+    if !ok {
+        return Err(anyhow!(error.unwrap_or(outcome)));
     }
-    Ok((crate::exit::OK, done.rollouts))
+    if !ctx.global.json {
+        eprintln!("project {project}: {outcome}");
+    }
+    Ok(rollouts
+        .into_iter()
+        .map(|r| (r.service, r.rollout))
+        .collect())
 }
