@@ -1,5 +1,6 @@
 //! baton's control plane: every operation the CLI and the HTTP API offer — converge
-//! (`up`), `down`, `scale`, start/stop/restart, rollout requests and undo — as library
+//! (`up`), `down`, `scale`, start/stop/restart, rollout requests and undo, pipeline
+//! runs, reruns and cancels — as library
 //! calls over a store, a container backend and a clock.
 //!
 //! Architecture invariant: the two front doors (the `baton` command and the HTTP API)
@@ -12,10 +13,12 @@ mod converge;
 mod files;
 mod journal;
 mod lifecycle;
+mod pipeline;
 mod rollout;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use baton_state::Store;
 
@@ -23,13 +26,14 @@ pub use converge::{ApplySettings, Converged, Converging, Prepared};
 pub use files::materialize;
 pub use journal::StoreJournal;
 pub use lifecycle::{containers_of, ContainerResult, Down};
+pub use pipeline::PipelineRunOptions;
 pub use rollout::{RequestOutcome, RolloutProgress, Undone};
 
 /// What the operations work on: the state store, the container backend, where state
 /// lives, the environment secrets are read from, and the clock every record is stamped
 /// with (Unix milliseconds; tests pass their own).
 pub struct Control<R> {
-    pub store: Store,
+    pub store: Arc<Store>,
     pub runtime: R,
     pub state_dir: PathBuf,
     /// Where `environment:` sources of configs and secrets are looked up.
@@ -50,6 +54,8 @@ pub enum ControlError {
     Plan(#[from] baton_engine::plan::PlanError),
     #[error(transparent)]
     Apply(#[from] baton_engine::apply::ApplyError),
+    #[error(transparent)]
+    Pipeline(#[from] baton_pipeline::PipelineError),
     /// What was asked cannot be done as things are (no rollout to promote, a daemon
     /// that is needed and not running, an external network that does not exist…).
     #[error("{0}")]

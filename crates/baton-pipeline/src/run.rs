@@ -79,13 +79,20 @@ pub fn run_dir(state_dir: &Path, run_id: i64) -> PathBuf {
         .join(run_id.to_string())
 }
 
-/// Runs `pipeline` to the end (or until `cancel` turns true) and records it.
+/// How often a run looks for a cancel request in the store (`baton pipeline cancel`,
+/// the API), from whichever process asked.
+const CANCEL_POLL: Duration = Duration::from_millis(300);
+
+/// Runs `pipeline` to the end (or until `cancel` turns true, or a cancel request for the
+/// run reaches the store) and records it. `on_start` is told the run's id as soon as it
+/// has one.
 pub async fn execute(
     store: Arc<Store>,
     pipeline: &Pipeline,
     req: RunRequest,
     live: Live,
     cancel: watch::Receiver<bool>,
+    on_start: Option<tokio::sync::oneshot::Sender<i64>>,
 ) -> Result<RunOutcome, PipelineError> {
     mark_abandoned_runs(&store)?;
     let _slot = concurrency_slot(&store, pipeline, &req, &live, &cancel).await?;
@@ -112,6 +119,29 @@ pub async fn execute(
         };
         store.set_pipeline_run_owner(run_id, owner)?;
     }
+    if let Some(tx) = on_start {
+        let _ = tx.send(run_id);
+    }
+    // One cancel for the run: the caller's, or a request found in the store.
+    let (stop_tx, stop) = watch::channel(*cancel.borrow());
+    let _watcher = Watcher(tokio::spawn({
+        let store = store.clone();
+        let mut outer = cancel.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = wait_cancel(&mut outer) => break,
+                    _ = tokio::time::sleep(CANCEL_POLL) => {
+                        if store.pipeline_cancel_requested(run_id).unwrap_or(false) {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = stop_tx.send(true);
+        }
+    }));
+    let cancel = stop;
     vars.insert("BATON_RUN".into(), run_id.to_string());
     let dir = run_dir(&req.state_dir, run_id);
     let logs = dir.join("logs");
@@ -1184,6 +1214,15 @@ pub fn simple_command(script: &str, env: &[(String, String)]) -> Option<(PathBuf
             .find(|p| executable(p))?
     };
     Some((path, words.collect()))
+}
+
+/// Stops the cancel watcher of a run when the run is over.
+struct Watcher(tokio::task::JoinHandle<()>);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Kills a job's whole process group when dropped.

@@ -372,6 +372,7 @@ CREATE TABLE IF NOT EXISTS supervision (
 const MIGRATIONS: &[&[&str]] = &[
     &[SCHEMA, pipeline::SCHEMA, fleet::SCHEMA, vm::SCHEMA],
     &[pipeline::DELIVERIES],
+    &[pipeline::CANCELS],
 ];
 
 /// The schema version this build writes.
