@@ -1,6 +1,6 @@
 //! baton's control plane: every operation the CLI and the HTTP API offer — converge
 //! (`up`), `down`, `scale`, start/stop/restart, rollout requests and undo, pipeline
-//! runs, reruns and cancels — as library
+//! runs, reruns and cancels, VM lifecycle and snapshots — as library
 //! calls over a store, a container backend and a clock.
 //!
 //! Architecture invariant: the two front doors (the `baton` command and the HTTP API)
@@ -15,6 +15,7 @@ mod journal;
 mod lifecycle;
 mod pipeline;
 mod rollout;
+mod vm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub use journal::StoreJournal;
 pub use lifecycle::{containers_of, ContainerResult, Down};
 pub use pipeline::PipelineRunOptions;
 pub use rollout::{RequestOutcome, RolloutProgress, Undone};
+pub use vm::{pick, policy_for, vm_section, SnapshotTaken, VmStarted, VmStopped};
 
 /// What the operations work on: the state store, the container backend, where state
 /// lives, the environment secrets are read from, and the clock every record is stamped
@@ -56,6 +58,8 @@ pub enum ControlError {
     Apply(#[from] baton_engine::apply::ApplyError),
     #[error(transparent)]
     Pipeline(#[from] baton_pipeline::PipelineError),
+    #[error(transparent)]
+    Vm(#[from] baton_vm::VmError),
     /// What was asked cannot be done as things are (no rollout to promote, a daemon
     /// that is needed and not running, an external network that does not exist…).
     #[error("{0}")]
