@@ -1,6 +1,6 @@
 //! baton's control plane: every operation the CLI and the HTTP API offer — converge
 //! (`up`), `down`, `scale`, start/stop/restart, rollout requests and undo, pipeline
-//! runs, reruns and cancels, VM lifecycle and snapshots — as library
+//! runs, reruns and cancels, VM lifecycle and snapshots, fleet runs and managed files — as library
 //! calls over a store, a container backend and a clock.
 //!
 //! Architecture invariant: the two front doors (the `baton` command and the HTTP API)
@@ -11,6 +11,7 @@
 
 mod converge;
 mod files;
+mod fleet;
 mod journal;
 mod lifecycle;
 mod pipeline;
@@ -25,6 +26,7 @@ use baton_state::Store;
 
 pub use converge::{ApplySettings, Converged, Converging, Prepared};
 pub use files::materialize;
+pub use fleet::{FilesTarget, FleetOverrides, DEFAULT_FORKS};
 pub use journal::StoreJournal;
 pub use lifecycle::{containers_of, ContainerResult, Down};
 pub use pipeline::PipelineRunOptions;
