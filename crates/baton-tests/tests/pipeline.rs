@@ -352,7 +352,7 @@ fn bad_pipelines_are_refused_with_their_location_and_run_nothing() {
         (
             "bad duration",
             "pipelines:\n  ci:\n    jobs:\n      a:\n        run: touch marker\n        timeout: soon\n",
-            "baton.yaml:6:9: pipelines.ci.jobs.a.timeout: \"soon\" is not a duration",
+            "baton.yaml:6:9: pipelines.ci.jobs.a.timeout: expected a duration like \"30s\", \"1m30s\" or \"500ms\", found \"soon\"",
         ),
     ];
     for (what, yaml, want) in cases {
