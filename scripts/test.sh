@@ -13,10 +13,11 @@ scripts/ensure-fleet.sh
 scripts/ensure-vm.sh
 scripts/ensure-registry.sh
 scripts/ensure-metrics.sh
+scripts/ensure-kube.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests drive target/debug/baton: build it first (cargo test alone only
 # builds binaries for their own package's tests).
 cargo build --workspace --locked
-BATON_REQUIRE_DOCKER=1 BATON_REQUIRE_SSHD=1 BATON_REQUIRE_VM=1 BATON_REQUIRE_REGISTRY=1 BATON_REQUIRE_PYTHON=1 cargo test --workspace --locked
+BATON_REQUIRE_DOCKER=1 BATON_REQUIRE_SSHD=1 BATON_REQUIRE_VM=1 BATON_REQUIRE_REGISTRY=1 BATON_REQUIRE_PYTHON=1 BATON_REQUIRE_KUBE_SCHEMAS=1 cargo test --workspace --locked

@@ -125,6 +125,8 @@ pub enum Command {
     Files(crate::commands::fleet::FilesArgs),
     /// Virtual machines on QEMU: lifecycle, snapshots, migration, agent, report
     Vm(crate::commands::vm::VmArgs),
+    /// Kubernetes: the project as manifests (render)
+    K8s(crate::commands::k8s::K8sArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]

@@ -79,13 +79,20 @@ pub fn run_dir(state_dir: &Path, run_id: i64) -> PathBuf {
         .join(run_id.to_string())
 }
 
-/// Runs `pipeline` to the end (or until `cancel` turns true) and records it.
+/// How often a run looks for a cancel request in the store (`baton pipeline cancel`,
+/// the API), from whichever process asked.
+const CANCEL_POLL: Duration = Duration::from_millis(300);
+
+/// Runs `pipeline` to the end (or until `cancel` turns true, or a cancel request for the
+/// run reaches the store) and records it. `on_start` is told the run's id as soon as it
+/// has one.
 pub async fn execute(
     store: Arc<Store>,
     pipeline: &Pipeline,
     req: RunRequest,
     live: Live,
     cancel: watch::Receiver<bool>,
+    on_start: Option<tokio::sync::oneshot::Sender<i64>>,
 ) -> Result<RunOutcome, PipelineError> {
     mark_abandoned_runs(&store)?;
     let _slot = concurrency_slot(&store, pipeline, &req, &live, &cancel).await?;
@@ -105,6 +112,14 @@ pub async fn execute(
         started_at: started,
         finished_at: None,
     })?;
+    // The event stream shows runs and their jobs as they go (the dashboard's DAG).
+    let _ = store.event(
+        &req.project,
+        "pipeline",
+        &pipeline.name,
+        &format!("run {run_id} started ({})", req.trigger),
+        started,
+    );
     if let Some(start) = process_start(std::process::id()) {
         let owner = RunOwner {
             pid: std::process::id(),
@@ -112,6 +127,29 @@ pub async fn execute(
         };
         store.set_pipeline_run_owner(run_id, owner)?;
     }
+    if let Some(tx) = on_start {
+        let _ = tx.send(run_id);
+    }
+    // One cancel for the run: the caller's, or a request found in the store.
+    let (stop_tx, stop) = watch::channel(*cancel.borrow());
+    let _watcher = Watcher(tokio::spawn({
+        let store = store.clone();
+        let mut outer = cancel.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = wait_cancel(&mut outer) => break,
+                    _ = tokio::time::sleep(CANCEL_POLL) => {
+                        if store.pipeline_cancel_requested(run_id).unwrap_or(false) {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = stop_tx.send(true);
+        }
+    }));
+    let cancel = stop;
     vars.insert("BATON_RUN".into(), run_id.to_string());
     let dir = run_dir(&req.state_dir, run_id);
     let logs = dir.join("logs");
@@ -142,6 +180,7 @@ pub async fn execute(
         status: vec![None; plan.jobs.len()],
         produced: BTreeMap::new(),
         dirty: BTreeSet::new(),
+        evented: BTreeMap::new(),
         last_flush: Instant::now(),
         seq: 0,
         finished_order: Vec::new(),
@@ -181,7 +220,15 @@ pub async fn execute(
     }
     ex.flush(true)?;
     ex.prune();
-    store.finish_pipeline_run(run_id, status, now_ms())?;
+    let finished = now_ms();
+    store.finish_pipeline_run(run_id, status, finished)?;
+    let _ = store.event(
+        &req.project,
+        "pipeline",
+        &pipeline.name,
+        &format!("run {run_id}: {status}"),
+        finished,
+    );
     (ex.live)(&format!("run {run_id}: {status}"));
     Ok(RunOutcome {
         run_id,
@@ -212,6 +259,8 @@ struct Executor<'a> {
     /// Artifacts each planned job left: (relative path, sha256).
     produced: BTreeMap<usize, Vec<(String, String)>>,
     dirty: BTreeSet<usize>,
+    /// Each job's status as last told to the event stream.
+    evented: BTreeMap<usize, String>,
     last_flush: Instant,
     seq: i64,
     /// Planned jobs that passed, in the order they finished.
@@ -328,6 +377,20 @@ impl Executor<'_> {
             .map(|&i| self.records[i].clone())
             .collect();
         self.store.save_pipeline_jobs(&batch)?;
+        let now = now_ms();
+        for &i in &self.dirty {
+            let r = &self.records[i];
+            if self.evented.get(&i) != Some(&r.status) {
+                self.evented.insert(i, r.status.clone());
+                let _ = self.store.event(
+                    &self.req.project,
+                    "pipeline",
+                    &self.pipeline.name,
+                    &format!("run {} {} {}: {}", self.run_id, r.kind, r.name, r.status),
+                    now,
+                );
+            }
+        }
         self.dirty.clear();
         self.last_flush = Instant::now();
         Ok(())
@@ -1184,6 +1247,15 @@ pub fn simple_command(script: &str, env: &[(String, String)]) -> Option<(PathBuf
             .find(|p| executable(p))?
     };
     Some((path, words.collect()))
+}
+
+/// Stops the cancel watcher of a run when the run is over.
+struct Watcher(tokio::task::JoinHandle<()>);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Kills a job's whole process group when dropped.

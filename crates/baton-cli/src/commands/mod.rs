@@ -7,6 +7,7 @@ mod events;
 mod exec;
 pub(crate) mod fleet;
 mod images;
+pub(crate) mod k8s;
 mod lifecycle;
 mod logs;
 pub(crate) mod pipeline;
@@ -99,6 +100,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::Serve(a) => serve::run(ctx, a).await,
         Command::Rollout(a) => rollout::run(ctx, a).await,
         Command::Vm(a) => vm::run(ctx, a).await,
+        Command::K8s(a) => k8s::run(ctx, a),
         Command::Pipeline(a) => pipeline::run(ctx, a).await,
         Command::Artifacts(a) => pipeline::artifacts(ctx, a).await,
         Command::Completions { shell } => {

@@ -64,11 +64,13 @@ fn api(ctx: &Context, shared: Arc<api::Shared>, docker: &Docker) -> Result<Api> 
     let settings = ExecSettings {
         parallelism: ctx.global.parallel,
         daemon_running: true,
+        // Pipelines started through the API run their `image:` jobs on this engine.
+        containers: Some(baton_pipeline::run::Containers(Arc::new(docker.clone()))),
     };
     let dir = state_dir.clone();
     let control = baton_control::worker::spawn(settings, move || async move {
         Ok(Control {
-            store: Store::open(&dir).map_err(|e| e.to_string())?,
+            store: Arc::new(Store::open(&dir).map_err(|e| e.to_string())?),
             runtime: Docker::connect().await.map_err(|e| e.to_string())?,
             state_dir: dir,
             env: std::env::vars().collect(),
