@@ -82,6 +82,7 @@ fn the_api_by_role_with_events_rollouts_and_audit() {
     file.push_str(&format!(
         "  worker:\n    image: {IMAGE}\n    init: true\n    stop_grace_period: 1s\n    restart: always\n    command: [sleep, '600']\n    deploy:\n      replicas: 2\n"
     ));
+    file.push_str("x-baton:\n  pipelines:\n    ci:\n      jobs:\n        hello:\n          run: echo \"hi $$WHO\"\n        after:\n          needs: [hello]\n          run: \"true\"\n");
     s.write("compose.yaml", &file);
     let viewer = token(&s, "dash", "viewer");
     let operator = token(&s, "ci", "operator");
@@ -418,6 +419,44 @@ fn the_api_by_role_with_events_rollouts_and_audit() {
     );
     assert_eq!(audit(port, &admin).len(), before_audit, "nothing was done");
     assert_eq!(s.containers(), before_containers, "nothing changed");
+
+    // A pipeline run started over HTTP: answered with its id, its jobs in the stream.
+    let started = post(
+        port,
+        &format!("{base}/pipelines/ci/run"),
+        &operator,
+        json!({"vars": {"WHO": "api"}}),
+    );
+    assert_eq!(started.status, 200, "{started:?}");
+    let run = started.body["run"].as_i64().expect("a run id");
+    let done = events.wait(Duration::from_secs(60), |e| {
+        e["kind"] == "pipeline" && e["message"] == format!("run {run}: success").as_str()
+    });
+    assert!(done.is_some(), "the run's end is an event");
+    let detail = request(
+        port,
+        "GET",
+        &format!("{base}/pipelines/runs/{run}"),
+        Some(&viewer),
+        None,
+    )
+    .body;
+    assert_eq!(detail["run"]["status"], "success", "{detail}");
+    assert_eq!(detail["run"]["vars"]["WHO"], "api", "{detail}");
+    assert_eq!(detail["jobs"].as_array().map(Vec::len), Some(2), "{detail}");
+    let cancel = post(
+        port,
+        &format!("{base}/pipelines/runs/{run}/cancel"),
+        &operator,
+        json!({}),
+    );
+    assert_eq!(
+        cancel.status, 409,
+        "a finished run is not cancelled: {cancel:?}"
+    );
+    assert!(audit(port, &admin)
+        .iter()
+        .any(|e| e["action"] == "pipeline.run" && e["actor"] == "ci"));
 
     // Logs of a service, read to the end.
     let logs = request(
