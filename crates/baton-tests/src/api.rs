@@ -169,7 +169,7 @@ impl Sse {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut pending = String::new();
-            let mut feed = |text: &str, pending: &mut String| -> bool {
+            let feed = |text: &str, pending: &mut String| -> bool {
                 pending.push_str(text);
                 while let Some(i) = pending.find('\n') {
                     let line: String = pending.drain(..=i).collect();
