@@ -485,7 +485,11 @@ where
 
 /// Carries out a change for the principal, then wakes the daemon so it acts at once.
 async fn act(s: &ApiState, p: &Principal, op: Operation) -> Result<Response, ApiError> {
-    let outcome = s.control.execute(Actor(p.name.clone()), op).await?;
+    let project = op.project().to_string();
+    let outcome = s.control.execute(Actor(p.name.clone()), op).await;
+    // What the project looks like is news after a change, even a failed one.
+    s.services.forget(&project);
+    let outcome = outcome?;
     s.daemon.wake.notify_one();
     Ok(match outcome {
         Outcome::Up(u) => Json(u).into_response(),
@@ -560,9 +564,14 @@ async fn projects(State(s): St) -> Result<Json<Vec<ProjectView>>, ApiError> {
     .map(Json)
 }
 
-async fn services(State(s): St, p: P1) -> Result<Json<ServicesView>, ApiError> {
+async fn services(State(s): St, p: P1) -> Result<Response, ApiError> {
     let project = project_of(p)?;
-    Ok(Json(s.control.services(project).await?))
+    let body = s.services.get(&s.control, &project).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// `?service=web`.

@@ -45,6 +45,7 @@ async fn fixture() -> Fixture {
         tokens: tokens::Tokens::new(store.clone(), || 1),
         state_dir: dir.path().to_path_buf(),
         clock: || 1,
+        services: baton_api::services_cache(),
     });
     Fixture {
         router: api.router(),

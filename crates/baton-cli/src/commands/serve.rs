@@ -87,6 +87,7 @@ fn api(ctx: &Context, shared: Arc<api::Shared>, docker: &Docker) -> Result<Api> 
         daemon: shared,
         state_dir,
         clock: crate::context::now_ms,
+        services: baton_api::services_cache(),
     }))
 }
 
