@@ -50,6 +50,10 @@ pub use views::*;
 /// The prefix of every route.
 pub const PREFIX: &str = "/api/v1";
 
+/// The largest request body the API reads (a whole project travels in `up`); the TCP
+/// listener's `baton-http` limit should say the same.
+pub const BODY_LIMIT: usize = 8 << 20;
+
 /// What the handlers share.
 pub struct ApiState {
     /// The API's own connection to the state store, for reads.

@@ -461,9 +461,14 @@ pub(crate) fn routers(state: &Arc<ApiState>) -> (Router, Router) {
             }
         }
     }
+    // The body cap is the API's own, on the socket too (axum's default is 2 MB).
+    let limit = axum::extract::DefaultBodyLimit::max(crate::BODY_LIMIT);
     (
         open.with_state(state.clone()),
-        closed.fallback(no_route).with_state(state.clone()),
+        closed
+            .fallback(no_route)
+            .layer(limit)
+            .with_state(state.clone()),
     )
 }
 

@@ -22,7 +22,7 @@ const EVENT_POLL: Duration = Duration::from_millis(100);
 /// The HTTP API's limits: bodies carry whole projects; many dashboards stream events.
 fn api_limits() -> baton_http::Limits {
     baton_http::Limits {
-        max_body_bytes: 8 << 20,
+        max_body_bytes: baton_api::BODY_LIMIT,
         max_connections: 1024,
         ..Default::default()
     }
