@@ -62,13 +62,15 @@ pub fn project(project: &Project) -> Result<Vec<String>, SpecError> {
                 }
                 if let Some(tls) = &routed.tls {
                     match certs.get(&r.host) {
-                        Some((by, other)) if other != tls => return Err(at(
-                            "x-baton.tls",
-                            &format!(
+                        Some((by, other)) if other != tls => {
+                            return Err(at(
+                                "x-baton.tls",
+                                &format!(
                                 "{} gets its certificate from {by}: one host has one certificate",
                                 r.host
                             ),
-                        )),
+                            ))
+                        }
                         Some(_) => {}
                         None => {
                             certs.insert(

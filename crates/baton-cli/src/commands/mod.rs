@@ -13,6 +13,7 @@ pub(crate) mod pipeline;
 mod plan;
 mod ps;
 mod rollout;
+mod routes;
 mod run;
 mod serve;
 mod stats;
@@ -68,6 +69,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::Events(a) => events::run(ctx, a),
         Command::Serve(a) => serve::run(ctx, a).await,
         Command::Rollout(a) => rollout::run(ctx, a).await,
+        Command::Routes => routes::run(ctx).await,
         Command::Vm(a) => vm::run(ctx, a).await,
         Command::Pipeline(a) => pipeline::run(ctx, a).await,
         Command::Artifacts(a) => pipeline::artifacts(ctx, a).await,
