@@ -64,6 +64,8 @@ impl<R: Runtime> Control<R> {
     pub async fn plan(&self, project: &Project, opts: &PlanOptions) -> Result<Prepared> {
         let now = (self.clock)();
         let store = &self.store;
+        // What the edge would refuse is refused here, before anything is recorded.
+        crate::edge::check(store, project)?;
         store.upsert_project(&project.name, &project.working_dir, now)?;
         let spec = serde_json::to_value(project).map_err(|e| refused(e.to_string()))?;
         let (revision, _) =

@@ -11,10 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use baton_engine::edge::{
-    edge_settings, service_routes, table, Accepted, Listen, ProjectEdge, RouteTo, TableRoute,
-    TableTls,
-};
+use baton_engine::edge::{project_edge, table, Accepted, Listen, RouteTo, TableRoute, TableTls};
 use baton_proxy::edge::{ClientCa, Edge as Listener, EdgeConfig, Route, Target};
 use baton_proxy::BackendPool;
 use baton_spec::Project;
@@ -114,7 +111,13 @@ impl Edge {
             match project_edge(p) {
                 Ok(Some(e)) => edges.push(e),
                 Ok(None) => {}
-                Err(message) => refused.push((p.name.clone(), message)),
+                Err(e) => refused.push((
+                    p.name.clone(),
+                    format!(
+                        "project {}: {}: {}; its edge settings are ignored",
+                        p.name, e.path, e.message
+                    ),
+                )),
             }
         }
         let t = table(&edges, &self.accepted);
@@ -386,36 +389,170 @@ fn route_status(r: &TableRoute, target: String, serving: bool) -> RouteStatus {
     }
 }
 
-/// A project's part of the edge; `None` when it has neither routes nor edge settings.
-fn project_edge(p: &Project) -> Result<Option<ProjectEdge>, String> {
-    let settings = edge_settings(p).map_err(|e| {
-        format!(
-            "project {}: {}: {}; its edge settings are ignored",
-            p.name, e.path, e.message
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    }
+
+    fn project(name: &str, dir: &Path, listen: (u16, u16), web: serde_json::Value) -> Project {
+        serde_json::from_value(json!({
+            "name": name,
+            "working_dir": dir,
+            "services": {"web": {"image": "x", "expose": ["80"], "baton": web}},
+            "baton": {"edge": {"listen": {"http": listen.0, "https": listen.1, "address": "127.0.0.1"}}},
+        }))
+        .unwrap()
+    }
+
+    fn events(store: &Store, project: &str) -> Vec<String> {
+        store
+            .events(project, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {}: {}", e.kind, e.subject, e.message))
+            .collect()
+    }
+
+    fn self_signed(dir: &Path, name: &str, host: &str) {
+        let c = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), c.cert.pem()).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.key")),
+            c.signing_key.serialize_pem(),
         )
-    })?;
-    let mut services = BTreeMap::new();
-    for (name, svc) in &p.services {
-        match service_routes(svc) {
-            Ok(Some(r)) => {
-                services.insert(name.clone(), r);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Err(format!(
-                    "project {}: services.{name}.{}: {}; its routes are ignored",
-                    p.name, e.path, e.message
-                ))
-            }
-        }
+        .unwrap();
     }
-    if services.is_empty() && settings.is_none() {
-        return Ok(None);
+
+    #[tokio::test]
+    async fn a_host_claimed_twice_is_refused_naming_both_and_the_edge_keeps_serving() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("state")).unwrap();
+        let listen = (free_port(), free_port());
+        let traffic = Traffic::default();
+        let mut edge = Edge::new(tmp.path().join("state/edge"));
+        let a = project(
+            "a",
+            tmp.path(),
+            listen,
+            json!({"routes": [{"host": "shop.test"}]}),
+        );
+        edge.tick(&store, std::slice::from_ref(&a), &traffic, 1)
+            .await;
+        let status = edge.status().unwrap();
+        assert_eq!(status.http, Some(format!("127.0.0.1:{}", listen.0)));
+        assert_eq!(status.routes.len(), 1);
+        // b claims what a serves: refused, with both names; a's route stays.
+        let b = project(
+            "b",
+            tmp.path(),
+            listen,
+            json!({"routes": [{"host": "blog.test"}, {"host": "shop.test"}]}),
+        );
+        edge.tick(&store, &[a.clone(), b.clone()], &traffic, 2)
+            .await;
+        let status = edge.status().unwrap();
+        let hosts: Vec<String> = status
+            .routes
+            .iter()
+            .map(|r| format!("{} {}", r.project, r.host))
+            .collect();
+        assert_eq!(hosts, ["a shop.test"]);
+        let refusal = "edge routes: project b: services.web.x-baton.routes[1].host: shop.test/ is already routed by project a (services.web.x-baton.routes[0]); project b cannot claim it too; the edge keeps serving what it served for b before";
+        assert_eq!(events(&store, "b"), [refusal]);
+        // Said once, not every tick.
+        edge.tick(&store, &[a.clone(), b], &traffic, 3).await;
+        assert_eq!(events(&store, "b").len(), 1);
+        // Fixed: b's other host is taken in.
+        let b = project(
+            "b",
+            tmp.path(),
+            listen,
+            json!({"routes": [{"host": "blog.test"}]}),
+        );
+        edge.tick(&store, &[a, b], &traffic, 4).await;
+        assert_eq!(edge.status().unwrap().routes.len(), 2);
+        assert!(edge.status().unwrap().refused.is_empty());
+        edge.shutdown().await;
     }
-    Ok(Some(ProjectEdge {
-        project: p.name.clone(),
-        dir: p.working_dir.clone(),
-        settings: settings.unwrap_or_default(),
-        services,
-    }))
+
+    #[tokio::test]
+    async fn certificate_files_reload_and_a_bad_pair_leaves_the_previous_one_serving() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("state")).unwrap();
+        let traffic = Traffic::default();
+        let mut edge = Edge::new(tmp.path().join("state/edge"));
+        let dir = tmp.path();
+        self_signed(dir, "one", "shop.test");
+        self_signed(dir, "two", "shop.test");
+        let a = project(
+            "a",
+            dir,
+            (free_port(), free_port()),
+            json!({"routes": [{"host": "shop.test"}], "tls": {"cert": "cert.pem", "key": "cert.key"}}),
+        );
+        // The key is not there yet: nothing served, and said.
+        std::fs::copy(dir.join("one.pem"), dir.join("cert.pem")).unwrap();
+        let old = 10_000_000;
+        edge.tick(&store, std::slice::from_ref(&a), &traffic, old)
+            .await;
+        let served = |edge: &Edge| {
+            edge.listener
+                .as_ref()
+                .and_then(|(_, l)| l.certificate("shop.test"))
+                .map(|c| c.end_entity().to_vec())
+        };
+        assert_eq!(served(&edge), None);
+        let e = events(&store, "a");
+        assert!(
+            e[0].starts_with("certificate shop.test: services.web.x-baton.tls.key: cannot read ")
+                && e[0].ends_with("cert.key: No such file or directory (os error 2); no certificate is served for it"),
+            "{e:?}"
+        );
+        std::fs::copy(dir.join("one.key"), dir.join("cert.key")).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        edge.tick(&store, std::slice::from_ref(&a), &traffic, now)
+            .await;
+        let first = served(&edge).expect("served");
+        // A key that does not match: the first pair keeps serving, once the rotation
+        // had time to settle.
+        std::fs::copy(dir.join("two.key"), dir.join("cert.key")).unwrap();
+        edge.tick(&store, std::slice::from_ref(&a), &traffic, now + 10_000)
+            .await;
+        assert_eq!(served(&edge), Some(first.clone()));
+        let e = events(&store, "a");
+        assert!(
+            e.last().unwrap().contains("services.web.x-baton.tls.key: ")
+                && e.last()
+                    .unwrap()
+                    .contains("the private key does not match the certificate in ")
+                && e.last()
+                    .unwrap()
+                    .ends_with("; the previous certificate keeps serving"),
+            "{e:?}"
+        );
+        // The matching pair: reloaded.
+        std::fs::copy(dir.join("two.pem"), dir.join("cert.pem")).unwrap();
+        edge.tick(&store, std::slice::from_ref(&a), &traffic, now + 20_000)
+            .await;
+        assert_ne!(served(&edge), Some(first));
+        assert!(events(&store, "a")
+            .last()
+            .unwrap()
+            .contains(": reloaded from "));
+        let status = edge.status().unwrap();
+        assert_eq!(status.certificates[0].state, "valid");
+        assert_eq!(status.certificates[0].error, None);
+        edge.shutdown().await;
+    }
 }

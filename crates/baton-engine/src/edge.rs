@@ -33,4 +33,4 @@ pub use spec::{
     edge_settings, service_routes, AcmeChallenge, AcmeSettings, EdgeSettings, EdgeSpecError,
     Listen, Route, RouteTo, ServiceRoutes, Tls, DEFAULT_HSTS_MAX_AGE,
 };
-pub use table::{table, Accepted, ProjectEdge, Refusal, Table, TableRoute, TableTls};
+pub use table::{project_edge, table, Accepted, ProjectEdge, Refusal, Table, TableRoute, TableTls};

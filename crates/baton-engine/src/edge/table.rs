@@ -12,7 +12,36 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{AcmeSettings, EdgeSettings, Listen, Route, ServiceRoutes, Tls};
+use baton_spec::Project;
+
+use super::spec::{
+    edge_settings, service_routes, AcmeSettings, EdgeSettings, EdgeSpecError, Listen, Route,
+    ServiceRoutes, Tls,
+};
+
+/// A project's part of the edge as its file says; `None` when it has neither routes nor
+/// edge settings. Errors name the setting from the file's root.
+pub fn project_edge(p: &Project) -> Result<Option<ProjectEdge>, EdgeSpecError> {
+    let settings = edge_settings(p)?;
+    let mut services = BTreeMap::new();
+    for (name, svc) in &p.services {
+        if let Some(r) = service_routes(svc).map_err(|e| EdgeSpecError {
+            path: format!("services.{name}.{}", e.path),
+            message: e.message,
+        })? {
+            services.insert(name.clone(), r);
+        }
+    }
+    if services.is_empty() && settings.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(ProjectEdge {
+        project: p.name.clone(),
+        dir: p.working_dir.clone(),
+        settings: settings.unwrap_or_default(),
+        services,
+    }))
+}
 
 /// One active project's part of the edge, as its file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +102,11 @@ impl Accepted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     pub project: String,
+    /// The setting at fault in the project's file (`services.web.x-baton.routes[0].host`).
+    pub setting: String,
+    /// Why, naming the other project.
+    pub why: String,
+    /// All of it in one line, for events and logs.
     pub message: String,
 }
 
@@ -89,7 +123,8 @@ pub fn table(projects: &[ProjectEdge], previous: &Accepted) -> Table {
     order.sort_by(|a, b| a.project.cmp(&b.project));
     // New routes per project, or the refusal of a project whose file makes none.
     let mut fresh: BTreeMap<&str, Vec<TableRoute>> = BTreeMap::new();
-    let mut refused: BTreeMap<String, String> = BTreeMap::new();
+    // project → (setting, why)
+    let mut refused: BTreeMap<String, (String, String)> = BTreeMap::new();
     for p in &order {
         match routes_of(p) {
             Ok(r) => {
@@ -113,7 +148,7 @@ pub fn table(projects: &[ProjectEdge], previous: &Accepted) -> Table {
                 fresh.get(p).cloned().unwrap_or_default()
             }
         };
-        let mut losers: Vec<(String, String)> = Vec::new();
+        let mut losers: Vec<(String, (String, String))> = Vec::new();
         let routes: Vec<(String, Vec<TableRoute>)> = order
             .iter()
             .map(|p| (p.project.clone(), current(&p.project)))
@@ -137,9 +172,12 @@ pub fn table(projects: &[ProjectEdge], previous: &Accepted) -> Table {
                 if **l != listen {
                     losers.push((
                         p.to_string(),
-                        format!(
-                            "edge.listen: the edge listens on {} (http {}, https {}) as project {first} says; project {p} asks for {} (http {}, https {}): every project on a host shares one edge",
-                            listen.address, listen.http, listen.https, l.address, l.http, l.https
+                        (
+                            "edge.listen".to_string(),
+                            format!(
+                                "the edge listens on {} (http {}, https {}) as project {first} says; project {p} asks for {} (http {}, https {}): every project on a host shares one edge",
+                                listen.address, listen.http, listen.https, l.address, l.http, l.https
+                            ),
                         ),
                     ));
                 }
@@ -176,11 +214,13 @@ pub fn table(projects: &[ProjectEdge], previous: &Accepted) -> Table {
     }
     let refused = refused
         .into_iter()
-        .map(|(project, why)| Refusal {
+        .map(|(project, (setting, why))| Refusal {
             message: format!(
-                "project {project}: {why}; the edge keeps serving what it served for {project} before"
+                "project {project}: {setting}: {why}; the edge keeps serving what it served for {project} before"
             ),
             project,
+            setting,
+            why,
         })
         .collect();
     Table { accepted, refused }
@@ -195,7 +235,7 @@ fn previous_or_default(previous: &Accepted, asked: &[(&str, &Listen)]) -> Listen
 }
 
 /// The routes a project's file makes, TLS and CA files made absolute.
-fn routes_of(p: &ProjectEdge) -> Result<Vec<TableRoute>, String> {
+fn routes_of(p: &ProjectEdge) -> Result<Vec<TableRoute>, (String, String)> {
     let mut out = Vec::new();
     for (service, s) in &p.services {
         let tls = match &s.tls {
@@ -213,8 +253,9 @@ fn routes_of(p: &ProjectEdge) -> Result<Vec<TableRoute>, String> {
                     ..acme.clone()
                 })),
                 None => {
-                    return Err(format!(
-                        "services.{service}.x-baton.tls: acme needs x-baton.edge.acme (directory, email)"
+                    return Err((
+                        format!("services.{service}.x-baton.tls"),
+                        "acme needs x-baton.edge.acme (directory, email)".to_string(),
                     ))
                 }
             },
@@ -242,7 +283,7 @@ fn absolute(dir: &Path, file: &str) -> PathBuf {
 fn conflicts(
     routes: &[(String, Vec<TableRoute>)],
     previous: &Accepted,
-    losers: &mut Vec<(String, String)>,
+    losers: &mut Vec<(String, (String, String))>,
 ) {
     // host+path → claimants (project, route), in project order.
     let mut paths: BTreeMap<(String, String), Vec<&TableRoute>> = BTreeMap::new();
@@ -289,11 +330,13 @@ fn conflicts(
         for r in claims.iter().filter(|r| r.project != winner) {
             losers.push((
                 r.project.clone(),
-                format!(
-                    "{}.host: {host}{path} is already routed by project {winner} ({}); project {} cannot claim it too",
-                    r.setting(),
-                    won.setting(),
-                    r.project
+                (
+                    format!("{}.host", r.setting()),
+                    format!(
+                        "{host}{path} is already routed by project {winner} ({}); project {} cannot claim it too",
+                        won.setting(),
+                        r.project
+                    ),
                 ),
             ));
         }
@@ -307,6 +350,7 @@ fn conflicts(
     let mut one_per_host =
         |claims: &BTreeMap<String, Vec<(String, &TableRoute)>>,
          what: &str,
+         setting: &dyn Fn(&TableRoute) -> String,
          value: &dyn Fn(&TableRoute) -> Option<String>| {
             for (host, list) in claims {
                 let values: BTreeSet<&str> = list.iter().map(|(v, _)| v.as_str()).collect();
@@ -325,22 +369,30 @@ fn conflicts(
                 for (v, r) in list.iter().filter(|(v, _)| *v != winning) {
                     losers.push((
                     r.project.clone(),
-                    format!(
-                        "{}: {host} gets its {what} from project {}'s {} ({winning}), not {v}: one host has one {what}",
-                        r.setting(),
-                        by.project,
-                        by.setting(),
+                    (
+                        setting(r),
+                        format!(
+                            "{host} gets its {what} from project {}'s {} ({winning}), not {v}: one host has one {what}",
+                            by.project,
+                            setting(by),
+                        ),
                     ),
                 ));
                 }
             }
         };
-    one_per_host(&certs, "certificate", &|r: &TableRoute| {
-        r.tls.as_ref().map(describe)
-    });
-    one_per_host(&cas, "client CA", &|r: &TableRoute| {
-        r.client_ca.as_ref().map(|c| c.display().to_string())
-    });
+    one_per_host(
+        &certs,
+        "certificate",
+        &|r: &TableRoute| format!("services.{}.x-baton.tls", r.service),
+        &|r: &TableRoute| r.tls.as_ref().map(describe),
+    );
+    one_per_host(
+        &cas,
+        "client CA",
+        &|r: &TableRoute| format!("{}.client_ca", r.setting()),
+        &|r: &TableRoute| r.client_ca.as_ref().map(|c| c.display().to_string()),
+    );
 }
 
 fn describe(t: &TableTls) -> String {
@@ -431,6 +483,8 @@ mod tests {
             t.refused,
             [Refusal {
                 project: "a".into(),
+                setting: "services.web.x-baton.routes[1].host".into(),
+                why: "shop.test/ is already routed by project b (services.web.x-baton.routes[0]); project a cannot claim it too".into(),
                 message: "project a: services.web.x-baton.routes[1].host: shop.test/ is already routed by project b (services.web.x-baton.routes[0]); project a cannot claim it too; the edge keeps serving what it served for a before".into(),
             }]
         );
@@ -463,7 +517,7 @@ mod tests {
         assert_eq!(hosts(&t.accepted), ["a shop.test/", "c shop.test/c"]);
         assert_eq!(t.refused.len(), 1);
         assert!(
-            t.refused[0].message.starts_with("project b: services.web.x-baton.routes[0]: shop.test gets its certificate from project a's services.web.x-baton.routes[0] (/srv/a/a.pem), not /srv/b/b.pem"),
+            t.refused[0].message.starts_with("project b: services.web.x-baton.tls: shop.test gets its certificate from project a's services.web.x-baton.tls (/srv/a/a.pem), not /srv/b/b.pem"),
             "{}",
             t.refused[0].message
         );
