@@ -232,7 +232,7 @@ fn alpn_certificate(host: &str, digest: &[u8]) -> Result<Certificate, String> {
     let cert = params
         .self_signed(&key)
         .map_err(|e| format!("challenge certificate: {e}"))?;
-    Certificate::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+    Certificate::made_with(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
         .map_err(|e| format!("challenge certificate: {e}"))
 }
 

@@ -106,6 +106,26 @@ impl Certificate {
         })
     }
 
+    /// A certificate the caller made itself with `key`, not parsed: ACME's TLS-ALPN-01
+    /// answer, whose critical `acmeIdentifier` extension the checker of `from_pem` does not
+    /// know (a client never verifies it: only the ACME server reads it).
+    pub fn made_with(chain_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, TlsError> {
+        let chain = CertificateDer::pem_slice_iter(chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| TlsError::CertificatePem)?;
+        if chain.is_empty() {
+            return Err(TlsError::NoCertificate);
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::KeyPem)?;
+        let signing = provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError::Key(e.to_string()))?;
+        Ok(Certificate {
+            key: Arc::new(CertifiedKey::new(chain, signing)),
+        })
+    }
+
     /// The end-entity certificate, DER (for reading its names and validity).
     pub fn end_entity(&self) -> &[u8] {
         self.key.cert.first().map_or(&[], |c| c.as_ref())
