@@ -2,6 +2,7 @@
 //! against the real Docker engine, and inspects the engine with the `docker` CLI.
 //! Tests live in `tests/`; heavy ones need `BATON_REQUIRE_DOCKER=1` to fail, not skip.
 
+pub mod edge;
 pub mod fleet;
 pub mod pipeline;
 pub mod registry;
