@@ -69,12 +69,15 @@ impl Loaded {
     }
 }
 
+/// A file as looked at: (modified ns, size, inode).
+type Stamp = (i128, u64, u64);
+
 /// A pair of files, as last looked at.
 #[derive(Default)]
 struct FileCert {
-    /// (modified ns, size, inode) of the certificate and the key when last loaded or
-    /// refused; a read error when they could not be looked at.
-    stamp: Option<Result<[(i128, u64, u64); 2], String>>,
+    /// The stamps of the certificate and the key when last loaded or refused; a read
+    /// error when they could not be looked at.
+    stamp: Option<Result<[Stamp; 2], String>>,
     loaded: Option<Loaded>,
     error: Option<String>,
     expired_reported: bool,
@@ -224,13 +227,13 @@ impl Certs {
 }
 
 /// The stamp of a file: (modified ns, size, inode).
-fn stamp_of(path: &Path) -> Result<(i128, u64, u64), String> {
+fn stamp_of(path: &Path) -> Result<Stamp, String> {
     let m = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let modified = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
     Ok((modified, m.size(), m.ino()))
 }
 
-fn newest_ms(stamp: &[(i128, u64, u64); 2]) -> u64 {
+fn newest_ms(stamp: &[Stamp; 2]) -> u64 {
     let ns = stamp[0].0.max(stamp[1].0);
     u64::try_from(ns / 1_000_000).unwrap_or(0)
 }

@@ -185,11 +185,14 @@ pub fn table(projects: &[ProjectEdge], previous: &Accepted) -> Table {
         }
         let mut changed = false;
         for (p, why) in losers {
-            if refused.contains_key(&p) {
-                changed |= dropped.insert(p);
-            } else {
-                refused.insert(p, why);
-                changed = true;
+            match refused.entry(p) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    changed |= dropped.insert(e.key().clone());
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(why);
+                    changed = true;
+                }
             }
         }
         if !changed {

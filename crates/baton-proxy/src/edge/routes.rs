@@ -72,7 +72,7 @@ impl<T> RouteTable<T> {
         }
         for entries in table.exact.values_mut().chain(table.wildcard.values_mut()) {
             // Longest prefix first: the first match is the longest.
-            entries.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+            entries.sort_by_key(|e| std::cmp::Reverse(e.path.len()));
         }
         Ok(table)
     }
