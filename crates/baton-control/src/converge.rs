@@ -346,7 +346,7 @@ fn check_traffic(
     }
     for a in actions {
         if let Action::Rollout { service, .. } = a {
-            return Err(refused(format!("service {service}: its published ports belong to baton's traffic proxy (x-baton.rollout), so it changes by rollout, which `baton serve` carries out; start `baton serve` first")));
+            return Err(refused(format!("service {service}: its traffic goes through baton's proxy (published ports with x-baton.rollout, or x-baton.routes on the edge), so it changes by rollout, which `baton serve` carries out; start `baton serve` first")));
         }
     }
     let managed: Vec<&String> = project
@@ -358,7 +358,7 @@ fn check_traffic(
     Ok(if managed.is_empty() {
         Vec::new()
     } else {
-        vec![format!("the published ports of {managed:?} are served by `baton serve` (x-baton.rollout), which is not running")]
+        vec![format!("the traffic of {managed:?} is served by `baton serve` (x-baton.rollout, x-baton.routes), which is not running")]
     })
 }
 
