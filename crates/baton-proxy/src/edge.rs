@@ -13,6 +13,7 @@ pub mod tls;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -120,6 +121,9 @@ struct Compiled {
 /// What every connection of the edge reads.
 struct Shared {
     routes: RwLock<Arc<RouteTable<Compiled>>>,
+    /// Bumped after every swap of `routes`: a connection reads the table again only when
+    /// this moved, so requests share no lock or reference count on the table.
+    generation: AtomicU64,
     tls: tls::TlsState,
     /// HTTP-01: token → key authorization.
     challenges: RwLock<HashMap<String, String>>,
@@ -157,6 +161,7 @@ impl Edge {
         let https_addr = addr(&https_listener)?;
         let shared = Arc::new(Shared {
             routes: RwLock::new(Arc::new(RouteTable::default())),
+            generation: AtomicU64::new(0),
             tls: tls::TlsState::new()?,
             challenges: RwLock::default(),
             https_port: https_addr.map(|a| a.port()),
@@ -227,6 +232,7 @@ impl Edge {
             .routes
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+        self.shared.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -352,10 +358,26 @@ struct Conn {
 
 /// What a request needs to know of its connection.
 struct Peer {
+    shared: Arc<Shared>,
     client_ip: HeaderValue,
     secure: bool,
     /// A client certificate was given and verified in the handshake.
     client_cert: bool,
+    /// The table this connection routed with last, and its generation.
+    table: Mutex<(u64, Arc<RouteTable<Compiled>>)>,
+}
+
+impl Peer {
+    fn new(shared: Arc<Shared>, client_ip: HeaderValue, secure: bool, client_cert: bool) -> Peer {
+        let table = Mutex::new((u64::MAX, Arc::new(RouteTable::default())));
+        Peer {
+            shared,
+            client_ip,
+            secure,
+            client_cert,
+            table,
+        }
+    }
 }
 
 impl Conn {
@@ -363,11 +385,7 @@ impl Conn {
         let client_ip = HeaderValue::try_from(self.remote.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         if !self.secure {
-            let peer = Peer {
-                client_ip,
-                secure: false,
-                client_cert: false,
-            };
+            let peer = Peer::new(self.shared.clone(), client_ip, false, false);
             return self.run(TokioIo::new(stream), peer).await;
         }
         let shared = self.shared.clone();
@@ -393,11 +411,8 @@ impl Conn {
             self.life.forget(self.id);
             return;
         }
-        let peer = Peer {
-            client_ip,
-            secure: true,
-            client_cert: session.peer_certificates().is_some_and(|c| !c.is_empty()),
-        };
+        let client_cert = session.peer_certificates().is_some_and(|c| !c.is_empty());
+        let peer = Peer::new(self.shared.clone(), client_ip, true, client_cert);
         self.run(TokioIo::new(stream), peer).await;
     }
 
@@ -406,14 +421,10 @@ impl Conn {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let Conn {
-            id,
-            shared,
-            builder,
-            life,
-            ..
+            id, builder, life, ..
         } = self;
         let peer = Arc::new(peer);
-        let svc = service_fn(move |req| dispatch(shared.clone(), peer.clone(), req));
+        let svc = service_fn(move |req| dispatch(peer.clone(), req));
         let conn = builder.serve_connection_with_upgrades(io, svc);
         life.serve(id, conn, |c| c.graceful_shutdown()).await;
     }
@@ -424,12 +435,44 @@ impl Conn {
     }
 }
 
+/// What the table says of a request: an answer the edge gives itself, or the pool to
+/// forward it to.
+enum Decision {
+    Answer(Response<ProxyBody>),
+    Forward {
+        set: Arc<crate::backends::BackendSet>,
+        hsts: Option<HeaderValue>,
+    },
+}
+
 /// Routes one request; never fails (no route is a 404).
 async fn dispatch(
-    shared: Arc<Shared>,
     peer: Arc<Peer>,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    match decide(&peer, &req) {
+        Decision::Answer(response) => Ok(response),
+        Decision::Forward { set, hsts } => {
+            let proto = if peer.secure { "https" } else { "http" };
+            req.headers_mut()
+                .insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+            let mut response = match http::handle(set, peer.client_ip.clone(), req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            if let Some(hsts) = hsts {
+                response
+                    .headers_mut()
+                    .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// The route of a request, looked up in the connection's copy of the table.
+fn decide(peer: &Peer, req: &Request<Incoming>) -> Decision {
+    let shared = &peer.shared;
     if !peer.secure {
         if let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE) {
             let answer = shared
@@ -439,18 +482,23 @@ async fn dispatch(
                 .get(token)
                 .cloned();
             if let Some(key_authorization) = answer {
-                return Ok(text(StatusCode::OK, key_authorization));
+                return Decision::Answer(text(StatusCode::OK, key_authorization));
             }
         }
     }
-    let table = shared
-        .routes
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let host = request_host(&req).unwrap_or_default();
-    let Some(route) = table.lookup(host, req.uri().path()) else {
-        return Ok(http::local(
+    let mut cached = peer.table.lock().unwrap_or_else(PoisonError::into_inner);
+    let generation = shared.generation.load(Ordering::Acquire);
+    if cached.0 != generation {
+        let table = shared
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        *cached = (generation, table);
+    }
+    let host = request_host(req).unwrap_or_default();
+    let Some(route) = cached.1.lookup(host, req.uri().path()) else {
+        return Decision::Answer(http::local(
             StatusCode::NOT_FOUND,
             "no route for this host and path\n",
         ));
@@ -458,10 +506,15 @@ async fn dispatch(
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
     if !peer.secure && route.https_redirect {
         if let Some(port) = shared.https_port {
-            return Ok(redirect(&https_url(host, port, path_and_query)));
+            return Decision::Answer(redirect(&https_url(host, port, path_and_query)));
         }
     }
-    let mut response = if peer.secure && route.client_auth && !peer.client_cert {
+    let hsts = if peer.secure {
+        route.hsts.clone()
+    } else {
+        None
+    };
+    let mut answer = if peer.secure && route.client_auth && !peer.client_cert {
         http::local(
             StatusCode::FORBIDDEN,
             "this route needs a client certificate\n",
@@ -470,24 +523,19 @@ async fn dispatch(
         match &route.target {
             Target::Redirect(base) => redirect(&join_url(base, path_and_query)),
             Target::Pool(pool) => {
-                let proto = if peer.secure { "https" } else { "http" };
-                req.headers_mut()
-                    .insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-                match http::handle(pool.set.clone(), peer.client_ip.clone(), req).await {
-                    Ok(r) => r,
-                    Err(never) => match never {},
+                return Decision::Forward {
+                    set: pool.set.clone(),
+                    hsts,
                 }
             }
         }
     };
-    if peer.secure {
-        if let Some(hsts) = &route.hsts {
-            response
-                .headers_mut()
-                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-        }
+    if let Some(hsts) = hsts {
+        answer
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     }
-    Ok(response)
+    Decision::Answer(answer)
 }
 
 /// The host a request is for: its `Host` header, or the URI's authority (HTTP/2).

@@ -519,3 +519,33 @@ fn certificates_refuse_a_key_that_does_not_belong() {
     let c = cert(&a);
     assert!(!format!("{c:?}").contains("PRIVATE"), "{c:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_sni_gets_the_only_certificate() {
+    bounded(async {
+        let (web, _w) = pool_of(&["web"]).await;
+        let one = self_signed(&["shop.test", "127.0.0.1"]);
+        let edge = edge().await;
+        edge.set_routes(vec![tls_route("shop.test", "/", &web)])
+            .expect("routes");
+        edge.set_certificates(vec![("shop.test".into(), cert(&one))]);
+        let addr = edge.https_addr().expect("https");
+        // An IP address as the server name: rustls sends no SNI.
+        let client = Client::trusting(&[&one]);
+        let stream = client.connect(addr, "127.0.0.1").await.expect("handshake");
+        let mut c = H1::over(stream).await;
+        assert_eq!(c.get("shop.test", "/").await.0, 200);
+        // Two certificates: which one is unknown, so none.
+        let two = self_signed(&["blog.test", "127.0.0.1"]);
+        edge.set_certificates(vec![
+            ("shop.test".into(), cert(&one)),
+            ("blog.test".into(), cert(&two)),
+        ]);
+        assert!(Client::trusting(&[&one, &two])
+            .connect(addr, "127.0.0.1")
+            .await
+            .is_err());
+        edge.shutdown().await;
+    })
+    .await;
+}

@@ -212,6 +212,10 @@ impl<T> ByHost<T> {
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_empty()
     }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.exact.values().chain(self.wildcard.values())
+    }
 }
 
 /// The certificate for a handshake, by SNI, from a table swapped whole.
@@ -234,9 +238,18 @@ impl Resolver {
 }
 
 impl ResolvesServerCert for Resolver {
+    /// By SNI; a client that sends none (an IP address typed in) gets the edge's only
+    /// certificate when it has exactly one, else none.
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let name = hello.server_name()?;
-        self.current().get(name).cloned()
+        let table = self.current();
+        match hello.server_name() {
+            Some(name) => table.get(name).cloned(),
+            None => {
+                let mut all = table.values();
+                let first = all.next()?;
+                all.all(|c| Arc::ptr_eq(c, first)).then(|| first.clone())
+            }
+        }
     }
 }
 
