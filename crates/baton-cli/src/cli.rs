@@ -115,6 +115,8 @@ pub enum Command {
     /// Rollouts of services whose traffic baton manages: status, promote, abort, resume,
     /// history, undo
     Rollout(RolloutArgs),
+    /// What the daemon's edge serves: hosts, paths, targets, certificates and their expiry
+    Routes,
     /// Pipelines: run a DAG of jobs, list, history, show, logs, rerun
     Pipeline(crate::commands::pipeline::PipelineArgs),
     /// Artifacts pipeline jobs kept: ls, get

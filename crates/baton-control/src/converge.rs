@@ -64,6 +64,8 @@ impl<R: Runtime> Control<R> {
     pub async fn plan(&self, project: &Project, opts: &PlanOptions) -> Result<Prepared> {
         let now = (self.clock)();
         let store = &self.store;
+        // What the edge would refuse is refused here, before anything is recorded.
+        crate::edge::check(store, project)?;
         store.upsert_project(&project.name, &project.working_dir, now)?;
         let spec = serde_json::to_value(project).map_err(|e| refused(e.to_string()))?;
         let (revision, _) =
@@ -344,7 +346,7 @@ fn check_traffic(
     }
     for a in actions {
         if let Action::Rollout { service, .. } = a {
-            return Err(refused(format!("service {service}: its published ports belong to baton's traffic proxy (x-baton.rollout), so it changes by rollout, which `baton serve` carries out; start `baton serve` first")));
+            return Err(refused(format!("service {service}: its traffic goes through baton's proxy (published ports with x-baton.rollout, or x-baton.routes on the edge), so it changes by rollout, which `baton serve` carries out; start `baton serve` first")));
         }
     }
     let managed: Vec<&String> = project
@@ -356,7 +358,7 @@ fn check_traffic(
     Ok(if managed.is_empty() {
         Vec::new()
     } else {
-        vec![format!("the published ports of {managed:?} are served by `baton serve` (x-baton.rollout), which is not running")]
+        vec![format!("the traffic of {managed:?} is served by `baton serve` (x-baton.rollout, x-baton.routes), which is not running")]
     })
 }
 

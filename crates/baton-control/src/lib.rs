@@ -10,6 +10,7 @@
 //! command line, and names no container engine (it is generic over `Runtime`).
 
 mod converge;
+mod edge;
 mod files;
 mod fleet;
 mod journal;

@@ -6,7 +6,10 @@
 //! restart (it adopts what runs: a healthy container is never touched) and a dockerd
 //! restart (errors are retried; the next tick converges).
 
+pub mod acme;
 pub mod api;
+pub mod certs;
+pub mod edge;
 pub mod probe;
 pub mod supervisor;
 pub mod traffic;

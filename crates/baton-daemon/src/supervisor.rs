@@ -19,6 +19,8 @@ pub struct SupervisorConfig {
     pub tick: Duration,
     /// Where `up` wrote configs and secrets (`<state dir>/files`).
     pub files_dir: PathBuf,
+    /// Where the edge keeps ACME accounts and certificates (`<state dir>/edge`).
+    pub edge_dir: PathBuf,
 }
 
 /// The supervisor's memory between ticks: restart histories per project and replica.
@@ -36,6 +38,7 @@ pub struct Supervisor<'a, R> {
     /// What each project's containers looked like at the last tick, for change events.
     seen: BTreeMap<String, Seen>,
     traffic: crate::traffic::Traffic,
+    edge: crate::edge::Edge,
     prober: crate::probe::Prober,
     shared: std::sync::Arc<crate::api::Shared>,
 }
@@ -59,6 +62,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         Supervisor {
             rt,
             store,
+            edge: crate::edge::Edge::new(config.edge_dir.clone()),
             config,
             histories: BTreeMap::new(),
             engine_restarts: BTreeMap::new(),
@@ -104,8 +108,10 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         self.converge(&projects).await;
         // What the local API shows until the next tick.
         let proxies = self.traffic.status();
+        let edge = self.edge.status();
         let engine_reachable = !self.engine_down;
         self.shared.update(|s| {
+            s.edge = edge;
             s.ticks += 1;
             s.last_tick_ms = now_ms();
             s.engine_reachable = engine_reachable;
@@ -118,6 +124,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
     async fn converge(&mut self, projects: &[String]) {
         // Proxies of projects taken down (or services no longer managed) free their ports.
         let mut managed = std::collections::BTreeSet::new();
+        let mut loaded = Vec::new();
         for name in projects {
             if let Some(p) = self.project(name) {
                 for (service, svc) in &p.services {
@@ -125,9 +132,11 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                         managed.insert((name.clone(), service.clone()));
                     }
                 }
+                loaded.push(p);
             }
         }
         self.traffic.release_except(&managed).await;
+
         for name in projects {
             if let Err(e) = self.tick_project(name).await {
                 match e {
@@ -136,12 +145,17 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                             tracing::warn!("{e}; retrying every tick");
                             self.engine_down = true;
                         }
-                        return;
+                        break;
                     }
                     other => tracing::warn!("project {name}: {other}"),
                 }
             }
         }
+        // The edge after the projects' ticks: their pools exist by then.
+        loaded.retain(|p| self.store.desired(&p.name).is_ok_and(|d| d.active));
+        self.edge
+            .tick(self.store, &loaded, &self.traffic, now_ms())
+            .await;
     }
 
     async fn tick_project(&mut self, name: &str) -> Result<(), RuntimeError> {

@@ -104,6 +104,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     let config = SupervisorConfig {
         tick: Duration::from_millis(args.tick_ms.max(50)),
         files_dir: ctx.state_dir().join("files"),
+        edge_dir: ctx.state_dir().join("edge"),
     };
     // The local API: one daemon per state directory, refused if another answers.
     let (listener, socket) = api::bind(&ctx.state_dir()).await?;
