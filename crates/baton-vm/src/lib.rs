@@ -17,7 +17,9 @@ pub mod hypervisor;
 pub mod qemu;
 pub mod qmp;
 pub mod retention;
+pub mod schedule;
 pub mod spec;
+pub mod vm_plan;
 
 pub use confine::DiskDirs;
 pub use host::{Host, HostOptions, Machine, MachineDisk, VmStatus};

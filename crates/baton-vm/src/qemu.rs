@@ -490,6 +490,9 @@ mod tests {
                 labels: Default::default(),
                 environment: Environment::Dev,
                 ha: false,
+                restart: Restart::No,
+                healthcheck: None,
+                depends_on: Default::default(),
             },
             disks: vec![MachineDisk {
                 name: "disk0".into(),
