@@ -304,6 +304,7 @@ mod tests {
                 disks: vec![],
                 accel: None,
                 policy: None,
+                project: None,
             },
         }
     }

@@ -29,6 +29,10 @@ pub struct Machine {
     /// agent can apply it on a schedule without the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<SnapshotPolicy>,
+    /// The project whose file declared it (set by `up` and the `vm` commands): `down`
+    /// and `baton serve` find a project's VMs by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,50 +203,38 @@ impl Host {
         let _ = self.store.add_vm_op(vm, op, outcome, message, now);
     }
 
-    /// Records the VM and makes its disks (once; an existing VM keeps its disks and
-    /// takes the new spec). Every name and file is checked first (names, disk paths
-    /// and backing images inside [`Host::disk_dirs`]): a refused spec leaves nothing
-    /// behind. A disk is `owned` only when this call made its file.
+    /// Records the VM and makes its disks. An existing VM keeps the disks it has and
+    /// takes the new spec: a disk the spec adds is made, one it no longer names is
+    /// detached (its file kept). Every name and file is checked first (names, disk
+    /// paths and backing images inside [`Host::disk_dirs`]): a refused spec leaves
+    /// nothing behind. A disk is `owned` only when this call made its file.
     pub async fn create(&self, spec: &VmSpec, now: i64) -> Result<Machine, VmError> {
         crate::spec::check(spec).map_err(VmError::Invalid)?;
         let dir = self.vm_dir(&spec.name)?;
         let spec = self.admit_boot(spec)?;
-        if let Ok(mut m) = self.machine(&spec.name) {
-            m.spec = spec;
-            self.save(&m, now)?;
-            return Ok(m);
-        }
-        let dirs = &self.disk_dirs;
+        let existing = self.machine(&spec.name).ok();
+        let kept = |name: &str| {
+            existing
+                .as_ref()
+                .and_then(|m| m.disks.iter().find(|d| d.name == name).cloned())
+        };
         let mut planned = Vec::new();
         for d in &spec.disks {
-            planned.push(match &d.source {
-                DiskSource::Existing { path } => {
-                    Planned::Existing(dirs.resolve_existing("disk path", path)?)
-                }
-                DiskSource::New {
-                    size_bytes,
-                    backing,
-                    path,
-                } => Planned::New {
-                    // The default, in the VM's own directory, is resolved once that
-                    // directory exists.
-                    path: match path {
-                        Some(p) => dirs.resolve("disk path", p)?,
-                        None => dir.join(format!("{}.qcow2", d.name)),
-                    },
-                    size_bytes: *size_bytes,
-                    backing: match backing {
-                        Some(b) => Some(dirs.resolve_existing("backing image", b)?),
-                        None => None,
-                    },
-                },
-            });
+            if kept(&d.name).is_none() {
+                planned.push(self.plan_disk(&d.source, &d.name, &dir)?);
+            }
         }
         let new_dir = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut made: Vec<PathBuf> = Vec::new();
         let mut disks = Vec::new();
-        for (d, plan) in spec.disks.iter().zip(planned) {
+        let mut planned = planned.into_iter();
+        for d in &spec.disks {
+            if let Some(k) = kept(&d.name) {
+                disks.push(k);
+                continue;
+            }
+            let Some(plan) = planned.next() else { break };
             match self.make_disk(plan, &mut made).await {
                 Ok((path, owned)) => disks.push(MachineDisk {
                     name: d.name.clone(),
@@ -258,15 +250,91 @@ impl Host {
                 }
             }
         }
-        let m = Machine {
-            spec,
-            disks,
-            accel: None,
-            policy: None,
+        let m = match existing {
+            Some(mut m) => {
+                m.spec = spec;
+                m.disks = disks;
+                m
+            }
+            None => Machine {
+                spec,
+                disks,
+                accel: None,
+                policy: None,
+                project: None,
+            },
         };
         self.save(&m, now)?;
+        if made.is_empty() && !new_dir {
+            return Ok(m);
+        }
         self.op(&m.spec.name, "create", "ok", "", now);
         Ok(m)
+    }
+
+    /// Where a disk of the spec goes, its files resolved, before anything is made.
+    fn plan_disk(&self, source: &DiskSource, name: &str, dir: &Path) -> Result<Planned, VmError> {
+        let dirs = &self.disk_dirs;
+        Ok(match source {
+            DiskSource::Existing { path } => {
+                Planned::Existing(dirs.resolve_existing("disk path", path)?)
+            }
+            DiskSource::New {
+                size_bytes,
+                backing,
+                path,
+            } => Planned::New {
+                // The default, in the VM's own directory, is resolved once that
+                // directory exists.
+                path: match path {
+                    Some(p) => dirs.resolve("disk path", p)?,
+                    None => dir.join(format!("{name}.qcow2")),
+                },
+                size_bytes: *size_bytes,
+                backing: match backing {
+                    Some(b) => Some(dirs.resolve_existing("backing image", b)?),
+                    None => None,
+                },
+            },
+        })
+    }
+
+    /// Records which project's file declares the VM (`None`: none).
+    pub fn set_project(&self, vm: &str, project: Option<&str>, now: i64) -> Result<(), VmError> {
+        let mut m = self.machine(vm)?;
+        if m.project.as_deref() != project {
+            m.project = project.map(str::to_string);
+            self.save(&m, now)?;
+        }
+        Ok(())
+    }
+
+    /// The VMs of this host as the planner sees them (`crate::vm_plan`).
+    pub fn planned_view(&self) -> Result<Vec<crate::vm_plan::HostVm>, VmError> {
+        let mut out = Vec::new();
+        for r in self.store.vms()? {
+            let Ok(m) = self.machine(&r.name) else {
+                continue;
+            };
+            out.push(crate::vm_plan::HostVm {
+                running: self.pid(&r.name).is_some(),
+                disks: m.disks.iter().map(|d| d.name.clone()).collect(),
+                project: m.project.clone(),
+                spec: m.spec,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records a VM event in the store's event stream, under the VM's project (`vms`
+    /// for a VM no project declared).
+    pub fn event(&self, vm: &str, message: &str, now: i64) {
+        let project = self
+            .machine(vm)
+            .ok()
+            .and_then(|m| m.project)
+            .unwrap_or_else(|| "vms".to_string());
+        let _ = self.store.event(&project, "vm", vm, message, now);
     }
 
     /// Makes a planned disk's file unless something is already there; its path and
@@ -370,7 +438,11 @@ impl Host {
         let m = self.machine(name)?;
         let dir = self.vm_dir(name)?;
         if self.qemu.pid(&dir).is_some() {
-            return Err(VmError::Running(name.to_string()));
+            if self.qemu.state(&dir).await != "shutdown" {
+                return Err(VmError::Running(name.to_string()));
+            }
+            // The guest powered off and QEMU waits (`-no-shutdown`): a new process.
+            self.kill(name, now).await?;
         }
         let r = self.qemu.launch(&m, &dir, incoming).await;
         match r {
@@ -460,17 +532,16 @@ impl Host {
             return Ok(true);
         }
         let graceful = match self.qemu.powerdown(&dir).await {
-            Ok(()) => self.qemu.wait_gone(&dir, timeout).await,
+            Ok(()) => self.qemu.wait_down(&dir, timeout).await,
             Err(_) => false,
         };
-        if !graceful {
-            if let Ok(mut q) = self.qemu.qmp(&dir).await {
-                let _ = q.execute("quit", Value::Null).await;
-            }
-            if !self.qemu.wait_gone(&dir, Duration::from_secs(5)).await {
-                self.qemu.kill(&dir);
-                self.qemu.wait_gone(&dir, Duration::from_secs(5)).await;
-            }
+        // A guest that powered off leaves QEMU waiting (`-no-shutdown`): end it.
+        if let Ok(mut q) = self.qemu.qmp(&dir).await {
+            let _ = q.execute("quit", Value::Null).await;
+        }
+        if !self.qemu.wait_gone(&dir, Duration::from_secs(5)).await {
+            self.qemu.kill(&dir);
+            self.qemu.wait_gone(&dir, Duration::from_secs(5)).await;
         }
         self.cleanup_runtime(&dir);
         self.store.set_vm_process(name, None, None, None, now)?;
@@ -1284,6 +1355,7 @@ mod tests {
             ],
             accel: None,
             policy: None,
+            project: None,
         };
         f.host.save(&forged, 3).unwrap();
         let kept = f.host.remove("vm1", true, 4).await.unwrap();
@@ -1306,6 +1378,7 @@ mod tests {
             }],
             accel: accel.map(str::to_string),
             policy: None,
+            project: None,
         };
         let inside = f.path("images/vmlinuz");
         let mut odd_policy = machine("vm1", inside.clone(), None);

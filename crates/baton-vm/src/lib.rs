@@ -12,6 +12,7 @@ pub mod agent;
 pub mod confine;
 pub mod facts;
 pub mod ha;
+pub mod health;
 pub mod host;
 pub mod hypervisor;
 pub mod qemu;

@@ -80,6 +80,9 @@ pub fn argv(machine: &Machine, paths: &Paths, accel: &str, incoming: Option<&str
         "-pidfile".into(),
         paths.pid.display().to_string(),
         "-daemonize".into(),
+        // A guest that powers off leaves QEMU in the `shutdown` state instead of ending
+        // it, so that baton can tell a guest's own power-off from a process that died.
+        "-no-shutdown".into(),
     ];
     match &spec.boot {
         Boot::Kernel {
@@ -346,6 +349,21 @@ impl Qemu {
         }
     }
 
+    /// Waits until the VM's process is gone or its guest has powered off (QEMU's
+    /// `shutdown` state); false on timeout.
+    pub async fn wait_down(&self, dir: &Path, timeout: Duration) -> bool {
+        let end = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.pid(dir).is_none() || self.state(dir).await == "shutdown" {
+                return true;
+            }
+            if tokio::time::Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until the VM's process is gone; false on timeout.
     pub async fn wait_gone(&self, dir: &Path, timeout: Duration) -> bool {
         let end = tokio::time::Instant::now() + timeout;
@@ -501,6 +519,7 @@ mod tests {
             }],
             accel: None,
             policy: None,
+            project: None,
         };
         let a = argv(
             &m,
