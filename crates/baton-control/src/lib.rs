@@ -17,6 +17,7 @@ mod lifecycle;
 mod pipeline;
 mod rollout;
 mod vm;
+mod vm_up;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,7 +32,8 @@ pub use journal::StoreJournal;
 pub use lifecycle::{containers_of, ContainerResult, Down};
 pub use pipeline::PipelineRunOptions;
 pub use rollout::{RequestOutcome, RolloutProgress, Undone};
-pub use vm::{pick, policy_for, vm_section, SnapshotTaken, VmStarted, VmStopped};
+pub use vm::{pick, policy_for, vm_section, SnapshotTaken, VmRow, VmStarted, VmStopped};
+pub use vm_up::VM_STOP_TIMEOUT;
 
 /// What the operations work on: the state store, the container backend, where state
 /// lives, the environment secrets are read from, and the clock every record is stamped

@@ -279,6 +279,9 @@ pub fn check(spec: &VmSpec) -> Result<(), String> {
 pub struct VmSection {
     pub vms: Vec<VmSpec>,
     pub policies: BTreeMap<Environment, SnapshotPolicy>,
+    /// The project whose file this is (`None` for a section made by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 impl VmSection {
@@ -349,7 +352,10 @@ pub fn read(
         errors: Vec::new(),
         vm_paths: BTreeMap::new(),
     };
-    let mut section = VmSection::default();
+    let mut section = VmSection {
+        project: Some(project.name.clone()),
+        ..VmSection::default()
+    };
     if let Some(v) = project.baton.get("vms") {
         let entries: Vec<(String, String, &Value)> = match v {
             Value::Object(m) => m

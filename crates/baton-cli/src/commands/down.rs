@@ -1,5 +1,6 @@
 //! `baton down`: remove every container and network of the project (and with -v its
-//! volumes), found by label, so it also cleans what a killed run left.
+//! volumes), found by label, so it also cleans what a killed run left; stop its VMs
+//! (with -v, remove them and the disks baton made).
 
 use anyhow::{anyhow, Result};
 
@@ -26,9 +27,13 @@ pub async fn run(ctx: &Context, args: DownArgs) -> Result<u8> {
         return Ok(crate::exit::OK);
     };
     down.applied.map_err(|e| anyhow!(e))?;
+    if !down.vm_errors.is_empty() {
+        return Err(anyhow!("{}", down.vm_errors.join("\n")));
+    }
     if ctx.global.json {
         crate::output::json(&down.plan)?;
     } else {
+        eprint!("{}", down.vms);
         eprintln!("project {name}: removed, {}", down.outcome);
     }
     Ok(crate::exit::OK)

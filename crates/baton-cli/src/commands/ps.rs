@@ -1,4 +1,5 @@
-//! `baton ps`: the project's containers as the engine reports them.
+//! `baton ps`: the project's containers as the engine reports them, then its VMs on this
+//! host (state from their process, health from one check).
 
 use anyhow::Result;
 use baton_engine::runtime::{Health, Runtime};
@@ -42,8 +43,16 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
             c.health = baton_engine::health::combine(c.health, verdict);
         }
     }
+    // VMs when no service is named (a name filters containers only).
+    let vms = if args.services.is_empty() {
+        ctx.control_of_store()?
+            .vm_ps(project.as_ref(), &name)
+            .await?
+    } else {
+        Vec::new()
+    };
     if ctx.global.json {
-        let rows: Vec<serde_json::Value> = observed
+        let mut rows: Vec<serde_json::Value> = observed
             .containers
             .iter()
             .map(|c| {
@@ -57,6 +66,10 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
                 v
             })
             .collect();
+        rows.extend(
+            vms.iter()
+                .map(|v| serde_json::to_value(v).unwrap_or_default()),
+        );
         crate::output::json(&rows)?;
         return Ok(crate::exit::OK);
     }
@@ -82,9 +95,27 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
             ]
         })
         .collect();
-    crate::output::table(
-        &["NAME", "SERVICE", "STATE", "HEALTH", "STATUS", "PORTS"],
-        &rows,
-    );
+    if !rows.is_empty() || vms.is_empty() {
+        crate::output::table(
+            &["NAME", "SERVICE", "STATE", "HEALTH", "STATUS", "PORTS"],
+            &rows,
+        );
+    }
+    if !vms.is_empty() {
+        let rows: Vec<Vec<String>> = vms
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.clone(),
+                    v.state.clone(),
+                    v.health.clone().unwrap_or_else(|| "-".into()),
+                    v.pid.map(|p| p.to_string()).unwrap_or_default(),
+                    v.uptime_s.map(|u| format!("{u:.0}s")).unwrap_or_default(),
+                    v.ports.join(", "),
+                ]
+            })
+            .collect();
+        crate::output::table(&["VM", "STATE", "HEALTH", "PID", "UPTIME", "PORTS"], &rows);
+    }
     Ok(crate::exit::OK)
 }

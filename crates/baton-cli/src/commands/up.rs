@@ -158,17 +158,17 @@ pub async fn converge(
             up.interrupted
         );
     }
-    let plan = &up.prepared.plan;
-    if plan.is_empty() {
+    let (plan, vms) = (&up.prepared.plan, &up.prepared.vms);
+    if up.prepared.is_empty() {
         if ctx.global.json {
             crate::output::json(plan)?;
         } else {
-            eprint!("{plan}");
+            eprint!("{plan}{vms}");
         }
         return Ok((crate::exit::OK, Vec::new()));
     }
     if !ctx.global.json {
-        eprint!("{plan}");
+        eprint!("{plan}{vms}");
     }
     let progress = Progress::new(ctx.global.json);
     let done = control
@@ -182,11 +182,16 @@ pub async fn converge(
     if ctx.global.json {
         crate::output::json(&serde_json::json!({
             "plan": done.plan,
-            "ok": done.applied.is_ok(),
+            "vms": done.vms,
+            "ok": done.applied.is_ok() && done.vm_errors.is_empty(),
             "error": done.applied.as_ref().err().map(|e| e.to_string()),
+            "vm_errors": done.vm_errors,
         }))?;
     }
     done.applied.map_err(|e| anyhow!(e))?;
+    if !done.vm_errors.is_empty() {
+        return Err(anyhow!("{}", done.vm_errors.join("\n")));
+    }
     if !ctx.global.json {
         eprintln!("project {}: {}", project.name, done.outcome);
     }
