@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use baton_engine::apply::{apply_up_with, ApplyError, ApplyOptions, ApplyReport, Reporter};
+use baton_engine::apply::{apply_up, ApplyError, ApplyOptions, ApplyReport, Reporter};
 use baton_engine::hash::{effective_config, hash_value, service_hash};
 use baton_engine::plan::{plan_up, Action, Plan, PlanInput, PlanOptions};
 use baton_engine::resolve::image_ref;
@@ -232,7 +232,7 @@ impl<R: Runtime> Control<R> {
             if plan.is_empty() {
                 return Ok(ApplyReport::default());
             }
-            apply_up_with(
+            apply_up(
                 &self.runtime,
                 project,
                 &observed,
@@ -268,17 +268,7 @@ impl<R: Runtime> Control<R> {
         if !plan.is_empty() {
             self.record(&project.name).await;
         }
-        let vm_done = vms.actions.len() - vm_errors.len();
-        let outcome = match (&applied, vm_errors.is_empty()) {
-            (Ok(r), true) => format!(
-                "{} step(s) done in {:.1?}",
-                r.done + vm_done,
-                started.elapsed()
-            ),
-            (Ok(_), false) => format!("failed: {}", vm_errors.join("; ")),
-            (Err(e), true) => format!("failed: {e}"),
-            (Err(e), false) => format!("failed: {e}; {}", vm_errors.join("; ")),
-        };
+        let outcome = outcome(&applied, &vms, &vm_errors, started);
         let _ = self
             .store
             .event(&project.name, "up", &project.name, &outcome, (self.clock)());
@@ -451,6 +441,26 @@ fn check_traffic(
     } else {
         vec![format!("the published ports of {managed:?} are served by `baton serve` (x-baton.rollout), which is not running")]
     })
+}
+
+/// One line for what `up` or `down` did: `N step(s) done in T` or `failed: …`.
+pub(crate) fn outcome<E: std::fmt::Display>(
+    applied: &std::result::Result<ApplyReport, E>,
+    vms: &VmPlan,
+    vm_errors: &[String],
+    started: Instant,
+) -> String {
+    let vm_done = vms.actions.len().saturating_sub(vm_errors.len());
+    match (applied, vm_errors.is_empty()) {
+        (Ok(r), true) => format!(
+            "{} step(s) done in {:.1?}",
+            r.done + vm_done,
+            started.elapsed()
+        ),
+        (Ok(_), false) => format!("failed: {}", vm_errors.join("; ")),
+        (Err(e), true) => format!("failed: {e}"),
+        (Err(e), false) => format!("failed: {e}; {}", vm_errors.join("; ")),
+    }
 }
 
 pub(crate) fn refused(message: impl Into<String>) -> ControlError {

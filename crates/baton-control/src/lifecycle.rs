@@ -236,17 +236,7 @@ impl<R: Runtime> Control<R> {
         let machines = self.vm_down(host.as_ref(), project, name, &section, &vms, reporter);
         let (applied, vm_errors) = futures_util::join!(containers, machines);
         self.record(name).await;
-        let vm_done = vms.actions.len() - vm_errors.len();
-        let outcome = match (&applied, vm_errors.is_empty()) {
-            (Ok(r), true) => format!(
-                "{} step(s) done in {:.1?}",
-                r.done + vm_done,
-                started.elapsed()
-            ),
-            (Ok(_), false) => format!("failed: {}", vm_errors.join("; ")),
-            (Err(e), true) => format!("failed: {e}"),
-            (Err(e), false) => format!("failed: {e}; {}", vm_errors.join("; ")),
-        };
+        let outcome = crate::converge::outcome(&applied, &vms, &vm_errors, started);
         let _ = self
             .store
             .event(name, "down", name, &outcome, (self.clock)());

@@ -207,33 +207,10 @@ impl<'a, R: Runtime> Ctx<'a, R> {
     }
 }
 
-/// Applies an `up` plan. `observed` is what the plan was made from.
-pub async fn apply_up<R: Runtime>(
-    rt: &R,
-    project: &Project,
-    observed: &Observed,
-    plan: &[Action],
-    journal: &dyn Journal,
-    reporter: &dyn Reporter,
-    opts: &ApplyOptions,
-) -> Result<ApplyReport, ApplyError> {
-    apply_up_with(
-        rt,
-        project,
-        observed,
-        plan,
-        journal,
-        reporter,
-        opts,
-        &NoExternal,
-    )
-    .await
-}
-
-/// [`apply_up`], where a service's `depends_on` may also name what `external` waits for
-/// (the file's VMs).
+/// Applies an `up` plan. `observed` is what the plan was made from. A service's
+/// `depends_on` may also name what `external` waits for (the file's VMs).
 #[allow(clippy::too_many_arguments)]
-pub async fn apply_up_with<R: Runtime>(
+pub async fn apply_up<R: Runtime>(
     rt: &R,
     project: &Project,
     observed: &Observed,
@@ -392,45 +369,38 @@ async fn run_service<R: Runtime>(
     }
 
     for (dep, d) in &svc.depends_on {
-        let Some((_, rx)) = channels.get(dep.as_str()) else {
-            let Some(wait) = ctx.external.wait(dep, d.condition) else {
-                continue;
-            };
+        let outcome = if let Some((_, rx)) = channels.get(dep.as_str()) {
+            let mut rx = rx.clone();
             ctx.reporter.report(Step::Waiting {
                 target: name,
                 on: dep,
             });
-            let outcome = match tokio::time::timeout(ctx.opts.wait_timeout, wait).await {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "did not become ready in {:?}",
-                    ctx.opts.wait_timeout
-                )),
-            };
-            if let Err(problem) = outcome {
-                if d.required {
-                    return Err(ApplyError::Dependency {
-                        service: name.into(),
-                        dependency: dep.clone(),
-                        problem,
-                    });
-                }
+            let published =
+                match tokio::time::timeout(ctx.opts.wait_timeout, rx.wait_for(Option::is_some))
+                    .await
+                {
+                    Ok(Ok(v)) => v.clone().unwrap_or(Ok(Vec::new())),
+                    _ => Err("did not start in time".into()),
+                };
+            match published {
+                Err(e) => Err(format!("failed: {e}")),
+                Ok(dep_ids) => wait_condition(ctx, &dep_ids, d.condition).await,
             }
+        } else if let Some(wait) = ctx.external.wait(dep, d.condition) {
+            ctx.reporter.report(Step::Waiting {
+                target: name,
+                on: dep,
+            });
+            tokio::time::timeout(ctx.opts.wait_timeout, wait)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "did not become ready in {:?}",
+                        ctx.opts.wait_timeout
+                    ))
+                })
+        } else {
             continue;
-        };
-        let mut rx = rx.clone();
-        ctx.reporter.report(Step::Waiting {
-            target: name,
-            on: dep,
-        });
-        let published =
-            match tokio::time::timeout(ctx.opts.wait_timeout, rx.wait_for(Option::is_some)).await {
-                Ok(Ok(v)) => v.clone().unwrap_or(Ok(Vec::new())),
-                _ => Err("did not start in time".into()),
-            };
-        let outcome = match published {
-            Err(e) => Err(format!("failed: {e}")),
-            Ok(dep_ids) => wait_condition(ctx, &dep_ids, d.condition).await,
         };
         if let Err(problem) = outcome {
             if d.required {

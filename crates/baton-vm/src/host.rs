@@ -527,8 +527,10 @@ impl Host {
     pub async fn stop(&self, name: &str, timeout: Duration, now: i64) -> Result<bool, VmError> {
         self.machine(name)?;
         let dir = self.vm_dir(name)?;
+        // Recorded as stopped first: a supervisor that sees the process end (or the
+        // guest power off) knows it was asked to.
+        self.store.set_vm_process(name, None, None, None, now)?;
         if self.qemu.pid(&dir).is_none() {
-            self.store.set_vm_process(name, None, None, None, now)?;
             return Ok(true);
         }
         let graceful = match self.qemu.powerdown(&dir).await {
@@ -557,6 +559,9 @@ impl Host {
     /// Ends the VM's process at once (`quit`, then SIGKILL).
     pub async fn kill(&self, name: &str, now: i64) -> Result<(), VmError> {
         let dir = self.vm_dir(name)?;
+        if self.store.vm(name)?.is_some() {
+            self.store.set_vm_process(name, None, None, None, now)?;
+        }
         if let Ok(mut q) = self.qemu.qmp(&dir).await {
             let _ = q.execute("quit", Value::Null).await;
         }
@@ -867,6 +872,9 @@ impl Host {
         let now = clock();
         match result {
             Ok((bytes, downtime)) => {
+                // No longer this host's to run: recorded before the source process ends,
+                // so no supervisor takes its end for a crash.
+                self.store.set_vm_process(vm, None, None, None, now)?;
                 self.store
                     .finish_vm_migration(id, "completed", bytes, downtime, None, now)?;
                 let mut q = self.qemu.qmp(&dir).await.ok();
