@@ -121,6 +121,7 @@ impl<R> Control<R> {
                 label: "local".into(),
                 disk_dirs,
                 confine_boot_files: false,
+                address: None,
             },
         )?)
     }

@@ -15,6 +15,7 @@ pub mod ha;
 pub mod health;
 pub mod host;
 pub mod hypervisor;
+pub mod migrate;
 pub mod qemu;
 pub mod qmp;
 pub mod retention;
