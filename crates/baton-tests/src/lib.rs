@@ -3,6 +3,7 @@
 //! Tests live in `tests/`; heavy ones need `BATON_REQUIRE_DOCKER=1` to fail, not skip.
 
 pub mod fleet;
+pub mod netns;
 pub mod pipeline;
 pub mod registry;
 pub mod vm;
