@@ -20,6 +20,7 @@ mod pipeline;
 mod rollout;
 pub mod views;
 mod vm;
+mod vm_up;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -40,7 +41,8 @@ pub use operation::{
 pub use pipeline::PipelineRunOptions;
 pub use rollout::{RequestOutcome, Undone};
 pub use views::{RolloutProgress, RolloutView, ServiceView, ServicesView};
-pub use vm::{pick, policy_for, vm_section, SnapshotTaken, VmStarted, VmStopped};
+pub use vm::{pick, policy_for, vm_section, SnapshotTaken, VmRow, VmStarted, VmStopped};
+pub use vm_up::VM_STOP_TIMEOUT;
 pub use worker::ControlHandle;
 
 /// What the operations work on: the state store, the container backend, where state

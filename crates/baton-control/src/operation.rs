@@ -9,6 +9,7 @@ use baton_engine::plan::{Plan, PlanOptions};
 use baton_engine::runtime::Runtime;
 use baton_spec::Project;
 use baton_state::{AuditRecord, RolloutRequest};
+use baton_vm::vm_plan::VmPlan;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -335,6 +336,13 @@ pub struct UpOutcome {
     /// Rollouts handed to the daemon.
     pub rollouts: Vec<RolloutRef>,
     pub warnings: Vec<String>,
+    /// The VM half of the plan (this host's VMs of the file's `vms:`).
+    #[serde(default)]
+    #[schemars(with = "serde_json::Value")]
+    pub vms: VmPlan,
+    /// The VM actions that failed.
+    #[serde(default)]
+    pub vm_errors: Vec<String>,
 }
 
 /// What `down` did.
@@ -347,6 +355,13 @@ pub struct DownOutcome {
     pub ok: bool,
     pub error: Option<String>,
     pub outcome: String,
+    /// The VM half: stopped, or removed with `volumes`.
+    #[serde(default)]
+    #[schemars(with = "serde_json::Value")]
+    pub vms: VmPlan,
+    /// The VM actions that failed.
+    #[serde(default)]
+    pub vm_errors: Vec<String>,
 }
 
 /// What an operation did; each [`Operation`] has one kind of outcome.
@@ -454,7 +469,7 @@ pub struct ExecSettings {
 /// Watches an operation as it goes: the engine's steps, and the plan before anything
 /// is done (the `baton` command shows both; the HTTP API neither).
 pub trait Watch: Reporter {
-    fn planned(&self, _plan: &Plan, _interrupted: usize) {}
+    fn planned(&self, _plan: &Plan, _vms: &VmPlan, _interrupted: usize) {}
 }
 
 impl Watch for Silent {}
@@ -566,13 +581,21 @@ impl<R: Runtime> Control<R> {
                         ok: true,
                         error: None,
                         outcome: "nothing to remove".into(),
+                        vms: VmPlan::default(),
+                        vm_errors: Vec::new(),
                     },
                     Some(d) => DownOutcome {
                         project: project.clone(),
-                        ok: d.applied.is_ok(),
-                        error: d.applied.err().map(|e| e.to_string()),
+                        ok: d.applied.is_ok() && d.vm_errors.is_empty(),
+                        error: match d.applied {
+                            Err(e) => Some(e.to_string()),
+                            Ok(_) if !d.vm_errors.is_empty() => Some(d.vm_errors.join("\n")),
+                            Ok(_) => None,
+                        },
                         plan: Some(d.plan),
                         outcome: d.outcome,
+                        vms: d.vms,
+                        vm_errors: d.vm_errors,
                     },
                 }))
             }
@@ -775,19 +798,27 @@ impl<R: Runtime> Control<R> {
         let up = self.begin_up(project, &options.plan_options()).await?;
         let interrupted = up.interrupted;
         let revision = up.prepared.revision;
-        watch.planned(&up.prepared.plan, interrupted);
+        watch.planned(&up.prepared.plan, &up.prepared.vms, interrupted);
         let apply = crate::ApplySettings {
             parallelism: settings.parallelism,
             wait_timeout: Duration::from_secs(options.wait_timeout_secs),
             daemon_running: settings.daemon_running,
         };
         let done = self.finish_up(project, up, &apply, watch).await?;
+        let ok = done.applied.is_ok() && done.vm_errors.is_empty();
+        let error = match done.applied {
+            Err(e) => Some(e.to_string()),
+            Ok(_) if !done.vm_errors.is_empty() => Some(done.vm_errors.join("\n")),
+            Ok(_) => None,
+        };
         Ok(UpOutcome {
             project: project.name.clone(),
             revision,
             interrupted,
-            ok: done.applied.is_ok(),
-            error: done.applied.err().map(|e| e.to_string()),
+            ok,
+            error,
+            vms: done.vms,
+            vm_errors: done.vm_errors,
             plan: done.plan,
             outcome: done.outcome,
             rollouts: done

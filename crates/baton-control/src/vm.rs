@@ -35,6 +35,22 @@ pub struct SnapshotTaken {
     pub pruned: Vec<String>,
 }
 
+/// One VM of a project as `ps` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmRow {
+    /// Always `vm`, so rows can sit beside containers.
+    pub kind: &'static str,
+    pub name: String,
+    pub state: String,
+    /// `healthy` or `unhealthy` from one check now; none without a healthcheck or
+    /// while stopped.
+    pub health: Option<String>,
+    pub pid: Option<i64>,
+    pub uptime_s: Option<f64>,
+    /// The forwards, `HOST_IP:HOST_PORT->GUEST_PORT/PROTO`.
+    pub ports: Vec<String>,
+}
+
 /// The file's `vms:` and `snapshot_policies:`, validated against this host (its
 /// memory, the files the VMs name); `..` in paths is resolved by the OS here, since
 /// hosts refuse it in the paths they get. Without a project, an empty section.
@@ -106,8 +122,68 @@ impl<R> Control<R> {
                 label: "local".into(),
                 disk_dirs,
                 confine_boot_files: false,
+                address: None,
             },
         )?)
+    }
+
+    /// The project's VMs on this host (those its file or its `up` declared), with their
+    /// state and one health check each; empty without opening anything when it has none.
+    pub async fn vm_ps(&self, project: Option<&Project>, name: &str) -> Result<Vec<VmRow>> {
+        let section = vm_section(project).unwrap_or_default();
+        let mine = |m: &baton_vm::Machine| {
+            m.project.as_deref() == Some(name)
+                || (m.project.is_none() && section.vm(&m.spec.name).is_some())
+        };
+        let any = self.store.vms()?.iter().any(|r| {
+            serde_json::from_str::<baton_vm::Machine>(&r.spec_json).is_ok_and(|m| mine(&m))
+        });
+        if !any {
+            return Ok(Vec::new());
+        }
+        let host = self.vm_host(project, Vec::new())?;
+        let now = (self.clock)();
+        let mut rows = Vec::new();
+        for r in host.store.vms()? {
+            let Ok(m) = host.machine(&r.name) else {
+                continue;
+            };
+            if !mine(&m) {
+                continue;
+            }
+            let st = host.status(&r.name, now).await?;
+            let health = match (&m.spec.healthcheck, st.pid) {
+                (Some(_), Some(_)) => Some(
+                    match baton_vm::health::probe(&m.spec).await {
+                        Ok(()) => "healthy",
+                        Err(_) => "unhealthy",
+                    }
+                    .to_string(),
+                ),
+                _ => None,
+            };
+            rows.push(VmRow {
+                kind: "vm",
+                name: r.name.clone(),
+                state: st.state,
+                health,
+                pid: st.pid,
+                uptime_s: st.uptime_s,
+                ports: m
+                    .spec
+                    .network
+                    .forwards
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{}:{}->{}/{}",
+                            f.host_ip, f.host_port, f.guest_port, f.protocol
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        Ok(rows)
     }
 
     /// Records the named VMs of the file (all when none) and makes their disks.
@@ -121,6 +197,7 @@ impl<R> Control<R> {
         for s in pick(section, names, false)? {
             host.create(s, (self.clock)()).await?;
             host.set_policy(&s.name, &section.policy(s.environment), (self.clock)())?;
+            host.set_project(&s.name, section.project.as_deref(), (self.clock)())?;
             created.push(s.name.clone());
         }
         Ok(created)
@@ -147,6 +224,7 @@ impl<R> Control<R> {
             if let Some(s) = section.vm(&n) {
                 host.create(s, (self.clock)()).await?;
                 host.set_policy(&n, &section.policy(s.environment), (self.clock)())?;
+                host.set_project(&n, section.project.as_deref(), (self.clock)())?;
             }
             let pid = host.start(&n, (self.clock)()).await?;
             started.push(VmStarted { name: n, pid });

@@ -1,5 +1,6 @@
 //! `baton serve`: the long-running side of baton. Today it supervises: every active
-//! project in the store is kept running as its last applied revision says.
+//! project in the store is kept running as its last applied revision says, its
+//! containers and its VMs (restart policies, snapshot schedules, health).
 //!
 //! Architecture invariant: decisions come from `baton_engine::supervise` (pure); this
 //! crate only loops, talks to the `Runtime` and the store, and survives both its own
@@ -13,5 +14,6 @@ pub mod edge;
 pub mod probe;
 pub mod supervisor;
 pub mod traffic;
+pub mod vms;
 
 pub use supervisor::{Supervisor, SupervisorConfig};

@@ -1,5 +1,6 @@
 //! The supervision loop: each tick, for every active project, observe, ask the pure
-//! decider what to do, do it, and record events and per-container status.
+//! decider what to do, do it, and record events and per-container status. The
+//! project's VMs are kept by `crate::vms`, run beside it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,6 +51,15 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The wall clock in Unix milliseconds, as the store is stamped.
+fn clock_ms() -> i64 {
+    i64::try_from(now_ms()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn log(line: &str) {
+    tracing::info!("{line}");
+}
+
 impl<'a, R: Runtime> Supervisor<'a, R> {
     /// `shared` is what the local API sees: the supervisor publishes its status there
     /// after every tick and ticks at once when woken through it.
@@ -84,16 +94,33 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             s.version = env!("CARGO_PKG_VERSION").to_string();
             s.started_at_ms = started;
         });
-        loop {
-            self.tick().await;
-            let shared = self.shared.clone();
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep(self.config.tick) => {}
-                _ = shared.wake.notified() => {}
+        // The VMs of active projects are kept by their own loop, beside this one.
+        let (stop_vms, vms_stopped) = tokio::sync::watch::channel(false);
+        let vms = self.store.path().parent().map(|state_dir| {
+            crate::vms::VmKeeper::new(state_dir, clock_ms).run(
+                self.config.tick.max(Duration::from_millis(500)),
+                vms_stopped,
+            )
+        });
+        let containers = async {
+            loop {
+                self.tick().await;
+                let shared = self.shared.clone();
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(self.config.tick) => {}
+                    _ = shared.wake.notified() => {}
+                }
             }
+            let _ = stop_vms.send(true);
+        };
+        match vms {
+            Some(vms) => {
+                tokio::join!(containers, vms);
+            }
+            None => containers.await,
         }
-        tracing::info!("stopping; containers keep running");
+        tracing::info!("stopping; containers and VMs keep running");
     }
 
     /// One look at every active project.

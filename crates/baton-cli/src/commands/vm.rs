@@ -85,12 +85,20 @@ pub enum VmAction {
     Inspect { name: String },
     /// Live internal snapshots and their retention
     Snapshot(SnapshotArgs),
-    /// Live-migrate a running VM to the agent at --to (disks stay on shared storage)
+    /// Live-migrate a running VM to the agent at --to (disks on shared storage, or
+    /// copied there with --storage); --from ADDR migrates a VM of another agent
     Migrate {
         name: String,
         /// The destination agent, HOST:PORT or https://HOST:PORT
         #[arg(long)]
         to: String,
+        /// The agent the VM runs on (default: this host)
+        #[arg(long, value_name = "ADDR")]
+        from: Option<String>,
+        /// Copy the disks to the destination while the guest runs (no shared storage);
+        /// the source's images baton made are deleted once it runs there
+        #[arg(long)]
+        storage: bool,
         /// Bandwidth limit, bytes per second (suffixes K, M, G)
         #[arg(long)]
         bandwidth: Option<String>,
@@ -117,17 +125,25 @@ pub enum VmAction {
     Agent(AgentArgs),
     /// The host: capabilities, VMs, snapshots, migrations, recent operations
     Report,
+    /// Kill the ha VM in DIR when its lease deadline passes (started by agents)
+    #[command(hide = true)]
+    Guard { dir: PathBuf },
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     #[arg(long, default_value = "127.0.0.1:7420")]
     pub listen: SocketAddr,
-    /// Directory shared with peer agents (ha leases; ha VMs' disks go there too, so it
-    /// is an allowed disk directory)
+    /// Directory shared with peer agents, where ha VMs' disks are (an allowed disk
+    /// directory); failover runs with it
     #[arg(long, value_name = "DIR")]
     pub shared: Option<PathBuf>,
-    /// Lease lifetime in milliseconds: a silent owner loses its VMs after this
+    /// Another agent of the failover group, as it is reached (repeatable): every agent
+    /// votes on ha VMs' leases, and a takeover needs a majority
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peers: Vec<String>,
+    /// Lease lifetime in milliseconds: an owner that cannot renew its votes kills its
+    /// guest before this runs out, and a majority's votes are free after it
     #[arg(long, default_value_t = 3000)]
     pub lease_ms: i64,
     /// Serve HTTPS with this certificate chain (PEM); needed off loopback
@@ -174,13 +190,17 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
     if let VmAction::Agent(a) = &args.action {
         return agent(ctx, &args, a).await;
     }
+    if let VmAction::Guard { dir } = &args.action {
+        baton_vm::ha::guard(dir).await?;
+        return Ok(crate::exit::OK);
+    }
     // Read once: the file's directory is an allowed disk directory of a local host.
     let project = ctx.project(&[]);
     let control = ctx.control_of_store()?;
     let host = control.vm_host(project.as_ref().ok(), args.disk_dirs.clone())?;
     let json = ctx.global.json;
     match args.action {
-        VmAction::Agent(_) => unreachable!("served above"),
+        VmAction::Agent(_) | VmAction::Guard { .. } => unreachable!("served above"),
         VmAction::Create { names } => {
             let section = section(&project, true)?;
             let created = control.vm_create(&host, &section, &names).await?;
@@ -331,6 +351,8 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
         VmAction::Migrate {
             name,
             to,
+            from,
+            storage,
             bandwidth,
             downtime,
         } => {
@@ -343,29 +365,45 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             let opts = MigrateOptions {
                 max_bandwidth,
                 downtime_limit_ms: downtime,
+                storage,
             };
             let agents = agents(&args.token_file, &args.tls_ca)?;
-            let job = host
-                .migrate(
-                    &name,
-                    &to,
-                    &agents,
-                    &opts,
-                    |st| {
-                        if !json {
-                            let t = st["ram"]["transferred"].as_u64().unwrap_or(0);
-                            let total = st["ram"]["total"].as_u64().unwrap_or(0);
-                            eprintln!(
-                                "{}: {} / {} MiB",
-                                st["status"].as_str().unwrap_or("?"),
-                                t >> 20,
-                                total >> 20
-                            );
-                        }
-                    },
-                    now_ms,
-                )
-                .await?;
+            let job = match &from {
+                Some(source) => agents.migrate(source, &name, &to, &opts).await?,
+                None => {
+                    host.migrate(
+                        &name,
+                        &to,
+                        &agents,
+                        &opts,
+                        |st| {
+                            if !json && st["jobs"].is_array() {
+                                let (done, len) = st["jobs"].as_array().into_iter().flatten().fold(
+                                    (0, 0),
+                                    |(d, l), j| {
+                                        (
+                                            d + j["offset"].as_u64().unwrap_or(0),
+                                            l + j["len"].as_u64().unwrap_or(0),
+                                        )
+                                    },
+                                );
+                                eprintln!("copying disks: {} / {} MiB", done >> 20, len >> 20);
+                            } else if !json {
+                                let t = st["ram"]["transferred"].as_u64().unwrap_or(0);
+                                let total = st["ram"]["total"].as_u64().unwrap_or(0);
+                                eprintln!(
+                                    "{}: {} / {} MiB",
+                                    st["status"].as_str().unwrap_or("?"),
+                                    t >> 20,
+                                    total >> 20
+                                );
+                            }
+                        },
+                        now_ms,
+                    )
+                    .await?
+                }
+            };
             if json {
                 crate::output::json(&job)?;
             } else {
@@ -475,9 +513,11 @@ async fn agent(ctx: &Context, args: &VmArgs, a: &AgentArgs) -> Result<u8> {
     let host = Host::open(
         &ctx.state_dir(),
         HostOptions {
-            label,
+            label: label.clone(),
             disk_dirs,
             confine_boot_files: true,
+            // Migrations come in where peers reach this agent.
+            address: Some(a.listen.ip()),
         },
     )?;
     // Peers are asked with the same token: agents that fail over together share it.
@@ -492,9 +532,15 @@ async fn agent(ctx: &Context, args: &VmArgs, a: &AgentArgs) -> Result<u8> {
         tls,
         limits: baton_http::Limits::default(),
         shared: a.shared.clone(),
-        timing: baton_vm::ha::Timing {
-            ttl_ms: a.lease_ms.max(500),
-            tick: Duration::from_millis((a.lease_ms.max(500) / 6) as u64),
+        ha: baton_vm::ha::HaConfig {
+            me: label,
+            peers: a.peers.clone(),
+            timing: baton_vm::ha::Timing {
+                ttl_ms: a.lease_ms.max(500),
+                tick: Duration::from_millis((a.lease_ms.max(500) / 6) as u64),
+            },
+            guard_program: std::env::current_exe()
+                .context("cannot find the baton executable (it runs the lease guards)")?,
         },
         peers: baton_vm::agent::Client::new(Some(token), ca),
     };
