@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${BATON_GUEST_DIR:-$PWD/.guest}"
 # Bump when the guest changes, so cached guests are rebuilt.
-version=2
+version=3
 if [[ -s "$out/vmlinuz" && -s "$out/initramfs.gz" && "$(cat "$out/version" 2>/dev/null)" == "$version" \
       && "${1:-}" != "--force" ]]; then
     echo "guest ready in $out"
@@ -64,6 +64,9 @@ insmod /lib/modules/button.ko 2>/dev/null
 insmod /lib/modules/evdev.ko 2>/dev/null
 mkdir -p /var/log /var/run
 acpid -c /etc/acpi -a /etc/acpid.conf 2>/dev/null
+# A shell on the second serial port, for `baton vm console` and tests: up before the
+# ready line, so a command sent once the guest says ready is read.
+(while true; do setsid sh -i </dev/ttyS1 >/dev/ttyS1 2>&1; done) &
 echo "baton-guest: ready" > /dev/ttyS0
 # The network (QEMU's user mode: 10.0.2.15, gateway 10.0.2.2) and an HTTP server on 80.
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net; do
@@ -76,8 +79,6 @@ if ip link set eth0 up 2>/dev/null; then
     httpd -p 80 -h /www
     echo "baton-guest: http on 80" > /dev/ttyS0
 fi
-# A shell on the second serial port, for `baton vm console` and tests.
-(while true; do setsid sh -i </dev/ttyS1 >/dev/ttyS1 2>&1; done) &
 i=0
 while true; do
     echo "baton-guest: tick $i mark=$(cat /tmp/mark 2>/dev/null)" > /dev/ttyS0

@@ -514,7 +514,10 @@ fn failover_needs_a_majority_or_a_confirmed_fence_never_two_copies() {
     let took: Vec<String> = ops(&agents[owner])
         .iter()
         .filter(|o| o["op"] == "fence" || o["op"] == "failover")
-        .map(|o| format!("{} {} {}", o["op"], o["outcome"], o["message"]))
+        .map(|o| {
+            let f = |k: &str| o[k].as_str().unwrap_or("").to_string();
+            format!("{} {} {}", f("op"), f("outcome"), f("message"))
+        })
         .collect();
     assert!(
         took.iter()
@@ -1001,21 +1004,21 @@ fn the_agent_refuses_names_and_files_outside_its_directories() {
         ),
         (
             "/v1/incoming",
-            serde_json::json!({
+            serde_json::json!({"machine": {
                 "spec": serde_json::from_str::<serde_json::Value>(
                     &start_body(&kernel, |v| v["name"] = "../x".into())).unwrap(),
                 "disks": []
-            })
+            }})
             .to_string(),
             "VM name \"../x\"",
         ),
         (
             "/v1/incoming",
-            serde_json::json!({
+            serde_json::json!({"machine": {
                 "spec": serde_json::from_str::<serde_json::Value>(
                     &start_body(&kernel, |_| {})).unwrap(),
                 "disks": [{"name": "disk0", "path": "/etc/shadow", "owned": true}]
-            })
+            }})
             .to_string(),
             "disk path /etc/shadow: outside the directories",
         ),

@@ -113,6 +113,22 @@ pub fn answer(current: Option<&Grant>, holder: &str, now: Instant, quiet_until: 
     }
 }
 
+/// Pure: how many refusals came from voters in their quiet period after a start, and
+/// the longest wait (ms, at most `ttl_ms`) until they all vote.
+pub fn quiet_wait(refusals: &[(String, Vote)], ttl_ms: i64) -> (usize, i64) {
+    let waits: Vec<i64> = refusals
+        .iter()
+        .filter_map(|(_, v)| match v {
+            Vote::Refused {
+                holder,
+                remaining_ms,
+            } if holder.is_empty() => Some((*remaining_ms).clamp(0, ttl_ms)),
+            _ => None,
+        })
+        .collect();
+    (waits.len(), waits.iter().copied().max().unwrap_or(0))
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -376,8 +392,20 @@ impl Ha {
             holder: self.config.me.clone(),
             machine: machine.clone(),
         };
-        let (granted, sent, refusals) = self.canvass(&req, client).await;
         let need = majority(self.voters());
+        let (mut granted, mut sent, mut refusals) = self.canvass(&req, client).await;
+        // Voters that started less than a lease ago vote for nobody yet (they may have
+        // forgotten a vote they gave): when waiting for them could make a majority,
+        // wait once for the longest such quiet period, then ask again.
+        let quiet = quiet_wait(&refusals, self.config.timing.ttl_ms);
+        if granted.len() < need && granted.len() + quiet.0 >= need && quiet.1 > 0 {
+            self.give_back(&vm, &granted, client).await;
+            tokio::time::sleep(Duration::from_millis(
+                u64::try_from(quiet.1).unwrap_or(0) + 50,
+            ))
+            .await;
+            (granted, sent, refusals) = self.canvass(&req, client).await;
+        }
         if granted.len() >= need {
             if let Ok(mut held) = self.held.lock() {
                 held.insert(vm, granted.iter().map(|v| (v.clone(), sent)).collect());
@@ -790,6 +818,27 @@ impl Ha {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_voters_are_waited_for_held_ones_are_not() {
+        let quiet = |ms| Vote::Refused {
+            holder: String::new(),
+            remaining_ms: ms,
+        };
+        let held = Vote::Refused {
+            holder: "b".into(),
+            remaining_ms: 900,
+        };
+        let r = vec![
+            ("a".to_string(), quiet(1200)),
+            ("b".to_string(), held),
+            ("c".to_string(), quiet(99_000)),
+        ];
+        // Two voters are quiet; the longest wait is capped at a lease.
+        assert_eq!(quiet_wait(&r, 3000), (2, 3000));
+        assert_eq!(quiet_wait(&r[..2], 3000), (1, 1200));
+        assert_eq!(quiet_wait(&r[1..2], 3000), (0, 0));
+    }
 
     fn machine() -> Machine {
         let spec: crate::VmSpec = serde_json::from_value(serde_json::json!({
