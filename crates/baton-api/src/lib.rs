@@ -18,6 +18,7 @@
 //! (JSON Schema 2020-12, which OpenAPI 3.1 uses as is) without a macro per handler
 //! repeating each path.
 
+pub mod dashboard;
 mod error;
 pub mod events;
 pub mod input;

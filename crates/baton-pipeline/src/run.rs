@@ -116,6 +116,14 @@ pub async fn execute(
     let dir = run_dir(&req.state_dir, run_id);
     let logs = dir.join("logs");
     baton_state::private::create_dir(&logs).map_err(|e| PipelineError::io(&logs, e))?;
+    write_plan(&dir, &plan)?;
+    let _ = store.event(
+        &req.project,
+        "pipeline",
+        &format!("{}#{run_id}", pipeline.name),
+        "running",
+        started,
+    );
     live(&format!(
         "run {run_id} of pipeline {} ({} jobs)",
         pipeline.name,
@@ -145,6 +153,7 @@ pub async fn execute(
         last_flush: Instant::now(),
         seq: 0,
         finished_order: Vec::new(),
+        announced: BTreeMap::new(),
     };
     ex.records = plan
         .jobs
@@ -181,7 +190,15 @@ pub async fn execute(
     }
     ex.flush(true)?;
     ex.prune();
-    store.finish_pipeline_run(run_id, status, now_ms())?;
+    let finished = now_ms();
+    store.finish_pipeline_run(run_id, status, finished)?;
+    let _ = store.event(
+        &req.project,
+        "pipeline",
+        &format!("{}#{run_id}", pipeline.name),
+        status,
+        finished,
+    );
     (ex.live)(&format!("run {run_id}: {status}"));
     Ok(RunOutcome {
         run_id,
@@ -216,6 +233,20 @@ struct Executor<'a> {
     seq: i64,
     /// Planned jobs that passed, in the order they finished.
     finished_order: Vec<usize>,
+    /// The status each job's last event said.
+    announced: BTreeMap<String, String>,
+}
+
+/// The plan's file in a run's directory: the DAG (jobs and what each needs) for those
+/// who show the run later, such as the dashboard.
+pub const PLAN_FILE: &str = "plan.json";
+
+fn write_plan(dir: &Path, plan: &Plan) -> Result<(), PipelineError> {
+    let path = dir.join(PLAN_FILE);
+    let json = serde_json::to_vec(plan)
+        .map_err(|e| PipelineError::Internal(format!("cannot write the plan: {e}")))?;
+    let mut f = baton_state::private::create(&path).map_err(|e| PipelineError::io(&path, e))?;
+    f.write_all(&json).map_err(|e| PipelineError::io(&path, e))
 }
 
 /// What a job task hands back.
@@ -328,6 +359,21 @@ impl Executor<'_> {
             .map(|&i| self.records[i].clone())
             .collect();
         self.store.save_pipeline_jobs(&batch)?;
+        // One event per job whose status changed, for the event stream (the dashboard's
+        // DAG); a job's other fields (attempts) change without one.
+        let now = now_ms();
+        for j in &batch {
+            if self.announced.get(&j.name) != Some(&j.status) {
+                let _ = self.store.event(
+                    &self.req.project,
+                    "pipeline",
+                    &format!("{}#{}/{}", self.pipeline.name, self.run_id, j.name),
+                    &j.status,
+                    now,
+                );
+                self.announced.insert(j.name.clone(), j.status.clone());
+            }
+        }
         self.dirty.clear();
         self.last_flush = Instant::now();
         Ok(())
