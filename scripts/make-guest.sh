@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Builds the tiny test guest: a Debian kernel (from the distribution's current
 # linux-image package) plus a busybox-static initramfs whose init prints a ready line on
-# ttyS0, then a counter every ~200 ms, runs a shell on ttyS1 and powers off on the ACPI
-# power button. Cached in $BATON_GUEST_DIR (default <repo>/.guest): reruns are instant.
+# ttyS0, then a counter every ~200 ms, runs a shell on ttyS1, brings up its virtio NIC
+# on QEMU's user network (10.0.2.15) with busybox httpd on port 80 (`/health` answers
+# `ok`), and powers off on the ACPI power button. Cached in $BATON_GUEST_DIR (default
+# <repo>/.guest): reruns are instant unless the guest's version below changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${BATON_GUEST_DIR:-$PWD/.guest}"
-if [[ -s "$out/vmlinuz" && -s "$out/initramfs.gz" && "${1:-}" != "--force" ]]; then
+# Bump when the guest changes, so cached guests are rebuilt.
+version=2
+if [[ -s "$out/vmlinuz" && -s "$out/initramfs.gz" && "$(cat "$out/version" 2>/dev/null)" == "$version" \
+      && "${1:-}" != "--force" ]]; then
     echo "guest ready in $out"
     exit 0
 fi
@@ -29,13 +34,19 @@ for applet in $("$root/bin/busybox" --list); do
     [[ "$applet" == busybox ]] && continue
     ln -sf busybox "$root/bin/$applet"
 done
-for m in drivers/acpi/button.ko drivers/input/evdev.ko; do
+# The ACPI button, then the virtio NIC with what it needs, in load order.
+modules="drivers/acpi/button.ko drivers/input/evdev.ko drivers/virtio/virtio.ko
+    drivers/virtio/virtio_ring.ko drivers/virtio/virtio_pci_legacy_dev.ko
+    drivers/virtio/virtio_pci_modern_dev.ko drivers/virtio/virtio_pci.ko
+    net/core/failover.ko drivers/net/net_failover.ko drivers/net/virtio_net.ko"
+for m in $modules; do
     cp "$work"/k/lib/modules/*/kernel/"$m" "$root/lib/modules/"
 done
 cat > "$root/etc/acpid.conf" <<'CONF'
 PWRF powerbutton
 CONF
-mkdir -p "$root/etc/acpi"
+mkdir -p "$root/etc/acpi" "$root/www"
+echo ok > "$root/www/health"
 cat > "$root/etc/acpi/powerbutton" <<'SH'
 #!/bin/sh
 echo "baton-guest: power button, powering off" > /dev/ttyS0
@@ -54,6 +65,17 @@ insmod /lib/modules/evdev.ko 2>/dev/null
 mkdir -p /var/log /var/run
 acpid -c /etc/acpi -a /etc/acpid.conf 2>/dev/null
 echo "baton-guest: ready" > /dev/ttyS0
+# The network (QEMU's user mode: 10.0.2.15, gateway 10.0.2.2) and an HTTP server on 80.
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net; do
+    insmod /lib/modules/$m.ko 2>/dev/null
+done
+ip link set lo up
+if ip link set eth0 up 2>/dev/null; then
+    ip addr add 10.0.2.15/24 dev eth0
+    ip route add default via 10.0.2.2
+    httpd -p 80 -h /www
+    echo "baton-guest: http on 80" > /dev/ttyS0
+fi
 # A shell on the second serial port, for `baton vm console` and tests.
 (while true; do setsid sh -i </dev/ttyS1 >/dev/ttyS1 2>&1; done) &
 i=0
@@ -67,4 +89,5 @@ chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initramfs.gz.tmp"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 mv "$out/initramfs.gz.tmp" "$out/initramfs.gz"
+echo "$version" > "$out/version"
 echo "guest built in $out ($pkg)"

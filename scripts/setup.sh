@@ -17,6 +17,7 @@ scripts/ensure-pipeline.sh
 scripts/ensure-fleet.sh
 scripts/ensure-vm.sh
 scripts/ensure-registry.sh
+scripts/ensure-edge.sh
 cargo build --release --locked
 install -m 0755 target/release/baton /usr/local/bin/baton
 

@@ -78,9 +78,23 @@ impl From<ControlError> for ApiError {
                 StatusCode::CONFLICT
             }
             ControlError::Runtime(_) => StatusCode::BAD_GATEWAY,
-            ControlError::State(_) | ControlError::Apply(_) | ControlError::Io { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ControlError::Pipeline(
+                baton_pipeline::PipelineError::Spec(_)
+                | baton_pipeline::PipelineError::Invalid(_)
+                | baton_pipeline::PipelineError::Unsupported(_),
+            ) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Vm(baton_vm::VmError::Unknown(_)) => StatusCode::NOT_FOUND,
+            ControlError::Vm(
+                baton_vm::VmError::NotRunning(_)
+                | baton_vm::VmError::Running(_)
+                | baton_vm::VmError::NotAllowed { .. },
+            ) => StatusCode::CONFLICT,
+            ControlError::Vm(baton_vm::VmError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::State(_)
+            | ControlError::Apply(_)
+            | ControlError::Io { .. }
+            | ControlError::Pipeline(_)
+            | ControlError::Vm(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
     }

@@ -18,6 +18,7 @@
 //! (JSON Schema 2020-12, which OpenAPI 3.1 uses as is) without a macro per handler
 //! repeating each path.
 
+mod cache;
 pub mod dashboard;
 mod error;
 pub mod events;
@@ -50,6 +51,10 @@ pub use views::*;
 /// The prefix of every route.
 pub const PREFIX: &str = "/api/v1";
 
+/// The largest request body the API reads (a whole project travels in `up`); the TCP
+/// listener's `baton-http` limit should say the same.
+pub const BODY_LIMIT: usize = 8 << 20;
+
 /// What the handlers share.
 pub struct ApiState {
     /// The API's own connection to the state store, for reads.
@@ -64,6 +69,18 @@ pub struct ApiState {
     /// The state directory (pipeline artifacts and logs live under it).
     pub state_dir: std::path::PathBuf,
     pub clock: fn() -> i64,
+    /// The services answers, shared by every reader.
+    pub services: Arc<cache::ServicesCache>,
+}
+
+/// How old a services answer may be: served as is below the first, served while it is
+/// refreshed below the second.
+pub const SERVICES_FRESH: std::time::Duration = std::time::Duration::from_millis(250);
+pub const SERVICES_STALE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A new services cache with the API's ages.
+pub fn services_cache() -> Arc<cache::ServicesCache> {
+    Arc::new(cache::ServicesCache::new(SERVICES_FRESH, SERVICES_STALE))
 }
 
 /// The API, ready to be served.

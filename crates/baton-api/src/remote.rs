@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use baton_control::{Operation, Outcome, RolloutView, ServicesView};
+use baton_control::{Operation, Outcome, RolloutView, ServicesView, VmAction};
 use baton_http::{Client, ClientTls, Endpoint, HttpError, Token};
 use baton_state::{ActionRecord, Event};
 use serde::de::DeserializeOwned;
@@ -127,6 +127,66 @@ pub fn request_of(op: &Operation) -> (Method, String, serde_json::Value) {
             p(project, &format!("services/{}/rollout/undo", seg(service))),
             json!({ "to_revision": to_revision }),
         ),
+        Operation::PipelineRun {
+            project,
+            pipeline,
+            vars,
+            rerun_of: Some(run),
+            spec,
+        } => {
+            let _ = (pipeline, vars);
+            (
+                Method::POST,
+                p(project, &format!("pipelines/runs/{run}/rerun")),
+                json!({ "project": spec }),
+            )
+        }
+        Operation::PipelineRun {
+            project,
+            pipeline,
+            vars,
+            rerun_of: None,
+            spec,
+        } => (
+            Method::POST,
+            p(project, &format!("pipelines/{}/run", seg(pipeline))),
+            json!({ "vars": vars, "project": spec }),
+        ),
+        Operation::PipelineCancel { project, run } => (
+            Method::POST,
+            p(project, &format!("pipelines/runs/{run}/cancel")),
+            json!({}),
+        ),
+        // Not offered through the API (`Remote::execute` refuses them).
+        Operation::FleetRun { project, .. } | Operation::Files { project, .. } => {
+            (Method::POST, p(project, "fleet"), json!({}))
+        }
+        Operation::Vm { vm, action } => {
+            let v = |rest: &str| format!("{PREFIX}/vms/{}/{rest}", seg(vm));
+            match action {
+                VmAction::Start => (Method::POST, v("start"), json!({})),
+                VmAction::Stop { timeout_secs } => (
+                    Method::POST,
+                    v("stop"),
+                    json!({ "timeout_secs": timeout_secs }),
+                ),
+                VmAction::Restart { timeout_secs } => (
+                    Method::POST,
+                    v("restart"),
+                    json!({ "timeout_secs": timeout_secs }),
+                ),
+                VmAction::Snapshot { name, note } => (
+                    Method::POST,
+                    v("snapshots"),
+                    json!({ "name": name, "note": note }),
+                ),
+                VmAction::Restore { snapshot } => (
+                    Method::POST,
+                    v(&format!("snapshots/{}/restore", seg(snapshot))),
+                    json!({}),
+                ),
+            }
+        }
     }
 }
 
@@ -209,6 +269,42 @@ impl Remote {
                 Outcome::Rollout(self.call(method, &path, Some(body), t).await?)
             }
             Operation::Undo { .. } => Outcome::Undo(self.call(method, &path, Some(body), t).await?),
+            Operation::PipelineRun { .. } => {
+                let r: crate::RunRef = self.call(method, &path, Some(body), t).await?;
+                Outcome::PipelineStarted { run: r.run }
+            }
+            Operation::PipelineCancel { .. } => {
+                let r: crate::RunRef = self.call(method, &path, Some(body), t).await?;
+                Outcome::PipelineCancelRequested { run: r.run }
+            }
+            Operation::FleetRun { .. } | Operation::Files { .. } => {
+                let _ = (method, body);
+                return Err(RemoteError::Refused {
+                    server: self.server(),
+                    status: StatusCode::NOT_FOUND,
+                    message: format!(
+                        "{path}: fleet runs and managed files are not offered through the API"
+                    ),
+                });
+            }
+            Operation::Vm { action, .. } => match action {
+                VmAction::Start | VmAction::Restart { .. } => {
+                    Outcome::VmStarted(self.call(method, &path, Some(body), t).await?)
+                }
+                VmAction::Stop { .. } => {
+                    Outcome::VmStopped(self.call(method, &path, Some(body), t).await?)
+                }
+                VmAction::Snapshot { .. } => {
+                    Outcome::Snapshot(self.call(method, &path, Some(body), t).await?)
+                }
+                VmAction::Restore { .. } => {
+                    let r: crate::Restored = self.call(method, &path, Some(body), t).await?;
+                    Outcome::Restored {
+                        vm: r.vm,
+                        snapshot: r.snapshot,
+                    }
+                }
+            },
         })
     }
 

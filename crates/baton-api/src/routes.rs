@@ -355,6 +355,30 @@ pub(crate) fn table() -> Vec<Route> {
         )
         .body::<UndoBody>()
         .json::<baton_control::Undone>(),
+        route("POST", "/projects/{project}/pipelines/{pipeline}/run", O, "start a run of a pipeline (answered with its id; the run goes on, its jobs are events)", post(pipeline_run_start))
+            .body::<PipelineRunBody>()
+            .json::<RunRef>(),
+        route("POST", "/projects/{project}/pipelines/runs/{run}/rerun", O, "run again what did not pass in a run", post(pipeline_rerun))
+            .body::<RerunBody>()
+            .json::<RunRef>(),
+        route("POST", "/projects/{project}/pipelines/runs/{run}/cancel", O, "cancel a running run (its jobs are killed, rollbacks run)", post(pipeline_cancel))
+            .body::<EmptyBody>()
+            .json::<RunRef>(),
+        route("POST", "/vms/{vm}/start", O, "start a VM this host knows", post(vm_start))
+            .body::<EmptyBody>()
+            .json::<Vec<baton_control::VmStarted>>(),
+        route("POST", "/vms/{vm}/stop", O, "ACPI power-down, forced after the timeout", post(vm_stop))
+            .body::<VmStopBody>()
+            .json::<Vec<baton_control::VmStopped>>(),
+        route("POST", "/vms/{vm}/restart", O, "stop, then start again", post(vm_restart))
+            .body::<VmStopBody>()
+            .json::<Vec<baton_control::VmStarted>>(),
+        route("POST", "/vms/{vm}/snapshots", O, "take a live snapshot, then apply the VM's snapshot policy", post(vm_snapshot))
+            .body::<SnapshotBody>()
+            .json::<baton_control::SnapshotTaken>(),
+        route("POST", "/vms/{vm}/snapshots/{snapshot}/restore", O, "bring the VM back to a snapshot (memory and disks)", post(vm_restore))
+            .body::<EmptyBody>()
+            .json::<Restored>(),
         route(
             "GET",
             "/audit",
@@ -437,9 +461,14 @@ pub(crate) fn routers(state: &Arc<ApiState>) -> (Router, Router) {
             }
         }
     }
+    // The body cap is the API's own, on the socket too (axum's default is 2 MB).
+    let limit = axum::extract::DefaultBodyLimit::max(crate::BODY_LIMIT);
     (
         open.with_state(state.clone()),
-        closed.fallback(no_route).with_state(state.clone()),
+        closed
+            .fallback(no_route)
+            .layer(limit)
+            .with_state(state.clone()),
     )
 }
 
@@ -461,7 +490,11 @@ where
 
 /// Carries out a change for the principal, then wakes the daemon so it acts at once.
 async fn act(s: &ApiState, p: &Principal, op: Operation) -> Result<Response, ApiError> {
-    let outcome = s.control.execute(Actor(p.name.clone()), op).await?;
+    let project = op.project().to_string();
+    let outcome = s.control.execute(Actor(p.name.clone()), op).await;
+    // What the project looks like is news after a change, even a failed one.
+    s.services.forget(&project);
+    let outcome = outcome?;
     s.daemon.wake.notify_one();
     Ok(match outcome {
         Outcome::Up(u) => Json(u).into_response(),
@@ -469,6 +502,13 @@ async fn act(s: &ApiState, p: &Principal, op: Operation) -> Result<Response, Api
         Outcome::Containers(c) => Json(c).into_response(),
         Outcome::Rollout(r) => Json(r).into_response(),
         Outcome::Undo(u) => Json(u).into_response(),
+        Outcome::PipelineStarted { run } | Outcome::PipelineCancelRequested { run } => {
+            Json(RunRef { run }).into_response()
+        }
+        Outcome::VmStarted(v) => Json(v).into_response(),
+        Outcome::VmStopped(v) => Json(v).into_response(),
+        Outcome::Snapshot(t) => Json(t).into_response(),
+        Outcome::Restored { vm, snapshot } => Json(Restored { vm, snapshot }).into_response(),
     })
 }
 
@@ -529,9 +569,14 @@ async fn projects(State(s): St) -> Result<Json<Vec<ProjectView>>, ApiError> {
     .map(Json)
 }
 
-async fn services(State(s): St, p: P1) -> Result<Json<ServicesView>, ApiError> {
+async fn services(State(s): St, p: P1) -> Result<Response, ApiError> {
     let project = project_of(p)?;
-    Ok(Json(s.control.services(project).await?))
+    let body = s.services.get(&s.control, &project).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// `?service=web`.
@@ -1128,6 +1173,172 @@ async fn undo(
             project,
             service,
             to_revision: body.to_revision,
+        },
+    )
+    .await
+}
+
+async fn pipeline_run_start(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P2,
+    Body(body): Body<PipelineRunBody>,
+) -> Result<Response, ApiError> {
+    let Path((project, pipeline)) = p.map_err(path_error)?;
+    let (project, pipeline) = (name("project", &project)?, name("pipeline", &pipeline)?);
+    let spec = checked_spec(&project, body.project)?;
+    act(
+        &s,
+        &who,
+        Operation::PipelineRun {
+            project,
+            pipeline,
+            vars: body.vars,
+            rerun_of: None,
+            spec,
+        },
+    )
+    .await
+}
+
+/// A project sent with a request: the one in the path, held to the file's rules.
+fn checked_spec(
+    project: &str,
+    spec: Option<baton_spec::Project>,
+) -> Result<Option<Box<baton_spec::Project>>, ApiError> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    if spec.name != project {
+        return Err(ApiError::unprocessable(format!(
+            "the project sent is named {:?}, the path says {project:?}",
+            spec.name
+        )));
+    }
+    baton_engine::check::project(&spec)
+        .map_err(|e| ApiError::unprocessable(format!("project {project}: {e}")))?;
+    Ok(Some(Box::new(spec)))
+}
+
+async fn pipeline_rerun(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P2,
+    Body(body): Body<RerunBody>,
+) -> Result<Response, ApiError> {
+    let Path((project, run)) = p.map_err(path_error)?;
+    let project = name("project", &project)?;
+    let run = run_id(&run)?;
+    let spec = checked_spec(&project, body.project)?;
+    let of = project.clone();
+    let earlier = read(&s, move |store| {
+        store
+            .pipeline_run(run)?
+            .filter(|r| r.project == of)
+            .ok_or_else(|| ApiError::not_found(format!("project {of} has no run {run}")))
+    })
+    .await?;
+    act(
+        &s,
+        &who,
+        Operation::PipelineRun {
+            project,
+            pipeline: earlier.pipeline,
+            vars: earlier.vars,
+            rerun_of: Some(run),
+            spec,
+        },
+    )
+    .await
+}
+
+async fn pipeline_cancel(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P2,
+    Body(EmptyBody {}): Body<EmptyBody>,
+) -> Result<Response, ApiError> {
+    let Path((project, run)) = p.map_err(path_error)?;
+    let project = name("project", &project)?;
+    let run = run_id(&run)?;
+    act(&s, &who, Operation::PipelineCancel { project, run }).await
+}
+
+async fn vm_act(
+    s: &ApiState,
+    who: &Principal,
+    vm: P1,
+    action: baton_control::VmAction,
+) -> Result<Response, ApiError> {
+    let Path(vm) = vm.map_err(path_error)?;
+    let vm = name("vm", &vm)?;
+    act(s, who, Operation::Vm { vm, action }).await
+}
+
+async fn vm_start(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P1,
+    Body(EmptyBody {}): Body<EmptyBody>,
+) -> Result<Response, ApiError> {
+    vm_act(&s, &who, p, baton_control::VmAction::Start).await
+}
+
+async fn vm_stop(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P1,
+    Body(body): Body<VmStopBody>,
+) -> Result<Response, ApiError> {
+    let action = baton_control::VmAction::Stop {
+        timeout_secs: body.timeout_secs,
+    };
+    vm_act(&s, &who, p, action).await
+}
+
+async fn vm_restart(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P1,
+    Body(body): Body<VmStopBody>,
+) -> Result<Response, ApiError> {
+    let action = baton_control::VmAction::Restart {
+        timeout_secs: body.timeout_secs,
+    };
+    vm_act(&s, &who, p, action).await
+}
+
+async fn vm_snapshot(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P1,
+    Body(body): Body<SnapshotBody>,
+) -> Result<Response, ApiError> {
+    if let Some(n) = &body.name {
+        name("snapshot", n)?;
+    }
+    let action = baton_control::VmAction::Snapshot {
+        name: body.name,
+        note: body.note,
+    };
+    vm_act(&s, &who, p, action).await
+}
+
+async fn vm_restore(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P2,
+    Body(EmptyBody {}): Body<EmptyBody>,
+) -> Result<Response, ApiError> {
+    let Path((vm, snapshot)) = p.map_err(path_error)?;
+    let vm = name("vm", &vm)?;
+    let snapshot = name("snapshot", &snapshot)?;
+    act(
+        &s,
+        &who,
+        Operation::Vm {
+            vm,
+            action: baton_control::VmAction::Restore { snapshot },
         },
     )
     .await

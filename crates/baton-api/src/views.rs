@@ -393,3 +393,53 @@ pub struct LogLineView {
     pub stream: String,
     pub line: String,
 }
+
+/// `POST /projects/{project}/pipelines/{pipeline}/run`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineRunBody {
+    /// Variables for the run (`-v NAME=VALUE`).
+    pub vars: BTreeMap<String, String>,
+    /// The project whose `pipelines:` to run; the last applied one when absent.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub project: Option<Project>,
+}
+
+/// `POST /projects/{project}/pipelines/runs/{run}/rerun`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RerunBody {
+    /// The project whose `pipelines:` to run; the last applied one when absent.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub project: Option<Project>,
+}
+
+/// A pipeline run started, or asked to stop.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunRef {
+    pub run: i64,
+}
+
+/// `POST /vms/{vm}/stop` and `/restart`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct VmStopBody {
+    /// Seconds of ACPI power-down before the VM is forced off (default 60).
+    pub timeout_secs: Option<u64>,
+}
+
+/// `POST /vms/{vm}/snapshots`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotBody {
+    /// The snapshot's name (default: from the policy's template).
+    pub name: Option<String>,
+    pub note: Option<String>,
+}
+
+/// A VM brought back to a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Restored {
+    pub vm: String,
+    pub snapshot: String,
+}

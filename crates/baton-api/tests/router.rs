@@ -45,6 +45,7 @@ async fn fixture() -> Fixture {
         tokens: tokens::Tokens::new(store.clone(), || 1),
         state_dir: dir.path().to_path_buf(),
         clock: || 1,
+        services: baton_api::services_cache(),
     });
     Fixture {
         router: api.router(),
@@ -270,6 +271,15 @@ async fn roles_decide_who_may_do_what() {
     );
 }
 
+/// (method, path, (content type, body), the status wanted, words the error says).
+type Case<'a> = (
+    Method,
+    &'a str,
+    Option<(&'a str, &'a [u8])>,
+    StatusCode,
+    &'a str,
+);
+
 #[tokio::test]
 async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
     let f = fixture().await;
@@ -277,7 +287,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
     let t = Some(f.operator.as_str());
     let json = "application/json";
     let before = f.store.audit_page(None, None, 100).unwrap().len();
-    let cases: Vec<(Method, &str, Option<(&str, &[u8])>, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/api/v1/projects/shop/stop",

@@ -115,6 +115,8 @@ pub enum Command {
     /// Rollouts of services whose traffic baton manages: status, promote, abort, resume,
     /// history, undo
     Rollout(RolloutArgs),
+    /// What the daemon's edge serves: hosts, paths, targets, certificates and their expiry
+    Routes,
     /// Pipelines: run a DAG of jobs, list, history, show, logs, rerun
     Pipeline(crate::commands::pipeline::PipelineArgs),
     /// Artifacts pipeline jobs kept: ls, get
@@ -125,6 +127,8 @@ pub enum Command {
     Files(crate::commands::fleet::FilesArgs),
     /// Virtual machines on QEMU: lifecycle, snapshots, migration, agent, report
     Vm(crate::commands::vm::VmArgs),
+    /// Kubernetes: the project as manifests (render)
+    K8s(crate::commands::k8s::K8sArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]

@@ -91,8 +91,20 @@ impl Context {
     /// The control plane over this state directory and the container engine.
     pub async fn control(&self) -> Result<Control<Docker>> {
         Ok(Control {
-            store: self.store()?,
+            store: std::sync::Arc::new(self.store()?),
             runtime: self.docker().await?,
+            state_dir: self.state_dir(),
+            env: std::env::vars().collect(),
+            clock: now_ms,
+        })
+    }
+
+    /// The control plane without a container backend: what works on the store alone
+    /// (pipelines without `image:` jobs, cancels, reruns).
+    pub fn control_of_store(&self) -> Result<Control<()>> {
+        Ok(Control {
+            store: std::sync::Arc::new(self.store()?),
+            runtime: (),
             state_dir: self.state_dir(),
             env: std::env::vars().collect(),
             clock: now_ms,

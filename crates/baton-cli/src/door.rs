@@ -27,6 +27,21 @@ pub fn actor() -> Actor {
     Actor::cli(&user)
 }
 
+/// Records in the audit log a change a command carried out in its own steps (a
+/// pipeline run with live output, VMs on this host), as `cli:<user>`; returns `result`.
+pub fn audited<R, T, E: std::fmt::Display>(
+    control: &baton_control::Control<R>,
+    op: &Operation,
+    result: std::result::Result<T, E>,
+    said: impl FnOnce(&T) -> String,
+) -> std::result::Result<T, E> {
+    match &result {
+        Ok(t) => control.audit_change(&actor(), op, true, &said(t)),
+        Err(e) => control.audit_change(&actor(), op, false, &e.to_string()),
+    }
+    result
+}
+
 impl<'a> Door<'a> {
     /// The door the global options choose: `--server` (with `BATON_TOKEN`), or local.
     pub fn open(ctx: &'a Context) -> Result<Door<'a>> {
@@ -65,6 +80,7 @@ impl<'a> Door<'a> {
                 let settings = ExecSettings {
                     parallelism: ctx.global.parallel,
                     daemon_running: crate::commands::daemon_running(ctx),
+                    containers: None,
                 };
                 Ok(control.execute(&actor(), &op, &settings, watch).await?)
             }

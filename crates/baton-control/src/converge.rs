@@ -12,9 +12,12 @@ use baton_engine::rollout::{handover, stable_set, Handover, ReplicaConfig};
 use baton_engine::runtime::{Observed, Runtime};
 use baton_spec::Project;
 use baton_state::{ProjectLock, Resource};
+use baton_vm::vm_plan::{self, VmPlan};
+use baton_vm::VmSection;
 use futures_util::future::join_all;
 
 use crate::rollout::recorded;
+use crate::vm_up::{VmGates, VmRun};
 use crate::{Control, ControlError, Result, StoreJournal};
 
 /// A plan and what it was made from.
@@ -23,6 +26,19 @@ pub struct Prepared {
     pub plan: Plan,
     /// The spec revision recorded for it.
     pub revision: i64,
+    /// The VM half: what `up` does to the file's VMs on this host.
+    pub vms: VmPlan,
+    /// The file's `vms:` section, as read against this host.
+    pub vm_section: VmSection,
+    /// This host's running VMs when the plan was made.
+    pub vms_running: Vec<String>,
+}
+
+impl Prepared {
+    /// Whether `up` has nothing to do, for containers and VMs alike.
+    pub fn is_empty(&self) -> bool {
+        self.plan.is_empty() && self.vms.is_empty()
+    }
 }
 
 /// An `up` under way: the project's lock is held from planning to the end, so that
@@ -48,6 +64,9 @@ pub struct ApplySettings {
 /// What `up` did.
 pub struct Converged {
     pub plan: Plan,
+    /// The VM half of the plan, and the VM actions that failed (one line each).
+    pub vms: VmPlan,
+    pub vm_errors: Vec<String>,
     /// The engine's outcome; an error leaves what was done recorded.
     pub applied: std::result::Result<ApplyReport, ApplyError>,
     /// One line: `N step(s) done in T` or `failed: …`.
@@ -64,6 +83,8 @@ impl<R: Runtime> Control<R> {
     pub async fn plan(&self, project: &Project, opts: &PlanOptions) -> Result<Prepared> {
         let now = (self.clock)();
         let store = &self.store;
+        // What the edge would refuse is refused here, before anything is recorded.
+        crate::edge::check(store, project)?;
         store.upsert_project(&project.name, &project.working_dir, now)?;
         let spec = serde_json::to_value(project).map_err(|e| refused(e.to_string()))?;
         let (revision, _) =
@@ -105,10 +126,35 @@ impl<R: Runtime> Control<R> {
             options: opts,
             capabilities: &self.runtime.capabilities(),
         })?;
+        let vm_section = crate::vm::vm_section(Some(project))?;
+        let (vms, vms_running) = if self.has_vms(&project.name, &vm_section)? {
+            let host = self.vm_host(Some(project), Vec::new())?;
+            let seen = host.planned_view()?;
+            let selected = vm_plan::selected(project, &vm_section, &opts.services, opts.no_deps);
+            let vms = vm_plan::plan_up(
+                &project.name,
+                &vm_section,
+                &selected,
+                &seen,
+                opts.remove_orphans,
+            );
+            (vms, crate::vm_up::running(&seen))
+        } else {
+            (
+                VmPlan {
+                    project: project.name.clone(),
+                    ..VmPlan::default()
+                },
+                Vec::new(),
+            )
+        };
         Ok(Prepared {
             observed,
             plan,
             revision: revision.number,
+            vms,
+            vm_section,
+            vms_running,
         })
     }
 
@@ -149,19 +195,34 @@ impl<R: Runtime> Control<R> {
             observed,
             plan,
             revision,
+            vms,
+            vm_section,
+            vms_running,
         } = up.prepared;
-        if plan.is_empty() {
+        if plan.is_empty() && vms.is_empty() {
             return Ok(Converged {
                 plan,
+                vms,
+                vm_errors: Vec::new(),
                 applied: Ok(ApplyReport::default()),
                 outcome: "nothing to do".into(),
                 rollouts: Vec::new(),
                 warnings: Vec::new(),
             });
         }
-        self.preflight(project).await?;
-        let warnings = check_traffic(project, &plan.actions, settings.daemon_running)?;
-        let files = crate::files::materialize(project, &self.state_dir, &self.env)?;
+        let mut warnings = Vec::new();
+        let mut files = Default::default();
+        if !plan.is_empty() {
+            self.preflight(project).await?;
+            warnings = check_traffic(project, &plan.actions, settings.daemon_running)?;
+            files = crate::files::materialize(project, &self.state_dir, &self.env)?;
+        }
+        let host = if vm_section.vms.is_empty() && vms.is_empty() {
+            None
+        } else {
+            Some(self.vm_host(Some(project), Vec::new())?)
+        };
+        let gates = VmGates::new(&vm_section, &vms, &vms_running);
         let journal = StoreJournal {
             store: &self.store,
             project: &project.name,
@@ -169,25 +230,47 @@ impl<R: Runtime> Control<R> {
             clock: self.clock,
         };
         let started = Instant::now();
-        let applied = apply_up(
-            &self.runtime,
-            project,
-            &observed,
-            &plan.actions,
-            &journal,
-            reporter,
-            &ApplyOptions {
-                parallelism: settings.parallelism,
-                wait_timeout: settings.wait_timeout,
-                files,
-            },
-        )
-        .await;
-        self.record(&project.name).await;
-        let outcome = match &applied {
-            Ok(r) => format!("{} step(s) done in {:.1?}", r.done, started.elapsed()),
-            Err(e) => format!("failed: {e}"),
+        let containers = async {
+            if plan.is_empty() {
+                return Ok(ApplyReport::default());
+            }
+            apply_up(
+                &self.runtime,
+                project,
+                &observed,
+                &plan.actions,
+                &journal,
+                reporter,
+                &ApplyOptions {
+                    parallelism: settings.parallelism,
+                    wait_timeout: settings.wait_timeout,
+                    files,
+                },
+                &gates,
+            )
+            .await
         };
+        let machines = async {
+            match &host {
+                Some(host) => {
+                    let run = VmRun {
+                        host,
+                        project,
+                        section: &vm_section,
+                        gates: &gates,
+                        reporter,
+                        wait_timeout: settings.wait_timeout,
+                    };
+                    self.apply_vms(&run, &vms).await
+                }
+                None => Vec::new(),
+            }
+        };
+        let (applied, vm_errors) = tokio::join!(containers, machines);
+        if !plan.is_empty() {
+            self.record(&project.name).await;
+        }
+        let outcome = outcome(&applied, &vms, &vm_errors, started);
         let _ = self
             .store
             .event(&project.name, "up", &project.name, &outcome, (self.clock)());
@@ -198,6 +281,8 @@ impl<R: Runtime> Control<R> {
         };
         Ok(Converged {
             plan,
+            vms,
+            vm_errors,
             applied,
             outcome,
             rollouts,
@@ -344,7 +429,7 @@ fn check_traffic(
     }
     for a in actions {
         if let Action::Rollout { service, .. } = a {
-            return Err(refused(format!("service {service}: its published ports belong to baton's traffic proxy (x-baton.rollout), so it changes by rollout, which `baton serve` carries out; start `baton serve` first")));
+            return Err(refused(format!("service {service}: its traffic goes through baton's proxy (published ports with x-baton.rollout, or x-baton.routes on the edge), so it changes by rollout, which `baton serve` carries out; start `baton serve` first")));
         }
     }
     let managed: Vec<&String> = project
@@ -356,8 +441,28 @@ fn check_traffic(
     Ok(if managed.is_empty() {
         Vec::new()
     } else {
-        vec![format!("the published ports of {managed:?} are served by `baton serve` (x-baton.rollout), which is not running")]
+        vec![format!("the traffic of {managed:?} is served by `baton serve` (x-baton.rollout, x-baton.routes), which is not running")]
     })
+}
+
+/// One line for what `up` or `down` did: `N step(s) done in T` or `failed: …`.
+pub(crate) fn outcome<E: std::fmt::Display>(
+    applied: &std::result::Result<ApplyReport, E>,
+    vms: &VmPlan,
+    vm_errors: &[String],
+    started: Instant,
+) -> String {
+    let vm_done = vms.actions.len().saturating_sub(vm_errors.len());
+    match (applied, vm_errors.is_empty()) {
+        (Ok(r), true) => format!(
+            "{} step(s) done in {:.1?}",
+            r.done + vm_done,
+            started.elapsed()
+        ),
+        (Ok(_), false) => format!("failed: {}", vm_errors.join("; ")),
+        (Err(e), true) => format!("failed: {e}"),
+        (Err(e), false) => format!("failed: {e}; {}", vm_errors.join("; ")),
+    }
 }
 
 pub(crate) fn refused(message: impl Into<String>) -> ControlError {

@@ -1,6 +1,7 @@
 //! baton's control plane: every operation the CLI and the HTTP API offer — converge
-//! (`up`), `down`, `scale`, start/stop/restart, rollout requests and undo — as library
-//! calls over a store, a container backend and a clock, each change audited.
+//! (`up`), `down`, `scale`, start/stop/restart, rollout requests and undo, pipeline
+//! runs, reruns and cancels, VM lifecycle and snapshots, fleet runs and managed files — as
+//! library calls over a store, a container backend and a clock, each change audited.
 //!
 //! Architecture invariant: the two front doors (the `baton` command and the HTTP API)
 //! only turn their input into these calls and show the results; the decisions live here
@@ -9,35 +10,46 @@
 //! command line, and names no container engine (it is generic over `Runtime`).
 
 mod converge;
+mod edge;
 mod files;
+mod fleet;
 mod journal;
 mod lifecycle;
 mod operation;
+mod pipeline;
 mod rollout;
 pub mod views;
+mod vm;
+mod vm_up;
 pub mod worker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use baton_state::Store;
 
 pub use converge::{ApplySettings, Converged, Converging, Prepared};
 pub use files::materialize;
+pub use fleet::{FilesTarget, FleetOverrides, DEFAULT_FORKS};
 pub use journal::StoreJournal;
 pub use lifecycle::{containers_of, ContainerResult, Down};
 pub use operation::{
-    Actor, DownOutcome, ExecSettings, Operation, Outcome, RolloutRef, UpOptions, UpOutcome, Watch,
+    Actor, DownOutcome, ExecSettings, Operation, Outcome, RolloutRef, UpOptions, UpOutcome,
+    VmAction, Watch,
 };
+pub use pipeline::PipelineRunOptions;
 pub use rollout::{RequestOutcome, Undone};
 pub use views::{RolloutProgress, RolloutView, ServiceView, ServicesView};
+pub use vm::{pick, policy_for, vm_section, SnapshotTaken, VmRow, VmStarted, VmStopped};
+pub use vm_up::VM_STOP_TIMEOUT;
 pub use worker::ControlHandle;
 
 /// What the operations work on: the state store, the container backend, where state
 /// lives, the environment secrets are read from, and the clock every record is stamped
 /// with (Unix milliseconds; tests pass their own).
 pub struct Control<R> {
-    pub store: Store,
+    pub store: Arc<Store>,
     pub runtime: R,
     pub state_dir: PathBuf,
     /// Where `environment:` sources of configs and secrets are looked up.
@@ -58,6 +70,10 @@ pub enum ControlError {
     Plan(#[from] baton_engine::plan::PlanError),
     #[error(transparent)]
     Apply(#[from] baton_engine::apply::ApplyError),
+    #[error(transparent)]
+    Pipeline(#[from] baton_pipeline::PipelineError),
+    #[error(transparent)]
+    Vm(#[from] baton_vm::VmError),
     /// What was asked cannot be done as things are (no rollout to promote, a daemon
     /// that is needed and not running, an external network that does not exist…).
     #[error("{0}")]

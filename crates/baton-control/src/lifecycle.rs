@@ -27,6 +27,9 @@ pub struct Down {
     pub plan: Plan,
     pub applied: std::result::Result<ApplyReport, baton_engine::apply::ApplyError>,
     pub outcome: String,
+    /// The VM half (stop, or remove with `volumes`) and the VM actions that failed.
+    pub vms: baton_vm::vm_plan::VmPlan,
+    pub vm_errors: Vec<String>,
 }
 
 /// The named services, or every service the project has (file or engine).
@@ -208,7 +211,8 @@ impl<R: Runtime> Control<R> {
         )?;
         let observed = self.runtime.observe(name).await?;
         let plan = plan_down(name, &observed, volumes);
-        if plan.is_empty() {
+        let (vms, host, section) = self.vm_down_plan(project, name, volumes)?;
+        if plan.is_empty() && vms.is_empty() {
             return Ok(None);
         }
         let journal = StoreJournal {
@@ -218,23 +222,22 @@ impl<R: Runtime> Control<R> {
             clock: self.clock,
         };
         let started = Instant::now();
-        let applied = apply_down(
+        let options = ApplyOptions {
+            parallelism,
+            ..Default::default()
+        };
+        let containers = apply_down(
             &self.runtime,
             project,
             &plan.actions,
             &journal,
             reporter,
-            &ApplyOptions {
-                parallelism,
-                ..Default::default()
-            },
-        )
-        .await;
+            &options,
+        );
+        let machines = self.vm_down(host.as_ref(), project, name, &section, &vms, reporter);
+        let (applied, vm_errors) = futures_util::join!(containers, machines);
         self.record(name).await;
-        let outcome = match &applied {
-            Ok(r) => format!("{} step(s) done in {:.1?}", r.done, started.elapsed()),
-            Err(e) => format!("failed: {e}"),
-        };
+        let outcome = crate::converge::outcome(&applied, &vms, &vm_errors, started);
         let _ = self
             .store
             .event(name, "down", name, &outcome, (self.clock)());
@@ -245,6 +248,8 @@ impl<R: Runtime> Control<R> {
             plan,
             applied,
             outcome,
+            vms,
+            vm_errors,
         }))
     }
 }

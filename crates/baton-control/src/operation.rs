@@ -9,6 +9,7 @@ use baton_engine::plan::{Plan, PlanOptions};
 use baton_engine::runtime::Runtime;
 use baton_spec::Project;
 use baton_state::{AuditRecord, RolloutRequest};
+use baton_vm::vm_plan::VmPlan;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +128,60 @@ pub enum Operation {
         service: String,
         to_revision: Option<i64>,
     },
+    /// Start a run of a pipeline (of `spec`, else of the last applied file): answered
+    /// with its id as soon as it has one, the run goes on (`Control::start_pipeline`).
+    PipelineRun {
+        project: String,
+        pipeline: String,
+        vars: BTreeMap<String, String>,
+        /// Run again only what did not pass in this earlier run.
+        rerun_of: Option<i64>,
+        spec: Option<Box<Project>>,
+    },
+    /// Ask whichever process runs it to cancel a pipeline run.
+    PipelineCancel { project: String, run: i64 },
+    /// Act on a VM this host knows.
+    Vm { vm: String, action: VmAction },
+    /// A fleet run (ad-hoc command, runbook, ping, facts) over SSH. Carried out by the
+    /// `baton fleet` door, which holds the caller's SSH keys; recorded here.
+    FleetRun {
+        project: String,
+        kind: String,
+        task: String,
+        target: String,
+    },
+    /// Managed files applied or rolled back (`apply`, `rollback`) on hosts, by the
+    /// `baton files` door; recorded here.
+    Files {
+        project: String,
+        action: String,
+        files: Vec<String>,
+        check: bool,
+    },
+}
+
+/// What to do to a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmAction {
+    Start,
+    /// ACPI power-down; forced after `timeout_secs` (default 60).
+    Stop {
+        timeout_secs: Option<u64>,
+    },
+    Restart {
+        timeout_secs: Option<u64>,
+    },
+    /// A live snapshot (named from the policy's template unless `name`), then the
+    /// policy of the VM's environment.
+    Snapshot {
+        name: Option<String>,
+        note: Option<String>,
+    },
+    /// Back to a snapshot: memory and disks.
+    Restore {
+        snapshot: String,
+    },
 }
 
 impl Operation {
@@ -141,6 +196,25 @@ impl Operation {
             Operation::Restart { .. } => "restart".into(),
             Operation::Rollout { request, .. } => format!("rollout.{request}"),
             Operation::Undo { .. } => "rollout.undo".into(),
+            Operation::PipelineRun { rerun_of, .. } => if rerun_of.is_some() {
+                "pipeline.rerun"
+            } else {
+                "pipeline.run"
+            }
+            .into(),
+            Operation::PipelineCancel { .. } => "pipeline.cancel".into(),
+            Operation::FleetRun { kind, .. } => format!("fleet.{kind}"),
+            Operation::Files { action, .. } => format!("files.{action}"),
+            Operation::Vm { action, .. } => format!(
+                "vm.{}",
+                match action {
+                    VmAction::Start => "start",
+                    VmAction::Stop { .. } => "stop",
+                    VmAction::Restart { .. } => "restart",
+                    VmAction::Snapshot { .. } => "snapshot",
+                    VmAction::Restore { .. } => "restore",
+                }
+            ),
         }
     }
 
@@ -153,7 +227,13 @@ impl Operation {
             | Operation::Stop { project, .. }
             | Operation::Restart { project, .. }
             | Operation::Rollout { project, .. }
-            | Operation::Undo { project, .. } => project,
+            | Operation::Undo { project, .. }
+            | Operation::PipelineRun { project, .. }
+            | Operation::PipelineCancel { project, .. }
+            | Operation::FleetRun { project, .. }
+            | Operation::Files { project, .. } => project,
+            // A VM belongs to the host, not to a project.
+            Operation::Vm { .. } => "",
         }
     }
 
@@ -166,6 +246,14 @@ impl Operation {
             | Operation::Undo {
                 project, service, ..
             } => format!("{project}/{service}"),
+            Operation::PipelineRun {
+                project, pipeline, ..
+            } => format!("{project}/{pipeline}"),
+            Operation::PipelineCancel { project, run } => format!("{project}/run {run}"),
+            Operation::Vm { vm, .. } => format!("vm {vm}"),
+            Operation::FleetRun {
+                project, target, ..
+            } => format!("{project}/{target}"),
             other => other.project().to_string(),
         }
     }
@@ -203,6 +291,22 @@ impl Operation {
             } => json!({ "services": services, "timeout_secs": timeout_secs }),
             Operation::Rollout { request, .. } => json!({ "request": request }),
             Operation::Undo { to_revision, .. } => json!({ "to_revision": to_revision }),
+            // Variables are a run's parameters, never secrets (secrets come from the
+            // environment or files the spec names).
+            Operation::PipelineRun {
+                vars,
+                rerun_of,
+                spec,
+                ..
+            } => json!({
+                "vars": vars,
+                "rerun_of": rerun_of,
+                "spec": if spec.is_some() { "sent" } else { "last applied" },
+            }),
+            Operation::PipelineCancel { run, .. } => json!({ "run": run }),
+            Operation::Vm { action, .. } => json!(action),
+            Operation::FleetRun { task, .. } => json!({ "task": task }),
+            Operation::Files { files, check, .. } => json!({ "files": files, "check": check }),
         }
     }
 }
@@ -232,6 +336,13 @@ pub struct UpOutcome {
     /// Rollouts handed to the daemon.
     pub rollouts: Vec<RolloutRef>,
     pub warnings: Vec<String>,
+    /// The VM half of the plan (this host's VMs of the file's `vms:`).
+    #[serde(default)]
+    #[schemars(with = "serde_json::Value")]
+    pub vms: VmPlan,
+    /// The VM actions that failed.
+    #[serde(default)]
+    pub vm_errors: Vec<String>,
 }
 
 /// What `down` did.
@@ -244,6 +355,13 @@ pub struct DownOutcome {
     pub ok: bool,
     pub error: Option<String>,
     pub outcome: String,
+    /// The VM half: stopped, or removed with `volumes`.
+    #[serde(default)]
+    #[schemars(with = "serde_json::Value")]
+    pub vms: VmPlan,
+    /// The VM actions that failed.
+    #[serde(default)]
+    pub vm_errors: Vec<String>,
 }
 
 /// What an operation did; each [`Operation`] has one kind of outcome.
@@ -257,6 +375,20 @@ pub enum Outcome {
     Containers(Vec<ContainerResult>),
     Rollout(RequestOutcome),
     Undo(Undone),
+    /// A pipeline run started (it goes on; its jobs are events).
+    PipelineStarted {
+        run: i64,
+    },
+    PipelineCancelRequested {
+        run: i64,
+    },
+    VmStarted(Vec<crate::VmStarted>),
+    VmStopped(Vec<crate::VmStopped>),
+    Snapshot(crate::SnapshotTaken),
+    Restored {
+        vm: String,
+        snapshot: String,
+    },
 }
 
 impl Outcome {
@@ -292,26 +424,90 @@ impl Outcome {
                 true,
                 format!("rolling back to revision {revision} (rollout {rollout})"),
             ),
+            Outcome::PipelineStarted { run } => (true, format!("run {run} started")),
+            Outcome::PipelineCancelRequested { run } => {
+                (true, format!("cancel of run {run} requested"))
+            }
+            Outcome::VmStarted(v) => (
+                true,
+                v.iter()
+                    .map(|s| format!("{} started (pid {})", s.name, s.pid))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            Outcome::VmStopped(v) => (
+                true,
+                v.iter()
+                    .map(|s| {
+                        let how = if s.graceful {
+                            "powered off"
+                        } else {
+                            "forced off"
+                        };
+                        format!("{} {how}", s.name)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            Outcome::Snapshot(t) => (true, format!("snapshot {} of {}", t.snapshot, t.vm)),
+            Outcome::Restored { vm, snapshot } => (true, format!("{vm} back at {snapshot}")),
         }
     }
 }
 
 /// How the door carrying out an operation runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ExecSettings {
     /// Engine operations in flight at once.
     pub parallelism: usize,
     /// Whether a `baton serve` runs (rollouts need it).
     pub daemon_running: bool,
+    /// Where pipelines' `image:` jobs run (none: such jobs fail).
+    pub containers: Option<baton_pipeline::run::Containers>,
 }
 
 /// Watches an operation as it goes: the engine's steps, and the plan before anything
 /// is done (the `baton` command shows both; the HTTP API neither).
 pub trait Watch: Reporter {
-    fn planned(&self, _plan: &Plan, _interrupted: usize) {}
+    fn planned(&self, _plan: &Plan, _vms: &VmPlan, _interrupted: usize) {}
 }
 
 impl Watch for Silent {}
+
+impl<R> Control<R> {
+    /// Records an audit entry (and its event); a store that cannot take it is logged,
+    /// not fatal: the change has happened.
+    pub fn audit(&self, entry: &AuditRecord) {
+        if let Err(e) = self.store.record_audit(entry) {
+            tracing::warn!(action = %entry.action, target = %entry.target, error = %e, "cannot record an audit entry");
+        }
+    }
+
+    /// Records that `actor` asked for `op` and how it went: what `execute` does for the
+    /// changes it carries out; a door that carries one out in its own steps (a pipeline
+    /// run with live output, VMs on this host) calls it itself.
+    pub fn audit_change(&self, actor: &Actor, op: &Operation, ok: bool, message: &str) {
+        self.audit(&AuditRecord {
+            id: 0,
+            at: (self.clock)(),
+            actor: actor.0.clone(),
+            action: op.action(),
+            project: op.project().to_string(),
+            target: op.target(),
+            request_json: op.request_json().to_string(),
+            outcome: if ok { "ok" } else { "error" }.into(),
+            message: message.to_string(),
+        });
+    }
+
+    fn record_result(&self, actor: &Actor, op: &Operation, result: &Result<Outcome>) {
+        let (ok, message) = match result {
+            Ok(o) => o.summary(),
+            Err(e) => (false, e.to_string()),
+        };
+        self.audit_change(actor, op, ok, &message);
+    }
+}
 
 impl<R: Runtime> Control<R> {
     /// Carries out `op` for `actor` and records it in the audit log (which also puts
@@ -324,30 +520,8 @@ impl<R: Runtime> Control<R> {
         watch: &dyn Watch,
     ) -> Result<Outcome> {
         let result = self.perform(op, settings, watch).await;
-        let (ok, message) = match &result {
-            Ok(o) => o.summary(),
-            Err(e) => (false, e.to_string()),
-        };
-        self.audit(&AuditRecord {
-            id: 0,
-            at: (self.clock)(),
-            actor: actor.0.clone(),
-            action: op.action(),
-            project: op.project().to_string(),
-            target: op.target(),
-            request_json: op.request_json().to_string(),
-            outcome: if ok { "ok" } else { "error" }.into(),
-            message,
-        });
+        self.record_result(actor, op, &result);
         result
-    }
-
-    /// Records an audit entry (and its event); a store that cannot take it is logged,
-    /// not fatal: the change has happened.
-    pub fn audit(&self, entry: &AuditRecord) {
-        if let Err(e) = self.store.record_audit(entry) {
-            tracing::warn!(action = %entry.action, target = %entry.target, error = %e, "cannot record an audit entry");
-        }
     }
 
     async fn perform(
@@ -407,13 +581,21 @@ impl<R: Runtime> Control<R> {
                         ok: true,
                         error: None,
                         outcome: "nothing to remove".into(),
+                        vms: VmPlan::default(),
+                        vm_errors: Vec::new(),
                     },
                     Some(d) => DownOutcome {
                         project: project.clone(),
-                        ok: d.applied.is_ok(),
-                        error: d.applied.err().map(|e| e.to_string()),
+                        ok: d.applied.is_ok() && d.vm_errors.is_empty(),
+                        error: match d.applied {
+                            Err(e) => Some(e.to_string()),
+                            Ok(_) if !d.vm_errors.is_empty() => Some(d.vm_errors.join("\n")),
+                            Ok(_) => None,
+                        },
                         plan: Some(d.plan),
                         outcome: d.outcome,
+                        vms: d.vms,
+                        vm_errors: d.vm_errors,
                     },
                 }))
             }
@@ -460,6 +642,148 @@ impl<R: Runtime> Control<R> {
                 .undo_rollout(project, service, *to_revision, settings.daemon_running)
                 .await
                 .map(Outcome::Undo),
+            Operation::PipelineRun { .. } => Err(refused(
+                "a pipeline run is started with Control::start_pipeline (it outlives the call)",
+            )),
+            Operation::PipelineCancel { project, run } => {
+                match self.store.pipeline_run(*run)? {
+                    Some(r) if &r.project == project => {}
+                    _ => {
+                        return Err(ControlError::NotFound(format!(
+                            "project {project} has no pipeline run {run}"
+                        )))
+                    }
+                }
+                self.pipeline_cancel(*run)?;
+                Ok(Outcome::PipelineCancelRequested { run: *run })
+            }
+            Operation::Vm { vm, action } => self.vm_action(vm, action).await,
+            Operation::FleetRun { .. } | Operation::Files { .. } => Err(refused(
+                "fleet runs and managed files are carried out by `baton fleet` and `baton files`, with the caller's SSH keys",
+            )),
+        }
+    }
+
+    /// A VM operation on this host, for a door without the file: the VM as recorded,
+    /// its files allowed where the projects this store knows live.
+    async fn vm_action(&self, vm: &str, action: &VmAction) -> Result<Outcome> {
+        let dirs: Vec<std::path::PathBuf> = self
+            .store
+            .projects()?
+            .into_iter()
+            .map(|p| std::path::PathBuf::from(p.working_dir))
+            .collect();
+        let host = self.vm_host(None, dirs)?;
+        let names = [vm.to_string()];
+        let none = baton_vm::VmSection::default();
+        let timeout = |t: &Option<u64>| Duration::from_secs(t.unwrap_or(60));
+        Ok(match action {
+            VmAction::Start => Outcome::VmStarted(self.vm_start(&host, &none, &names).await?),
+            VmAction::Stop { timeout_secs } => {
+                Outcome::VmStopped(self.vm_stop(&host, &names, timeout(timeout_secs)).await?)
+            }
+            VmAction::Restart { timeout_secs } => Outcome::VmStarted(
+                self.vm_restart(&host, &names, timeout(timeout_secs))
+                    .await?,
+            ),
+            VmAction::Snapshot { name, note } => Outcome::Snapshot(
+                self.vm_snapshot(
+                    &host,
+                    &none,
+                    vm,
+                    "manual",
+                    note.as_deref().unwrap_or(""),
+                    name.as_deref(),
+                )
+                .await?,
+            ),
+            VmAction::Restore { snapshot } => {
+                self.vm_restore(&host, vm, snapshot).await?;
+                Outcome::Restored {
+                    vm: vm.to_string(),
+                    snapshot: snapshot.clone(),
+                }
+            }
+        })
+    }
+
+    /// Starts the pipeline run `op` asks for (an `Operation::PipelineRun`): `started`
+    /// is answered (and the start audited) as soon as the run has an id, or with why
+    /// it could not start; the future ends with the run.
+    pub async fn start_pipeline(
+        &self,
+        actor: &Actor,
+        op: &Operation,
+        settings: &ExecSettings,
+        started: tokio::sync::oneshot::Sender<Result<Outcome>>,
+    ) {
+        let Operation::PipelineRun {
+            project,
+            pipeline,
+            vars,
+            rerun_of,
+            spec,
+        } = op
+        else {
+            let _ = started.send(Err(refused("not a pipeline run")));
+            return;
+        };
+        let audit = |result: &Result<Outcome>| self.record_result(actor, op, result);
+        let spec = match spec {
+            Some(p) => Ok(p.as_ref().clone()),
+            None => self.last_applied(project).and_then(|p| {
+                p.ok_or_else(|| {
+                    ControlError::NotFound(format!(
+                        "project {project}: nothing was applied yet; send the project with the request"
+                    ))
+                })
+            }),
+        };
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => {
+                let r = Err(e);
+                audit(&r);
+                let _ = started.send(r);
+                return;
+            }
+        };
+        let (id_tx, id_rx) = tokio::sync::oneshot::channel();
+        let (_never, cancel) = tokio::sync::watch::channel(false);
+        let live_name = format!("pipeline {pipeline}: ");
+        let live: baton_pipeline::Live =
+            std::sync::Arc::new(move |line: &str| tracing::info!("{live_name}{line}"));
+        let opts = crate::PipelineRunOptions {
+            vars: vars.clone(),
+            jobs: None,
+            rerun_of: *rerun_of,
+        };
+        let run = self.pipeline_run(
+            &spec,
+            pipeline,
+            opts,
+            settings.containers.clone(),
+            live,
+            cancel,
+            Some(id_tx),
+        );
+        tokio::pin!(run);
+        tokio::select! {
+            id = id_rx => {
+                let r = id
+                    .map(|run| Outcome::PipelineStarted { run })
+                    .map_err(|_| refused("the run ended before it had an id"));
+                audit(&r);
+                let _ = started.send(r);
+                if let Err(e) = run.await {
+                    tracing::warn!("pipeline {pipeline}: {e}");
+                }
+            }
+            done = &mut run => {
+                let r = done.map(|o| Outcome::PipelineStarted { run: o.run_id });
+                audit(&r);
+                let _ = started.send(r);
+            }
         }
     }
 
@@ -474,19 +798,27 @@ impl<R: Runtime> Control<R> {
         let up = self.begin_up(project, &options.plan_options()).await?;
         let interrupted = up.interrupted;
         let revision = up.prepared.revision;
-        watch.planned(&up.prepared.plan, interrupted);
+        watch.planned(&up.prepared.plan, &up.prepared.vms, interrupted);
         let apply = crate::ApplySettings {
             parallelism: settings.parallelism,
             wait_timeout: Duration::from_secs(options.wait_timeout_secs),
             daemon_running: settings.daemon_running,
         };
         let done = self.finish_up(project, up, &apply, watch).await?;
+        let ok = done.applied.is_ok() && done.vm_errors.is_empty();
+        let error = match done.applied {
+            Err(e) => Some(e.to_string()),
+            Ok(_) if !done.vm_errors.is_empty() => Some(done.vm_errors.join("\n")),
+            Ok(_) => None,
+        };
         Ok(UpOutcome {
             project: project.name.clone(),
             revision,
             interrupted,
-            ok: done.applied.is_ok(),
-            error: done.applied.err().map(|e| e.to_string()),
+            ok,
+            error,
+            vms: done.vms,
+            vm_errors: done.vm_errors,
             plan: done.plan,
             outcome: done.outcome,
             rollouts: done

@@ -144,6 +144,10 @@ where
 
 async fn answer<R: Runtime>(control: &Control<R>, settings: &ExecSettings, call: Call) {
     match call {
+        Call::Execute { actor, op, reply } if matches!(*op, Operation::PipelineRun { .. }) => {
+            // Answered once the run has an id; this call lives as long as the run.
+            control.start_pipeline(&actor, &op, settings, reply).await;
+        }
         Call::Execute { actor, op, reply } => {
             let r = control.execute(&actor, &op, settings, &Silent).await;
             let _ = reply.send(r);

@@ -8,6 +8,7 @@
 //!   proxies.
 //! - `POST /v1/wake` — look at the world now.
 //! - `GET  /v1/projects/{project}/traffic` — the project's proxies with metrics.
+//! - `GET  /v1/edge` — the edge: listeners, routes, certificates, refused projects.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -58,6 +59,8 @@ pub struct Status {
     /// Projects the daemon keeps running.
     pub projects: Vec<String>,
     pub proxies: Vec<ProxyStatus>,
+    /// The edge, when some project has routes.
+    pub edge: Option<crate::edge::EdgeStatus>,
 }
 
 /// One published port and what serves it.
@@ -99,9 +102,14 @@ async fn traffic(
     )
 }
 
+async fn edge(State(shared): State<Arc<Shared>>) -> Json<Option<crate::edge::EdgeStatus>> {
+    Json(shared.status().edge)
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/edge", get(edge))
         .route("/v1/wake", post(wake_handler))
         .route("/v1/projects/{project}/traffic", get(traffic))
         .with_state(shared)

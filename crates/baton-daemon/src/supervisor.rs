@@ -1,5 +1,6 @@
 //! The supervision loop: each tick, for every active project, observe, ask the pure
-//! decider what to do, do it, and record events and per-container status.
+//! decider what to do, do it, and record events and per-container status. The
+//! project's VMs are kept by `crate::vms`, run beside it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ pub struct SupervisorConfig {
     pub tick: Duration,
     /// Where `up` wrote configs and secrets (`<state dir>/files`).
     pub files_dir: PathBuf,
+    /// Where the edge keeps ACME accounts and certificates (`<state dir>/edge`).
+    pub edge_dir: PathBuf,
 }
 
 /// The supervisor's memory between ticks: restart histories per project and replica.
@@ -36,6 +39,7 @@ pub struct Supervisor<'a, R> {
     /// What each project's containers looked like at the last tick, for change events.
     seen: BTreeMap<String, Seen>,
     traffic: crate::traffic::Traffic,
+    edge: crate::edge::Edge,
     prober: crate::probe::Prober,
     shared: std::sync::Arc<crate::api::Shared>,
 }
@@ -45,6 +49,15 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The wall clock in Unix milliseconds, as the store is stamped.
+fn clock_ms() -> i64 {
+    i64::try_from(now_ms()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn log(line: &str) {
+    tracing::info!("{line}");
 }
 
 impl<'a, R: Runtime> Supervisor<'a, R> {
@@ -59,6 +72,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         Supervisor {
             rt,
             store,
+            edge: crate::edge::Edge::new(config.edge_dir.clone()),
             config,
             histories: BTreeMap::new(),
             engine_restarts: BTreeMap::new(),
@@ -80,16 +94,33 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             s.version = env!("CARGO_PKG_VERSION").to_string();
             s.started_at_ms = started;
         });
-        loop {
-            self.tick().await;
-            let shared = self.shared.clone();
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep(self.config.tick) => {}
-                _ = shared.wake.notified() => {}
+        // The VMs of active projects are kept by their own loop, beside this one.
+        let (stop_vms, vms_stopped) = tokio::sync::watch::channel(false);
+        let vms = self.store.path().parent().map(|state_dir| {
+            crate::vms::VmKeeper::new(state_dir, clock_ms).run(
+                self.config.tick.max(Duration::from_millis(500)),
+                vms_stopped,
+            )
+        });
+        let containers = async {
+            loop {
+                self.tick().await;
+                let shared = self.shared.clone();
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(self.config.tick) => {}
+                    _ = shared.wake.notified() => {}
+                }
             }
+            let _ = stop_vms.send(true);
+        };
+        match vms {
+            Some(vms) => {
+                tokio::join!(containers, vms);
+            }
+            None => containers.await,
         }
-        tracing::info!("stopping; containers keep running");
+        tracing::info!("stopping; containers and VMs keep running");
     }
 
     /// One look at every active project.
@@ -104,8 +135,10 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         self.converge(&projects).await;
         // What the local API shows until the next tick.
         let proxies = self.traffic.status();
+        let edge = self.edge.status();
         let engine_reachable = !self.engine_down;
         self.shared.update(|s| {
+            s.edge = edge;
             s.ticks += 1;
             s.last_tick_ms = now_ms();
             s.engine_reachable = engine_reachable;
@@ -118,6 +151,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
     async fn converge(&mut self, projects: &[String]) {
         // Proxies of projects taken down (or services no longer managed) free their ports.
         let mut managed = std::collections::BTreeSet::new();
+        let mut loaded = Vec::new();
         for name in projects {
             if let Some(p) = self.project(name) {
                 for (service, svc) in &p.services {
@@ -125,9 +159,11 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                         managed.insert((name.clone(), service.clone()));
                     }
                 }
+                loaded.push(p);
             }
         }
         self.traffic.release_except(&managed).await;
+
         for name in projects {
             if let Err(e) = self.tick_project(name).await {
                 match e {
@@ -136,12 +172,17 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                             tracing::warn!("{e}; retrying every tick");
                             self.engine_down = true;
                         }
-                        return;
+                        break;
                     }
                     other => tracing::warn!("project {name}: {other}"),
                 }
             }
         }
+        // The edge after the projects' ticks: their pools exist by then.
+        loaded.retain(|p| self.store.desired(&p.name).is_ok_and(|d| d.active));
+        self.edge
+            .tick(self.store, &loaded, &self.traffic, now_ms())
+            .await;
     }
 
     async fn tick_project(&mut self, name: &str) -> Result<(), RuntimeError> {

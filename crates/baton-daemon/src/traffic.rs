@@ -1,6 +1,7 @@
-//! Traffic for services whose published ports baton owns: one proxy per published port,
-//! routed to healthy replicas, and the rollouts that replace those replicas without a
-//! failed request, carried out as the pure deciders of `baton_engine::rollout` say.
+//! Traffic for services whose traffic baton carries: one proxy per published port and one
+//! backend pool per container port the edge routes to (`x-baton.routes`), routed to
+//! healthy replicas, and the rollouts that replace those replicas without a failed
+//! request, carried out as the pure deciders of `baton_engine::rollout` say.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,23 +16,27 @@ use baton_engine::runtime::{
     ContainerState, Health, Observed, ObservedContainer, Runtime, RuntimeError,
 };
 use baton_proxy::external::{External, ExternalConfig, Provider};
-use baton_proxy::{Backend, Proxy, ProxyConfig};
+use baton_proxy::{Backend, BackendPool, PoolConfig, Proxy, ProxyConfig};
 use baton_spec::{Project, Service};
 use baton_state::{RolloutRecord, RolloutRequest, RolloutStatus, Store};
 use futures_util::future::join_all;
 
-/// What serves one published port: baton's own proxy, or a server the user runs that
-/// baton writes a routing file for (`x-baton.proxy.provider: nginx | haproxy`).
+/// What carries one port's traffic: baton's own proxy or a server the user runs that
+/// baton writes a routing file for (`x-baton.proxy.provider: nginx | haproxy`), on a
+/// published port; or a pool the edge routes hosts and paths to.
 enum Frontend {
     Builtin(Proxy),
     External(Box<External>),
+    Pool(BackendPool),
 }
 
 impl Frontend {
-    fn local_addr(&self) -> SocketAddr {
+    /// Where it listens: an address, or `edge` for a pool.
+    fn listen(&self) -> String {
         match self {
-            Frontend::Builtin(p) => p.local_addr(),
-            Frontend::External(e) => e.listen(),
+            Frontend::Builtin(p) => p.local_addr().to_string(),
+            Frontend::External(e) => e.listen().to_string(),
+            Frontend::Pool(_) => "edge".into(),
         }
     }
 
@@ -45,6 +50,7 @@ impl Frontend {
         match self {
             Frontend::Builtin(p) => p.set_backends(backends),
             Frontend::External(e) => self.report(e.set_backends(backends)),
+            Frontend::Pool(p) => p.set_backends(backends),
         }
     }
 
@@ -52,6 +58,7 @@ impl Frontend {
         match self {
             Frontend::Builtin(p) => p.set_split(split),
             Frontend::External(e) => self.report(e.set_split(split)),
+            Frontend::Pool(p) => p.set_split(split),
         }
     }
 
@@ -60,6 +67,7 @@ impl Frontend {
         match self {
             Frontend::Builtin(p) => p.drained(ids).await,
             Frontend::External(e) => e.drained_addrs(addrs).await,
+            Frontend::Pool(p) => p.drained(ids).await,
         }
     }
 
@@ -69,6 +77,7 @@ impl Frontend {
         match self {
             Frontend::Builtin(p) => Some(p.metrics()),
             Frontend::External(e) => e.metrics(),
+            Frontend::Pool(p) => Some(p.metrics()),
         }
     }
 
@@ -76,6 +85,7 @@ impl Frontend {
         match self {
             Frontend::Builtin(p) => p.reset_metrics(),
             Frontend::External(e) => e.reset_metrics(),
+            Frontend::Pool(p) => p.reset_metrics(),
         }
     }
 
@@ -87,6 +97,7 @@ impl Frontend {
                     tracing::warn!("{}: {err}", e.config().config_path.display());
                 }
             }
+            Frontend::Pool(p) => p.close(),
         }
     }
 }
@@ -94,7 +105,8 @@ impl Frontend {
 /// The daemon's traffic state, per (project, service).
 #[derive(Default)]
 pub struct Traffic {
-    proxies: BTreeMap<(String, String), Vec<Frontend>>,
+    /// Per service: each frontend and the container port it forwards to.
+    proxies: BTreeMap<(String, String), Vec<(u16, Frontend)>>,
     /// During a rollout: the container names that take traffic.
     routed: BTreeMap<(String, String), BTreeSet<String>>,
     /// The container names each service's proxies last routed to.
@@ -131,12 +143,33 @@ fn replica_health(c: &ObservedContainer) -> RHealth {
     }
 }
 
-/// The container ports of the service's published ports, in order: one proxy each.
-fn published_targets(svc: &Service) -> impl Iterator<Item = u16> + '_ {
-    svc.ports
-        .iter()
-        .filter(|p| p.published.is_some())
-        .map(|p| p.target)
+/// The container ports the edge routes the service's hosts to: one pool each.
+fn routed_targets(svc: &Service) -> BTreeSet<u16> {
+    baton_engine::edge::service_routes(svc)
+        .ok()
+        .flatten()
+        .into_iter()
+        .flat_map(|r| r.routes)
+        .filter_map(|r| match r.to {
+            baton_engine::edge::RouteTo::Port(p) => Some(p),
+            baton_engine::edge::RouteTo::Redirect(_) => None,
+        })
+        .collect()
+}
+
+/// How a service's pools balance and time out: as its proxies do.
+fn pool_config(svc: &Service) -> PoolConfig {
+    let settings = baton_engine::resolve::proxy_settings(svc).unwrap_or_default();
+    let mut config = PoolConfig::http();
+    config.drain_timeout =
+        Duration::from_millis(rollout_spec(svc).map_or(10_000, |s| s.drain_timeout_ms));
+    config.response_timeout = settings
+        .response_timeout_ms
+        .map_or(baton_proxy::DEFAULT_RESPONSE_TIMEOUT, Duration::from_millis);
+    if settings.least_connections {
+        config.balance = baton_proxy::Balance::LeastConnections;
+    }
+    config
 }
 
 /// The host-reachable address of a container for a target port.
@@ -190,10 +223,10 @@ impl Traffic {
             .cloned()
             .collect();
         for key in gone {
-            for proxy in self.proxies.remove(&key).unwrap_or_default() {
-                let addr = proxy.local_addr();
+            for (target, proxy) in self.proxies.remove(&key).unwrap_or_default() {
+                let addr = proxy.listen();
                 proxy.shutdown().await;
-                tracing::info!("{}/{}: proxy on {addr} closed", key.0, key.1);
+                tracing::info!("{}/{}: proxy on {addr} -> :{target} closed", key.0, key.1);
             }
             self.routed.remove(&key);
             self.split.remove(&key);
@@ -217,6 +250,16 @@ impl Traffic {
             }
             let key = (project.name.clone(), name.clone());
             self.ensure_proxies(&key, svc, &project.working_dir).await;
+            if self.ensure_pools(&key, svc) {
+                // A new pool starts with what the service's other frontends route to.
+                let names = self
+                    .routed
+                    .get(&key)
+                    .or_else(|| self.backends.get(&key))
+                    .cloned()
+                    .unwrap_or_default();
+                self.route(&key, observed, &names);
+            }
             let running: Vec<RolloutRecord> = store
                 .rollouts(&project.name, Some(name))
                 .unwrap_or_default()
@@ -246,7 +289,7 @@ impl Traffic {
             } else {
                 self.routed.remove(&key);
                 if self.split.remove(&key) {
-                    for p in self.proxies.get(&key).into_iter().flatten() {
+                    for (_, p) in self.proxies.get(&key).into_iter().flatten() {
                         p.set_split(None);
                     }
                 }
@@ -256,7 +299,7 @@ impl Traffic {
                     .filter(|c| c.service == *name && !c.oneoff && takes_traffic(c))
                     .map(|c| c.name.clone())
                     .collect();
-                self.route(&key, svc, observed, &all);
+                self.route(&key, observed, &all);
             }
         }
         Ok(())
@@ -337,7 +380,10 @@ impl Traffic {
                     path.display(),
                     p.target
                 );
-                proxies.push(Frontend::External(Box::new(External::new(config))));
+                proxies.push((
+                    p.target,
+                    Frontend::External(Box::new(External::new(config))),
+                ));
                 continue;
             }
             let mut config = ProxyConfig::http(listen);
@@ -357,7 +403,7 @@ impl Traffic {
                         key.1,
                         p.target
                     );
-                    proxies.push(Frontend::Builtin(proxy));
+                    proxies.push((p.target, Frontend::Builtin(proxy)));
                 }
                 Err(e) => tracing::warn!("{}/{}: cannot listen on {listen}: {e}", key.0, key.1),
             }
@@ -365,21 +411,63 @@ impl Traffic {
         self.proxies.insert(key.clone(), proxies);
     }
 
-    /// What serves each published port, for the daemon's API.
+    /// Adds a pool for each container port the service's routes go to, and closes the
+    /// pools of ports no longer routed. True when a pool was added.
+    fn ensure_pools(&mut self, key: &(String, String), svc: &Service) -> bool {
+        let wanted = routed_targets(svc);
+        let frontends = self.proxies.entry(key.clone()).or_default();
+        let mut added = false;
+        frontends.retain(|(target, f)| match f {
+            Frontend::Pool(pool) if !wanted.contains(target) => {
+                pool.close();
+                tracing::info!("{}/{}: edge pool -> :{target} closed", key.0, key.1);
+                false
+            }
+            _ => true,
+        });
+        for target in wanted {
+            let have = frontends
+                .iter()
+                .any(|(t, f)| *t == target && matches!(f, Frontend::Pool(_)));
+            if !have {
+                frontends.push((target, Frontend::Pool(BackendPool::new(&pool_config(svc)))));
+                tracing::info!("{}/{}: edge pool -> :{target}", key.0, key.1);
+                added = true;
+            }
+        }
+        added
+    }
+
+    /// The pool the edge routes `project`/`service`'s hosts on container port `port` to.
+    pub fn pool(&self, project: &str, service: &str, port: u16) -> Option<BackendPool> {
+        self.proxies
+            .get(&(project.to_string(), service.to_string()))?
+            .iter()
+            .find_map(|(t, f)| match f {
+                Frontend::Pool(p) if *t == port => Some(p.clone()),
+                _ => None,
+            })
+    }
+
+    /// What serves each published port and routed container port, for the daemon's API.
     pub fn status(&self) -> Vec<crate::api::ProxyStatus> {
         let mut out = Vec::new();
         for ((project, service), frontends) in &self.proxies {
-            for f in frontends {
+            for (target, f) in frontends {
                 out.push(crate::api::ProxyStatus {
                     project: project.clone(),
                     service: service.clone(),
-                    listen: f.local_addr().to_string(),
+                    listen: match f {
+                        Frontend::Pool(_) => format!("edge -> :{target}"),
+                        _ => f.listen(),
+                    },
                     provider: match f {
                         Frontend::Builtin(_) => "builtin".into(),
                         Frontend::External(e) => match e.config().provider {
                             Provider::Nginx => "nginx".into(),
                             Provider::Haproxy => "haproxy".into(),
                         },
+                        Frontend::Pool(_) => "edge".into(),
                     },
                     backends: self
                         .backends
@@ -393,26 +481,15 @@ impl Traffic {
         out
     }
 
-    /// Points the service's proxies at the named containers.
-    fn route(
-        &mut self,
-        key: &(String, String),
-        svc: &Service,
-        observed: &Observed,
-        names: &BTreeSet<String>,
-    ) {
+    /// Points the service's proxies and pools at the named containers.
+    fn route(&mut self, key: &(String, String), observed: &Observed, names: &BTreeSet<String>) {
         let live: Vec<&ObservedContainer> = observed
             .containers
             .iter()
             .filter(|c| names.contains(&c.name) && c.state == ContainerState::Running)
             .collect();
-        for (proxy, target) in self
-            .proxies
-            .get(key)
-            .into_iter()
-            .flatten()
-            .zip(published_targets(svc))
-        {
+        for (target, proxy) in self.proxies.get(key).into_iter().flatten() {
+            let target = *target;
             let backends = live
                 .iter()
                 .filter_map(|c| {
@@ -433,7 +510,7 @@ impl Traffic {
             errors_5xx: 0,
             p95_ms: None,
         };
-        for p in proxies {
+        for (_, p) in proxies {
             let metrics = p.metrics()?;
             if let Some(r) = metrics.revisions.get(revision) {
                 m.requests += r.requests;
@@ -620,7 +697,7 @@ impl Traffic {
                 let routed = self.routed.entry(key.clone()).or_default();
                 routed.extend(ids.iter().cloned());
                 let names = routed.clone();
-                self.route(&key, svc, observed, &names);
+                self.route(&key, observed, &names);
             }
             Decision::StopOld { ids } | Decision::StopNew { ids } => {
                 let routed = self.routed.entry(key.clone()).or_default();
@@ -628,15 +705,22 @@ impl Traffic {
                     routed.remove(id);
                 }
                 let names = routed.clone();
-                self.route(&key, svc, observed, &names);
+                self.route(&key, observed, &names);
+                let frontends = self
+                    .proxies
+                    .get(&key)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
                 let addrs: Vec<SocketAddr> = ids
                     .iter()
                     .filter_map(|id| observed.containers.iter().find(|c| &c.name == id))
                     .flat_map(|c| {
-                        published_targets(svc).filter_map(|target| backend_addr(c, target))
+                        frontends
+                            .iter()
+                            .filter_map(|(target, _)| backend_addr(c, *target))
                     })
                     .collect();
-                for p in self.proxies.get(&key).into_iter().flatten() {
+                for (_, p) in frontends {
                     p.drained(ids, &addrs).await;
                 }
                 let grace = svc
@@ -656,7 +740,7 @@ impl Traffic {
             Decision::SetWeight { new_percent } => {
                 let p = (*new_percent).min(100);
                 self.split.insert(key.clone());
-                for proxy in self.proxies.get(&key).into_iter().flatten() {
+                for (_, proxy) in self.proxies.get(&key).into_iter().flatten() {
                     proxy.set_split(Some(vec![
                         (record.to_hash.clone(), p),
                         (record.from_hash.clone(), 100 - p),
@@ -664,7 +748,7 @@ impl Traffic {
                 }
             }
             Decision::ResetMetrics => {
-                for proxy in self.proxies.get(&key).into_iter().flatten() {
+                for (_, proxy) in self.proxies.get(&key).into_iter().flatten() {
                     proxy.reset_metrics();
                 }
             }

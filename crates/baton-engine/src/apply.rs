@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use baton_spec::{Condition, Project};
-use futures_util::future::join_all;
+use futures_util::future::{join_all, LocalBoxFuture};
 use futures_util::FutureExt;
 use tokio::sync::{watch, Semaphore};
 
@@ -36,6 +36,32 @@ impl Journal for NoJournal {
         None
     }
     fn outcome(&self, _: Option<i64>, _: Result<(), &str>) {}
+}
+
+/// Dependencies that are not services of the project (the file's VMs): the caller
+/// knows when one is ready. The engine only waits for them; what they are is not its
+/// business.
+pub trait External {
+    /// `None` when `name` is no external dependency; else a future that resolves once
+    /// `condition` holds, or with why it cannot.
+    fn wait<'a>(
+        &'a self,
+        name: &'a str,
+        condition: Condition,
+    ) -> Option<LocalBoxFuture<'a, Result<(), String>>>;
+}
+
+/// No external dependencies.
+pub struct NoExternal;
+
+impl External for NoExternal {
+    fn wait<'a>(
+        &'a self,
+        _: &'a str,
+        _: Condition,
+    ) -> Option<LocalBoxFuture<'a, Result<(), String>>> {
+        None
+    }
 }
 
 /// What the user sees while a plan is applied.
@@ -123,6 +149,7 @@ struct Ctx<'a, R> {
     journal: &'a dyn Journal,
     reporter: &'a dyn Reporter,
     opts: &'a ApplyOptions,
+    external: &'a dyn External,
     permits: Semaphore,
     report: RefCell<ApplyReport>,
 }
@@ -139,6 +166,7 @@ impl<'a, R: Runtime> Ctx<'a, R> {
             journal,
             reporter,
             opts,
+            external: &NoExternal,
             permits: Semaphore::new(opts.parallelism.max(1)),
             report: RefCell::new(ApplyReport::default()),
         }
@@ -179,7 +207,9 @@ impl<'a, R: Runtime> Ctx<'a, R> {
     }
 }
 
-/// Applies an `up` plan. `observed` is what the plan was made from.
+/// Applies an `up` plan. `observed` is what the plan was made from. A service's
+/// `depends_on` may also name what `external` waits for (the file's VMs).
+#[allow(clippy::too_many_arguments)]
 pub async fn apply_up<R: Runtime>(
     rt: &R,
     project: &Project,
@@ -188,8 +218,10 @@ pub async fn apply_up<R: Runtime>(
     journal: &dyn Journal,
     reporter: &dyn Reporter,
     opts: &ApplyOptions,
+    external: &dyn External,
 ) -> Result<ApplyReport, ApplyError> {
-    let owned = Ctx::new(rt, journal, reporter, opts);
+    let mut owned = Ctx::new(rt, journal, reporter, opts);
+    owned.external = external;
     let ctx = &owned;
 
     // 1. Images: all of them before anything is created.
@@ -337,22 +369,38 @@ async fn run_service<R: Runtime>(
     }
 
     for (dep, d) in &svc.depends_on {
-        let Some((_, rx)) = channels.get(dep.as_str()) else {
+        let outcome = if let Some((_, rx)) = channels.get(dep.as_str()) {
+            let mut rx = rx.clone();
+            ctx.reporter.report(Step::Waiting {
+                target: name,
+                on: dep,
+            });
+            let published =
+                match tokio::time::timeout(ctx.opts.wait_timeout, rx.wait_for(Option::is_some))
+                    .await
+                {
+                    Ok(Ok(v)) => v.clone().unwrap_or(Ok(Vec::new())),
+                    _ => Err("did not start in time".into()),
+                };
+            match published {
+                Err(e) => Err(format!("failed: {e}")),
+                Ok(dep_ids) => wait_condition(ctx, &dep_ids, d.condition).await,
+            }
+        } else if let Some(wait) = ctx.external.wait(dep, d.condition) {
+            ctx.reporter.report(Step::Waiting {
+                target: name,
+                on: dep,
+            });
+            tokio::time::timeout(ctx.opts.wait_timeout, wait)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "did not become ready in {:?}",
+                        ctx.opts.wait_timeout
+                    ))
+                })
+        } else {
             continue;
-        };
-        let mut rx = rx.clone();
-        ctx.reporter.report(Step::Waiting {
-            target: name,
-            on: dep,
-        });
-        let published =
-            match tokio::time::timeout(ctx.opts.wait_timeout, rx.wait_for(Option::is_some)).await {
-                Ok(Ok(v)) => v.clone().unwrap_or(Ok(Vec::new())),
-                _ => Err("did not start in time".into()),
-            };
-        let outcome = match published {
-            Err(e) => Err(format!("failed: {e}")),
-            Ok(dep_ids) => wait_condition(ctx, &dep_ids, d.condition).await,
         };
         if let Err(problem) = outcome {
             if d.required {

@@ -76,8 +76,14 @@ fn duration_ms(
 }
 
 /// The port a probe targets by default: the service's first container port.
+/// The first port the service's containers listen on: of `ports`, else of `expose` (a
+/// service only the edge routes to exposes its port).
 fn default_port(service: &Service) -> Option<u16> {
-    service.ports.first().map(|p| p.target)
+    service.ports.first().map(|p| p.target).or_else(|| {
+        let first = service.expose.first()?;
+        let port = first.split(['/', '-']).next()?;
+        port.trim().parse().ok()
+    })
 }
 
 fn port_of(v: &Value, what: &str) -> Result<u16, String> {
@@ -128,7 +134,7 @@ pub fn probe_spec(service: &Service) -> Result<Option<ProbeSpec>, String> {
     }
     let no_port = |what: &str| {
         format!(
-            "x-baton.healthcheck.{what}: no port given and the service has no ports to default to"
+            "x-baton.healthcheck.{what}: no port given and the service has no ports or expose to default to"
         )
     };
     let probe = match (map.get("http"), map.get("tcp")) {

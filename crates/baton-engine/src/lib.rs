@@ -5,6 +5,7 @@ pub mod alert;
 pub mod apply;
 pub mod autoscale;
 pub mod check;
+pub mod edge;
 pub mod graph;
 pub mod hash;
 pub mod health;

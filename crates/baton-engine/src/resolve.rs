@@ -11,16 +11,20 @@ use crate::runtime::{
     labels, BuildSpec, ContainerSpec, FileMount, NetworkAttachment, NetworkSpec, VolumeSpec,
 };
 
-/// Whether baton's traffic proxy owns the service's published ports: the service has
-/// published ports and an `x-baton.rollout` section. Its containers then publish
-/// nothing themselves; `baton serve` listens on the ports and forwards to healthy
-/// replicas, so replicas can be replaced without a failed request.
+/// Whether baton's traffic proxy carries the service's traffic: the service has published
+/// ports and an `x-baton.rollout` section, or routes on the edge (`x-baton.routes`). Its
+/// containers then publish nothing themselves; `baton serve` listens on the ports (and
+/// routes the edge's hosts) and forwards to healthy replicas, so replicas can be replaced
+/// without a failed request.
 pub fn traffic_managed(service: &Service) -> bool {
-    service.ports.iter().any(|p| p.published.is_some())
-        && service
-            .baton
-            .as_ref()
-            .is_some_and(|b| b.get("rollout").is_some())
+    let baton = service.baton.as_ref();
+    let routed = baton
+        .and_then(|b| b.get("routes"))
+        .and_then(|r| r.as_array())
+        .is_some_and(|r| !r.is_empty());
+    routed
+        || (service.ports.iter().any(|p| p.published.is_some())
+            && baton.is_some_and(|b| b.get("rollout").is_some()))
 }
 
 /// How the daemon's proxy handles a traffic-managed service, from its

@@ -127,8 +127,8 @@ struct Verifier<V> {
 /// `router` with every route, and the fallback, behind `Authorization: Bearer <token>`
 /// checked by `verify`. The principal it names is put in the request's extensions for
 /// the handlers; a missing or unknown token gets 401 before any handler (or body read)
-/// runs. A client address that keeps presenting unknown tokens waits longer each time
-/// before its next one is looked at (`throttle`).
+/// runs. A client address that keeps presenting unknown tokens waits longer each time,
+/// before its next attempt is looked at and before a failed one is answered (`throttle`).
 pub fn require_principal<V: Verify>(router: Router, verify: V, throttle: Arc<Throttle>) -> Router {
     router.layer(middleware::from_fn_with_state(
         Verifier { verify, throttle },
@@ -164,8 +164,14 @@ async fn check_principal<V: Verify>(
             next.run(req).await
         }
         None => {
+            // The failing attempt itself waits too, so guesses sent all at once are
+            // slowed down as much as guesses sent one after another.
             if let Some(ip) = ip {
                 v.throttle.failed(ip, Instant::now());
+                let wait = v.throttle.delay(ip, Instant::now());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
             }
             unauthorized("unknown bearer token")
         }

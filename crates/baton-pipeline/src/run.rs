@@ -79,13 +79,20 @@ pub fn run_dir(state_dir: &Path, run_id: i64) -> PathBuf {
         .join(run_id.to_string())
 }
 
-/// Runs `pipeline` to the end (or until `cancel` turns true) and records it.
+/// How often a run looks for a cancel request in the store (`baton pipeline cancel`,
+/// the API), from whichever process asked.
+const CANCEL_POLL: Duration = Duration::from_millis(300);
+
+/// Runs `pipeline` to the end (or until `cancel` turns true, or a cancel request for the
+/// run reaches the store) and records it. `on_start` is told the run's id as soon as it
+/// has one.
 pub async fn execute(
     store: Arc<Store>,
     pipeline: &Pipeline,
     req: RunRequest,
     live: Live,
     cancel: watch::Receiver<bool>,
+    on_start: Option<tokio::sync::oneshot::Sender<i64>>,
 ) -> Result<RunOutcome, PipelineError> {
     mark_abandoned_runs(&store)?;
     let _slot = concurrency_slot(&store, pipeline, &req, &live, &cancel).await?;
@@ -105,6 +112,14 @@ pub async fn execute(
         started_at: started,
         finished_at: None,
     })?;
+    // The event stream shows runs and their jobs as they go (the dashboard's DAG).
+    let _ = store.event(
+        &req.project,
+        "pipeline",
+        &pipeline.name,
+        &format!("run {run_id} started ({})", req.trigger),
+        started,
+    );
     if let Some(start) = process_start(std::process::id()) {
         let owner = RunOwner {
             pid: std::process::id(),
@@ -112,18 +127,34 @@ pub async fn execute(
         };
         store.set_pipeline_run_owner(run_id, owner)?;
     }
+    if let Some(tx) = on_start {
+        let _ = tx.send(run_id);
+    }
+    // One cancel for the run: the caller's, or a request found in the store.
+    let (stop_tx, stop) = watch::channel(*cancel.borrow());
+    let _watcher = Watcher(tokio::spawn({
+        let store = store.clone();
+        let mut outer = cancel.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = wait_cancel(&mut outer) => break,
+                    _ = tokio::time::sleep(CANCEL_POLL) => {
+                        if store.pipeline_cancel_requested(run_id).unwrap_or(false) {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = stop_tx.send(true);
+        }
+    }));
+    let cancel = stop;
     vars.insert("BATON_RUN".into(), run_id.to_string());
     let dir = run_dir(&req.state_dir, run_id);
     let logs = dir.join("logs");
     baton_state::private::create_dir(&logs).map_err(|e| PipelineError::io(&logs, e))?;
     write_plan(&dir, &plan)?;
-    let _ = store.event(
-        &req.project,
-        "pipeline",
-        &format!("{}#{run_id}", pipeline.name),
-        "running",
-        started,
-    );
     live(&format!(
         "run {run_id} of pipeline {} ({} jobs)",
         pipeline.name,
@@ -150,10 +181,10 @@ pub async fn execute(
         status: vec![None; plan.jobs.len()],
         produced: BTreeMap::new(),
         dirty: BTreeSet::new(),
+        evented: BTreeMap::new(),
         last_flush: Instant::now(),
         seq: 0,
         finished_order: Vec::new(),
-        announced: BTreeMap::new(),
     };
     ex.records = plan
         .jobs
@@ -195,8 +226,8 @@ pub async fn execute(
     let _ = store.event(
         &req.project,
         "pipeline",
-        &format!("{}#{run_id}", pipeline.name),
-        status,
+        &pipeline.name,
+        &format!("run {run_id}: {status}"),
         finished,
     );
     (ex.live)(&format!("run {run_id}: {status}"));
@@ -229,12 +260,12 @@ struct Executor<'a> {
     /// Artifacts each planned job left: (relative path, sha256).
     produced: BTreeMap<usize, Vec<(String, String)>>,
     dirty: BTreeSet<usize>,
+    /// Each job's status as last told to the event stream.
+    evented: BTreeMap<usize, String>,
     last_flush: Instant,
     seq: i64,
     /// Planned jobs that passed, in the order they finished.
     finished_order: Vec<usize>,
-    /// The status each job's last event said.
-    announced: BTreeMap<String, String>,
 }
 
 /// The plan's file in a run's directory: the DAG (jobs and what each needs) for those
@@ -359,19 +390,18 @@ impl Executor<'_> {
             .map(|&i| self.records[i].clone())
             .collect();
         self.store.save_pipeline_jobs(&batch)?;
-        // One event per job whose status changed, for the event stream (the dashboard's
-        // DAG); a job's other fields (attempts) change without one.
         let now = now_ms();
-        for j in &batch {
-            if self.announced.get(&j.name) != Some(&j.status) {
+        for &i in &self.dirty {
+            let r = &self.records[i];
+            if self.evented.get(&i) != Some(&r.status) {
+                self.evented.insert(i, r.status.clone());
                 let _ = self.store.event(
                     &self.req.project,
                     "pipeline",
-                    &format!("{}#{}/{}", self.pipeline.name, self.run_id, j.name),
-                    &j.status,
+                    &self.pipeline.name,
+                    &format!("run {} {} {}: {}", self.run_id, r.kind, r.name, r.status),
                     now,
                 );
-                self.announced.insert(j.name.clone(), j.status.clone());
             }
         }
         self.dirty.clear();
@@ -1230,6 +1260,15 @@ pub fn simple_command(script: &str, env: &[(String, String)]) -> Option<(PathBuf
             .find(|p| executable(p))?
     };
     Some((path, words.collect()))
+}
+
+/// Stops the cancel watcher of a run when the run is over.
+struct Watcher(tokio::task::JoinHandle<()>);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Kills a job's whole process group when dropped.

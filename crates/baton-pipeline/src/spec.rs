@@ -158,7 +158,10 @@ pub fn pipelines(project: &Project) -> Result<BTreeMap<String, Pipeline>, SpecEr
     let Some(section) = project.baton.get("pipelines") else {
         return Ok(BTreeMap::new());
     };
-    let r = Reader { project };
+    let r = Reader {
+        project,
+        section: baton_spec::Section::new(project),
+    };
     let map = r.map(section, "pipelines")?;
     let mut out = BTreeMap::new();
     for (name, v) in map {
@@ -209,85 +212,20 @@ const JOB_KEYS: &[&str] = &[
     "rollback",
 ];
 
+/// The typed reader of `pipelines:`, over the spec's located primitives.
 struct Reader<'a> {
     project: &'a Project,
+    section: baton_spec::Section<'a>,
+}
+
+impl<'a> std::ops::Deref for Reader<'a> {
+    type Target = baton_spec::Section<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.section
+    }
 }
 
 impl Reader<'_> {
-    fn err(&self, kind: ErrorKind, path: &str, msg: impl Into<String>) -> SpecError {
-        self.project.error_at(kind, path, msg)
-    }
-
-    fn map<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, SpecError> {
-        v.as_object()
-            .ok_or_else(|| self.err(ErrorKind::Type, path, "expected a mapping"))
-    }
-
-    fn keys(&self, m: &Map<String, Value>, allowed: &[&str], path: &str) -> Result<(), SpecError> {
-        for k in m.keys() {
-            if !allowed.contains(&k.as_str()) {
-                let mut e = self.err(
-                    ErrorKind::UnknownKey,
-                    &format!("{path}.{k}"),
-                    format!("unknown key \"{k}\""),
-                );
-                e.hint = baton_spec::suggest(k, allowed.iter().copied());
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    fn string(&self, v: &Value, path: &str) -> Result<String, SpecError> {
-        match v {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
-            _ => Err(self.err(ErrorKind::Type, path, "expected a string")),
-        }
-    }
-
-    fn strings(&self, v: &Value, path: &str) -> Result<Vec<String>, SpecError> {
-        match v {
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, x)| self.string(x, &format!("{path}[{i}]")))
-                .collect(),
-            Value::String(s) => Ok(vec![s.clone()]),
-            _ => Err(self.err(ErrorKind::Type, path, "expected a list of strings")),
-        }
-    }
-
-    fn uint(&self, v: &Value, path: &str) -> Result<u32, SpecError> {
-        v.as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            .ok_or_else(|| self.err(ErrorKind::Type, path, "expected a non-negative integer"))
-    }
-
-    fn bool(&self, v: &Value, path: &str) -> Result<bool, SpecError> {
-        match v {
-            Value::Bool(b) => Ok(*b),
-            Value::String(s) if s == "true" => Ok(true),
-            Value::String(s) if s == "false" => Ok(false),
-            _ => Err(self.err(ErrorKind::Type, path, "expected true or false")),
-        }
-    }
-
-    fn duration(&self, v: &Value, path: &str) -> Result<Duration, SpecError> {
-        let s = self.string(v, path)?;
-        baton_spec::parse_duration(&s)
-            .map(|d| d.as_std())
-            .map_err(|_| {
-                self.err(
-                    ErrorKind::Invalid,
-                    path,
-                    format!("\"{s}\" is not a duration"),
-                )
-            })
-    }
-
     fn pipeline(&self, name: &str, v: &Value, path: &str) -> Result<Pipeline, SpecError> {
         let m = self.map(v, path)?;
         self.keys(m, PIPELINE_KEYS, path)?;

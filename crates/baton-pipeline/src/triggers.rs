@@ -84,7 +84,8 @@ impl Launcher {
         let prefix = format!("pipeline {name}: ");
         let live: Live = Arc::new(move |line: &str| tracing::info!("{prefix}{line}"));
         tokio::spawn(async move {
-            if let Err(e) = execute(me.store.clone(), &p, req, live, me.cancel.clone()).await {
+            if let Err(e) = execute(me.store.clone(), &p, req, live, me.cancel.clone(), None).await
+            {
                 tracing::warn!("pipeline {}: {e}", p.name);
             }
         });

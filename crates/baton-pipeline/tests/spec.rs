@@ -140,7 +140,7 @@ fn mistakes_are_located_and_explained() {
         ),
         (
             "pipelines:\n  ci:\n    jobs:\n      a:\n        run: x\n        retry: {max: 2, backoff: forever}\n",
-            "pipelines.ci.jobs.a.retry.backoff: \"forever\" is not a duration",
+            "pipelines.ci.jobs.a.retry.backoff: expected a duration like \"30s\", \"1m30s\" or \"500ms\", found \"forever\"",
         ),
         (
             "pipelines:\n  ci:\n    jobs:\n      a:\n        timeout: 1s\n",

@@ -9,7 +9,7 @@ use hyper::http::uri::Authority;
 use tokio::sync::Notify;
 
 use crate::balance::{self, Candidate};
-use crate::config::{Backend, Balance, ProxyConfig};
+use crate::config::{Backend, Balance, PoolConfig};
 use crate::metrics::{Registry, RevisionMetrics};
 use crate::upstream::Pool;
 use crate::workers;
@@ -136,7 +136,7 @@ pub(crate) struct BackendSet {
 }
 
 impl BackendSet {
-    pub fn new(config: &ProxyConfig, runtime: tokio::runtime::Handle) -> BackendSet {
+    pub fn new(config: &PoolConfig, runtime: tokio::runtime::Handle) -> BackendSet {
         BackendSet {
             balance: config.balance,
             drain_timeout: config.drain_timeout,

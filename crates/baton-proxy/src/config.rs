@@ -57,6 +57,40 @@ impl ProxyConfig {
     }
 }
 
+/// How a backend pool without a listener of its own balances and times out: the settings
+/// of [`ProxyConfig`] that are not about the listener. The edge routes to such pools.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub balance: Balance,
+    pub drain_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+impl PoolConfig {
+    /// Round-robin, a 30 s drain, a 2 s connect timeout and a 60 s response timeout.
+    pub fn http() -> PoolConfig {
+        let c = ProxyConfig::http(SocketAddr::from(([127, 0, 0, 1], 0)));
+        PoolConfig {
+            balance: c.balance,
+            drain_timeout: c.drain_timeout,
+            connect_timeout: c.connect_timeout,
+            response_timeout: c.response_timeout,
+        }
+    }
+}
+
+impl From<&ProxyConfig> for PoolConfig {
+    fn from(c: &ProxyConfig) -> PoolConfig {
+        PoolConfig {
+            balance: c.balance,
+            drain_timeout: c.drain_timeout,
+            connect_timeout: c.connect_timeout,
+            response_timeout: c.response_timeout,
+        }
+    }
+}
+
 /// One replica that can take traffic: a container reachable from the host at `addr`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {

@@ -16,4 +16,10 @@ pub enum ProxyError {
     /// The bound socket has no local address (should not happen on TCP).
     #[error("cannot read the local address of the listener: {0}")]
     LocalAddr(std::io::Error),
+    /// The edge's routes make no table.
+    #[error(transparent)]
+    Route(#[from] crate::edge::RouteError),
+    /// TLS material or configuration rustls refuses.
+    #[error(transparent)]
+    Tls(#[from] crate::edge::TlsError),
 }

@@ -38,9 +38,7 @@ const MAX_RETRIES: usize = 2;
 
 /// Accepts clients until `stop`, then lets open connections finish up to the drain timeout.
 pub(crate) async fn serve(listener: TcpListener, set: Arc<BackendSet>, stop: CancellationToken) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    let builder = builder();
     let life = Arc::new(Lifecycle::default());
     loop {
         let (stream, remote) = tokio::select! {
@@ -92,6 +90,15 @@ pub(crate) async fn serve(listener: TcpListener, set: Arc<BackendSet>, stop: Can
     }
 }
 
+/// How client connections are served: HTTP/1.1 with keep-alive, or h2 (prior knowledge,
+/// or chosen by TLS's ALPN at the edge), with upgrades.
+pub(crate) fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
 /// One accepted client connection and what serving it needs.
 struct Client {
     id: u64,
@@ -125,7 +132,7 @@ impl Client {
 }
 
 /// Forwards one client request; never fails (problems become 502/503 answers).
-async fn handle(
+pub(crate) async fn handle(
     set: Arc<BackendSet>,
     client_ip: HeaderValue,
     req: Request<Incoming>,
@@ -383,7 +390,7 @@ async fn checkout(state: &BackendState) -> Option<Box<Conn>> {
     None
 }
 
-fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+pub(crate) fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::Local(Full::new(Bytes::from_static(
         text.as_bytes(),
     ))));

@@ -8,6 +8,7 @@
 mod backends;
 mod balance;
 mod config;
+pub mod edge;
 mod error;
 pub mod external;
 mod h1;
@@ -27,7 +28,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::BackendSet;
-pub use crate::config::{Backend, Balance, Protocol, ProxyConfig, DEFAULT_RESPONSE_TIMEOUT};
+pub use crate::config::{
+    Backend, Balance, PoolConfig, Protocol, ProxyConfig, DEFAULT_RESPONSE_TIMEOUT,
+};
 pub use crate::error::ProxyError;
 pub use crate::metrics::{LatencyStats, Metrics, RevisionStats};
 
@@ -77,7 +80,10 @@ impl Proxy {
                     source,
                 })?;
         let local_addr = listener.local_addr().map_err(ProxyError::LocalAddr)?;
-        let set = Arc::new(BackendSet::new(&config, tokio::runtime::Handle::current()));
+        let set = Arc::new(BackendSet::new(
+            &PoolConfig::from(&config),
+            tokio::runtime::Handle::current(),
+        ));
         let stop = CancellationToken::new();
         let task = match config.protocol {
             Protocol::Http => {
@@ -149,5 +155,59 @@ impl Proxy {
             }
         }
         self.inner.set.close_all();
+    }
+}
+
+/// A backend set without a listener of its own: what the edge routes a host and path to
+/// (`edge::Target::Pool`). The same balancing, weighted split, draining, retries and
+/// per-revision metrics as a [`Proxy`]'s. Cheap to clone; every clone is the same pool.
+#[derive(Clone)]
+pub struct BackendPool {
+    pub(crate) set: Arc<BackendSet>,
+}
+
+impl BackendPool {
+    /// An empty pool (requests routed to it get 503 until `set_backends`). Must be called
+    /// within a tokio runtime: drains and the idle-connection sweep run on it, the sweep
+    /// until the last clone is dropped.
+    pub fn new(config: &PoolConfig) -> BackendPool {
+        let set = Arc::new(BackendSet::new(config, tokio::runtime::Handle::current()));
+        tokio::spawn(sweep(Arc::downgrade(&set), CancellationToken::new()));
+        BackendPool { set }
+    }
+
+    /// As [`Proxy::set_backends`].
+    pub fn set_backends(&self, backends: Vec<Backend>) {
+        self.set.set(backends);
+    }
+
+    /// As [`Proxy::set_split`].
+    pub fn set_split(&self, split: Option<Vec<(String, u32)>>) {
+        self.set.set_split(split);
+    }
+
+    /// As [`Proxy::drained`].
+    pub async fn drained(&self, ids: &[String]) {
+        self.set.drained(ids).await;
+    }
+
+    /// As [`Proxy::metrics`].
+    pub fn metrics(&self) -> Metrics {
+        self.set.registry.snapshot()
+    }
+
+    /// As [`Proxy::reset_metrics`].
+    pub fn reset_metrics(&self) {
+        self.set.registry.reset();
+    }
+
+    /// Stops routing to every backend; in-flight requests finish up to the drain timeout.
+    pub fn close(&self) {
+        self.set.set(Vec::new());
+    }
+
+    /// Whether two handles are the same pool.
+    pub fn same(&self, other: &BackendPool) -> bool {
+        Arc::ptr_eq(&self.set, &other.set)
     }
 }

@@ -12,6 +12,7 @@ mod normalize;
 mod read;
 pub mod render;
 pub mod schema;
+mod section;
 mod validate;
 mod yaml;
 
@@ -19,3 +20,4 @@ pub use error::{closest, suggest, ErrorKind, SpecError};
 pub use load::{find_default_files, load, load_with_warnings, LoadOptions};
 pub use model::*;
 pub use normalize::{normalize_project_name, parse_bytes, parse_duration, parse_port};
+pub use section::Section;

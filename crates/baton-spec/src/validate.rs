@@ -58,7 +58,34 @@ fn located(e: SpecError, mark: Option<Mark>) -> SpecError {
     }
 }
 
+/// The names of the file's VMs (`vms:` keys, or `name:` of its entries): a service may
+/// depend on one. Only the names: what a VM is belongs to `baton-vm`, which checks the
+/// rest (its own dependencies, cycles through VMs).
+pub fn vm_names(p: &Project) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    match p.baton.get("vms") {
+        Some(serde_json::Value::Object(m)) => {
+            for (key, v) in m {
+                names.insert(key.clone());
+                if let Some(n) = v.get("name").and_then(serde_json::Value::as_str) {
+                    names.insert(n.to_string());
+                }
+            }
+        }
+        Some(serde_json::Value::Array(items)) => {
+            for v in items {
+                if let Some(n) = v.get("name").and_then(serde_json::Value::as_str) {
+                    names.insert(n.to_string());
+                }
+            }
+        }
+        _ => {}
+    }
+    names
+}
+
 fn check_dependencies(p: &Project, nodes: &ServiceNodes<'_>) -> Result<()> {
+    let vms = vm_names(p);
     for (name, s) in &p.services {
         for dep in s.depends_on.keys() {
             let path = format!("services.{name}.depends_on.{dep}");
@@ -73,13 +100,14 @@ fn check_dependencies(p: &Project, nodes: &ServiceNodes<'_>) -> Result<()> {
                     mark,
                 ));
             }
-            if !p.services.contains_key(dep) {
+            if !p.services.contains_key(dep) && !vms.contains(dep) {
                 let mut e = SpecError::new(
                     ErrorKind::Undefined,
                     path,
                     format!("service \"{name}\" depends on undefined service \"{dep}\""),
                 );
-                if let Some(h) = suggest(dep, p.services.keys().map(String::as_str)) {
+                let known = p.services.keys().chain(vms.iter()).map(String::as_str);
+                if let Some(h) = suggest(dep, known) {
                     e = e.with_hint(h);
                 }
                 return Err(located(e, mark));
@@ -138,6 +166,8 @@ fn check_cycles(p: &Project, nodes: &ServiceNodes<'_>) -> Result<()> {
 
 fn apply_profiles(p: &mut Project, nodes: &ServiceNodes<'_>, settings: &Settings) -> Result<()> {
     let all = settings.profiles.iter().any(|s| s == "*");
+    // VMs have no profiles: a service may always depend on one.
+    let vms = vm_names(p);
     let mut active: BTreeSet<String> = p
         .services
         .iter()
@@ -177,7 +207,7 @@ fn apply_profiles(p: &mut Project, nodes: &ServiceNodes<'_>, settings: &Settings
             continue;
         }
         for (dep, d) in &s.depends_on {
-            if d.required && !active.contains(dep) {
+            if d.required && !active.contains(dep) && !vms.contains(dep) {
                 let profiles = p
                     .services
                     .get(dep)

@@ -515,3 +515,25 @@ fn an_unset_variable_in_a_pipeline_script_says_how_to_leave_it_to_the_shell() {
         ]
     );
 }
+
+#[test]
+fn a_service_may_depend_on_a_vm_of_the_file() {
+    let p = load_one(
+        "services:\n  web:\n    image: x\n    profiles: [p]\n  api:\n    image: x\n    depends_on: {db: {condition: service_healthy}}\nvms:\n  db: {boot: {disk: true}}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        p.services["api"].depends_on["db"].condition,
+        Condition::ServiceHealthy
+    );
+    // A list of VMs names them with `name:`.
+    assert!(load_one(
+        "services:\n  api:\n    image: x\n    depends_on: [db]\nvms:\n  - {name: db, boot: {disk: true}}\n"
+    )
+    .is_ok());
+    // An unknown name is still refused, with the VMs among the suggestions.
+    assert_eq!(
+        err("services:\n  api:\n    image: x\n    depends_on: [dbx]\nvms:\n  db1: {boot: {disk: true}}\n"),
+        "compose.yaml:4:18: services.api.depends_on.dbx: service \"api\" depends on undefined service \"dbx\" (did you mean \"db1\"?)"
+    );
+}

@@ -398,6 +398,7 @@ CREATE TABLE IF NOT EXISTS supervision (
 const MIGRATIONS: &[&[&str]] = &[
     &[SCHEMA, pipeline::SCHEMA, fleet::SCHEMA, vm::SCHEMA],
     &[pipeline::DELIVERIES],
+    &[pipeline::CANCELS],
     &[tokens::SCHEMA],
     &[audit::SCHEMA],
 ];

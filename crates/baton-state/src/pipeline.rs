@@ -61,6 +61,15 @@ CREATE TABLE IF NOT EXISTS pipeline_triggers (
 );
 ";
 
+/// Cancel requests on running pipeline runs: whatever process runs one (the CLI, the
+/// daemon) watches for its row and stops the run.
+pub(crate) const CANCELS: &str = "
+CREATE TABLE pipeline_cancels (
+    run_id INTEGER PRIMARY KEY,
+    requested_at INTEGER NOT NULL
+);
+";
+
 /// Webhook deliveries already answered (delivery ids and signed-body digests), kept for
 /// a window so that a replayed delivery does not run its pipeline again.
 pub(crate) const DELIVERIES: &str = "
@@ -455,6 +464,41 @@ impl Store {
                 params![project, pipeline, key, value, now],
             )
             .map(|_| ())
+        })
+    }
+
+    /// Asks the process running `run_id` to cancel it; false when the run is not
+    /// running (finished, interrupted or unknown).
+    pub fn request_pipeline_cancel(&self, run_id: i64, now: i64) -> Result<bool> {
+        self.with(|c| {
+            let running: bool = c
+                .query_row(
+                    "SELECT status = 'running' FROM pipeline_runs WHERE id = ?1",
+                    params![run_id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(false);
+            if running {
+                c.execute(
+                    "INSERT OR IGNORE INTO pipeline_cancels (run_id, requested_at) VALUES (?1, ?2)",
+                    params![run_id, now],
+                )?;
+            }
+            Ok(running)
+        })
+    }
+
+    /// Whether someone asked to cancel `run_id`.
+    pub fn pipeline_cancel_requested(&self, run_id: i64) -> Result<bool> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT 1 FROM pipeline_cancels WHERE run_id = ?1",
+                params![run_id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
         })
     }
 

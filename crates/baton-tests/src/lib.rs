@@ -2,7 +2,10 @@
 //! against the real Docker engine, and inspects the engine with the `docker` CLI.
 //! Tests live in `tests/`; heavy ones need `BATON_REQUIRE_DOCKER=1` to fail, not skip.
 
+pub mod api;
+pub mod edge;
 pub mod fleet;
+pub mod netns;
 pub mod pipeline;
 pub mod registry;
 pub mod vm;

@@ -306,6 +306,11 @@ pub fn http_request(
 /// A CA and a server certificate it signed for 127.0.0.1 and localhost, made with the
 /// openssl command line in `dir`. Returns (CA, certificate, key).
 pub fn tls_files(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    tls_files_for(dir, tag, &["IP:127.0.0.1", "DNS:localhost"])
+}
+
+/// As [`tls_files`], for the subjectAltNames given (`IP:10.0.0.2`, `DNS:name`).
+pub fn tls_files_for(dir: &Path, tag: &str, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     let p = |n: &str| dir.join(format!("{tag}-{n}"));
     let (ca, ca_key, key, csr, cert, ext) = (
         p("ca.pem"),
@@ -317,7 +322,10 @@ pub fn tls_files(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
     );
     std::fs::write(
         &ext,
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName={}\n",
+            names.join(",")
+        ),
     )
     .expect("write ext.cnf");
     let [ca_s, ca_key_s, key_s, csr_s, cert_s, ext_s] =
@@ -367,6 +375,192 @@ pub fn tls_files(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 pub use crate::within as wait_until;
+
+/// What the agents of a [`crate::netns::HostNet`] share: a CA, a certificate for every
+/// host's address signed by it, and the token.
+pub struct GroupTls {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub token: PathBuf,
+}
+
+impl GroupTls {
+    pub fn new(net: &crate::netns::HostNet) -> GroupTls {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names: Vec<String> = net.hosts.iter().map(|h| format!("IP:{}", h.ip)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (ca, cert, key) = tls_files_for(dir.path(), "group", &names);
+        let token = dir.path().join("token");
+        std::fs::write(&token, format!("{AGENT_TOKEN}\n")).expect("token file");
+        GroupTls {
+            dir,
+            ca,
+            cert,
+            key,
+            token,
+        }
+    }
+}
+
+/// A `baton vm agent` inside host `i` of a [`crate::netns::HostNet`], serving
+/// `https://IP:7420` with the group's certificate and token (and trusting its CA to
+/// reach peers), on a state directory of its own; SIGKILLed when dropped.
+pub struct NetAgent {
+    pub child: Child,
+    pub addr: String,
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl NetAgent {
+    /// Starts it with `args` besides the listener, TLS, token and the guest's
+    /// directory; waits until it listens.
+    pub fn start(
+        net: &crate::netns::HostNet,
+        i: usize,
+        tls: &GroupTls,
+        args: &[String],
+    ) -> NetAgent {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("host");
+        let ip = net.hosts[i].ip.clone();
+        let mut c = net.command(i, &baton_bin());
+        c.env("BATON_STATE_DIR", &dir)
+            .env_remove("BATON_AGENT_TOKEN")
+            .env_remove("BATON_AGENT_CA")
+            .args(["vm", "agent", "--listen", &format!("{ip}:7420")])
+            .arg("--token-file")
+            .arg(&tls.token)
+            .arg("--tls-cert")
+            .arg(&tls.cert)
+            .arg("--tls-key")
+            .arg(&tls.key)
+            .arg("--tls-ca")
+            .arg(&tls.ca)
+            .arg("--disk-dir")
+            .arg(guest_dir())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = c.spawn().expect("baton vm agent in a namespace");
+        let mut a = NetAgent {
+            child,
+            addr: format!("https://{ip}:7420"),
+            dir,
+            ca: tls.ca.clone(),
+            _tmp: tmp,
+        };
+        let up = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect((ip.as_str(), 7420)).is_ok()
+        });
+        if up.is_none() {
+            a.kill();
+            panic!("agent on {} did not listen", a.addr);
+        }
+        a
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A baton command on this agent's state directory, with the token and the CA.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(baton_bin());
+        c.env("BATON_STATE_DIR", &self.dir)
+            .env("BATON_AGENT_TOKEN", AGENT_TOKEN)
+            .env("BATON_AGENT_CA", &self.ca);
+        c
+    }
+
+    /// `baton --json ARGS` on this agent's state directory.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self
+            .cmd()
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("run baton");
+        assert!(
+            out.status.success(),
+            "baton {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+
+    pub fn vm_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("vms").join(name)
+    }
+}
+
+impl Drop for NetAgent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// When each host's copy of a guest printed ticks, as seen from here: the logs are
+/// read every 20 ms on a thread of its own until `stop`.
+pub struct TickWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<Span>>>,
+}
+
+/// A span of ticks: host index, first seen, last seen, ticks counted.
+pub type Span = (usize, std::time::Instant, std::time::Instant, usize);
+
+impl TickWatch {
+    /// Watches the serial logs in `dirs` (one VM directory per host).
+    pub fn start(dirs: Vec<PathBuf>) -> TickWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = vec![0usize; dirs.len()];
+            // (host, first new tick seen, last new tick seen, ticks)
+            let mut spans: Vec<Option<(std::time::Instant, std::time::Instant)>> =
+                vec![None; dirs.len()];
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                for (i, d) in dirs.iter().enumerate() {
+                    let n = ticks(&console_log(d)).len();
+                    if n > seen[i] {
+                        let now = std::time::Instant::now();
+                        // Ticks already in the log when watching began are not timed.
+                        if seen[i] > 0 || spans[i].is_some() || n > 0 {
+                            let first = spans[i].map_or(now, |s| s.0);
+                            spans[i] = Some((first, now));
+                        }
+                        seen[i] = n;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            spans
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.map(|(a, b)| (i, a, b, seen[i])))
+                .collect()
+        });
+        TickWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops watching: (host index, first tick seen, last tick seen, ticks in its log)
+    /// for each host whose log grew.
+    pub fn finish(mut self) -> Vec<(usize, std::time::Instant, std::time::Instant, usize)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
 
 /// The serial log of a VM directory.
 pub fn console_log(vm_dir: &Path) -> String {

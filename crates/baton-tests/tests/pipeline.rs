@@ -352,7 +352,7 @@ fn bad_pipelines_are_refused_with_their_location_and_run_nothing() {
         (
             "bad duration",
             "pipelines:\n  ci:\n    jobs:\n      a:\n        run: touch marker\n        timeout: soon\n",
-            "baton.yaml:6:9: pipelines.ci.jobs.a.timeout: \"soon\" is not a duration",
+            "baton.yaml:6:9: pipelines.ci.jobs.a.timeout: expected a duration like \"30s\", \"1m30s\" or \"500ms\", found \"soon\"",
         ),
     ];
     for (what, yaml, want) in cases {
@@ -443,6 +443,62 @@ fn sigterm_during_a_run_kills_every_job_and_leaves_no_process() {
         assert_eq!(status, "cancelled", "{name}");
     }
     assert!(!s.path().join("never").exists());
+}
+
+#[test]
+fn a_cancel_from_another_process_stops_the_run_and_its_jobs() {
+    let marker = format!("0.000{}927", std::process::id());
+    let _reaper = Reaper(marker.clone());
+    let s = Scratch::new("pipecancel");
+    s.write(
+        "baton.yaml",
+        "pipelines:\n  ci:\n    jobs:\n      one:\n        run: sleep 300 $$MARK\n        rollback: touch rolled\n      two:\n        needs: [one]\n        run: touch never\n",
+    );
+    let mut child = s
+        .cmd()
+        .args(["pipeline", "run", "ci"])
+        .env("MARK", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = within(Duration::from_secs(30), || {
+        !processes_with(&marker).is_empty()
+    });
+    assert!(up.is_some(), "the job never started");
+    let id = runs(&s)[0]["id"].as_i64().unwrap().to_string();
+    // Not running: refused.
+    let o = s.baton(&["pipeline", "cancel", "999"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let started = Instant::now();
+    s.ok(&["pipeline", "cancel", &id]);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the run did not stop within 30 s of the cancel");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "cancelled run ended {:?} after {:?}",
+        code,
+        started.elapsed()
+    );
+    assert_eq!(code, Some(130));
+    assert!(
+        within(Duration::from_secs(10), || processes_with(&marker)
+            .is_empty())
+        .is_some(),
+        "stray processes: {:?}",
+        processes_with(&marker)
+    );
+    assert_eq!(runs(&s)[0]["status"], "cancelled");
+    assert!(!s.path().join("never").exists());
+    // A second cancel of a finished run is refused.
+    assert_eq!(s.baton(&["pipeline", "cancel", &id]).status.code(), Some(1));
 }
 
 #[test]

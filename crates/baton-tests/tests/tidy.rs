@@ -173,6 +173,27 @@ fn the_engine_stays_pure_and_the_spec_never_reads_the_environment() {
 }
 
 #[test]
+fn the_control_plane_knows_no_http_prints_nothing_and_reads_no_environment() {
+    let control = root().join("crates/baton-control");
+    let deps = dependencies(&control);
+    for banned in ["axum", "hyper", "baton-http"] {
+        assert!(!deps.contains(banned), "baton-control depends on {banned}");
+    }
+    for f in rust_files(&control.join("src")) {
+        let text = std::fs::read_to_string(&f).expect("source");
+        for call in [
+            "println!",
+            "eprintln!",
+            "env::var(",
+            "env::vars(",
+            "env::var_os(",
+        ] {
+            assert!(!text.contains(call), "{} uses {call}", f.display());
+        }
+    }
+}
+
+#[test]
 fn every_module_says_what_it_is_for() {
     let missing: Vec<String> = crates()
         .iter()

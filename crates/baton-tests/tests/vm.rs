@@ -1,7 +1,9 @@
 //! VMs on real QEMU with the tiny test guest (TCG): lifecycle with snapshot and restore,
 //! graceful stop and `rm --disks`; retention of automated snapshots; live migration to a
-//! second agent with the guest's counter running, then storage migration; failover of
-//! an ha VM when its host's agent is killed; bad specs refused before anything starts.
+//! second agent with the guest's counter running, then storage migration; between
+//! namespaced hosts with their own addresses, live migration with and without storage
+//! and failover by majority leases (a cut-off owner, a cut-off watcher, a killed
+//! agent), never two copies; bad specs refused before anything starts.
 //! The agent's guard: a token on every route, TLS off loopback, names and files
 //! confined to its directories, and only images baton made deleted.
 
@@ -10,9 +12,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use baton_tests::netns::HostNet;
 use baton_tests::vm::{
     console_log, guest, guest_vm, http_request, ticks, tls_files, vm_processes, wait_until, Agent,
-    VmHost, AGENT_TOKEN,
+    GroupTls, NetAgent, TickWatch, VmHost, AGENT_TOKEN,
 };
 use baton_tests::{baton_bin, free_port};
 
@@ -364,96 +367,398 @@ fn live_migration_keeps_the_counter_then_storage_moves_while_running() {
     assert!(!target.exists(), "the image baton made is gone");
 }
 
-#[test]
-fn failover_restarts_the_ha_vm_on_the_second_host_never_on_both() {
-    let Some((k, i)) = guest() else { return };
-    let h = VmHost::new();
-    let shared = tempfile::tempdir().unwrap();
-    let vm = h.vm("ha");
+/// The test guest as an ha VM whose disk is in `shared`.
+fn ha_file(h: &VmHost, vm: &str, k: &Path, i: &Path, shared: &Path) {
     h.write(
         "baton.yaml",
         &format!(
             "vms:\n{}",
             guest_vm(
-                &vm,
-                &k,
-                &i,
+                vm,
+                k,
+                i,
                 &format!(
                     "    ha: true\n    disks: [{{size: 64M, path: {}}}]\n",
-                    shared.path().join("ha.qcow2").display()
+                    shared.join(format!("{vm}.qcow2")).display()
                 )
             )
         ),
     );
-    let mut a = Agent::start(Some(shared.path()), 2000, &[]);
-    let b = Agent::start(Some(shared.path()), 2000, &[]);
-    h.ok(&["vm", "start", &vm, "--on", &a.addr]);
+}
+
+/// The agent (index) whose host runs the VM now, by its pid file and the process table.
+fn running_on(agents: &[NetAgent], vm: &str) -> Option<usize> {
+    let pids = vm_processes(vm);
+    if pids.len() != 1 {
+        return None;
+    }
+    agents.iter().position(|a| {
+        std::fs::read_to_string(a.vm_dir(vm).join("qemu.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            == Some(pids[0])
+    })
+}
+
+/// The recent operations of an agent's host, newest first.
+fn ops(a: &NetAgent) -> Vec<serde_json::Value> {
+    a.json(&["vm", "report"])["recent_operations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Spans of ticks never overlap between hosts: at no moment did two copies count.
+fn one_copy_at_a_time(spans: &[(usize, Instant, Instant, usize)]) {
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
+            assert!(
+                a.2 < b.1 || b.2 < a.1,
+                "hosts {} and {} both counted at once: {:?} and {:?}",
+                a.0,
+                b.0,
+                (a.1, a.2),
+                (b.1, b.2)
+            );
+        }
+    }
+}
+
+/// Three hosts, each its own network namespace, address, agent and state directory,
+/// voting on an ha VM's lease. A cut-off owner's guard kills its guest when its votes
+/// run out, and only then does a majority let another host start it; a host cut off
+/// from a running owner cannot gather a majority and records that it did not take
+/// over; an owner whose agent is killed with -9 loses its guest to its guard. The
+/// guests' own counters, read from here, never run on two hosts at once.
+#[test]
+fn failover_needs_a_majority_or_a_confirmed_fence_never_two_copies() {
+    let Some((k, i)) = guest() else { return };
+    let Some(net) = HostNet::start(3) else { return };
+    let tls = GroupTls::new(&net);
+    let shared = tempfile::tempdir().unwrap();
+    let addrs: Vec<String> = net
+        .hosts
+        .iter()
+        .map(|h| format!("https://{}:7420", h.ip))
+        .collect();
+    let mut agents: Vec<NetAgent> = (0..3)
+        .map(|n| {
+            let mut args = vec![
+                "--shared".to_string(),
+                shared.path().display().to_string(),
+                "--lease-ms".into(),
+                "3000".into(),
+            ];
+            for (m, a) in addrs.iter().enumerate() {
+                if m != n {
+                    args.extend(["--peer".to_string(), a.clone()]);
+                }
+            }
+            NetAgent::start(&net, n, &tls, &args)
+        })
+        .collect();
+    let h = VmHost::new();
+    let vm = h.vm("ha");
+    ha_file(&h, &vm, &k, &i, shared.path());
+    let out = h
+        .cmd()
+        .env("BATON_AGENT_CA", &tls.ca)
+        .args(["vm", "start", &vm, "--on", &agents[0].addr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(BOOT, || ready(&agents[0].vm_dir(&vm))).is_some(),
+        "no ready line on A"
+    );
+    more_ticks(&agents[0].vm_dir(&vm), 2);
+    let dirs = |agents: &[NetAgent]| agents.iter().map(|a| a.vm_dir(&vm)).collect::<Vec<_>>();
+
+    // 1. A is cut off, alive. Its guard kills the guest before A's votes expire
+    //    elsewhere; then B or C gathers a majority and starts it.
+    let watch = TickWatch::start(dirs(&agents));
+    let cut = Instant::now();
+    net.cut(0);
+    let moved = wait_until(Duration::from_secs(120), || {
+        running_on(&agents, &vm).is_some_and(|n| n != 0)
+    });
+    assert!(moved.is_some(), "the ha VM never came up on B or C");
+    let owner = running_on(&agents, &vm).unwrap();
+    println!(
+        "failover: running on host {owner} {:?} after A was cut off",
+        cut.elapsed()
+    );
+    let fenced: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(agents[0].vm_dir(&vm).join("fenced")).expect("A's guard fenced"),
+    )
+    .unwrap();
+    assert_eq!(fenced["confirmed_dead"], true, "{fenced}");
+    assert!(
+        wait_until(BOOT, || !ticks(&console_log(&agents[owner].vm_dir(&vm)))
+            .is_empty())
+        .is_some(),
+        "the guest never counted on host {owner}"
+    );
+    more_ticks(&agents[owner].vm_dir(&vm), 2);
+    let spans = watch.finish();
+    println!("phase 1 tick spans: {spans:?}");
+    assert!(spans.iter().any(|s| s.0 == owner));
+    one_copy_at_a_time(&spans);
+    let jobs = agents[owner].json(&["vm", "migrations"]);
+    assert_eq!(jobs["migrations"][0]["kind"], "failover", "{jobs}");
+    assert_eq!(jobs["migrations"][0]["status"], "completed", "{jobs}");
+    let took: Vec<String> = ops(&agents[owner])
+        .iter()
+        .filter(|o| o["op"] == "fence" || o["op"] == "failover")
+        .map(|o| format!("{} {} {}", o["op"], o["outcome"], o["message"]))
+        .collect();
+    assert!(
+        took.iter()
+            .any(|o| o.starts_with("fence not-confirmed") && o.contains("did not answer")),
+        "the unconfirmed fence is recorded as such: {took:?}"
+    );
+    assert!(
+        took.iter()
+            .any(|o| o.starts_with("failover ok") && o.contains("its lease expired at a majority")),
+        "{took:?}"
+    );
+    net.join(0);
+
+    // 2. The third host is cut off from a running owner: it cannot gather a majority,
+    //    says so, and starts nothing; the owner keeps counting.
+    let third = (1..3).find(|n| *n != owner).unwrap();
+    let watch = TickWatch::start(dirs(&agents));
+    net.cut(third);
+    let refused = wait_until(Duration::from_secs(60), || {
+        ops(&agents[third])
+            .iter()
+            .any(|o| o["op"] == "failover" && o["outcome"] == "not-done")
+    });
+    assert!(
+        refused.is_some(),
+        "host {third} did not record a failover not done"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        running_on(&agents, &vm),
+        Some(owner),
+        "still only on host {owner}"
+    );
+    assert!(!agents[third].vm_dir(&vm).join("qemu.pid").exists());
+    more_ticks(&agents[owner].vm_dir(&vm), 2);
+    let spans = watch.finish();
+    assert_eq!(
+        spans.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![owner],
+        "{spans:?}"
+    );
+    net.join(third);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // 3. The owner's agent is killed with -9: nothing renews its votes, its guard kills
+    //    the guest, and another host takes it over.
+    let watch = TickWatch::start(dirs(&agents));
+    let killed = Instant::now();
+    agents[owner].kill();
+    let moved = wait_until(Duration::from_secs(120), || {
+        running_on(&agents, &vm).is_some_and(|n| n != owner)
+    });
+    assert!(
+        moved.is_some(),
+        "the ha VM never left the host whose agent died"
+    );
+    let next = running_on(&agents, &vm).unwrap();
+    println!(
+        "failover after kill -9 of the agent: host {next}, {:?}",
+        killed.elapsed()
+    );
+    assert!(
+        agents[owner].vm_dir(&vm).join("fenced").exists(),
+        "its guard fenced it"
+    );
+    assert!(
+        wait_until(BOOT, || ready(&agents[next].vm_dir(&vm))).is_some(),
+        "no ready line on host {next}"
+    );
+    more_ticks(&agents[next].vm_dir(&vm), 2);
+    let spans = watch.finish();
+    println!("phase 3 tick spans: {spans:?}");
+    one_copy_at_a_time(&spans);
+    let out = agents[next].cmd().args(["vm", "rm", &vm]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Live migration between namespaced hosts, each with its own address and state
+/// directory: A → B on shared storage, then B → C copying the disk while the guest
+/// counts; neither restarts the guest, both report their downtime.
+#[test]
+fn live_migration_between_hosts_with_and_without_storage() {
+    let Some((k, i)) = guest() else { return };
+    let Some(net) = HostNet::start(3) else { return };
+    let tls = GroupTls::new(&net);
+    let h = VmHost::new();
+    let vm = h.vm("nsmig");
+    h.write(
+        "baton.yaml",
+        &format!(
+            "vms:\n{}",
+            guest_vm(&vm, &k, &i, "    disks: [{size: 64M}]\n")
+        ),
+    );
+    let a = NetAgent::start(&net, 0, &tls, &[]);
+    // B sees A's disks where A made them: storage shared by the two.
+    let a_vms = a.dir.join("vms");
+    let b = NetAgent::start(
+        &net,
+        1,
+        &tls,
+        &["--disk-dir".into(), a_vms.display().to_string()],
+    );
+    let c = NetAgent::start(&net, 2, &tls, &[]);
+    let run = |args: &[&str]| {
+        let out = h
+            .cmd()
+            .env("BATON_AGENT_CA", &tls.ca)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["vm", "start", &vm, "--on", &a.addr]);
     assert!(
         wait_until(BOOT, || ready(&a.vm_dir(&vm))).is_some(),
         "no ready line on A"
     );
-    let on_a = vm_processes(&vm);
-    assert_eq!(on_a.len(), 1);
+    more_ticks(&a.vm_dir(&vm), 3);
 
-    // Watch the process table the whole time: A's QEMU and another QEMU of this VM are
-    // never alive at the same moment. (While QEMU daemonizes on B, its launcher and the
-    // forked VM process briefly share the command line: that is one launch on B.)
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let (vm, stop, a_pid) = (vm.clone(), stop.clone(), on_a[0]);
-        std::thread::spawn(move || {
-            let mut both: Option<Vec<u32>> = None;
-            let mut samples = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let p = vm_processes(&vm);
-                if p.contains(&a_pid) && p.len() > 1 && both.is_none() {
-                    both = Some(p);
-                }
-                samples += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            (both, samples)
-        })
-    };
-    let killed = Instant::now();
-    a.kill();
-    let b_pid = b.vm_dir(&vm).join("qemu.pid");
-    let moved = wait_until(Duration::from_secs(120), || {
-        let p = vm_processes(&vm);
-        p.len() == 1
-            && std::fs::read_to_string(&b_pid)
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-                == Some(p[0])
-    });
-    let measured = killed.elapsed();
-    assert!(moved.is_some(), "the ha VM never came up on B");
+    let job: serde_json::Value = serde_json::from_str(&run(&[
+        "--json",
+        "vm",
+        "migrate",
+        &vm,
+        "--from",
+        &a.addr,
+        "--to",
+        &b.addr,
+        "--downtime",
+        "300",
+    ]))
+    .unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["kind"], "live");
     println!(
-        "failover: running on the second host {measured:?} after the first host's agent was killed"
+        "A → B (shared storage): downtime {} ms, {} bytes",
+        job["downtime_ms"], job["bytes"]
+    );
+    assert!(job["downtime_ms"].as_i64().is_some());
+    let last_a = last_tick(&a.vm_dir(&vm)).unwrap().0;
+    more_ticks(&b.vm_dir(&vm), 2);
+    let on_b = console_log(&b.vm_dir(&vm));
+    assert!(
+        !on_b.contains("baton-guest: ready"),
+        "the guest did not reboot"
+    );
+    let first_b = ticks(&on_b)[0].0;
+    assert!(
+        first_b >= last_a && first_b <= last_a + 5,
+        "A ended at {last_a}, B began at {first_b}"
+    );
+    assert_eq!(vm_processes(&vm).len(), 1);
+
+    let b_disk = b.json(&["vm", "inspect", &vm])["status"]["disks"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job: serde_json::Value = serde_json::from_str(&run(&[
+        "--json",
+        "vm",
+        "migrate",
+        &vm,
+        "--storage",
+        "--from",
+        &b.addr,
+        "--to",
+        &c.addr,
+        "--downtime",
+        "300",
+        "--bandwidth",
+        "500M",
+    ]))
+    .unwrap();
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["kind"], "live-storage");
+    println!(
+        "B → C (with storage): downtime {} ms, {} bytes",
+        job["downtime_ms"], job["bytes"]
     );
     assert!(
-        wait_until(BOOT, || ready(&b.vm_dir(&vm))).is_some(),
-        "no ready line on B"
+        job["bytes"].as_i64().unwrap() > 64 << 20,
+        "memory and disk were sent: {job}"
     );
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (both, samples) = watcher.join().unwrap();
-    println!("process table sampled {samples} times during failover");
-    assert_eq!(
-        both, None,
-        "the VM ran on both hosts at once (A's pid {})",
-        on_a[0]
+    let last_b = last_tick(&b.vm_dir(&vm)).unwrap().0;
+    more_ticks(&c.vm_dir(&vm), 2);
+    let on_c = console_log(&c.vm_dir(&vm));
+    assert!(
+        !on_c.contains("baton-guest: ready"),
+        "the guest did not reboot"
     );
-    assert!(!vm_processes(&vm).contains(&on_a[0]));
-    let out = b
+    let first_c = ticks(&on_c)[0].0;
+    assert!(
+        first_c >= last_b && first_c <= last_b + 5,
+        "B ended at {last_b}, C began at {first_c}"
+    );
+    // C runs on its own copy; the image baton made went with the move.
+    let c_disk = c.json(&["vm", "inspect", &vm])["status"]["disks"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(c_disk.starts_with(&c.dir.display().to_string()), "{c_disk}");
+    assert!(
+        !Path::new(&b_disk).exists(),
+        "{b_disk} was moved, not copied"
+    );
+    // The guest writes through the copy: a snapshot lands in C's image.
+    let out = c
         .cmd()
-        .args(["--json", "vm", "migrations"])
+        .args(["vm", "snapshot", "create", &vm, "--name", "onc"])
         .output()
         .unwrap();
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["migrations"][0]["kind"], "failover");
-    assert_eq!(j["migrations"][0]["status"], "completed");
-    let out = b.cmd().args(["vm", "rm", "--disks", &vm]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l = Command::new("qemu-img")
+        .args(["snapshot", "-l", "-U", &c_disk])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&l.stdout).contains("onc"));
+    // Capabilities were measured, and say how.
+    let report = c.json(&["vm", "report"]);
+    assert_eq!(report["hypervisor"]["storage_migration"], true, "{report}");
+    assert!(
+        report["hypervisor"]["measured"]
+            .to_string()
+            .contains("pc-i440fx"),
+        "{}",
+        report["hypervisor"]
+    );
+    let out = c.cmd().args(["vm", "rm", "--disks", &vm]).output().unwrap();
     assert!(out.status.success());
+    assert!(vm_processes(&vm).is_empty());
 }
 
 #[test]
@@ -566,7 +871,13 @@ fn every_agent_route_needs_the_token() {
         ("GET", "/v1/vms"),
         ("GET", "/v1/report"),
         ("POST", "/v1/incoming"),
+        ("POST", "/v1/incoming/finish"),
+        ("POST", "/v1/incoming/abort"),
+        ("POST", "/v1/migrate"),
         ("POST", "/v1/start"),
+        ("POST", "/v1/lease"),
+        ("POST", "/v1/lease/release"),
+        ("POST", "/v1/fence"),
         ("GET", "/v1/no-such-route"),
     ];
     for (method, path) in routes {

@@ -3,20 +3,26 @@
 //!
 //! Every route, `/v1/health` included, needs the token; a listener that is not on
 //! loopback needs TLS. What a request names (VMs, disks, kernels) is held to the
-//! host's rules by `Host` itself (`spec::check`, `confine::DiskDirs`).
+//! host's rules by `Host` itself (`spec::check`, `confine::DiskDirs`). Migrations come
+//! in on the agent's own address, so peers on other hosts reach them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use baton_http::{ClientTls, Endpoint, Limits, ServeOptions, ServerTls, Token};
+use baton_state::VmMigration;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::host::{Host, Machine};
+use crate::ha::{Ha, HaConfig, LeaseRequest, Vote};
+use crate::host::{Host, MigrateOptions};
+use crate::migrate::{IncomingAnswer, IncomingRequest};
 use crate::VmError;
 
 fn now_ms() -> i64 {
@@ -35,17 +41,19 @@ pub struct AgentConfig {
     /// Required unless `listen` is a loopback address.
     pub tls: Option<ServerTls>,
     pub limits: Limits,
+    /// The directory shared with the peers: ha VMs' disks. Failover runs with it.
     pub shared: Option<PathBuf>,
-    pub timing: crate::ha::Timing,
-    /// How this agent asks peers whether they are alive (their token and CA).
+    /// The lease group (this agent and its peers) and its timing.
+    pub ha: HaConfig,
+    /// How this agent talks to peers (their token and CA): leases, fences, migrations.
     pub peers: Client,
 }
 
 #[derive(Clone)]
 struct Agent {
     host: Arc<Host>,
-    shared: Option<PathBuf>,
-    timing: crate::ha::Timing,
+    ha: Option<Arc<Ha>>,
+    peers: Client,
 }
 
 type Shared = Agent;
@@ -61,6 +69,12 @@ fn fail(e: VmError) -> (StatusCode, Json<Value>) {
     (status, Json(json!({"error": e.to_string()})))
 }
 
+fn to_json<T: Serialize>(v: &T) -> Reply {
+    serde_json::to_value(v)
+        .map(Json)
+        .map_err(|e| fail(VmError::Invalid(e.to_string())))
+}
+
 /// The agent's routes over one host, every one behind the token.
 fn router(agent: Agent, token: Token) -> Router {
     let routes = Router::new()
@@ -68,7 +82,13 @@ fn router(agent: Agent, token: Token) -> Router {
         .route("/v1/vms", get(list))
         .route("/v1/report", get(report))
         .route("/v1/incoming", post(incoming))
+        .route("/v1/incoming/finish", post(incoming_finish))
+        .route("/v1/incoming/abort", post(incoming_abort))
+        .route("/v1/migrate", post(migrate))
         .route("/v1/start", post(start))
+        .route("/v1/lease", post(lease))
+        .route("/v1/lease/release", post(lease_release))
+        .route("/v1/fence", post(fence))
         .with_state(agent);
     baton_http::require_bearer(routes, token)
 }
@@ -85,9 +105,8 @@ pub fn check_listen(listen: SocketAddr, tls: bool) -> Result<(), VmError> {
 }
 
 /// Serves the agent on `cfg.listen` until the process ends, after re-attaching to VMs
-/// an earlier agent left running.
-/// With a shared directory, the agent also renews its HA leases and takes over the
-/// VMs of peers that stopped answering (`crate::ha`).
+/// an earlier agent left running. With a shared directory, the agent also votes on,
+/// renews and takes over ha VMs' leases (`crate::ha`).
 pub async fn serve(host: Host, cfg: AgentConfig) -> Result<(), VmError> {
     let addr = cfg.listen;
     check_listen(addr, cfg.tls.is_some())?;
@@ -95,21 +114,32 @@ pub async fn serve(host: Host, cfg: AgentConfig) -> Result<(), VmError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| VmError::Io(addr.to_string(), e))?;
+    let ha = cfg
+        .shared
+        .as_ref()
+        .map(|_| Arc::new(Ha::new(cfg.ha.clone())));
     let agent = Agent {
         host: Arc::new(host),
-        shared: cfg.shared.clone(),
-        timing: cfg.timing,
+        ha: ha.clone(),
+        peers: cfg.peers.clone(),
     };
-    if let Some(shared) = cfg.shared.clone() {
-        let host = agent.host.clone();
-        let timing = cfg.timing;
-        let peers = cfg.peers.clone();
+    if let Some(ha) = ha {
+        // Renewals and takeovers run apart: a slow takeover never delays a renewal.
+        let tick = cfg.ha.timing.tick;
+        let (host, peers, renewing) = (agent.host.clone(), cfg.peers.clone(), ha.clone());
         tokio::spawn(async move {
             loop {
-                for vm in crate::ha::tick(&host, &shared, &peers, timing, &now_ms).await {
+                renewing.renew_all(&host, &peers).await;
+                tokio::time::sleep(tick).await;
+            }
+        });
+        let (host, peers) = (agent.host.clone(), cfg.peers.clone());
+        tokio::spawn(async move {
+            loop {
+                for vm in ha.watch(&host, &peers).await {
                     tracing::info!("failover: took over {vm}");
                 }
-                tokio::time::sleep(timing.tick).await;
+                tokio::time::sleep(tick).await;
             }
         });
     }
@@ -118,7 +148,7 @@ pub async fn serve(host: Host, cfg: AgentConfig) -> Result<(), VmError> {
         let host = agent.host.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
                 if let Ok(gone) = host.prune_all(now_ms()).await {
                     for (vm, snap) in gone {
                         tracing::info!("policy: pruned snapshot {snap} of {vm}");
@@ -154,27 +184,119 @@ async fn report(State(a): State<Shared>) -> Reply {
     a.host.report(now_ms()).await.map(Json).map_err(fail)
 }
 
-async fn incoming(State(a): State<Shared>, Json(m): Json<Machine>) -> Reply {
-    let uri = a.host.accept_incoming(&m, now_ms()).await.map_err(fail)?;
-    Ok(Json(json!({"uri": uri})))
+async fn incoming(State(a): State<Shared>, Json(req): Json<IncomingRequest>) -> Reply {
+    to_json(&a.host.accept_incoming(&req, now_ms()).await.map_err(fail)?)
 }
 
-/// Creates (disks included) and starts a VM here; an `ha` one also gets its lease.
+/// A VM named in a request body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmRef {
+    pub vm: String,
+}
+
+async fn incoming_finish(State(a): State<Shared>, Json(r): Json<VmRef>) -> Reply {
+    a.host
+        .finish_incoming(&r.vm, now_ms())
+        .await
+        .map_err(fail)?;
+    Ok(Json(json!({"vm": r.vm, "running": true})))
+}
+
+async fn incoming_abort(State(a): State<Shared>, Json(r): Json<VmRef>) -> Reply {
+    a.host.abort_incoming(&r.vm, now_ms()).await.map_err(fail)?;
+    Ok(Json(json!({"vm": r.vm, "aborted": true})))
+}
+
+/// A live migration this agent is asked to carry out (`POST /v1/migrate`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrateRequest {
+    pub vm: String,
+    /// The destination agent.
+    pub to: String,
+    #[serde(default)]
+    pub options: MigrateOptions,
+}
+
+/// Migrates one of this host's VMs to another agent. The migration runs in its own
+/// task: a caller that goes away does not cut it off half-way.
+async fn migrate(State(a): State<Shared>, Json(r): Json<MigrateRequest>) -> Reply {
+    let host = a.host.clone();
+    let peers = a.peers.clone();
+    let job = tokio::spawn(async move {
+        host.migrate(&r.vm, &r.to, &peers, &r.options, |_| {}, now_ms)
+            .await
+    })
+    .await
+    .map_err(|e| fail(VmError::Invalid(format!("the migration task ended: {e}"))))?
+    .map_err(fail)?;
+    to_json(&job)
+}
+
+/// Creates (disks included) and starts a VM here; an `ha` one only with a majority
+/// of the agents' votes, and with its guard.
 async fn start(State(a): State<Shared>, Json(spec): Json<crate::VmSpec>) -> Reply {
-    if spec.ha && a.shared.is_none() {
-        return Err(fail(VmError::Invalid(format!(
-            "VM {:?} is ha: start it on an agent with --shared DIR",
-            spec.name
-        ))));
-    }
+    let ha = match (spec.ha, &a.ha) {
+        (false, _) => None,
+        (true, Some(ha)) => Some(ha.clone()),
+        (true, None) => {
+            return Err(fail(VmError::Invalid(format!(
+                "VM {:?} is ha: start it on an agent with --shared DIR",
+                spec.name
+            ))))
+        }
+    };
     a.host.create(&spec, now_ms()).await.map_err(fail)?;
-    let pid = a.host.start(&spec.name, now_ms()).await.map_err(fail)?;
-    if let (true, Some(shared)) = (spec.ha, &a.shared) {
-        crate::ha::acquire(&a.host, shared, &spec.name, a.timing, now_ms()).map_err(fail)?;
+    let pid = match ha {
+        Some(ha) => ha.start(&a.host, &spec.name, &a.peers, now_ms()).await,
+        None => a.host.start(&spec.name, now_ms()).await,
     }
+    .map_err(fail)?;
     Ok(Json(
         json!({"name": spec.name, "pid": pid, "host": a.host.label}),
     ))
+}
+
+fn ha_of(a: &Agent) -> Result<&Arc<Ha>, (StatusCode, Json<Value>)> {
+    a.ha.as_ref().ok_or_else(|| {
+        fail(VmError::Invalid(
+            "this agent takes no part in failover (no --shared)".into(),
+        ))
+    })
+}
+
+/// A peer asks for this agent's vote on a VM's lease. The VM is held to the file's
+/// rules: a peer's machine may be started here one day.
+async fn lease(State(a): State<Shared>, Json(req): Json<LeaseRequest>) -> Reply {
+    let ha = ha_of(&a)?;
+    crate::spec::check(&req.machine.spec).map_err(|e| fail(VmError::Invalid(e)))?;
+    if req.machine.spec.name != req.vm {
+        return Err(fail(VmError::Invalid(format!(
+            "lease of {:?} for a machine named {:?}",
+            req.vm, req.machine.spec.name
+        ))));
+    }
+    to_json(&ha.vote(&req))
+}
+
+/// A holder gives its lease back (`vm`, `holder`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    pub vm: String,
+    pub holder: String,
+}
+
+async fn lease_release(State(a): State<Shared>, Json(r): Json<Release>) -> Reply {
+    ha_of(&a)?.release(&r.vm, &r.holder);
+    Ok(Json(json!({"released": r.vm})))
+}
+
+/// A peer asks this agent to kill its copy of a VM and say whether it is gone.
+async fn fence(State(a): State<Shared>, Json(r): Json<VmRef>) -> Reply {
+    let confirmed = ha_of(&a)?
+        .fence(&a.host, &r.vm, now_ms())
+        .await
+        .map_err(fail)?;
+    Ok(Json(json!({"vm": r.vm, "confirmed": confirmed})))
 }
 
 /// Talking to agents: `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`, with the
@@ -183,6 +305,9 @@ async fn start(State(a): State<Shared>, Json(spec): Json<crate::VmSpec>) -> Repl
 pub struct Client {
     http: baton_http::Client,
 }
+
+/// How long a migration asked of an agent may take.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Client {
     pub fn new(token: Option<Token>, ca: Option<ClientTls>) -> Client {
@@ -201,6 +326,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Value>,
+        timeout: Option<Duration>,
     ) -> Result<Value, VmError> {
         let err = |message: String| VmError::Agent {
             addr: addr.to_string(),
@@ -211,16 +337,16 @@ impl Client {
             Some(b) => Some(serde_json::to_vec(b).map_err(|e| err(e.to_string()))?),
             None => None,
         };
-        let answer = self
-            .http
-            .send(&to, method, path, bytes)
-            .await
-            .map_err(|e| {
-                err(match e {
-                    baton_http::HttpError::Request { message, .. } => message,
-                    other => other.to_string(),
-                })
-            })?;
+        let mut http = self.http.clone();
+        if let Some(t) = timeout {
+            http.timeout = t;
+        }
+        let answer = http.send(&to, method, path, bytes).await.map_err(|e| {
+            err(match e {
+                baton_http::HttpError::Request { message, .. } => message,
+                other => other.to_string(),
+            })
+        })?;
         let v: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
         if !answer.status.is_success() {
             let mut message = v["error"]
@@ -235,47 +361,123 @@ impl Client {
         Ok(v)
     }
 
-    /// Asks the agent to take in `m`; returns the URI to migrate to.
-    pub async fn incoming(&self, addr: &str, m: &Machine) -> Result<String, VmError> {
-        let body = serde_json::to_value(m).map_err(|e| VmError::Invalid(e.to_string()))?;
+    async fn post<T: Serialize, R: for<'de> Deserialize<'de>>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &T,
+        timeout: Option<Duration>,
+    ) -> Result<R, VmError> {
+        let body = serde_json::to_value(body).map_err(|e| VmError::Invalid(e.to_string()))?;
         let v = self
-            .call(addr, Method::POST, "/v1/incoming", Some(body))
+            .call(addr, Method::POST, path, Some(body), timeout)
             .await?;
-        v["uri"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| VmError::Agent {
-                addr: addr.to_string(),
-                message: "answer without a migration URI".into(),
-            })
+        serde_json::from_value(v).map_err(|e| VmError::Agent {
+            addr: addr.to_string(),
+            message: format!("unexpected answer to {path}: {e}"),
+        })
+    }
+
+    /// Asks the agent to take in a migration; returns where to send it. An agent
+    /// listening on every address answers with the unspecified one: the address this
+    /// client reached it at is used instead.
+    pub async fn incoming(
+        &self,
+        addr: &str,
+        req: &IncomingRequest,
+    ) -> Result<IncomingAnswer, VmError> {
+        let mut a: IncomingAnswer = self.post(addr, "/v1/incoming", req, None).await?;
+        let host = Endpoint::parse(addr)
+            .map(|e| e.host)
+            .map_err(|e| VmError::Invalid(e.to_string()))?;
+        let reachable = |h: &str| match h.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => host.clone(),
+            _ => h.to_string(),
+        };
+        if let Some(rest) = a.uri.strip_prefix("tcp:") {
+            if let Some((h, port)) = rest.rsplit_once(':') {
+                let h = reachable(h);
+                let h = if h.contains(':') && !h.starts_with('[') {
+                    format!("[{h}]")
+                } else {
+                    h
+                };
+                a.uri = format!("tcp:{h}:{port}");
+            }
+        }
+        if let Some(n) = a.nbd.as_mut() {
+            n.host = reachable(&n.host);
+        }
+        Ok(a)
+    }
+
+    pub async fn finish_incoming(&self, addr: &str, vm: &str) -> Result<(), VmError> {
+        let r = VmRef { vm: vm.to_string() };
+        let _: Value = self.post(addr, "/v1/incoming/finish", &r, None).await?;
+        Ok(())
+    }
+
+    pub async fn abort_incoming(&self, addr: &str, vm: &str) -> Result<(), VmError> {
+        let r = VmRef { vm: vm.to_string() };
+        let _: Value = self.post(addr, "/v1/incoming/abort", &r, None).await?;
+        Ok(())
+    }
+
+    /// Asks the agent at `addr` to migrate one of its VMs to `to`; returns the job.
+    pub async fn migrate(
+        &self,
+        addr: &str,
+        vm: &str,
+        to: &str,
+        options: &MigrateOptions,
+    ) -> Result<VmMigration, VmError> {
+        let r = MigrateRequest {
+            vm: vm.to_string(),
+            to: to.to_string(),
+            options: options.clone(),
+        };
+        self.post(addr, "/v1/migrate", &r, Some(MIGRATION_TIMEOUT))
+            .await
     }
 
     /// Starts a VM on the agent; returns its pid there.
     pub async fn start(&self, addr: &str, spec: &crate::VmSpec) -> Result<i64, VmError> {
-        let body = serde_json::to_value(spec).map_err(|e| VmError::Invalid(e.to_string()))?;
-        let v = self
-            .call(addr, Method::POST, "/v1/start", Some(body))
-            .await?;
+        let v: Value = self.post(addr, "/v1/start", spec, None).await?;
         Ok(v["pid"].as_i64().unwrap_or(0))
     }
 
-    /// True when the agent gives any HTTP answer to its health check within a second.
-    /// A refusal (401 for a token it does not share) still shows it alive: failover
-    /// must not start a VM whose owner answers.
-    pub async fn answers(&self, addr: &str) -> bool {
-        let Ok(to) = Endpoint::parse(addr) else {
-            return false;
+    /// The peer's vote on a lease, within `timeout`.
+    pub async fn lease(
+        &self,
+        addr: &str,
+        req: &LeaseRequest,
+        timeout: Duration,
+    ) -> Result<Vote, VmError> {
+        self.post(addr, "/v1/lease", req, Some(timeout)).await
+    }
+
+    pub async fn release(&self, addr: &str, vm: &str, holder: &str) -> Result<(), VmError> {
+        let r = Release {
+            vm: vm.to_string(),
+            holder: holder.to_string(),
         };
-        let http = baton_http::Client {
-            timeout: std::time::Duration::from_secs(1),
-            ..self.http.clone()
-        };
-        http.send(&to, Method::GET, "/v1/health", None)
-            .await
-            .is_ok()
+        let _: Value = self
+            .post(addr, "/v1/lease/release", &r, Some(Duration::from_secs(2)))
+            .await?;
+        Ok(())
+    }
+
+    /// Asks the agent to kill its copy of `vm`; `Ok(true)` when it confirms the guest
+    /// is gone there.
+    pub async fn fence(&self, addr: &str, vm: &str) -> Result<bool, VmError> {
+        let r = VmRef { vm: vm.to_string() };
+        let v: Value = self
+            .post(addr, "/v1/fence", &r, Some(Duration::from_secs(2)))
+            .await?;
+        Ok(v["confirmed"] == json!(true))
     }
 
     pub async fn get(&self, addr: &str, path: &str) -> Result<Value, VmError> {
-        self.call(addr, Method::GET, path, None).await
+        self.call(addr, Method::GET, path, None, None).await
     }
 }

@@ -29,6 +29,10 @@ pub struct Machine {
     /// agent can apply it on a schedule without the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<SnapshotPolicy>,
+    /// The project whose file declared it (set by `up` and the `vm` commands): `down`
+    /// and `baton serve` find a project's VMs by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,12 +65,15 @@ pub struct VmStatus {
 }
 
 /// Options of a live migration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MigrateOptions {
-    /// Bytes per second.
+    /// Bytes per second (memory, and each disk's copy with `storage`).
     pub max_bandwidth: Option<u64>,
     /// Milliseconds.
     pub downtime_limit_ms: Option<u64>,
+    /// Copy the disks to the destination while the guest runs (no shared storage).
+    #[serde(default)]
+    pub storage: bool,
 }
 
 /// How a host is opened.
@@ -79,6 +86,9 @@ pub struct HostOptions {
     /// Kernels, initrds and ISOs must be in those directories too. An agent sets it (its
     /// specs come from the network); the CLI, running its user's own file, does not.
     pub confine_boot_files: bool,
+    /// The address migrations (and disk copies) come in on: the agent's own, so that
+    /// other hosts reach it. Loopback when none.
+    pub address: Option<std::net::IpAddr>,
 }
 
 pub struct Host {
@@ -91,9 +101,11 @@ pub struct Host {
     /// inside them before it is made, used or deleted.
     pub disk_dirs: DiskDirs,
     confine_boot_files: bool,
+    /// Where incoming migrations listen (see [`HostOptions::address`]).
+    pub address: std::net::IpAddr,
 }
 
-fn io(p: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
+pub(crate) fn io(p: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
     move |e| VmError::Io(p.display().to_string(), e)
 }
 
@@ -113,7 +125,7 @@ fn private_dir(dir: &Path) -> Result<(), VmError> {
 
 /// Makes the empty file `p`, only if nothing is there (not even a dangling symlink):
 /// true when made, false when something already was.
-fn create_new(p: &Path) -> Result<bool, VmError> {
+pub(crate) fn create_new(p: &Path) -> Result<bool, VmError> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)
@@ -128,7 +140,7 @@ fn create_new(p: &Path) -> Result<bool, VmError> {
 }
 
 /// Removes files this call made, after a later step failed.
-fn remove_files(made: &[PathBuf]) {
+pub(crate) fn remove_files(made: &[PathBuf]) {
     for p in made {
         let _ = std::fs::remove_file(p);
     }
@@ -167,6 +179,9 @@ impl Host {
             label: options.label,
             disk_dirs: DiskDirs::new(&dirs)?,
             confine_boot_files: options.confine_boot_files,
+            address: options
+                .address
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
         })
     }
 
@@ -187,7 +202,7 @@ impl Host {
             .map_err(|e| VmError::Invalid(format!("stored spec of {name:?} is unreadable: {e}")))
     }
 
-    fn save(&self, m: &Machine, now: i64) -> Result<(), VmError> {
+    pub(crate) fn save(&self, m: &Machine, now: i64) -> Result<(), VmError> {
         let json = serde_json::to_string(m).map_err(|e| VmError::Invalid(e.to_string()))?;
         let dir = self.vm_dir(&m.spec.name)?;
         self.store
@@ -195,54 +210,42 @@ impl Host {
         Ok(())
     }
 
-    fn op(&self, vm: &str, op: &str, outcome: &str, message: &str, now: i64) {
+    pub(crate) fn op(&self, vm: &str, op: &str, outcome: &str, message: &str, now: i64) {
         let _ = self.store.add_vm_op(vm, op, outcome, message, now);
     }
 
-    /// Records the VM and makes its disks (once; an existing VM keeps its disks and
-    /// takes the new spec). Every name and file is checked first (names, disk paths
-    /// and backing images inside [`Host::disk_dirs`]): a refused spec leaves nothing
-    /// behind. A disk is `owned` only when this call made its file.
+    /// Records the VM and makes its disks. An existing VM keeps the disks it has and
+    /// takes the new spec: a disk the spec adds is made, one it no longer names is
+    /// detached (its file kept). Every name and file is checked first (names, disk
+    /// paths and backing images inside [`Host::disk_dirs`]): a refused spec leaves
+    /// nothing behind. A disk is `owned` only when this call made its file.
     pub async fn create(&self, spec: &VmSpec, now: i64) -> Result<Machine, VmError> {
         crate::spec::check(spec).map_err(VmError::Invalid)?;
         let dir = self.vm_dir(&spec.name)?;
         let spec = self.admit_boot(spec)?;
-        if let Ok(mut m) = self.machine(&spec.name) {
-            m.spec = spec;
-            self.save(&m, now)?;
-            return Ok(m);
-        }
-        let dirs = &self.disk_dirs;
+        let existing = self.machine(&spec.name).ok();
+        let kept = |name: &str| {
+            existing
+                .as_ref()
+                .and_then(|m| m.disks.iter().find(|d| d.name == name).cloned())
+        };
         let mut planned = Vec::new();
         for d in &spec.disks {
-            planned.push(match &d.source {
-                DiskSource::Existing { path } => {
-                    Planned::Existing(dirs.resolve_existing("disk path", path)?)
-                }
-                DiskSource::New {
-                    size_bytes,
-                    backing,
-                    path,
-                } => Planned::New {
-                    // The default, in the VM's own directory, is resolved once that
-                    // directory exists.
-                    path: match path {
-                        Some(p) => dirs.resolve("disk path", p)?,
-                        None => dir.join(format!("{}.qcow2", d.name)),
-                    },
-                    size_bytes: *size_bytes,
-                    backing: match backing {
-                        Some(b) => Some(dirs.resolve_existing("backing image", b)?),
-                        None => None,
-                    },
-                },
-            });
+            if kept(&d.name).is_none() {
+                planned.push(self.plan_disk(&d.source, &d.name, &dir)?);
+            }
         }
         let new_dir = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut made: Vec<PathBuf> = Vec::new();
         let mut disks = Vec::new();
-        for (d, plan) in spec.disks.iter().zip(planned) {
+        let mut planned = planned.into_iter();
+        for d in &spec.disks {
+            if let Some(k) = kept(&d.name) {
+                disks.push(k);
+                continue;
+            }
+            let Some(plan) = planned.next() else { break };
             match self.make_disk(plan, &mut made).await {
                 Ok((path, owned)) => disks.push(MachineDisk {
                     name: d.name.clone(),
@@ -258,15 +261,91 @@ impl Host {
                 }
             }
         }
-        let m = Machine {
-            spec,
-            disks,
-            accel: None,
-            policy: None,
+        let m = match existing {
+            Some(mut m) => {
+                m.spec = spec;
+                m.disks = disks;
+                m
+            }
+            None => Machine {
+                spec,
+                disks,
+                accel: None,
+                policy: None,
+                project: None,
+            },
         };
         self.save(&m, now)?;
+        if made.is_empty() && !new_dir {
+            return Ok(m);
+        }
         self.op(&m.spec.name, "create", "ok", "", now);
         Ok(m)
+    }
+
+    /// Where a disk of the spec goes, its files resolved, before anything is made.
+    fn plan_disk(&self, source: &DiskSource, name: &str, dir: &Path) -> Result<Planned, VmError> {
+        let dirs = &self.disk_dirs;
+        Ok(match source {
+            DiskSource::Existing { path } => {
+                Planned::Existing(dirs.resolve_existing("disk path", path)?)
+            }
+            DiskSource::New {
+                size_bytes,
+                backing,
+                path,
+            } => Planned::New {
+                // The default, in the VM's own directory, is resolved once that
+                // directory exists.
+                path: match path {
+                    Some(p) => dirs.resolve("disk path", p)?,
+                    None => dir.join(format!("{name}.qcow2")),
+                },
+                size_bytes: *size_bytes,
+                backing: match backing {
+                    Some(b) => Some(dirs.resolve_existing("backing image", b)?),
+                    None => None,
+                },
+            },
+        })
+    }
+
+    /// Records which project's file declares the VM (`None`: none).
+    pub fn set_project(&self, vm: &str, project: Option<&str>, now: i64) -> Result<(), VmError> {
+        let mut m = self.machine(vm)?;
+        if m.project.as_deref() != project {
+            m.project = project.map(str::to_string);
+            self.save(&m, now)?;
+        }
+        Ok(())
+    }
+
+    /// The VMs of this host as the planner sees them (`crate::vm_plan`).
+    pub fn planned_view(&self) -> Result<Vec<crate::vm_plan::HostVm>, VmError> {
+        let mut out = Vec::new();
+        for r in self.store.vms()? {
+            let Ok(m) = self.machine(&r.name) else {
+                continue;
+            };
+            out.push(crate::vm_plan::HostVm {
+                running: self.pid(&r.name).is_some(),
+                disks: m.disks.iter().map(|d| d.name.clone()).collect(),
+                project: m.project.clone(),
+                spec: m.spec,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records a VM event in the store's event stream, under the VM's project (`vms`
+    /// for a VM no project declared).
+    pub fn event(&self, vm: &str, message: &str, now: i64) {
+        let project = self
+            .machine(vm)
+            .ok()
+            .and_then(|m| m.project)
+            .unwrap_or_else(|| "vms".to_string());
+        let _ = self.store.event(&project, "vm", vm, message, now);
     }
 
     /// Makes a planned disk's file unless something is already there; its path and
@@ -318,7 +397,7 @@ impl Host {
     /// rules of [`Host::create`]: its names, accelerator, snapshot naming, boot files
     /// and disk files (which must exist, inside [`Host::disk_dirs`]). Disks keep their
     /// `owned` mark: the image was made by baton on the host the VM comes from.
-    fn admit(&self, m: &Machine) -> Result<Machine, VmError> {
+    pub(crate) fn admit(&self, m: &Machine) -> Result<Machine, VmError> {
         crate::spec::check(&m.spec).map_err(VmError::Invalid)?;
         if let Some(p) = &m.policy {
             // Snapshot names from the template end up in monitor commands.
@@ -360,17 +439,21 @@ impl Host {
         self.start_with(name, None, now).await
     }
 
-    /// Starts the VM (waiting for an incoming migration at `incoming` when given).
+    /// Starts the VM (waiting for an incoming migration when given).
     pub async fn start_with(
         &self,
         name: &str,
-        incoming: Option<&str>,
+        incoming: Option<&crate::hypervisor::Incoming>,
         now: i64,
     ) -> Result<i64, VmError> {
         let m = self.machine(name)?;
         let dir = self.vm_dir(name)?;
         if self.qemu.pid(&dir).is_some() {
-            return Err(VmError::Running(name.to_string()));
+            if self.qemu.state(&dir).await != "shutdown" {
+                return Err(VmError::Running(name.to_string()));
+            }
+            // The guest powered off and QEMU waits (`-no-shutdown`): a new process.
+            self.kill(name, now).await?;
         }
         let r = self.qemu.launch(&m, &dir, incoming).await;
         match r {
@@ -455,22 +538,23 @@ impl Host {
     pub async fn stop(&self, name: &str, timeout: Duration, now: i64) -> Result<bool, VmError> {
         self.machine(name)?;
         let dir = self.vm_dir(name)?;
+        // Recorded as stopped first: a supervisor that sees the process end (or the
+        // guest power off) knows it was asked to.
+        self.store.set_vm_process(name, None, None, None, now)?;
         if self.qemu.pid(&dir).is_none() {
-            self.store.set_vm_process(name, None, None, None, now)?;
             return Ok(true);
         }
         let graceful = match self.qemu.powerdown(&dir).await {
-            Ok(()) => self.qemu.wait_gone(&dir, timeout).await,
+            Ok(()) => self.qemu.wait_down(&dir, timeout).await,
             Err(_) => false,
         };
-        if !graceful {
-            if let Ok(mut q) = self.qemu.qmp(&dir).await {
-                let _ = q.execute("quit", Value::Null).await;
-            }
-            if !self.qemu.wait_gone(&dir, Duration::from_secs(5)).await {
-                self.qemu.kill(&dir);
-                self.qemu.wait_gone(&dir, Duration::from_secs(5)).await;
-            }
+        // A guest that powered off leaves QEMU waiting (`-no-shutdown`): end it.
+        if let Ok(mut q) = self.qemu.qmp(&dir).await {
+            let _ = q.execute("quit", Value::Null).await;
+        }
+        if !self.qemu.wait_gone(&dir, Duration::from_secs(5)).await {
+            self.qemu.kill(&dir);
+            self.qemu.wait_gone(&dir, Duration::from_secs(5)).await;
         }
         self.cleanup_runtime(&dir);
         self.store.set_vm_process(name, None, None, None, now)?;
@@ -486,6 +570,9 @@ impl Host {
     /// Ends the VM's process at once (`quit`, then SIGKILL).
     pub async fn kill(&self, name: &str, now: i64) -> Result<(), VmError> {
         let dir = self.vm_dir(name)?;
+        if self.store.vm(name)?.is_some() {
+            self.store.set_vm_process(name, None, None, None, now)?;
+        }
         if let Ok(mut q) = self.qemu.qmp(&dir).await {
             let _ = q.execute("quit", Value::Null).await;
         }
@@ -498,7 +585,7 @@ impl Host {
         Ok(())
     }
 
-    fn cleanup_runtime(&self, dir: &Path) {
+    pub(crate) fn cleanup_runtime(&self, dir: &Path) {
         let p = Paths::new(dir);
         for f in [&p.qmp, &p.console_sock, &p.pid] {
             let _ = std::fs::remove_file(f);
@@ -519,7 +606,7 @@ impl Host {
         Ok(())
     }
 
-    fn running_dir(&self, name: &str) -> Result<PathBuf, VmError> {
+    pub(crate) fn running_dir(&self, name: &str) -> Result<PathBuf, VmError> {
         self.machine(name)?;
         let dir = self.vm_dir(name)?;
         if self.qemu.pid(&dir).is_none() {
@@ -725,147 +812,23 @@ impl Host {
         Ok(())
     }
 
-    /// Records a machine as it is (disks already made, e.g. on shared storage) and
-    /// starts it: how a failover brings a VM up on this host.
-    /// The machine is held to the rules of [`Host::create`] first (it comes from a
-    /// file in the shared directory).
-    pub async fn adopt(&self, m: &Machine, now: i64) -> Result<i64, VmError> {
+    /// Records a machine as it is (disks already made, on shared storage): how a
+    /// failover takes a VM over before starting it here. The machine is held to the
+    /// rules of [`Host::create`] first (it comes from a peer).
+    pub fn adopt(&self, m: &Machine, now: i64) -> Result<Machine, VmError> {
         let m = self.admit(m)?;
         let dir = self.vm_dir(&m.spec.name)?;
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         self.save(&m, now)?;
-        self.start(&m.spec.name, now).await
+        Ok(m)
     }
 
-    fn migration(&self, id: i64) -> Result<VmMigration, VmError> {
+    pub(crate) fn migration(&self, id: i64) -> Result<VmMigration, VmError> {
         self.store
             .vm_migrations(100)?
             .into_iter()
             .find(|j| j.id == id)
             .ok_or_else(|| VmError::Invalid("migration record vanished".into()))
-    }
-
-    /// Takes in a VM migrating here: checks it like [`Host::create`] (its disks must
-    /// already be inside [`Host::disk_dirs`]: shared storage), records it and starts
-    /// QEMU waiting on a free local port. Returns the URI the source must send to.
-    pub async fn accept_incoming(&self, m: &Machine, now: i64) -> Result<String, VmError> {
-        let m = self.admit(m)?;
-        let name = &m.spec.name;
-        if self.pid(name).is_some() {
-            return Err(VmError::Running(name.clone()));
-        }
-        let dir = self.vm_dir(name)?;
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        self.save(&m, now)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(io(&dir))?
-            .port();
-        let uri = format!("tcp:127.0.0.1:{port}");
-        self.start_with(name, Some(&uri), now).await?;
-        self.op(name, "incoming", "ok", &uri, now);
-        Ok(uri)
-    }
-
-    /// Live-migrates a running VM to the agent at `dest`: the destination starts QEMU
-    /// with `-incoming`, this side sets bandwidth and downtime limits and migrates,
-    /// `progress` sees each `query-migrate` answer, and the source process ends once the
-    /// destination runs. Disks stay where they are (shared storage).
-    pub async fn migrate(
-        &self,
-        vm: &str,
-        dest: &str,
-        agents: &crate::agent::Client,
-        opts: &MigrateOptions,
-        mut progress: impl FnMut(&Value),
-        clock: impl Fn() -> i64,
-    ) -> Result<VmMigration, VmError> {
-        let dir = self.running_dir(vm)?;
-        let rec = self
-            .store
-            .vm(vm)?
-            .ok_or_else(|| VmError::Unknown(vm.into()))?;
-        let mut m = self.machine(vm)?;
-        m.accel = rec.accel.clone();
-        let id = self
-            .store
-            .start_vm_migration(vm, "live", &self.label, dest, clock())?;
-        let result = self
-            .migrate_inner(&dir, &m, dest, agents, opts, &mut progress)
-            .await;
-        let now = clock();
-        match result {
-            Ok((bytes, downtime)) => {
-                self.store
-                    .finish_vm_migration(id, "completed", bytes, downtime, None, now)?;
-                let mut q = self.qemu.qmp(&dir).await.ok();
-                if let Some(q) = q.as_mut() {
-                    let _ = q.execute("quit", Value::Null).await;
-                }
-                if !self.qemu.wait_gone(&dir, Duration::from_secs(10)).await {
-                    self.qemu.kill(&dir);
-                }
-                self.cleanup_runtime(&dir);
-                self.store.remove_vm(vm)?;
-                self.op(vm, "migrate", "ok", &format!("to {dest}"), now);
-            }
-            Err(e) => {
-                self.store.finish_vm_migration(
-                    id,
-                    "failed",
-                    None,
-                    None,
-                    Some(&e.to_string()),
-                    now,
-                )?;
-                self.op(vm, "migrate", "failed", &e.to_string(), now);
-                return Err(e);
-            }
-        }
-        self.migration(id)
-    }
-
-    async fn migrate_inner(
-        &self,
-        dir: &Path,
-        m: &Machine,
-        dest: &str,
-        agents: &crate::agent::Client,
-        opts: &MigrateOptions,
-        progress: &mut impl FnMut(&Value),
-    ) -> Result<(Option<i64>, Option<i64>), VmError> {
-        let uri = agents.incoming(dest, m).await?;
-        let mut q = self.qemu.qmp(dir).await?;
-        let mut params = json!({});
-        if let Some(b) = opts.max_bandwidth {
-            params["max-bandwidth"] = json!(b);
-        }
-        if let Some(d) = opts.downtime_limit_ms {
-            params["downtime-limit"] = json!(d);
-        }
-        if params.as_object().is_some_and(|o| !o.is_empty()) {
-            q.execute("migrate-set-parameters", params).await?;
-        }
-        q.execute("migrate", json!({"uri": uri})).await?;
-        loop {
-            let st = q.execute("query-migrate", Value::Null).await?;
-            progress(&st);
-            match st["status"].as_str().unwrap_or("") {
-                "completed" => {
-                    let bytes = st["ram"]["transferred"].as_i64();
-                    let downtime = st["downtime"].as_i64();
-                    return Ok((bytes, downtime));
-                }
-                "failed" | "cancelled" => {
-                    return Err(VmError::Invalid(format!(
-                        "migration {}: {}",
-                        st["status"].as_str().unwrap_or(""),
-                        st["error-desc"].as_str().unwrap_or("no reason given")
-                    )))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
     }
 
     /// Moves a running VM's disk to `target` (a new qcow2) with a mirror job, then
@@ -1012,10 +975,14 @@ impl Host {
             vms.push(self.status(&r.name, now).await?);
         }
         let snaps = self.store.vm_snapshots(None)?;
+        let hypervisor = {
+            use crate::hypervisor::Hypervisor;
+            self.qemu.capabilities().await
+        };
         Ok(json!({
             "host": self.label,
             "capabilities": crate::facts::capabilities(&self.state_dir),
-            "hypervisor": self.qemu.capabilities(),
+            "hypervisor": hypervisor,
             "vms": vms,
             "snapshots": snapshot_stats(&snaps),
             "migrations": migration_stats(&self.store.vm_migrations(1000)?),
@@ -1024,7 +991,7 @@ impl Host {
     }
 }
 
-async fn current_node(q: &mut crate::qmp::Qmp, disk: &str) -> Result<String, VmError> {
+pub(crate) async fn current_node(q: &mut crate::qmp::Qmp, disk: &str) -> Result<String, VmError> {
     let blocks = q.execute("query-block", Value::Null).await?;
     let dev = format!("/machine/peripheral/{disk}-dev/virtio-backend");
     blocks
@@ -1107,6 +1074,7 @@ mod tests {
                     label: "test".into(),
                     disk_dirs: vec![root.join("images")],
                     confine_boot_files: true,
+                    address: None,
                 },
             )
             .unwrap();
@@ -1284,6 +1252,7 @@ mod tests {
             ],
             accel: None,
             policy: None,
+            project: None,
         };
         f.host.save(&forged, 3).unwrap();
         let kept = f.host.remove("vm1", true, 4).await.unwrap();
@@ -1306,6 +1275,7 @@ mod tests {
             }],
             accel: accel.map(str::to_string),
             policy: None,
+            project: None,
         };
         let inside = f.path("images/vmlinuz");
         let mut odd_policy = machine("vm1", inside.clone(), None);
@@ -1325,9 +1295,18 @@ mod tests {
                 "accelerator",
             ),
         ] {
-            let e = f.host.accept_incoming(&m, 1).await.unwrap_err().to_string();
+            let req = crate::migrate::IncomingRequest {
+                machine: m.clone(),
+                storage: None,
+            };
+            let e = f
+                .host
+                .accept_incoming(&req, 1)
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(what), "{e}");
-            let e = f.host.adopt(&m, 1).await.unwrap_err().to_string();
+            let e = f.host.adopt(&m, 1).unwrap_err().to_string();
             assert!(e.contains(what), "{e}");
         }
         assert_eq!(f.tree(), before);

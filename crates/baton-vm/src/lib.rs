@@ -12,12 +12,16 @@ pub mod agent;
 pub mod confine;
 pub mod facts;
 pub mod ha;
+pub mod health;
 pub mod host;
 pub mod hypervisor;
+pub mod migrate;
 pub mod qemu;
 pub mod qmp;
 pub mod retention;
+pub mod schedule;
 pub mod spec;
+pub mod vm_plan;
 
 pub use confine::DiskDirs;
 pub use host::{Host, HostOptions, Machine, MachineDisk, VmStatus};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::host::Machine;
-use crate::hypervisor::{Capabilities, Hypervisor};
+use crate::hypervisor::{Capabilities, Hypervisor, Incoming};
 use crate::qmp::Qmp;
 use crate::spec::{Accel, Boot};
 use crate::VmError;
@@ -44,7 +44,12 @@ fn opt_path(p: &Path) -> String {
 }
 
 /// The full argument vector (without the program) for `machine` in `paths`.
-pub fn argv(machine: &Machine, paths: &Paths, accel: &str, incoming: Option<&str>) -> Vec<String> {
+pub fn argv(
+    machine: &Machine,
+    paths: &Paths,
+    accel: &str,
+    incoming: Option<&Incoming>,
+) -> Vec<String> {
     let spec = &machine.spec;
     let mut a: Vec<String> = vec![
         "-name".into(),
@@ -80,6 +85,9 @@ pub fn argv(machine: &Machine, paths: &Paths, accel: &str, incoming: Option<&str
         "-pidfile".into(),
         paths.pid.display().to_string(),
         "-daemonize".into(),
+        // A guest that powers off leaves QEMU in the `shutdown` state instead of ending
+        // it, so that baton can tell a guest's own power-off from a process that died.
+        "-no-shutdown".into(),
     ];
     match &spec.boot {
         Boot::Kernel {
@@ -132,8 +140,11 @@ pub fn argv(machine: &Machine, paths: &Paths, accel: &str, incoming: Option<&str
             "virtio-net-pci,netdev=net0,romfile=".into(),
         ]);
     }
-    if let Some(uri) = incoming {
-        a.extend(["-incoming".into(), uri.into()]);
+    if let Some(i) = incoming {
+        if i.paused {
+            a.push("-S".into());
+        }
+        a.extend(["-incoming".into(), i.uri.clone()]);
     }
     a
 }
@@ -346,6 +357,21 @@ impl Qemu {
         }
     }
 
+    /// Waits until the VM's process is gone or its guest has powered off (QEMU's
+    /// `shutdown` state); false on timeout.
+    pub async fn wait_down(&self, dir: &Path, timeout: Duration) -> bool {
+        let end = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.pid(dir).is_none() || self.state(dir).await == "shutdown" {
+                return true;
+            }
+            if tokio::time::Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until the VM's process is gone; false on timeout.
     pub async fn wait_gone(&self, dir: &Path, timeout: Duration) -> bool {
         let end = tokio::time::Instant::now() + timeout;
@@ -359,21 +385,165 @@ impl Qemu {
     }
 }
 
-impl Hypervisor for Qemu {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            live_snapshots: true,
-            live_migration: true,
-            storage_migration: true,
-            acpi_shutdown: true,
+/// The QMP commands each capability needs.
+const LIVE_MIGRATION: &[&str] = &["migrate", "migrate-set-parameters", "query-migrate"];
+const STORAGE_MIGRATION: &[&str] = &[
+    "blockdev-add",
+    "blockdev-mirror",
+    "nbd-server-start",
+    "block-export-add",
+    "block-job-cancel",
+];
+const LIVE_SNAPSHOTS: &[&str] = &["human-monitor-command"];
+const ACPI: &[&str] = &["system_powerdown"];
+/// The machine type baton starts (`-machine pc`).
+const MACHINE: &str = "pc";
+
+/// Pure: capabilities from what QEMU answered to `query-commands` and
+/// `query-machines` (or why it could not be asked).
+pub fn capabilities_from(
+    version: Option<&str>,
+    commands: &[String],
+    machines: &serde_json::Value,
+) -> Capabilities {
+    let mut measured = Vec::new();
+    let Some(version) = version else {
+        measured.push(format!("{QEMU} did not answer QMP: nothing is possible"));
+        return Capabilities {
+            measured,
+            ..Capabilities::default()
+        };
+    };
+    measured.push(format!("{QEMU} {version} answered QMP"));
+    let has = |needed: &[&str], what: &str, measured: &mut Vec<String>| {
+        let missing: Vec<&&str> = needed
+            .iter()
+            .filter(|c| !commands.iter().any(|have| have == **c))
+            .collect();
+        if missing.is_empty() {
+            measured.push(format!("{what}: commands {} present", needed.join(", ")));
+            true
+        } else {
+            measured.push(format!("{what}: no {missing:?} in query-commands"));
+            false
         }
+    };
+    // Migration needs a versioned machine type (its layout is fixed per version):
+    // `pc` must be an alias of one such as pc-i440fx-7.2.
+    let machine = machines.as_array().and_then(|ms| {
+        ms.iter().find(|m| {
+            m["alias"] == serde_json::json!(MACHINE) || m["name"] == serde_json::json!(MACHINE)
+        })
+    });
+    let versioned = machine
+        .and_then(|m| m["name"].as_str())
+        .filter(|n| n.rsplit('-').next().is_some_and(|v| v.contains('.')))
+        .map(str::to_string);
+    match &versioned {
+        Some(n) => measured.push(format!(
+            "machine type {MACHINE} is {n}, versioned: its state migrates"
+        )),
+        None => measured.push(format!(
+            "machine type {MACHINE} is not a versioned machine type here: no migration"
+        )),
+    }
+    let live_migration =
+        has(LIVE_MIGRATION, "live migration", &mut measured) && versioned.is_some();
+    let storage_migration =
+        has(STORAGE_MIGRATION, "storage migration", &mut measured) && live_migration;
+    Capabilities {
+        live_snapshots: has(LIVE_SNAPSHOTS, "live snapshots (savevm)", &mut measured),
+        acpi_shutdown: has(ACPI, "ACPI power button", &mut measured) && machine.is_some(),
+        live_migration,
+        storage_migration,
+        measured,
+    }
+}
+
+/// Starts QEMU with no machine and asks it over QMP on stdio what it has.
+async fn probe_capabilities() -> Capabilities {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let child = tokio::process::Command::new(QEMU)
+        .args([
+            "-machine",
+            "none",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-S",
+            "-qmp",
+            "stdio",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(mut child) = child else {
+        return capabilities_from(None, &[], &serde_json::Value::Null);
+    };
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return capabilities_from(None, &[], &serde_json::Value::Null);
+    };
+    let talk = async {
+        let script = concat!(
+            "{\"execute\":\"qmp_capabilities\"}\n",
+            "{\"execute\":\"query-commands\",\"id\":1}\n",
+            "{\"execute\":\"query-machines\",\"id\":2}\n",
+            "{\"execute\":\"quit\",\"id\":3}\n"
+        );
+        stdin.write_all(script.as_bytes()).await.ok()?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let (mut version, mut commands, mut machines) = (None, Vec::new(), serde_json::Value::Null);
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let Some(q) = v.get("QMP") {
+                let ver = &q["version"]["qemu"];
+                version = Some(format!(
+                    "{}.{}.{}",
+                    ver["major"], ver["minor"], ver["micro"]
+                ));
+            }
+            match v["id"].as_i64() {
+                Some(1) => {
+                    commands = v["return"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c["name"].as_str().map(str::to_string))
+                        .collect()
+                }
+                Some(2) => machines = v["return"].clone(),
+                Some(3) => break,
+                _ => {}
+            }
+        }
+        Some((version, commands, machines))
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), talk).await;
+    let _ = child.kill().await;
+    match answer {
+        Ok(Some((version, commands, machines))) => {
+            capabilities_from(version.as_deref(), &commands, &machines)
+        }
+        _ => capabilities_from(None, &[], &serde_json::Value::Null),
+    }
+}
+
+impl Hypervisor for Qemu {
+    /// Measured once per process: QEMU does not change under a running baton.
+    async fn capabilities(&self) -> Capabilities {
+        static MEASURED: tokio::sync::OnceCell<Capabilities> = tokio::sync::OnceCell::const_new();
+        MEASURED.get_or_init(probe_capabilities).await.clone()
     }
 
     async fn launch(
         &self,
         machine: &Machine,
         dir: &Path,
-        incoming: Option<&str>,
+        incoming: Option<&Incoming>,
     ) -> Result<(i64, String), VmError> {
         let paths = Paths::new(dir);
         std::fs::create_dir_all(dir).map_err(|e| VmError::Io(dir.display().to_string(), e))?;
@@ -469,6 +639,49 @@ mod tests {
     use crate::spec::*;
 
     #[test]
+    fn capabilities_follow_what_qemu_answered() {
+        let all: Vec<String> = LIVE_MIGRATION
+            .iter()
+            .chain(STORAGE_MIGRATION)
+            .chain(LIVE_SNAPSHOTS)
+            .chain(ACPI)
+            .map(|s| s.to_string())
+            .collect();
+        let machines = serde_json::json!([
+            {"name": "pc-i440fx-7.2", "alias": "pc"}, {"name": "none"}
+        ]);
+        let c = capabilities_from(Some("7.2.22"), &all, &machines);
+        assert!(c.live_migration && c.storage_migration && c.live_snapshots && c.acpi_shutdown);
+        assert!(
+            c.measured.iter().any(|m| m.contains("pc-i440fx-7.2")),
+            "{:?}",
+            c.measured
+        );
+        // No NBD export command: no storage migration, the rest stays.
+        let fewer: Vec<String> = all
+            .iter()
+            .filter(|c| *c != "block-export-add")
+            .cloned()
+            .collect();
+        let c = capabilities_from(Some("5.0.0"), &fewer, &machines);
+        assert!(c.live_migration && !c.storage_migration);
+        assert!(
+            c.measured.iter().any(|m| m.contains("block-export-add")),
+            "{:?}",
+            c.measured
+        );
+        // An unversioned pc: no migration at all.
+        let c = capabilities_from(Some("7.2.22"), &all, &serde_json::json!([{"name": "pc"}]));
+        assert!(!c.live_migration && !c.storage_migration && c.live_snapshots);
+        // No QEMU: nothing.
+        let c = capabilities_from(None, &[], &serde_json::Value::Null);
+        assert_eq!(
+            (c.live_migration, c.live_snapshots, c.acpi_shutdown),
+            (false, false, false)
+        );
+    }
+
+    #[test]
     fn argv_is_a_vector_with_escaped_paths() {
         let m = Machine {
             spec: VmSpec {
@@ -490,6 +703,9 @@ mod tests {
                 labels: Default::default(),
                 environment: Environment::Dev,
                 ha: false,
+                restart: Restart::No,
+                healthcheck: None,
+                depends_on: Default::default(),
             },
             disks: vec![MachineDisk {
                 name: "disk0".into(),
@@ -498,12 +714,16 @@ mod tests {
             }],
             accel: None,
             policy: None,
+            project: None,
         };
         let a = argv(
             &m,
             &Paths::new(Path::new("/s/vms/web")),
             "tcg",
-            Some("tcp:127.0.0.1:4444"),
+            Some(&Incoming {
+                uri: "tcp:127.0.0.1:4444".into(),
+                paused: false,
+            }),
         );
         assert!(a.contains(&"console=ttyS0 quiet".to_string()));
         assert!(a.contains(&"driver=file,filename=/a,,b/d.qcow2,node-name=disk0-file".to_string()));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use baton_spec::{ErrorKind, Project, SpecError};
+use baton_spec::{Condition, Dependency, ErrorKind, Project, SpecError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -22,6 +22,87 @@ pub struct VmSpec {
     pub labels: BTreeMap<String, String>,
     pub environment: Environment,
     pub ha: bool,
+    /// What `baton serve` does when the VM ends without being asked to.
+    #[serde(default)]
+    pub restart: Restart,
+    /// A check from the host to one of the VM's forwarded ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthCheck>,
+    /// Services and VMs of the file that must be ready before this VM starts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub depends_on: BTreeMap<String, Dependency>,
+}
+
+impl VmSpec {
+    /// The host address and port the health check connects to: the host side of the
+    /// forward of the check's guest port (the reader makes sure there is one).
+    pub fn health_target(&self) -> Option<(String, u16)> {
+        let port = self.healthcheck.as_ref()?.probe.guest_port();
+        let f = self
+            .network
+            .forwards
+            .iter()
+            .find(|f| f.guest_port == port && f.protocol == "tcp")?;
+        let ip = match f.host_ip.as_str() {
+            "0.0.0.0" => "127.0.0.1",
+            "::" => "::1",
+            ip => ip,
+        };
+        Some((ip.to_string(), f.host_port))
+    }
+}
+
+/// When `baton serve` brings a VM back after its process ended without baton asking
+/// (killed, crashed) or its guest powered off by itself; as Compose's `restart:`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    #[default]
+    No,
+    Always,
+    /// Only when the process ended without the guest powering off.
+    OnFailure,
+    /// As `always`; a VM stopped through baton stays stopped either way.
+    UnlessStopped,
+}
+
+impl Restart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::No => "no",
+            Restart::Always => "always",
+            Restart::OnFailure => "on-failure",
+            Restart::UnlessStopped => "unless-stopped",
+        }
+    }
+}
+
+/// A health check from the host: a TCP connect or an HTTP GET (2xx or 3xx) to the host
+/// side of a forwarded port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Failures in a row before a VM that answered counts as unhealthy.
+    pub retries: u32,
+    /// Failures during this time after the start do not count.
+    pub start_period_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Probe {
+    Tcp { guest_port: u16 },
+    Http { guest_port: u16, path: String },
+}
+
+impl Probe {
+    pub fn guest_port(&self) -> u16 {
+        match self {
+            Probe::Tcp { guest_port } | Probe::Http { guest_port, .. } => *guest_port,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +190,10 @@ pub struct SnapshotPolicy {
     pub retention_days: Option<u32>,
     /// `{vm}`, `{date}` (YYYYMMDD), `{time}` (HHMMSS), `{type}`, `{seq}`.
     pub naming: String,
+    /// When `baton serve` takes an `automated` snapshot: a cron expression (5 fields,
+    /// or 6 with seconds first), in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 pub const DEFAULT_NAMING: &str = "{vm}_{date}-{time}_{type}";
@@ -119,6 +204,7 @@ impl Default for SnapshotPolicy {
             max_snapshots: None,
             retention_days: None,
             naming: DEFAULT_NAMING.to_string(),
+            schedule: None,
         }
     }
 }
@@ -193,6 +279,9 @@ pub fn check(spec: &VmSpec) -> Result<(), String> {
 pub struct VmSection {
     pub vms: Vec<VmSpec>,
     pub policies: BTreeMap<Environment, SnapshotPolicy>,
+    /// The project whose file this is (`None` for a section made by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 impl VmSection {
@@ -224,16 +313,30 @@ const VM_KEYS: &[&str] = &[
     "labels",
     "environment",
     "ha",
+    "restart",
+    "healthcheck",
+    "depends_on",
 ];
+const HEALTH_KEYS: &[&str] = &[
+    "tcp",
+    "http",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+];
+const HTTP_KEYS: &[&str] = &["port", "path"];
 const DISK_KEYS: &[&str] = &["name", "size", "backing", "path"];
 const BOOT_KEYS: &[&str] = &["kernel", "initrd", "cmdline", "disk", "iso"];
 const NET_KEYS: &[&str] = &["mode", "forwards"];
-const POLICY_KEYS: &[&str] = &["max_snapshots", "retention_days", "naming"];
+const POLICY_KEYS: &[&str] = &["max_snapshots", "retention_days", "naming", "schedule"];
 
 struct Reader<'a> {
     project: &'a Project,
     exists: &'a dyn Fn(&Path) -> bool,
     errors: Vec<SpecError>,
+    /// Where each VM read was written (`vms.web`, `vms[0]`), for later checks.
+    vm_paths: BTreeMap<String, String>,
 }
 
 /// Reads and validates `vms:` and `snapshot_policies:`. Every error is reported (with
@@ -247,8 +350,12 @@ pub fn read(
         project,
         exists,
         errors: Vec::new(),
+        vm_paths: BTreeMap::new(),
     };
-    let mut section = VmSection::default();
+    let mut section = VmSection {
+        project: Some(project.name.clone()),
+        ..VmSection::default()
+    };
     if let Some(v) = project.baton.get("vms") {
         let entries: Vec<(String, String, &Value)> = match v {
             Value::Object(m) => m
@@ -296,6 +403,7 @@ pub fn read(
             }
         }
     }
+    r.dependencies(&section.vms);
     if let Some(v) = project.baton.get("snapshot_policies") {
         match v {
             Value::Object(m) => {
@@ -498,9 +606,33 @@ impl Reader<'_> {
                 "boot: disk needs at least one disk",
             );
         }
+        let restart = match m.get("restart").map(|v| v.as_str()) {
+            None | Some(Some("no")) => Restart::No,
+            Some(Some("always")) => Restart::Always,
+            Some(Some("on-failure")) => Restart::OnFailure,
+            Some(Some("unless-stopped")) => Restart::UnlessStopped,
+            Some(_) => {
+                self.err(
+                    &format!("{path}.restart"),
+                    "expected no, always, on-failure or unless-stopped",
+                );
+                Restart::No
+            }
+        };
+        let healthcheck = self.healthcheck(path, m.get("healthcheck"), &network);
+        let depends_on = self.depends_on(path, m.get("depends_on"));
+        if self.project.services.contains_key(&name)
+            || self.project.disabled_services.contains_key(&name)
+        {
+            self.err(
+                &format!("{path}.name"),
+                &format!("a service is named {name:?} too: `depends_on` could not tell them apart"),
+            );
+        }
         if self.errors.len() > before || !name_ok {
             return None;
         }
+        self.vm_paths.insert(name.clone(), path.to_string());
         Some(VmSpec {
             name,
             cpus,
@@ -513,7 +645,256 @@ impl Reader<'_> {
             labels,
             environment,
             ha,
+            restart,
+            healthcheck,
+            depends_on,
         })
+    }
+
+    fn duration(&mut self, path: &str, v: Option<&Value>, default_ms: u64) -> u64 {
+        match v {
+            None => default_ms,
+            Some(Value::String(s)) => match baton_spec::parse_duration(s) {
+                Ok(d) => d.0,
+                Err(e) => {
+                    self.err(path, &e);
+                    default_ms
+                }
+            },
+            Some(_) => {
+                self.err(path, "expected a duration such as 2s or 500ms");
+                default_ms
+            }
+        }
+    }
+
+    /// `{tcp: PORT}` or `{http: {port: PORT, path: /health}}` (or `{http: PORT}`), with
+    /// `interval`, `timeout`, `retries` and `start_period`. The port is the guest's and
+    /// must be forwarded: the host checks the forward.
+    fn healthcheck(
+        &mut self,
+        path: &str,
+        v: Option<&Value>,
+        network: &Network,
+    ) -> Option<HealthCheck> {
+        let p = format!("{path}.healthcheck");
+        let v = v?;
+        if v.is_null() {
+            return None;
+        }
+        let Some(m) = v.as_object() else {
+            self.err(&p, "expected {tcp: PORT} or {http: {port: PORT, path: /}}");
+            return None;
+        };
+        self.keys(&p, m, HEALTH_KEYS);
+        let port = |v: &Value| {
+            v.as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n > 0)
+        };
+        let probe = match (m.get("tcp"), m.get("http")) {
+            (Some(t), None) => match port(t) {
+                Some(guest_port) => Probe::Tcp { guest_port },
+                None => {
+                    self.err(&format!("{p}.tcp"), "expected the guest port to connect to");
+                    return None;
+                }
+            },
+            (None, Some(h)) => {
+                let (port_v, path_v) = match h {
+                    Value::Object(hm) => {
+                        self.keys(&format!("{p}.http"), hm, HTTP_KEYS);
+                        (hm.get("port"), hm.get("path"))
+                    }
+                    other => (Some(other), None),
+                };
+                let Some(guest_port) = port_v.and_then(port) else {
+                    self.err(&format!("{p}.http.port"), "expected the guest port to ask");
+                    return None;
+                };
+                let url_path = match path_v {
+                    None => "/".to_string(),
+                    Some(Value::String(s))
+                        if s.starts_with('/') && s.chars().all(|c| c.is_ascii_graphic()) =>
+                    {
+                        s.clone()
+                    }
+                    Some(_) => {
+                        self.err(
+                            &format!("{p}.http.path"),
+                            "expected a path starting with / (no spaces)",
+                        );
+                        return None;
+                    }
+                };
+                Probe::Http {
+                    guest_port,
+                    path: url_path,
+                }
+            }
+            _ => {
+                self.err(
+                    &p,
+                    "expected one of tcp: PORT or http: {port: PORT, path: /}",
+                );
+                return None;
+            }
+        };
+        let forwarded = network
+            .forwards
+            .iter()
+            .any(|f| f.guest_port == probe.guest_port() && f.protocol == "tcp");
+        if !forwarded {
+            self.err(
+                &p,
+                &format!(
+                    "guest port {} is not forwarded: add a forward such as \"{}:{}\" to network.forwards (the host checks it there)",
+                    probe.guest_port(),
+                    20000 + u32::from(probe.guest_port()) % 40000,
+                    probe.guest_port()
+                ),
+            );
+        }
+        let retries = match m.get("retries") {
+            None => 3,
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=1000) => n as u32,
+                _ => {
+                    self.err(&format!("{p}.retries"), "expected a number from 1 to 1000");
+                    3
+                }
+            },
+        };
+        Some(HealthCheck {
+            probe,
+            interval_ms: self
+                .duration(&format!("{p}.interval"), m.get("interval"), 2000)
+                .max(100),
+            timeout_ms: self
+                .duration(&format!("{p}.timeout"), m.get("timeout"), 2000)
+                .max(100),
+            retries,
+            start_period_ms: self.duration(&format!("{p}.start_period"), m.get("start_period"), 0),
+        })
+    }
+
+    /// `[a, b]` (started) or `{a: {condition: service_healthy}}`, as for services.
+    fn depends_on(&mut self, path: &str, v: Option<&Value>) -> BTreeMap<String, Dependency> {
+        let p = format!("{path}.depends_on");
+        let mut out = BTreeMap::new();
+        let started = || Dependency {
+            condition: Condition::ServiceStarted,
+            required: true,
+            restart: false,
+        };
+        match v {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(n) => {
+                            out.insert(n.to_string(), started());
+                        }
+                        None => self.err(&format!("{p}[{i}]"), "expected a name"),
+                    }
+                }
+            }
+            Some(Value::Object(m)) => {
+                for (n, d) in m {
+                    let dp = format!("{p}.{n}");
+                    let dep = match d {
+                        Value::Null => Some(started()),
+                        Value::Object(dm) => {
+                            self.keys(&dp, dm, &["condition", "required"]);
+                            let condition = match dm.get("condition").map(|c| c.as_str()) {
+                                None | Some(Some("service_started")) => {
+                                    Some(Condition::ServiceStarted)
+                                }
+                                Some(Some("service_healthy")) => Some(Condition::ServiceHealthy),
+                                Some(Some("service_completed_successfully")) => {
+                                    Some(Condition::ServiceCompletedSuccessfully)
+                                }
+                                Some(_) => {
+                                    self.err(&format!("{dp}.condition"), "expected service_started, service_healthy or service_completed_successfully");
+                                    None
+                                }
+                            };
+                            let required = match dm.get("required") {
+                                None => true,
+                                Some(Value::Bool(b)) => *b,
+                                Some(_) => {
+                                    self.err(&format!("{dp}.required"), "expected true or false");
+                                    true
+                                }
+                            };
+                            condition.map(|condition| Dependency {
+                                condition,
+                                required,
+                                restart: false,
+                            })
+                        }
+                        _ => {
+                            self.err(&dp, "expected {condition: service_started|service_healthy|service_completed_successfully}");
+                            None
+                        }
+                    };
+                    if let Some(d) = dep {
+                        out.insert(n.clone(), d);
+                    }
+                }
+            }
+            Some(_) => self.err(&p, "expected a list of names or a map of name: {condition}"),
+        }
+        out
+    }
+
+    /// Every VM's `depends_on` names a service or another VM of the file, and no chain of
+    /// dependencies through services and VMs comes back to where it started.
+    fn dependencies(&mut self, vms: &[VmSpec]) {
+        let vm_names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+        for vm in vms {
+            let path = self.vm_paths.get(&vm.name).cloned().unwrap_or_default();
+            for (dep, d) in &vm.depends_on {
+                let dp = format!("{path}.depends_on.{dep}");
+                if dep == &vm.name {
+                    self.err(&dp, &format!("VM {dep:?} depends on itself"));
+                } else if self.project.disabled_services.contains_key(dep) {
+                    if d.required {
+                        self.err(
+                            &dp,
+                            &format!("service {dep:?} is not enabled by the selected profiles"),
+                        );
+                    }
+                } else if !self.project.services.contains_key(dep)
+                    && !vm_names.contains(&dep.as_str())
+                {
+                    let mut e = self.project.error_at(
+                        ErrorKind::Undefined,
+                        &dp,
+                        format!(
+                            "VM {:?} depends on {dep:?}, which is no service or VM of the file",
+                            vm.name
+                        ),
+                    );
+                    let known = self
+                        .project
+                        .services
+                        .keys()
+                        .map(String::as_str)
+                        .chain(vm_names.iter().copied());
+                    e.hint = baton_spec::suggest(dep, known);
+                    self.errors.push(e);
+                }
+            }
+        }
+        if let Some(cycle) = dependency_cycle(self.project, vms) {
+            let first = &cycle[0];
+            let path = match self.vm_paths.get(first) {
+                Some(p) => format!("{p}.depends_on"),
+                None => format!("services.{first}.depends_on"),
+            };
+            self.err(&path, &format!("dependency cycle: {}", cycle.join(" -> ")));
+        }
     }
 
     fn boolean(&mut self, path: &str, v: Option<&Value>) -> bool {
@@ -729,6 +1110,21 @@ impl Reader<'_> {
                 }
             }
         }
+        if let Some(v) = m.get("schedule") {
+            match v.as_str() {
+                Some(expr) => match crate::schedule::parse(expr) {
+                    Ok(_) => p.schedule = Some(expr.to_string()),
+                    Err(e) => self.err(
+                        &format!("{path}.schedule"),
+                        &format!("{expr:?} is no cron expression: {e}"),
+                    ),
+                },
+                None => self.err(
+                    &format!("{path}.schedule"),
+                    "expected a cron expression such as \"0 3 * * *\" (UTC)",
+                ),
+            }
+        }
         if let Some(v) = m.get("naming") {
             match v.as_str() {
                 Some(s) if crate::retention::check_template(s).is_ok() => p.naming = s.to_string(),
@@ -743,6 +1139,49 @@ impl Reader<'_> {
         }
         Some(p)
     }
+}
+
+/// A chain of `depends_on` through services and VMs that comes back to where it
+/// started, if any (starting from a VM: cycles of services alone are the spec reader's).
+fn dependency_cycle(project: &Project, vms: &[VmSpec]) -> Option<Vec<String>> {
+    let deps = |name: &str| -> Vec<&str> {
+        if let Some(vm) = vms.iter().find(|v| v.name == name) {
+            return vm.depends_on.keys().map(String::as_str).collect();
+        }
+        project
+            .services
+            .get(name)
+            .map(|s| s.depends_on.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    };
+    let mut done: std::collections::BTreeSet<&str> = Default::default();
+    for start in vms.iter().map(|v| v.name.as_str()) {
+        if done.contains(start) {
+            continue;
+        }
+        // Depth-first with an explicit stack of (node, its dependencies left to visit).
+        let mut path: Vec<&str> = vec![start];
+        let mut stack: Vec<Vec<&str>> = vec![deps(start)];
+        while let Some(top) = stack.last_mut() {
+            let Some(next) = top.pop() else {
+                stack.pop();
+                if let Some(n) = path.pop() {
+                    done.insert(n);
+                }
+                continue;
+            };
+            if let Some(at) = path.iter().position(|n| *n == next) {
+                let mut cycle: Vec<String> = path[at..].iter().map(|s| s.to_string()).collect();
+                cycle.push(next.to_string());
+                return Some(cycle);
+            }
+            if !done.contains(next) {
+                path.push(next);
+                stack.push(deps(next));
+            }
+        }
+    }
+    None
 }
 
 /// `8080:80`, `127.0.0.1:8080:80`, `5353:53/udp`.
@@ -926,6 +1365,134 @@ mod tests {
         assert!(bad(&|v| v.network.mode = "none".into()).contains("need network mode user"));
         assert!(bad(&|v| v.cpus = 0).contains("CPUs"));
         assert!(bad(&|v| v.memory_mib = 1).contains("memory"));
+    }
+
+    fn project_with(services: &[(&str, &[&str])], v: Value) -> Project {
+        let mut p = project(v);
+        for (name, deps) in services {
+            let mut svc = baton_spec::Service::default();
+            for d in *deps {
+                svc.depends_on.insert(
+                    d.to_string(),
+                    Dependency {
+                        condition: Condition::ServiceStarted,
+                        required: true,
+                        restart: false,
+                    },
+                );
+            }
+            p.services.insert(name.to_string(), svc);
+        }
+        p
+    }
+
+    fn read_project(p: &Project) -> Result<VmSection, Vec<SpecError>> {
+        read(p, &HostFacts { memory_mib: 4096 }, &|_: &Path| true)
+    }
+
+    #[test]
+    fn restart_healthcheck_and_dependencies_read() {
+        let p = project_with(
+            &[("api", &["db"])],
+            serde_json::json!({"vms": {
+                "db": {"boot": {"disk": true}, "disks": [{"size": "1G"}],
+                       "network": {"forwards": ["127.0.0.1:18080:80"]},
+                       "restart": "on-failure",
+                       "healthcheck": {"http": {"port": 80, "path": "/health"}, "interval": "500ms"}},
+                "cache": {"boot": {"disk": true}, "disks": [{"size": "1G"}],
+                          "network": {"forwards": ["0.0.0.0:16379:6379"]},
+                          "healthcheck": {"tcp": 6379},
+                          "depends_on": {"db": {"condition": "service_healthy"}, "api": null}}
+            }, "snapshot_policies": {"prod": {"schedule": "*/5 * * * * *", "max_snapshots": 3}}}),
+        );
+        let s = read_project(&p).unwrap();
+        let db = s.vm("db").unwrap();
+        assert_eq!(db.restart, Restart::OnFailure);
+        let h = db.healthcheck.as_ref().unwrap();
+        assert_eq!(
+            h.probe,
+            Probe::Http {
+                guest_port: 80,
+                path: "/health".into()
+            }
+        );
+        assert_eq!((h.interval_ms, h.timeout_ms, h.retries), (500, 2000, 3));
+        assert_eq!(db.health_target(), Some(("127.0.0.1".into(), 18080)));
+        let cache = s.vm("cache").unwrap();
+        assert_eq!(cache.restart, Restart::No);
+        assert_eq!(cache.health_target(), Some(("127.0.0.1".into(), 16379)));
+        assert_eq!(cache.depends_on["db"].condition, Condition::ServiceHealthy);
+        assert_eq!(cache.depends_on["api"].condition, Condition::ServiceStarted);
+        assert_eq!(
+            s.policy(Environment::Prod).schedule.as_deref(),
+            Some("*/5 * * * * *")
+        );
+    }
+
+    #[test]
+    fn bad_dependencies_checks_and_schedules_are_located() {
+        let e = |services: &[(&str, &[&str])], v: Value| {
+            messages(read_project(&project_with(services, v)).unwrap_err())
+        };
+        let vm = |extra: Value| {
+            let mut v = serde_json::json!({"boot": {"disk": true}, "disks": [{"size": "1G"}]});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v
+        };
+        let msg = e(
+            &[("api", &["db"])],
+            serde_json::json!({"vms": {"db": vm(serde_json::json!({"depends_on": ["api"]}))}}),
+        );
+        assert!(
+            msg.contains("vms.db.depends_on: dependency cycle: db -> api -> db"),
+            "{msg}"
+        );
+        let msg = e(
+            &[("api", &[])],
+            serde_json::json!({"vms": {"db": vm(serde_json::json!({"depends_on": ["apx", "db"]}))}}),
+        );
+        assert!(msg.contains("vms.db.depends_on.apx: VM \"db\" depends on \"apx\", which is no service or VM of the file"), "{msg}");
+        assert!(msg.contains("did you mean \"api\"?"), "{msg}");
+        assert!(
+            msg.contains("vms.db.depends_on.db: VM \"db\" depends on itself"),
+            "{msg}"
+        );
+        let msg = e(
+            &[("db", &[])],
+            serde_json::json!({"vms": {"db": vm(serde_json::json!({
+                "restart": "sometimes",
+                "healthcheck": {"tcp": 80}
+            }))}}),
+        );
+        assert!(
+            msg.contains("vms.db.name: a service is named \"db\" too"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("vms.db.restart: expected no, always, on-failure or unless-stopped"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("vms.db.healthcheck: guest port 80 is not forwarded"),
+            "{msg}"
+        );
+        let msg = e(
+            &[],
+            serde_json::json!({"vms": {"db": vm(serde_json::json!({
+                "network": {"forwards": ["8080:80"]},
+                "healthcheck": {"http": {"port": 80, "path": "no slash"}, "interval": "soon"}
+            }))}, "snapshot_policies": {"dev": {"schedule": "every night"}}}),
+        );
+        assert!(
+            msg.contains("vms.db.healthcheck.http.path: expected a path starting with /"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("snapshot_policies.dev.schedule: \"every night\" is no cron expression"),
+            "{msg}"
+        );
     }
 
     #[test]

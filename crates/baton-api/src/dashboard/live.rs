@@ -163,9 +163,8 @@ pub(crate) async fn events(
                 },
                 _ = l.tick.tick() => {
                     let d = &l.dash;
-                    if d.sessions.check(&d.api.tokens, &l.id, Instant::now()).await.is_none() {
-                        return None;
-                    }
+                    // The session ended: so does the stream.
+                    d.sessions.check(&d.api.tokens, &l.id, Instant::now()).await.as_ref()?;
                 }
             }
         }

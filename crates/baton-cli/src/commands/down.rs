@@ -1,5 +1,6 @@
 //! `baton down`: remove every container and network of the project (and with -v its
-//! volumes), found by label, so it also cleans what a killed run left.
+//! volumes), found by label, so it also cleans what a killed run left; stop its VMs
+//! (with -v, remove them and the disks baton made).
 
 use anyhow::{anyhow, bail, Result};
 use baton_control::{Operation, Outcome};
@@ -31,6 +32,7 @@ pub async fn run(ctx: &Context, args: DownArgs) -> Result<u8> {
     if ctx.global.json {
         crate::output::json(&plan)?;
     } else {
+        eprint!("{}", down.vms);
         eprintln!("project {name}: removed, {}", down.outcome);
     }
     Ok(crate::exit::OK)

@@ -6,16 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use baton_fleet::files::{self, FileReport, ManagedFile};
+use baton_fleet::files::FileReport;
 use baton_fleet::inventory::{self, Inventory};
 use baton_fleet::report::{HostStatus, RunReport};
 use baton_fleet::ssh::SshOptions;
 use baton_fleet::{run, runbook, select, Batch, OnFailure, RunOptions, Strategy, Task};
 use baton_spec::Project;
-use baton_state::Store;
 use clap::{Args, Subcommand};
 
-use crate::context::{now_ms, Context};
+use crate::context::Context;
 
 #[derive(Debug, Clone, Args)]
 pub struct FleetArgs {
@@ -175,7 +174,7 @@ pub struct DriftArgs {
     pub conn: ConnArgs,
 }
 
-const DEFAULT_FORKS: usize = 50;
+use baton_control::DEFAULT_FORKS;
 
 fn ssh_options(conn: &ConnArgs) -> SshOptions {
     let known_hosts = conn.known_hosts.clone().unwrap_or_else(|| {
@@ -228,69 +227,34 @@ fn options(
     sched: &SchedArgs,
     rb: Option<&runbook::Runbook>,
 ) -> Result<RunOptions> {
-    let pause = match &sched.pause {
-        Some(p) => Some(runbook::parse_duration(p).map_err(|e| anyhow!("--pause: {e}"))?),
-        None => rb.and_then(|r| r.pause),
-    };
-    if sched.forks_zero(conn) {
-        bail!("--forks must be at least 1");
-    }
-    if sched.max_fail_percentage.is_some_and(|m| m > 100) {
-        bail!("--max-fail-percentage must be 0 to 100");
-    }
-    let strategy = sched
-        .strategy
-        .or(rb.and_then(|r| r.strategy))
-        .unwrap_or_default();
-    let batch = sched.batch.or(rb.and_then(|r| r.batch));
-    if batch.is_some() && strategy != Strategy::Rolling {
-        bail!("--batch only applies to --strategy rolling");
-    }
-    Ok(RunOptions {
-        strategy,
-        batch,
-        pause,
-        forks: conn
-            .forks
-            .or(rb.and_then(|r| r.forks))
-            .unwrap_or(DEFAULT_FORKS),
-        on_failure: sched
-            .on_failure
-            .or(rb.and_then(|r| r.on_failure))
-            .unwrap_or_default(),
-        max_fail_percentage: sched
-            .max_fail_percentage
-            .or(rb.and_then(|r| r.max_fail_percentage)),
+    let overrides = baton_control::FleetOverrides {
+        strategy: sched.strategy,
+        batch: sched.batch,
+        pause: sched.pause.clone(),
+        on_failure: sched.on_failure,
+        max_fail_percentage: sched.max_fail_percentage,
+        forks: conn.forks,
         check: sched.check,
-        clock: now_ms,
         command_timeout: sched.timeout.map(Duration::from_secs),
-        ssh: ssh_options(conn),
-        base_dir: ctx.cwd.clone(),
-    })
+    };
+    Ok(ctx
+        .control_of_store()?
+        .fleet_options(&overrides, rb, ssh_options(conn), ctx.cwd.clone())?)
 }
 
-impl SchedArgs {
-    fn forks_zero(&self, conn: &ConnArgs) -> bool {
-        conn.forks == Some(0)
-    }
-}
-
-fn finish(ctx: &Context, name: &str, mut report: RunReport) -> Result<u8> {
-    if let Ok(store) = ctx.store() {
-        let json = serde_json::to_string(&report)?;
-        let id = store.record_fleet_run(
-            name,
-            &report.kind,
-            &report.task,
-            &report.target,
-            &report.strategy,
-            &report.outcome,
-            report.started_at,
-            report.finished_at,
-            &json,
-        )?;
-        report.id = Some(id);
-    }
+/// Records the run and prints its report.
+fn finish(ctx: &Context, name: &str, report: RunReport) -> Result<u8> {
+    let control = ctx.control_of_store()?;
+    let op = baton_control::Operation::FleetRun {
+        project: name.to_string(),
+        kind: report.kind.clone(),
+        task: report.task.clone(),
+        target: report.target.clone(),
+    };
+    let report =
+        crate::door::audited(&control, &op, control.record_fleet_run(name, report), |r| {
+            format!("{}: {} host(s)", r.outcome, r.hosts.len())
+        })?;
     if ctx.global.json {
         crate::output::json(&report)?;
     } else {
@@ -326,24 +290,10 @@ pub async fn run(ctx: &Context, args: FleetArgs) -> Result<u8> {
             let (p, name) = project(ctx, true)?;
             let p = p.ok_or_else(|| anyhow!("runbooks live in the spec file"))?;
             let inv = load_inventory(&conn, Some(&p))?;
-            let books = runbook::from_project(&p)?;
-            let Some(rb) = books.get(&book) else {
-                let known: Vec<&str> = books.keys().map(String::as_str).collect();
-                bail!(
-                    "no runbook `{book}` in x-baton.runbooks (known: {})",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                );
-            };
-            let opts = options(ctx, &conn, &sched, Some(rb))?;
-            let target = match target {
-                Some(t) => format!("{}:&{t}", rb.target),
-                None => rb.target.clone(),
-            };
-            let report = run::run(&inv, &target, &Task::Runbook(rb.clone()), &opts).await?;
+            let control = ctx.control_of_store()?;
+            let (rb, target) = control.runbook(&p, &book, target.as_deref())?;
+            let opts = options(ctx, &conn, &sched, Some(&rb))?;
+            let report = run::run(&inv, &target, &Task::Runbook(rb), &opts).await?;
             finish(ctx, &name, report)
         }
         FleetAction::Ping { target, conn } => {
@@ -510,24 +460,6 @@ pub async fn run(ctx: &Context, args: FleetArgs) -> Result<u8> {
     }
 }
 
-fn managed(p: &Project, names: &[String]) -> Result<Vec<ManagedFile>> {
-    let all = files::from_project(p)?;
-    if names.is_empty() {
-        if all.is_empty() {
-            bail!("no managed files: write a `files:` section");
-        }
-        return Ok(all.into_values().collect());
-    }
-    names
-        .iter()
-        .map(|n| {
-            all.get(n)
-                .cloned()
-                .ok_or_else(|| anyhow!("no managed file `{n}` in `files:`"))
-        })
-        .collect()
-}
-
 fn print_file_reports(ctx: &Context, reports: &[FileReport]) -> Result<u8> {
     if ctx.global.json {
         crate::output::json(&reports)?;
@@ -570,21 +502,15 @@ fn print_file_reports(ctx: &Context, reports: &[FileReport]) -> Result<u8> {
     })
 }
 
-fn file_env<'a>(
-    name: &'a str,
+fn files_target<'a>(
     inv: &'a Inventory,
     ssh: &'a SshOptions,
-    store: &'a Store,
     conn: &ConnArgs,
-) -> files::Env<'a> {
-    files::Env {
-        project: name,
+) -> baton_control::FilesTarget<'a> {
+    baton_control::FilesTarget {
         inventory: inv,
         ssh,
-        store,
         forks: conn.forks.unwrap_or(DEFAULT_FORKS),
-        timeout: Some(Duration::from_secs(60)),
-        now: now_ms(),
     }
 }
 
@@ -593,23 +519,24 @@ pub async fn files(ctx: &Context, args: FilesArgs) -> Result<u8> {
     let store = ctx.store()?;
     match args.action {
         FilesAction::Apply { names, check, conn } => {
-            let list = managed(&p, &names)?;
-            // Every file is validated before any host is touched.
-            for f in &list {
-                files::validate(f.format, &f.content).map_err(|message| {
-                    files::FileError::Invalid {
-                        name: f.name.clone(),
-                        message,
-                    }
-                })?;
-            }
+            let control = ctx.control_of_store()?;
+            // Validated before any host is touched (the inventory too).
+            control.managed_files(&p, &names)?;
             let inv = load_inventory(&conn, Some(&p))?;
             let ssh = ssh_options(&conn);
-            let env = file_env(&p.name, &inv, &ssh, &store, &conn);
-            let mut reports = Vec::new();
-            for f in &list {
-                reports.push(files::apply(f, check, &env).await?);
-            }
+            let target = files_target(&inv, &ssh, &conn);
+            let op = baton_control::Operation::Files {
+                project: p.name.clone(),
+                action: "apply".into(),
+                files: names.clone(),
+                check,
+            };
+            let reports = crate::door::audited(
+                &control,
+                &op,
+                control.files_apply(&p, &names, check, &target).await,
+                |r| format!("{} file(s)", r.len()),
+            )?;
             print_file_reports(ctx, &reports)
         }
         FilesAction::Rollback {
@@ -618,14 +545,26 @@ pub async fn files(ctx: &Context, args: FilesArgs) -> Result<u8> {
             check,
             conn,
         } => {
-            let f = managed(&p, std::slice::from_ref(&name))?.remove(0);
+            let control = ctx.control_of_store()?;
+            control.managed_files(&p, std::slice::from_ref(&name))?;
             let inv = load_inventory(&conn, Some(&p))?;
             let ssh = ssh_options(&conn);
-            let env = file_env(&p.name, &inv, &ssh, &store, &conn);
-            let r = files::rollback(&f, to, check, &env).await?;
+            let target = files_target(&inv, &ssh, &conn);
+            let op = baton_control::Operation::Files {
+                project: p.name.clone(),
+                action: "rollback".into(),
+                files: vec![name.clone()],
+                check,
+            };
+            let r = crate::door::audited(
+                &control,
+                &op,
+                control.files_rollback(&p, &name, to, check, &target).await,
+                |_| format!("{name} rolled back"),
+            )?;
             print_file_reports(ctx, &[r])
         }
-        FilesAction::Drift(a) => drift(ctx, &p, &store, a).await,
+        FilesAction::Drift(a) => drift(ctx, &p, a).await,
         FilesAction::Versions { name } => {
             let versions = store.file_versions(&p.name, &name)?;
             if versions.is_empty() {
@@ -700,20 +639,17 @@ pub async fn files(ctx: &Context, args: FilesArgs) -> Result<u8> {
 }
 
 /// `baton files drift` and `baton config drift`.
-pub async fn drift(ctx: &Context, p: &Project, store: &Store, a: DriftArgs) -> Result<u8> {
-    let list = managed(p, &a.names)?;
+pub async fn drift(ctx: &Context, p: &Project, a: DriftArgs) -> Result<u8> {
+    let control = ctx.control_of_store()?;
+    control.managed_files(p, &a.names)?;
     let inv = load_inventory(&a.conn, Some(p))?;
     let ssh = ssh_options(&a.conn);
-    let env = file_env(&p.name, &inv, &ssh, store, &a.conn);
-    let mut reports = Vec::new();
-    for f in &list {
-        reports.push(files::drift(f, &env).await?);
-    }
+    let target = files_target(&inv, &ssh, &a.conn);
+    let reports = control.files_drift(p, &a.names, &target).await?;
     print_file_reports(ctx, &reports)
 }
 
 pub async fn config_drift(ctx: &Context, a: DriftArgs) -> Result<u8> {
     let p = ctx.project(&[])?;
-    let store = ctx.store()?;
-    drift(ctx, &p, &store, a).await
+    drift(ctx, &p, a).await
 }

@@ -7,12 +7,14 @@ mod events;
 mod exec;
 pub(crate) mod fleet;
 mod images;
+pub(crate) mod k8s;
 mod lifecycle;
 mod logs;
 pub(crate) mod pipeline;
 mod plan;
 mod ps;
 mod rollout;
+mod routes;
 mod run;
 mod serve;
 mod stats;
@@ -98,7 +100,9 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::Token(a) => token::run(ctx, a).await,
         Command::Serve(a) => serve::run(ctx, a).await,
         Command::Rollout(a) => rollout::run(ctx, a).await,
+        Command::Routes => routes::run(ctx).await,
         Command::Vm(a) => vm::run(ctx, a).await,
+        Command::K8s(a) => k8s::run(ctx, a),
         Command::Pipeline(a) => pipeline::run(ctx, a).await,
         Command::Artifacts(a) => pipeline::artifacts(ctx, a).await,
         Command::Completions { shell } => {

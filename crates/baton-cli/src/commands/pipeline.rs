@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use baton_pipeline::plan;
 use baton_pipeline::report::{render, Format};
 use baton_pipeline::run::run_dir;
-use baton_pipeline::{plan, RunRequest};
 use clap::{Args, Subcommand};
 
 use crate::context::Context;
@@ -73,6 +72,9 @@ pub enum PipelineAction {
         #[command(flatten)]
         opts: RunOpts,
     },
+    /// Cancel a running run, wherever it runs (this machine's CLI or `baton serve`): its
+    /// jobs are killed and rollbacks run
+    Cancel { run: i64 },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,11 +118,22 @@ pub async fn run(ctx: &Context, args: PipelineArgs) -> Result<u8> {
         PipelineAction::Show { run, format } => show(ctx, run, format),
         PipelineAction::Logs { run, job } => logs(ctx, run, job.as_deref()),
         PipelineAction::Rerun { run, opts } => {
-            let store = ctx.store()?;
-            let prev = store
+            let (name, vars) = ctx.control_of_store()?.pipeline_rerun_of(run)?;
+            start(ctx, &name, vars, false, Some(run), &opts).await
+        }
+        PipelineAction::Cancel { run } => {
+            let control = ctx.control_of_store()?;
+            let project = control
+                .store
                 .pipeline_run(run)?
-                .ok_or_else(|| anyhow!("no pipeline run {run}"))?;
-            start(ctx, &prev.pipeline, prev.vars, false, Some(run), &opts).await
+                .map(|r| r.project)
+                .unwrap_or_default();
+            let op = baton_control::Operation::PipelineCancel { project, run };
+            crate::door::audited(&control, &op, control.pipeline_cancel(run), |_| {
+                format!("cancel of run {run} requested")
+            })?;
+            eprintln!("run {run}: cancel requested");
+            Ok(crate::exit::OK)
         }
     }
 }
@@ -172,41 +185,11 @@ async fn start(
         }
         return Ok(crate::exit::OK);
     }
-    let store = Arc::new(ctx.store()?);
-    if let Some(prev) = rerun_of {
-        let p = store
-            .pipeline_run(prev)?
-            .ok_or_else(|| anyhow!("no pipeline run {prev}"))?;
-        if p.pipeline != name {
-            bail!("run {prev} is of pipeline {}, not {name}", p.pipeline);
-        }
-    }
-    let jobs = opts.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
-    let req = RunRequest {
-        project: project.name.clone(),
-        project_dir: project.working_dir.clone(),
-        state_dir: ctx.state_dir(),
-        trigger: if rerun_of.is_some() {
-            "rerun"
-        } else {
-            "manual"
-        }
-        .into(),
-        vars,
-        jobs,
-        rerun_of,
-        env: std::env::vars().collect(),
-        grace: Duration::from_secs(3),
-        ssh: baton_pipeline::remote::ssh_options(&std::env::vars().collect()),
-        containers: if pipeline.jobs.iter().any(|j| j.image.is_some()) {
-            containers(ctx).await
-        } else {
-            None
-        },
+    let control = ctx.control_of_store()?;
+    let containers = if pipeline.jobs.iter().any(|j| j.image.is_some()) {
+        containers(ctx).await
+    } else {
+        None
     };
     // Live logs go to stdout, unless stdout carries a report for a program.
     let live: baton_pipeline::Live = if json || opts.format != Format::Text {
@@ -221,9 +204,26 @@ async fn start(
         // Keep the sender (and the signal handlers) alive until the run ends.
         std::future::pending::<()>().await;
     });
-    let outcome = baton_pipeline::execute(store.clone(), &pipeline, req, live, rx).await;
+    let op = baton_control::Operation::PipelineRun {
+        project: project.name.clone(),
+        pipeline: name.to_string(),
+        vars: vars.clone(),
+        rerun_of,
+        spec: None,
+    };
+    let opts_run = baton_control::PipelineRunOptions {
+        vars,
+        jobs: opts.jobs,
+        rerun_of,
+    };
+    let outcome = control
+        .pipeline_run(&project, name, opts_run, containers, live, rx, None)
+        .await;
     signals.abort();
-    let outcome = outcome?;
+    let outcome = crate::door::audited(&control, &op, outcome, |o| {
+        format!("run {}: {}", o.run_id, o.status)
+    })?;
+    let store = &control.store;
     let run = store
         .pipeline_run(outcome.run_id)?
         .ok_or_else(|| anyhow!("run {} vanished from the store", outcome.run_id))?;

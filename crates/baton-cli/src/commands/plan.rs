@@ -1,4 +1,5 @@
-//! `baton plan`: what `up` would do and why; exit 0 = nothing to do, 2 = changes pending.
+//! `baton plan`: what `up` would do to containers and VMs, and why; exit 0 = nothing to
+//! do, 2 = changes pending.
 
 use anyhow::Result;
 use baton_engine::plan::PlanOptions;
@@ -14,11 +15,13 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
         force_recreate: args.force_recreate,
         ..Default::default()
     };
-    let plan = ctx.control().await?.plan(&project, &opts).await?.plan;
+    let prepared = ctx.control().await?.plan(&project, &opts).await?;
+    let changes = !prepared.is_empty();
+    let (plan, vms) = (prepared.plan, prepared.vms);
     if ctx.global.json {
         crate::output::json(&serde_json::json!({
             "project": plan.project,
-            "changes": !plan.is_empty(),
+            "changes": changes,
             "changed_services": plan.changed_services(),
             "actions": plan.actions.iter().map(|a| {
                 let mut v = serde_json::to_value(a).unwrap_or_default();
@@ -29,13 +32,14 @@ pub async fn run(ctx: &Context, args: PlanArgs) -> Result<u8> {
             }).collect::<Vec<_>>(),
             "up_to_date": plan.up_to_date,
             "warnings": plan.warnings,
+            "vms": vms,
         }))?;
     } else {
-        print!("{plan}");
+        print!("{plan}{vms}");
     }
-    Ok(if plan.is_empty() {
-        crate::exit::OK
-    } else {
+    Ok(if changes {
         crate::exit::CHANGES
+    } else {
+        crate::exit::OK
     })
 }

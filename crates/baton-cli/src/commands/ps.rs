@@ -1,5 +1,5 @@
-//! `baton ps`: the project's containers as the engine reports them, with what the
-//! daemon concluded about each (crash loops) and baton's own health checks.
+//! `baton ps`: the project's containers as the engine reports them, then its VMs on this
+//! host (state from their process, health from one check).
 
 use anyhow::Result;
 use baton_control::views::ReplicaView;
@@ -11,7 +11,8 @@ use crate::door::Door;
 
 pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name_with(&args.services)?;
-    let view = Door::open(ctx)?.services(&name).await?;
+    let door = Door::open(ctx)?;
+    let view = door.services(&name).await?;
     let known: Vec<&str> = match &project {
         Some(p) => p.services.keys().map(String::as_str).collect(),
         None => view.services.iter().map(|s| s.name.as_str()).collect(),
@@ -26,8 +27,25 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
                 && (args.services.is_empty() || args.services.contains(&r.service))
         })
         .collect();
+    // VMs when no service is named (a name filters containers only); they are this
+    // host's, so a remote door shows containers only.
+    let vms = if args.services.is_empty() && !door.is_remote() {
+        ctx.control_of_store()?
+            .vm_ps(project.as_ref(), &name)
+            .await?
+    } else {
+        Vec::new()
+    };
     if ctx.global.json {
-        crate::output::json(&replicas)?;
+        let mut rows: Vec<serde_json::Value> = replicas
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect();
+        rows.extend(
+            vms.iter()
+                .map(|v| serde_json::to_value(v).unwrap_or_default()),
+        );
+        crate::output::json(&rows)?;
         return Ok(crate::exit::OK);
     }
     let rows: Vec<Vec<String>> = replicas
@@ -52,9 +70,27 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
             ]
         })
         .collect();
-    crate::output::table(
-        &["NAME", "SERVICE", "STATE", "HEALTH", "STATUS", "PORTS"],
-        &rows,
-    );
+    if !rows.is_empty() || vms.is_empty() {
+        crate::output::table(
+            &["NAME", "SERVICE", "STATE", "HEALTH", "STATUS", "PORTS"],
+            &rows,
+        );
+    }
+    if !vms.is_empty() {
+        let rows: Vec<Vec<String>> = vms
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.clone(),
+                    v.state.clone(),
+                    v.health.clone().unwrap_or_else(|| "-".into()),
+                    v.pid.map(|p| p.to_string()).unwrap_or_default(),
+                    v.uptime_s.map(|u| format!("{u:.0}s")).unwrap_or_default(),
+                    v.ports.join(", "),
+                ]
+            })
+            .collect();
+        crate::output::table(&["VM", "STATE", "HEALTH", "PID", "UPTIME", "PORTS"], &rows);
+    }
     Ok(crate::exit::OK)
 }

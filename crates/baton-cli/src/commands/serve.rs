@@ -22,7 +22,7 @@ const EVENT_POLL: Duration = Duration::from_millis(100);
 /// The HTTP API's limits: bodies carry whole projects; many dashboards stream events.
 fn api_limits() -> baton_http::Limits {
     baton_http::Limits {
-        max_body_bytes: 8 << 20,
+        max_body_bytes: baton_api::BODY_LIMIT,
         max_connections: 1024,
         ..Default::default()
     }
@@ -64,11 +64,13 @@ fn api(ctx: &Context, shared: Arc<api::Shared>, docker: &Docker) -> Result<Api> 
     let settings = ExecSettings {
         parallelism: ctx.global.parallel,
         daemon_running: true,
+        // Pipelines started through the API run their `image:` jobs on this engine.
+        containers: Some(baton_pipeline::run::Containers(Arc::new(docker.clone()))),
     };
     let dir = state_dir.clone();
     let control = baton_control::worker::spawn(settings, move || async move {
         Ok(Control {
-            store: Store::open(&dir).map_err(|e| e.to_string())?,
+            store: Arc::new(Store::open(&dir).map_err(|e| e.to_string())?),
             runtime: Docker::connect().await.map_err(|e| e.to_string())?,
             state_dir: dir,
             env: std::env::vars().collect(),
@@ -85,6 +87,7 @@ fn api(ctx: &Context, shared: Arc<api::Shared>, docker: &Docker) -> Result<Api> 
         daemon: shared,
         state_dir,
         clock: crate::context::now_ms,
+        services: baton_api::services_cache(),
     }))
 }
 
@@ -101,6 +104,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     let config = SupervisorConfig {
         tick: Duration::from_millis(args.tick_ms.max(50)),
         files_dir: ctx.state_dir().join("files"),
+        edge_dir: ctx.state_dir().join("edge"),
     };
     // The local API: one daemon per state directory, refused if another answers.
     let (listener, socket) = api::bind(&ctx.state_dir()).await?;

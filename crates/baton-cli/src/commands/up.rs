@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Result};
 use baton_control::{Operation, Outcome, UpOptions, UpOutcome, Watch};
 use baton_engine::apply::{Reporter, Step};
 use baton_engine::plan::Plan;
+use baton_vm::vm_plan::VmPlan;
 
 use crate::cli::{ScaleArgs, UpArgs};
 use crate::context::Context;
@@ -147,7 +148,7 @@ struct Shown {
 }
 
 impl Shown {
-    fn show(&self, plan: &Plan, interrupted: usize) {
+    fn show(&self, plan: &Plan, vms: &VmPlan, interrupted: usize) {
         self.shown.set(true);
         if interrupted > 0 {
             eprintln!(
@@ -155,7 +156,7 @@ impl Shown {
             );
         }
         if !self.json {
-            eprint!("{plan}");
+            eprint!("{plan}{vms}");
         }
     }
 }
@@ -167,8 +168,8 @@ impl Reporter for Shown {
 }
 
 impl Watch for Shown {
-    fn planned(&self, plan: &Plan, interrupted: usize) {
-        self.show(plan, interrupted);
+    fn planned(&self, plan: &Plan, vms: &VmPlan, interrupted: usize) {
+        self.show(plan, vms, interrupted);
     }
 }
 
@@ -195,12 +196,14 @@ pub async fn converge(ctx: &Context, door: &Door<'_>, op: Operation) -> Result<V
         outcome,
         rollouts,
         warnings,
+        vms,
+        vm_errors,
         ..
     } = up;
     if !shown.shown.get() {
-        shown.show(&plan, interrupted);
+        shown.show(&plan, &vms, interrupted);
     }
-    if plan.is_empty() {
+    if plan.is_empty() && vms.is_empty() {
         if ctx.global.json {
             crate::output::json(&plan)?;
         }
@@ -212,8 +215,10 @@ pub async fn converge(ctx: &Context, door: &Door<'_>, op: Operation) -> Result<V
     if ctx.global.json {
         crate::output::json(&serde_json::json!({
             "plan": plan,
+            "vms": vms,
             "ok": ok,
             "error": error,
+            "vm_errors": vm_errors,
         }))?;
     }
     if !ok {

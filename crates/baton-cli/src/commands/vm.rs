@@ -10,11 +10,12 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use baton_http::{ClientTls, ServerTls, Token};
 use baton_spec::Project;
 use baton_vm::host::MigrateOptions;
-use baton_vm::{Host, HostOptions, SnapshotPolicy, VmSection};
+use baton_vm::{Host, HostOptions, VmSection};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::context::{now_ms, Context};
+use crate::door::audited;
 
 #[derive(Debug, Clone, Args)]
 pub struct VmArgs {
@@ -84,12 +85,20 @@ pub enum VmAction {
     Inspect { name: String },
     /// Live internal snapshots and their retention
     Snapshot(SnapshotArgs),
-    /// Live-migrate a running VM to the agent at --to (disks stay on shared storage)
+    /// Live-migrate a running VM to the agent at --to (disks on shared storage, or
+    /// copied there with --storage); --from ADDR migrates a VM of another agent
     Migrate {
         name: String,
         /// The destination agent, HOST:PORT or https://HOST:PORT
         #[arg(long)]
         to: String,
+        /// The agent the VM runs on (default: this host)
+        #[arg(long, value_name = "ADDR")]
+        from: Option<String>,
+        /// Copy the disks to the destination while the guest runs (no shared storage);
+        /// the source's images baton made are deleted once it runs there
+        #[arg(long)]
+        storage: bool,
         /// Bandwidth limit, bytes per second (suffixes K, M, G)
         #[arg(long)]
         bandwidth: Option<String>,
@@ -116,17 +125,25 @@ pub enum VmAction {
     Agent(AgentArgs),
     /// The host: capabilities, VMs, snapshots, migrations, recent operations
     Report,
+    /// Kill the ha VM in DIR when its lease deadline passes (started by agents)
+    #[command(hide = true)]
+    Guard { dir: PathBuf },
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     #[arg(long, default_value = "127.0.0.1:7420")]
     pub listen: SocketAddr,
-    /// Directory shared with peer agents (ha leases; ha VMs' disks go there too, so it
-    /// is an allowed disk directory)
+    /// Directory shared with peer agents, where ha VMs' disks are (an allowed disk
+    /// directory); failover runs with it
     #[arg(long, value_name = "DIR")]
     pub shared: Option<PathBuf>,
-    /// Lease lifetime in milliseconds: a silent owner loses its VMs after this
+    /// Another agent of the failover group, as it is reached (repeatable): every agent
+    /// votes on ha VMs' leases, and a takeover needs a majority
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peers: Vec<String>,
+    /// Lease lifetime in milliseconds: an owner that cannot renew its votes kills its
+    /// guest before this runs out, and a majority's votes are free after it
     #[arg(long, default_value_t = 3000)]
     pub lease_ms: i64,
     /// Serve HTTPS with this certificate chain (PEM); needed off loopback
@@ -173,32 +190,24 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
     if let VmAction::Agent(a) = &args.action {
         return agent(ctx, &args, a).await;
     }
+    if let VmAction::Guard { dir } = &args.action {
+        baton_vm::ha::guard(dir).await?;
+        return Ok(crate::exit::OK);
+    }
     // Read once: the file's directory is an allowed disk directory of a local host.
     let project = ctx.project(&[]);
-    let mut disk_dirs = args.disk_dirs.clone();
-    if let Ok(p) = &project {
-        disk_dirs.push(p.working_dir.clone());
-    }
-    let host = Host::open(
-        &ctx.state_dir(),
-        HostOptions {
-            label: "local".into(),
-            disk_dirs,
-            confine_boot_files: false,
-        },
-    )?;
+    let control = ctx.control_of_store()?;
+    let host = control.vm_host(project.as_ref().ok(), args.disk_dirs.clone())?;
     let json = ctx.global.json;
     match args.action {
-        VmAction::Agent(_) => unreachable!("served above"),
+        VmAction::Agent(_) | VmAction::Guard { .. } => unreachable!("served above"),
         VmAction::Create { names } => {
             let section = section(&project, true)?;
-            let specs = pick(&section, &names, false)?;
-            for s in specs {
-                host.create(s, now_ms()).await?;
-                host.set_policy(&s.name, &section.policy(s.environment), now_ms())?;
-                say(json, &format!("created {}", s.name));
+            let created = control.vm_create(&host, &section, &names).await?;
+            for n in &created {
+                say(json, &format!("created {n}"));
             }
-            done(json, json!({"created": names}))
+            done(json, json!({"created": created}))
         }
         VmAction::Start {
             on: Some(addr),
@@ -207,7 +216,7 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             let section = section(&project, true)?;
             let agents = agents(&args.token_file, &args.tls_ca)?;
             let mut started = Vec::new();
-            for s in pick(&section, &names, names.is_empty())? {
+            for s in baton_control::pick(&section, &names, names.is_empty())? {
                 let pid = agents.start(&addr, s).await?;
                 say(json, &format!("started {} on {addr} (pid {pid})", s.name));
                 started.push(json!({"name": s.name, "pid": pid, "host": addr}));
@@ -216,45 +225,60 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
         }
         VmAction::Start { on: None, names } => {
             let section = section(&project, false)?;
-            let mut started = Vec::new();
-            let targets: Vec<String> = if names.is_empty() {
-                pick(&section, &[], true)?
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect()
-            } else {
-                names
-            };
-            for n in &targets {
-                if let Some(s) = section.vm(n) {
-                    host.create(s, now_ms()).await?;
-                    host.set_policy(n, &section.policy(s.environment), now_ms())?;
-                }
-                let pid = host.start(n, now_ms()).await?;
-                say(json, &format!("started {n} (pid {pid})"));
-                started.push(json!({"name": n, "pid": pid}));
+            let op = vm_op(&names, baton_control::VmAction::Start);
+            let started = audited(
+                &control,
+                &op,
+                control.vm_start(&host, &section, &names).await,
+                |v| format!("{} VM(s) started", v.len()),
+            )?;
+            for s in &started {
+                say(json, &format!("started {} (pid {})", s.name, s.pid));
             }
             done(json, json!({"started": started}))
         }
         VmAction::Stop { timeout, names } => {
-            let mut out = Vec::new();
-            for n in &names {
-                let graceful = host.stop(n, Duration::from_secs(timeout), now_ms()).await?;
-                let how = if graceful {
+            let op = vm_op(
+                &names,
+                baton_control::VmAction::Stop {
+                    timeout_secs: Some(timeout),
+                },
+            );
+            let out = audited(
+                &control,
+                &op,
+                control
+                    .vm_stop(&host, &names, Duration::from_secs(timeout))
+                    .await,
+                |v| format!("{} VM(s) stopped", v.len()),
+            )?;
+            for s in &out {
+                let how = if s.graceful {
                     "powered off"
                 } else {
                     "forced after timeout"
                 };
-                say(json, &format!("stopped {n}: {how}"));
-                out.push(json!({"name": n, "graceful": graceful}));
+                say(json, &format!("stopped {}: {how}", s.name));
             }
             done(json, json!({"stopped": out}))
         }
         VmAction::Restart { timeout, names } => {
-            for n in &names {
-                host.stop(n, Duration::from_secs(timeout), now_ms()).await?;
-                let pid = host.start(n, now_ms()).await?;
-                say(json, &format!("restarted {n} (pid {pid})"));
+            let op = vm_op(
+                &names,
+                baton_control::VmAction::Restart {
+                    timeout_secs: Some(timeout),
+                },
+            );
+            let restarted = audited(
+                &control,
+                &op,
+                control
+                    .vm_restart(&host, &names, Duration::from_secs(timeout))
+                    .await,
+                |v| format!("{} VM(s) restarted", v.len()),
+            )?;
+            for s in restarted {
+                say(json, &format!("restarted {} (pid {})", s.name, s.pid));
             }
             done(json, json!({"restarted": names}))
         }
@@ -323,10 +347,12 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             crate::output::json(&json!({"status": st, "spec": m.spec, "snapshots": snaps}))?;
             Ok(crate::exit::OK)
         }
-        VmAction::Snapshot(a) => snapshot(ctx, &project, &host, a.action).await,
+        VmAction::Snapshot(a) => snapshot(ctx, &control, &project, &host, a.action).await,
         VmAction::Migrate {
             name,
             to,
+            from,
+            storage,
             bandwidth,
             downtime,
         } => {
@@ -339,29 +365,45 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             let opts = MigrateOptions {
                 max_bandwidth,
                 downtime_limit_ms: downtime,
+                storage,
             };
             let agents = agents(&args.token_file, &args.tls_ca)?;
-            let job = host
-                .migrate(
-                    &name,
-                    &to,
-                    &agents,
-                    &opts,
-                    |st| {
-                        if !json {
-                            let t = st["ram"]["transferred"].as_u64().unwrap_or(0);
-                            let total = st["ram"]["total"].as_u64().unwrap_or(0);
-                            eprintln!(
-                                "{}: {} / {} MiB",
-                                st["status"].as_str().unwrap_or("?"),
-                                t >> 20,
-                                total >> 20
-                            );
-                        }
-                    },
-                    now_ms,
-                )
-                .await?;
+            let job = match &from {
+                Some(source) => agents.migrate(source, &name, &to, &opts).await?,
+                None => {
+                    host.migrate(
+                        &name,
+                        &to,
+                        &agents,
+                        &opts,
+                        |st| {
+                            if !json && st["jobs"].is_array() {
+                                let (done, len) = st["jobs"].as_array().into_iter().flatten().fold(
+                                    (0, 0),
+                                    |(d, l), j| {
+                                        (
+                                            d + j["offset"].as_u64().unwrap_or(0),
+                                            l + j["len"].as_u64().unwrap_or(0),
+                                        )
+                                    },
+                                );
+                                eprintln!("copying disks: {} / {} MiB", done >> 20, len >> 20);
+                            } else if !json {
+                                let t = st["ram"]["transferred"].as_u64().unwrap_or(0);
+                                let total = st["ram"]["total"].as_u64().unwrap_or(0);
+                                eprintln!(
+                                    "{}: {} / {} MiB",
+                                    st["status"].as_str().unwrap_or("?"),
+                                    t >> 20,
+                                    total >> 20
+                                );
+                            }
+                        },
+                        now_ms,
+                    )
+                    .await?
+                }
+            };
             if json {
                 crate::output::json(&job)?;
             } else {
@@ -471,9 +513,11 @@ async fn agent(ctx: &Context, args: &VmArgs, a: &AgentArgs) -> Result<u8> {
     let host = Host::open(
         &ctx.state_dir(),
         HostOptions {
-            label,
+            label: label.clone(),
             disk_dirs,
             confine_boot_files: true,
+            // Migrations come in where peers reach this agent.
+            address: Some(a.listen.ip()),
         },
     )?;
     // Peers are asked with the same token: agents that fail over together share it.
@@ -488,9 +532,15 @@ async fn agent(ctx: &Context, args: &VmArgs, a: &AgentArgs) -> Result<u8> {
         tls,
         limits: baton_http::Limits::default(),
         shared: a.shared.clone(),
-        timing: baton_vm::ha::Timing {
-            ttl_ms: a.lease_ms.max(500),
-            tick: Duration::from_millis((a.lease_ms.max(500) / 6) as u64),
+        ha: baton_vm::ha::HaConfig {
+            me: label,
+            peers: a.peers.clone(),
+            timing: baton_vm::ha::Timing {
+                ttl_ms: a.lease_ms.max(500),
+                tick: Duration::from_millis((a.lease_ms.max(500) / 6) as u64),
+            },
+            guard_program: std::env::current_exe()
+                .context("cannot find the baton executable (it runs the lease guards)")?,
         },
         peers: baton_vm::agent::Client::new(Some(token), ca),
     };
@@ -533,66 +583,29 @@ fn done(json: bool, v: serde_json::Value) -> Result<u8> {
 /// The file's `vms:` and `snapshot_policies:`, validated against this host. With
 /// `required` false a missing file gives an empty section.
 fn section(project: &Result<Project>, required: bool) -> Result<VmSection> {
-    let project = match project {
-        Ok(p) => p,
+    match project {
+        Ok(p) => Ok(baton_control::vm_section(Some(p))?),
         Err(e) if !required && e.to_string().contains("no configuration file provided") => {
-            return Ok(VmSection::default())
+            Ok(VmSection::default())
         }
-        Err(e) => return Err(anyhow!("{e:#}")),
-    };
-    let facts = baton_vm::HostFacts {
-        memory_mib: baton_vm::facts::memory_mib(),
-    };
-    let mut section = baton_vm::read(project, &facts, &|p| p.exists()).map_err(|errs| {
-        anyhow!(
-            "{}",
-            errs.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\nerror: ")
-        )
-    })?;
-    // `..` in the file is resolved here, by the OS: hosts refuse it in the paths they get.
-    for vm in &mut section.vms {
-        baton_vm::confine::canonical_files(vm);
+        Err(e) => Err(anyhow!("{e:#}")),
     }
-    Ok(section)
 }
 
-fn pick<'a>(
-    section: &'a VmSection,
-    names: &[String],
-    autostart_only: bool,
-) -> Result<Vec<&'a baton_vm::VmSpec>> {
-    if names.is_empty() {
-        return Ok(section
-            .vms
-            .iter()
-            .filter(|v| !autostart_only || v.autostart)
-            .collect());
-    }
-    names
-        .iter()
-        .map(|n| {
-            section
-                .vm(n)
-                .ok_or_else(|| anyhow!("no VM named {n:?} in the file's vms: section"))
-        })
-        .collect()
-}
-
-/// The file's policy for the VM's environment; without a file, the one remembered when
-/// the VM was created or started.
-fn policy_for(host: &Host, section: &VmSection, vm: &str) -> Result<SnapshotPolicy> {
-    let m = host.machine(vm)?;
-    if section.policies.is_empty() && section.vms.is_empty() {
-        return Ok(m.policy.unwrap_or_default());
-    }
-    Ok(section.policy(m.spec.environment))
+/// The audit log's name for an operation on the named VMs (`*`: the file's autostart
+/// ones).
+fn vm_op(names: &[String], action: baton_control::VmAction) -> baton_control::Operation {
+    let vm = if names.is_empty() {
+        "*".to_string()
+    } else {
+        names.join(",")
+    };
+    baton_control::Operation::Vm { vm, action }
 }
 
 async fn snapshot(
     ctx: &Context,
+    control: &baton_control::Control<()>,
     project: &Result<Project>,
     host: &Host,
     action: SnapshotAction,
@@ -606,15 +619,29 @@ async fn snapshot(
             name,
         } => {
             let section = section(project, false)?;
-            let policy = policy_for(host, &section, &vm)?;
-            let (snap, pruned) = host
-                .snapshot(&vm, &kind, &note, name.as_deref(), &policy, now_ms())
-                .await?;
-            say(json, &format!("snapshot {snap} of {vm}"));
-            for p in &pruned {
+            let op = baton_control::Operation::Vm {
+                vm: vm.clone(),
+                action: baton_control::VmAction::Snapshot {
+                    name: name.clone(),
+                    note: Some(note.clone()),
+                },
+            };
+            let taken = audited(
+                control,
+                &op,
+                control
+                    .vm_snapshot(host, &section, &vm, &kind, &note, name.as_deref())
+                    .await,
+                |t| format!("snapshot {}", t.snapshot),
+            )?;
+            say(json, &format!("snapshot {} of {vm}", taken.snapshot));
+            for p in &taken.pruned {
                 say(json, &format!("pruned {p} (policy)"));
             }
-            done(json, json!({"snapshot": snap, "pruned": pruned}))
+            done(
+                json,
+                json!({"snapshot": taken.snapshot, "pruned": taken.pruned}),
+            )
         }
         SnapshotAction::Ls { vm } => {
             let snaps = host.store.vm_snapshots(vm.as_deref())?;
@@ -638,7 +665,18 @@ async fn snapshot(
             Ok(crate::exit::OK)
         }
         SnapshotAction::Restore { vm, name } => {
-            host.restore(&vm, &name, now_ms()).await?;
+            let op = baton_control::Operation::Vm {
+                vm: vm.clone(),
+                action: baton_control::VmAction::Restore {
+                    snapshot: name.clone(),
+                },
+            };
+            audited(
+                control,
+                &op,
+                control.vm_restore(host, &vm, &name).await,
+                |_| format!("back at {name}"),
+            )?;
             say(json, &format!("restored {vm} to {name}"));
             done(json, json!({"restored": name}))
         }
@@ -655,7 +693,7 @@ async fn snapshot(
             };
             let mut all = Vec::new();
             for v in vms {
-                let policy = policy_for(host, &section, &v)?;
+                let policy = baton_control::policy_for(host, &section, &v)?;
                 for p in host.prune(&v, &policy, now_ms()).await? {
                     say(json, &format!("pruned {p} of {v}"));
                     all.push(json!({"vm": v, "snapshot": p}));

@@ -213,7 +213,9 @@ const RULE_KEYS: &[&str] = &["expr", "for", "keep_firing_for", "labels", "annota
 /// rule on, when there is none).
 pub fn alerts_spec(project: &Project) -> Result<AlertsSpec, SpecError> {
     let empty = Map::new();
-    let r = Reader { project };
+    let r = Reader {
+        section: baton_spec::Section::new(project),
+    };
     let path = "alerts";
     let map = match project.baton.get("alerts") {
         None | Some(Value::Null) => &empty,
@@ -305,53 +307,19 @@ pub fn check_exprs(
     Ok(())
 }
 
+/// The typed reader of `alerts:`, over the spec's located primitives.
 struct Reader<'a> {
-    project: &'a Project,
+    section: baton_spec::Section<'a>,
+}
+
+impl<'a> std::ops::Deref for Reader<'a> {
+    type Target = baton_spec::Section<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.section
+    }
 }
 
 impl Reader<'_> {
-    fn err(&self, kind: ErrorKind, path: &str, msg: impl Into<String>) -> SpecError {
-        self.project.error_at(kind, path, msg)
-    }
-
-    fn map<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, SpecError> {
-        v.as_object()
-            .ok_or_else(|| self.err(ErrorKind::Type, path, "expected a mapping"))
-    }
-
-    fn keys(&self, m: &Map<String, Value>, allowed: &[&str], path: &str) -> Result<(), SpecError> {
-        match m.keys().find(|k| !allowed.contains(&k.as_str())) {
-            None => Ok(()),
-            Some(k) => {
-                let mut e = self.err(
-                    ErrorKind::UnknownKey,
-                    &format!("{path}.{k}"),
-                    format!("unknown key \"{k}\""),
-                );
-                e.hint = baton_spec::suggest(k, allowed.iter().copied());
-                Err(e)
-            }
-        }
-    }
-
-    fn string(&self, v: &Value, path: &str) -> Result<String, SpecError> {
-        match v {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
-            _ => Err(self.err(ErrorKind::Type, path, "expected a string")),
-        }
-    }
-
-    fn bool(&self, v: &Value, path: &str) -> Result<bool, SpecError> {
-        match v {
-            Value::Bool(b) => Ok(*b),
-            Value::String(s) if s == "true" => Ok(true),
-            Value::String(s) if s == "false" => Ok(false),
-            _ => Err(self.err(ErrorKind::Type, path, "expected true or false")),
-        }
-    }
-
     /// Durations are strings with a unit, as everywhere in baton: `30s`, `5m`, `4h`.
     fn duration(&self, v: &Value, path: &str) -> Result<u64, SpecError> {
         duration_ms(v).ok_or_else(|| {

@@ -155,10 +155,10 @@ fn err(path: &str, message: impl Into<String>) -> RolloutSpecError {
 }
 
 /// Reads a service's rollout settings. The default order is start-first when the service
-/// publishes ports (`ports:` is not empty: zero downtime through the proxy), else
-/// stop-first as in Swarm; an explicit `order` always wins.
+/// publishes ports (`ports:` is not empty) or the edge routes to it (zero downtime
+/// through the proxy), else stop-first as in Swarm; an explicit `order` always wins.
 pub fn rollout_spec(service: &Service) -> Result<RolloutSpec, RolloutSpecError> {
-    let publishes_ports = !service.ports.is_empty();
+    let publishes_ports = !service.ports.is_empty() || crate::resolve::traffic_managed(service);
     let deploy = service.deploy.as_ref();
     let update = update_settings(
         "deploy.update_config",
