@@ -50,6 +50,7 @@ async function browser(viewport = { width: 1280, height: 900 }) {
   return { ctx, page, done };
 }
 const pageErrors = [];
+let runPath = null;
 
 async function shot(page, name) {
   const file = path.join(SHOTS, `${name}.png`);
@@ -252,12 +253,23 @@ async function main() {
     await page.locator('pre.logs').filter({ hasText: 'build done' }).waitFor({ timeout: 10000 });
     ok('a job\'s log shows');
     const runUrl = page.url().split('?')[0];
+    runPath = new URL(runUrl).pathname;
+    check(await page.getByRole('button', { name: 'Rerun' }).count() === 1, 'a finished run has its rerun button');
+    check(await page.getByRole('button', { name: 'Cancel run' }).count() === 0, 'a finished run has no cancel button');
     const art = await page.request.get(`${runUrl}/artifacts/dist/app.txt`);
     check(art.status() === 200 && (await art.text()).trim() === 'built', `the artifact downloads (${art.status()})`);
     const evil = await page.request.get(`${runUrl}/artifacts/dist/..%2F..%2F..%2Fetc%2Fpasswd`);
     check(evil.status() === 400, `a path with .. is refused (${evil.status()})`);
     ok('artifacts download; path traversal is refused');
     await shot(page, '09-run');
+    // Rerun from its button, behind the confirmation: a new run of the same pipeline.
+    await page.getByRole('button', { name: 'Rerun' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Rerun' }).click();
+    const rerunFlash = page.locator('#flash .flash');
+    await rerunFlash.waitFor({ timeout: 15000 });
+    const rerunText = (await rerunFlash.textContent()).trim();
+    check(await page.locator('#flash .flash.ok').count() === 1 && /started/.test(rerunText), `the rerun started (${rerunText})`);
+    ok(`rerun from its button: ${rerunText}`);
 
     for (const [name, p] of [['10-pipelines', '/ui/pipelines'], ['11-vms', '/ui/vms'], ['12-fleet', '/ui/fleet'],
       ['13-events', '/ui/events'], ['14-audit', '/ui/audit']]) {
@@ -284,7 +296,7 @@ async function main() {
     const { ctx, page, done } = await browser();
     await login(page, VIEWER);
     check(await page.locator('nav a', { hasText: 'Audit' }).count() === 0, 'a viewer has no audit link');
-    for (const p of [`/ui/`, `/ui/projects/${enc(CANARY)}/services/web`, `/ui/projects/${enc(DEMO)}/services/app`, '/ui/pipelines']) {
+    for (const p of [`/ui/`, `/ui/projects/${enc(CANARY)}/services/web`, `/ui/projects/${enc(DEMO)}/services/app`, '/ui/pipelines', runPath]) {
       await page.goto(`${URL_}${p}`);
       const buttons = await page.locator('main button').count();
       check(buttons === 0, `a viewer sees no action button on ${p} (${buttons})`);
@@ -296,6 +308,9 @@ async function main() {
     const dash = await page.evaluate(async ([url, token]) => (await fetch(url, { method: 'POST', headers: { 'X-CSRF-Token': token } })).status,
       [`/ui/projects/${enc(CANARY)}/services/web/rollout/abort`, csrf]);
     check(dash === 403, `the dashboard answers a viewer's change with 403 (${dash})`);
+    const rerun = await page.evaluate(async ([url, token]) => (await fetch(url, { method: 'POST', headers: { 'X-CSRF-Token': token } })).status,
+      [`${runPath}/rerun`, csrf]);
+    check(rerun === 403, `the dashboard answers a viewer's rerun with 403 (${rerun})`);
     // ...and so does the API, for the viewer's token.
     for (const [method, p] of [['POST', `/api/v1/projects/${enc(CANARY)}/services/web/rollout/undo`],
       ['POST', `/api/v1/projects/${enc(DEMO)}/restart`], ['POST', `/api/v1/projects/${enc(DEMO)}/down`]]) {

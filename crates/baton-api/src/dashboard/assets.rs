@@ -124,4 +124,22 @@ mod tests {
         }
         assert_eq!(version().len(), 12);
     }
+
+    /// What every page loads (its stylesheet, scripts and icon) stays well inside the
+    /// first load's budget of 200 KB, leaving room for the page itself. The browser
+    /// test measures the real transfer.
+    #[test]
+    fn the_first_load_fits_its_budget() {
+        const BUDGET: usize = 150 * 1024;
+        let loaded: usize = ASSETS
+            .iter()
+            .filter(|a| !a.path.ends_with(".LICENSE") && a.path != "vendor/VERSIONS")
+            .map(|a| a.bytes.len())
+            .sum();
+        assert!(loaded > 0);
+        assert!(
+            loaded <= BUDGET,
+            "the assets every page loads are {loaded} bytes, over the budget of {BUDGET}"
+        );
+    }
 }

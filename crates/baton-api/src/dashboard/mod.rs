@@ -97,6 +97,11 @@ impl Api {
             .route("/ui/fleet", get(pages::fleet))
             .route("/ui/vms", get(pages::vms))
             .route("/ui/vms/{vm}", get(pages::vm))
+            .route("/ui/vms/{vm}/{action}", post(actions::vm))
+            .route(
+                "/ui/vms/{vm}/snapshots/{snapshot}/restore",
+                post(actions::vm_restore),
+            )
             .route(&format!("{p}/services/{{service}}"), get(pages::service))
             .route(
                 &format!("{p}/services/{{service}}/logs"),
@@ -107,6 +112,10 @@ impl Api {
                 post(actions::rollout),
             )
             .route(&format!("{p}/pipelines/runs/{{run}}"), get(pages::run))
+            .route(
+                &format!("{p}/pipelines/runs/{{run}}/{{action}}"),
+                post(actions::pipeline),
+            )
             .route(
                 &format!("{p}/pipelines/runs/{{run}}/jobs/{{job}}/log"),
                 get(live::job_log),

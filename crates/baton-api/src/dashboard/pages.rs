@@ -256,6 +256,12 @@ impl ServicesCache {
             .map(|(_, v)| v.clone())
     }
 
+    /// Forgets the project's view (after a change to it).
+    pub(crate) fn forget(&self, project: &str) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.remove(project);
+    }
+
     fn put(&self, project: &str, v: Arc<ServicesView>) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(10));
@@ -733,7 +739,8 @@ pub(crate) async fn run(
                 expires_at: a.expires_at,
             })
             .collect();
-        let plan_path = baton_pipeline::run::run_dir(&state_dir, run).join("plan.json");
+        let plan_path =
+            baton_pipeline::run::run_dir(&state_dir, run).join(baton_pipeline::run::PLAN_FILE);
         let plan: PlanFile = std::fs::read(&plan_path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
