@@ -218,6 +218,52 @@ mod tests {
         assert_eq!(badge, "<span class=\"badge bad\">exited</span>");
     }
 
+    /// The VM page's buttons: an operator has them (URLs with names encoded), a viewer
+    /// has none inside `<main>`.
+    #[test]
+    fn vm_buttons_are_for_operators_only() {
+        let page = |can_act: bool, state: &str| {
+            let ctx = context! {
+                me => context! { name => "t", role => "operator", can_act => can_act, admin => false },
+                csrf => "c", v => "v", now => 100_000i64, nav => "vms", title => "VM", live => "/ui/live",
+                vm => context! {
+                    name => "web", state => state, pid => 7, accel => "kvm", cpus => 2,
+                    memory_mib => 512, environment => "prod", disks => vec![("root", "/d/root.qcow2")],
+                    snapshots => 1, started_at => 1_000i64, updated_at => 2_000i64, policy => (),
+                },
+                snapshots => vec![context! { name => "before upgrade", kind => "manual", note => (), created_at => 1_500i64 }],
+            };
+            let html = render("vm.html", None, &ctx).unwrap();
+            // Attributes are escaped (`/` as `&#x2f;`); a browser reads them back.
+            let html = html.replace("&#x2f;", "/");
+            let main = html
+                .split("<main")
+                .nth(1)
+                .unwrap()
+                .split("</main>")
+                .next()
+                .unwrap()
+                .to_string();
+            main
+        };
+        let op = page(true, "running");
+        assert!(op.contains(r#"hx-post="/ui/vms/web/stop""#), "{op}");
+        assert!(op.contains(r#"hx-post="/ui/vms/web/restart""#), "{op}");
+        assert!(!op.contains(r#"hx-post="/ui/vms/web/start""#), "{op}");
+        assert!(
+            op.contains(r#"hx-post="/ui/vms/web/snapshots/before%20upgrade/restore""#),
+            "{op}"
+        );
+        assert!(op.contains(r#"hx-post="/ui/vms/web/snapshot""#), "{op}");
+        assert!(op.contains("hx-confirm="), "every button asks first: {op}");
+        assert!(page(true, "stopped").contains(r#"hx-post="/ui/vms/web/start""#));
+        let viewer = page(false, "running");
+        assert!(
+            !viewer.contains("<button") && !viewer.contains("hx-post"),
+            "{viewer}"
+        );
+    }
+
     #[test]
     fn filters_say_times_and_sizes_plainly() {
         let env = environment();
