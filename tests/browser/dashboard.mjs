@@ -271,6 +271,26 @@ async function main() {
     check(await page.locator('#flash .flash.ok').count() === 1 && /started/.test(rerunText), `the rerun started (${rerunText})`);
     ok(`rerun from its button: ${rerunText}`);
 
+    // A running run cancelled from its button: the run's process stops and says so.
+    const slow = spawn(BATON, ['pipeline', 'run', 'slow'], { cwd: CANARY_DIR, stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
+    let slowOut = '';
+    slow.stdout.on('data', (d) => { slowOut += d; });
+    slow.stderr.on('data', (d) => { slowOut += d; });
+    const slowDone = new Promise((resolve) => slow.on('exit', resolve));
+    await page.goto(`${URL_}/ui/pipelines`);
+    const slowRow = page.locator('tr[data-run][data-status="running"]', { has: page.locator('td', { hasText: /^slow$/ }) }).first();
+    await slowRow.waitFor({ timeout: 20000 }).catch((e) => { throw new Error(`${e.message}\nbaton pipeline run slow said: ${slowOut}`); });
+    await slowRow.getByRole('link').click();
+    await page.getByRole('button', { name: 'Cancel run' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel run' }).click();
+    await page.locator('#flash .flash.ok').waitFor({ timeout: 15000 });
+    await page.locator('[data-run-status="cancelled"]').waitFor({ timeout: 30000 });
+    const slowCode = await Promise.race([slowDone, new Promise((r) => setTimeout(() => r('still running'), 15000))]);
+    check(slowCode !== 'still running', `the cancelled run's process ended (${slowOut})`);
+    check(await page.getByRole('button', { name: 'Rerun' }).count() === 1, 'a cancelled run can be run again');
+    ok('a running run was cancelled from its button');
+    await shot(page, '09b-run-cancelled');
+
     for (const [name, p] of [['10-pipelines', '/ui/pipelines'], ['11-vms', '/ui/vms'], ['12-fleet', '/ui/fleet'],
       ['13-events', '/ui/events'], ['14-audit', '/ui/audit']]) {
       await page.goto(`${URL_}${p}`);

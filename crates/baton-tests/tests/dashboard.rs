@@ -98,7 +98,8 @@ fn until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// The canary project: a 3-replica web service whose canary waits 10 minutes at 34 %
-/// (only a promote ends it), and a small pipeline whose DAG has two levels in between.
+/// (only a promote ends it), a small pipeline whose DAG has two levels in between, and
+/// one that waits until it is cancelled.
 fn canary_file(port: u16) -> String {
     let mut f = web_service(
         port,
@@ -122,6 +123,10 @@ pipelines:
       deploy:
         needs: [lint, test]
         run: "sleep 1.5; echo deployed"
+  slow:
+    jobs:
+      wait:
+        run: "sleep 120"
 "#,
     );
     f
