@@ -19,6 +19,7 @@
 //! repeating each path.
 
 mod cache;
+pub mod dashboard;
 mod error;
 pub mod events;
 pub mod input;

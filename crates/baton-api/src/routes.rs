@@ -477,7 +477,7 @@ async fn no_route(uri: axum::http::Uri) -> ApiError {
 }
 
 /// Runs a store read off the async threads.
-async fn read<T, F>(s: &ApiState, f: F) -> Result<T, ApiError>
+pub(crate) async fn read<T, F>(s: &ApiState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
@@ -801,27 +801,7 @@ async fn artifact(
     let path = artifact_path(&path)?;
     let state_dir = s.state_dir.clone();
     let bytes = read(&s, move |store| {
-        let a = store
-            .artifacts(&project, Some(run))?
-            .into_iter()
-            .find(|a| a.path == path)
-            .ok_or_else(|| {
-                ApiError::not_found(format!("run {run} of {project} has no artifact {path}"))
-            })?;
-        if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::internal("the artifact's digest is not a SHA-256"));
-        }
-        let blob = baton_pipeline::artifacts::blob_path(&state_dir, &a.sha256);
-        // The blob is baton's own file; a symlink there is not followed.
-        let meta = std::fs::symlink_metadata(&blob)
-            .map_err(|_| ApiError::not_found(format!("artifact {path} was pruned")))?;
-        if !meta.is_file() {
-            return Err(ApiError::not_found(format!(
-                "artifact {path} is not a regular file"
-            )));
-        }
-        std::fs::read(&blob)
-            .map_err(|e| ApiError::internal(format!("cannot read artifact {path}: {e}")))
+        read_artifact(store, &state_dir, &project, run, &path)
     })
     .await?;
     Ok((
@@ -829,6 +809,38 @@ async fn artifact(
         bytes,
     )
         .into_response())
+}
+
+/// The bytes of the artifact `path` of `run` (a path already checked by
+/// [`artifact_path`]), read from baton's own content store.
+pub(crate) fn read_artifact(
+    store: &Store,
+    state_dir: &std::path::Path,
+    project: &str,
+    run: i64,
+    path: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let a = store
+        .artifacts(project, Some(run))?
+        .into_iter()
+        .find(|a| a.path == path)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("run {run} of {project} has no artifact {path}"))
+        })?;
+    if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::internal("the artifact's digest is not a SHA-256"));
+    }
+    let blob = baton_pipeline::artifacts::blob_path(state_dir, &a.sha256);
+    // The blob is baton's own file; a symlink there is not followed.
+    let meta = std::fs::symlink_metadata(&blob)
+        .map_err(|_| ApiError::not_found(format!("artifact {path} was pruned")))?;
+    if !meta.is_file() {
+        return Err(ApiError::not_found(format!(
+            "artifact {path} is not a regular file"
+        )));
+    }
+    std::fs::read(&blob)
+        .map_err(|e| ApiError::internal(format!("cannot read artifact {path}: {e}")))
 }
 
 async fn vms(State(s): St) -> Result<Json<Vec<VmView>>, ApiError> {
@@ -884,68 +896,74 @@ async fn fleet_runs(
 
 async fn fleet_hosts(State(s): St, p: P1) -> Result<Json<Vec<FleetHostView>>, ApiError> {
     let project = project_of(p)?;
-    read(&s, move |store| {
-        let mut hosts: BTreeMap<String, FleetHostView> = BTreeMap::new();
-        // Newest first: the first time a host shows is its newest state.
-        for run in store.fleet_runs(&project, MAX_LIMIT)? {
-            let view = FleetRunView::from(run);
-            for h in view.hosts {
-                if h.status == "skipped" || hosts.contains_key(&h.host) {
-                    continue;
-                }
-                hosts.insert(
-                    h.host.clone(),
-                    FleetHostView {
-                        reachable: h.status != "unreachable",
-                        host: h.host,
-                        address: h.address,
-                        status: h.status,
-                        run: view.id,
-                        seen_at: view.finished_at,
-                    },
-                );
+    read(&s, move |store| fleet_hosts_of(store, &project))
+        .await
+        .map(Json)
+}
+
+/// Hosts as the newest recorded run that reached each saw them.
+pub(crate) fn fleet_hosts_of(store: &Store, project: &str) -> Result<Vec<FleetHostView>, ApiError> {
+    let mut hosts: BTreeMap<String, FleetHostView> = BTreeMap::new();
+    // Newest first: the first time a host shows is its newest state.
+    for run in store.fleet_runs(project, MAX_LIMIT)? {
+        let view = FleetRunView::from(run);
+        for h in view.hosts {
+            if h.status == "skipped" || hosts.contains_key(&h.host) {
+                continue;
             }
+            hosts.insert(
+                h.host.clone(),
+                FleetHostView {
+                    reachable: h.status != "unreachable",
+                    host: h.host,
+                    address: h.address,
+                    status: h.status,
+                    run: view.id,
+                    seen_at: view.finished_at,
+                },
+            );
         }
-        Ok(hosts.into_values().collect())
-    })
-    .await
-    .map(Json)
+    }
+    Ok(hosts.into_values().collect())
 }
 
 async fn files(State(s): St, p: P1) -> Result<Json<Vec<ManagedFileView>>, ApiError> {
     let project = project_of(p)?;
-    read(&s, move |store| {
-        let mut out = Vec::new();
-        for file in store.managed_files(&project)? {
-            out.push(ManagedFileView {
-                versions: store
-                    .file_versions(&project, &file)?
-                    .into_iter()
-                    .map(|v| FileVersionView {
-                        version: v.version,
-                        hash: v.hash,
-                        size: v.size,
-                        mode: v.mode,
-                        created_at: v.created_at,
-                    })
-                    .collect(),
-                applied: store
-                    .files_applied(&project, &file)?
-                    .into_iter()
-                    .map(|a| FileAppliedView {
-                        host: a.host,
-                        path: a.path,
-                        version: a.version,
-                        applied_at: a.applied_at,
-                    })
-                    .collect(),
-                name: file,
-            });
-        }
-        Ok(out)
-    })
-    .await
-    .map(Json)
+    read(&s, move |store| files_of(store, &project))
+        .await
+        .map(Json)
+}
+
+/// Managed files with their versions and where each host stands.
+pub(crate) fn files_of(store: &Store, project: &str) -> Result<Vec<ManagedFileView>, ApiError> {
+    let mut out = Vec::new();
+    for file in store.managed_files(project)? {
+        out.push(ManagedFileView {
+            versions: store
+                .file_versions(project, &file)?
+                .into_iter()
+                .map(|v| FileVersionView {
+                    version: v.version,
+                    hash: v.hash,
+                    size: v.size,
+                    mode: v.mode,
+                    created_at: v.created_at,
+                })
+                .collect(),
+            applied: store
+                .files_applied(project, &file)?
+                .into_iter()
+                .map(|a| FileAppliedView {
+                    host: a.host,
+                    path: a.path,
+                    version: a.version,
+                    applied_at: a.applied_at,
+                })
+                .collect(),
+            name: file,
+        });
+    }
+    Ok(out)
 }
 
 // ---- changes ----

@@ -154,6 +154,7 @@ pub async fn execute(
     let dir = run_dir(&req.state_dir, run_id);
     let logs = dir.join("logs");
     baton_state::private::create_dir(&logs).map_err(|e| PipelineError::io(&logs, e))?;
+    write_plan(&dir, &plan)?;
     live(&format!(
         "run {run_id} of pipeline {} ({} jobs)",
         pipeline.name,
@@ -265,6 +266,18 @@ struct Executor<'a> {
     seq: i64,
     /// Planned jobs that passed, in the order they finished.
     finished_order: Vec<usize>,
+}
+
+/// The plan's file in a run's directory: the DAG (jobs and what each needs) for those
+/// who show the run later, such as the dashboard.
+pub const PLAN_FILE: &str = "plan.json";
+
+fn write_plan(dir: &Path, plan: &Plan) -> Result<(), PipelineError> {
+    let path = dir.join(PLAN_FILE);
+    let json = serde_json::to_vec(plan)
+        .map_err(|e| PipelineError::Internal(format!("cannot write the plan: {e}")))?;
+    let mut f = baton_state::private::create(&path).map_err(|e| PipelineError::io(&path, e))?;
+    f.write_all(&json).map_err(|e| PipelineError::io(&path, e))
 }
 
 /// What a job task hands back.

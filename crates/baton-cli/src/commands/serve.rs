@@ -134,13 +134,18 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
             limits: api_limits(),
             tls,
         };
-        let router = http.router();
+        // The dashboard beside the API: its own login, sessions and pages (`/ui/`).
+        let dashboard = baton_api::dashboard::DashboardConfig {
+            secure_cookies: options.tls.is_some(),
+            ..Default::default()
+        };
+        let router = http.router().merge(http.dashboard(dashboard));
         tokio::spawn(async move {
             if let Err(e) = baton_http::serve(tcp, router, options).await {
                 tracing::error!("the API on {addr} stopped: {e}");
             }
         });
-        tracing::info!("API on {scheme}://{addr}/api/v1");
+        tracing::info!("API on {scheme}://{addr}/api/v1, dashboard on {scheme}://{addr}/ui/");
     }
     super::pipeline::spawn_triggers(ctx, args.hooks_listen).await;
     let mut supervisor = Supervisor::new(&docker, &store, config, shared);
