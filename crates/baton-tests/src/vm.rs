@@ -520,20 +520,23 @@ impl TickWatch {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut seen = vec![0usize; dirs.len()];
+            // Ticks already in the logs when watching began are not timed: only what
+            // is counted from now on.
+            let mut seen: Vec<usize> = dirs.iter().map(|d| ticks(&console_log(d)).len()).collect();
             // (host, first new tick seen, last new tick seen, ticks)
             let mut spans: Vec<Option<(std::time::Instant, std::time::Instant)>> =
                 vec![None; dirs.len()];
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
                 for (i, d) in dirs.iter().enumerate() {
                     let n = ticks(&console_log(d)).len();
+                    if n < seen[i] {
+                        // A new QEMU started the log afresh.
+                        seen[i] = 0;
+                    }
                     if n > seen[i] {
                         let now = std::time::Instant::now();
-                        // Ticks already in the log when watching began are not timed.
-                        if seen[i] > 0 || spans[i].is_some() || n > 0 {
-                            let first = spans[i].map_or(now, |s| s.0);
-                            spans[i] = Some((first, now));
-                        }
+                        let first = spans[i].map_or(now, |s| s.0);
+                        spans[i] = Some((first, now));
                         seen[i] = n;
                     }
                 }
