@@ -203,7 +203,14 @@ pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
                  and use host: unix:///tmp/engine.sock"
             )))
         }
-        TargetKind::Docker { host: Some(h) } => AnyRuntime::Docker(Docker::connect_to(h).await?),
+        TargetKind::Docker { host: Some(h) } => {
+            AnyRuntime::Docker(Docker::connect_to(h).await.map_err(|e| match e {
+                RuntimeError::Unavailable(m) => {
+                    RuntimeError::Unavailable(format!("target {target}: {m}"))
+                }
+                other => other,
+            })?)
+        }
         TargetKind::Swarm { .. } => {
             return Err(RuntimeError::Unsupported(format!(
                 "target {target}: the Docker Swarm backend is not built yet; use a docker \
@@ -269,5 +276,6 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, RuntimeError::Unavailable(_)), "{e}");
+        assert!(e.to_string().contains("target t (docker): "), "{e}");
     }
 }

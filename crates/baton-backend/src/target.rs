@@ -220,7 +220,9 @@ fn check_host(s: &Section<'_>, host: &str, path: &str) -> Result<(), SpecError> 
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// A target name: letters, digits, `-` and `_`, at most 63, starting with a letter or
+/// digit (so it is safe as one path component).
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())

@@ -73,12 +73,25 @@ impl Context {
         }
     }
 
+    /// Where the store, locks and files live: `--state-dir` (else the user's data
+    /// directory), and for a target other than `local` its own `targets/NAME` below it,
+    /// so that each target keeps its own revisions, desired state and daemon. A name
+    /// that is not a valid target name never becomes a path (`target()` refuses it).
     pub fn state_dir(&self) -> PathBuf {
-        self.global.state_dir.clone().unwrap_or_else(|| {
+        let base = self.global.state_dir.clone().unwrap_or_else(|| {
             dirs::data_dir()
                 .unwrap_or_else(|| PathBuf::from("/var/lib"))
                 .join("baton")
-        })
+        });
+        match self.global.target.as_deref() {
+            Some(name)
+                if name != baton_backend::target::DEFAULT
+                    && baton_backend::target::valid_name(name) =>
+            {
+                base.join("targets").join(name)
+            }
+            _ => base,
+        }
     }
 
     pub fn store(&self) -> Result<Store> {
@@ -114,9 +127,11 @@ impl Context {
 
     /// The control plane over this state directory and the chosen target's backend.
     pub async fn control(&self) -> Result<Control<AnyRuntime>> {
+        // The target first: a wrong one makes no state directory.
+        let runtime = self.backend().await?.runtime;
         Ok(Control {
             store: std::sync::Arc::new(self.store()?),
-            runtime: self.backend().await?.runtime,
+            runtime,
             state_dir: self.state_dir(),
             env: std::env::vars().collect(),
             clock: now_ms,

@@ -221,6 +221,9 @@ fn targets_pick_the_engine() {
         "nothing to do: {}",
         stderr(&out)
     );
+    // The target keeps its own state, apart from the default target's.
+    assert!(s.state.path().join("targets/here/baton.db").is_file());
+    assert!(!s.state.path().join("baton.db").exists());
 
     // The default target is DOCKER_HOST's, which answers nothing here.
     let out = run(&["ps"], None);
@@ -239,6 +242,7 @@ fn targets_pick_the_engine() {
         err.contains("known targets: local, here, nowhere, prod, staging"),
         "{err}"
     );
+    assert!(!s.state.path().join("targets/stagign").exists());
 
     let out = run(&["up", "-d"], Some("prod"));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
