@@ -103,7 +103,9 @@ impl Context {
     /// that has none (`down -p NAME`) still gets the default. An unknown name is a usage
     /// error.
     pub fn target(&self) -> Result<Target> {
-        let Some(name) = self.global.target.as_deref().filter(|n| !n.is_empty()) else {
+        let named = self.global.target.as_deref();
+        let Some(name) = named.filter(|n| !n.is_empty() && *n != baton_backend::target::DEFAULT)
+        else {
             // The file may redefine `local`; a command without a file gets the default.
             let targets = match baton_spec::load(&self.load_options(&[])) {
                 Ok(p) => baton_backend::target::read(&p).map_err(|e| anyhow!("{e}"))?,

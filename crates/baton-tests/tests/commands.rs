@@ -243,6 +243,17 @@ fn targets_pick_the_engine() {
         "{err}"
     );
     assert!(!s.state.path().join("targets/stagign").exists());
+    // A daemon acts on its own target: both together are refused, not half-ignored.
+    let out = run(
+        &["--target", "here", "--server", "http://127.0.0.1:9", "ps"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--target here and --server"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = run(&["up", "-d"], Some("prod"));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
