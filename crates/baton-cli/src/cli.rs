@@ -55,6 +55,10 @@ pub struct Global {
     /// The CA certificate (PEM) that signed an https server's certificate
     #[arg(long, global = true, env = "BATON_SERVER_CA", value_name = "FILE")]
     pub server_ca: Option<PathBuf>,
+    /// Act on this target of the file's `targets:` (default `local`: DOCKER_HOST or the
+    /// local Docker socket)
+    #[arg(long, global = true, env = "BATON_TARGET", value_name = "NAME")]
+    pub target: Option<String>,
     /// How log lines look on stderr (RUST_LOG picks which: default warn, info for serve)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _, Result};
+use baton_backend::{AnyRuntime, Backend, Target};
 use baton_control::Control;
-use baton_docker::Docker;
 use baton_spec::{LoadOptions, Project};
 use baton_state::Store;
 
@@ -46,6 +46,7 @@ impl Context {
         let (project, mut warnings) = baton_spec::load_with_warnings(&self.load_options(enable))
             .map_err(|e| anyhow!("{e}"))?;
         warnings.extend(baton_engine::check::project(&project).map_err(|e| anyhow!("{e}"))?);
+        baton_backend::target::read(&project).map_err(|e| anyhow!("{e}"))?;
         for w in warnings {
             eprintln!("warning: {w}");
         }
@@ -72,27 +73,67 @@ impl Context {
         }
     }
 
+    /// Where the store, locks and files live: `--state-dir` (else the user's data
+    /// directory), and for a target other than `local` its own `targets/NAME` below it,
+    /// so that each target keeps its own revisions, desired state and daemon. A name
+    /// that is not a valid target name never becomes a path (`target()` refuses it).
     pub fn state_dir(&self) -> PathBuf {
-        self.global.state_dir.clone().unwrap_or_else(|| {
+        let base = self.global.state_dir.clone().unwrap_or_else(|| {
             dirs::data_dir()
                 .unwrap_or_else(|| PathBuf::from("/var/lib"))
                 .join("baton")
-        })
+        });
+        match self.global.target.as_deref() {
+            Some(name)
+                if name != baton_backend::target::DEFAULT
+                    && baton_backend::target::valid_name(name) =>
+            {
+                base.join("targets").join(name)
+            }
+            _ => base,
+        }
     }
 
     pub fn store(&self) -> Result<Store> {
         Ok(Store::open(&self.state_dir())?)
     }
 
-    pub async fn docker(&self) -> Result<Docker> {
-        Ok(Docker::connect().await?)
+    /// The target the command acts on: `--target`/`BATON_TARGET` among the file's
+    /// `targets:`, else `local`. Naming one needs the file; without a name, a command
+    /// that has none (`down -p NAME`) still gets the default. An unknown name is a usage
+    /// error.
+    pub fn target(&self) -> Result<Target> {
+        let named = self.global.target.as_deref();
+        let Some(name) = named.filter(|n| !n.is_empty() && *n != baton_backend::target::DEFAULT)
+        else {
+            // The file may redefine `local`; a command without a file gets the default.
+            let targets = match baton_spec::load(&self.load_options(&[])) {
+                Ok(p) => baton_backend::target::read(&p).map_err(|e| anyhow!("{e}"))?,
+                Err(_) => Default::default(),
+            };
+            return Ok(baton_backend::target::select(&targets, None)?);
+        };
+        let project = baton_spec::load(&self.load_options(&[]))
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("--target {name} needs the file that defines it"))?;
+        let targets = baton_backend::target::read(&project).map_err(|e| anyhow!("{e}"))?;
+        baton_backend::target::select(&targets, Some(name))
+            .map_err(|e| anyhow::Error::new(crate::UsageError(e.to_string())))
     }
 
-    /// The control plane over this state directory and the container engine.
-    pub async fn control(&self) -> Result<Control<Docker>> {
+    /// The connected backend of the chosen target (the one place a backend is made).
+    pub async fn backend(&self) -> Result<Backend> {
+        let target = self.target()?;
+        Ok(baton_backend::connect(&target).await?)
+    }
+
+    /// The control plane over this state directory and the chosen target's backend.
+    pub async fn control(&self) -> Result<Control<AnyRuntime>> {
+        // The target first: a wrong one makes no state directory.
+        let runtime = self.backend().await?.runtime;
         Ok(Control {
             store: std::sync::Arc::new(self.store()?),
-            runtime: self.docker().await?,
+            runtime,
             state_dir: self.state_dir(),
             env: std::env::vars().collect(),
             clock: now_ms,

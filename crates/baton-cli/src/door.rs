@@ -48,6 +48,13 @@ impl<'a> Door<'a> {
         let Some(url) = &ctx.global.server else {
             return Ok(Door::Local(ctx));
         };
+        if let Some(target) = ctx.global.target.as_deref().filter(|t| !t.is_empty()) {
+            // A daemon acts on the target it was started with; never ignore one silently.
+            return Err(anyhow::Error::new(crate::UsageError(format!(
+                "--target {target} and --server {url}: the daemon acts on the target it was \
+                 started with (`baton --target {target} serve`); give one of them"
+            ))));
+        }
         let token = match std::env::var("BATON_TOKEN") {
             Ok(t) if !t.trim().is_empty() => {
                 Some(baton_http::Token::new(&t).map_err(|e| anyhow!("BATON_TOKEN: {e}"))?)

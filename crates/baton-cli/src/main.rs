@@ -27,6 +27,18 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
+/// A mistake on the command line found after parsing (an unknown `--target`): exit 64.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// Ends quietly when stdout is a pipe that was closed (`baton … | head`), as a program
 /// killed by SIGPIPE would: Rust ignores SIGPIPE, so `println!` panics instead.
 fn quiet_on_closed_stdout() {
@@ -89,6 +101,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                return ExitCode::from(exit::USAGE);
+            }
             ExitCode::from(exit::ERROR)
         }
     }

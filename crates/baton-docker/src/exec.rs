@@ -11,20 +11,16 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::client::engine_error;
 use crate::Docker;
 
-/// What `exec` runs and how.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExecOptions {
-    /// The argument vector; never a shell string.
-    pub cmd: Vec<String>,
-    /// Allocate a TTY: output is passed through raw. The local terminal is not put in
-    /// raw mode, so input is line-buffered and echoed locally.
-    pub tty: bool,
-    /// `KEY=VALUE`.
-    pub env: Vec<String>,
-    pub user: Option<String>,
-    pub workdir: Option<String>,
-    /// Forward this process's stdin to the command.
-    pub interactive: bool,
+pub use baton_engine::runtime::ExecOptions;
+
+impl baton_engine::runtime::Exec for Docker {
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        options: &'a ExecOptions,
+    ) -> baton_engine::runtime::LocalBoxFuture<'a, Result<i64, RuntimeError>> {
+        Box::pin(Docker::exec(self, id, options))
+    }
 }
 
 impl Docker {

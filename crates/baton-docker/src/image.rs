@@ -16,25 +16,29 @@ use crate::client::{detail, engine_error, status};
 use crate::credentials::{registry_host, registry_key};
 use crate::Docker;
 
-/// An image as `images_list` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageInfo {
-    pub id: String,
-    /// `repo:tag` references; empty for dangling images.
-    pub tags: Vec<String>,
-    /// Bytes.
-    pub size: i64,
-    /// Unix seconds.
-    pub created: i64,
-}
+pub use baton_engine::runtime::{ImageFilter, ImageInfo};
 
-/// Which images `images_list` returns; every set field must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageFilter {
-    /// A reference pattern as the engine takes it (`baton-test/*`, `web:1.2`).
-    pub reference: Option<String>,
-    /// `key` or `key=value` labels.
-    pub labels: Vec<String>,
+impl baton_engine::runtime::Images for Docker {
+    fn images_list<'a>(
+        &'a self,
+        filter: &'a ImageFilter,
+    ) -> baton_engine::runtime::LocalBoxFuture<'a, Result<Vec<ImageInfo>, RuntimeError>> {
+        Box::pin(Docker::images_list(self, filter))
+    }
+    fn image_remove<'a>(
+        &'a self,
+        reference: &'a str,
+        force: bool,
+    ) -> baton_engine::runtime::LocalBoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(Docker::image_remove(self, reference, force))
+    }
+    fn image_push<'a>(
+        &'a self,
+        reference: &'a str,
+        progress: ProgressFn<'a>,
+    ) -> baton_engine::runtime::LocalBoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(Docker::image_push(self, reference, progress))
+    }
 }
 
 /// Splits `repo[:tag]` into repo and tag (default `latest`); a digest stays in the repo.

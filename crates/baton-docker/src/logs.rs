@@ -18,6 +18,21 @@ impl baton_engine::runtime::Logs for Docker {
     }
 }
 
+impl baton_engine::runtime::Attach for Docker {
+    fn attach_output<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> baton_engine::runtime::LocalBoxFuture<'a, Result<LogStream, RuntimeError>> {
+        Box::pin(Docker::attach_output(self, id))
+    }
+    fn wait_container<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> baton_engine::runtime::LocalBoxFuture<'a, Result<i64, RuntimeError>> {
+        Box::pin(Docker::wait_container(self, id))
+    }
+}
+
 impl Docker {
     /// The container's logs as lines.
     pub fn logs(&self, id: &str, options: &LogOptions) -> LogStream {

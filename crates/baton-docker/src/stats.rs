@@ -9,18 +9,15 @@ use futures_util::StreamExt;
 use crate::client::engine_error;
 use crate::Docker;
 
-/// A container's resource use at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Stats {
-    /// 100.0 = one CPU fully used.
-    pub cpu_percent: f64,
-    /// Bytes, page cache excluded as `docker stats` does.
-    pub mem_usage: u64,
-    pub mem_limit: u64,
-    /// Bytes received and sent over every interface.
-    pub net_rx: u64,
-    pub net_tx: u64,
-    pub pids: u64,
+pub use baton_engine::runtime::Stats;
+
+impl baton_engine::runtime::ResourceStats for Docker {
+    fn stats_once<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> baton_engine::runtime::LocalBoxFuture<'a, Result<Stats, RuntimeError>> {
+        Box::pin(Docker::stats_once(self, id))
+    }
 }
 
 impl Docker {

@@ -221,6 +221,10 @@ pub enum RuntimeError {
     InUse { what: String, detail: String },
     #[error("{op} failed: {detail}")]
     Failed { op: String, detail: String },
+    /// The target's backend cannot do this at all (`target prod (kubernetes) cannot
+    /// exec`), or is not built yet.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A line of progress from a long operation (pull, build).
@@ -344,4 +348,108 @@ pub type LogStream = futures_util::stream::BoxStream<'static, Result<LogLine, Ru
 /// that shows logs (`baton logs`, the HTTP API) is handed one.
 pub trait Logs: Send + Sync {
     fn logs(&self, id: &str, options: &LogOptions) -> LogStream;
+}
+
+/// A future a capability returns through a trait object, on the caller's thread (the
+/// command line's capabilities: exec with this process's terminal, attach, stats).
+pub type LocalBoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
+/// What `exec` runs and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// The argument vector; never a shell string.
+    pub cmd: Vec<String>,
+    /// Allocate a TTY: output is passed through raw. The local terminal is not put in
+    /// raw mode, so input is line-buffered and echoed locally.
+    pub tty: bool,
+    /// `KEY=VALUE`.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// Forward this process's stdin to the command.
+    pub interactive: bool,
+}
+
+/// Running a command in a running container with this process's stdin, stdout and
+/// stderr attached (`baton exec`).
+pub trait Exec {
+    /// Returns the command's exit code.
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        options: &'a ExecOptions,
+    ) -> LocalBoxFuture<'a, Result<i64, RuntimeError>>;
+}
+
+/// Attaching to a container's live output and waiting for its end (`baton run`).
+pub trait Attach {
+    /// The container's output from now on, until it stops; attach before starting it
+    /// to miss nothing.
+    fn attach_output<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> LocalBoxFuture<'a, Result<LogStream, RuntimeError>>;
+    /// Waits for the container to stop and returns its exit code.
+    fn wait_container<'a>(&'a self, id: &'a str) -> LocalBoxFuture<'a, Result<i64, RuntimeError>>;
+}
+
+/// A container's resource use at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    /// 100.0 = one CPU fully used.
+    pub cpu_percent: f64,
+    /// Bytes, page cache excluded as `docker stats` does.
+    pub mem_usage: u64,
+    pub mem_limit: u64,
+    /// Bytes received and sent over every interface.
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub pids: u64,
+}
+
+/// Sampling a running container's resource use (`baton stats`).
+pub trait ResourceStats {
+    /// One sample (may take about a second).
+    fn stats_once<'a>(&'a self, id: &'a str) -> LocalBoxFuture<'a, Result<Stats, RuntimeError>>;
+}
+
+/// An image as `Images::images_list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    /// `repo:tag` references; empty for dangling images.
+    pub tags: Vec<String>,
+    /// Bytes.
+    pub size: i64,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// Which images `Images::images_list` returns; every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFilter {
+    /// A reference pattern as the engine takes it (`baton-test/*`, `web:1.2`).
+    pub reference: Option<String>,
+    /// `key` or `key=value` labels.
+    pub labels: Vec<String>,
+}
+
+/// The engine's own image store beyond pull and build (which every backend that runs
+/// images has, in `Runtime`): listing, removing and pushing (`baton images`, `push`).
+pub trait Images {
+    fn images_list<'a>(
+        &'a self,
+        filter: &'a ImageFilter,
+    ) -> LocalBoxFuture<'a, Result<Vec<ImageInfo>, RuntimeError>>;
+    fn image_remove<'a>(
+        &'a self,
+        reference: &'a str,
+        force: bool,
+    ) -> LocalBoxFuture<'a, Result<(), RuntimeError>>;
+    /// Pushes a reference to its registry, streaming progress lines.
+    fn image_push<'a>(
+        &'a self,
+        reference: &'a str,
+        progress: ProgressFn<'a>,
+    ) -> LocalBoxFuture<'a, Result<(), RuntimeError>>;
 }

@@ -559,7 +559,8 @@ pub fn project(root: &Node, settings: &Settings, env: &Env, budget: &Budget) -> 
     validate::project(&mut project, &marks, settings)?;
     if project.services.is_empty()
         && project.disabled_services.is_empty()
-        && project.baton.is_empty()
+        // `targets:` says where a project runs, not what: alone it defines nothing.
+        && project.baton.keys().all(|k| k == "targets")
     {
         return Err(SpecError::new(
             ErrorKind::Invalid,
@@ -571,6 +572,7 @@ pub fn project(root: &Node, settings: &Settings, env: &Env, budget: &Budget) -> 
             "define \"services:\" or one of {}",
             schema::BATON_TOP
                 .iter()
+                .filter(|k| **k != "targets")
                 .map(|k| format!("\"{k}:\""))
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -13,6 +13,7 @@ pub const BATON_TOP: &[&str] = &[
     "files",
     "snapshot_policies",
     "alerts",
+    "targets",
 ];
 
 pub const SERVICE: &[&str] = &[

@@ -176,3 +176,117 @@ fn up_without_detach_follows_logs_and_ctrl_c_stops_the_services() {
     assert!(s.running().is_empty(), "Ctrl-C stopped the services");
     assert_eq!(s.containers().len(), 1, "and kept them, as Compose does");
 }
+
+/// Named targets: a docker target whose host is the local engine's socket, given
+/// explicitly, is used whatever DOCKER_HOST says; an unreachable one, an unknown name
+/// (exit 64, with a did-you-mean and the known names) and the kinds whose backend is
+/// not built yet are refused clearly; a misspelt setting is located in the file.
+#[test]
+fn targets_pick_the_engine() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("targets");
+    let absent = s.path().join("absent.sock");
+    s.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    init: true\n    stop_grace_period: 1s\n    command: [sleep, '600']\n\
+             targets:\n  here: {{docker: {{host: unix:///var/run/docker.sock}}}}\n  nowhere: {{docker: {{host: 'unix://{}'}}}}\n  staging: {{swarm: {{host: ssh://ops@10.0.0.5}}}}\n  prod: {{kubernetes: {{context: prod, namespace: shop}}}}\n",
+            absent.display()
+        ),
+    );
+    let run = |args: &[&str], target: Option<&str>| {
+        let mut c = s.cmd();
+        // DOCKER_HOST points nowhere: only the target's own host can work.
+        c.env("DOCKER_HOST", format!("unix://{}", absent.display()));
+        match target {
+            Some(t) => c.env("BATON_TARGET", t),
+            None => c.env_remove("BATON_TARGET"),
+        };
+        c.args(args).output().expect("run baton")
+    };
+
+    let out = run(&["--target", "here", "up", "-d"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.running(), vec![format!("{}-web-1", s.name)]);
+    let out = run(&["--json", "ps"], Some("here"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ps: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("ps --json");
+    assert_eq!(ps.as_array().map(Vec::len), Some(1), "{ps}");
+    let out = run(&["--target", "here", "plan"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "nothing to do: {}",
+        stderr(&out)
+    );
+    // The target keeps its own state, apart from the default target's.
+    assert!(s.state.path().join("targets/here/baton.db").is_file());
+    assert!(!s.state.path().join("baton.db").exists());
+
+    // The default target is DOCKER_HOST's, which answers nothing here.
+    let out = run(&["ps"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("absent.sock"), "{}", stderr(&out));
+    let out = run(&["ps"], Some("nowhere"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("absent.sock"), "{}", stderr(&out));
+
+    let out = run(&["--target", "stagign", "plan"], None);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("unknown target \"stagign\""), "{err}");
+    assert!(err.contains("did you mean \"staging\"?"), "{err}");
+    assert!(
+        err.contains("known targets: local, here, nowhere, prod, staging"),
+        "{err}"
+    );
+    assert!(!s.state.path().join("targets/stagign").exists());
+    // A daemon acts on its own target: both together are refused, not half-ignored.
+    let out = run(
+        &["--target", "here", "--server", "http://127.0.0.1:9", "ps"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--target here and --server"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["up", "-d"], Some("prod"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("target prod (kubernetes)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("baton k8s render"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["--target", "staging", "plan"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Docker Swarm backend is not built yet"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["--target", "here", "down"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(s.containers().is_empty());
+
+    // A misspelt setting is refused where it is written, with a did-you-mean.
+    s.write(
+        "compose.yaml",
+        &format!("services:\n  web:\n    image: {IMAGE}\nx-baton:\n  targets:\n    lab: {{dokcer: {{}}}}\n"),
+    );
+    let out = run(&["config"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("compose.yaml:6:"), "{err}");
+    assert!(err.contains("did you mean \"docker\"?"), "{err}");
+}

@@ -138,6 +138,38 @@ fn only_the_docker_backend_reaches_docker() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The crates that may name a backend crate: the backends themselves and the seam that
+/// chooses one per target (`baton-backend`'s `connect`).
+const BACKEND_CRATES: &[&str] = &["baton-docker", "baton-backend"];
+
+#[test]
+fn outside_the_backend_crates_nothing_names_docker() {
+    let mut problems = Vec::new();
+    for dir in crates() {
+        let krate = name(&dir);
+        if BACKEND_CRATES.contains(&krate.as_str()) {
+            continue;
+        }
+        if dependencies(&dir).contains("baton-docker") {
+            problems.push(format!("{krate} depends on baton-docker"));
+        }
+        for f in rust_files(&dir) {
+            if f.ends_with("tests/tidy.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).expect("source");
+            if text.contains("baton_docker") {
+                problems.push(format!(
+                    "{} names baton_docker: go through baton_backend and the capability \
+                     traits of baton_engine::runtime",
+                    f.display()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn the_engine_stays_pure_and_the_spec_never_reads_the_environment() {
     let engine = root().join("crates/baton-engine");

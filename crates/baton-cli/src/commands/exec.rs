@@ -3,16 +3,16 @@
 use std::io::IsTerminal;
 
 use anyhow::{anyhow, Result};
-use baton_docker::ExecOptions;
-use baton_engine::runtime::{ContainerState, Runtime};
+use baton_engine::runtime::{ContainerState, ExecOptions, Runtime};
 
 use crate::cli::ExecArgs;
 use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name_with(std::slice::from_ref(&args.service))?;
-    let docker = ctx.docker().await?;
-    let observed = docker.observe(&name).await?;
+    let backend = ctx.backend().await?;
+    let exec = backend.need_exec()?;
+    let observed = backend.observe(&name).await?;
     super::known_services(
         project.as_ref(),
         Some(&observed),
@@ -37,7 +37,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<u8> {
         ));
     }
     let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let code = docker
+    let code = exec
         .exec(
             &c.id,
             &ExecOptions {

@@ -1,11 +1,10 @@
 //! `baton build`, `pull`, `push` and `images`: the images behind the project's services
-//! (registry credentials are the docker CLI's, read by `baton_docker::credentials`).
+//! (registry credentials are the engine client's, read by the backend).
 
 use anyhow::{anyhow, Result};
-use baton_docker::ImageFilter;
 use baton_engine::plan::select_services;
 use baton_engine::resolve::{build_spec, image_ref};
-use baton_engine::runtime::Runtime;
+use baton_engine::runtime::{ImageFilter, Runtime};
 use baton_spec::Project;
 use serde_json::json;
 
@@ -25,7 +24,7 @@ fn selected<'a>(
 
 pub async fn build(ctx: &Context, args: ServicesArgs) -> Result<u8> {
     let project = ctx.project(&args.services)?;
-    let docker = ctx.docker().await?;
+    let docker = ctx.backend().await?;
     let quiet = ctx.global.json;
     let mut built = Vec::new();
     for (name, svc) in selected(&project, &args.services) {
@@ -54,7 +53,7 @@ pub async fn build(ctx: &Context, args: ServicesArgs) -> Result<u8> {
 
 pub async fn pull(ctx: &Context, args: ServicesArgs) -> Result<u8> {
     let project = ctx.project(&args.services)?;
-    let docker = ctx.docker().await?;
+    let docker = ctx.backend().await?;
     let mut failed = 0;
     for (name, svc) in selected(&project, &args.services) {
         let Some(image) = &svc.image else { continue };
@@ -87,7 +86,7 @@ pub async fn push(ctx: &Context, args: PushArgs) -> Result<u8> {
             .map(|(n, _)| n.clone())
             .collect()
     };
-    let docker = ctx.docker().await?;
+    let docker = ctx.backend().await?;
     let quiet = args.quiet || ctx.global.json;
     let mut report = Vec::new();
     let mut failure = None;
@@ -114,7 +113,7 @@ pub async fn push(ctx: &Context, args: PushArgs) -> Result<u8> {
                     eprintln!("  {name} | {}", line.trim_end());
                 }
             };
-            match docker.image_push(tag, &print).await {
+            match docker.need_images()?.image_push(tag, &print).await {
                 Ok(()) => report.push(json!({"service": name, "image": tag, "status": "pushed"})),
                 Err(e) => {
                     report.push(json!({
@@ -141,12 +140,13 @@ pub async fn push(ctx: &Context, args: PushArgs) -> Result<u8> {
 
 pub async fn images(ctx: &Context, args: ServicesArgs) -> Result<u8> {
     let project = ctx.project(&args.services)?;
-    let docker = ctx.docker().await?;
+    let docker = ctx.backend().await?;
     let mut rows = Vec::new();
     let mut json = Vec::new();
     for (name, svc) in selected(&project, &args.services) {
         let reference = image_ref(&project.name, name, svc);
         let found = docker
+            .need_images()?
             .images_list(&ImageFilter {
                 reference: Some(reference.clone()),
                 labels: vec![],

@@ -2,8 +2,8 @@
 //! container, interleaved as it arrives. `baton up` without -d follows it too.
 
 use anyhow::Result;
-use baton_docker::{Docker, LogOptions, OutputStream};
-use baton_engine::runtime::Runtime;
+use baton_backend::Backend;
+use baton_engine::runtime::{LogOptions, OutputStream, Runtime};
 use futures_util::stream::{select_all, StreamExt};
 
 use super::containers_of;
@@ -12,7 +12,7 @@ use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name_with(&args.services)?;
-    let docker = ctx.docker().await?;
+    let docker = ctx.backend().await?;
     if !args.services.is_empty() {
         let observed = match project {
             Some(_) => None,
@@ -37,12 +37,13 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
 /// Ctrl-C; returns whether it was interrupted. With `json`, one object per line:
 /// `{"container", "service", "stream", "text"}`.
 pub async fn print_logs(
-    docker: &Docker,
+    docker: &Backend,
     project: &str,
     services: &[String],
     opts: &LogOptions,
     json: bool,
 ) -> Result<bool> {
+    let logs = docker.need_logs()?;
     let observed = docker.observe(project).await?;
     let mut containers = containers_of(&observed, services);
     containers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -55,8 +56,7 @@ pub async fn print_logs(
             format!("{:<width$} | ", c.name)
         };
         let who = (c.name.clone(), c.service.clone());
-        docker
-            .logs(&c.id, opts)
+        logs.logs(&c.id, opts)
             .map(move |line| (prefix.clone(), who.clone(), line))
             .boxed()
     });

@@ -440,8 +440,8 @@ pub async fn artifacts(ctx: &Context, args: ArtifactsArgs) -> Result<u8> {
 
 /// The container engine `image:` jobs run on, when one answers.
 async fn containers(ctx: &Context) -> Option<baton_pipeline::run::Containers> {
-    let docker = ctx.docker().await.ok()?;
-    Some(baton_pipeline::run::Containers(Arc::new(docker)))
+    let backend = ctx.backend().await.ok()?;
+    Some(baton_pipeline::run::Containers(backend.shared_one_shot()?))
 }
 
 /// Starts the project's pipeline triggers (cron, git polling, and webhooks when

@@ -2,9 +2,9 @@
 //! shown and its exit code returned. Dependencies are brought up first unless --no-deps.
 
 use anyhow::{anyhow, Result};
-use baton_docker::OutputStream;
 use baton_engine::hash::service_hash;
 use baton_engine::resolve::container_spec;
+use baton_engine::runtime::OutputStream;
 use baton_engine::runtime::{labels, Runtime};
 use futures_util::StreamExt;
 
@@ -34,7 +34,8 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<u8> {
         };
         super::up::converge(ctx, &crate::door::Door::Local(ctx), op).await?;
     }
-    let docker = ctx.docker().await?;
+    let docker = ctx.backend().await?;
+    let attach = docker.need_attach()?;
     for w in baton_engine::plan::unsupported(
         &project,
         std::slice::from_ref(&args.service),
@@ -79,7 +80,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<u8> {
     spec.name = format!("{}-{}-run-{suffix}", project.name, args.service);
     spec.labels.insert(labels::ONEOFF.into(), "true".into());
     let id = docker.create_container(&spec).await?;
-    let mut output = docker.attach_output(&id).await?;
+    let mut output = attach.attach_output(&id).await?;
     docker.start_container(&id).await?;
     let printer = async {
         while let Some(line) = output.next().await {
@@ -90,7 +91,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<u8> {
             }
         }
     };
-    let (_, code) = tokio::join!(printer, docker.wait_container(&id));
+    let (_, code) = tokio::join!(printer, attach.wait_container(&id));
     if args.rm {
         docker.remove_container(&id).await?;
     }

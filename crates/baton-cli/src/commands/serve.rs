@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
 use baton_api::{Api, ApiState, EventHub, Principal, Role};
+use baton_backend::Backend;
 use baton_control::{Control, ExecSettings};
 use baton_daemon::{api, Supervisor, SupervisorConfig};
-use baton_docker::Docker;
 use baton_state::Store;
 
 use crate::cli::ServeArgs;
@@ -58,20 +58,26 @@ async fn api_listener(
 
 /// The API over this state directory: its own store connection, the control plane on
 /// its own thread, one event poller.
-fn api(ctx: &Context, shared: Arc<api::Shared>, docker: &Docker) -> Result<Api> {
+fn api(ctx: &Context, shared: Arc<api::Shared>, backend: &Backend) -> Result<Api> {
     let state_dir = ctx.state_dir();
     let store = Arc::new(Store::open(&state_dir)?);
     let settings = ExecSettings {
         parallelism: ctx.global.parallel,
         daemon_running: true,
         // Pipelines started through the API run their `image:` jobs on this engine.
-        containers: Some(baton_pipeline::run::Containers(Arc::new(docker.clone()))),
+        containers: backend
+            .shared_one_shot()
+            .map(baton_pipeline::run::Containers),
     };
     let dir = state_dir.clone();
+    let target = backend.target.clone();
     let control = baton_control::worker::spawn(settings, move || async move {
         Ok(Control {
             store: Arc::new(Store::open(&dir).map_err(|e| e.to_string())?),
-            runtime: Docker::connect().await.map_err(|e| e.to_string())?,
+            runtime: baton_backend::connect(&target)
+                .await
+                .map_err(|e| e.to_string())?
+                .runtime,
             state_dir: dir,
             env: std::env::vars().collect(),
             clock: crate::context::now_ms,
@@ -83,7 +89,7 @@ fn api(ctx: &Context, shared: Arc<api::Shared>, docker: &Docker) -> Result<Api> 
         tokens: baton_api::tokens::Tokens::new(store.clone(), crate::context::now_ms),
         store,
         control,
-        logs: Some(Arc::new(docker.clone())),
+        logs: backend.shared_logs(),
         daemon: shared,
         state_dir,
         clock: crate::context::now_ms,
@@ -100,7 +106,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
         None => None,
     };
     let store = ctx.store()?;
-    let docker = ctx.docker().await?;
+    let docker = ctx.backend().await?;
     let config = SupervisorConfig {
         tick: Duration::from_millis(args.tick_ms.max(50)),
         files_dir: ctx.state_dir().join("files"),
@@ -148,7 +154,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
         tracing::info!("API on {scheme}://{addr}/api/v1, dashboard on {scheme}://{addr}/ui/");
     }
     super::pipeline::spawn_triggers(ctx, args.hooks_listen).await;
-    let mut supervisor = Supervisor::new(&docker, &store, config, shared);
+    let mut supervisor = Supervisor::new(&docker.runtime, &store, config, shared);
     let shutdown = super::interrupted();
     let pid_file = ctx.state_dir().join(PID_FILE);
     std::fs::write(&pid_file, std::process::id().to_string())?;

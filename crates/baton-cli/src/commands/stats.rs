@@ -11,15 +11,16 @@ use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: ServicesArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name_with(&args.services)?;
-    let docker = ctx.docker().await?;
-    let observed = docker.observe(&name).await?;
+    let backend = ctx.backend().await?;
+    let stats = backend.need_stats()?;
+    let observed = backend.observe(&name).await?;
     super::known_services(project.as_ref(), Some(&observed), &args.services)?;
     let mut running: Vec<_> = containers_of(&observed, &args.services)
         .into_iter()
         .filter(|c| c.state == ContainerState::Running)
         .collect();
     running.sort_by(|a, b| a.name.cmp(&b.name));
-    let samples = join_all(running.iter().map(|c| docker.stats_once(&c.id))).await;
+    let samples = join_all(running.iter().map(|c| stats.stats_once(&c.id))).await;
     let mut rows = Vec::new();
     let mut json = Vec::new();
     for (c, s) in running.iter().zip(samples) {

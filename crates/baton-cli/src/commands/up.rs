@@ -57,14 +57,14 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     }
     // Attached, as in Compose: follow the output; Ctrl-C stops the containers.
     eprintln!("attaching to the logs; Ctrl-C stops the services (`up -d` returns at once)");
-    let follow = baton_docker::LogOptions {
+    let follow = baton_engine::runtime::LogOptions {
         follow: true,
         tail: None,
         timestamps: false,
     };
-    let docker = ctx.docker().await?;
+    let backend = ctx.backend().await?;
     let interrupted =
-        super::logs::print_logs(&docker, &name, &args.services, &follow, false).await?;
+        super::logs::print_logs(&backend, &name, &args.services, &follow, false).await?;
     if interrupted {
         eprintln!("stopping…");
         let stop = crate::cli::StopArgs {

@@ -1,0 +1,281 @@
+//! The container seam: one backend chosen per target. `AnyRuntime` is an enum over the
+//! `Runtime` implementations (as youki's executor is over its container kinds; today one
+//! variant, Docker — a Swarm or Kubernetes backend is one more variant and one more arm
+//! in each delegation), and `Backend` is that runtime with the target it serves, which
+//! answers what only some engines can do (exec, attach, stats, images, logs, one-shot
+//! containers) as an `Option` of a small capability trait from `baton_engine::runtime`,
+//! or as a clear error ("target prod (kubernetes) cannot exec").
+//!
+//! Architecture invariant: with the backend crates themselves, the only crate that names
+//! a backend crate (`baton_docker`); commands, the control plane, the daemon and the API
+//! see `Runtime` and the capability traits.
+
+pub mod target;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_docker::Docker;
+use baton_engine::runtime::{
+    Attach, BuildSpec, Capabilities, ContainerSpec, Exec, Images, Logs, NetworkSpec, Observed,
+    ObservedContainer, OneShot, ProgressFn, ResourceStats, Runtime, RuntimeError, VolumeSpec,
+};
+
+pub use target::{Target, TargetKind, UnknownTarget};
+
+/// Every container backend baton has, behind one `Runtime`.
+#[derive(Debug, Clone)]
+pub enum AnyRuntime {
+    /// One Docker Engine (`baton-docker`).
+    Docker(Docker),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! delegate {
+    ($self:ident, $r:ident => $call:expr) => {
+        match $self {
+            AnyRuntime::Docker($r) => $call,
+        }
+    };
+}
+
+impl AnyRuntime {
+    /// `docker`, as targets name the kinds.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyRuntime::Docker(_) => "docker",
+        }
+    }
+
+    pub fn exec(&self) -> Option<&dyn Exec> {
+        delegate!(self, r => Some(r as &dyn Exec))
+    }
+
+    pub fn attach(&self) -> Option<&dyn Attach> {
+        delegate!(self, r => Some(r as &dyn Attach))
+    }
+
+    pub fn stats(&self) -> Option<&dyn ResourceStats> {
+        delegate!(self, r => Some(r as &dyn ResourceStats))
+    }
+
+    pub fn images(&self) -> Option<&dyn Images> {
+        delegate!(self, r => Some(r as &dyn Images))
+    }
+
+    pub fn logs(&self) -> Option<&dyn Logs> {
+        delegate!(self, r => Some(r as &dyn Logs))
+    }
+
+    /// The logs capability as a shared handle (for the API, which outlives this value).
+    pub fn shared_logs(&self) -> Option<Arc<dyn Logs>> {
+        delegate!(self, r => Some(Arc::new(r.clone()) as Arc<dyn Logs>))
+    }
+
+    /// One-shot containers (pipelines' `image:` jobs), as a shared handle.
+    pub fn shared_one_shot(&self) -> Option<Arc<dyn OneShot>> {
+        delegate!(self, r => Some(Arc::new(r.clone()) as Arc<dyn OneShot>))
+    }
+}
+
+impl Runtime for AnyRuntime {
+    fn capabilities(&self) -> Capabilities {
+        delegate!(self, r => r.capabilities())
+    }
+    async fn observe(&self, project: &str) -> Result<Observed, RuntimeError> {
+        delegate!(self, r => r.observe(project).await)
+    }
+    async fn image_exists(&self, reference: &str) -> Result<bool, RuntimeError> {
+        delegate!(self, r => r.image_exists(reference).await)
+    }
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: ProgressFn<'_>,
+    ) -> Result<(), RuntimeError> {
+        delegate!(self, r => r.pull_image(reference, progress).await)
+    }
+    async fn build_image(
+        &self,
+        spec: &BuildSpec,
+        progress: ProgressFn<'_>,
+    ) -> Result<(), RuntimeError> {
+        delegate!(self, r => r.build_image(spec, progress).await)
+    }
+    async fn network_exists(&self, name: &str) -> Result<bool, RuntimeError> {
+        delegate!(self, r => r.network_exists(name).await)
+    }
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<String, RuntimeError> {
+        delegate!(self, r => r.create_network(spec).await)
+    }
+    async fn remove_network(&self, id_or_name: &str) -> Result<(), RuntimeError> {
+        delegate!(self, r => r.remove_network(id_or_name).await)
+    }
+    async fn volume_exists(&self, name: &str) -> Result<bool, RuntimeError> {
+        delegate!(self, r => r.volume_exists(name).await)
+    }
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {
+        delegate!(self, r => r.create_volume(spec).await)
+    }
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        delegate!(self, r => r.remove_volume(name).await)
+    }
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        delegate!(self, r => r.create_container(spec).await)
+    }
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        delegate!(self, r => r.start_container(id).await)
+    }
+    async fn stop_container(
+        &self,
+        id: &str,
+        grace: Duration,
+        signal: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        delegate!(self, r => r.stop_container(id, grace, signal).await)
+    }
+    async fn kill_container(&self, id: &str, signal: Option<&str>) -> Result<(), RuntimeError> {
+        delegate!(self, r => r.kill_container(id, signal).await)
+    }
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        delegate!(self, r => r.remove_container(id).await)
+    }
+    async fn inspect_container(&self, id: &str) -> Result<ObservedContainer, RuntimeError> {
+        delegate!(self, r => r.inspect_container(id).await)
+    }
+}
+
+/// A connected backend and the target it serves. Derefs to its `AnyRuntime`; the
+/// capability methods here answer a clear error when the backend lacks one.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub target: Target,
+    pub runtime: AnyRuntime,
+}
+
+impl Deref for Backend {
+    type Target = AnyRuntime;
+    fn deref(&self) -> &AnyRuntime {
+        &self.runtime
+    }
+}
+
+impl Backend {
+    /// `target prod (kubernetes) cannot exec`.
+    pub fn cannot(&self, what: &str) -> RuntimeError {
+        RuntimeError::Unsupported(format!("target {} cannot {what}", self.target))
+    }
+
+    pub fn need_exec(&self) -> Result<&dyn Exec, RuntimeError> {
+        self.runtime.exec().ok_or_else(|| self.cannot("exec"))
+    }
+    pub fn need_attach(&self) -> Result<&dyn Attach, RuntimeError> {
+        self.runtime
+            .attach()
+            .ok_or_else(|| self.cannot("attach to a container's output"))
+    }
+    pub fn need_stats(&self) -> Result<&dyn ResourceStats, RuntimeError> {
+        self.runtime
+            .stats()
+            .ok_or_else(|| self.cannot("sample resource use"))
+    }
+    pub fn need_images(&self) -> Result<&dyn Images, RuntimeError> {
+        self.runtime
+            .images()
+            .ok_or_else(|| self.cannot("list or push images"))
+    }
+    pub fn need_logs(&self) -> Result<&dyn Logs, RuntimeError> {
+        self.runtime.logs().ok_or_else(|| self.cannot("read logs"))
+    }
+}
+
+/// Connects to the target's engine. Docker targets connect (`host`, else
+/// `DOCKER_HOST`, else the local socket); the kinds whose backend is not built yet say
+/// so, naming the target.
+pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
+    let runtime = match &target.kind {
+        TargetKind::Docker { host: None } => AnyRuntime::Docker(Docker::connect().await?),
+        TargetKind::Docker { host: Some(h) } if h.starts_with("ssh://") => {
+            return Err(RuntimeError::Unsupported(format!(
+                "target {target}: engine addresses over ssh:// are not supported yet; forward \
+                 the engine's socket (ssh -N -L /tmp/engine.sock:/var/run/docker.sock HOST) \
+                 and use host: unix:///tmp/engine.sock"
+            )))
+        }
+        TargetKind::Docker { host: Some(h) } => {
+            AnyRuntime::Docker(Docker::connect_to(h).await.map_err(|e| match e {
+                RuntimeError::Unavailable(m) => {
+                    RuntimeError::Unavailable(format!("target {target}: {m}"))
+                }
+                other => other,
+            })?)
+        }
+        TargetKind::Swarm { .. } => {
+            return Err(RuntimeError::Unsupported(format!(
+                "target {target}: the Docker Swarm backend is not built yet; use a docker \
+                 target for one engine"
+            )))
+        }
+        TargetKind::Kubernetes { .. } => {
+            return Err(RuntimeError::Unsupported(format!(
+                "target {target}: applying to a Kubernetes cluster is not built yet; \
+                 `baton k8s render --out DIR` writes the manifests for `kubectl apply -f DIR`"
+            )))
+        }
+    };
+    Ok(Backend {
+        target: target.clone(),
+        runtime,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(kind: TargetKind) -> Target {
+        Target {
+            name: "t".into(),
+            kind,
+            declared: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn targets_without_a_backend_say_so() {
+        let e = connect(&target(TargetKind::Kubernetes {
+            context: None,
+            namespace: None,
+        }))
+        .await
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("target t (kubernetes): "), "{text}");
+        assert!(text.contains("baton k8s render"), "{text}");
+        let e = connect(&target(TargetKind::Swarm { host: None }))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("Swarm backend is not built yet"),
+            "{e}"
+        );
+        let e = connect(&target(TargetKind::Docker {
+            host: Some("ssh://ops@example".into()),
+        }))
+        .await
+        .unwrap_err();
+        assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_docker_host_is_unavailable() {
+        let dir = std::env::temp_dir().join(format!("baton-backend-{}", std::process::id()));
+        let host = format!("unix://{}/absent.sock", dir.display());
+        let e = connect(&target(TargetKind::Docker { host: Some(host) }))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RuntimeError::Unavailable(_)), "{e}");
+        assert!(e.to_string().contains("target t (docker): "), "{e}");
+    }
+}
