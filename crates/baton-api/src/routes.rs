@@ -381,6 +381,15 @@ pub(crate) fn table() -> Vec<Route> {
             .json::<Restored>(),
         route(
             "GET",
+            "/series",
+            V,
+            "a range query of baton's PromQL subset over the daemon's metrics history",
+            get(crate::metrics::series),
+        )
+        .query::<crate::metrics::SeriesQuery>()
+        .json::<crate::metrics::SeriesAnswer>(),
+        route(
+            "GET",
             "/audit",
             A,
             "every change, who made it and how it went, newest first, paged",
@@ -461,6 +470,15 @@ pub(crate) fn routers(state: &Arc<ApiState>) -> (Router, Router) {
             }
         }
     }
+    // The Prometheus exposition, outside the prefix where scrapers look for it.
+    closed = closed.route(
+        "/metrics",
+        get(crate::metrics::exposition).route_layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                crate::check_role(Role::Viewer, req, next)
+            },
+        )),
+    );
     // The body cap is the API's own, on the socket too (axum's default is 2 MB).
     let limit = axum::extract::DefaultBodyLimit::max(crate::BODY_LIMIT);
     (

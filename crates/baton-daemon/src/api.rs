@@ -32,6 +32,8 @@ pub struct Shared {
     /// Notified by `POST /v1/wake`: the supervisor ticks at once.
     pub wake: Notify,
     status: Mutex<Status>,
+    /// The metrics registry and history (`/metrics`, `/api/v1/series`).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Shared {

@@ -13,6 +13,7 @@ pub mod certs;
 pub mod edge;
 pub mod probe;
 pub mod supervisor;
+pub mod telemetry;
 pub mod traffic;
 pub mod vms;
 

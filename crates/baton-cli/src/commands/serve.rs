@@ -142,12 +142,31 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
         });
         tracing::info!("API on {scheme}://{addr}/api/v1");
     }
+    // The metrics history: sampled every interval, kept for the retention.
+    let (stop_sampler, sampler_stopped) = tokio::sync::watch::channel(false);
+    let telemetry = shared.telemetry.clone();
+    let history_dir = ctx.state_dir().join("metrics");
+    telemetry
+        .open_history(&history_dir, args.retention)
+        .with_context(|| {
+            format!(
+                "cannot open the metrics history in {}",
+                history_dir.display()
+            )
+        })?;
+    let sampler = tokio::spawn(telemetry.sample_loop(
+        args.sample_interval,
+        crate::context::now_ms,
+        sampler_stopped,
+    ));
     super::pipeline::spawn_triggers(ctx, args.hooks_listen).await;
     let mut supervisor = Supervisor::new(&docker, &store, config, shared);
     let shutdown = super::interrupted();
     let pid_file = ctx.state_dir().join(PID_FILE);
     std::fs::write(&pid_file, std::process::id().to_string())?;
     supervisor.run(shutdown).await;
+    let _ = stop_sampler.send(true);
+    let _ = sampler.await;
     let _ = stop_api.send(());
     let _ = server.await;
     let _ = std::fs::remove_file(&socket);
