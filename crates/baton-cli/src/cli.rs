@@ -117,6 +117,9 @@ pub enum Command {
     Rollout(RolloutArgs),
     /// What the daemon's edge serves: hosts, paths, targets, certificates and their expiry
     Routes,
+    /// Alerts of the file's `alerts:` rules as the daemon evaluates them: ls, history,
+    /// silence, unsilence, test RECEIVER
+    Alerts(crate::commands::alerts::AlertsArgs),
     /// Pipelines: run a DAG of jobs, list, history, show, logs, rerun
     Pipeline(crate::commands::pipeline::PipelineArgs),
     /// Artifacts pipeline jobs kept: ls, get

@@ -36,6 +36,8 @@ pub struct Telemetry {
     /// Series this daemon set last tick, per project, so those of services, revisions
     /// and replicas that are gone are forgotten.
     seen: Mutex<BTreeMap<String, Seen>>,
+    /// The time of the last sample stored (alert rules are evaluated after each).
+    sampled: tokio::sync::watch::Sender<i64>,
 }
 
 #[derive(Default)]
@@ -51,11 +53,17 @@ impl Default for Telemetry {
             metrics: Arc::new(Metrics::new(MetricsConfig::default())),
             history: OnceLock::new(),
             seen: Mutex::new(BTreeMap::new()),
+            sampled: tokio::sync::watch::channel(0).0,
         }
     }
 }
 
 impl Telemetry {
+    /// Says the time of each sample once it is stored.
+    pub fn sampled(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.sampled.subscribe()
+    }
+
     /// The history, when the daemon keeps one.
     pub fn history(&self) -> Option<&Arc<History>> {
         self.history.get()
@@ -344,7 +352,9 @@ impl Telemetry {
             let scrape = self.metrics.sample(t);
             let h = history.clone();
             match tokio::task::spawn_blocking(move || h.append(&scrape)).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => {
+                    self.sampled.send_replace(t);
+                }
                 Ok(Err(e)) => tracing::warn!("metrics history: cannot store a sample: {e}"),
                 Err(e) => tracing::warn!("metrics history: {e}"),
             }

@@ -146,7 +146,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     let (stop_sampler, sampler_stopped) = tokio::sync::watch::channel(false);
     let telemetry = shared.telemetry.clone();
     let history_dir = ctx.state_dir().join("metrics");
-    telemetry
+    let history = telemetry
         .open_history(&history_dir, args.retention)
         .with_context(|| {
             format!(
@@ -154,6 +154,13 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
                 history_dir.display()
             )
         })?;
+    // Alert rules, evaluated after each sample; notifications delivered on their own tasks.
+    let alerter = baton_daemon::alerts::Alerter::new(
+        Store::open(&ctx.state_dir())?,
+        telemetry.metrics.clone(),
+        std::env::vars().collect(),
+    );
+    let alerts = tokio::spawn(alerter.run(history, telemetry.sampled(), sampler_stopped.clone()));
     let sampler = tokio::spawn(telemetry.sample_loop(
         args.sample_interval,
         crate::context::now_ms,
@@ -167,6 +174,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     supervisor.run(shutdown).await;
     let _ = stop_sampler.send(true);
     let _ = sampler.await;
+    let _ = alerts.await;
     let _ = stop_api.send(());
     let _ = server.await;
     let _ = std::fs::remove_file(&socket);
