@@ -120,6 +120,8 @@ pub enum Command {
     /// Alerts of the file's `alerts:` rules as the daemon evaluates them: ls, history,
     /// silence, unsilence, test RECEIVER
     Alerts(crate::commands::alerts::AlertsArgs),
+    /// What the daemon's autoscaler decided for a service, and why
+    Autoscale(crate::commands::autoscale::AutoscaleArgs),
     /// Pipelines: run a DAG of jobs, list, history, show, logs, rerun
     Pipeline(crate::commands::pipeline::PipelineArgs),
     /// Artifacts pipeline jobs kept: ls, get

@@ -10,6 +10,7 @@
 pub mod acme;
 pub mod alerts;
 pub mod api;
+pub mod autoscale;
 pub mod certs;
 pub mod edge;
 pub mod probe;

@@ -2,6 +2,7 @@
 //! backend; this module dispatches and holds what several commands share.
 
 pub(crate) mod alerts;
+pub(crate) mod autoscale;
 mod config;
 mod down;
 mod events;
@@ -106,6 +107,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::K8s(a) => k8s::run(ctx, a),
         Command::Pipeline(a) => pipeline::run(ctx, a).await,
         Command::Alerts(a) => alerts::run(ctx, a).await,
+        Command::Autoscale(a) => autoscale::run(ctx, a).await,
         Command::Artifacts(a) => pipeline::artifacts(ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());

@@ -164,7 +164,33 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     let sampler = tokio::spawn(telemetry.sample_loop(
         args.sample_interval,
         crate::context::now_ms,
-        sampler_stopped,
+        sampler_stopped.clone(),
+    ));
+    // Autoscaling: the daemon decides, the control plane scales (as `baton scale`).
+    let control = http.state().control.clone();
+    let autoscaler =
+        baton_daemon::autoscale::Autoscaler::new(Store::open(&ctx.state_dir())?, shared.clone());
+    let autoscaling = tokio::spawn(autoscaler.run(
+        move |project: String, service: String, n: u32| {
+            let control = control.clone();
+            async move {
+                let op = baton_control::Operation::Scale {
+                    project,
+                    replicas: [(service, n)].into(),
+                    no_deps: true,
+                    spec: None,
+                };
+                let actor = baton_control::Actor("daemon:autoscale".into());
+                match control.execute(actor, op).await {
+                    Ok(baton_control::Outcome::Up(up)) if !up.ok => {
+                        Err(up.error.unwrap_or_else(|| "the scale failed".into()))
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
+        sampler_stopped.clone(),
     ));
     super::pipeline::spawn_triggers(ctx, args.hooks_listen).await;
     let mut supervisor = Supervisor::new(&docker, &store, config, shared);
@@ -175,6 +201,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     let _ = stop_sampler.send(true);
     let _ = sampler.await;
     let _ = alerts.await;
+    let _ = autoscaling.await;
     let _ = stop_api.send(());
     let _ = server.await;
     let _ = std::fs::remove_file(&socket);
