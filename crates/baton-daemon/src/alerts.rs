@@ -7,7 +7,11 @@
 //! SMTP), retried with backoff, so a receiver that is down never holds up an evaluation,
 //! the supervisor or traffic. What was delivered comes back to the grouping's memory.
 //!
-//! Built-in rules (`alerts.builtin`) are read but not evaluated yet.
+//! Built-in rules on (`alerts.builtin`) are rules of the same kind over the project's own
+//! series ([`builtin_rules`]): crash-looping replicas, replicas unhealthy for a minute,
+//! rollouts paused, rolling back or rolled back. The others (pipeline failed, fleet
+//! host unreachable, VM stopped, disk space low) watch series that carry no project
+//! label or that the daemon does not fill yet, and are not evaluated.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -111,9 +115,14 @@ impl Alerter {
             let Some(project) = self.project(name) else {
                 continue;
             };
-            let Ok(spec) = alert::alerts_spec(&project) else {
-                continue;
+            let mut spec = match alert::alerts_spec(&project) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::warn!("{name}: alerts: {e}");
+                    continue;
+                }
             };
+            spec.rules.extend(builtin_rules(&spec, name));
             if spec.rules.is_empty() && !self.projects.contains_key(name) {
                 continue;
             }
@@ -331,6 +340,56 @@ impl Alerter {
     }
 }
 
+/// A PromQL string literal.
+fn quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The built-in rules that are on, as rules over `project`'s series.
+pub fn builtin_rules(spec: &AlertsSpec, project: &str) -> Vec<alert::AlertRule> {
+    use alert::BuiltinRule as B;
+    let p = quoted(project);
+    let template = |t: &str| alert::Template::parse(t).ok();
+    let mut out = Vec::new();
+    for rule in B::ALL {
+        if !spec.builtin_on(rule) {
+            continue;
+        }
+        let (expr, for_ms, summary) = match rule {
+            B::CrashLooping => (
+                format!("increase(baton_container_restarts_total{{project={p}}}[5m]) >= 3"),
+                0,
+                "replica {{ .Labels.replica }} of {{ .Labels.service }} restarted {{ .Value }} times in 5 minutes",
+            ),
+            B::ReplicaUnhealthy => (
+                format!(
+                    "baton_service_replicas{{project={p},state=\"running\"}} - ignoring (state) baton_service_replicas{{project={p},state=\"healthy\"}} > 0"
+                ),
+                60_000,
+                "{{ .Value }} replica(s) of {{ .Labels.service }} running but not healthy for 1m",
+            ),
+            B::RolloutFailed => (
+                format!("baton_rollout_status{{project={p}}} >= 2"),
+                0,
+                "the rollout of {{ .Labels.service }} is paused, rolling back or rolled back",
+            ),
+            B::PipelineFailed | B::HostUnreachable | B::VmStopped | B::DiskSpaceLow => continue,
+        };
+        let (Some(severity), Some(summary)) = (template("warning"), template(summary)) else {
+            continue;
+        };
+        out.push(alert::AlertRule {
+            name: rule.alertname().to_string(),
+            expr,
+            for_ms,
+            keep_firing_for_ms: 0,
+            labels: [("severity".to_string(), severity)].into(),
+            annotations: [("summary".to_string(), summary)].into(),
+        });
+    }
+    out
+}
+
 /// Tries `ATTEMPTS` times with doubling waits; how many tries it took and how it ended.
 pub async fn deliver_with_retries(
     receiver: &Receiver,
@@ -488,4 +547,28 @@ async fn send_email(
         .await
         .map(|_| ())
         .map_err(|e| format!("SMTP {host}:{port}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_parse_and_are_scoped_to_the_project() {
+        let project = Project {
+            name: "shop".into(),
+            ..Project::default()
+        };
+        let spec = alert::alerts_spec(&project).expect("an empty section");
+        let rules = builtin_rules(&spec, "shop");
+        assert_eq!(
+            rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["ReplicaCrashLooping", "ReplicaUnhealthy", "RolloutFailed"]
+        );
+        for r in &rules {
+            query::parse(&r.expr).unwrap_or_else(|e| panic!("{}: {e}", r.expr));
+            assert!(r.expr.contains("project=\"shop\""), "{}", r.expr);
+        }
+        assert_eq!(quoted("a\"b\\"), "\"a\\\"b\\\\\"");
+    }
 }

@@ -366,3 +366,48 @@ fn alerts_reach_real_receivers_silences_hold_and_a_down_receiver_is_retried() {
     let text = stdout(&s.baton(&["alerts", "history"]));
     assert!(text.contains("pending -> firing"), "{text}");
 }
+
+/// A built-in rule, on by default: a crash-looping replica is notified with no rule
+/// written, only a receiver.
+#[test]
+fn a_crash_looping_replica_fires_the_builtin_rule() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("alerts-builtin");
+    let hook = free_port();
+    s.write(
+        "compose.yaml",
+        &format!(
+            r#"services:
+  crash:
+    image: {IMAGE}
+    init: true
+    restart: always
+    command: [sh, -c, 'sleep 0.2; exit 3']
+alerts:
+  receivers:
+    ops: {{webhook: "http://127.0.0.1:{hook}/hook"}}
+  route: {{receiver: ops, group_wait: 1s, group_interval: 1s}}
+"#,
+            IMAGE = baton_tests::IMAGE
+        ),
+    );
+    let sink = Sink::start(hook);
+    let _serve = Serve::start(&s, &["--sample-interval", "1s"], &[]);
+    let log = || std::fs::read_to_string(s.state.path().join("serve.log")).unwrap_or_default();
+    s.ok(&["up", "-d"]);
+    let fired = within(Duration::from_secs(90), || {
+        sink.payloads().iter().any(|p| {
+            p["status"] == "firing" && p["commonLabels"]["alertname"] == "ReplicaCrashLooping"
+        })
+    });
+    assert!(fired.is_some(), "{:?}\n{}", sink.payloads(), log());
+    let p = sink
+        .payloads()
+        .into_iter()
+        .find(|p| p["commonLabels"]["alertname"] == "ReplicaCrashLooping")
+        .unwrap();
+    assert_eq!(p["alerts"][0]["labels"]["service"], "crash", "{p}");
+    assert_eq!(p["alerts"][0]["labels"]["project"], s.name.as_str(), "{p}");
+}
