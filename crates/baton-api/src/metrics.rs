@@ -3,6 +3,8 @@
 //! /api/v1/series?query=…&from=…&to=…&step=…`, the PromQL subset evaluated over the
 //! history the daemon samples. Handlers only translate: the registry and the history
 //! are the daemon's (`baton_daemon::telemetry`), the language is `baton_metrics::query`.
+//! Also the project's alerts as the daemon last evaluated them, with its silences, and
+//! their history (reads of the store).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -159,4 +161,124 @@ pub(crate) async fn series(
             })
             .collect(),
     }))
+}
+
+/// One alert as the daemon last evaluated it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AlertView {
+    pub rule: String,
+    pub fingerprint: String,
+    /// `pending`, `firing` or `resolved`.
+    pub state: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The expression's value at the last evaluation that saw it (`null`: not finite).
+    pub value: Option<f64>,
+    /// Unix milliseconds.
+    pub active_since_ms: u64,
+    pub fired_at_ms: Option<u64>,
+    pub resolved_at_ms: Option<u64>,
+}
+
+/// A silence of the project.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SilenceView {
+    pub id: String,
+    /// `name="value"`, `name=~"regex"`…
+    pub matchers: Vec<String>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub active: bool,
+    pub comment: String,
+    pub created_by: String,
+}
+
+/// `GET /projects/{project}/alerts`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AlertsAnswer {
+    pub alerts: Vec<AlertView>,
+    pub silences: Vec<SilenceView>,
+}
+
+/// `GET /projects/{project}/alerts/history`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AlertHistoryAnswer {
+    /// Newest first.
+    pub transitions: Vec<baton_state::AlertTransition>,
+    /// Newest first: each notification's delivery.
+    pub notifications: Vec<baton_state::NotificationRecord>,
+}
+
+pub(crate) async fn alerts(
+    State(s): State<Arc<ApiState>>,
+    p: crate::routes::P1,
+) -> Result<Json<AlertsAnswer>, ApiError> {
+    let project = crate::routes::project_of(p)?;
+    let now = (s.clock)();
+    crate::routes::read(&s, move |store| {
+        let state: baton_engine::alert::AlertsState = match store.alert_state(&project)? {
+            Some((rules, _)) => serde_json::from_str(&rules).unwrap_or_default(),
+            None => Default::default(),
+        };
+        let word = |p: baton_engine::alert::Phase| {
+            serde_json::to_value(p)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        Ok(AlertsAnswer {
+            alerts: state
+                .alerts
+                .into_values()
+                .map(|a| AlertView {
+                    state: word(a.phase),
+                    rule: a.rule,
+                    fingerprint: a.fingerprint,
+                    labels: a.labels,
+                    annotations: a.annotations,
+                    value: a.value.is_finite().then_some(a.value),
+                    active_since_ms: a.active_since_ms,
+                    fired_at_ms: a.fired_at_ms,
+                    resolved_at_ms: a.resolved_at_ms,
+                })
+                .collect(),
+            silences: store
+                .silences(&project)?
+                .into_iter()
+                .map(|r| {
+                    let matchers: Vec<baton_engine::alert::Matcher> =
+                        serde_json::from_str(&r.matchers_json).unwrap_or_default();
+                    SilenceView {
+                        matchers: matchers.iter().map(ToString::to_string).collect(),
+                        active: r.starts_at <= now && now < r.ends_at,
+                        id: r.id,
+                        starts_at: r.starts_at,
+                        ends_at: r.ends_at,
+                        comment: r.comment,
+                        created_by: r.created_by,
+                    }
+                })
+                .collect(),
+        })
+    })
+    .await
+    .map(Json)
+}
+
+pub(crate) async fn alert_history(
+    State(s): State<Arc<ApiState>>,
+    p: crate::routes::P1,
+    q: crate::routes::Q<crate::routes::LimitQuery>,
+) -> Result<Json<AlertHistoryAnswer>, ApiError> {
+    let project = crate::routes::project_of(p)?;
+    let q = crate::routes::query_of(q)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    crate::routes::read(&s, move |store| {
+        Ok(AlertHistoryAnswer {
+            transitions: store.alert_history(&project, limit)?,
+            notifications: store.notifications(&project, limit)?,
+        })
+    })
+    .await
+    .map(Json)
 }

@@ -3,6 +3,7 @@
 //! matchers and states travel as JSON the engine's types read (this crate knows none).
 
 use rusqlite::{params, OptionalExtension};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, Store};
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS alert_state (
 ";
 
 /// One transition of one alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AlertTransition {
     pub id: i64,
     pub project: String,
@@ -80,7 +81,7 @@ pub struct SilenceRecord {
 }
 
 /// One notification's delivery: `delivered`, or `failed: …` once its tries ran out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NotificationRecord {
     pub id: i64,
     pub project: String,

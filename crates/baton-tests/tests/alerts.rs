@@ -226,6 +226,38 @@ fn alerts_reach_real_receivers_silences_hold_and_a_down_receiver_is_retried() {
     assert_eq!(sink.count("firing"), 0, "{:?}", sink.payloads());
     let ls = s.ok(&["alerts", "ls"]);
     assert!(ls.contains("firing") && ls.contains(&id), "{ls}");
+    // The same over the API, for a viewer.
+    let a = request(
+        port,
+        "GET",
+        &format!("/api/v1/projects/{}/alerts", s.name),
+        Some(&viewer),
+        None,
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        a.body["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["rule"] == "busy" && x["state"] == "firing"),
+        "{a:?}"
+    );
+    assert_eq!(a.body["silences"][0]["id"], id.as_str(), "{a:?}");
+    assert_eq!(a.body["silences"][0]["active"], true, "{a:?}");
+    let h = request(
+        port,
+        "GET",
+        &format!("/api/v1/projects/{}/alerts/history?limit=10", s.name),
+        Some(&viewer),
+        None,
+    );
+    assert!(
+        h.body["transitions"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|x| x["to_phase"] == "firing")),
+        "{h:?}"
+    );
     let metrics = request(port, "GET", "/metrics", Some(&viewer), None);
     assert!(
         metrics
