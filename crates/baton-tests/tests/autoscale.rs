@@ -12,6 +12,11 @@ use baton_tests::{docker_available, free_port, http_get, wait_for, within, Scrat
 use serde_json::Value;
 
 fn file(port: u16) -> String {
+    file_with(port, "{strategy: rolling}")
+}
+
+/// The service with `rollout` as its `x-baton.rollout`; its page says `v$VERSION`.
+fn file_with(port: u16, rollout: &str) -> String {
     format!(
         r#"services:
   web:
@@ -19,7 +24,9 @@ fn file(port: u16) -> String {
     init: true
     stop_grace_period: 1s
     restart: always
-    command: [sh, -c, 'mkdir -p /www && echo v1 > /www/index.html; exec httpd -f -p 80 -h /www']
+    command: [sh, -c, 'mkdir -p /www && echo "v$$VERSION" > /www/index.html; exec httpd -f -p 80 -h /www']
+    environment:
+      VERSION: ${{VERSION:-1}}
     ports: ["127.0.0.1:{port}:80"]
     healthcheck:
       test: [CMD, wget, -q, -O, /dev/null, http://127.0.0.1/]
@@ -29,7 +36,7 @@ fn file(port: u16) -> String {
     deploy:
       replicas: 1
     x-baton:
-      rollout: {{strategy: rolling}}
+      rollout: {rollout}
       autoscale:
         min: 1
         max: 3
@@ -139,4 +146,100 @@ fn a_load_scales_a_service_up_and_its_end_back_to_min() {
         "{}",
         String::from_utf8_lossy(&audit.stdout)
     );
+}
+
+/// Requests on a thread until `stop`; how many failed (an answer without `want`).
+fn load(port: u16, want: &'static str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let mut failed = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if http_get(port, 10).is_none_or(|b| !b.contains(want)) {
+                failed += 1;
+            }
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        failed
+    })
+}
+
+#[test]
+fn autoscaling_holds_while_a_rollout_runs_and_resumes_after_it() {
+    if !docker_available() {
+        return;
+    }
+    let s = Scratch::new("autoscale-rollout");
+    let web = free_port();
+    s.write(
+        "compose.yaml",
+        &file_with(
+            web,
+            "{strategy: canary, steps: [{weight: 50, pause: 10m}], health_timeout: 30s}",
+        ),
+    );
+    let _serve = Serve::start(&s, &[], &[]);
+    let log = || std::fs::read_to_string(s.state.path().join("serve.log")).unwrap_or_default();
+    s.ok(&["up", "-d"]);
+    assert!(wait_for(web, "v1", 90), "v1 serves:\n{}", log());
+    // A canary of v2, paused at its step for 10 minutes.
+    let up = s
+        .cmd()
+        .env("VERSION", "2")
+        .args(["up", "-d", "--no-wait"])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", baton_tests::stderr(&up));
+    let at_step = || {
+        let v: Value =
+            serde_json::from_slice(&s.baton(&["--json", "rollout", "status", "web"]).stdout)
+                .unwrap_or_default();
+        v.to_string().contains("\"weight\":50")
+    };
+    assert!(
+        within(Duration::from_secs(90), at_step).is_some(),
+        "the canary reaches its step:\n{}",
+        log()
+    );
+    // Under load during the rollout: the autoscaler holds, and says why.
+    let stop = Arc::new(AtomicBool::new(false));
+    let during = load(web, "v", stop.clone());
+    let held = within(Duration::from_secs(20), || {
+        status(&s)["decision"]["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["reason"] == "rollout_in_progress"))
+    });
+    assert!(held.is_some(), "{}", status(&s));
+    std::thread::sleep(Duration::from_secs(4));
+    let st = status(&s);
+    assert!(st["decision"]["desired"].is_null(), "{st}");
+    assert!(
+        st["observation"]["rps"].is_null() || st["observation"]["rollout_in_progress"] == true,
+        "{st}"
+    );
+    let scaled = |s: &Scratch| {
+        let events = s.baton(&["--json", "events", "--limit", "500"]);
+        let events: Value = serde_json::from_slice(&events.stdout).unwrap_or(Value::Null);
+        events["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == "autoscale")
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("scaling"))
+            })
+            .count()
+    };
+    assert_eq!(scaled(&s), 0, "no scale during the rollout");
+    // Promoted: the rollout ends, and autoscaling resumes under the same load.
+    s.ok(&["rollout", "promote", "web"]);
+    assert!(
+        within(Duration::from_secs(90), || replicas(&s) == 3).is_some(),
+        "never scaled after the rollout: {}\n{}",
+        status(&s),
+        log()
+    );
+    assert!(scaled(&s) >= 1);
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(during.join().unwrap(), 0, "every request answered");
 }
