@@ -44,7 +44,12 @@ pub struct Supervisor<'a, R> {
     shared: std::sync::Arc<crate::api::Shared>,
     /// When pipeline and VM metrics are next read from the store.
     store_metrics_at: u64,
+    /// When each project's containers' resource use is next read from the engine.
+    usage_at: BTreeMap<String, u64>,
 }
+
+/// How often containers' resource use is read from the engine.
+const USAGE_EVERY_MS: u64 = 5_000;
 
 /// How often pipeline and VM metrics are read from the store.
 const STORE_METRICS_EVERY_MS: u64 = 5_000;
@@ -87,6 +92,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             prober: crate::probe::Prober::default(),
             shared,
             store_metrics_at: 0,
+            usage_at: BTreeMap::new(),
         }
     }
 
@@ -257,6 +263,24 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             &self.traffic.weights(name),
             self.store,
         );
+        if now >= self.usage_at.get(name).copied().unwrap_or(0) {
+            self.usage_at.insert(name.to_string(), now + USAGE_EVERY_MS);
+            let rt = self.rt;
+            let reads = observed
+                .containers
+                .iter()
+                .filter(|c| c.state == ContainerState::Running && !c.oneoff)
+                .map(|c| async move {
+                    let u = rt.usage(&c.id).await.ok().flatten();
+                    u.map(|u| (c.service.clone(), c.replica, u))
+                });
+            let usage: Vec<_> = futures_util::future::join_all(reads)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            self.shared.telemetry.record_usage(name, &usage);
+        }
         // Services in a rollout are the rollout's to change, not the supervisor's.
         let mut hands_off = desired.stopped_services.clone();
         hands_off.extend(crate::traffic::Traffic::rolling_services(

@@ -277,6 +277,26 @@ impl Telemetry {
         seen.insert(p.to_string(), now);
     }
 
+    /// Containers' resource use: (service, replica, usage).
+    pub fn record_usage(
+        &self,
+        project: &str,
+        usage: &[(String, u32, baton_engine::runtime::Usage)],
+    ) {
+        let c = &self.metrics.containers;
+        for (service, replica, u) in usage {
+            let l = ContainerLabels::new(project, service.as_str(), replica.to_string());
+            c.cpu_seconds.get(&l).set_total(u.cpu_seconds);
+            c.memory_bytes.get(&l).set(u.memory_bytes as f64);
+            c.network_receive_bytes
+                .get(&l)
+                .set_total(u.network_receive_bytes as f64);
+            c.network_transmit_bytes
+                .get(&l)
+                .set_total(u.network_transmit_bytes as f64);
+        }
+    }
+
     /// A restart the daemon made or saw the engine make.
     pub fn restarted(&self, project: &str, service: &str, replica: u32, count: u32) {
         self.metrics

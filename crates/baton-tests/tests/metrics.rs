@@ -226,6 +226,19 @@ fn metrics_of_a_real_daemon_parse_and_its_history_answers_queries() {
         Some(0.0),
         "nothing in flight between requests"
     );
+    // The containers' resource use, read from the engine every 5 s.
+    let used = within(Duration::from_secs(30), || {
+        parsed = parse(&scrape(port, &viewer));
+        let replicas = parsed
+            .iter()
+            .filter(|x| x.name == "baton_container_memory_bytes" && x.value > 0.0)
+            .filter(|x| x.labels.get("service") == Some(&Value::from("web")))
+            .count();
+        replicas == 3
+            && total(&parsed, "baton_container_cpu_seconds_total", &svc).is_some_and(|c| c > 0.0)
+            && total(&parsed, "baton_container_network_receive_bytes_total", &svc).is_some()
+    });
+    assert!(used.is_some(), "{parsed:#?}");
     // Every request label is a bounded class and a short revision.
     for x in parsed
         .iter()
