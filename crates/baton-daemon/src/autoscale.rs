@@ -26,6 +26,10 @@ use serde::{Deserialize, Serialize};
 /// How often the autoscaler looks (the "1-second metrics").
 pub const SYNC: Duration = Duration::from_secs(1);
 
+/// A replica whose CPU total has not moved for this long uses none (the daemon reads
+/// it every 5 s).
+pub const CPU_IDLE_MS: i64 = 12_000;
+
 /// What `baton autoscale status` shows of one service.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AutoscaleStatus {
@@ -50,10 +54,37 @@ struct Totals {
     buckets: Vec<u64>,
 }
 
+/// One replica's CPU time as the registry has it (read from the engine every few
+/// seconds): the last distinct total, when it was first seen, and the rate it gives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuReadings {
+    last: Option<(i64, f64)>,
+    rate: Option<f64>,
+}
+
+impl CpuReadings {
+    /// CPUs in use (CPU seconds per second) from a total read at `t`; `None` until two
+    /// distinct totals were seen. A total unchanged for `idle_ms` means 0.
+    pub fn observe(&mut self, t: i64, total: f64, idle_ms: i64) -> Option<f64> {
+        match self.last {
+            None => self.last = Some((t, total)),
+            Some((t0, v0)) if total != v0 => {
+                self.rate =
+                    (t > t0 && total >= v0).then(|| (total - v0) / ((t - t0) as f64 / 1000.0));
+                self.last = Some((t, total));
+            }
+            Some((t0, _)) if t - t0 > idle_ms => self.rate = Some(0.0),
+            Some(_) => {}
+        }
+        self.rate
+    }
+}
+
 #[derive(Default)]
 struct ServiceMemory {
     state: AutoscaleState,
     last: Option<Totals>,
+    cpu: BTreeMap<String, CpuReadings>,
     /// The reasons of the last decision, as recorded (an event only when they change).
     reasons: String,
 }
@@ -240,12 +271,35 @@ impl Autoscaler {
                 if proxied {
                     memory.last = Some(totals);
                 }
+                // CPU and memory per replica, as the registry has them from the engine.
+                let replicas = metrics
+                    .containers
+                    .memory_bytes
+                    .labels(|l| &l.project == name && &l.service == service);
+                let mut usage = Vec::new();
+                for l in &replicas {
+                    let total = metrics.containers.cpu_seconds.get(l).get();
+                    let cpus = memory.cpu.entry(l.replica.clone()).or_default().observe(
+                        now,
+                        total,
+                        CPU_IDLE_MS,
+                    );
+                    usage.push(autoscale::ReplicaUsage {
+                        replica: l.replica.clone(),
+                        ready: true,
+                        cpus,
+                        memory_bytes: Some(metrics.containers.memory_bytes.get(l).get() as u64),
+                    });
+                }
+                memory
+                    .cpu
+                    .retain(|r, _| replicas.iter().any(|l| &l.replica == r));
                 let obs = Observation {
                     now_ms: u64::try_from(now).unwrap_or(0),
                     replicas: running,
                     ready: healthy,
                     rollout_in_progress,
-                    usage: Vec::new(),
+                    usage,
                     rps,
                     p95_ms,
                     in_flight: proxied.then_some(in_flight as f64),
@@ -326,6 +380,24 @@ pub fn describe(spec: &AutoscaleSpec, d: &Decision) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_rates_come_from_distinct_totals() {
+        let mut r = CpuReadings::default();
+        assert_eq!(r.observe(0, 10.0, 12_000), None, "one reading says nothing");
+        assert_eq!(r.observe(1_000, 10.0, 12_000), None);
+        // 2.5 CPU seconds more, first seen 5 s later: half a CPU.
+        assert_eq!(r.observe(5_000, 12.5, 12_000), Some(0.5));
+        assert_eq!(
+            r.observe(6_000, 12.5, 12_000),
+            Some(0.5),
+            "kept between reads"
+        );
+        assert_eq!(r.observe(18_000, 12.5, 12_000), Some(0.0), "idle");
+        // A restarted container starts its total again: no rate from that pair.
+        assert_eq!(r.observe(19_000, 1.0, 12_000), None);
+        assert_eq!(r.observe(21_000, 3.0, 12_000), Some(1.0));
+    }
 
     #[test]
     fn quantiles_come_from_the_totals_buckets() {
