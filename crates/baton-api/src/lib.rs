@@ -24,6 +24,7 @@ mod error;
 pub mod events;
 pub mod input;
 mod logs;
+pub mod metrics;
 mod openapi;
 pub mod remote;
 mod routes;

@@ -381,6 +381,32 @@ pub(crate) fn table() -> Vec<Route> {
             .json::<Restored>(),
         route(
             "GET",
+            "/projects/{project}/alerts",
+            V,
+            "the project's alerts as the daemon last evaluated them, and its silences",
+            get(crate::metrics::alerts),
+        )
+        .json::<crate::metrics::AlertsAnswer>(),
+        route(
+            "GET",
+            "/projects/{project}/alerts/history",
+            V,
+            "alert transitions and notification deliveries, newest first",
+            get(crate::metrics::alert_history),
+        )
+        .query::<LimitQuery>()
+        .json::<crate::metrics::AlertHistoryAnswer>(),
+        route(
+            "GET",
+            "/series",
+            V,
+            "a range query of baton's PromQL subset over the daemon's metrics history",
+            get(crate::metrics::series),
+        )
+        .query::<crate::metrics::SeriesQuery>()
+        .json::<crate::metrics::SeriesAnswer>(),
+        route(
+            "GET",
             "/audit",
             A,
             "every change, who made it and how it went, newest first, paged",
@@ -461,6 +487,15 @@ pub(crate) fn routers(state: &Arc<ApiState>) -> (Router, Router) {
             }
         }
     }
+    // The Prometheus exposition, outside the prefix where scrapers look for it.
+    closed = closed.route(
+        "/metrics",
+        get(crate::metrics::exposition).route_layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                crate::check_role(Role::Viewer, req, next)
+            },
+        )),
+    );
     // The body cap is the API's own, on the socket too (axum's default is 2 MB).
     let limit = axum::extract::DefaultBodyLimit::max(crate::BODY_LIMIT);
     (
@@ -520,11 +555,11 @@ fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
     ApiError::bad_request(format!("bad query: {}", e.body_text()))
 }
 
-type P1 = Result<Path<String>, axum::extract::rejection::PathRejection>;
+pub(crate) type P1 = Result<Path<String>, axum::extract::rejection::PathRejection>;
 type P2 = Result<Path<(String, String)>, axum::extract::rejection::PathRejection>;
-type Q<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+pub(crate) type Q<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
 
-fn project_of(p: P1) -> Result<String, ApiError> {
+pub(crate) fn project_of(p: P1) -> Result<String, ApiError> {
     let Path(p) = p.map_err(path_error)?;
     name("project", &p)
 }
@@ -534,7 +569,7 @@ fn service_of(p: P2) -> Result<(String, String), ApiError> {
     Ok((name("project", &p)?, name("service", &s)?))
 }
 
-fn query_of<T>(q: Q<T>) -> Result<T, ApiError> {
+pub(crate) fn query_of<T>(q: Q<T>) -> Result<T, ApiError> {
     q.map(|Query(t)| t).map_err(query_error)
 }
 

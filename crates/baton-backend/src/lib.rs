@@ -19,7 +19,8 @@ use std::time::Duration;
 use baton_docker::Docker;
 use baton_engine::runtime::{
     Attach, BuildSpec, Capabilities, ContainerSpec, Exec, Images, Logs, NetworkSpec, Observed,
-    ObservedContainer, OneShot, ProgressFn, ResourceStats, Runtime, RuntimeError, VolumeSpec,
+    ObservedContainer, OneShot, ProgressFn, ResourceStats, Runtime, RuntimeError, Usage,
+    VolumeSpec,
 };
 
 pub use target::{Target, TargetKind, UnknownTarget};
@@ -85,6 +86,9 @@ impl Runtime for AnyRuntime {
     }
     async fn observe(&self, project: &str) -> Result<Observed, RuntimeError> {
         delegate!(self, r => r.observe(project).await)
+    }
+    async fn usage(&self, id: &str) -> Result<Option<Usage>, RuntimeError> {
+        delegate!(self, r => r.usage(id).await)
     }
     async fn image_exists(&self, reference: &str) -> Result<bool, RuntimeError> {
         delegate!(self, r => r.image_exists(reference).await)

@@ -121,6 +121,11 @@ pub enum Command {
     Rollout(RolloutArgs),
     /// What the daemon's edge serves: hosts, paths, targets, certificates and their expiry
     Routes,
+    /// Alerts of the file's `alerts:` rules as the daemon evaluates them: ls, history,
+    /// silence, unsilence, test RECEIVER
+    Alerts(crate::commands::alerts::AlertsArgs),
+    /// What the daemon's autoscaler decided for a service, and why
+    Autoscale(crate::commands::autoscale::AutoscaleArgs),
     /// Pipelines: run a DAG of jobs, list, history, show, logs, rerun
     Pipeline(crate::commands::pipeline::PipelineArgs),
     /// Artifacts pipeline jobs kept: ls, get
@@ -362,6 +367,21 @@ pub struct ServeArgs {
     /// The API's TLS private key (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// How often the metrics are sampled into the history (`<state dir>/metrics`)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+    pub sample_interval: std::time::Duration,
+    /// How long the metrics history is kept
+    #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = parse_interval)]
+    pub retention: std::time::Duration,
+}
+
+/// A duration such as `10s`, `500ms` or `14d`, at least a millisecond.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_millis(1) {
+        return Err("must be at least 1ms".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Args)]

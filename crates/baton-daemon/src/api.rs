@@ -9,6 +9,7 @@
 //! - `POST /v1/wake` — look at the world now.
 //! - `GET  /v1/projects/{project}/traffic` — the project's proxies with metrics.
 //! - `GET  /v1/edge` — the edge: listeners, routes, certificates, refused projects.
+//! - `GET  /v1/autoscale` — each autoscaled service's last observation and decision.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +33,10 @@ pub struct Shared {
     /// Notified by `POST /v1/wake`: the supervisor ticks at once.
     pub wake: Notify,
     status: Mutex<Status>,
+    /// The metrics registry and history (`/metrics`, `/api/v1/series`).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The autoscaler's last look at each autoscaled service, by `project/service`.
+    pub autoscale: Mutex<std::collections::BTreeMap<String, crate::autoscale::AutoscaleStatus>>,
 }
 
 impl Shared {
@@ -102,6 +107,16 @@ async fn traffic(
     )
 }
 
+async fn autoscale(
+    State(shared): State<Arc<Shared>>,
+) -> Json<Vec<crate::autoscale::AutoscaleStatus>> {
+    let map = shared
+        .autoscale
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Json(map.values().cloned().collect())
+}
+
 async fn edge(State(shared): State<Arc<Shared>>) -> Json<Option<crate::edge::EdgeStatus>> {
     Json(shared.status().edge)
 }
@@ -110,6 +125,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/edge", get(edge))
+        .route("/v1/autoscale", get(autoscale))
         .route("/v1/wake", post(wake_handler))
         .route("/v1/projects/{project}/traffic", get(traffic))
         .with_state(shared)

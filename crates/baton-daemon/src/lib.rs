@@ -8,11 +8,14 @@
 //! restart (errors are retried; the next tick converges).
 
 pub mod acme;
+pub mod alerts;
 pub mod api;
+pub mod autoscale;
 pub mod certs;
 pub mod edge;
 pub mod probe;
 pub mod supervisor;
+pub mod telemetry;
 pub mod traffic;
 pub mod vms;
 

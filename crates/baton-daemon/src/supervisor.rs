@@ -42,7 +42,17 @@ pub struct Supervisor<'a, R> {
     edge: crate::edge::Edge,
     prober: crate::probe::Prober,
     shared: std::sync::Arc<crate::api::Shared>,
+    /// When pipeline and VM metrics are next read from the store.
+    store_metrics_at: u64,
+    /// When each project's containers' resource use is next read from the engine.
+    usage_at: BTreeMap<String, u64>,
 }
+
+/// How often containers' resource use is read from the engine.
+const USAGE_EVERY_MS: u64 = 5_000;
+
+/// How often pipeline and VM metrics are read from the store.
+const STORE_METRICS_EVERY_MS: u64 = 5_000;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -81,6 +91,8 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             traffic: crate::traffic::Traffic::default(),
             prober: crate::probe::Prober::default(),
             shared,
+            store_metrics_at: 0,
+            usage_at: BTreeMap::new(),
         }
     }
 
@@ -133,6 +145,13 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             }
         };
         self.converge(&projects).await;
+        let telemetry = self.shared.telemetry.clone();
+        telemetry.keep_projects(&projects);
+        let now = now_ms();
+        if now >= self.store_metrics_at {
+            telemetry.record_store(self.store);
+            self.store_metrics_at = now + STORE_METRICS_EVERY_MS;
+        }
         // What the local API shows until the next tick.
         let proxies = self.traffic.status();
         let edge = self.edge.status();
@@ -237,6 +256,31 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         self.traffic
             .tick(self.rt, self.store, &project, &observed, &files, now)
             .await?;
+        self.shared.telemetry.record_project(
+            &project,
+            &observed,
+            &self.traffic.status(),
+            &self.traffic.weights(name),
+            self.store,
+        );
+        if now >= self.usage_at.get(name).copied().unwrap_or(0) {
+            self.usage_at.insert(name.to_string(), now + USAGE_EVERY_MS);
+            let rt = self.rt;
+            let reads = observed
+                .containers
+                .iter()
+                .filter(|c| c.state == ContainerState::Running && !c.oneoff)
+                .map(|c| async move {
+                    let u = rt.usage(&c.id).await.ok().flatten();
+                    u.map(|u| (c.service.clone(), c.replica, u))
+                });
+            let usage: Vec<_> = futures_util::future::join_all(reads)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            self.shared.telemetry.record_usage(name, &usage);
+        }
         // Services in a rollout are the rollout's to change, not the supervisor's.
         let mut hands_off = desired.stopped_services.clone();
         hands_off.extend(crate::traffic::Traffic::rolling_services(
@@ -269,6 +313,9 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                     let svc = &project.services[&service];
                     let result = act(self.rt, &project, other, svc, &files).await;
                     note_restart(history, svc, 1, now);
+                    self.shared
+                        .telemetry
+                        .restarted(&project.name, &service, replica, 1);
                     let what = match other {
                         Decision::Create { reason, .. } => format!("{reason}: created"),
                         Decision::Start { reason, .. } => format!("{reason}: started"),
@@ -336,6 +383,9 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             if grew == 0 {
                 continue;
             }
+            self.shared
+                .telemetry
+                .restarted(project, &c.service, c.replica, grew);
             let per_minute = entry.1.within(now, 60_000) as u32;
             let status = if entry.1.crash_looping(now) {
                 "crash-looping"

@@ -113,6 +113,8 @@ pub struct Traffic {
     backends: BTreeMap<(String, String), BTreeSet<String>>,
     /// Whether a split is set on the service's proxies (so it is cleared once).
     split: BTreeSet<(String, String)>,
+    /// The split set last, per service: (configuration hash, weight).
+    weights: BTreeMap<(String, String), Vec<(String, u32)>>,
 }
 
 /// What one rollout step works on: the engine, the store, the service of the project,
@@ -230,8 +232,19 @@ impl Traffic {
             }
             self.routed.remove(&key);
             self.split.remove(&key);
+            self.weights.remove(&key);
             self.backends.remove(&key);
         }
+    }
+
+    /// The traffic split set on each of `project`'s services (during a rollout), by
+    /// service: (configuration hash, weight).
+    pub fn weights(&self, project: &str) -> BTreeMap<String, Vec<(String, u32)>> {
+        self.weights
+            .iter()
+            .filter(|((p, _), _)| p == project)
+            .map(|((_, s), w)| (s.clone(), w.clone()))
+            .collect()
     }
 
     /// One look at every traffic-managed service of the project.
@@ -288,6 +301,7 @@ impl Traffic {
                 }
             } else {
                 self.routed.remove(&key);
+                self.weights.remove(&key);
                 if self.split.remove(&key) {
                     for (_, p) in self.proxies.get(&key).into_iter().flatten() {
                         p.set_split(None);
@@ -740,12 +754,14 @@ impl Traffic {
             Decision::SetWeight { new_percent } => {
                 let p = (*new_percent).min(100);
                 self.split.insert(key.clone());
+                let split = vec![
+                    (record.to_hash.clone(), p),
+                    (record.from_hash.clone(), 100 - p),
+                ];
                 for (_, proxy) in self.proxies.get(&key).into_iter().flatten() {
-                    proxy.set_split(Some(vec![
-                        (record.to_hash.clone(), p),
-                        (record.from_hash.clone(), 100 - p),
-                    ]));
+                    proxy.set_split(Some(split.clone()));
                 }
+                self.weights.insert(key.clone(), split);
             }
             Decision::ResetMetrics => {
                 for (_, proxy) in self.proxies.get(&key).into_iter().flatten() {

@@ -126,4 +126,8 @@ impl Runtime for Docker {
     async fn inspect_container(&self, id: &str) -> Result<ObservedContainer, RuntimeError> {
         self.inspect(id).await
     }
+
+    async fn usage(&self, id: &str) -> Result<Option<baton_engine::runtime::Usage>, RuntimeError> {
+        self.usage_once(id).await.map(Some)
+    }
 }

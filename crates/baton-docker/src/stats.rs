@@ -21,6 +21,39 @@ impl baton_engine::runtime::ResourceStats for Docker {
 }
 
 impl Docker {
+    /// The container's cumulative use, from one reading (`one_shot`: no second reading
+    /// is waited for, so it answers at once).
+    pub async fn usage_once(&self, id: &str) -> Result<baton_engine::runtime::Usage, RuntimeError> {
+        let options = StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let op = format!("stats of container {id}");
+        let mut stream = self.api.stats(id, Some(options));
+        match stream.next().await {
+            Some(Ok(sample)) => {
+                let s = compute(&sample);
+                let cpu_ns = sample
+                    .cpu_stats
+                    .as_ref()
+                    .and_then(|c| c.cpu_usage.as_ref())
+                    .and_then(|u| u.total_usage)
+                    .unwrap_or(0);
+                Ok(baton_engine::runtime::Usage {
+                    cpu_seconds: cpu_ns as f64 / 1e9,
+                    memory_bytes: s.mem_usage,
+                    network_receive_bytes: s.net_rx,
+                    network_transmit_bytes: s.net_tx,
+                })
+            }
+            Some(Err(e)) => Err(engine_error(e, &op, &format!("container {id}"))),
+            None => Err(RuntimeError::Failed {
+                op,
+                detail: "the engine sent no sample".to_string(),
+            }),
+        }
+    }
+
     /// One sample (takes about a second: the engine waits for a second reading).
     pub async fn stats_once(&self, id: &str) -> Result<Stats, RuntimeError> {
         let options = StatsOptions {

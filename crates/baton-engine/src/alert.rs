@@ -22,6 +22,7 @@
 //! read and expanded at every evaluation.
 
 pub mod notify;
+pub mod payload;
 pub mod rules;
 pub mod silence;
 pub mod spec;

@@ -276,6 +276,24 @@ pub trait Runtime {
     /// Force-removes the container and its anonymous volumes.
     async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
     async fn inspect_container(&self, id: &str) -> Result<ObservedContainer, RuntimeError>;
+    /// The container's resource use so far, when the backend can say (by default it
+    /// cannot: `None`).
+    async fn usage(&self, id: &str) -> Result<Option<Usage>, RuntimeError> {
+        let _ = id;
+        Ok(None)
+    }
+}
+
+/// A running container's resource use, as the metrics export it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// CPU time used since the container started.
+    pub cpu_seconds: f64,
+    /// Memory in use, page cache excluded.
+    pub memory_bytes: u64,
+    /// Bytes received and sent over every interface since it started.
+    pub network_receive_bytes: u64,
+    pub network_transmit_bytes: u64,
 }
 
 /// A one-shot container: an image, a command, one host directory mounted read-write,

@@ -70,7 +70,7 @@ impl Endpoint {
     }
 
     /// `host:port` as the `Host` header writes it.
-    fn authority(&self) -> String {
+    pub fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {

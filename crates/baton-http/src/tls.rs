@@ -91,6 +91,30 @@ impl ServerTls {
 }
 
 impl ClientTls {
+    /// Trusts the system's root certificates (as a browser would): for public
+    /// servers, such as a chat service's incoming webhooks.
+    pub fn system_roots() -> Result<ClientTls, HttpError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for c in found.certs {
+            let _ = roots.add(c);
+        }
+        if roots.is_empty() {
+            return Err(HttpError::Tls(
+                "no system root certificates found (install ca-certificates)".into(),
+            ));
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HttpError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ClientTls {
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
     /// Trusts the certificates in `ca` (PEM) as roots: servers must present a
     /// certificate they signed, for the name or IP address the client connects to.
     pub fn from_ca_file(ca: &Path) -> Result<ClientTls, HttpError> {

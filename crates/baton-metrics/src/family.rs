@@ -142,6 +142,14 @@ impl<L: LabelSet, M: Value> Family<L, M> {
         self.read().len()
     }
 
+    /// The label sets of the series `pick` says yes to.
+    pub fn labels(&self, mut pick: impl FnMut(&L) -> bool) -> Vec<L>
+    where
+        L: Clone,
+    {
+        self.read().keys().filter(|l| pick(l)).cloned().collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
     }

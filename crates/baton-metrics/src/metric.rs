@@ -170,6 +170,22 @@ impl Histogram {
         self.observe(d.as_secs_f64());
     }
 
+    /// Sets every bucket at once from totals counted elsewhere (as `Counter::set_total`):
+    /// `counts` per bucket alone (not cumulative), in the order of the bounds with
+    /// `+Inf` last; missing ones are 0, extra ones are added to `+Inf`.
+    pub fn set_counts(&self, counts: &[u64], sum: f64) {
+        let n = self.0.counts.len();
+        for (i, c) in self.0.counts.iter().enumerate() {
+            let v = if i + 1 == n {
+                counts.iter().skip(i).sum()
+            } else {
+                counts.get(i).copied().unwrap_or(0)
+            };
+            c.store(v, Ordering::Relaxed);
+        }
+        self.0.sum.store(sum.to_bits(), Ordering::Relaxed);
+    }
+
     /// `(upper bound, observations in that bucket alone)`, `+Inf` last; the sum; the count.
     fn snapshot(&self) -> (Vec<(f64, u64)>, f64, u64) {
         let buckets: Vec<(f64, u64)> = self
@@ -240,6 +256,18 @@ pub fn format_le(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_set_counts_replaces_buckets_and_sum() {
+        let h = Histogram::new(&[1.0, 2.0]);
+        h.observe(0.5);
+        h.set_counts(&[3, 0, 1, 2], 7.5);
+        let (buckets, sum, count) = h.snapshot();
+        assert_eq!(buckets, vec![(1.0, 3), (2.0, 0), (f64::INFINITY, 3)]);
+        assert_eq!((sum, count), (7.5, 6));
+        h.set_counts(&[1], 0.25);
+        assert_eq!(h.snapshot().2, 1);
+    }
 
     #[test]
     fn histogram_counts_by_upper_bound_inclusive() {

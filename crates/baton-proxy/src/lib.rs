@@ -32,7 +32,7 @@ pub use crate::config::{
     Backend, Balance, PoolConfig, Protocol, ProxyConfig, DEFAULT_RESPONSE_TIMEOUT,
 };
 pub use crate::error::ProxyError;
-pub use crate::metrics::{LatencyStats, Metrics, RevisionStats};
+pub use crate::metrics::{LatencyStats, Metrics, RevisionStats, Totals, CLASSES, TOTAL_BUCKETS};
 
 /// A running proxy. Cheap to clone; every clone controls the same listener.
 ///

@@ -32,6 +32,40 @@ pub struct RevisionStats {
     /// In flight now (a gauge; not reset).
     pub active: u64,
     pub latency: LatencyStats,
+    /// Since the proxy started, never reset (what `/metrics` exports).
+    #[serde(skip)]
+    pub totals: Totals,
+}
+
+/// Counters of one revision since the proxy started: `reset_metrics` leaves them, so a
+/// scraper sees counters that only grow.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    /// Requests by the class of their answer, indexed as [`CLASSES`]: a backend's
+    /// status, `5xx` when no backend answered (the client got a 502/503, or a TCP
+    /// connection closed), `other` for a TCP connection forwarded.
+    pub by_class: [u64; 6],
+    /// Observations per latency bucket (not cumulative), bounds [`TOTAL_BUCKETS`], the
+    /// last one `+Inf`.
+    pub buckets: Vec<u64>,
+    /// Sum of the latencies, in seconds.
+    pub sum_seconds: f64,
+}
+
+/// The classes of [`Totals::by_class`], in order.
+pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// Upper bounds in seconds of [`Totals::buckets`] (client_golang's defaults, as
+/// `baton_metrics::REQUEST_BUCKETS`).
+pub const TOTAL_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100) - 1,
+        _ => 5,
+    }
 }
 
 /// Latency to response headers (HTTP) or to the backend connection being open (TCP).
@@ -79,6 +113,11 @@ struct Shard {
     /// thread than it entered, the wrapping sum over shards is still exact.
     active: AtomicU64,
     latency: [AtomicU64; BUCKETS],
+    /// Never reset: requests by class, latency in `TOTAL_BUCKETS` (+Inf last), the sum
+    /// of latencies in microseconds.
+    classes: [AtomicU64; 6],
+    totals: [AtomicU64; TOTAL_BUCKETS.len() + 1],
+    sum_us: AtomicU64,
 }
 
 impl Default for Shard {
@@ -89,6 +128,9 @@ impl Default for Shard {
             failures: AtomicU64::new(0),
             active: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
+            classes: std::array::from_fn(|_| AtomicU64::new(0)),
+            totals: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -117,20 +159,35 @@ impl RevisionMetrics {
     }
 
     pub fn response(&self, status: u16, latency: Duration) {
+        let shard = self.shard();
         if status >= 500 {
-            self.shard().responses_5xx.fetch_add(1, Relaxed);
+            shard.responses_5xx.fetch_add(1, Relaxed);
         }
-        self.observe(latency);
+        shard.classes[class_index(status)].fetch_add(1, Relaxed);
+        self.latency(latency);
     }
 
+    /// A latency without a status (a TCP connection opened): class `other`.
     pub fn observe(&self, latency: Duration) {
+        self.shard().classes[5].fetch_add(1, Relaxed);
+        self.latency(latency);
+    }
+
+    fn latency(&self, latency: Duration) {
+        let shard = self.shard();
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let i = BOUNDS_US.partition_point(|&b| b < us).min(BUCKETS - 1);
-        self.shard().latency[i].fetch_add(1, Relaxed);
+        shard.latency[i].fetch_add(1, Relaxed);
+        let secs = latency.as_secs_f64();
+        let t = TOTAL_BUCKETS.partition_point(|&b| b < secs);
+        shard.totals[t].fetch_add(1, Relaxed);
+        shard.sum_us.fetch_add(us, Relaxed);
     }
 
     pub fn failure(&self) {
-        self.shard().failures.fetch_add(1, Relaxed);
+        let shard = self.shard();
+        shard.failures.fetch_add(1, Relaxed);
+        shard.classes[4].fetch_add(1, Relaxed);
     }
 
     pub fn enter(&self) {
@@ -168,6 +225,13 @@ impl RevisionMetrics {
                 p50_ms: percentile(&counts, 0.50),
                 p95_ms: percentile(&counts, 0.95),
                 p99_ms: percentile(&counts, 0.99),
+            },
+            totals: Totals {
+                by_class: std::array::from_fn(|i| self.sum(|s| &s.classes[i])),
+                buckets: (0..=TOTAL_BUCKETS.len())
+                    .map(|i| self.sum(|s| &s.totals[i]))
+                    .collect(),
+                sum_seconds: self.sum(|s| &s.sum_us) as f64 / 1e6,
             },
         }
     }
@@ -272,6 +336,32 @@ mod tests {
         assert_eq!(
             m.snapshot().latency.p99_ms,
             BOUNDS_US[BUCKETS - 1] as f64 / 1000.0
+        );
+    }
+
+    #[test]
+    fn totals_count_classes_and_buckets_and_survive_a_reset() {
+        let m = RevisionMetrics::default();
+        m.response(200, Duration::from_millis(3));
+        m.response(404, Duration::from_millis(30));
+        m.response(503, Duration::from_secs(20));
+        m.failure();
+        m.observe(Duration::from_millis(7));
+        m.reset();
+        let t = m.snapshot().totals;
+        assert_eq!(t.by_class, [0, 1, 0, 1, 2, 1]);
+        // 3 ms ≤ 5 ms, 7 ms ≤ 10 ms, 30 ms ≤ 50 ms, 20 s in +Inf.
+        let mut want = vec![0u64; TOTAL_BUCKETS.len() + 1];
+        want[0] = 1;
+        want[1] = 1;
+        want[3] = 1;
+        want[TOTAL_BUCKETS.len()] = 1;
+        assert_eq!(t.buckets, want);
+        assert!((t.sum_seconds - 20.040).abs() < 1e-9, "{t:?}");
+        assert_eq!(
+            m.snapshot().requests,
+            0,
+            "the resettable counters were reset"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! Architecture invariant: the store never invents timestamps; every write takes `now`
 //! (Unix milliseconds) from the caller, so tests are exact. It knows nothing of Docker.
 
+mod alerts;
 mod audit;
 mod fleet;
 
@@ -19,6 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{AlertTransition, NotificationRecord, SilenceRecord};
 pub use audit::AuditRecord;
 pub use fleet::{FileApplied, FileVersion, FleetRun};
 pub use pipeline::{ArtifactRecord, PipelineJob, PipelineRun, RunOwner};
@@ -401,6 +403,7 @@ const MIGRATIONS: &[&[&str]] = &[
     &[pipeline::CANCELS],
     &[tokens::SCHEMA],
     &[audit::SCHEMA],
+    &[alerts::SCHEMA],
 ];
 
 /// The schema version this build writes.

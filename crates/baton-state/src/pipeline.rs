@@ -291,6 +291,21 @@ impl Store {
         })
     }
 
+    /// How many runs ended each way, per pipeline (all projects): `(pipeline, status,
+    /// count)`, runs still going left out.
+    pub fn pipeline_run_counts(&self) -> Result<Vec<(String, String, u64)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT pipeline, status, COUNT(*) FROM pipeline_runs
+                 WHERE status != 'running' GROUP BY pipeline, status ORDER BY pipeline, status",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Writes the given jobs' current records in one transaction (inserted or replaced).
     pub fn save_pipeline_jobs(&self, jobs: &[PipelineJob]) -> Result<()> {
         if jobs.is_empty() {
@@ -537,6 +552,42 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_counts_by_pipeline_and_status_leave_runs_going_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let run = |pipeline: &str| PipelineRun {
+            id: 0,
+            project: "p".into(),
+            pipeline: pipeline.into(),
+            status: "running".into(),
+            trigger: "manual".into(),
+            vars: Default::default(),
+            rerun_of: None,
+            started_at: 10,
+            finished_at: None,
+        };
+        for (pipeline, status) in [
+            ("ci", "failed"),
+            ("ci", "success"),
+            ("ci", "success"),
+            ("cd", ""),
+        ] {
+            let id = s.start_pipeline_run(&run(pipeline)).unwrap();
+            if !status.is_empty() {
+                s.finish_pipeline_run(id, status, 20).unwrap();
+            }
+        }
+        assert_eq!(
+            s.pipeline_run_counts().unwrap(),
+            [
+                ("ci".to_string(), "failed".to_string(), 1),
+                ("ci".to_string(), "success".to_string(), 2)
+            ],
+            "a run still going is not counted"
+        );
+    }
 
     #[test]
     fn runs_jobs_artifacts_and_trigger_state_round_trip() {

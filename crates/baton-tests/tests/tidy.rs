@@ -257,3 +257,48 @@ fn the_minimum_rust_version_is_one_that_builds_it() {
         "rust-version {version} is older than File::lock (1.89)"
     );
 }
+
+/// The `fn` names declared between `start` (a line that begins a trait or an impl) and
+/// the first line that is a lone `}` after it.
+fn fns_in_block(source: &str, start: &str) -> BTreeSet<String> {
+    let mut inside = false;
+    let mut names = BTreeSet::new();
+    for line in source.lines() {
+        if !inside {
+            inside = line.starts_with(start);
+            continue;
+        }
+        if line == "}" {
+            break;
+        }
+        let t = line.trim_start();
+        let t = t.strip_prefix("async ").unwrap_or(t);
+        if let Some(rest) = t.strip_prefix("fn ") {
+            if let Some(name) = rest.split(['(', '<']).next() {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_backend_enum_forwards_every_runtime_method() {
+    // A method with a default body that AnyRuntime does not forward silently answers
+    // the default for every backend (as `usage` once did: no container metrics).
+    let read = |p: &str| std::fs::read_to_string(root().join(p)).expect(p);
+    let declared = fns_in_block(
+        &read("crates/baton-engine/src/runtime.rs"),
+        "pub trait Runtime",
+    );
+    let forwarded = fns_in_block(
+        &read("crates/baton-backend/src/lib.rs"),
+        "impl Runtime for AnyRuntime",
+    );
+    assert!(declared.len() > 5, "the trait was found: {declared:?}");
+    let missing: Vec<_> = declared.difference(&forwarded).collect();
+    assert!(
+        missing.is_empty(),
+        "AnyRuntime does not forward {missing:?}"
+    );
+}

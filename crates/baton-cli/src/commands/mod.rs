@@ -1,6 +1,8 @@
 //! One module per subcommand, each a thin call into the spec reader, the engine and the
 //! backend; this module dispatches and holds what several commands share.
 
+pub(crate) mod alerts;
+pub(crate) mod autoscale;
 mod config;
 mod down;
 mod events;
@@ -104,6 +106,8 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<u8> {
         Command::Vm(a) => vm::run(ctx, a).await,
         Command::K8s(a) => k8s::run(ctx, a),
         Command::Pipeline(a) => pipeline::run(ctx, a).await,
+        Command::Alerts(a) => alerts::run(ctx, a).await,
+        Command::Autoscale(a) => autoscale::run(ctx, a).await,
         Command::Artifacts(a) => pipeline::artifacts(ctx, a).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());

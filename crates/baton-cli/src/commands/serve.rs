@@ -153,12 +153,66 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
         });
         tracing::info!("API on {scheme}://{addr}/api/v1, dashboard on {scheme}://{addr}/ui/");
     }
+    // The metrics history: sampled every interval, kept for the retention.
+    let (stop_sampler, sampler_stopped) = tokio::sync::watch::channel(false);
+    let telemetry = shared.telemetry.clone();
+    let history_dir = ctx.state_dir().join("metrics");
+    let history = telemetry
+        .open_history(&history_dir, args.retention)
+        .with_context(|| {
+            format!(
+                "cannot open the metrics history in {}",
+                history_dir.display()
+            )
+        })?;
+    // Alert rules, evaluated after each sample; notifications delivered on their own tasks.
+    let alerter = baton_daemon::alerts::Alerter::new(
+        Store::open(&ctx.state_dir())?,
+        telemetry.metrics.clone(),
+        std::env::vars().collect(),
+    );
+    let alerts = tokio::spawn(alerter.run(history, telemetry.sampled(), sampler_stopped.clone()));
+    let sampler = tokio::spawn(telemetry.sample_loop(
+        args.sample_interval,
+        crate::context::now_ms,
+        sampler_stopped.clone(),
+    ));
+    // Autoscaling: the daemon decides, the control plane scales (as `baton scale`).
+    let control = http.state().control.clone();
+    let autoscaler =
+        baton_daemon::autoscale::Autoscaler::new(Store::open(&ctx.state_dir())?, shared.clone());
+    let autoscaling = tokio::spawn(autoscaler.run(
+        move |project: String, service: String, n: u32| {
+            let control = control.clone();
+            async move {
+                let op = baton_control::Operation::Scale {
+                    project,
+                    replicas: [(service, n)].into(),
+                    no_deps: true,
+                    spec: None,
+                };
+                let actor = baton_control::Actor("daemon:autoscale".into());
+                match control.execute(actor, op).await {
+                    Ok(baton_control::Outcome::Up(up)) if !up.ok => {
+                        Err(up.error.unwrap_or_else(|| "the scale failed".into()))
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
+        sampler_stopped.clone(),
+    ));
     super::pipeline::spawn_triggers(ctx, args.hooks_listen).await;
     let mut supervisor = Supervisor::new(&docker.runtime, &store, config, shared);
     let shutdown = super::interrupted();
     let pid_file = ctx.state_dir().join(PID_FILE);
     std::fs::write(&pid_file, std::process::id().to_string())?;
     supervisor.run(shutdown).await;
+    let _ = stop_sampler.send(true);
+    let _ = sampler.await;
+    let _ = alerts.await;
+    let _ = autoscaling.await;
     let _ = stop_api.send(());
     let _ = server.await;
     let _ = std::fs::remove_file(&socket);
