@@ -1113,3 +1113,122 @@ fn an_agent_over_tls_with_a_ca_and_the_token() {
     assert_eq!(plain.0, 0, "plain HTTP gets no answer from a TLS agent");
     assert!(stranger.contains("TLS handshake failed"), "{stranger}");
 }
+
+/// Runs `baton down -v` for the project when dropped, so a failed test leaves neither
+/// containers nor VMs behind.
+struct DownOnDrop<'a>(&'a VmHost);
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.baton(&["down", "-v"]);
+    }
+}
+
+/// One file with a VM and a service that waits for it (`depends_on` across kinds):
+/// `plan` shows both, `up` brings both up, `ps` lists both; under `baton serve` a guest killed with -9 comes back by its restart
+/// policy; `down` stops the VM and keeps its disk, `down -v` removes it.
+#[test]
+fn one_plan_for_a_vm_and_a_service_and_serve_restarts_a_killed_guest() {
+    let Some((k, i)) = guest() else { return };
+    if !baton_tests::docker_available() {
+        return;
+    }
+    let h = VmHost::new();
+    let _down = DownOnDrop(&h);
+    let vm = h.vm("mixed");
+    let port = free_port();
+    let project = format!("mix{}", std::process::id());
+    h.write(
+        "baton.yaml",
+        &format!(
+            "name: {project}\nservices:\n  app:\n    image: {}\n    init: true\n    stop_grace_period: 1s\n    command: [sleep, \"3600\"]\n    depends_on: {{{vm}: {{condition: service_healthy}}}}\nvms:\n{}",
+            baton_tests::IMAGE,
+            guest_vm(
+                &vm,
+                &k,
+                &i,
+                &format!(
+                    "    restart: always\n    network: {{mode: user, forwards: [\"127.0.0.1:{port}:80\"]}}\n    disks: [{{size: 16M}}]\n    healthcheck: {{http: {{port: 80, path: /health}}}}\n"
+                )
+            )
+        ),
+    );
+
+    // plan: both halves, exit 2 (changes), nothing made.
+    let plan = h.baton(&["plan"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "{}",
+        baton_tests::stderr(&plan)
+    );
+    let shown = format!(
+        "{}{}",
+        baton_tests::stdout(&plan),
+        baton_tests::stderr(&plan)
+    );
+    assert!(shown.contains(&vm) && shown.contains("create"), "{shown}");
+    assert!(shown.contains("app"), "{shown}");
+    assert!(vm_processes(&vm).is_empty(), "plan started nothing");
+
+    // up: the VM first (the app waits for its health check), then the container.
+    h.ok(&["up", "-d", "--wait-timeout", "300"]);
+    let pids = vm_processes(&vm);
+    assert_eq!(pids.len(), 1, "one QEMU for {vm}");
+    let rows = h.json(&["ps"]);
+    let rows = rows.as_array().unwrap();
+    let vm_row = rows
+        .iter()
+        .find(|r| r["kind"] == "vm")
+        .unwrap_or_else(|| panic!("no VM row in {rows:?}"));
+    assert_eq!(vm_row["name"], vm.as_str());
+    assert_eq!(vm_row["state"], "running", "{vm_row}");
+    assert_eq!(vm_row["health"], "healthy", "{vm_row}");
+    assert!(
+        rows.iter()
+            .any(|r| r["service"] == "app" && r["state"] == "running"),
+        "{rows:?}"
+    );
+
+    // Under baton serve, a guest killed with -9 comes back (restart: always).
+    let mut serve = h
+        .cmd()
+        .args(["serve", "--tick-ms", "200"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("baton serve");
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = pids[0];
+    let t0 = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-9", &killed.to_string()])
+        .status();
+    let back = wait_until(Duration::from_secs(180), || {
+        let now = vm_processes(&vm);
+        now.len() == 1 && now[0] != killed
+    });
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(
+        back.is_some(),
+        "the killed guest did not come back under baton serve"
+    );
+    println!("guest back {:?} after kill -9", t0.elapsed());
+    assert!(
+        wait_until(BOOT, || ready(&h.vm_dir(&vm))).is_some(),
+        "the restarted guest never said ready"
+    );
+
+    // down keeps the disk; down -v removes it.
+    let disk = h.vm_dir(&vm).join("disk0.qcow2");
+    assert!(disk.exists());
+    h.ok(&["down"]);
+    assert!(
+        wait_until(Duration::from_secs(60), || vm_processes(&vm).is_empty()).is_some(),
+        "down stopped the VM"
+    );
+    assert!(disk.exists(), "down keeps the VM's disk");
+    h.ok(&["down", "-v"]);
+    assert!(!disk.exists(), "down -v removes the disk baton made");
+}
