@@ -291,7 +291,7 @@ async function main() {
     ok('a running run was cancelled from its button');
     await shot(page, '09b-run-cancelled');
 
-    for (const [name, p] of [['10-pipelines', '/ui/pipelines'], ['11-vms', '/ui/vms'], ['12-fleet', '/ui/fleet'],
+    for (const [name, p] of [['10-pipelines', '/ui/pipelines'], ['11-vms', '/ui/vms'], ['12-fleet', '/ui/fleet'], ['12b-routes', '/ui/routes'],
       ['13-events', '/ui/events'], ['14-audit', '/ui/audit']]) {
       await page.goto(`${URL_}${p}`);
       await page.waitForTimeout(300);

@@ -329,6 +329,11 @@ impl Remote {
             .await
     }
 
+    /// The edge's listeners, routes and certificates, as JSON (null without routes).
+    pub async fn edge(&self) -> Result<serde_json::Value, RemoteError> {
+        self.get(&format!("{PREFIX}/edge")).await
+    }
+
     /// The project's proxies with their live metrics, as JSON.
     pub async fn traffic(&self, project: &str) -> Result<Vec<serde_json::Value>, RemoteError> {
         self.get(&format!("{PREFIX}/projects/{}/traffic", seg(project)))

@@ -124,6 +124,14 @@ pub(crate) fn table() -> Vec<Route> {
         .json::<baton_daemon::api::Status>(),
         route(
             "GET",
+            "/edge",
+            V,
+            "the edge: its listeners, every host and path route with its target, the certificates and their expiry, refused projects (null while no project has routes)",
+            get(edge),
+        )
+        .json::<Option<baton_daemon::edge::EdgeStatus>>(),
+        route(
+            "GET",
             "/projects",
             V,
             "the projects the daemon's store knows",
@@ -581,6 +589,10 @@ async fn openapi() -> Json<serde_json::Value> {
 
 async fn status(State(s): St) -> Json<baton_daemon::api::Status> {
     Json(s.daemon.status())
+}
+
+async fn edge(State(s): St) -> Json<Option<baton_daemon::edge::EdgeStatus>> {
+    Json(s.daemon.status().edge)
 }
 
 async fn projects(State(s): St) -> Result<Json<Vec<ProjectView>>, ApiError> {

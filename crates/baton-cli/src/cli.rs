@@ -57,7 +57,16 @@ pub struct Global {
     pub server_ca: Option<PathBuf>,
     /// Act on this target of the file's `targets:` (default `local`: DOCKER_HOST or the
     /// local Docker socket)
-    #[arg(long, global = true, env = "BATON_TARGET", value_name = "NAME")]
+    // Its own id: a global's id is shared with every subcommand's arguments, and the
+    // fleet commands' host selector is also called `target` (`fleet run all …` set the
+    // deploy target to `all`, and with it the state directory).
+    #[arg(
+        long = "target",
+        id = "deploy_target",
+        global = true,
+        env = "BATON_TARGET",
+        value_name = "NAME"
+    )]
     pub target: Option<String>,
     /// How log lines look on stderr (RUST_LOG picks which: default warn, info for serve)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -448,6 +457,17 @@ mod tests {
     #[test]
     fn the_grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_fleet_host_selector_is_not_the_deploy_target() {
+        let cli = Cli::try_parse_from(["baton", "fleet", "run", "all", "--", "true"]).unwrap();
+        assert_eq!(cli.global.target, None);
+        let cli =
+            Cli::try_parse_from(["baton", "--target", "lab", "fleet", "ping", "web"]).unwrap();
+        assert_eq!(cli.global.target.as_deref(), Some("lab"));
+        let cli = Cli::try_parse_from(["baton", "up", "--target", "lab"]).unwrap();
+        assert_eq!(cli.global.target.as_deref(), Some("lab"));
     }
 
     #[test]

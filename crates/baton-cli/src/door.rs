@@ -115,6 +115,20 @@ impl<'a> Door<'a> {
         }
     }
 
+    /// The edge as the daemon reports it (`null` while no project has routes); `None`
+    /// when no daemon answers on this machine's socket.
+    pub async fn edge(&self) -> Result<Option<serde_json::Value>> {
+        match self {
+            Door::Local(ctx) => Ok(baton_daemon::api::call(
+                &ctx.state_dir(),
+                baton_daemon::api::Method::GET,
+                "/v1/edge",
+            )
+            .await),
+            Door::Remote(r) => Ok(Some(r.edge().await?)),
+        }
+    }
+
     /// The project's proxies with live metrics, from the daemon (nothing without one).
     pub async fn traffic(&self, project: &str) -> Vec<serde_json::Value> {
         match self {

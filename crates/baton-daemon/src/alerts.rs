@@ -373,6 +373,11 @@ pub fn builtin_rules(spec: &AlertsSpec, project: &str) -> Vec<alert::AlertRule> 
                 0,
                 "the rollout of {{ .Labels.service }} is paused, rolling back or rolled back",
             ),
+            B::CertificateFailing => (
+                format!("baton_edge_certificate_failing{{project={p}}} > 0"),
+                0,
+                "the certificate of {{ .Labels.host }} expired, or could not be issued or renewed: see baton routes",
+            ),
             B::PipelineFailed | B::HostUnreachable | B::VmStopped | B::DiskSpaceLow => continue,
         };
         let (Some(severity), Some(summary)) = (template("warning"), template(summary)) else {
@@ -563,7 +568,12 @@ mod tests {
         let rules = builtin_rules(&spec, "shop");
         assert_eq!(
             rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            ["ReplicaCrashLooping", "ReplicaUnhealthy", "RolloutFailed"]
+            [
+                "ReplicaCrashLooping",
+                "ReplicaUnhealthy",
+                "RolloutFailed",
+                "CertificateFailing"
+            ]
         );
         for r in &rules {
             query::parse(&r.expr).unwrap_or_else(|e| panic!("{}: {e}", r.expr));

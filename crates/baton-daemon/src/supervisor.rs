@@ -155,6 +155,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         // What the local API shows until the next tick.
         let proxies = self.traffic.status();
         let edge = self.edge.status();
+        telemetry.record_edge(edge.as_ref());
         let engine_reachable = !self.engine_down;
         self.shared.update(|s| {
             s.edge = edge;

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use baton_engine::runtime::{ContainerState, Health, Observed};
 use baton_metrics::{
-    CodeClass, ContainerLabels, History, HistoryConfig, Metrics, MetricsConfig, ReplicaLabels,
-    ReplicaState, RequestLabels, RevisionLabels, RolloutPhase, RunLabels, RunStatus, ServiceLabels,
-    VmLabels, VmPhase,
+    CertLabels, CodeClass, ContainerLabels, History, HistoryConfig, Metrics, MetricsConfig,
+    ReplicaLabels, ReplicaState, RequestLabels, RevisionLabels, RolloutPhase, RunLabels, RunStatus,
+    ServiceLabels, VmLabels, VmPhase,
 };
 use baton_spec::Project;
 use baton_state::{RolloutStatus, Store};
@@ -304,6 +304,39 @@ impl Telemetry {
             .restarts
             .get(&ContainerLabels::new(project, service, replica.to_string()))
             .inc_by(f64::from(count));
+    }
+
+    /// The edge's certificates, per project routing their host: when each expires, and
+    /// whether it fails (expired, or not issued or renewed: the built-in rule
+    /// `certificate_failing` watches it). Hosts no longer served are forgotten.
+    pub fn record_edge(&self, edge: Option<&crate::edge::EdgeStatus>) {
+        let e = &self.metrics.edge;
+        let mut now: BTreeSet<(String, String)> = BTreeSet::new();
+        if let Some(status) = edge {
+            for c in &status.certificates {
+                let failing = matches!(c.state.as_str(), "expired" | "failed")
+                    || (c.state == "renewal due" && c.error.is_some());
+                let projects: BTreeSet<&str> = status
+                    .routes
+                    .iter()
+                    .filter(|r| r.host == c.host)
+                    .map(|r| r.project.as_str())
+                    .collect();
+                for p in projects {
+                    let l = CertLabels::new(p, c.host.as_str());
+                    e.certificate_failing
+                        .get(&l)
+                        .set(if failing { 1.0 } else { 0.0 });
+                    if let Some(t) = c.not_after_ms {
+                        e.certificate_expiry.get(&l).set(t as f64 / 1000.0);
+                    }
+                    now.insert((p.to_string(), c.host.clone()));
+                }
+            }
+        }
+        let keep = |l: &CertLabels| now.contains(&(l.project.clone(), l.host.clone()));
+        e.certificate_failing.retain(keep);
+        e.certificate_expiry.retain(keep);
     }
 
     /// Pipeline runs and VMs, from the store.

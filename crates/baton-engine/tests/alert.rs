@@ -203,7 +203,7 @@ x-baton:
     assert!(!s.builtin_on(BuiltinRule::CrashLooping));
     assert!(!s.builtin_on(BuiltinRule::DiskSpaceLow));
     assert!(s.builtin_on(BuiltinRule::VmStopped));
-    assert_eq!(s.builtin.len(), 5);
+    assert_eq!(s.builtin.len(), 6);
 }
 
 #[test]
@@ -291,7 +291,7 @@ fn errors_are_located_with_did_you_mean() {
         ),
         (
             "alerts:\n  builtin: {crash_loop: false}\n",
-            "baton.yaml:2:13: alerts.builtin.crash_loop: no built-in rule \"crash_loop\" (known: crash_looping, replica_unhealthy, rollout_failed, pipeline_failed, host_unreachable, vm_stopped, disk_space_low) (did you mean \"crash_looping\"?)",
+            "baton.yaml:2:13: alerts.builtin.crash_loop: no built-in rule \"crash_loop\" (known: crash_looping, replica_unhealthy, rollout_failed, pipeline_failed, host_unreachable, vm_stopped, disk_space_low, certificate_failing) (did you mean \"crash_looping\"?)",
         ),
         (
             "alerts:\n  builtin: {vm_stopped: maybe}\n",

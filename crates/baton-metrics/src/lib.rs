@@ -28,9 +28,10 @@ pub use labels::{Labels, MatchOp, Matcher, METRIC_NAME};
 pub use metric::{Counter, Gauge, Histogram};
 pub use query::{parse, ParseError, QueryError, QueryOptions, Source};
 pub use registry::{
-    AlertMetrics, CodeClass, ContainerLabels, ContainerMetrics, FleetMetrics, HostLabels,
-    JobLabels, Metrics, MetricsConfig, PipelineMetrics, ProxyMetrics, ReplicaLabels, ReplicaState,
-    RequestLabels, RevisionLabels, RolloutPhase, RuleLabels, RunLabels, RunStatus, ServiceLabels,
-    ServiceMetrics, VmLabels, VmMetrics, VmPhase, CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE,
+    AlertMetrics, CertLabels, CodeClass, ContainerLabels, ContainerMetrics, EdgeMetrics,
+    FleetMetrics, HostLabels, JobLabels, Metrics, MetricsConfig, PipelineMetrics, ProxyMetrics,
+    ReplicaLabels, ReplicaState, RequestLabels, RevisionLabels, RolloutPhase, RuleLabels,
+    RunLabels, RunStatus, ServiceLabels, ServiceMetrics, VmLabels, VmMetrics, VmPhase,
+    CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE,
 };
 pub use sample::Scrape;

@@ -184,6 +184,10 @@ label_set!(
     RuleLabels { rule: String }
 );
 label_set!(
+    /// A host name the edge serves with a certificate, for a project that routes it.
+    CertLabels { project: String, host: String }
+);
+label_set!(
     /// One family, in baton's own bookkeeping.
     FamilyLabels { family: String }
 );
@@ -279,7 +283,18 @@ pub struct FleetMetrics {
     pub disk_available_bytes: Family<HostLabels, Gauge>,
 }
 
-/// Alerts.
+/// The edge's certificates.
+#[derive(Debug, Clone)]
+pub struct EdgeMetrics {
+    /// `baton_edge_certificate_expiry_timestamp_seconds{project,host}`: when the
+    /// certificate served for the host expires.
+    pub certificate_expiry: Family<CertLabels, Gauge>,
+    /// `baton_edge_certificate_failing{project,host}`: 1 while the host's certificate is
+    /// expired, or could not be issued or renewed; else 0.
+    pub certificate_failing: Family<CertLabels, Gauge>,
+}
+
+/// Alerting.
 #[derive(Debug, Clone)]
 pub struct AlertMetrics {
     /// `baton_alerts_firing{rule}`: how many of the rule's alerts fire.
@@ -297,6 +312,7 @@ pub struct Metrics {
     pub pipelines: PipelineMetrics,
     pub vms: VmMetrics,
     pub fleet: FleetMetrics,
+    pub edge: EdgeMetrics,
     pub alerts: AlertMetrics,
     series_refused: Family<FamilyLabels, Counter>,
 }
@@ -490,6 +506,18 @@ impl Metrics {
                 g(),
             ),
         };
+        let edge = EdgeMetrics {
+            certificate_expiry: b.family(
+                "baton_edge_certificate_expiry_timestamp_seconds",
+                "When the certificate the edge serves for a host expires, in Unix seconds",
+                g(),
+            ),
+            certificate_failing: b.family(
+                "baton_edge_certificate_failing",
+                "1 while a host's certificate is expired or could not be issued or renewed",
+                g(),
+            ),
+        };
         let alerts = AlertMetrics {
             firing: b.family("baton_alerts_firing", "Alerts of a rule that fire now", g()),
         };
@@ -503,6 +531,7 @@ impl Metrics {
             pipelines,
             vms,
             fleet,
+            edge,
             alerts,
             series_refused: refused,
         }

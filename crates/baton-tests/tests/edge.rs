@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use baton_tests::api::{request, token};
 use baton_tests::edge::{edge_tools_available, https_bodies, https_get, self_signed, Pebble, Wrk};
+use baton_tests::pipeline::Serve;
 use baton_tests::{docker_available, free_port, stderr, Daemon, Scratch, IMAGE};
 
 /// The `web` service: `replicas` replicas answering `LABEL vVERSION` on port 80 (only
@@ -90,6 +92,33 @@ fn certificate_state(s: &Scratch, state: &Path, host: &str) -> String {
 
 fn events(s: &Scratch, state: &Path) -> String {
     ok(s, state, &["events"])
+}
+
+/// A dashboard page as `token`'s session sees it: logs in with curl (the session cookie
+/// in a jar beside the project), then fetches `path`.
+fn dashboard_page(s: &Scratch, port: u16, token: &str, path: &str) -> String {
+    let jar = s.path().join("cookies.txt");
+    let base = format!("http://127.0.0.1:{port}");
+    let login = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-c"])
+        .arg(&jar)
+        .args([
+            "--data-urlencode",
+            &format!("token={token}"),
+            "--data-urlencode",
+            "next=/ui/",
+        ])
+        .arg(format!("{base}/ui/login"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&login.stdout), "303", "login");
+    let page = std::process::Command::new("curl")
+        .args(["-s", "-b"])
+        .arg(&jar)
+        .arg(format!("{base}{path}"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&page.stdout).into_owned()
 }
 
 /// Writes `text` into `file` beside the project, making `file` absolute.
@@ -318,6 +347,27 @@ fn an_expired_certificate_and_a_failed_renewal_raise_events() {
         "{e}"
     );
     assert_eq!(certificate_state(&s, &state, "shop.test"), "expired");
+    // The built-in rule fires for each failing host, from the daemon's own series
+    // (sampled every 10 s by default, the rule evaluated after each sample).
+    let failing = || -> Vec<String> {
+        let ls: serde_json::Value =
+            serde_json::from_str(&ok(&s, &state, &["--json", "alerts", "ls"])).unwrap_or_default();
+        let mut hosts: Vec<String> = ls["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["rule"] == "CertificateFailing" && a["phase"] == "firing")
+            .filter_map(|a| a["labels"]["host"].as_str().map(str::to_string))
+            .collect();
+        hosts.sort();
+        hosts
+    };
+    assert!(
+        until(60, || failing() == ["old.test", "shop.test"]),
+        "CertificateFailing firing for both hosts: {:?}\n{}",
+        failing(),
+        ok(&s, &state, &["alerts", "ls"])
+    );
     ok(&s, &state, &["down"]);
 }
 
@@ -359,7 +409,23 @@ fn two_projects_share_the_edge_a_canary_keeps_its_weights_and_bad_input_is_refus
             )
         ),
     );
-    let _daemon = Daemon::start(&shop);
+    // This daemon also serves the API and the dashboard, to show the edge there.
+    let viewer = token(&shop, "viewer", "viewer");
+    let api_port = free_port();
+    let api_addr = format!("127.0.0.1:{api_port}");
+    let _daemon = Serve::start(&shop, &["--listen", &api_addr], &[]);
+    assert!(
+        until(30, || request(
+            api_port,
+            "GET",
+            "/api/v1/status",
+            Some(&viewer),
+            None
+        )
+        .status
+            == 200),
+        "the daemon's API answers"
+    );
     ok(&shop, &state, &["up", "-d"]);
     ok(&blog, &state, &["up", "-d"]);
     let serves = |host: &str, ca: &Path, want: &str| {
@@ -367,6 +433,58 @@ fn two_projects_share_the_edge_a_canary_keeps_its_weights_and_bad_input_is_refus
     };
     assert!(serves("shop.test", &shop_ca, "shop v1"), "shop.test");
     assert!(serves("blog.test", &blog_ca, "blog v1"), "blog.test");
+
+    // The same routes over the API, through `baton --server … routes`, and on the
+    // dashboard's routes page.
+    let local = routes(&shop, &state);
+    let hosts = |edge: &serde_json::Value| -> Vec<String> {
+        let mut h: Vec<String> = edge["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| format!("{} {} {}", r["host"], r["project"], r["target"]))
+            .collect();
+        h.sort();
+        h
+    };
+    assert_eq!(hosts(&local).len(), 2, "{local}");
+    let api = request(api_port, "GET", "/api/v1/edge", Some(&viewer), None);
+    assert_eq!(api.status, 200, "{:?}", api.body);
+    assert_eq!(hosts(&api.body), hosts(&local), "{}", api.body);
+    assert_eq!(
+        request(api_port, "GET", "/api/v1/edge", None, None).status,
+        401
+    );
+    let remote = shop
+        .cmd()
+        .env("BATON_TOKEN", &viewer)
+        .args([
+            "--server",
+            &format!("http://{api_addr}"),
+            "--json",
+            "routes",
+        ])
+        .output()
+        .unwrap();
+    assert!(remote.status.success(), "{}", stderr(&remote));
+    let remote: serde_json::Value = serde_json::from_slice(&remote.stdout).unwrap();
+    assert_eq!(hosts(&remote), hosts(&local), "{remote}");
+    let page = dashboard_page(&shop, api_port, &viewer, "/ui/routes");
+    let shop_web = format!("{}/web", shop.name);
+    let blog_web = format!("{}/web", blog.name);
+    for want in [
+        "shop.test",
+        "blog.test",
+        &shop_web,
+        &blog_web,
+        ">valid<",
+        ">in ",
+    ] {
+        assert!(
+            page.contains(want),
+            "{want:?} missing from /ui/routes:\n{page}"
+        );
+    }
     // A host unknown to the edge: no certificate, no answer.
     assert_eq!(https_get("none.test", https, &shop_ca, "/").0, 0);
 

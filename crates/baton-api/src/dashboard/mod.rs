@@ -16,6 +16,7 @@
 mod actions;
 mod assets;
 mod dag;
+mod edge;
 mod live;
 mod pages;
 mod render;
@@ -95,6 +96,7 @@ impl Api {
             .route("/ui/audit", get(pages::audit))
             .route("/ui/pipelines", get(pages::pipelines))
             .route("/ui/fleet", get(pages::fleet))
+            .route("/ui/routes", get(edge::routes))
             .route("/ui/vms", get(pages::vms))
             .route("/ui/vms/{vm}", get(pages::vm))
             .route("/ui/vms/{vm}/{action}", post(actions::vm))

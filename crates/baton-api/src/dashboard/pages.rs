@@ -65,7 +65,7 @@ impl IntoResponse for PageError {
     }
 }
 
-type Result<T> = std::result::Result<T, PageError>;
+pub(super) type Result<T> = std::result::Result<T, PageError>;
 
 /// What a page's query string may say.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -81,9 +81,9 @@ pub(crate) struct View {
     pub job: Option<String>,
 }
 
-type Q = std::result::Result<Query<View>, axum::extract::rejection::QueryRejection>;
+pub(super) type Q = std::result::Result<Query<View>, axum::extract::rejection::QueryRejection>;
 
-fn view(q: Q) -> Result<View> {
+pub(super) fn view(q: Q) -> Result<View> {
     q.map(|Query(v)| v).map_err(|e| {
         PageError(ApiError::bad_request(format!(
             "bad query: {}",
@@ -93,7 +93,7 @@ fn view(q: Q) -> Result<View> {
 }
 
 /// The page, or the block `fragment` of it when it is one of `blocks`.
-fn respond(
+pub(super) fn respond(
     template: &str,
     blocks: &[&str],
     fragment: Option<&str>,

@@ -31,6 +31,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("vms.html", include_str!("../../templates/vms.html")),
     ("vm.html", include_str!("../../templates/vm.html")),
     ("fleet.html", include_str!("../../templates/fleet.html")),
+    ("routes.html", include_str!("../../templates/routes.html")),
     ("events.html", include_str!("../../templates/events.html")),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("error.html", include_str!("../../templates/error.html")),

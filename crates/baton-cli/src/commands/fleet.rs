@@ -93,8 +93,9 @@ pub enum FleetAction {
     /// Run a runbook from `x-baton.runbooks`
     Runbook {
         name: String,
-        /// Narrow the runbook's own target
-        #[arg(long)]
+        /// Narrow the runbook's own hosts to those this selector also picks (Ansible's
+        /// `--limit`; `--target` names a deploy target)
+        #[arg(long = "limit", value_name = "SELECTOR")]
         target: Option<String>,
         #[command(flatten)]
         conn: ConnArgs,

@@ -1,15 +1,15 @@
-//! `baton routes`: what the daemon's edge serves, asked over its socket: hosts and paths,
-//! where they go, their certificates and when those expire, and refused projects.
+//! `baton routes`: what the daemon's edge serves, asked over its socket (or the API of
+//! the daemon `--server` names): hosts and paths, where they go, their certificates and
+//! when those expire, and refused projects.
 
 use anyhow::Result;
 use serde_json::Value;
 
 use crate::context::Context;
+use crate::door::Door;
 
 pub async fn run(ctx: &Context) -> Result<u8> {
-    let Some(edge) =
-        baton_daemon::api::call(&ctx.state_dir(), baton_daemon::api::Method::GET, "/v1/edge").await
-    else {
+    let Some(edge) = Door::open(ctx)?.edge().await? else {
         eprintln!(
             "no daemon answers on {}: start `baton serve`",
             ctx.state_dir().join(baton_daemon::api::SOCKET).display()

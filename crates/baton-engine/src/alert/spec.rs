@@ -130,10 +130,11 @@ pub enum BuiltinRule {
     HostUnreachable,
     VmStopped,
     DiskSpaceLow,
+    CertificateFailing,
 }
 
 impl BuiltinRule {
-    pub const ALL: [BuiltinRule; 7] = [
+    pub const ALL: [BuiltinRule; 8] = [
         BuiltinRule::CrashLooping,
         BuiltinRule::ReplicaUnhealthy,
         BuiltinRule::RolloutFailed,
@@ -141,6 +142,7 @@ impl BuiltinRule {
         BuiltinRule::HostUnreachable,
         BuiltinRule::VmStopped,
         BuiltinRule::DiskSpaceLow,
+        BuiltinRule::CertificateFailing,
     ];
 
     /// The key under `builtin:`.
@@ -153,6 +155,7 @@ impl BuiltinRule {
             BuiltinRule::HostUnreachable => "host_unreachable",
             BuiltinRule::VmStopped => "vm_stopped",
             BuiltinRule::DiskSpaceLow => "disk_space_low",
+            BuiltinRule::CertificateFailing => "certificate_failing",
         }
     }
 
@@ -166,6 +169,7 @@ impl BuiltinRule {
             BuiltinRule::HostUnreachable => "HostUnreachable",
             BuiltinRule::VmStopped => "VmStopped",
             BuiltinRule::DiskSpaceLow => "HostDiskSpaceLow",
+            BuiltinRule::CertificateFailing => "CertificateFailing",
         }
     }
 
@@ -179,6 +183,9 @@ impl BuiltinRule {
             BuiltinRule::HostUnreachable => "a fleet host is unreachable",
             BuiltinRule::VmStopped => "a VM stopped without being asked to",
             BuiltinRule::DiskSpaceLow => "a host has less than 10% disk free",
+            BuiltinRule::CertificateFailing => {
+                "a certificate the edge serves expired, or could not be issued or renewed"
+            }
         }
     }
 }
