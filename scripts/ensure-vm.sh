@@ -4,8 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-command -v qemu-img >/dev/null || need+=(qemu-utils)
+# Both QEMU packages from the same release, always together: a machine image may carry a
+# newer qemu-utils (from backports) that apt removes when it installs Debian's
+# qemu-system-x86 alone, leaving no qemu-img.
+if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null; then
+    need+=(qemu-system-x86 qemu-utils)
+fi
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 command -v gzip >/dev/null || need+=(gzip)
@@ -14,4 +18,7 @@ if ((${#need[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+for tool in qemu-system-x86_64 qemu-img; do
+    command -v "$tool" >/dev/null || { echo "ensure-vm: $tool is still missing after installing ${need[*]}" >&2; exit 1; }
+done
 scripts/make-guest.sh
