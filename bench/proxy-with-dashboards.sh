@@ -102,13 +102,24 @@ wrk -t2 -c50 -d2s "http://127.0.0.1:$web/" >/dev/null # warm-up
 echo "| round | without streams (req/s) | with $clients streams (req/s) | ratio |"
 echo "|---|---|---|---|"
 ratios=()
-for r in $(seq "$rounds"); do
-  without=$(run_wrk)
-  open_streams
-  with=$(run_wrk)
+close_streams() {
   kill "$streams" 2>/dev/null || true
   wait "$streams" 2>/dev/null || true
   streams=
+}
+for r in $(seq "$rounds"); do
+  # The order alternates, so a drift of the machine's speed favours neither side.
+  if ((r % 2)); then
+    without=$(run_wrk)
+    open_streams
+    with=$(run_wrk)
+    close_streams
+  else
+    open_streams
+    with=$(run_wrk)
+    close_streams
+    without=$(run_wrk)
+  fi
   ratio=$(python3 -c "print(f'{$with / $without:.3f}')")
   ratios+=("$ratio")
   echo "| $r | $without | $with | $ratio |"
