@@ -47,6 +47,15 @@ pub struct CertStatus {
     pub error: Option<String>,
 }
 
+impl CertStatus {
+    /// Whether the host's certificate fails it: expired, never issued, or its renewal
+    /// failed (what the built-in rule `certificate_failing` watches).
+    pub fn failing(&self) -> bool {
+        matches!(self.state.as_str(), "expired" | "failed")
+            || (self.state == "renewal due" && self.error.is_some())
+    }
+}
+
 /// A loaded certificate and what its end-entity certificate says.
 #[derive(Debug, Clone)]
 struct Loaded {

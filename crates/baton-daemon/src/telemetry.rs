@@ -314,8 +314,7 @@ impl Telemetry {
         let mut now: BTreeSet<(String, String)> = BTreeSet::new();
         if let Some(status) = edge {
             for c in &status.certificates {
-                let failing = matches!(c.state.as_str(), "expired" | "failed")
-                    || (c.state == "renewal due" && c.error.is_some());
+                let failing = c.failing();
                 let projects: BTreeSet<&str> = status
                     .routes
                     .iter()
