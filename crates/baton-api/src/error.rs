@@ -70,6 +70,7 @@ impl From<ControlError> for ApiError {
         let status = match &e {
             ControlError::Refused(_) => StatusCode::CONFLICT,
             ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Spec(_) | ControlError::Plan(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Runtime(RuntimeError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,

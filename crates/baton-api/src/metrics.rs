@@ -215,54 +215,62 @@ pub(crate) async fn alerts(
 ) -> Result<Json<AlertsAnswer>, ApiError> {
     let project = crate::routes::project_of(p)?;
     let now = (s.clock)();
-    crate::routes::read(&s, move |store| {
-        let state: baton_engine::alert::AlertsState = match store.alert_state(&project)? {
-            Some((rules, _)) => serde_json::from_str(&rules).unwrap_or_default(),
-            None => Default::default(),
-        };
-        let word = |p: baton_engine::alert::Phase| {
-            serde_json::to_value(p)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
-        Ok(AlertsAnswer {
-            alerts: state
-                .alerts
-                .into_values()
-                .map(|a| AlertView {
-                    state: word(a.phase),
-                    rule: a.rule,
-                    fingerprint: a.fingerprint,
-                    labels: a.labels,
-                    annotations: a.annotations,
-                    value: a.value.is_finite().then_some(a.value),
-                    active_since_ms: a.active_since_ms,
-                    fired_at_ms: a.fired_at_ms,
-                    resolved_at_ms: a.resolved_at_ms,
-                })
-                .collect(),
-            silences: store
-                .silences(&project)?
-                .into_iter()
-                .map(|r| {
-                    let matchers: Vec<baton_engine::alert::Matcher> =
-                        serde_json::from_str(&r.matchers_json).unwrap_or_default();
-                    SilenceView {
-                        matchers: matchers.iter().map(ToString::to_string).collect(),
-                        active: r.starts_at <= now && now < r.ends_at,
-                        id: r.id,
-                        starts_at: r.starts_at,
-                        ends_at: r.ends_at,
-                        comment: r.comment,
-                        created_by: r.created_by,
-                    }
-                })
-                .collect(),
-        })
+    crate::routes::read(&s, move |store| alerts_of(store, &project, now))
+        .await
+        .map(Json)
+}
+
+/// The project's alerts as the daemon last evaluated them, and its silences (active at
+/// `now` or not), from the store.
+pub(crate) fn alerts_of(
+    store: &baton_state::Store,
+    project: &str,
+    now: i64,
+) -> Result<AlertsAnswer, ApiError> {
+    let state: baton_engine::alert::AlertsState = match store.alert_state(project)? {
+        Some((rules, _)) => serde_json::from_str(&rules).unwrap_or_default(),
+        None => Default::default(),
+    };
+    let word = |p: baton_engine::alert::Phase| {
+        serde_json::to_value(p)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    Ok(AlertsAnswer {
+        alerts: state
+            .alerts
+            .into_values()
+            .map(|a| AlertView {
+                state: word(a.phase),
+                rule: a.rule,
+                fingerprint: a.fingerprint,
+                labels: a.labels,
+                annotations: a.annotations,
+                value: a.value.is_finite().then_some(a.value),
+                active_since_ms: a.active_since_ms,
+                fired_at_ms: a.fired_at_ms,
+                resolved_at_ms: a.resolved_at_ms,
+            })
+            .collect(),
+        silences: store
+            .silences(project)?
+            .into_iter()
+            .map(|r| {
+                let matchers: Vec<baton_engine::alert::Matcher> =
+                    serde_json::from_str(&r.matchers_json).unwrap_or_default();
+                SilenceView {
+                    matchers: matchers.iter().map(ToString::to_string).collect(),
+                    active: r.starts_at <= now && now < r.ends_at,
+                    id: r.id,
+                    starts_at: r.starts_at,
+                    ends_at: r.ends_at,
+                    comment: r.comment,
+                    created_by: r.created_by,
+                }
+            })
+            .collect(),
     })
-    .await
-    .map(Json)
 }
 
 pub(crate) async fn alert_history(

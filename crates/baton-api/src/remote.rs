@@ -161,6 +161,21 @@ pub fn request_of(op: &Operation) -> (Method, String, serde_json::Value) {
         Operation::FleetRun { project, .. } | Operation::Files { project, .. } => {
             (Method::POST, p(project, "fleet"), json!({}))
         }
+        Operation::Silence {
+            project,
+            matchers,
+            duration_secs,
+            comment,
+        } => (
+            Method::POST,
+            p(project, "silences"),
+            json!({ "matchers": matchers, "duration": format!("{duration_secs}s"), "comment": comment }),
+        ),
+        Operation::Unsilence { project, id } => (
+            Method::DELETE,
+            p(project, &format!("silences/{}", seg(id))),
+            json!({}),
+        ),
         Operation::Vm { vm, action } => {
             let v = |rest: &str| format!("{PREFIX}/vms/{}/{rest}", seg(vm));
             match action {
@@ -305,6 +320,14 @@ impl Remote {
                     }
                 }
             },
+            Operation::Silence { .. } => {
+                Outcome::Silenced(self.call(method, &path, Some(body), t).await?)
+            }
+            Operation::Unsilence { .. } => {
+                let _ = body;
+                let u: crate::Unsilenced = self.call(method, &path, None, t).await?;
+                Outcome::Unsilenced { id: u.id }
+            }
         })
     }
 

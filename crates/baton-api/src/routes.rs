@@ -404,6 +404,11 @@ pub(crate) fn table() -> Vec<Route> {
         )
         .query::<LimitQuery>()
         .json::<crate::metrics::AlertHistoryAnswer>(),
+        route("POST", "/projects/{project}/silences", O, "silence the project's alerts that match every matcher, for a while, saying why", post(silence))
+            .body::<SilenceBody>()
+            .json::<baton_control::Silenced>(),
+        route("DELETE", "/projects/{project}/silences/{id}", O, "end a silence now (it stays listed, expired)", delete(unsilence))
+            .json::<Unsilenced>(),
         route(
             "GET",
             "/series",
@@ -552,6 +557,8 @@ async fn act(s: &ApiState, p: &Principal, op: Operation) -> Result<Response, Api
         Outcome::VmStopped(v) => Json(v).into_response(),
         Outcome::Snapshot(t) => Json(t).into_response(),
         Outcome::Restored { vm, snapshot } => Json(Restored { vm, snapshot }).into_response(),
+        Outcome::Silenced(made) => (StatusCode::CREATED, Json(made)).into_response(),
+        Outcome::Unsilenced { id } => Json(Unsilenced { id }).into_response(),
     })
 }
 
@@ -1389,6 +1396,44 @@ async fn vm_restore(
         },
     )
     .await
+}
+
+async fn silence(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P1,
+    Body(body): Body<SilenceBody>,
+) -> Result<Response, ApiError> {
+    let project = project_of(p)?;
+    let duration_ms = baton_metrics::query::parse_duration(body.duration.trim())
+        .filter(|ms| *ms >= 1000)
+        .ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "duration: a duration such as 2h, 30m or 1d, not {:?}",
+                body.duration
+            ))
+        })?;
+    act(
+        &s,
+        &who,
+        Operation::Silence {
+            project,
+            matchers: body.matchers,
+            duration_secs: (duration_ms / 1000) as u64,
+            comment: body.comment,
+        },
+    )
+    .await
+}
+
+async fn unsilence(
+    State(s): St,
+    Extension(who): Extension<Principal>,
+    p: P2,
+) -> Result<Response, ApiError> {
+    let Path((project, id)) = p.map_err(path_error)?;
+    let project = name("project", &project)?;
+    act(&s, &who, Operation::Unsilence { project, id }).await
 }
 
 // ---- admin ----

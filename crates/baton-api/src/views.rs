@@ -443,3 +443,31 @@ pub struct Restored {
     pub vm: String,
     pub snapshot: String,
 }
+
+/// `POST /projects/{project}/silences`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SilenceBody {
+    /// Every one must match an alert's labels: `service="web"`, `severity=~"page|critical"`.
+    pub matchers: Vec<String>,
+    /// How long it lasts: `2h`, `30m`, `1d` (default 2h; at most 366 days).
+    pub duration: String,
+    /// Why (required).
+    pub comment: String,
+}
+
+impl Default for SilenceBody {
+    fn default() -> Self {
+        SilenceBody {
+            matchers: Vec::new(),
+            duration: "2h".into(),
+            comment: String::new(),
+        }
+    }
+}
+
+/// A silence ended.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Unsilenced {
+    pub id: String,
+}

@@ -9,6 +9,7 @@
 //! are returned, progress goes through the engine's `Reporter`. It knows no HTTP and no
 //! command line, and names no container engine (it is generic over `Runtime`).
 
+mod alerts;
 mod converge;
 mod edge;
 mod files;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use baton_state::Store;
 
+pub use alerts::{Silenced, MAX_SILENCE_SECS};
 pub use converge::{ApplySettings, Converged, Converging, Prepared};
 pub use files::materialize;
 pub use fleet::{FilesTarget, FleetOverrides, DEFAULT_FORKS};
@@ -78,6 +80,9 @@ pub enum ControlError {
     /// that is needed and not running, an external network that does not exist…).
     #[error("{0}")]
     Refused(String),
+    /// What was asked is not well-formed (a silence's matcher, its duration).
+    #[error("{0}")]
+    Invalid(String),
     /// What was named does not exist (a service, a project never applied).
     #[error("{0}")]
     NotFound(String),

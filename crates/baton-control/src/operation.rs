@@ -158,6 +158,16 @@ pub enum Operation {
         files: Vec<String>,
         check: bool,
     },
+    /// Silence the project's alerts whose labels match every matcher (`service="web"`).
+    Silence {
+        project: String,
+        matchers: Vec<String>,
+        duration_secs: u64,
+        /// Why (required).
+        comment: String,
+    },
+    /// End one of the project's silences now.
+    Unsilence { project: String, id: String },
 }
 
 /// What to do to a VM.
@@ -205,6 +215,8 @@ impl Operation {
             Operation::PipelineCancel { .. } => "pipeline.cancel".into(),
             Operation::FleetRun { kind, .. } => format!("fleet.{kind}"),
             Operation::Files { action, .. } => format!("files.{action}"),
+            Operation::Silence { .. } => "alerts.silence".into(),
+            Operation::Unsilence { .. } => "alerts.unsilence".into(),
             Operation::Vm { action, .. } => format!(
                 "vm.{}",
                 match action {
@@ -231,7 +243,9 @@ impl Operation {
             | Operation::PipelineRun { project, .. }
             | Operation::PipelineCancel { project, .. }
             | Operation::FleetRun { project, .. }
-            | Operation::Files { project, .. } => project,
+            | Operation::Files { project, .. }
+            | Operation::Silence { project, .. }
+            | Operation::Unsilence { project, .. } => project,
             // A VM belongs to the host, not to a project.
             Operation::Vm { .. } => "",
         }
@@ -251,6 +265,7 @@ impl Operation {
             } => format!("{project}/{pipeline}"),
             Operation::PipelineCancel { project, run } => format!("{project}/run {run}"),
             Operation::Vm { vm, .. } => format!("vm {vm}"),
+            Operation::Unsilence { project, id } => format!("{project}/silence {id}"),
             Operation::FleetRun {
                 project, target, ..
             } => format!("{project}/{target}"),
@@ -307,6 +322,15 @@ impl Operation {
             Operation::Vm { action, .. } => json!(action),
             Operation::FleetRun { task, .. } => json!({ "task": task }),
             Operation::Files { files, check, .. } => json!({ "files": files, "check": check }),
+            Operation::Silence {
+                matchers,
+                duration_secs,
+                comment,
+                ..
+            } => {
+                json!({ "matchers": matchers, "duration_secs": duration_secs, "comment": comment })
+            }
+            Operation::Unsilence { id, .. } => json!({ "id": id }),
         }
     }
 }
@@ -389,6 +413,10 @@ pub enum Outcome {
         vm: String,
         snapshot: String,
     },
+    Silenced(crate::Silenced),
+    Unsilenced {
+        id: String,
+    },
 }
 
 impl Outcome {
@@ -451,6 +479,8 @@ impl Outcome {
             ),
             Outcome::Snapshot(t) => (true, format!("snapshot {} of {}", t.snapshot, t.vm)),
             Outcome::Restored { vm, snapshot } => (true, format!("{vm} back at {snapshot}")),
+            Outcome::Silenced(s) => (true, format!("silence {}", s.id)),
+            Outcome::Unsilenced { id } => (true, format!("silence {id} ended")),
         }
     }
 }
@@ -519,13 +549,14 @@ impl<R: Runtime> Control<R> {
         settings: &ExecSettings,
         watch: &dyn Watch,
     ) -> Result<Outcome> {
-        let result = self.perform(op, settings, watch).await;
+        let result = self.perform(actor, op, settings, watch).await;
         self.record_result(actor, op, &result);
         result
     }
 
     async fn perform(
         &self,
+        actor: &Actor,
         op: &Operation,
         settings: &ExecSettings,
         watch: &dyn Watch,
@@ -661,6 +692,18 @@ impl<R: Runtime> Control<R> {
             Operation::FleetRun { .. } | Operation::Files { .. } => Err(refused(
                 "fleet runs and managed files are carried out by `baton fleet` and `baton files`, with the caller's SSH keys",
             )),
+            Operation::Silence {
+                project,
+                matchers,
+                duration_secs,
+                comment,
+            } => self
+                .silence(actor, project, matchers, *duration_secs, comment)
+                .map(Outcome::Silenced),
+            Operation::Unsilence { project, id } => {
+                self.unsilence(project, id)?;
+                Ok(Outcome::Unsilenced { id: id.clone() })
+            }
         }
     }
 

@@ -1,8 +1,10 @@
 //! A tiny keep-alive HTTP backend for benchmarks: answers every request with a short body.
-//! Usage: `cargo run --release --example backend -- PORT`
+//! Usage: `cargo run --release --example backend -- PORT [ADDRESS]` (default 127.0.0.1;
+//! `bench/proxy-with-dashboards.sh` builds it static and runs it in the replicas on
+//! 0.0.0.0).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,11 +15,17 @@ use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() {
-    let Some(port) = std::env::args().nth(1).and_then(|p| p.parse::<u16>().ok()) else {
-        eprintln!("usage: backend PORT");
+    let mut args = std::env::args().skip(1);
+    let port = args.next().and_then(|p| p.parse::<u16>().ok());
+    let ip = match args.next() {
+        None => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        Some(a) => a.parse::<IpAddr>().ok(),
+    };
+    let (Some(port), Some(ip)) = (port, ip) else {
+        eprintln!("usage: backend PORT [ADDRESS]");
         std::process::exit(64);
     };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = SocketAddr::new(ip, port);
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {

@@ -240,3 +240,74 @@ impl Drop for Sse {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }
+
+/// A dashboard session held by curl: logged in with a token (the cookie in a jar
+/// beside the project), then pages fetched and forms posted with the page's CSRF token,
+/// as a browser's htmx would.
+pub struct Dashboard {
+    jar: std::path::PathBuf,
+    base: String,
+}
+
+impl Dashboard {
+    /// Logs in as `token` on the dashboard at `127.0.0.1:port`.
+    pub fn login(s: &Scratch, port: u16, token: &str) -> Dashboard {
+        let jar = s
+            .path()
+            .join(format!("cookies-{}.txt", &token[token.len() - 8..]));
+        let base = format!("http://127.0.0.1:{port}");
+        let login = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-c"])
+            .arg(&jar)
+            .args([
+                "--data-urlencode",
+                &format!("token={token}"),
+                "--data-urlencode",
+                "next=/ui/",
+            ])
+            .arg(format!("{base}/ui/login"))
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&login.stdout), "303", "login");
+        Dashboard { jar, base }
+    }
+
+    /// A page's HTML.
+    pub fn get(&self, path: &str) -> String {
+        let page = std::process::Command::new("curl")
+            .args(["-s", "-b"])
+            .arg(&self.jar)
+            .arg(format!("{}{path}", self.base))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&page.stdout).into_owned()
+    }
+
+    /// Posts `form` to `path` as a button of `page` would (its CSRF token, htmx's
+    /// header); the status and the answer's text.
+    pub fn post(&self, page: &str, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let html = self.get(page);
+        let csrf = html
+            .split("\"X-CSRF-Token\": \"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("a page carries its CSRF token")
+            .to_string();
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-w", "\n%{http_code}", "-b"])
+            .arg(&self.jar)
+            .args(["-H", "HX-Request: true", "-H"])
+            .arg(format!("X-CSRF-Token: {csrf}"))
+            .args(["--data-urlencode", "_=1"]);
+        for (k, v) in form {
+            cmd.args(["--data-urlencode", &format!("{k}={v}")]);
+        }
+        let out = cmd
+            .arg(format!("{}{path}", self.base))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baton_tests::api::{request, token};
+use baton_tests::api::{request, token, Dashboard};
 use baton_tests::pipeline::Serve;
 use baton_tests::{
     docker_available, free_port, http_get, stdout, wait_for, web_service, within, Scratch,
@@ -267,6 +267,212 @@ fn alerts_reach_real_receivers_silences_hold_and_a_down_receiver_is_retried() {
             .contains("baton_alerts_firing{rule=\"busy\"} 1"),
         "{metrics:?}"
     );
+
+    // Silences over the API: an operator makes and ends one, each change audited; a
+    // viewer and bad input are refused and change nothing.
+    let operator = token(&s, "oncall", "operator");
+    let admin = token(&s, "boss", "admin");
+    let alerts_path = format!("/api/v1/projects/{}/alerts", s.name);
+    let silences_path = format!("/api/v1/projects/{}/silences", s.name);
+    let listed = || {
+        request(port, "GET", &alerts_path, Some(&viewer), None).body["silences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let before = listed().len();
+    for (who, body, want) in [
+        (
+            &viewer,
+            r#"{"matchers": ["alertname=\"busy\""], "comment": "x"}"#,
+            403,
+        ),
+        (
+            &operator,
+            r#"{"matchers": ["alertname"], "comment": "x"}"#,
+            422,
+        ),
+        (
+            &operator,
+            r#"{"matchers": ["alertname=~\"(\""], "comment": "x"}"#,
+            422,
+        ),
+        (
+            &operator,
+            r#"{"matchers": ["service=\"\""], "comment": "x"}"#,
+            422,
+        ),
+        (&operator, r#"{"matchers": [], "comment": "x"}"#, 422),
+        (
+            &operator,
+            r#"{"matchers": ["alertname=\"busy\""], "comment": " "}"#,
+            422,
+        ),
+        (
+            &operator,
+            r#"{"matchers": ["alertname=\"busy\""], "comment": "x", "duration": "forever"}"#,
+            422,
+        ),
+        (
+            &operator,
+            r#"{"matchers": ["alertname=\"busy\""], "comment": "x", "duration": "400d"}"#,
+            422,
+        ),
+        (
+            &operator,
+            r#"{"matchers": ["alertname=\"busy\""], "comment": "x", "until": "1h"}"#,
+            422,
+        ),
+    ] {
+        let a = request(
+            port,
+            "POST",
+            &silences_path,
+            Some(who),
+            Some(body.as_bytes()),
+        );
+        assert_eq!(a.status, want, "{body}: {a:?}");
+    }
+    assert_eq!(listed().len(), before, "nothing was made");
+    let made = request(
+        port,
+        "POST",
+        &silences_path,
+        Some(&operator),
+        Some(br#"{"matchers": ["alertname=\"busy\"", "service=~\"web|api\""], "duration": "10m", "comment": "from the API"}"#),
+    );
+    assert_eq!(made.status, 201, "{made:?}");
+    let api_id = made.body["id"].as_str().unwrap_or("").to_string();
+    assert_eq!(api_id.len(), 16, "{made:?}");
+    let ends =
+        made.body["ends_at"].as_i64().unwrap_or(0) - made.body["starts_at"].as_i64().unwrap_or(0);
+    assert_eq!(ends, 600_000, "{made:?}");
+    let mine = listed()
+        .into_iter()
+        .find(|x| x["id"] == api_id.as_str())
+        .expect("listed");
+    assert_eq!(mine["active"], true, "{mine}");
+    assert_eq!(mine["created_by"], "oncall", "{mine}");
+    assert_eq!(mine["matchers"][1], "service=~\"web|api\"", "{mine}");
+    let end = format!("{silences_path}/{api_id}");
+    assert_eq!(
+        request(port, "DELETE", &end, Some(&viewer), None).status,
+        403
+    );
+    let ended = request(port, "DELETE", &end, Some(&operator), None);
+    assert_eq!(ended.status, 200, "{ended:?}");
+    assert_eq!(ended.body["id"], api_id.as_str());
+    assert_eq!(
+        request(port, "DELETE", &end, Some(&operator), None).status,
+        404
+    );
+    assert_eq!(
+        request(
+            port,
+            "DELETE",
+            &format!("{silences_path}/..%2f..%2fx"),
+            Some(&operator),
+            None
+        )
+        .status,
+        404
+    );
+    let mine = listed()
+        .into_iter()
+        .find(|x| x["id"] == api_id.as_str())
+        .expect("still listed");
+    assert_eq!(mine["active"], false, "{mine}");
+    let audit = request(
+        port,
+        "GET",
+        &format!("/api/v1/audit?project={}", s.name),
+        Some(&admin),
+        None,
+    );
+    let actions: Vec<(String, String, String)> = audit.body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or("").to_string(),
+                e["action"].as_str().unwrap_or("").to_string(),
+                e["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for want in ["alerts.silence", "alerts.unsilence"] {
+        assert!(
+            actions
+                .iter()
+                .any(|(who, what, how)| who == "oncall" && what == want && how == "ok"),
+            "{want}: {audit:?}"
+        );
+    }
+    assert!(
+        actions
+            .iter()
+            .any(|(who, what, _)| who.starts_with("cli:") && what == "alerts.silence"),
+        "the command's silence is audited too: {audit:?}"
+    );
+
+    // The dashboard's alerts page: a viewer sees the firing alert and the silences, no
+    // form; an operator makes and ends a silence with its buttons.
+    let page = Dashboard::login(&s, port, &viewer).get("/ui/alerts");
+    assert!(
+        page.contains(r#"data-alert="busy" data-state="firing""#),
+        "{page}"
+    );
+    assert!(page.contains(&format!(r#"data-silence="{id}""#)), "{page}");
+    assert!(page.contains("from the API"), "{page}");
+    assert!(
+        !page.contains("act-silence-"),
+        "a viewer gets no form: {page}"
+    );
+    let dash = Dashboard::login(&s, port, &operator);
+    let form = format!("/ui/projects/{}/silences", s.name);
+    let (status, flash) = dash.post(
+        "/ui/alerts",
+        &form,
+        &[
+            ("matchers", r#"alertname="busy", severity="page""#),
+            ("duration", "1h"),
+            ("comment", ""),
+        ],
+    );
+    assert_eq!(status, 422, "no comment: {flash}");
+    let (status, flash) = dash.post(
+        "/ui/alerts",
+        &form,
+        &[
+            ("matchers", r#"alertname="busy", severity="page""#),
+            ("duration", "1h"),
+            ("comment", "from the page"),
+        ],
+    );
+    assert_eq!(status, 200, "{flash}");
+    let page_id = flash
+        .split("silence ")
+        .last()
+        .map(|w| {
+            w.chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    assert_eq!(page_id.len(), 16, "{flash}");
+    let page = dash.get("/ui/alerts");
+    assert!(page.contains(&format!("act-end-{page_id}")), "{page}");
+    assert!(page.contains(r#"<code>severity="page"</code>"#), "{page}");
+    let (status, flash) = dash.post(
+        "/ui/alerts",
+        &format!("/ui/projects/{}/silences/{page_id}/end", s.name),
+        &[],
+    );
+    assert_eq!(status, 200, "{flash}");
+    assert!(!dash
+        .get("/ui/alerts")
+        .contains(&format!("act-end-{page_id}")));
 
     // Unsilenced: the firing notification, an Alertmanager v4 payload.
     s.ok(&["alerts", "unsilence", &id]);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use baton_tests::api::{request, token, Answer, Sse};
 use baton_tests::pipeline::Serve;
 use baton_tests::{
-    docker_available, free_port, stderr, wait_for, web_service, within, Scratch, IMAGE,
+    docker_available, free_port, stderr, stdout, wait_for, web_service, within, Scratch, IMAGE,
 };
 use serde_json::{json, Value};
 
@@ -247,6 +247,40 @@ fn the_api_by_role_with_events_rollouts_and_audit() {
         "{}",
         stderr(&local_only)
     );
+    // A silence made and ended through the API, as the token's holder.
+    let silenced = remote(
+        &operator,
+        &[
+            "--json",
+            "alerts",
+            "silence",
+            "service=\"worker\"",
+            "--comment",
+            "remote",
+        ],
+    );
+    assert!(silenced.status.success(), "{}", stderr(&silenced));
+    let made: Value = serde_json::from_slice(&silenced.stdout).unwrap();
+    let id = made["id"].as_str().unwrap_or("").to_string();
+    assert_eq!(id.len(), 16, "{made}");
+    let viewer_ends = remote(&viewer, &["alerts", "unsilence", &id]);
+    assert!(
+        stderr(&viewer_ends).contains("403"),
+        "{}",
+        stderr(&viewer_ends)
+    );
+    let ended = remote(&operator, &["alerts", "unsilence", &id]);
+    assert!(ended.status.success(), "{}", stderr(&ended));
+    assert!(stdout(&ended).contains(&format!("silence {id} ended")));
+    let ls: Value = serde_json::from_str(&s.ok(&["--json", "alerts", "ls"])).unwrap();
+    let mine = ls["silences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["id"] == id.as_str())
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(mine["created_by"], "ci", "made as the token's holder: {ls}");
     let scale = remote(&operator, &["scale", "worker=2"]);
     assert!(scale.status.success(), "{}", stderr(&scale));
     assert_eq!(running(&services(port, &viewer, &p), "worker"), 2);

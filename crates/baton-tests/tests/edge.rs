@@ -94,31 +94,9 @@ fn events(s: &Scratch, state: &Path) -> String {
     ok(s, state, &["events"])
 }
 
-/// A dashboard page as `token`'s session sees it: logs in with curl (the session cookie
-/// in a jar beside the project), then fetches `path`.
+/// A dashboard page as `token`'s session sees it.
 fn dashboard_page(s: &Scratch, port: u16, token: &str, path: &str) -> String {
-    let jar = s.path().join("cookies.txt");
-    let base = format!("http://127.0.0.1:{port}");
-    let login = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-c"])
-        .arg(&jar)
-        .args([
-            "--data-urlencode",
-            &format!("token={token}"),
-            "--data-urlencode",
-            "next=/ui/",
-        ])
-        .arg(format!("{base}/ui/login"))
-        .output()
-        .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&login.stdout), "303", "login");
-    let page = std::process::Command::new("curl")
-        .args(["-s", "-b"])
-        .arg(&jar)
-        .arg(format!("{base}{path}"))
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&page.stdout).into_owned()
+    baton_tests::api::Dashboard::login(s, port, token).get(path)
 }
 
 /// Writes `text` into `file` beside the project, making `file` absolute.

@@ -91,7 +91,12 @@ pub(crate) async fn rollout(
 
 /// Carries out `op` and answers with the status line: `what` and how it went, or why it
 /// was refused (with the refusal's status: 403 for a viewer, 409 for a conflict…).
-async fn answer(d: &Dash, s: &Session, op: Operation, what: &str) -> Result<Response, PageError> {
+pub(crate) async fn answer(
+    d: &Dash,
+    s: &Session,
+    op: Operation,
+    what: &str,
+) -> Result<Response, PageError> {
     let project = op.project().to_string();
     let done = act(d, s, op).await;
     // What the project looks like is news after a change, even a refused one.

@@ -14,6 +14,7 @@
 //! `assets.rs` (static files).
 
 mod actions;
+mod alerts;
 mod assets;
 mod dag;
 mod edge;
@@ -97,6 +98,9 @@ impl Api {
             .route("/ui/pipelines", get(pages::pipelines))
             .route("/ui/fleet", get(pages::fleet))
             .route("/ui/routes", get(edge::routes))
+            .route("/ui/alerts", get(alerts::page))
+            .route(&format!("{p}/silences"), post(alerts::silence))
+            .route(&format!("{p}/silences/{{id}}/end"), post(alerts::unsilence))
             .route("/ui/vms", get(pages::vms))
             .route("/ui/vms/{vm}", get(pages::vm))
             .route("/ui/vms/{vm}/{action}", post(actions::vm))

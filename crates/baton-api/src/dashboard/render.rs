@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("vm.html", include_str!("../../templates/vm.html")),
     ("fleet.html", include_str!("../../templates/fleet.html")),
     ("routes.html", include_str!("../../templates/routes.html")),
+    ("alerts.html", include_str!("../../templates/alerts.html")),
     ("events.html", include_str!("../../templates/events.html")),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("error.html", include_str!("../../templates/error.html")),

@@ -4,14 +4,15 @@
 //! uses; a silence applies from the daemon's next evaluation.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 
 use anyhow::{anyhow, bail, Result};
-use baton_engine::alert::{self, AlertsState, Matcher, Notification, Silence, Status};
-use baton_state::SilenceRecord;
+use baton_control::{Operation, Outcome};
+use baton_engine::alert::{self, AlertsState, Matcher, Notification, Status};
+use baton_engine::apply::Silent;
 use clap::{Args, Subcommand};
 
 use crate::context::{now_ms, Context};
+use crate::door::Door;
 
 #[derive(Debug, Clone, Args)]
 pub struct AlertsArgs {
@@ -53,13 +54,28 @@ pub async fn run(ctx: &Context, args: AlertsArgs) -> Result<u8> {
             matchers,
             duration,
             comment,
-        } => silence(ctx, &matchers, duration.into(), comment),
-        AlertsAction::Unsilence { id } => {
-            let (_, name) = ctx.project_or_name()?;
-            if !ctx.store()?.expire_silence(&name, &id, now_ms())? {
-                bail!("no active silence {id} in project {name}");
+        } => {
+            let duration: std::time::Duration = duration.into();
+            let (_, project) = ctx.project_or_name()?;
+            let op = Operation::Silence {
+                project,
+                matchers,
+                duration_secs: duration.as_secs(),
+                comment,
+            };
+            match Door::open(ctx)?.execute(op, &Silent).await? {
+                Outcome::Silenced(s) if ctx.global.json => crate::output::json(&s)?,
+                Outcome::Silenced(s) => println!("{}", s.id),
+                other => bail!("unexpected answer: {other:?}"),
             }
-            println!("silence {id} ended");
+            Ok(crate::exit::OK)
+        }
+        AlertsAction::Unsilence { id } => {
+            let (_, project) = ctx.project_or_name()?;
+            let op = Operation::Unsilence { project, id };
+            if let Outcome::Unsilenced { id } = Door::open(ctx)?.execute(op, &Silent).await? {
+                println!("silence {id} ended");
+            }
             Ok(crate::exit::OK)
         }
         AlertsAction::Test { receiver } => test(ctx, &receiver).await,
@@ -161,48 +177,6 @@ fn history(ctx: &Context, limit: i64) -> Result<u8> {
             n.outcome
         );
     }
-    Ok(crate::exit::OK)
-}
-
-/// 16 random hex digits.
-fn random_id() -> Result<String> {
-    let mut bytes = [0u8; 8];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn silence(
-    ctx: &Context,
-    matchers: &[String],
-    duration: std::time::Duration,
-    comment: String,
-) -> Result<u8> {
-    let (_, name) = ctx.project_or_name()?;
-    let matchers = matchers
-        .iter()
-        .map(|m| Matcher::parse(m).map_err(|e| anyhow!("{e}")))
-        .collect::<Result<Vec<_>>>()?;
-    let now = now_ms();
-    let silence = Silence {
-        id: random_id()?,
-        matchers,
-        starts_at_ms: now as u64,
-        ends_at_ms: now as u64 + duration.as_millis() as u64,
-        comment,
-        created_by: crate::door::actor().0,
-    };
-    silence.check().map_err(|e| anyhow!("{e}"))?;
-    ctx.store()?.add_silence(&SilenceRecord {
-        id: silence.id.clone(),
-        project: name,
-        matchers_json: serde_json::to_string(&silence.matchers)?,
-        starts_at: now,
-        ends_at: silence.ends_at_ms as i64,
-        comment: silence.comment.clone(),
-        created_by: silence.created_by.clone(),
-        created_at: now,
-    })?;
-    println!("{}", silence.id);
     Ok(crate::exit::OK)
 }
 

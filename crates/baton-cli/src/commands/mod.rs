@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
     let remote = ctx.global.server.is_some();
     if remote && !works_remotely(&cli.command) {
         return Err(anyhow!(
-            "this command works on this machine only, not with --server (BATON_SERVER); the remote ones are ps, up -d, down, scale, start, stop, restart, rollout, routes, events, audit and token"
+            "this command works on this machine only, not with --server (BATON_SERVER); the remote ones are ps, up -d, down, scale, start, stop, restart, rollout, routes, events, audit, token and alerts silence|unsilence"
         ));
     }
     // Commands that change what should run wake a running daemon when done, so it
@@ -77,6 +77,10 @@ fn works_remotely(command: &Command) -> bool {
             | Command::Events(_)
             | Command::Audit(_)
             | Command::Token(_)
+            | Command::Alerts(alerts::AlertsArgs {
+                action: alerts::AlertsAction::Silence { .. }
+                    | alerts::AlertsAction::Unsilence { .. },
+            })
             | Command::Config(crate::cli::ConfigArgs { action: None, .. })
             | Command::Completions { .. }
     )
