@@ -181,6 +181,60 @@ async function main() {
     check((await status.getAttribute('data-rollout-status')) === 'running', 'the canary rollout runs');
     check((await page.locator('[data-weight-new]').getAttribute('data-weight-new')) === '34', 'at 34 %');
     await shot(page, '05-service-canary');
+
+    // ---- history graphs: drawn, re-read for another range ----
+    await page.waitForFunction(() => document.querySelector('figure[data-chart="replicas"]')?.getAttribute('data-state') === 'drawn',
+      null, { timeout: 30000, polling: 200 });
+    const replicasChart = async () => page.evaluate(() => {
+      const f = document.querySelector('figure[data-chart="replicas"]');
+      const c = f.querySelector('.chart-plot canvas');
+      if (!c) return { canvas: false, state: f.getAttribute('data-state') };
+      const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      // Axes, grid and text are grey; the lines are coloured.
+      let coloured = 0;
+      for (let i = 0; i < px.length; i += 4) {
+        if (px[i + 3] > 128 && Math.max(px[i], px[i + 1], px[i + 2]) - Math.min(px[i], px[i + 1], px[i + 2]) > 60) coloured++;
+      }
+      return { canvas: true, width: c.width, height: c.height, coloured, lines: Number(f.getAttribute('data-lines')),
+        state: f.getAttribute('data-state'),
+        legend: [...f.querySelectorAll('.u-legend .u-series .u-label')].map((e) => e.textContent.trim()) };
+    });
+    // The history is seconds old here: wait (the chart reads it again every 10 s) until
+    // a line or a dot is on the canvas.
+    let drawn = await replicasChart();
+    for (let i = 0; i < 150 && !(drawn.coloured > 20); i++) {
+      await page.waitForTimeout(200);
+      drawn = await replicasChart();
+    }
+    console.log(`replicas chart: ${JSON.stringify(drawn)}`);
+    check(drawn.canvas && drawn.width > 100 && drawn.height > 100, 'the replicas chart has a canvas');
+    check(drawn.lines >= 1 && drawn.coloured > 20, `at least one series is drawn (${drawn.lines} lines, ${drawn.coloured} coloured pixels)`);
+    for (const st of ['desired', 'running', 'healthy']) check(drawn.legend.includes(st), `the legend says ${st} (${drawn.legend})`);
+    check(await page.getByRole('button', { name: '1h', exact: true }).getAttribute('aria-pressed') === 'true', 'the range is 1h at first');
+    ok('the replicas chart draws desired, running and healthy');
+    await page.evaluate(() => { window.__replicasFig = document.querySelector('figure[data-chart="replicas"]'); });
+    const range = (want, query) => (r) => {
+      if (!r.url().includes('/ui/series?')) return false;
+      const u = new URL(r.url());
+      return Number(u.searchParams.get('to')) - Number(u.searchParams.get('from')) === want && query(u.searchParams.get('query'));
+    };
+    const sixHours = page.waitForRequest(range(21600, (q) => q.startsWith('baton_service_replicas{')), { timeout: 15000 });
+    const sixHoursRate = page.waitForRequest(range(21600, (q) => q.includes('rate(') && q.includes('[240s]')), { timeout: 15000 });
+    await page.getByRole('button', { name: '6h', exact: true }).click();
+    const six = new URL((await sixHours).url());
+    await sixHoursRate;
+    check(six.searchParams.get('step') === '120', `6 h in steps of 2 min (${six.searchParams.get('step')})`);
+    check(six.searchParams.get('query') === `baton_service_replicas{project="${CANARY}",service="web"}`, `the replicas' query (${six.searchParams.get('query')})`);
+    check(await page.getByRole('button', { name: '6h', exact: true }).getAttribute('aria-pressed') === 'true'
+      && await page.getByRole('button', { name: '1h', exact: true }).getAttribute('aria-pressed') === 'false', 'the 6h button is pressed, 1h no longer');
+    await page.waitForFunction(() => document.querySelector('figure[data-chart="replicas"]')?.getAttribute('data-state') === 'drawn',
+      null, { timeout: 15000, polling: 200 });
+    ok('a range button reads the series again for its range (6 h, step 120 s, rates over 240 s)');
+    // The screenshots at 15 min: the test's history is a minute old.
+    await page.getByRole('button', { name: '15m', exact: true }).click();
+    await page.waitForTimeout(1000);
+    await shot(page, '05b-service-charts');
+    await page.locator('section.charts').screenshot({ path: path.join(SHOTS, '05c-service-charts-detail.png') });
     // By keyboard first: Enter opens the confirmation, Escape cancels it.
     await page.getByRole('button', { name: 'Promote' }).focus();
     await page.keyboard.press('Enter');
@@ -199,6 +253,22 @@ async function main() {
     check(await page.evaluate(() => window.__batonMark) === 'no reload', 'the rollout finished on the page without a reload');
     ok('the canary was promoted from its button and completed live');
     await shot(page, '07-service-promoted');
+    // The live region was read again many times meanwhile; the charts are outside it.
+    const after = await replicasChart();
+    check(await page.evaluate(() => document.querySelector('figure[data-chart="replicas"]') === window.__replicasFig),
+      'the chart survived the live refreshes (same element)');
+    check(after.state === 'drawn' && after.lines >= 1, `the chart is still drawn (${JSON.stringify(after)})`);
+    ok('the charts survive the page\'s live refreshes');
+
+    // A service without a proxy has no request series: its chart says so.
+    await page.goto(`${URL_}/ui/projects/${enc(DEMO)}/services/db`);
+    const latency = page.locator('figure[data-chart="latency"]');
+    await page.waitForFunction(() => document.querySelector('figure[data-chart="latency"]')?.getAttribute('data-state') === 'empty',
+      null, { timeout: 15000, polling: 200 });
+    check(await latency.locator('.chart-empty').isVisible() && (await latency.locator('.chart-empty').textContent()).trim() === 'no data yet',
+      'an empty chart says "no data yet"');
+    check(await latency.locator('canvas').count() === 0, 'and draws no empty box');
+    ok('an empty series shows "no data yet"');
 
     // ---- a pipeline run's DAG turns green job by job ----
     await page.goto(`${URL_}/ui/pipelines`);
@@ -318,7 +388,8 @@ async function main() {
     check(await page.locator('nav a', { hasText: 'Audit' }).count() === 0, 'a viewer has no audit link');
     for (const p of [`/ui/`, `/ui/projects/${enc(CANARY)}/services/web`, `/ui/projects/${enc(DEMO)}/services/app`, '/ui/pipelines', runPath]) {
       await page.goto(`${URL_}${p}`);
-      const buttons = await page.locator('main button').count();
+      // The charts' range buttons only change the view.
+      const buttons = await page.locator('main button:not([data-range])').count();
       check(buttons === 0, `a viewer sees no action button on ${p} (${buttons})`);
     }
     await shot(page, '15-service-viewer');

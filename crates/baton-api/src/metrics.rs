@@ -106,6 +106,16 @@ pub(crate) async fn series(
     State(s): State<Arc<ApiState>>,
     q: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SeriesAnswer>, ApiError> {
+    answer(&s, q).await.map(Json)
+}
+
+/// The answer of `GET /series`, for the API's handler and the dashboard's (`/ui/series`,
+/// the same JSON behind a dashboard session): the parameters checked, the expression
+/// evaluated over the daemon's history off the async threads.
+pub(crate) async fn answer(
+    s: &ApiState,
+    q: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<SeriesAnswer, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let expr =
         query::parse(&q.query).map_err(|e| ApiError::unprocessable(format!("query: {e}")))?;
@@ -140,7 +150,7 @@ pub(crate) async fn series(
         other => ApiError::unprocessable(format!("query: {other}")),
     })?;
     let finite = |v: f64| v.is_finite().then_some(v);
-    Ok(Json(SeriesAnswer {
+    Ok(SeriesAnswer {
         query: q.query,
         from: from as f64 / 1000.0,
         to: to as f64 / 1000.0,
@@ -160,7 +170,7 @@ pub(crate) async fn series(
                     .collect(),
             })
             .collect(),
-    }))
+    })
 }
 
 /// One alert as the daemon last evaluated it.

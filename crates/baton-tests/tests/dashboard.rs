@@ -3,18 +3,22 @@
 //! driven by Playwright (`tests/browser/dashboard.mjs`): login, services, a killed
 //! replica down and back without a reload, a canary promoted from its button, a
 //! pipeline's DAG turning green job by job, a viewer without buttons whose changes get
-//! 403, the first load's size, and a screenshot of each page under
+//! 403, the first load's size, the history graphs (`/ui/series` behind the session,
+//! charts drawn and re-read for another range), and a screenshot of each page under
 //! `target/dashboard-screenshots/`. Needs Docker, chromium and `npm ci` in
 //! tests/browser (scripts/ensure-browser.sh); `BATON_REQUIRE_BROWSER=1` makes their
 //! absence a failure instead of a skip.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use baton_tests::api::request;
 use baton_tests::{
     baton_bin, docker_available, free_port, repo_root, stderr, wait_for, web_service, Scratch,
 };
+use serde_json::Value;
 
 /// What the browser test needs beside Docker; `None` (and a note) when something lacks.
 fn browser() -> Option<PathBuf> {
@@ -97,6 +101,185 @@ fn until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// One HTTP/1.1 exchange with the daemon: the status, the head and the body.
+fn exchange(port: u16, head: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body).expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, raw[split + 4..].to_vec())
+}
+
+/// `POST /ui/login` with the token, as the login form sends it: the session cookie.
+fn dashboard_session(port: u16, token: &str) -> String {
+    let form = format!("token={token}&next=%2Fui%2F");
+    let head = format!(
+        "POST /ui/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        form.len()
+    );
+    let (status, head, _) = exchange(port, &head, form.as_bytes());
+    assert_eq!(status, 303, "login: {head}");
+    head.lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("set-cookie: "))
+        .find_map(|l| l.get("set-cookie: ".len()..))
+        .and_then(|c| c.split(';').next())
+        .filter(|c| c.starts_with("baton_session="))
+        .unwrap_or_else(|| panic!("a session cookie: {head}"))
+        .to_string()
+}
+
+/// `GET path` on the dashboard with the cookie (if any) and extra headers: status, head
+/// and the body as JSON (`Null` when it is not).
+fn ui_get(port: u16, path: &str, cookie: Option<&str>, extra: &str) -> (u16, String, Value) {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{cookie}{extra}Connection: close\r\n\r\n"
+    );
+    let (status, head, body) = exchange(port, &head, b"");
+    // Header names in lower case, values as sent.
+    let head = head
+        .lines()
+        .map(|l| match l.split_once(':') {
+            Some((k, v)) => format!("{}:{v}", k.to_ascii_lowercase()),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let json = if head.contains("transfer-encoding: chunked") {
+        // axum's JSON answers carry a length; a chunked one is not JSON here.
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    };
+    (status, head, json)
+}
+
+fn query_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The history behind the dashboard session: refused without one, the same answer as
+/// `/api/v1/series` with one (the canary's replicas, sampled every second), and a bad
+/// query or step is the client's error.
+fn series_behind_the_session(port: u16, admin: &str, project: &str) {
+    let q = query_encode(&format!(
+        "baton_service_replicas{{project=\"{project}\",service=\"web\"}}"
+    ));
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let path = |to: u64| format!("/ui/series?query={q}&from={}&to={to}&step=1", to - 120);
+
+    // No session: a page would send the browser to log in; a script gets 401.
+    let (status, head, body) = ui_get(port, &path(now()), None, "");
+    assert_eq!(status, 303, "{head}");
+    assert!(head.contains("location: /ui/login?next="), "{head}");
+    assert!(body.get("series").is_none(), "{body}");
+    let (status, _, body) = ui_get(port, &path(now()), None, "HX-Request: true\r\n");
+    assert_eq!(status, 401, "{body}");
+    let (status, _, _) = ui_get(
+        port,
+        &path(now()),
+        Some("baton_session=not-a-session"),
+        "HX-Request: true\r\n",
+    );
+    assert_eq!(status, 401, "a made-up session");
+
+    // With a session: the replicas desired, running and healthy, once sampled.
+    let cookie = dashboard_session(port, admin);
+    let mut answer = Value::Null;
+    let sampled = until(60, || {
+        let (status, head, body) = ui_get(port, &path(now()), Some(&cookie), "");
+        assert_eq!(status, 200, "{head} {body}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        answer = body;
+        let states: Vec<&str> = answer["series"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|s| s["points"].as_array().is_some_and(|p| !p.is_empty()))
+                    .filter_map(|s| s["labels"]["state"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ["desired", "healthy", "running"]
+            .iter()
+            .all(|st| states.contains(st))
+    });
+    assert!(sampled, "the replicas' series: {answer}");
+    let desired = answer["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["labels"]["state"] == "desired")
+        .unwrap();
+    assert_eq!(desired["labels"]["project"], project, "{desired}");
+    let last = desired["points"].as_array().unwrap().last().unwrap();
+    assert_eq!(last[1], 3.0, "the canary's file asks for 3: {desired}");
+    assert_eq!(answer["step"], 1.0, "{answer}");
+
+    // The same JSON as the API's for the same range (one that is already sampled).
+    let to = now() - 3;
+    let (status, _, dash) = ui_get(port, &path(to), Some(&cookie), "");
+    assert_eq!(status, 200);
+    let api = request(
+        port,
+        "GET",
+        &format!("/api/v1{}", &path(to)[3..]),
+        Some(admin),
+        None,
+    );
+    assert_eq!(api.status, 200, "{}", api.body);
+    assert_eq!(dash, api.body, "the dashboard answers as the API does");
+
+    // A query that does not parse, a step that is not one: 4xx with the reason.
+    for (bad, want) in [
+        (
+            format!(
+                "/ui/series?query={}",
+                query_encode("sum(baton_service_replicas")
+            ),
+            422,
+        ),
+        (format!("/ui/series?query={q}&step=soon"), 400),
+        (format!("/ui/series?query={q}&from=-5"), 400),
+        ("/ui/series".to_string(), 400),
+    ] {
+        let (status, _, body) = ui_get(port, &bad, Some(&cookie), "");
+        assert_eq!(status, want, "{bad}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{bad}: {body}"
+        );
+    }
+}
+
 /// The canary project: a 3-replica web service whose canary waits 10 minutes at 34 %
 /// (only a promote ends it), a small pipeline whose DAG has two levels in between, and
 /// one that waits until it is cancelled.
@@ -137,9 +320,8 @@ fn dashboard_in_a_real_browser() {
     if !docker_available() {
         return;
     }
-    let Some(browser_dir) = browser() else {
-        return;
-    };
+    // Without a browser the test still checks what needs none (`/ui/series`).
+    let browser_dir = browser();
     let demo = Scratch::new("dashdemo");
     let canary = Scratch::new("dashcanary");
     let state = demo.state.path().to_path_buf();
@@ -157,7 +339,14 @@ fn dashboard_in_a_real_browser() {
     let err = log.try_clone().expect("serve log");
     let _serve = Serve(
         demo.cmd()
-            .args(["serve", "--tick-ms", "200", "--listen"])
+            .args([
+                "serve",
+                "--tick-ms",
+                "200",
+                "--sample-interval",
+                "1s",
+                "--listen",
+            ])
             .arg(format!("127.0.0.1:{port}"))
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -214,6 +403,15 @@ fn dashboard_in_a_real_browser() {
         v["state"]["weight"] == 34 && v["rollout"]["status"] == "running"
     };
     assert!(until(90, at_step), "the canary waits at 34 %");
+
+    series_behind_the_session(port, &admin, &canary.name);
+    let Some(browser_dir) = browser_dir else {
+        let _ = baton(&state, canary.path(), &canary.name)
+            .args(["down"])
+            .output();
+        let _ = demo.baton(&["down", "-v"]);
+        return;
+    };
 
     let out = Command::new("node")
         .arg(browser_dir.join("dashboard.mjs"))

@@ -1,6 +1,7 @@
-//! The dashboard's static files, compiled into the binary: our stylesheet and script,
-//! and the vendored htmx with its SSE extension and their licences
-//! (`scripts/vendor-assets.sh` refreshes those from npm).
+//! The dashboard's static files, compiled into the binary: our stylesheet and scripts,
+//! the vendored htmx with its SSE extension, and uPlot (the charts, loaded only by the
+//! pages that have some), with their licences (`scripts/vendor-assets.sh` refreshes
+//! those from npm).
 //!
 //! Pages link each file with `?v=VERSION`, a digest of every asset, so a browser may
 //! keep them for a year and still gets new ones after an upgrade.
@@ -32,6 +33,11 @@ pub const ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../assets/app.js"),
     },
     Asset {
+        path: "charts.js",
+        media: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../assets/charts.js"),
+    },
+    Asset {
         path: "icon.svg",
         media: "image/svg+xml",
         bytes: include_bytes!("../../assets/icon.svg"),
@@ -47,6 +53,16 @@ pub const ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../assets/vendor/htmx-ext-sse.min.js"),
     },
     Asset {
+        path: "vendor/uplot.min.js",
+        media: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../assets/vendor/uplot.min.js"),
+    },
+    Asset {
+        path: "vendor/uplot.min.css",
+        media: "text/css; charset=utf-8",
+        bytes: include_bytes!("../../assets/vendor/uplot.min.css"),
+    },
+    Asset {
         path: "vendor/htmx.LICENSE",
         media: "text/plain; charset=utf-8",
         bytes: include_bytes!("../../assets/vendor/htmx.LICENSE"),
@@ -55,6 +71,11 @@ pub const ASSETS: &[Asset] = &[
         path: "vendor/htmx-ext-sse.LICENSE",
         media: "text/plain; charset=utf-8",
         bytes: include_bytes!("../../assets/vendor/htmx-ext-sse.LICENSE"),
+    },
+    Asset {
+        path: "vendor/uplot.LICENSE",
+        media: "text/plain; charset=utf-8",
+        bytes: include_bytes!("../../assets/vendor/uplot.LICENSE"),
     },
     Asset {
         path: "vendor/VERSIONS",
@@ -125,6 +146,10 @@ mod tests {
         assert_eq!(version().len(), 12);
     }
 
+    /// What only the pages with charts load (base.html's `head` block, filled by the
+    /// service, VM and fleet pages).
+    const CHARTS_ONLY: &[&str] = &["charts.js", "vendor/uplot.min.js", "vendor/uplot.min.css"];
+
     /// What every page loads (its stylesheet, scripts and icon) stays well inside the
     /// first load's budget of 200 KB, leaving room for the page itself. The browser
     /// test measures the real transfer.
@@ -134,6 +159,7 @@ mod tests {
         let loaded: usize = ASSETS
             .iter()
             .filter(|a| !a.path.ends_with(".LICENSE") && a.path != "vendor/VERSIONS")
+            .filter(|a| !CHARTS_ONLY.contains(&a.path))
             .map(|a| a.bytes.len())
             .sum();
         assert!(loaded > 0);
@@ -141,5 +167,26 @@ mod tests {
             loaded <= BUDGET,
             "the assets every page loads are {loaded} bytes, over the budget of {BUDGET}"
         );
+    }
+
+    /// The chart files exist, and the overview (whose first load has the budget) does
+    /// not link them: only the pages with charts do.
+    #[test]
+    fn only_pages_with_charts_load_uplot() {
+        for path in CHARTS_ONLY {
+            assert!(ASSETS.iter().any(|a| a.path == *path), "{path}");
+        }
+        let base = include_str!("../../templates/base.html");
+        let overview = include_str!("../../templates/overview.html");
+        for t in [base, overview] {
+            assert!(!t.contains("uplot.min.js") && !t.contains("charts.js"));
+        }
+        for t in [
+            include_str!("../../templates/service.html"),
+            include_str!("../../templates/vm.html"),
+            include_str!("../../templates/fleet.html"),
+        ] {
+            assert!(t.contains("{% block head %}") && t.contains("m.chart_assets"));
+        }
     }
 }

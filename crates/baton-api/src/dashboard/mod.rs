@@ -11,11 +11,12 @@
 //! Boundaries: `session.rs` (sessions and CSRF tokens), `render.rs` (templates and
 //! filters), `pages.rs` (the pages and their live fragments), `actions.rs` (the buttons),
 //! `live.rs` (event, log and job-log streams), `dag.rs` (a pipeline's DAG laid out, pure),
-//! `assets.rs` (static files).
+//! `charts.rs` (the history graphs' queries and `/ui/series`), `assets.rs` (static files).
 
 mod actions;
 mod alerts;
 mod assets;
+mod charts;
 mod dag;
 mod edge;
 mod live;
@@ -93,6 +94,7 @@ impl Api {
             .route("/ui/", get(pages::overview))
             .route("/ui/logout", post(logout))
             .route("/ui/live", get(live::events))
+            .route("/ui/series", get(charts::series))
             .route("/ui/events", get(pages::events))
             .route("/ui/audit", get(pages::audit))
             .route("/ui/pipelines", get(pages::pipelines))

@@ -649,6 +649,7 @@ pub(crate) async fn service(
         history => history,
         revisions => revisions.iter().rev().map(|r| r.number).collect::<Vec<_>>(),
         events => events,
+        charts => super::charts::service(&project, &service),
         ..base(&s, now, "overview", &title, &live)
     };
     respond("service.html", &["live"], q.fragment.as_deref(), &ctx)
@@ -929,8 +930,14 @@ pub(crate) async fn fleet(State(d): D, Extension(s): Extension<Session>, q: Q) -
         Ok(out)
     })
     .await?;
+    let host_charts = super::charts::hosts(
+        sections
+            .iter()
+            .flat_map(|s| s.hosts.iter().map(|h| h.host.clone())),
+    );
     let ctx = context! {
         sections => sections,
+        host_charts => host_charts,
         ..base(&s, now, "fleet", "Fleet", "/ui/live")
     };
     respond("fleet.html", &["live"], q.fragment.as_deref(), &ctx)
@@ -1051,6 +1058,7 @@ pub(crate) async fn vm(
     let ctx = context! {
         vm => row,
         snapshots => snapshots,
+        charts => super::charts::vm(&vm),
         ..base(&s, now, "vms", &title, "/ui/live")
     };
     respond("vm.html", &["live"], q.fragment.as_deref(), &ctx)

@@ -234,6 +234,7 @@ mod tests {
                     snapshots => 1, started_at => 1_000i64, updated_at => 2_000i64, policy => (),
                 },
                 snapshots => vec![context! { name => "before upgrade", kind => "manual", note => (), created_at => 1_500i64 }],
+                charts => super::super::charts::vm("web"),
             };
             let html = render("vm.html", None, &ctx).unwrap();
             // Attributes are escaped (`/` as `&#x2f;`); a browser reads them back.
@@ -260,9 +261,46 @@ mod tests {
         assert!(op.contains("hx-confirm="), "every button asks first: {op}");
         assert!(page(true, "stopped").contains(r#"hx-post="/ui/vms/web/start""#));
         let viewer = page(false, "running");
+        // The charts' range buttons change only the view.
+        let ranges = viewer
+            .matches("<button type=\"button\" data-range=")
+            .count();
+        assert_eq!(ranges, 6, "{viewer}");
         assert!(
-            !viewer.contains("<button") && !viewer.contains("hx-post"),
+            viewer.matches("<button").count() == ranges && !viewer.contains("hx-post"),
             "{viewer}"
+        );
+    }
+
+    /// A chart's queries reach the page as one escaped attribute, whatever the name:
+    /// read back as a browser does, they are the JSON `charts.rs` made.
+    #[test]
+    fn chart_queries_are_escaped_attributes() {
+        let odd = "a\"b'<c>&d";
+        let charts = super::super::charts::vm(odd);
+        let ctx = context! { c => charts[0].clone() };
+        let html = environment()
+            .render_str("{% import 'macros.html' as m %}{{ m.chart(c) }}", ctx)
+            .unwrap();
+        assert!(!html.contains("<c>") && !html.contains("'<"), "{html}");
+        let attr = html
+            .split("data-series=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("a data-series attribute");
+        let decoded = attr
+            .replace("&quot;", "\"")
+            .replace("&#x27;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#x2f;", "/")
+            .replace("&amp;", "&");
+        assert_eq!(decoded, charts[0].series, "{html}");
+        let lines: serde_json::Value = serde_json::from_str(&decoded).unwrap();
+        let q = lines[0]["q"].as_str().unwrap();
+        assert_eq!(
+            q,
+            format!("baton_vm_state{{vm={}}}", super::super::charts::quote(odd))
         );
     }
 
