@@ -108,6 +108,28 @@ impl<R> Control<R> {
         self.record_fleet_run(project, report)
     }
 
+    /// Keeps each host's newest facts (`baton fleet facts`): what the daemon's host
+    /// series (`baton_fleet_host_*`) and the built-in rules `host_unreachable` and
+    /// `disk_space_low` read.
+    pub fn record_facts(
+        &self,
+        project: &str,
+        facts: &[baton_fleet::facts::HostFacts],
+    ) -> Result<()> {
+        let at = (self.clock)();
+        let rows: Vec<baton_state::HostFactsRecord> = facts
+            .iter()
+            .map(|h| baton_state::HostFactsRecord {
+                project: project.to_string(),
+                host: h.host.clone(),
+                facts_json: h.facts.as_ref().and_then(|f| serde_json::to_string(f).ok()),
+                error: h.error.clone(),
+                at,
+            })
+            .collect();
+        Ok(self.store.record_host_facts(&rows)?)
+    }
+
     /// Records a finished run (a ping's too) in the store.
     pub fn record_fleet_run(&self, project: &str, mut report: RunReport) -> Result<RunReport> {
         let json = serde_json::to_string(&report).map_err(|e| refused(e.to_string()))?;

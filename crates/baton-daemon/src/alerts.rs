@@ -9,9 +9,9 @@
 //!
 //! Built-in rules on (`alerts.builtin`) are rules of the same kind over the project's own
 //! series ([`builtin_rules`]): crash-looping replicas, replicas unhealthy for a minute,
-//! rollouts paused, rolling back or rolled back. The others (pipeline failed, fleet
-//! host unreachable, VM stopped, disk space low) watch series that carry no project
-//! label or that the daemon does not fill yet, and are not evaluated.
+//! rollouts paused, rolling back or rolled back, a pipeline whose newest run failed, a
+//! fleet host that did not answer, a VM that stopped without being asked, a host's disk
+//! under 10 % free, a certificate that expired or could not be issued.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -378,7 +378,28 @@ pub fn builtin_rules(spec: &AlertsSpec, project: &str) -> Vec<alert::AlertRule> 
                 0,
                 "the certificate of {{ .Labels.host }} expired, or could not be issued or renewed: see baton routes",
             ),
-            B::PipelineFailed | B::HostUnreachable | B::VmStopped | B::DiskSpaceLow => continue,
+            B::PipelineFailed => (
+                format!("baton_pipeline_last_run_failed{{project={p}}} > 0"),
+                0,
+                "the newest run of pipeline {{ .Labels.pipeline }} failed: see baton pipeline runs",
+            ),
+            B::HostUnreachable => (
+                format!("baton_fleet_host_up{{project={p}}} == 0"),
+                0,
+                "host {{ .Labels.host }} did not answer the newest fleet run or facts that tried it",
+            ),
+            B::VmStopped => (
+                format!("baton_vm_stopped_unasked{{project={p}}} > 0"),
+                0,
+                "VM {{ .Labels.vm }} stopped without baton asking: see baton events",
+            ),
+            B::DiskSpaceLow => (
+                format!(
+                    "baton_fleet_host_disk_available_bytes{{project={p}}} / baton_fleet_host_disk_total_bytes{{project={p}}} < 0.1"
+                ),
+                0,
+                "host {{ .Labels.host }} has {{ .Value | humanizePercentage }} of its root filesystem free",
+            ),
         };
         let (Some(severity), Some(summary)) = (template("warning"), template(summary)) else {
             continue;
@@ -572,6 +593,10 @@ mod tests {
                 "ReplicaCrashLooping",
                 "ReplicaUnhealthy",
                 "RolloutFailed",
+                "PipelineFailed",
+                "HostUnreachable",
+                "VmStopped",
+                "HostDiskSpaceLow",
                 "CertificateFailing"
             ]
         );
@@ -580,5 +605,66 @@ mod tests {
             assert!(r.expr.contains("project=\"shop\""), "{}", r.expr);
         }
         assert_eq!(quoted("a\"b\\"), "\"a\\\"b\\\\\"");
+    }
+
+    /// The built-ins of pipelines, hosts and VMs over a real history: each finds its
+    /// project's failing thing and nothing of another project or a healthy one.
+    #[test]
+    fn builtin_rules_find_failed_pipelines_lost_hosts_stopped_vms_and_full_disks() {
+        use baton_metrics::{HistoryConfig, HostLabels, PipelineLabels, ProjectVmLabels};
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path(), HistoryConfig::default()).unwrap();
+        let m = Metrics::new(baton_metrics::MetricsConfig::default());
+        for project in ["shop", "other"] {
+            let p = &m.pipelines.last_run_failed;
+            p.get(&PipelineLabels::new(project, "ci")).set(1.0);
+            p.get(&PipelineLabels::new(project, "deploy")).set(0.0);
+            let f = &m.fleet;
+            for (host, up, free) in [("a", 1.0, 50.0), ("b", 0.0, 50.0), ("c", 1.0, 5.0)] {
+                let l = HostLabels::new(project, host);
+                f.up.get(&l).set(up);
+                f.disk_total_bytes.get(&l).set(100.0);
+                f.disk_available_bytes.get(&l).set(free);
+            }
+            m.vms
+                .stopped_unasked
+                .get(&ProjectVmLabels::new(project, "db"))
+                .set(1.0);
+        }
+        let t = 1_700_000_000_000;
+        history.append(&m.sample(t)).unwrap();
+        let project = Project {
+            name: "shop".into(),
+            ..Project::default()
+        };
+        let spec = alert::alerts_spec(&project).unwrap();
+        let found = |name: &str| -> Vec<String> {
+            let rule = builtin_rules(&spec, "shop")
+                .into_iter()
+                .find(|r| r.name == name)
+                .unwrap();
+            let expr = query::parse(&rule.expr).unwrap();
+            let Ok(Value::Vector(v)) = query::instant(&history, &expr, t, &QueryOptions::default())
+            else {
+                panic!("{name}: not a vector");
+            };
+            let mut out: Vec<String> = v
+                .iter()
+                .map(|s| {
+                    assert_eq!(s.labels.get("project"), Some("shop"), "{name}");
+                    ["pipeline", "host", "vm"]
+                        .iter()
+                        .find_map(|k| s.labels.get(k))
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        assert_eq!(found("PipelineFailed"), ["ci"]);
+        assert_eq!(found("HostUnreachable"), ["b"]);
+        assert_eq!(found("HostDiskSpaceLow"), ["c"]);
+        assert_eq!(found("VmStopped"), ["db"]);
     }
 }

@@ -108,11 +108,14 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         });
         // The VMs of active projects are kept by their own loop, beside this one.
         let (stop_vms, vms_stopped) = tokio::sync::watch::channel(false);
+        let metrics = self.shared.telemetry.metrics.clone();
         let vms = self.store.path().parent().map(|state_dir| {
-            crate::vms::VmKeeper::new(state_dir, clock_ms).run(
-                self.config.tick.max(Duration::from_millis(500)),
-                vms_stopped,
-            )
+            crate::vms::VmKeeper::new(state_dir, clock_ms)
+                .with_metrics(metrics)
+                .run(
+                    self.config.tick.max(Duration::from_millis(500)),
+                    vms_stopped,
+                )
         });
         let containers = async {
             loop {

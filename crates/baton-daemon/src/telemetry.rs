@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use baton_engine::runtime::{ContainerState, Health, Observed};
 use baton_metrics::{
-    CertLabels, CodeClass, ContainerLabels, History, HistoryConfig, Metrics, MetricsConfig,
-    ReplicaLabels, ReplicaState, RequestLabels, RevisionLabels, RolloutPhase, RunLabels, RunStatus,
-    ServiceLabels, VmLabels, VmPhase,
+    CertLabels, CodeClass, ContainerLabels, History, HistoryConfig, HostLabels, Metrics,
+    MetricsConfig, PipelineLabels, ReplicaLabels, ReplicaState, RequestLabels, RevisionLabels,
+    RolloutPhase, RunLabels, RunStatus, ServiceLabels, VmLabels, VmPhase,
 };
 use baton_spec::Project;
 use baton_state::{RolloutStatus, Store};
@@ -27,6 +27,21 @@ pub const REVISION_CHARS: usize = 12;
 /// A revision label from a configuration hash.
 pub fn revision_label(hash: &str) -> String {
     hash.chars().take(REVISION_CHARS).collect()
+}
+
+/// How many of a project's newest fleet runs say whether its hosts are up.
+const HOST_RUNS: i64 = 50;
+
+/// What the host series read of a host's recorded facts (`baton_fleet::facts::Facts`
+/// as JSON).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct HostFacts {
+    load: [f64; 3],
+    mem_total_kb: u64,
+    mem_available_kb: u64,
+    disk_total_kb: u64,
+    disk_available_kb: u64,
 }
 
 /// The registry and, once `baton serve` opened it, the history.
@@ -360,17 +375,134 @@ impl Telemetry {
                     .set_total(n as f64);
             }
         }
+        if let Ok(last) = store.pipeline_last_results() {
+            let mut now = BTreeSet::new();
+            for (project, pipeline, status) in last {
+                let failed = matches!(status.as_str(), "failed" | "timed_out" | "interrupted");
+                let l = PipelineLabels::new(project, pipeline);
+                m.pipelines
+                    .last_run_failed
+                    .get(&l)
+                    .set(if failed { 1.0 } else { 0.0 });
+                now.insert(l);
+            }
+            m.pipelines.last_run_failed.retain(|l| now.contains(l));
+        }
         if let Ok(vms) = store.vms() {
             let names: BTreeSet<String> = vms.iter().map(|v| v.name.clone()).collect();
-            m.vms.state.retain(|l| names.contains(&l.vm));
+            let keep = |l: &VmLabels| names.contains(&l.vm);
+            m.vms.state.retain(keep);
+            m.vms.cpu_seconds.retain(keep);
+            m.vms.memory_bytes.retain(keep);
             for vm in vms {
-                let phase = if vm.pid.is_some() {
+                let l = VmLabels::new(vm.name);
+                // The recorded process, if it is still the VM's (a recycled pid is not).
+                let usage = vm
+                    .pid
+                    .filter(|pid| baton_vm::facts::is_live(*pid, &vm.dir))
+                    .and_then(baton_vm::facts::process_use);
+                let phase = if usage.is_some() {
                     VmPhase::Running
                 } else {
                     VmPhase::Stopped
                 };
-                m.vms.state.get(&VmLabels::new(vm.name)).set(phase.value());
+                m.vms.state.get(&l).set(phase.value());
+                match usage {
+                    Some(u) => {
+                        m.vms.cpu_seconds.get(&l).set_total(u.cpu_seconds);
+                        m.vms.memory_bytes.get(&l).set(u.rss_mib * 1024.0 * 1024.0);
+                    }
+                    None => {
+                        m.vms.cpu_seconds.remove(&l);
+                        m.vms.memory_bytes.remove(&l);
+                    }
+                }
             }
+        }
+        self.record_hosts(store);
+    }
+
+    /// Fleet hosts per project: up as the newest of its facts and the runs that tried it
+    /// saw it, load, memory and disk from its newest facts (`baton fleet facts`).
+    fn record_hosts(&self, store: &Store) {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Report {
+            hosts: Vec<HostResult>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct HostResult {
+            host: String,
+            status: String,
+        }
+        let f = &self.metrics.fleet;
+        // (project, host) -> (up, when seen)
+        let mut seen: BTreeMap<(String, String), (bool, i64)> = BTreeMap::new();
+        let Ok(projects) = store.projects() else {
+            return;
+        };
+        for p in projects {
+            let Ok(runs) = store.fleet_runs(&p.name, HOST_RUNS) else {
+                continue;
+            };
+            for run in runs {
+                let report: Report = serde_json::from_str(&run.report_json).unwrap_or_default();
+                for h in report.hosts {
+                    if h.status == "skipped" {
+                        continue;
+                    }
+                    seen.entry((p.name.clone(), h.host))
+                        .or_insert((h.status != "unreachable", run.finished_at));
+                }
+            }
+        }
+        let facts = store.host_facts().unwrap_or_default();
+        for r in &facts {
+            let key = (r.project.clone(), r.host.clone());
+            let fresher = seen.get(&key).is_none_or(|(_, at)| r.at >= *at);
+            if fresher {
+                seen.insert(key, (r.error.is_none(), r.at));
+            }
+        }
+        let keep = |l: &HostLabels| seen.contains_key(&(l.project.clone(), l.host.clone()));
+        for family in [
+            &f.up,
+            &f.load1,
+            &f.load5,
+            &f.load15,
+            &f.memory_total_bytes,
+            &f.memory_available_bytes,
+            &f.disk_total_bytes,
+            &f.disk_available_bytes,
+        ] {
+            family.retain(keep);
+        }
+        for ((project, host), (up, _)) in &seen {
+            f.up.get(&HostLabels::new(project.as_str(), host.as_str()))
+                .set(if *up { 1.0 } else { 0.0 });
+        }
+        for r in facts {
+            let Some(facts) = r
+                .facts_json
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<HostFacts>(j).ok())
+            else {
+                continue;
+            };
+            let l = HostLabels::new(r.project, r.host);
+            let kib = |v: u64| v as f64 * 1024.0;
+            f.load1.get(&l).set(facts.load[0]);
+            f.load5.get(&l).set(facts.load[1]);
+            f.load15.get(&l).set(facts.load[2]);
+            f.memory_total_bytes.get(&l).set(kib(facts.mem_total_kb));
+            f.memory_available_bytes
+                .get(&l)
+                .set(kib(facts.mem_available_kb));
+            f.disk_total_bytes.get(&l).set(kib(facts.disk_total_kb));
+            f.disk_available_bytes
+                .get(&l)
+                .set(kib(facts.disk_available_kb));
         }
     }
 

@@ -9,7 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use baton_metrics::{Metrics, ProjectVmLabels};
 
 use baton_engine::restart::{
     restart_decision, Condition, ExitInfo, RestartDecision, RestartHistory, RestartPolicy,
@@ -28,6 +31,17 @@ const POWERED_OFF: i64 = 0;
 
 /// How often retention (`retention_days`) is applied besides after each snapshot.
 const PRUNE_EVERY_MS: i64 = 60_000;
+
+/// A VM that stopped without being asked counts as such (`baton_vm_stopped_unasked`,
+/// the built-in rule `vm_stopped`) until it has run again this long.
+const BACK_FOR_MS: i64 = 60_000;
+
+/// A VM that stopped without baton asking: its project, and since when it runs again.
+#[derive(Debug, Clone)]
+struct Unasked {
+    project: String,
+    back_at: Option<i64>,
+}
 
 /// The engine's restart policy for a VM's `restart:`.
 pub fn policy(r: Restart) -> RestartPolicy {
@@ -58,6 +72,8 @@ pub struct VmKeeper {
     schedule_since: BTreeMap<String, i64>,
     verdicts: BTreeMap<String, (Verdict, i64)>,
     last_prune: i64,
+    unasked: BTreeMap<String, Unasked>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl VmKeeper {
@@ -73,6 +89,32 @@ impl VmKeeper {
             schedule_since: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             last_prune: now,
+            unasked: BTreeMap::new(),
+            metrics: None,
+        }
+    }
+
+    /// Publishes which VMs stopped without being asked in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> VmKeeper {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// `baton_vm_stopped_unasked{project,vm}` as the keeper knows it now.
+    fn publish(&self) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let family = &m.vms.stopped_unasked;
+        family.retain(|l| {
+            self.unasked
+                .get(&l.vm)
+                .is_some_and(|u| u.project == l.project)
+        });
+        for (vm, u) in &self.unasked {
+            family
+                .get(&ProjectVmLabels::new(u.project.as_str(), vm.as_str()))
+                .set(1.0);
         }
     }
 
@@ -126,6 +168,7 @@ impl VmKeeper {
         };
         let active = host.store.active_projects().unwrap_or_default();
         let records = host.store.vms().unwrap_or_default();
+        let mut kept = std::collections::BTreeSet::new();
         for rec in records {
             let Ok(m) = host.machine(&rec.name) else {
                 continue;
@@ -136,21 +179,27 @@ impl VmKeeper {
             if !active.contains(&project) || m.spec.ha {
                 continue;
             }
+            kept.insert(rec.name.clone());
             // A CLI command is changing the project (up, down): look again next tick.
             let Ok(Some(_lock)) = host.store.try_lock_project(&project) else {
                 continue;
             };
             let desired = host.store.desired(&project).unwrap_or_default();
             if desired.stopped_services.contains(&rec.name) {
+                // Stopped through baton: no longer a stop nobody asked for.
+                self.unasked.remove(&rec.name);
                 continue;
             }
             self.keep(&host, &m, rec.pid, rec.started_at).await;
+            self.back(&host, &rec.name);
             if host.pid(&rec.name).is_some() {
                 self.schedule(&host, &m).await;
                 self.check_health(&host, &m, rec.started_at.unwrap_or(0))
                     .await;
             }
         }
+        self.unasked.retain(|vm, _| kept.contains(vm));
+        self.publish();
         let now = clock();
         if now - self.last_prune >= PRUNE_EVERY_MS {
             self.last_prune = now;
@@ -208,6 +257,13 @@ impl VmKeeper {
         let Some(code) = ended else {
             return;
         };
+        self.unasked.insert(
+            name.to_string(),
+            Unasked {
+                project: m.project.clone().unwrap_or_default(),
+                back_at: None,
+            },
+        );
         let ran_ms = started.map_or(0, |s| u64::try_from(now - s).unwrap_or(0));
         let exit = ExitInfo {
             code,
@@ -248,6 +304,24 @@ impl VmKeeper {
                 let _ = host.kill(name, now).await;
                 event(host, name, &format!("{how}; left stopped ({rule})"), now);
             }
+        }
+    }
+
+    /// A VM that stopped unasked and runs again (restarted here, or started by someone)
+    /// stops counting once it has run for `BACK_FOR_MS`.
+    fn back(&mut self, host: &Host, name: &str) {
+        let now = (self.clock)();
+        let running = host.pid(name).is_some();
+        let Some(u) = self.unasked.get_mut(name) else {
+            return;
+        };
+        match (running, u.back_at) {
+            (false, _) => u.back_at = None,
+            (true, None) => u.back_at = Some(now),
+            (true, Some(at)) if now - at >= BACK_FOR_MS => {
+                self.unasked.remove(name);
+            }
+            (true, Some(_)) => {}
         }
     }
 

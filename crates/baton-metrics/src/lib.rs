@@ -29,9 +29,9 @@ pub use metric::{Counter, Gauge, Histogram};
 pub use query::{parse, ParseError, QueryError, QueryOptions, Source};
 pub use registry::{
     AlertMetrics, CertLabels, CodeClass, ContainerLabels, ContainerMetrics, EdgeMetrics,
-    FleetMetrics, HostLabels, JobLabels, Metrics, MetricsConfig, PipelineMetrics, ProxyMetrics,
-    ReplicaLabels, ReplicaState, RequestLabels, RevisionLabels, RolloutPhase, RuleLabels,
-    RunLabels, RunStatus, ServiceLabels, ServiceMetrics, VmLabels, VmMetrics, VmPhase,
-    CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE,
+    FleetMetrics, HostLabels, JobLabels, Metrics, MetricsConfig, PipelineLabels, PipelineMetrics,
+    ProjectVmLabels, ProxyMetrics, ReplicaLabels, ReplicaState, RequestLabels, RevisionLabels,
+    RolloutPhase, RuleLabels, RunLabels, RunStatus, ServiceLabels, ServiceMetrics, VmLabels,
+    VmMetrics, VmPhase, CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE,
 };
 pub use sample::Scrape;

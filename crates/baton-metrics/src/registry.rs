@@ -176,8 +176,16 @@ label_set!(
     VmLabels { vm: String }
 );
 label_set!(
-    /// One fleet host.
-    HostLabels { host: String }
+    /// One fleet host of a project's inventory.
+    HostLabels { project: String, host: String }
+);
+label_set!(
+    /// A pipeline of a project.
+    PipelineLabels { project: String, pipeline: String }
+);
+label_set!(
+    /// A VM of a project's file.
+    ProjectVmLabels { project: String, vm: String }
 );
 label_set!(
     /// One alert rule.
@@ -251,6 +259,9 @@ pub struct PipelineMetrics {
     pub runs: Family<RunLabels, Counter>,
     /// `baton_pipeline_job_duration_seconds{pipeline,job}`.
     pub job_duration: Family<JobLabels, Histogram>,
+    /// `baton_pipeline_last_run_failed{project,pipeline}`: 1 while the pipeline's newest
+    /// finished run failed (or timed out), else 0.
+    pub last_run_failed: Family<PipelineLabels, Gauge>,
 }
 
 /// Virtual machines.
@@ -262,6 +273,9 @@ pub struct VmMetrics {
     pub cpu_seconds: Family<VmLabels, Counter>,
     /// `baton_vm_memory_bytes{vm}`.
     pub memory_bytes: Family<VmLabels, Gauge>,
+    /// `baton_vm_stopped_unasked{project,vm}`: 1 from when the VM's process ended (or
+    /// its guest powered off) without baton asking until it has run again for a minute.
+    pub stopped_unasked: Family<ProjectVmLabels, Gauge>,
 }
 
 /// Fleet hosts, from their facts.
@@ -446,6 +460,11 @@ impl Metrics {
                 "How long pipeline jobs ran, in seconds",
                 Histogram::new(&JOB_BUCKETS),
             ),
+            last_run_failed: b.family(
+                "baton_pipeline_last_run_failed",
+                "1 while the pipeline's newest finished run failed or timed out",
+                g(),
+            ),
         };
         let vms = VmMetrics {
             state: b.family(
@@ -461,6 +480,11 @@ impl Metrics {
             memory_bytes: b.family(
                 "baton_vm_memory_bytes",
                 "Resident memory of a VM's QEMU process, in bytes",
+                g(),
+            ),
+            stopped_unasked: b.family(
+                "baton_vm_stopped_unasked",
+                "1 from when a VM stopped without baton asking until it has run again for a minute",
                 g(),
             ),
         };

@@ -40,6 +40,28 @@ CREATE TABLE IF NOT EXISTS file_applied (
 );
 ";
 
+/// Migration 7: each host's newest facts (`baton fleet facts`), per project.
+pub(crate) const FACTS: &str = "
+CREATE TABLE IF NOT EXISTS host_facts (
+    project TEXT NOT NULL,
+    host TEXT NOT NULL,
+    facts_json TEXT,
+    error TEXT,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (project, host)
+);
+";
+
+/// A host's newest facts: `facts_json` when it answered, else why not (`error`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostFactsRecord {
+    pub project: String,
+    pub host: String,
+    pub facts_json: Option<String>,
+    pub error: Option<String>,
+    pub at: i64,
+}
+
 /// One recorded fleet run (its full report is `report_json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FleetRun {
@@ -112,6 +134,42 @@ impl Store {
                 params![project, kind, task, target, strategy, outcome, started_at, finished_at, report_json],
             )?;
             Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Keeps each host's newest facts (one row per project and host).
+    pub fn record_host_facts(&self, rows: &[HostFactsRecord]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO host_facts (project, host, facts_json, error, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for r in rows {
+                    st.execute(params![r.project, r.host, r.facts_json, r.error, r.at])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// Every host's newest facts, by project and host.
+    pub fn host_facts(&self) -> Result<Vec<HostFactsRecord>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT project, host, facts_json, error, at FROM host_facts ORDER BY project, host",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(HostFactsRecord {
+                    project: r.get(0)?,
+                    host: r.get(1)?,
+                    facts_json: r.get(2)?,
+                    error: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertTransition, NotificationRecord, SilenceRecord};
 pub use audit::AuditRecord;
-pub use fleet::{FileApplied, FileVersion, FleetRun};
+pub use fleet::{FileApplied, FileVersion, FleetRun, HostFactsRecord};
 pub use pipeline::{ArtifactRecord, PipelineJob, PipelineRun, RunOwner};
 pub use tokens::TokenRecord;
 pub use vm::{VmMigration, VmOp, VmRecord, VmSnapshot};
@@ -404,6 +404,7 @@ const MIGRATIONS: &[&[&str]] = &[
     &[tokens::SCHEMA],
     &[audit::SCHEMA],
     &[alerts::SCHEMA],
+    &[fleet::FACTS],
 ];
 
 /// The schema version this build writes.
@@ -1170,6 +1171,63 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         (dir, store)
+    }
+
+    #[test]
+    fn each_pipelines_newest_finished_run_and_each_hosts_newest_facts() {
+        let (_d, s) = store();
+        let run = |project: &str, pipeline: &str, status: &str| {
+            let id = s
+                .start_pipeline_run(&PipelineRun {
+                    id: 0,
+                    project: project.into(),
+                    pipeline: pipeline.into(),
+                    status: "running".into(),
+                    trigger: "manual".into(),
+                    vars: Default::default(),
+                    rerun_of: None,
+                    started_at: 1,
+                    finished_at: None,
+                })
+                .unwrap();
+            if status != "running" {
+                s.finish_pipeline_run(id, status, 2).unwrap();
+            }
+        };
+        run("p", "ci", "failed");
+        run("p", "ci", "success");
+        run("p", "deploy", "success");
+        run("p", "deploy", "failed");
+        run("p", "deploy", "running");
+        run("q", "ci", "timed_out");
+        let got = s.pipeline_last_results().unwrap();
+        let want = [
+            ("p", "ci", "success"),
+            ("p", "deploy", "failed"),
+            ("q", "ci", "timed_out"),
+        ];
+        let got: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+            .collect();
+        assert_eq!(got, want);
+
+        let facts = |host: &str, error: Option<&str>, at| HostFactsRecord {
+            project: "p".into(),
+            host: host.into(),
+            facts_json: error.is_none().then(|| "{}".to_string()),
+            error: error.map(str::to_string),
+            at,
+        };
+        s.record_host_facts(&[facts("a", None, 1), facts("b", None, 1)])
+            .unwrap();
+        s.record_host_facts(&[facts("b", Some("refused"), 2)])
+            .unwrap();
+        let rows = s.host_facts().unwrap();
+        assert_eq!(
+            rows,
+            vec![facts("a", None, 1), facts("b", Some("refused"), 2)]
+        );
     }
 
     #[test]

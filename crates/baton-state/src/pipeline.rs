@@ -306,6 +306,20 @@ impl Store {
         })
     }
 
+    /// Each pipeline's newest finished run: `(project, pipeline, status)`.
+    pub fn pipeline_last_results(&self) -> Result<Vec<(String, String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT r.project, r.pipeline, r.status FROM pipeline_runs r
+                 JOIN (SELECT MAX(id) AS id FROM pipeline_runs WHERE status != 'running'
+                       GROUP BY project, pipeline) m ON r.id = m.id
+                 ORDER BY r.project, r.pipeline",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
     /// Writes the given jobs' current records in one transaction (inserted or replaced).
     pub fn save_pipeline_jobs(&self, jobs: &[PipelineJob]) -> Result<()> {
         if jobs.is_empty() {

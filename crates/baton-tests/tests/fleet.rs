@@ -127,6 +127,38 @@ fn twenty_hosts_a_parallel_run_reaches_all_and_facts_read_proc() {
         assert!(h["facts"]["disk_total_kb"].as_u64().unwrap() > 0, "{h}");
     }
 
+    // The facts are kept: the daemon's host series read them (what the built-in rules
+    // host_unreachable and disk_space_low watch, and the dashboard's host graphs show).
+    let viewer = baton_tests::api::token(&s, "scraper", "viewer");
+    let port = baton_tests::free_port();
+    let _serve =
+        baton_tests::pipeline::Serve::start(&s, &["--listen", &format!("127.0.0.1:{port}")], &[]);
+    let host_line = |text: &str, family: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{family}{{")) && l.contains("host=\"h01\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let mut scraped = String::new();
+    let seen = baton_tests::within(Duration::from_secs(30), || {
+        let a = baton_tests::api::request(port, "GET", "/metrics", Some(&viewer), None);
+        scraped = a.body.as_str().unwrap_or("").to_string();
+        host_line(&scraped, "baton_fleet_host_disk_total_bytes").is_some()
+    });
+    assert!(seen.is_some(), "no host series: {scraped}");
+    assert_eq!(
+        host_line(&scraped, "baton_fleet_host_up"),
+        Some(1.0),
+        "{scraped}"
+    );
+    let total = host_line(&scraped, "baton_fleet_host_disk_total_bytes").unwrap_or(0.0);
+    let free = host_line(&scraped, "baton_fleet_host_disk_available_bytes").unwrap_or(-1.0);
+    assert!(
+        total > 0.0 && (0.0..=total).contains(&free),
+        "{total} {free}"
+    );
+    assert!(host_line(&scraped, "baton_fleet_host_memory_total_bytes").unwrap_or(0.0) > 0.0);
+    drop(_serve);
+
     // Runs are kept in the store.
     let out = fleet(&s, &t, &["fleet", "runs"]);
     let runs = json(&out);

@@ -1193,7 +1193,7 @@ fn one_plan_for_a_vm_and_a_service_and_serve_restarts_a_killed_guest() {
     // Under baton serve, a guest killed with -9 comes back (restart: always).
     let mut serve = h
         .cmd()
-        .args(["serve", "--tick-ms", "200"])
+        .args(["serve", "--tick-ms", "200", "--sample-interval", "1s"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1208,6 +1208,21 @@ fn one_plan_for_a_vm_and_a_service_and_serve_restarts_a_killed_guest() {
         let now = vm_processes(&vm);
         now.len() == 1 && now[0] != killed
     });
+    // The stop nobody asked for is the built-in alert VmStopped, although the guest
+    // came back (it counts until the VM has run again for a minute).
+    let alerted = wait_until(Duration::from_secs(30), || {
+        let Ok(out) = h.cmd().args(["--json", "alerts", "ls"]).output() else {
+            return false;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["alerts"].as_array().is_some_and(|all| {
+            all.iter().any(|a| {
+                a["labels"]["alertname"] == "VmStopped"
+                    && a["labels"]["vm"] == vm.as_str()
+                    && a["phase"] == "firing"
+            })
+        })
+    });
     let _ = serve.kill();
     let _ = serve.wait();
     assert!(
@@ -1215,6 +1230,12 @@ fn one_plan_for_a_vm_and_a_service_and_serve_restarts_a_killed_guest() {
         "the killed guest did not come back under baton serve"
     );
     println!("guest back {:?} after kill -9", t0.elapsed());
+    let ls = h.cmd().args(["--json", "alerts", "ls"]).output().unwrap();
+    assert!(
+        alerted.is_some(),
+        "no VmStopped alert: {}",
+        String::from_utf8_lossy(&ls.stdout)
+    );
     assert!(
         wait_until(BOOT, || ready(&h.vm_dir(&vm))).is_some(),
         "the restarted guest never said ready"

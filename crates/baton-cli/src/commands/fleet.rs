@@ -323,7 +323,7 @@ pub async fn run(ctx: &Context, args: FleetArgs) -> Result<u8> {
             finish(ctx, &name, report)
         }
         FleetAction::Facts { target, conn } => {
-            let (p, _) = project(ctx, conn.inventory.is_none())?;
+            let (p, name) = project(ctx, conn.inventory.is_none())?;
             let inv = load_inventory(&conn, p.as_ref())?;
             let ids = select::select(&inv, &target)?;
             let ssh = ssh_options(&conn);
@@ -331,6 +331,14 @@ pub async fn run(ctx: &Context, args: FleetArgs) -> Result<u8> {
             let facts =
                 baton_fleet::facts::gather(&inv, &ids, &ssh, conn.forks.unwrap_or(DEFAULT_FORKS))
                     .await;
+            // Kept for the daemon's host series and alerts; a store that cannot take
+            // them does not hide what was gathered.
+            if let Err(e) = ctx
+                .control_of_store()
+                .and_then(|c| Ok(c.record_facts(&name, &facts)?))
+            {
+                tracing::warn!("cannot record the hosts' facts: {e}");
+            }
             let ok = facts.iter().all(|f| f.error.is_none());
             if ctx.global.json {
                 crate::output::json(&facts)?;

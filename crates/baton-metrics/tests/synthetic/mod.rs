@@ -307,7 +307,7 @@ pub fn populate(m: &Metrics) {
         m.vms.memory_bytes.get(&l).set(2e9);
     }
     for h in 0..20 {
-        let l = HostLabels::new(format!("host{h}.example"));
+        let l = HostLabels::new("shop", format!("host{h}.example"));
         m.fleet.up.get(&l).set(1.0);
         m.fleet.load1.get(&l).set(0.53);
         m.fleet.load5.get(&l).set(0.4);
