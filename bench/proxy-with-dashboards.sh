@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The proxy's throughput while dashboards stream events (issue 12): one service of 3
-# busybox httpd replicas behind `baton serve`'s proxy, `wrk -t2 -c50` against its
-# published port, ROUNDS times alternating: no event stream open, then CLIENTS streams
+# keep-alive backend replicas (crates/baton-proxy/examples/backend.rs, built static
+# into baton-bench/backend by scripts/make-bench-backend-image.sh) behind `baton
+# serve`'s proxy, `wrk -t2 -c50` against its published port, ROUNDS times alternating: no event stream open, then CLIENTS streams
 # on /api/v1/events (what each open dashboard holds) with events flowing (a token made
 # and revoked through the API every 250 ms, each an audit entry delivered to every
 # stream). Prints requests/s per round and the median of (with streams / without).
@@ -14,7 +15,7 @@ duration=${1:-10s}
 rounds=${2:-3}
 clients=${3:-50}
 scripts/ensure-docker.sh >/dev/null
-scripts/make-test-image.sh >/dev/null
+scripts/make-bench-backend-image.sh >/dev/null
 command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
 if [ -z "${BATON_BIN:-}" ]; then
   cargo build --release --locked -q -p baton-cli
@@ -38,10 +39,10 @@ api=${BENCH_PORT:-18993}
 cat > compose.yaml <<YAML
 services:
   web:
-    image: baton-test/busybox:latest
+    image: baton-bench/backend:latest
     init: true
     stop_grace_period: 1s
-    command: [sh, -c, 'mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 80 -h /www']
+    command: ["/backend", "80", "0.0.0.0"]
     ports: ["127.0.0.1:$web:80"]
     deploy: {replicas: 3}
     x-baton:

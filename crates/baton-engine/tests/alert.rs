@@ -286,8 +286,8 @@ fn errors_are_located_with_did_you_mean() {
             "baton.yaml:3:5: alerts.rules.ReplicaCrashLooping: \"ReplicaCrashLooping\" is the built-in rule crash_looping's alert: pick another name",
         ),
         (
-            "alerts:\n  rules:\n    high-errors: {expr: x > 1}\n",
-            "baton.yaml:3:5: alerts.rules.high-errors: \"high-errors\" is not a valid alert name: letters, digits, _ and :, not starting with a digit",
+            "alerts:\n  rules:\n    high errors: {expr: x > 1}\n",
+            "baton.yaml:3:5: alerts.rules.high errors: \"high errors\" is not a valid alert name: 1 to 128 characters, no blanks or control characters",
         ),
         (
             "alerts:\n  builtin: {crash_loop: false}\n",
@@ -750,4 +750,31 @@ fn a_rule_keeps_its_name_in_every_alert() {
         rule.annotations["summary"].source(),
         "{{ $labels.service }} fails {{ $value | humanizePercentage }} of requests"
     );
+}
+
+/// The documented example: a rule named with a hyphen, Slack and email receivers,
+/// Alertmanager's route. (`$value` is written `$$value`: a baton file is interpolated as
+/// a Compose file is, and a bare `$value` is refused with that advice.)
+#[test]
+fn the_documented_example_loads_as_written() {
+    let s = spec(
+        r#"alerts:
+  receivers:
+    ops: {webhook: http://127.0.0.1:9099/hook}
+    chat: {slack: https://hooks.example/T0/B0/x}
+    mail: {email: {to: [ops@example.com], from: baton@example.com, smtp: mail.example.com:587, username: baton, password_env: SMTP_PASSWORD}}
+  route: {receiver: ops, group_by: [alertname, service], group_wait: 30s, group_interval: 5m, repeat_interval: 4h}
+  rules:
+    web-errors:
+      expr: sum(rate(baton_proxy_requests_total{service="web",code=~"5.."}[1m])) / sum(rate(baton_proxy_requests_total{service="web"}[1m])) > 0.05
+      for: 1m
+      keep_firing_for: 2m
+      labels: {severity: critical}
+      annotations: {summary: "web answers {{ $$value | humanizePercentage }} errors"}
+"#,
+    );
+    assert_eq!(s.rules.len(), 1);
+    assert_eq!(s.rules[0].name, "web-errors");
+    assert_eq!(s.rules[0].for_ms, 60_000);
+    assert_eq!(s.receivers.len(), 3);
 }

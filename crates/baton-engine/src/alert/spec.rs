@@ -626,18 +626,16 @@ impl Reader<'_> {
     }
 
     fn rule(&self, name: &str, v: &Value, path: &str) -> Result<AlertRule, SpecError> {
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        // The name is the `alertname` label's value (as Prometheus's `alert:`, any label
+        // value): `web-errors` is fine; blanks and control characters are not.
+        let valid = !name.is_empty()
+            && name.chars().count() <= 128
+            && !name.chars().any(|c| c.is_whitespace() || c.is_control());
         if !valid {
             return Err(self.err(
                 ErrorKind::Invalid,
                 path,
-                format!("\"{name}\" is not a valid alert name: letters, digits, _ and :, not starting with a digit"),
+                format!("\"{name}\" is not a valid alert name: 1 to 128 characters, no blanks or control characters"),
             ));
         }
         if let Some(b) = BuiltinRule::ALL.iter().find(|b| b.alertname() == name) {
