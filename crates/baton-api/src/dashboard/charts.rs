@@ -132,17 +132,26 @@ pub(crate) fn service(project: &str, service: &str) -> Vec<Chart> {
         ),
         chart(
             "latency".into(),
-            "Mean latency",
+            "Latency",
             "seconds",
-            &[line(
-                format!(
-                    "sum by (revision) (rate(baton_proxy_request_duration_seconds_sum{{{sel}}}[$window])) \
-                     / sum by (revision) (rate(baton_proxy_request_duration_seconds_count{{{sel}}}[$window]))"
+            &[
+                line(
+                    format!(
+                        "histogram_quantile(0.95, sum by (revision, le) (rate(baton_proxy_request_duration_seconds_bucket{{{sel}}}[$window])))"
+                    ),
+                    Some("p95"),
+                    Some("revision"),
                 ),
-                Some("mean"),
-                Some("revision"),
-            )],
-            Some("The mean of the proxy's latency histogram; the query language has no quantile function yet."),
+                line(
+                    format!(
+                        "sum by (revision) (rate(baton_proxy_request_duration_seconds_sum{{{sel}}}[$window])) \
+                         / sum by (revision) (rate(baton_proxy_request_duration_seconds_count{{{sel}}}[$window]))"
+                    ),
+                    Some("mean"),
+                    Some("revision"),
+                ),
+            ],
+            Some("Through baton's proxy, per revision: the 95th percentile (from the latency histogram's buckets, as Prometheus's histogram_quantile) and the mean."),
         ),
         chart(
             "cpu".into(),

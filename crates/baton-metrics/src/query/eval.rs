@@ -163,6 +163,10 @@ fn load<S: Source + ?Sized>(
                 todo.push(rhs);
             }
             Expr::Neg(e) => todo.push(e),
+            Expr::Quantile { q, buckets } => {
+                todo.push(q);
+                todo.push(buckets);
+            }
         }
     }
     Ok(ctx)
@@ -312,6 +316,16 @@ impl Ctx {
                 let r = self.eval(rhs, t)?;
                 binary(*op, l, r, matching.as_ref(), *return_bool)?
             }
+            Expr::Quantile { q, buckets } => {
+                let q = match self.eval(q, t)? {
+                    Value::Scalar(q) => q,
+                    Value::Vector(_) => f64::NAN,
+                };
+                match self.eval(buckets, t)? {
+                    Value::Vector(v) => sorted(histogram_quantile(q, v))?,
+                    Value::Scalar(_) => Value::Vector(Vec::new()),
+                }
+            }
             Expr::Neg(e) => match self.eval(e, t)? {
                 Value::Scalar(v) => Value::Scalar(-v),
                 Value::Vector(v) => sorted(
@@ -325,6 +339,89 @@ impl Ctx {
             },
         })
     }
+}
+
+/// Prometheus's `histogram_quantile`: the samples grouped by their labels but `le` (and
+/// the name), each group's cumulative buckets sorted by bound; the quantile interpolated
+/// linearly inside the bucket where its rank falls (the first bucket starts at 0), the
+/// highest finite bound when it falls in `+Inf`. A group without a `+Inf` bucket, with
+/// fewer than two buckets or no observations is NaN; φ outside 0…1 is ∓Inf.
+pub(crate) fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Vec<Sample> {
+    let mut groups: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
+    for s in samples {
+        let Some(le) = s.labels.get("le").and_then(parse_bound) else {
+            continue;
+        };
+        let key = s.labels.filtered(|n| n != "le" && n != METRIC_NAME);
+        groups.entry(key).or_default().push((le, s.value));
+    }
+    groups
+        .into_iter()
+        .map(|(labels, mut buckets)| {
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Sample {
+                labels,
+                value: bucket_quantile(q, &mut buckets),
+            }
+        })
+        .collect()
+}
+
+fn parse_bound(le: &str) -> Option<f64> {
+    match le.trim() {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let n = buckets.len();
+    if n < 2 || buckets[n - 1].0 != f64::INFINITY {
+        return f64::NAN;
+    }
+    // Counts that went down (buckets read at slightly different moments) are made
+    // monotonic, as Prometheus does.
+    let mut max = f64::NEG_INFINITY;
+    for b in buckets.iter_mut() {
+        if b.1 < max {
+            b.1 = max;
+        }
+        max = b.1;
+    }
+    let total = buckets[n - 1].1;
+    if total.is_nan() || total <= 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * total;
+    let b = buckets
+        .iter()
+        .position(|(_, c)| *c >= rank)
+        .unwrap_or(n - 1);
+    if b == n - 1 {
+        return buckets[n - 2].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let (start, mut count) = (if b == 0 { 0.0 } else { buckets[b - 1].0 }, buckets[b].1);
+    if b > 0 {
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    let end = buckets[b].0;
+    if count <= 0.0 {
+        return end;
+    }
+    start + (end - start) * (rank / count)
 }
 
 /// Sorts a vector by labels; two elements with the same labels (series that differed

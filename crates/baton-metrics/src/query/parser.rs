@@ -84,6 +84,12 @@ pub enum Expr {
         return_bool: bool,
     },
     Neg(Box<Expr>),
+    /// `histogram_quantile(φ, buckets)`: the φ-quantile of each histogram in `buckets`
+    /// (series that differ only by `le`), interpolated as Prometheus does.
+    Quantile {
+        q: Box<Expr>,
+        buckets: Box<Expr>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -704,13 +710,16 @@ impl Parser<'_> {
                         return self.aggregate(op, at);
                     }
                 }
+                if name == "histogram_quantile" && matches!(self.peek(), Tok::LParen) {
+                    return self.quantile();
+                }
                 if matches!(self.peek(), Tok::LParen) {
                     return match Function::from_name(&name) {
                         Some(func) => self.call(func, &name),
                         None => self.err(
                             at,
                             format!(
-                                "unknown function {name}(…): baton's queries have rate, increase, avg_over_time, max_over_time, min_over_time, sum_over_time, count_over_time and the aggregations sum, avg, max, min, count"
+                                "unknown function {name}(…): baton's queries have rate, increase, avg_over_time, max_over_time, min_over_time, sum_over_time, count_over_time, histogram_quantile and the aggregations sum, avg, max, min, count"
                             ),
                         ),
                     };
@@ -849,6 +858,33 @@ impl Parser<'_> {
             Tok::Comma => self.err(cat, format!("{name}(…) takes one argument")),
             other => self.err(cat, format!("expected `)`, found {}", describe(&other))),
         }
+    }
+
+    /// `histogram_quantile(φ, buckets)`, after its name.
+    fn quantile(&mut self) -> Result<Expr, ParseError> {
+        self.expect(Tok::LParen, "`(`")?;
+        let qat = self.peek_at().1;
+        let q = self.expr(0)?;
+        if !is_scalar(&q) {
+            return self.err(
+                qat,
+                "histogram_quantile(φ, …) takes a number from 0 to 1 first",
+            );
+        }
+        self.expect(Tok::Comma, "`,` and the buckets")?;
+        let bat = self.peek_at().1;
+        let buckets = self.expr(0)?;
+        if matches!(buckets, Expr::Range { .. }) || is_scalar(&buckets) {
+            return self.err(
+                bat,
+                "histogram_quantile(φ, …) takes an instant vector of buckets, such as sum by (le) (rate(x_bucket[5m]))",
+            );
+        }
+        self.expect(Tok::RParen, "`)`")?;
+        Ok(Expr::Quantile {
+            q: Box::new(q),
+            buckets: Box::new(buckets),
+        })
     }
 
     fn aggregate(&mut self, op: AggOp, at: usize) -> Result<Expr, ParseError> {

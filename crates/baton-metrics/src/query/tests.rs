@@ -78,7 +78,8 @@ fn check(data: &[(Labels, Vec<(i64, f64)>)], t: i64, q: &str, want: &[(&str, f64
     );
     for ((gl, gv), (wl, wv)) in got_sorted.iter().zip(&want) {
         assert_eq!(gl, wl, "{q}");
-        let close = (gv - wv).abs() <= 1e-9 * wv.abs().max(1.0) || (gv.is_nan() && wv.is_nan());
+        let close =
+            gv == wv || (gv - wv).abs() <= 1e-9 * wv.abs().max(1.0) || (gv.is_nan() && wv.is_nan());
         assert!(close, "{q}: {gl} is {gv}, want {wv}");
     }
 }
@@ -647,7 +648,7 @@ fn parse_errors_say_the_column() {
         err("x{a=~\"(\"}"),
         "column 6: bad regular expression for a: error: unclosed group"
     );
-    assert_eq!(err("histogram_quantile(0.9, x)"), "column 1: unknown function histogram_quantile(…): baton's queries have rate, increase, avg_over_time, max_over_time, min_over_time, sum_over_time, count_over_time and the aggregations sum, avg, max, min, count");
+    assert_eq!(err("label_replace(x)"), "column 1: unknown function label_replace(…): baton's queries have rate, increase, avg_over_time, max_over_time, min_over_time, sum_over_time, count_over_time, histogram_quantile and the aggregations sum, avg, max, min, count");
     assert_eq!(err("sum(x"), "column 6: expected `)`, found the end");
     assert_eq!(
         err("x[5q]"),
@@ -783,5 +784,100 @@ fn mangled_expressions_are_errors_not_panics() {
             assert!(err.column >= 1 && err.line >= 1, "{text}: {err}");
             let _ = err.caret();
         }
+    }
+}
+
+#[test]
+fn histogram_quantile_as_prometheus_tests_it() {
+    // histograms.test: a histogram of positive observations and one starting below 0.
+    let d = load(
+        5 * MIN,
+        &[
+            (
+                r#"testhistogram_bucket{le="0.1",start="positive"}"#,
+                "0+5x10",
+            ),
+            (
+                r#"testhistogram_bucket{le=".2",start="positive"}"#,
+                "0+7x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="1e0",start="positive"}"#,
+                "0+11x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="+Inf",start="positive"}"#,
+                "0+12x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="-.2",start="negative"}"#,
+                "0+1x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="-0.1",start="negative"}"#,
+                "0+2x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="0.3",start="negative"}"#,
+                "0+2x10",
+            ),
+            (
+                r#"testhistogram_bucket{le="+Inf",start="negative"}"#,
+                "0+3x10",
+            ),
+        ],
+    );
+    let t = 50 * MIN;
+    let q = |phi: &str| format!("histogram_quantile({phi}, testhistogram_bucket)");
+    let (pos, neg) = (r#"{start="positive"}"#, r#"{start="negative"}"#);
+    check(
+        &d,
+        t,
+        &q("-0.1"),
+        &[(pos, f64::NEG_INFINITY), (neg, f64::NEG_INFINITY)],
+    );
+    check(&d, t, &q("0"), &[(pos, 0.0), (neg, -0.2)]);
+    check(&d, t, &q("0.2"), &[(pos, 0.048), (neg, -0.2)]);
+    check(&d, t, &q("0.5"), &[(pos, 0.15), (neg, -0.15)]);
+    check(&d, t, &q("0.8"), &[(pos, 0.72), (neg, 0.3)]);
+    check(&d, t, &q("1"), &[(pos, 1.0), (neg, 0.3)]);
+    check(
+        &d,
+        t,
+        &q("1.01"),
+        &[(pos, f64::INFINITY), (neg, f64::INFINITY)],
+    );
+    // Over rates, summed by le, as the dashboard and alert rules write it.
+    check(
+        &d,
+        t,
+        "histogram_quantile(0.5, sum by (le) (rate(testhistogram_bucket{start=\"positive\"}[10m])))",
+        &[("{}", 0.15)],
+    );
+    // A histogram without its +Inf bucket, or without observations, has no quantile.
+    let e = load(
+        5 * MIN,
+        &[
+            (r#"h_bucket{le="1"}"#, "0+1x10"),
+            (r#"h_bucket{le="2"}"#, "0+2x10"),
+        ],
+    );
+    assert!(at(&e, t, "histogram_quantile(0.5, h_bucket)")[0].1.is_nan());
+    let z = load(
+        5 * MIN,
+        &[
+            (r#"h_bucket{le="1"}"#, "0+0x10"),
+            (r#"h_bucket{le="+Inf"}"#, "0+0x10"),
+        ],
+    );
+    assert!(at(&z, t, "histogram_quantile(0.5, h_bucket)")[0].1.is_nan());
+    // Located errors.
+    for (bad, col) in [
+        ("histogram_quantile(x, h_bucket)", 20),
+        ("histogram_quantile(0.5, h_bucket[5m])", 25),
+        ("histogram_quantile(0.5)", 23),
+    ] {
+        let err = parse(bad).expect_err(bad);
+        assert_eq!(err.column, col, "{bad}: {err}");
     }
 }
