@@ -361,6 +361,28 @@ async function main() {
     ok('a running run was cancelled from its button');
     await shot(page, '09b-run-cancelled');
 
+    // A silence made and ended from the alerts page, each behind its confirmation.
+    await page.goto(`${URL_}/ui/alerts`);
+    const sec = page.locator(`section[data-project="${CANARY}"]`);
+    await sec.locator('input[name="matchers"]').fill('alertname="ReplicaUnhealthy" service="web"');
+    await sec.locator('select[name="duration"]').selectOption('1h');
+    await sec.locator('input[name="comment"]').fill('from the browser');
+    await sec.getByRole('button', { name: 'Silence' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Silence' }).click();
+    await page.locator('#flash .flash.ok').waitFor({ timeout: 15000 });
+    const silenced = sec.locator('tr[data-silence]', { hasText: 'from the browser' });
+    await silenced.waitFor({ timeout: 15000 });
+    check((await silenced.textContent()).includes('alertname="ReplicaUnhealthy"'), 'the silence lists its matchers');
+    await shot(page, '12c-alerts');
+    await silenced.getByRole('button', { name: 'End' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'End' }).click();
+    await page.locator('#flash .flash.ok').waitFor({ timeout: 15000 });
+    await page.waitForFunction((p) => {
+      const r = [...document.querySelectorAll(`section[data-project="${p}"] tr[data-silence]`)].find((x) => x.textContent.includes('from the browser'));
+      return r && !r.querySelector('button');
+    }, CANARY, { timeout: 15000 });
+    ok('a silence was made and ended from the alerts page');
+
     for (const [name, p] of [['10-pipelines', '/ui/pipelines'], ['11-vms', '/ui/vms'], ['12-fleet', '/ui/fleet'], ['12b-routes', '/ui/routes'],
       ['13-events', '/ui/events'], ['14-audit', '/ui/audit']]) {
       await page.goto(`${URL_}${p}`);
@@ -386,7 +408,7 @@ async function main() {
     const { ctx, page, done } = await browser();
     await login(page, VIEWER);
     check(await page.locator('nav a', { hasText: 'Audit' }).count() === 0, 'a viewer has no audit link');
-    for (const p of [`/ui/`, `/ui/projects/${enc(CANARY)}/services/web`, `/ui/projects/${enc(DEMO)}/services/app`, '/ui/pipelines', runPath]) {
+    for (const p of [`/ui/`, `/ui/projects/${enc(CANARY)}/services/web`, `/ui/projects/${enc(DEMO)}/services/app`, '/ui/pipelines', '/ui/alerts', runPath]) {
       await page.goto(`${URL_}${p}`);
       // The charts' range buttons only change the view.
       const buttons = await page.locator('main button:not([data-range])').count();

@@ -109,13 +109,20 @@ fn ago(state: &State, at: Value) -> String {
     let Ok(at) = i64::try_from(at) else {
         return "—".into();
     };
-    let secs = (now_of(state) - at).max(0) / 1000;
-    match secs {
-        0..=4 => "just now".into(),
-        5..=59 => format!("{secs} s ago"),
-        60..=3599 => format!("{} min ago", secs / 60),
-        3600..=86_399 => format!("{} h ago", secs / 3600),
-        _ => format!("{} d ago", secs / 86_400),
+    let diff = now_of(state) - at;
+    let secs = diff.abs() / 1000;
+    let amount = match secs {
+        0..=4 => return "just now".into(),
+        5..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        3600..=86_399 => format!("{} h", secs / 3600),
+        _ => format!("{} d", secs / 86_400),
+    };
+    // A time to come (a silence's end): `in 59 min`.
+    if diff < 0 {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
     }
 }
 
@@ -313,6 +320,7 @@ mod tests {
         };
         assert_eq!(r("{{ 99999000 | ago }}"), "just now");
         assert_eq!(r("{{ 99940000 | ago }}"), "1 min ago");
+        assert_eq!(r("{{ 103600000 | ago }}"), "in 1 h");
         assert_eq!(r("{{ 0 | when }}"), "1970-01-01 00:00:00 UTC");
         assert_eq!(r("{{ 850 | duration }}"), "850 ms");
         assert_eq!(r("{{ 12345 | duration }}"), "12.3 s");
