@@ -52,6 +52,81 @@ pub struct RouteStatus {
     pub serving: bool,
 }
 
+/// One route as `baton routes` and the dashboard show it, with its host's certificate.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RouteRow {
+    pub host: String,
+    pub path: String,
+    pub project: String,
+    pub service: String,
+    pub target: String,
+    pub tls: String,
+    pub client_ca: bool,
+    pub hsts_max_age: Option<u64>,
+    pub serving: bool,
+    /// The certificate's state (`valid`, `renewal due`, `expired`, `pending`, `failed`),
+    /// `None` for a route without TLS.
+    pub cert_state: Option<String>,
+    pub cert_source: Option<String>,
+    pub cert_issuer: Option<String>,
+    pub not_after_ms: Option<u64>,
+    /// `in 89 d`, `in 5 h`, `2 d ago`.
+    pub expires: Option<String>,
+    pub cert_error: Option<String>,
+}
+
+/// How far `at` is from `now`, both Unix ms: `in 89 d`, `in 3 h`, `in 12 min`, `5 d ago`.
+pub fn distance(at: i64, now: i64) -> String {
+    let secs = (at - now).abs() / 1000;
+    let amount = match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        3600..=86_399 => format!("{} h", secs / 3600),
+        _ => format!("{} d", secs / 86_400),
+    };
+    if at >= now {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+impl EdgeStatus {
+    /// The routes in the order `baton routes` lists them (host, then path), each with
+    /// the certificate of its host; `now` in Unix ms says when each expires.
+    pub fn rows(&self, now: i64) -> Vec<RouteRow> {
+        let edge = self;
+        let mut out: Vec<RouteRow> = edge
+            .routes
+            .iter()
+            .map(|r| {
+                let cert = edge.certificates.iter().find(|c| c.host == r.host);
+                RouteRow {
+                    host: r.host.clone(),
+                    path: r.path.clone(),
+                    project: r.project.clone(),
+                    service: r.service.clone(),
+                    target: r.target.clone(),
+                    tls: r.tls.clone(),
+                    client_ca: r.client_ca.is_some(),
+                    hsts_max_age: r.hsts_max_age,
+                    serving: r.serving,
+                    cert_state: cert.map(|c| c.state.clone()),
+                    cert_source: cert.map(|c| c.source.clone()),
+                    cert_issuer: cert.and_then(|c| c.issuer.clone()),
+                    not_after_ms: cert.and_then(|c| c.not_after_ms),
+                    expires: cert
+                        .and_then(|c| c.not_after_ms)
+                        .map(|t| distance(i64::try_from(t).unwrap_or(i64::MAX), now)),
+                    cert_error: cert.and_then(|c| c.error.clone()),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
+        out
+    }
+}
+
 /// A client CA file as last read.
 struct CaFile {
     stamp: Option<(std::time::SystemTime, u64)>,

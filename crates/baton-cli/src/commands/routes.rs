@@ -2,8 +2,8 @@
 //! the daemon `--server` names): hosts and paths, where they go, their certificates and
 //! when those expire, and refused projects.
 
-use anyhow::Result;
-use serde_json::Value;
+use anyhow::{anyhow, Result};
+use baton_daemon::edge::EdgeStatus;
 
 use crate::context::Context;
 use crate::door::Door;
@@ -20,57 +20,40 @@ pub async fn run(ctx: &Context) -> Result<u8> {
         crate::output::json(&edge)?;
         return Ok(crate::exit::OK);
     }
-    if edge.is_null() {
+    let Some(edge): Option<EdgeStatus> = serde_json::from_value(edge)
+        .map_err(|e| anyhow!("the daemon's edge status is not what this baton reads: {e}"))?
+    else {
         println!("no routes: no active project has x-baton.routes");
         return Ok(crate::exit::OK);
-    }
-    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    };
+    let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
     println!(
         "edge: http {}, https {}",
-        text(&edge["http"]),
-        text(&edge["https"])
+        dash(edge.http.as_deref()),
+        dash(edge.https.as_deref())
     );
-    if let Some(e) = edge["error"].as_str() {
+    if let Some(e) = &edge.error {
         println!("error: {e}");
     }
-    let certs: Vec<&Value> = edge["certificates"]
-        .as_array()
+    let rows: Vec<Vec<String>> = edge
+        .rows(crate::context::now_ms())
         .into_iter()
-        .flatten()
-        .collect();
-    let cert_of = |host: &str| certs.iter().find(|c| c["host"] == host);
-    let rows: Vec<Vec<String>> = edge["routes"]
-        .as_array()
-        .into_iter()
-        .flatten()
         .map(|r| {
-            let host = r["host"].as_str().unwrap_or("");
-            let (state, expires) = match cert_of(host) {
-                Some(c) => (
-                    text(&c["state"]),
-                    c["not_after_ms"]
-                        .as_i64()
-                        .map_or("-".to_string(), crate::output::time),
-                ),
-                None => ("-".to_string(), "-".to_string()),
+            let tls = if r.client_ca {
+                format!("{} +client cert", r.tls)
+            } else {
+                r.tls
             };
-            let mut tls = text(&r["tls"]);
-            if r["client_ca"].is_string() {
-                tls.push_str(" +client cert");
-            }
             vec![
-                host.to_string(),
-                text(&r["path"]),
-                format!("{}/{}", text(&r["project"]), text(&r["target"])),
+                r.host,
+                r.path,
+                format!("{}/{}", r.project, r.target),
                 tls,
-                state,
-                expires,
-                if r["serving"] == true {
-                    "yes"
-                } else {
-                    "waiting"
-                }
-                .to_string(),
+                dash(r.cert_state.as_deref()),
+                r.not_after_ms
+                    .and_then(|t| i64::try_from(t).ok())
+                    .map_or("-".to_string(), crate::output::time),
+                if r.serving { "yes" } else { "waiting" }.to_string(),
             ]
         })
         .collect();
@@ -86,13 +69,13 @@ pub async fn run(ctx: &Context) -> Result<u8> {
         ],
         &rows,
     );
-    for c in &certs {
-        if let Some(e) = c["error"].as_str() {
-            println!("{}: {e}", text(&c["host"]));
+    for c in &edge.certificates {
+        if let Some(e) = &c.error {
+            println!("{}: {e}", c.host);
         }
     }
-    for r in edge["refused"].as_array().into_iter().flatten() {
-        println!("refused: {}", text(r));
+    for r in &edge.refused {
+        println!("refused: {r}");
     }
     Ok(crate::exit::OK)
 }
