@@ -191,10 +191,12 @@ def raw_argv(d, incoming=None):
     return a
 
 def gone(pid):
+    """No such process, or a zombie (its parent may reap it later)."""
     try:
-        os.kill(pid, 0); return False
-    except ProcessLookupError:
+        stat = open(f"/proc/{pid}/stat").read()
+    except FileNotFoundError:
         return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 def raw_round(r):
     src, dst = f"{work}/raw{r}a", f"{work}/raw{r}b"
@@ -218,9 +220,13 @@ def raw_round(r):
     while b.call("query-status")["status"] != "running":
         time.sleep(0.01)
     a.call("quit"); a.close()
-    while not gone(src_pid):
+    # Ended as baton judges it (qemu.rs wait_gone): the pid file is gone (QEMU removes
+    # it as it exits) or the process is.
+    while os.path.exists(f"{src}/qemu.pid") and not gone(src_pid):
         time.sleep(0.01)
     total = time.monotonic() - t0
+    while not gone(src_pid):
+        time.sleep(0.05)
     b.call("quit"); b.close()
     dst_pid = int(open(f"{dst}/qemu.pid").read())
     while not gone(dst_pid):
@@ -240,7 +246,10 @@ def baton_round(r):
     # The guest runs on B (as B's store and QEMU say) and the source is gone.
     st = json.loads(run(ns_b, [baton, "--json", "vm", "inspect", vm], state=f"{work}/host-b"))
     if st["status"]["state"] != "running": raise SystemExit(f"{vm} on B: {st['status']}")
-    if not gone(src_pid): raise SystemExit(f"{vm}'s source QEMU still runs")
+    deadline = time.time() + 10
+    while not gone(src_pid):
+        if time.time() > deadline: raise SystemExit(f"{vm}'s source QEMU still runs")
+        time.sleep(0.05)
     run(ns_b, [baton, "vm", "rm", vm], state=f"{work}/host-b")
     return total, job["downtime_ms"]
 
