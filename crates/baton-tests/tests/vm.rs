@@ -3,7 +3,9 @@
 //! second agent with the guest's counter running, then storage migration; between
 //! namespaced hosts with their own addresses, live migration with and without storage
 //! and failover by majority leases (a cut-off owner, a cut-off watcher, a killed
-//! agent), never two copies; bad specs refused before anything starts.
+//! agent), never two copies; bad specs refused before anything starts; under
+//! `baton serve`, a snapshot schedule every minute keeping `max_snapshots` (the one slow
+//! test, four to six minutes).
 //! The agent's guard: a token on every route, TLS off loopback, names and files
 //! confined to its directories, and only images baton made deleted.
 
@@ -1252,4 +1254,179 @@ fn one_plan_for_a_vm_and_a_service_and_serve_restarts_a_killed_guest() {
     assert!(disk.exists(), "down keeps the VM's disk");
     h.ok(&["down", "-v"]);
     assert!(!disk.exists(), "down -v removes the disk baton made");
+}
+
+/// Kills and reaps a child process when dropped (a daemon a failed test started).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `(subject, message)` of the project's VM events, oldest first.
+fn vm_events(h: &VmHost) -> Vec<(String, String)> {
+    let out = h.baton(&["--json", "events", "--limit", "1000"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut events: Vec<(i64, String, String)> = v["events"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|e| e["kind"] == "vm")
+                .map(|e| {
+                    (
+                        e["id"].as_i64().unwrap_or(0),
+                        e["subject"].as_str().unwrap_or("").to_string(),
+                        e["message"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    events.sort();
+    events.into_iter().map(|(_, s, m)| (s, m)).collect()
+}
+
+/// A policy scheduled every minute with `max_snapshots: 3`, kept by `baton serve`: after
+/// five scheduled snapshots exactly the three newest `automated` ones are left (in the
+/// store and in the image), the events name the two older ones as pruned, and a
+/// `manual` snapshot taken before is not touched. Four to six minutes: the schedule's
+/// minutes are real ones.
+#[test]
+fn a_schedule_every_minute_with_max_snapshots_three_keeps_the_three_newest() {
+    let Some((k, i)) = guest() else { return };
+    if !baton_tests::docker_available() {
+        return;
+    }
+    let h = VmHost::new();
+    let _down = DownOnDrop(&h);
+    let vm = h.vm("sched");
+    let project = format!("sched{}", std::process::id());
+    h.write(
+        "baton.yaml",
+        &format!(
+            "name: {project}\nvms:\n{}snapshot_policies:\n  prod: {{max_snapshots: 3, schedule: \"* * * * *\"}}   # cron, UTC\n",
+            guest_vm(
+                &vm,
+                &k,
+                &i,
+                "    environment: prod\n    disks: [{size: 16M}]\n"
+            )
+        ),
+    );
+    h.ok(&["up", "-d", "--wait-timeout", "300"]);
+    let dir = h.vm_dir(&vm);
+    assert!(
+        wait_until(BOOT, || ready(&dir)).is_some(),
+        "no ready line:\n{}",
+        console_log(&dir)
+    );
+    // A manual snapshot: policies neither count nor prune it.
+    h.ok(&["vm", "snapshot", "create", &vm, "--name", "by-hand"]);
+
+    let mut serve = KillOnDrop(
+        h.cmd()
+            .args(["serve", "--tick-ms", "200", "--sample-interval", "1s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baton serve"),
+    );
+    let taken = |events: &[(String, String)]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|(s, _)| *s == vm)
+            .filter_map(|(_, m)| {
+                let rest = m.strip_prefix("snapshot ")?;
+                let (name, how) = rest.split_once(' ')?;
+                how.starts_with("taken (schedule \"* * * * *\")")
+                    .then(|| name.to_string())
+            })
+            .collect()
+    };
+    // Polled every 2 s (a CLI run each): the next run is a minute away.
+    let t0 = Instant::now();
+    let mut five = None;
+    while t0.elapsed() < Duration::from_secs(600) {
+        if taken(&vm_events(&h)).len() >= 5 {
+            five = Some(t0.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // The fifth run's event comes after its pruning: stopping the daemon now leaves
+    // the store and the image as that run left them.
+    let _ = serve.0.kill();
+    let _ = serve.0.wait();
+    let events = vm_events(&h);
+    assert!(five.is_some(), "not five scheduled snapshots: {events:#?}");
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|(s, m)| *s == vm && m.contains("failed"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let snaps = h.json(&["vm", "snapshot", "ls", &vm]);
+    let all_taken = taken(&events);
+    let snaps = snaps.as_array().unwrap();
+    let automated: Vec<String> = snaps
+        .iter()
+        .filter(|s| s["kind"] == "automated")
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    let newest: Vec<String> = all_taken[all_taken.len() - 3..].to_vec();
+    assert_eq!(
+        automated, newest,
+        "the three newest of {all_taken:?} are kept: {snaps:?}"
+    );
+    assert!(
+        snaps
+            .iter()
+            .any(|s| s["name"] == "by-hand" && s["kind"] == "manual"),
+        "the manual snapshot stays: {snaps:?}"
+    );
+    assert_eq!(snaps.len(), 4, "{snaps:?}");
+    // Every older one was pruned, and an event says so.
+    let pruned_text: Vec<&str> = events
+        .iter()
+        .filter(|(s, m)| *s == vm && m.contains("pruned"))
+        .map(|(_, m)| m.as_str())
+        .collect();
+    for old in &all_taken[..all_taken.len() - 3] {
+        assert!(
+            pruned_text
+                .iter()
+                .any(|m| m.starts_with(&format!("snapshot {old} pruned"))
+                    || m.split("; pruned ")
+                        .nth(1)
+                        .is_some_and(|p| p.split(", ").any(|n| n == old.as_str()))),
+            "no event says {old} was pruned: {pruned_text:#?}"
+        );
+    }
+    assert!(
+        !pruned_text.iter().any(|m| m.contains("by-hand")),
+        "{pruned_text:?}"
+    );
+    // QEMU's view of the disk agrees: the kept ones and the manual one, nothing else.
+    let out = Command::new("qemu-img")
+        .args(["snapshot", "-l", "-U"])
+        .arg(dir.join("disk0.qcow2"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let in_image: Vec<&str> = text
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    for n in newest.iter().map(String::as_str).chain(["by-hand"]) {
+        assert!(in_image.contains(&n), "{n} missing in qemu-img:\n{text}");
+    }
+    assert_eq!(in_image.len(), 4, "{text}");
+    println!(
+        "{} scheduled snapshots in {:?}, kept {newest:?}",
+        all_taken.len(),
+        five.unwrap()
+    );
 }
