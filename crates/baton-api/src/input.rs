@@ -90,6 +90,19 @@ pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 /// A project, service or token name from a path: one component, no traversal, bounded.
+/// A silence's `duration` (`2h`, `30m`, `1d`) in whole seconds, at least one; the
+/// control plane bounds it from above.
+pub fn silence_secs(text: &str) -> Result<u64, ApiError> {
+    baton_metrics::query::parse_duration(text.trim())
+        .filter(|ms| *ms >= 1000)
+        .map(|ms| (ms / 1000) as u64)
+        .ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "duration: a duration such as 2h, 30m or 1d, not {text:?}"
+            ))
+        })
+}
+
 pub fn name(what: &str, s: &str) -> Result<String, ApiError> {
     let ok = !s.is_empty()
         && s.len() <= 255

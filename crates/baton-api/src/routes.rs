@@ -1405,21 +1405,14 @@ async fn silence(
     Body(body): Body<SilenceBody>,
 ) -> Result<Response, ApiError> {
     let project = project_of(p)?;
-    let duration_ms = baton_metrics::query::parse_duration(body.duration.trim())
-        .filter(|ms| *ms >= 1000)
-        .ok_or_else(|| {
-            ApiError::unprocessable(format!(
-                "duration: a duration such as 2h, 30m or 1d, not {:?}",
-                body.duration
-            ))
-        })?;
+    let duration_secs = crate::input::silence_secs(&body.duration)?;
     act(
         &s,
         &who,
         Operation::Silence {
             project,
             matchers: body.matchers,
-            duration_secs: (duration_ms / 1000) as u64,
+            duration_secs,
             comment: body.comment,
         },
     )

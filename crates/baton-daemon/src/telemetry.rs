@@ -390,10 +390,7 @@ impl Telemetry {
         }
         if let Ok(vms) = store.vms() {
             let names: BTreeSet<String> = vms.iter().map(|v| v.name.clone()).collect();
-            let keep = |l: &VmLabels| names.contains(&l.vm);
-            m.vms.state.retain(keep);
-            m.vms.cpu_seconds.retain(keep);
-            m.vms.memory_bytes.retain(keep);
+            m.vms.retain(|l| names.contains(&l.vm));
             for vm in vms {
                 let l = VmLabels::new(vm.name);
                 // The recorded process, if it is still the VM's (a recycled pid is not).
@@ -465,19 +462,7 @@ impl Telemetry {
                 seen.insert(key, (r.error.is_none(), r.at));
             }
         }
-        let keep = |l: &HostLabels| seen.contains_key(&(l.project.clone(), l.host.clone()));
-        for family in [
-            &f.up,
-            &f.load1,
-            &f.load5,
-            &f.load15,
-            &f.memory_total_bytes,
-            &f.memory_available_bytes,
-            &f.disk_total_bytes,
-            &f.disk_available_bytes,
-        ] {
-            family.retain(keep);
-        }
+        f.retain(|l| seen.contains_key(&(l.project.clone(), l.host.clone())));
         for ((project, host), (up, _)) in &seen {
             f.up.get(&HostLabels::new(project.as_str(), host.as_str()))
                 .set(if *up { 1.0 } else { 0.0 });

@@ -297,6 +297,33 @@ pub struct FleetMetrics {
     pub disk_available_bytes: Family<HostLabels, Gauge>,
 }
 
+impl VmMetrics {
+    /// Keeps the series of the VMs `keep` says yes to, in every per-VM family.
+    pub fn retain(&self, keep: impl Fn(&VmLabels) -> bool) {
+        self.state.retain(&keep);
+        self.cpu_seconds.retain(&keep);
+        self.memory_bytes.retain(&keep);
+    }
+}
+
+impl FleetMetrics {
+    /// Keeps the series of the hosts `keep` says yes to, in every family.
+    pub fn retain(&self, keep: impl Fn(&HostLabels) -> bool) {
+        for family in [
+            &self.up,
+            &self.load1,
+            &self.load5,
+            &self.load15,
+            &self.memory_total_bytes,
+            &self.memory_available_bytes,
+            &self.disk_total_bytes,
+            &self.disk_available_bytes,
+        ] {
+            family.retain(&keep);
+        }
+    }
+}
+
 /// The edge's certificates.
 #[derive(Debug, Clone)]
 pub struct EdgeMetrics {
@@ -632,27 +659,12 @@ impl Metrics {
 
     /// Forgets a VM's series.
     pub fn forget_vm(&self, vm: &str) {
-        for f in [&self.vms.state, &self.vms.memory_bytes] {
-            f.retain(|l| l.vm != vm);
-        }
-        self.vms.cpu_seconds.retain(|l| l.vm != vm);
+        self.vms.retain(|l| l.vm != vm);
     }
 
     /// Forgets a fleet host's series.
     pub fn forget_host(&self, host: &str) {
-        let f = &self.fleet;
-        for family in [
-            &f.up,
-            &f.load1,
-            &f.load5,
-            &f.load15,
-            &f.memory_total_bytes,
-            &f.memory_available_bytes,
-            &f.disk_total_bytes,
-            &f.disk_available_bytes,
-        ] {
-            family.retain(|l| l.host != host);
-        }
+        self.fleet.retain(|l| l.host != host);
     }
 
     /// Forgets an alert rule's series.

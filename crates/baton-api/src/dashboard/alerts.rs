@@ -163,11 +163,7 @@ pub(crate) async fn silence(
     let project = name("project", &project)?;
     let matchers = split_matchers(&form_field(&body, "matchers").unwrap_or_default());
     let duration = form_field(&body, "duration").unwrap_or_else(|| "2h".into());
-    let duration_ms = baton_metrics::query::parse_duration(duration.trim())
-        .filter(|ms| *ms >= 1000)
-        .ok_or_else(|| {
-            ApiError::unprocessable(format!("duration: 2h, 30m or 1d, not {duration:?}"))
-        })?;
+    let duration_secs = crate::input::silence_secs(&duration)?;
     let comment = form_field(&body, "comment").unwrap_or_default();
     if comment.len() > 1000 {
         return Err(PageError(ApiError::unprocessable(
@@ -177,7 +173,7 @@ pub(crate) async fn silence(
     let op = Operation::Silence {
         project: project.clone(),
         matchers,
-        duration_secs: (duration_ms / 1000) as u64,
+        duration_secs,
         comment,
     };
     answer(&d, &s, op, &format!("silence in {project}")).await
