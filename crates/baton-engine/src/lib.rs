@@ -9,6 +9,7 @@ pub mod edge;
 pub mod graph;
 pub mod hash;
 pub mod health;
+pub mod orchestrate;
 pub mod plan;
 pub mod resolve;
 pub mod restart;

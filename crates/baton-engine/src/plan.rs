@@ -82,6 +82,22 @@ pub enum Action {
         to_hash: String,
         changes: Vec<String>,
     },
+    /// Create (`create`) or change an object an orchestrator keeps: a Swarm service,
+    /// network, volume, secret or config; a Kubernetes object (`orchestrate.rs`).
+    Put {
+        kind: String,
+        name: String,
+        service: Option<String>,
+        create: bool,
+        changes: Vec<String>,
+    },
+    /// Delete an object an orchestrator keeps.
+    Delete {
+        kind: String,
+        name: String,
+        service: Option<String>,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -95,6 +111,7 @@ impl Action {
             | Action::RecreateContainer { service, .. }
             | Action::RemoveContainer { service, .. }
             | Action::Rollout { service, .. } => Some(service),
+            Action::Put { service, .. } | Action::Delete { service, .. } => service.as_deref(),
             _ => None,
         }
     }
@@ -113,6 +130,9 @@ impl Action {
             Action::RemoveNetwork { .. } => "remove-network",
             Action::RemoveVolume { .. } => "remove-volume",
             Action::Rollout { .. } => "rollout",
+            Action::Put { create: true, .. } => "create",
+            Action::Put { create: false, .. } => "update",
+            Action::Delete { .. } => "delete",
         }
     }
 
@@ -127,7 +147,9 @@ impl Action {
             | Action::RecreateContainer { name, .. }
             | Action::RemoveContainer { name, .. }
             | Action::RemoveNetwork { name, .. }
-            | Action::RemoveVolume { name, .. } => name,
+            | Action::RemoveVolume { name, .. }
+            | Action::Put { name, .. }
+            | Action::Delete { name, .. } => name,
             Action::Rollout { service, .. } => service,
         }
     }
@@ -141,9 +163,13 @@ impl Action {
             | Action::StartContainer { reason, .. }
             | Action::RemoveContainer { reason, .. }
             | Action::RemoveNetwork { reason, .. }
-            | Action::RemoveVolume { reason, .. } => reason.clone(),
+            | Action::RemoveVolume { reason, .. }
+            | Action::Delete { reason, .. } => reason.clone(),
+            Action::Put { create: true, .. } => "declared".into(),
             Action::CreateNetwork { .. } | Action::CreateVolume { .. } => "declared".into(),
-            Action::RecreateContainer { changes, .. } | Action::Rollout { changes, .. } => {
+            Action::RecreateContainer { changes, .. }
+            | Action::Rollout { changes, .. }
+            | Action::Put { changes, .. } => {
                 format!("{} changed", changes.join(", "))
             }
         }

@@ -236,6 +236,13 @@ pub type ProgressFn<'a> = &'a (dyn Fn(&str) + Sync);
 pub trait Runtime {
     fn capabilities(&self) -> Capabilities;
 
+    /// A backend that keeps services itself (Swarm, Kubernetes) answers here; `up`,
+    /// `ps`, `scale`, `logs`, `rollout` and `down` then go through it instead of
+    /// container by container.
+    fn orchestrator(&self) -> Option<&dyn crate::orchestrate::Orchestrator> {
+        None
+    }
+
     /// All containers (running or not), networks and volumes labelled with this project.
     async fn observe(&self, project: &str) -> Result<Observed, RuntimeError>;
 
