@@ -16,7 +16,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_docker::Docker;
+use baton_docker::{Docker, Swarm};
 use baton_engine::runtime::{
     Attach, BuildSpec, Capabilities, ContainerSpec, Exec, Images, Logs, NetworkSpec, Observed,
     ObservedContainer, OneShot, ProgressFn, ResourceStats, Runtime, RuntimeError, Usage,
@@ -30,6 +30,9 @@ pub use target::{Target, TargetKind, UnknownTarget};
 pub enum AnyRuntime {
     /// One Docker Engine (`baton-docker`).
     Docker(Docker),
+    /// A Docker engine that is a swarm manager: services and tasks, not containers
+    /// (`baton_docker::swarm`).
+    Swarm(Swarm),
 }
 
 /// Calls the same method on whichever backend this is.
@@ -37,6 +40,7 @@ macro_rules! delegate {
     ($self:ident, $r:ident => $call:expr) => {
         match $self {
             AnyRuntime::Docker($r) => $call,
+            AnyRuntime::Swarm($r) => $call,
         }
     };
 }
@@ -46,43 +50,68 @@ impl AnyRuntime {
     pub fn kind(&self) -> &'static str {
         match self {
             AnyRuntime::Docker(_) => "docker",
+            AnyRuntime::Swarm(_) => "swarm",
         }
     }
 
     pub fn exec(&self) -> Option<&dyn Exec> {
-        delegate!(self, r => Some(r as &dyn Exec))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn Exec),
+            AnyRuntime::Swarm(_) => None,
+        }
     }
 
     pub fn attach(&self) -> Option<&dyn Attach> {
-        delegate!(self, r => Some(r as &dyn Attach))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn Attach),
+            AnyRuntime::Swarm(_) => None,
+        }
     }
 
     pub fn stats(&self) -> Option<&dyn ResourceStats> {
-        delegate!(self, r => Some(r as &dyn ResourceStats))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn ResourceStats),
+            AnyRuntime::Swarm(_) => None,
+        }
     }
 
     pub fn images(&self) -> Option<&dyn Images> {
-        delegate!(self, r => Some(r as &dyn Images))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn Images),
+            AnyRuntime::Swarm(_) => None,
+        }
     }
 
     pub fn logs(&self) -> Option<&dyn Logs> {
-        delegate!(self, r => Some(r as &dyn Logs))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn Logs),
+            AnyRuntime::Swarm(_) => None,
+        }
     }
 
     /// The logs capability as a shared handle (for the API, which outlives this value).
     pub fn shared_logs(&self) -> Option<Arc<dyn Logs>> {
-        delegate!(self, r => Some(Arc::new(r.clone()) as Arc<dyn Logs>))
+        match self {
+            AnyRuntime::Docker(r) => Some(Arc::new(r.clone()) as Arc<dyn Logs>),
+            AnyRuntime::Swarm(_) => None,
+        }
     }
 
     /// One-shot containers (pipelines' `image:` jobs), as a shared handle.
     pub fn shared_one_shot(&self) -> Option<Arc<dyn OneShot>> {
-        delegate!(self, r => Some(Arc::new(r.clone()) as Arc<dyn OneShot>))
+        match self {
+            AnyRuntime::Docker(r) => Some(Arc::new(r.clone()) as Arc<dyn OneShot>),
+            AnyRuntime::Swarm(_) => None,
+        }
     }
 }
 
 impl Runtime for AnyRuntime {
     fn capabilities(&self) -> Capabilities {
         delegate!(self, r => r.capabilities())
+    }
+    fn orchestrator(&self) -> Option<&dyn baton_engine::orchestrate::Orchestrator> {
+        delegate!(self, r => r.orchestrator())
     }
     async fn observe(&self, project: &str) -> Result<Observed, RuntimeError> {
         delegate!(self, r => r.observe(project).await)
@@ -215,11 +244,15 @@ pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
                 other => other,
             })?)
         }
-        TargetKind::Swarm { .. } => {
+        TargetKind::Swarm { host: Some(h) } if h.starts_with("ssh://") => {
             return Err(RuntimeError::Unsupported(format!(
-                "target {target}: the Docker Swarm backend is not built yet; use a docker \
-                 target for one engine"
+                "target {target}: engine addresses over ssh:// are not supported yet; forward \
+                 the manager's socket (ssh -N -L /tmp/swarm.sock:/var/run/docker.sock HOST) \
+                 and use host: unix:///tmp/swarm.sock"
             )))
+        }
+        TargetKind::Swarm { host } => {
+            AnyRuntime::Swarm(Swarm::connect(host.as_deref(), &target.to_string(), None).await?)
         }
         TargetKind::Kubernetes { .. } => {
             return Err(RuntimeError::Unsupported(format!(
@@ -257,13 +290,12 @@ mod tests {
         let text = e.to_string();
         assert!(text.starts_with("target t (kubernetes): "), "{text}");
         assert!(text.contains("baton k8s render"), "{text}");
-        let e = connect(&target(TargetKind::Swarm { host: None }))
-            .await
-            .unwrap_err();
-        assert!(
-            e.to_string().contains("Swarm backend is not built yet"),
-            "{e}"
-        );
+        let e = connect(&target(TargetKind::Swarm {
+            host: Some("ssh://ops@example".into()),
+        }))
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("ssh -N -L"), "{e}");
         let e = connect(&target(TargetKind::Docker {
             host: Some("ssh://ops@example".into()),
         }))
