@@ -512,6 +512,28 @@ impl Swarm {
             Some(r) => usize::try_from(r.replicas.unwrap_or(1)).unwrap_or(0),
             None => current.len().max(1),
         };
+        let job = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.restart_policy.as_ref())
+            .and_then(|r| r.condition)
+            .map(|c| c.to_string())
+            .as_deref()
+            == Some("none");
+        if job && !updating {
+            // Run to its end, not restarted: done once every slot completed.
+            let complete = tasks
+                .iter()
+                .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::COMPLETE))
+                .count();
+            if complete >= wanted {
+                return Ok(None);
+            }
+            if !errors.is_empty() {
+                return Err(failed(format!("it ran and failed{newest_error}")));
+            }
+            return Ok(Some(format!("{complete}/{wanted} task(s) completed")));
+        }
         if !updating && running >= wanted && current.len() == running {
             return Ok(None);
         }
@@ -733,7 +755,44 @@ impl Orchestrator for Swarm {
         async move {
             let mut changed = Vec::new();
             let mut deleted_services = Vec::new();
-            for a in &planned.plan.actions {
+            let mut converged: BTreeSet<String> = BTreeSet::new();
+            let order = baton_engine::graph::start_order(
+                project,
+                &project.services.keys().cloned().collect(),
+            );
+            let rank = |a: &Action| match a {
+                Action::Put {
+                    kind,
+                    service: Some(s),
+                    ..
+                } if kind == "service" => order.iter().position(|o| o == s).unwrap_or(0),
+                _ => 0,
+            };
+            let mut actions: Vec<&Action> = planned.plan.actions.iter().collect();
+            // Stable: only service puts move, into dependency order.
+            actions.sort_by_key(|a| (group(a), rank(a)));
+            for a in actions {
+                // Swarm starts services in no order; baton waits for what a service
+                // depends on (healthy, or completed) before putting it.
+                if let Action::Put {
+                    service: Some(key), ..
+                } = a
+                {
+                    let deps: Vec<String> = project
+                        .services
+                        .get(key)
+                        .map(|s| s.depends_on.keys().cloned().collect())
+                        .unwrap_or_default();
+                    let waiting: Vec<String> = deps
+                        .iter()
+                        .map(|d| spec::service_name(&project.name, d))
+                        .filter(|n| changed.contains(n) && !converged.contains(n))
+                        .collect();
+                    if !waiting.is_empty() {
+                        self.wait_converged(&waiting, reporter).await?;
+                        converged.extend(waiting);
+                    }
+                }
                 let what = format!("{} {}", a.kind(), kind_of(a));
                 reporter.report(Step::Started {
                     target: a.target(),
@@ -783,7 +842,11 @@ impl Orchestrator for Swarm {
                 }
                 result?;
             }
-            self.wait_converged(&changed, reporter).await
+            let left: Vec<String> = changed
+                .into_iter()
+                .filter(|n| !converged.contains(n))
+                .collect();
+            self.wait_converged(&left, reporter).await
         }
         .boxed_local()
     }
@@ -1056,6 +1119,16 @@ impl Orchestrator for Swarm {
             Ok(removed)
         }
         .boxed_local()
+    }
+}
+
+/// The plan's own groups (what services use, services, removals), kept in order.
+fn group(a: &Action) -> u8 {
+    match a {
+        Action::Put { kind, .. } if kind != "service" => 0,
+        Action::Put { .. } => 1,
+        Action::Delete { kind, .. } if kind == "service" => 2,
+        _ => 3,
     }
 }
 

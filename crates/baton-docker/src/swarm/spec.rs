@@ -69,6 +69,7 @@ pub const SUPPORTED: &[&str] = &[
     "cap_drop",
     "logging",
     "profiles",
+    "depends_on",
 ];
 
 /// Where the content of secrets and configs comes from.
@@ -204,7 +205,16 @@ pub fn desired(project: &Project, publish: Publish, src: &Sources) -> Result<Vec
     Ok(out)
 }
 
-fn restart_condition(s: &Service) -> (&'static str, Option<u32>) {
+/// Whether another service waits for this one to complete (a one-shot job).
+fn is_job(project: &Project, key: &str) -> bool {
+    project.services.values().any(|s| {
+        s.depends_on
+            .get(key)
+            .is_some_and(|d| d.condition == baton_spec::Condition::ServiceCompletedSuccessfully)
+    })
+}
+
+fn restart_condition(project: &Project, key: &str, s: &Service) -> (&'static str, Option<u32>) {
     if let Some(c) = s
         .deploy
         .as_ref()
@@ -222,6 +232,9 @@ fn restart_condition(s: &Service) -> (&'static str, Option<u32>) {
     }
     match s.restart.as_deref() {
         Some("no") => ("none", None),
+        // Compose's default is `no`, Swarm's `any`: a service others wait to complete
+        // runs once; any other service is kept running, as `docker stack deploy` does.
+        None if is_job(project, key) => ("none", None),
         Some(r) if r.starts_with("on-failure") => (
             "on-failure",
             r.strip_prefix("on-failure:").and_then(|n| n.parse().ok()),
@@ -435,7 +448,7 @@ fn service_spec(
 
     let mut task = Map::new();
     task.insert("ContainerSpec".into(), Value::Object(c));
-    let (condition, attempts) = restart_condition(s);
+    let (condition, attempts) = restart_condition(project, key, s);
     let mut rp = json!({"Condition": condition});
     if let Some(a) = attempts {
         rp["MaxAttempts"] = json!(a);
