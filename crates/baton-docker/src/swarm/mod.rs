@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use baton_engine::apply::{Reporter, Step};
 use baton_engine::orchestrate::{
-    ignored_settings, plan_objects, Desired, Existing, Orchestrator, Planned, Removed, Task,
+    ignored_settings, plan_objects, Desired, Existing, Front, Orchestrator, Planned, Removed, Task,
     UpdateStatus,
 };
 use baton_engine::plan::{Action, PlanOptions};
@@ -411,7 +411,8 @@ impl Swarm {
         }
     }
 
-    async fn nodes(&self) -> Result<BTreeMap<String, String>, RuntimeError> {
+    /// Each node's id to its hostname and address.
+    async fn nodes(&self) -> Result<BTreeMap<String, (String, String)>, RuntimeError> {
         Ok(self
             .docker
             .api
@@ -421,7 +422,8 @@ impl Swarm {
             .into_iter()
             .filter_map(|n| {
                 let host = n.description.and_then(|d| d.hostname).unwrap_or_default();
-                n.id.map(|id| (id, host))
+                let addr = n.status.and_then(|s| s.addr).unwrap_or_default();
+                n.id.map(|id| (id, (host, addr)))
             })
             .collect())
     }
@@ -870,7 +872,7 @@ impl Orchestrator for Swarm {
                 for t in self.tasks_of(&name).await? {
                     let status = t.status.clone().unwrap_or_default();
                     let node_id = t.node_id.clone().unwrap_or_default();
-                    let node = nodes.get(&node_id).cloned().unwrap_or_default();
+                    let node = nodes.get(&node_id).map(|n| n.0.clone()).unwrap_or_default();
                     let task_name = match t.slot {
                         Some(slot) => format!("{service}.{slot}"),
                         None => format!("{service}.{node}"),
@@ -1062,6 +1064,87 @@ impl Orchestrator for Swarm {
             Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
         })
         .boxed()
+    }
+
+    fn fronts<'a>(
+        &'a self,
+        project: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<Front>, RuntimeError>> {
+        async move {
+            let mut out = Vec::new();
+            let services = self.services_of(project).await?;
+            let fronted: Vec<_> = services
+                .iter()
+                .filter_map(|s| {
+                    let spec = s.spec.as_ref()?;
+                    let labels = spec.labels.as_ref()?;
+                    let ports: Vec<(u16, i64, String)> = labels
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            let port = k.strip_prefix(spec::FRONT)?.strip_prefix('.')?;
+                            let mut parts = v.split('/');
+                            let target = parts.next()?.parse().ok()?;
+                            let app = parts.nth(1).unwrap_or("tcp").to_string();
+                            Some((port.parse().ok()?, target, app))
+                        })
+                        .collect();
+                    let key = labels.get(spec::SERVICE)?.clone();
+                    let revision = labels.get(spec::HASH).cloned().unwrap_or_default();
+                    (!ports.is_empty()).then(|| Some((spec.name.clone()?, key, revision, ports)))?
+                })
+                .collect();
+            if fronted.is_empty() {
+                return Ok(out);
+            }
+            let nodes = self.nodes().await?;
+            for (name, key, revision, ports) in fronted {
+                let tasks = self.tasks_of(&name).await?;
+                for (port, target, app) in ports {
+                    let mut backends = Vec::new();
+                    for t in &tasks {
+                        // Only tasks that run and should: one that is being stopped
+                        // leaves the proxy before its container goes.
+                        let status = t.status.as_ref();
+                        if t.desired_state != Some(TaskState::RUNNING)
+                            || status.and_then(|s| s.state) != Some(TaskState::RUNNING)
+                        {
+                            continue;
+                        }
+                        let Some(addr) = t
+                            .node_id
+                            .as_ref()
+                            .and_then(|n| nodes.get(n))
+                            .and_then(|n| n.1.parse::<std::net::IpAddr>().ok())
+                        else {
+                            continue;
+                        };
+                        let published = status
+                            .and_then(|s| s.port_status.as_ref())
+                            .and_then(|p| p.ports.as_ref())
+                            .into_iter()
+                            .flatten()
+                            .find(|p| p.target_port == Some(target))
+                            .and_then(|p| p.published_port)
+                            .and_then(|p| u16::try_from(p).ok());
+                        if let Some(published) = published {
+                            backends.push((
+                                t.id.clone().unwrap_or_default(),
+                                std::net::SocketAddr::new(addr, published),
+                                revision.clone(),
+                            ));
+                        }
+                    }
+                    out.push(Front {
+                        service: key.clone(),
+                        port,
+                        protocol: app,
+                        backends,
+                    });
+                }
+            }
+            Ok(out)
+        }
+        .boxed_local()
     }
 
     fn down<'a>(
