@@ -455,7 +455,7 @@ impl Swarm {
     /// Where a service stands: `Ok(Some(line))` while it converges, `Ok(None)` once it
     /// has (every wanted task running its current spec), an error when the swarm
     /// gave up or rolled the update back.
-    async fn convergence(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+    async fn convergence(&self, name: &str, since: &Since) -> Result<Option<String>, RuntimeError> {
         let s = self
             .docker
             .api
@@ -484,10 +484,17 @@ impl Swarm {
             .last()
             .map(|(_, e)| format!(" (a task said: {e})"))
             .unwrap_or_default();
-        if let Some(u) = &s.update_status {
+        // An update status from before this change says nothing about it (a change of
+        // the replica count alone starts no update).
+        let fresh = s
+            .update_status
+            .as_ref()
+            .filter(|u| u.started_at != since.started_at);
+        if let Some(u) = fresh {
             let state = u.state.map(|s| s.to_string()).unwrap_or_default();
             let message = u.message.clone().unwrap_or_default();
             match state.as_str() {
+                "rollback_completed" if since.rollback => {}
                 "rollback_completed" => {
                     return Err(failed(format!(
                         "the update failed and the swarm rolled it back: {message}{newest_error}"
@@ -555,19 +562,34 @@ impl Swarm {
         }))
     }
 
+    /// Where a service's update status stood before baton changed it.
+    async fn since(&self, name: &str, rollback: bool) -> Result<Since, RuntimeError> {
+        let s = self
+            .docker
+            .api
+            .inspect_service(name, None::<InspectServiceOptions>)
+            .await
+            .map_err(self.err(&format!("inspect service {name}")))?;
+        Ok(Since {
+            started_at: s.update_status.and_then(|u| u.started_at),
+            rollback,
+        })
+    }
+
     async fn wait_converged(
         &self,
-        names: &[String],
+        names: &[(String, Since)],
         reporter: &dyn Reporter,
     ) -> Result<(), RuntimeError> {
         let deadline = Instant::now() + CONVERGE_TIMEOUT;
-        let mut left: BTreeSet<String> = names.iter().cloned().collect();
+        let mut left: BTreeMap<String, &Since> =
+            names.iter().map(|(n, s)| (n.clone(), s)).collect();
         let mut said: BTreeMap<String, String> = BTreeMap::new();
         // Swarm takes a moment to notice an update; do not read the old state as done.
         tokio::time::sleep(Duration::from_millis(300)).await;
         while !left.is_empty() {
-            for name in left.clone() {
-                match self.convergence(&name).await {
+            for (name, since) in left.clone() {
+                match self.convergence(&name, since).await {
                     Ok(None) => {
                         reporter.report(Step::Done {
                             target: &name,
@@ -601,7 +623,7 @@ impl Swarm {
                     op: format!("target {}", self.target),
                     detail: format!(
                         "{} did not converge within {}s: {}",
-                        left.iter().cloned().collect::<Vec<_>>().join(", "),
+                        left.keys().cloned().collect::<Vec<_>>().join(", "),
                         CONVERGE_TIMEOUT.as_secs(),
                         said.values().cloned().collect::<Vec<_>>().join("; ")
                     ),
@@ -657,6 +679,14 @@ impl Swarm {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// A service's update status before baton changed it, and whether the change was a
+/// rollback (`rollout undo`), whose end is `rollback_completed`.
+#[derive(Debug, Clone, Default)]
+struct Since {
+    started_at: Option<String>,
+    rollback: bool,
 }
 
 fn bad(name: &str, e: serde_json::Error) -> RuntimeError {
@@ -755,7 +785,7 @@ impl Orchestrator for Swarm {
         reporter: &'a dyn Reporter,
     ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
         async move {
-            let mut changed = Vec::new();
+            let mut changed: Vec<(String, Since)> = Vec::new();
             let mut deleted_services = Vec::new();
             let mut converged: BTreeSet<String> = BTreeSet::new();
             let order = baton_engine::graph::start_order(
@@ -785,14 +815,18 @@ impl Orchestrator for Swarm {
                         .get(key)
                         .map(|s| s.depends_on.keys().cloned().collect())
                         .unwrap_or_default();
-                    let waiting: Vec<String> = deps
+                    let names: BTreeSet<String> = deps
                         .iter()
                         .map(|d| spec::service_name(&project.name, d))
-                        .filter(|n| changed.contains(n) && !converged.contains(n))
+                        .collect();
+                    let waiting: Vec<(String, Since)> = changed
+                        .iter()
+                        .filter(|(n, _)| names.contains(n) && !converged.contains(n))
+                        .cloned()
                         .collect();
                     if !waiting.is_empty() {
                         self.wait_converged(&waiting, reporter).await?;
-                        converged.extend(waiting);
+                        converged.extend(waiting.into_iter().map(|(n, _)| n));
                     }
                 }
                 let what = format!("{} {}", a.kind(), kind_of(a));
@@ -811,9 +845,14 @@ impl Orchestrator for Swarm {
                             .ok_or_else(|| RuntimeError::NotFound {
                                 what: format!("{kind} {name} in the plan"),
                             })?;
+                        let since = if kind == "service" && !*create {
+                            self.since(name, false).await?
+                        } else {
+                            Since::default()
+                        };
                         let r = self.put(project, d, *create).await;
                         if kind == "service" {
-                            changed.push(name.clone());
+                            changed.push((name.clone(), since));
                         }
                         r
                     }
@@ -844,9 +883,9 @@ impl Orchestrator for Swarm {
                 }
                 result?;
             }
-            let left: Vec<String> = changed
+            let left: Vec<(String, Since)> = changed
                 .into_iter()
-                .filter(|n| !converged.contains(n))
+                .filter(|(n, _)| !converged.contains(n))
                 .collect();
             self.wait_converged(&left, reporter).await
         }
@@ -1031,6 +1070,10 @@ impl Orchestrator for Swarm {
                 .await
                 .map_err(self.err(&format!("inspect service {name}")))?;
             let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            let since = Since {
+                started_at: current.update_status.and_then(|u| u.started_at),
+                rollback: true,
+            };
             self.docker
                 .api
                 .update_service(
@@ -1045,7 +1088,7 @@ impl Orchestrator for Swarm {
                 )
                 .await
                 .map_err(self.err(&format!("roll back service {name}")))?;
-            self.wait_converged(&[name], &baton_engine::apply::Silent)
+            self.wait_converged(&[(name, since)], &baton_engine::apply::Silent)
                 .await
         }
         .boxed_local()
