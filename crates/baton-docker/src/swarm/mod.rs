@@ -41,6 +41,8 @@ pub use spec::Publish;
 /// How long `up` waits for a service to converge, and `down` for its tasks to go.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(500);
+/// How often `up` looks at the services it waits for (two engine calls a look).
+const CONVERGE_POLL: Duration = Duration::from_millis(100);
 
 /// A swarm manager's engine.
 #[derive(Debug, Clone)]
@@ -455,20 +457,18 @@ impl Swarm {
     /// Where a service stands: `Ok(Some(line))` while it converges, `Ok(None)` once it
     /// has (every wanted task running its current spec), an error when the swarm
     /// gave up or rolled the update back.
-    async fn convergence(&self, name: &str, since: &Since) -> Result<Option<String>, RuntimeError> {
-        let s = self
-            .docker
-            .api
-            .inspect_service(name, None::<InspectServiceOptions>)
-            .await
-            .map_err(self.err(&format!("inspect service {name}")))?;
+    fn convergence(
+        name: &str,
+        s: &bollard::models::Service,
+        tasks: &[bollard::models::Task],
+        since: &Since,
+    ) -> Result<Option<String>, RuntimeError> {
         let failed = |detail: String| RuntimeError::Failed {
             op: format!("service {name}"),
             detail,
         };
         let mut updating = false;
         let spec = s.spec.clone().unwrap_or_default();
-        let tasks = self.tasks_of(name).await?;
         // The newest task error: why an update failed or a task cannot start.
         let mut errors: Vec<(String, String)> = tasks
             .iter()
@@ -573,6 +573,7 @@ impl Swarm {
         Ok(Since {
             started_at: s.update_status.and_then(|u| u.started_at),
             rollback,
+            update: true,
         })
     }
 
@@ -585,11 +586,59 @@ impl Swarm {
         let mut left: BTreeMap<String, &Since> =
             names.iter().map(|(n, s)| (n.clone(), s)).collect();
         let mut said: BTreeMap<String, String> = BTreeMap::new();
-        // Swarm takes a moment to notice an update; do not read the old state as done.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Swarm takes a moment to start an update; do not read the tasks it has not
+        // replaced yet as the new version's. New services have no old tasks.
+        if names.iter().any(|(_, s)| s.update) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         while !left.is_empty() {
+            // One look at every service and task per round, however many wait.
+            let services: BTreeMap<String, bollard::models::Service> = self
+                .docker
+                .api
+                .list_services(Some(ListServicesOptions {
+                    filters: Some(filters(
+                        &left.keys().map(|n| ("name", n.clone())).collect::<Vec<_>>(),
+                    )),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(self.err("list services"))?
+                .into_iter()
+                .filter_map(|s| Some((s.spec.as_ref()?.name.clone()?, s)))
+                .collect();
+            let tasks = self
+                .docker
+                .api
+                .list_tasks(Some(ListTasksOptions {
+                    filters: Some(filters(
+                        &left
+                            .keys()
+                            .map(|n| ("service", n.clone()))
+                            .collect::<Vec<_>>(),
+                    )),
+                }))
+                .await
+                .map_err(self.err("list tasks"))?;
+            let ids: BTreeMap<String, String> = services
+                .iter()
+                .filter_map(|(n, s)| Some((s.id.clone()?, n.clone())))
+                .collect();
+            let mut by_service: BTreeMap<&str, Vec<bollard::models::Task>> = BTreeMap::new();
+            for t in tasks {
+                if let Some(name) = t.service_id.as_ref().and_then(|id| ids.get(id)) {
+                    by_service.entry(name.as_str()).or_default().push(t);
+                }
+            }
             for (name, since) in left.clone() {
-                match self.convergence(&name, since).await {
+                let Some(service) = services.get(&name) else {
+                    return Err(RuntimeError::NotFound {
+                        what: format!("service {name} on the swarm"),
+                    });
+                };
+                let none = Vec::new();
+                let tasks = by_service.get(name.as_str()).unwrap_or(&none);
+                match Self::convergence(&name, service, tasks, since) {
                     Ok(None) => {
                         reporter.report(Step::Done {
                             target: &name,
@@ -629,7 +678,7 @@ impl Swarm {
                     ),
                 });
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(CONVERGE_POLL).await;
         }
         Ok(())
     }
@@ -687,6 +736,8 @@ impl Swarm {
 struct Since {
     started_at: Option<String>,
     rollback: bool,
+    /// An existing service changed (not a new one).
+    update: bool,
 }
 
 fn bad(name: &str, e: serde_json::Error) -> RuntimeError {
@@ -1073,6 +1124,7 @@ impl Orchestrator for Swarm {
             let since = Since {
                 started_at: current.update_status.and_then(|u| u.started_at),
                 rollback: true,
+                update: true,
             };
             self.docker
                 .api
