@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod netns;
 pub mod pipeline;
 pub mod registry;
+pub mod swarm;
 pub mod vm;
 
 use std::net::TcpListener;
