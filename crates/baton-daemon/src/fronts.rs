@@ -74,6 +74,7 @@ impl Fronts {
                     }
                 }
                 if let Some(proxy) = self.proxies.get(&key) {
+                    proxy.set_split(f.split.clone());
                     proxy.set_backends(
                         f.backends
                             .iter()
@@ -95,10 +96,5 @@ impl Fronts {
                 proxy.shutdown().await;
             }
         }
-    }
-
-    /// (project, service, port, backends) of each proxy, for status.
-    pub fn ports(&self) -> Vec<Key> {
-        self.proxies.keys().cloned().collect()
     }
 }

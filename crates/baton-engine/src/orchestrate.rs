@@ -165,21 +165,31 @@ pub fn ignored_settings(project: &Project, target: &str, supported: &[&str]) -> 
         };
         for (key, value) in &map {
             if key == "deploy" {
-                if let Value::Object(d) = value {
-                    for k in d.keys() {
-                        let path = format!("deploy.{k}");
-                        if !ok(&path) && !ok("deploy") {
-                            out.push(format!(
-                                "services.{name}.{path}: ignored by target {target}"
-                            ));
-                        }
+                // `deploy.other` holds the keys the model carries as written
+                // (`placement`, `endpoint_mode`): each is judged by its own name.
+                let Value::Object(d) = value else { continue };
+                let inner = d.iter().flat_map(|(k, v)| match (k.as_str(), v) {
+                    ("other", Value::Object(o)) => o.keys().cloned().collect::<Vec<_>>(),
+                    _ => vec![k.clone()],
+                });
+                for k in inner {
+                    let path = format!("deploy.{k}");
+                    if !ok(&path) && !ok("deploy") {
+                        out.push(format!(
+                            "services.{name}.{path}: ignored by target {target}"
+                        ));
                     }
                 }
             } else if key == "baton" {
-                // baton's own settings (`x-baton:`): the local daemon's rollouts, proxy,
-                // health checks and autoscaling.
-                if !ok("x-baton") {
-                    out.push(format!("services.{name}.x-baton: ignored by target {target}"));
+                // baton's own settings (`x-baton:`), each by name: `x-baton.rollout`…
+                let Value::Object(b) = value else { continue };
+                for k in b.keys() {
+                    let path = format!("x-baton.{k}");
+                    if !ok(&path) && !ok("x-baton") {
+                        out.push(format!(
+                            "services.{name}.{path}: ignored by target {target}"
+                        ));
+                    }
                 }
             } else if !ok(key) && !key.starts_with("x-") {
                 out.push(format!("services.{name}.{key}: ignored by target {target}"));
@@ -243,6 +253,9 @@ pub struct Front {
     pub protocol: String,
     /// Each running task: (task id, address and port it answers on, its revision).
     pub backends: Vec<(String, std::net::SocketAddr, String)>,
+    /// Shares of the traffic by revision while two run (blue-green, canary); `None`:
+    /// every task alike.
+    pub split: Option<Vec<(String, u32)>>,
 }
 
 /// A backend that keeps services itself. Every future is the whole operation: `apply`

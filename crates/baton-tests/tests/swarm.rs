@@ -430,3 +430,111 @@ configs:
         leftovers(&s.name)
     );
 }
+
+fn switched(port: u16, version: &str, health_path: &str, rollout: &str) -> String {
+    format!(
+        r#"services:
+  web:
+    image: baton-test/busybox:latest
+    command: ["sh", "-c", "mkdir -p /www && echo {version} > /www/index.html; httpd -p 8080 -h /www; trap 'sleep 2; exit 0' TERM; while :; do sleep 1; done"]
+    ports: ["{port}:8080"]
+    stop_grace_period: 5s
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080{health_path}"]
+      interval: 1s
+      retries: 2
+    deploy: {{replicas: 2}}
+    x-baton:
+      rollout: {rollout}
+{TARGETS}"#
+    )
+}
+
+/// The swarm services of the project's `web`, by name.
+fn web_services(project: &str) -> Vec<String> {
+    docker_lines(&[
+        "service",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        &format!("label=io.baton.swarm.project={project}"),
+    ])
+    .into_iter()
+    .filter(|n| n.starts_with(&format!("{project}_web")))
+    .collect()
+}
+
+#[test]
+fn canary_and_blue_green_switch_versions_in_the_front_and_a_broken_one_never_serves() {
+    if !swarm_available() {
+        return;
+    }
+    let s = Scratch::new("swcan");
+    let _cleanup = Cleanup(s.name.clone());
+    let port = free_port();
+    let canary = "{strategy: canary, steps: [{weight: 50, pause: 4s}]}";
+    s.write("compose.yaml", &switched(port, "v1", "/", canary));
+    let _serve = Serve::start(&s, &[]);
+    ok(&s, &["up", "-d"]);
+    assert!(baton_tests::wait_for(port, "v1", 30), "v1 answers");
+    let first = web_services(&s.name);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        first[0].starts_with(&format!("{}_web-", s.name)),
+        "one service per version: {first:?}"
+    );
+
+    // Canary: the new version runs beside the old, takes half the traffic for the
+    // step's pause, then all of it; the old one goes. No request fails.
+    let load = baton_tests::Load::start(port);
+    s.write("compose.yaml", &switched(port, "v2", "/", canary));
+    let up = ok(&s, &["up", "-d"]);
+    let (answers, failures) = load.finish();
+    assert!(
+        up.contains("create service") && up.contains("delete service"),
+        "{up}"
+    );
+    assert_eq!(failures, 0, "failed requests during the canary");
+    // While both ran, both answered; at the end only v2.
+    let mixed = answers
+        .windows(20)
+        .any(|w| w.iter().any(|a| a == "v1") && w.iter().any(|a| a == "v2"));
+    assert!(mixed, "v1 and v2 shared the traffic during the step");
+    assert!(baton_tests::wait_for(port, "v2", 5));
+    let second = web_services(&s.name);
+    assert_eq!(second.len(), 1, "the old version is gone: {second:?}");
+    assert_ne!(second, first);
+
+    // Blue-green with a version whose health check fails: it never gets traffic, is
+    // removed, and `up` says so; v2 keeps answering.
+    let bg = "{strategy: blue-green}";
+    s.write("compose.yaml", &switched(port, "v2", "/", bg));
+    ok(&s, &["up", "-d"]);
+    let load = baton_tests::Load::start(port);
+    s.write("compose.yaml", &switched(port, "v3", "/missing", bg));
+    let broken = on_swarm(&s, &["up", "-d"]);
+    let (answers, failures) = load.finish();
+    assert!(!broken.status.success());
+    assert!(
+        stderr(&broken).contains("did not become healthy and was removed"),
+        "{}",
+        stderr(&broken)
+    );
+    assert_eq!(failures, 0);
+    assert!(!answers.iter().any(|a| a == "v3"), "v3 never served");
+    assert!(baton_tests::wait_for(port, "v2", 5));
+    assert_eq!(
+        web_services(&s.name).len(),
+        1,
+        "{:?}",
+        web_services(&s.name)
+    );
+
+    ok(&s, &["down"]);
+    assert!(
+        within(Duration::from_secs(60), || leftovers(&s.name).is_empty()).is_some(),
+        "down left {:?}",
+        leftovers(&s.name)
+    );
+}

@@ -466,6 +466,122 @@ impl Swarm {
             .map_err(self.err("list services"))
     }
 
+    /// The swarm service that is the file's `key` now: `<project>_<key>`, or for a
+    /// service switched by revision (blue-green, canary) its newest revision.
+    async fn resolve(&self, project: &str, key: &str) -> Result<String, RuntimeError> {
+        let mut found: Vec<(String, String)> = self
+            .services_of(project)
+            .await?
+            .into_iter()
+            .filter_map(|s| {
+                let spec = s.spec?;
+                let labels = spec.labels?;
+                (labels.get(spec::SERVICE).map(String::as_str) == Some(key))
+                    .then(|| Some((s.created_at.unwrap_or_default(), spec.name?)))?
+            })
+            .collect();
+        found.sort();
+        found
+            .pop()
+            .map(|(_, n)| n)
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: format!("service {key} of project {project} on the swarm"),
+            })
+    }
+
+    /// Sets a revision service's share of the front's traffic (a label: its tasks
+    /// are not touched).
+    async fn set_weight(&self, name: &str, weight: u32) -> Result<(), RuntimeError> {
+        let current = self.inspect(name).await?;
+        let mut spec = current.spec.clone().unwrap_or_default();
+        spec.labels
+            .get_or_insert_with(Default::default)
+            .insert(spec::WEIGHT.into(), weight.to_string());
+        self.update("weigh", &current, spec, false).await
+    }
+
+    /// Blue-green or canary: the new revision `new` runs beside `old` with no traffic
+    /// until it converged (healthy); then the front's weights move to it — at once
+    /// (blue-green) or step by step with pauses (canary) — and `old` is left with none
+    /// (the plan's `Delete` removes it next). A new revision that does not converge is
+    /// removed and `old` keeps all the traffic.
+    async fn switch_over(
+        &self,
+        project: &Project,
+        d: &Desired,
+        old: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<(), RuntimeError> {
+        self.set_weight(old, 100).await?;
+        let mut new = d.clone();
+        new.config["Labels"][spec::WEIGHT] = json!("0");
+        self.put(project, &new, true).await?;
+        self.shift(project, d, old, reporter).await
+    }
+
+    /// The second half of a switch: waits for the new revision `d` (already on the
+    /// swarm, with no traffic) to converge, then moves the traffic from `old` to it.
+    /// Also what finishes a switch a killed `up` left half-done.
+    async fn shift(
+        &self,
+        project: &Project,
+        d: &Desired,
+        old: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<(), RuntimeError> {
+        // The front sees a weight at its next tick; give it two of the default.
+        const SEEN: Duration = Duration::from_secs(2);
+        let key = d.service.clone().unwrap_or_default();
+        let since = Since::default();
+        if let Err(e) = self
+            .wait_converged(&[(d.name.clone(), since)], reporter)
+            .await
+        {
+            let _ = self.delete("service", &d.name).await;
+            return Err(RuntimeError::Failed {
+                op: format!("service {key}"),
+                detail: format!(
+                    "its new version did not become healthy and was removed; the old one \
+                     keeps all the traffic: {e}"
+                ),
+            });
+        }
+        let steps: Vec<(u32, u64)> = match project
+            .services
+            .get(&key)
+            .and_then(|s| baton_engine::rollout::rollout_spec(s).ok())
+            .map(|r| r.strategy)
+        {
+            Some(baton_engine::rollout::Strategy::Canary(c)) => {
+                c.steps.iter().map(|s| (s.weight, s.pause_ms)).collect()
+            }
+            Some(baton_engine::rollout::Strategy::BlueGreen(b)) => vec![(100, b.keep_old_ms)],
+            _ => Vec::new(),
+        };
+        for (weight, pause_ms) in steps.iter().filter(|(w, _)| *w < 100) {
+            self.set_weight(&d.name, *weight).await?;
+            self.set_weight(old, 100 - weight).await?;
+            let line = format!("{weight}% of the traffic on the new version");
+            reporter.report(Step::Waiting {
+                target: &d.name,
+                on: &line,
+            });
+            tokio::time::sleep(SEEN + Duration::from_millis(*pause_ms)).await;
+        }
+        self.set_weight(&d.name, 100).await?;
+        self.set_weight(old, 0).await?;
+        reporter.report(Step::Done {
+            target: &d.name,
+            what: "all the traffic on the new version",
+        });
+        let keep = steps
+            .iter()
+            .find(|(w, _)| *w == 100)
+            .map_or(0, |(_, pause)| *pause);
+        tokio::time::sleep(SEEN + Duration::from_millis(keep)).await;
+        Ok(())
+    }
+
     async fn tasks_of(&self, service: &str) -> Result<Vec<bollard::models::Task>, RuntimeError> {
         self.docker
             .api
@@ -570,8 +686,30 @@ impl Swarm {
         }
         // A task that cannot even start (no such image, no node that fits) keeps
         // failing; say why rather than wait out the timeout.
-        if !updating && running == 0 && errors.len() >= 3 {
-            return Err(failed(format!("its tasks keep failing{newest_error}")));
+        // A service that should keep running whose tasks end (fail, or exit, even with
+        // 0, as one stopped for failing its health check may) again and again.
+        let ended: Vec<(String, String)> = tasks
+            .iter()
+            .filter_map(|t| {
+                let st = t.status.as_ref()?;
+                if !matches!(
+                    st.state,
+                    Some(TaskState::REJECTED | TaskState::FAILED | TaskState::COMPLETE)
+                ) {
+                    return None;
+                }
+                let code = st.container_status.as_ref().and_then(|c| c.exit_code);
+                let why = match (st.err.as_deref().filter(|e| !e.is_empty()), code) {
+                    (Some(e), _) => e.to_string(),
+                    (None, Some(c)) => format!("its container exited with {c}"),
+                    (None, None) => st.message.clone().unwrap_or_default(),
+                };
+                Some((st.timestamp.clone().unwrap_or_default(), why))
+            })
+            .collect();
+        if !updating && running == 0 && ended.len() >= 3 {
+            let last = ended.iter().max().map(|(_, w)| w.as_str()).unwrap_or("");
+            return Err(failed(format!("its tasks keep ending (the last: {last})")));
         }
         let pending = current
             .iter()
@@ -856,6 +994,8 @@ impl Orchestrator for Swarm {
             let mut changed: Vec<(String, Since)> = Vec::new();
             let mut deleted_services = Vec::new();
             let mut converged: BTreeSet<String> = BTreeSet::new();
+            // New revisions this apply switched to.
+            let mut switched_now: BTreeSet<String> = BTreeSet::new();
             let order = baton_engine::graph::start_order(
                 project,
                 &project.services.keys().cloned().collect(),
@@ -913,20 +1053,61 @@ impl Orchestrator for Swarm {
                             .ok_or_else(|| RuntimeError::NotFound {
                                 what: format!("{kind} {name} in the plan"),
                             })?;
-                        let since = if kind == "service" && !*create {
-                            self.since(name, false).await?
+                        // A new revision of a service switched by baton replaces the
+                        // one the plan deletes: the front moves the traffic over.
+                        let replaced = planned.plan.actions.iter().find_map(|o| match o {
+                            Action::Delete {
+                                kind: k,
+                                name: n,
+                                service: Some(sv),
+                                ..
+                            } if k == "service"
+                                && d.service.as_ref() == Some(sv)
+                                && d.config["Labels"].get(spec::STRATEGY).is_some() =>
+                            {
+                                Some(n.clone())
+                            }
+                            _ => None,
+                        });
+                        if let (Some(old), true) = (replaced, *create) {
+                            let r = self.switch_over(project, d, &old, reporter).await;
+                            converged.insert(name.clone());
+                            switched_now.insert(name.clone());
+                            r
                         } else {
-                            Since::default()
-                        };
-                        let r = self.put(project, d, *create).await;
-                        if kind == "service" {
-                            changed.push((name.clone(), since));
+                            let since = if kind == "service" && !*create {
+                                self.since(name, false).await?
+                            } else {
+                                Since::default()
+                            };
+                            let r = self.put(project, d, *create).await;
+                            if kind == "service" {
+                                changed.push((name.clone(), since));
+                            }
+                            r
                         }
-                        r
                     }
-                    Action::Delete { kind, name, .. } => {
+                    Action::Delete {
+                        kind,
+                        name,
+                        service,
+                        ..
+                    } => {
                         if kind == "network" {
                             self.wait_containers_gone(&deleted_services).await?;
+                        }
+                        // An old revision whose new one a killed `up` left in place
+                        // (up to date, so not put again): finish the switch first, so
+                        // a new one that never became healthy is not what is left.
+                        let newer = planned.desired.iter().find(|d| {
+                            d.kind == "service"
+                                && &d.service == service
+                                && service.is_some()
+                                && d.config["Labels"].get(spec::STRATEGY).is_some()
+                                && !switched_now.contains(&d.name)
+                        });
+                        if let (true, Some(d)) = (kind == "service", newer) {
+                            self.shift(project, d, name, reporter).await?;
                         }
                         let r = self.delete(kind, name).await;
                         if kind == "service" {
@@ -1041,7 +1222,7 @@ impl Orchestrator for Swarm {
         replicas: u32,
     ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
         async move {
-            let name = spec::service_name(project, service);
+            let name = self.resolve(project, service).await?;
             let current = self.inspect(&name).await?;
             let mut spec = current.spec.clone().unwrap_or_default();
             match spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
@@ -1064,7 +1245,7 @@ impl Orchestrator for Swarm {
         service: &'a str,
     ) -> LocalBoxFuture<'a, Result<UpdateStatus, RuntimeError>> {
         async move {
-            let name = spec::service_name(project, service);
+            let name = self.resolve(project, service).await?;
             let s = self.inspect(&name).await?;
             let (state, message) = match &s.update_status {
                 Some(u) => (
@@ -1107,7 +1288,7 @@ impl Orchestrator for Swarm {
         service: &'a str,
     ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
         async move {
-            let name = spec::service_name(project, service);
+            let name = self.resolve(project, service).await?;
             let current = self.inspect(&name).await?;
             let since = Since {
                 started_at: current
@@ -1126,11 +1307,13 @@ impl Orchestrator for Swarm {
     }
 
     fn logs(&self, project: &str, service: &str, options: &LogOptions) -> LogStream {
-        let raw = self.raw.clone();
-        let name = spec::service_name(project, service);
+        let me = self.clone();
+        let (project, service) = (project.to_string(), service.to_string());
         let options = options.clone();
         futures_util::stream::once(async move {
-            raw.service_logs(&name, options.follow, options.tail, options.timestamps)
+            let name = me.resolve(&project, &service).await?;
+            me.raw
+                .service_logs(&name, options.follow, options.tail, options.timestamps)
                 .await
         })
         .flat_map(|r| match r {
@@ -1145,9 +1328,16 @@ impl Orchestrator for Swarm {
         project: &'a str,
     ) -> LocalBoxFuture<'a, Result<Vec<Front>, RuntimeError>> {
         async move {
-            let mut out = Vec::new();
-            let services = self.services_of(project).await?;
-            let fronted: Vec<_> = services
+            struct Fronted {
+                name: String,
+                key: String,
+                revision: String,
+                weight: Option<u32>,
+                ports: Vec<(u16, i64, String)>,
+            }
+            let fronted: Vec<Fronted> = self
+                .services_of(project)
+                .await?
                 .iter()
                 .filter_map(|s| {
                     let spec = s.spec.as_ref()?;
@@ -1162,19 +1352,42 @@ impl Orchestrator for Swarm {
                             Some((port.parse().ok()?, target, app))
                         })
                         .collect();
-                    let key = labels.get(spec::SERVICE)?.clone();
-                    let revision = labels.get(spec::HASH).cloned().unwrap_or_default();
-                    (!ports.is_empty()).then(|| Some((spec.name.clone()?, key, revision, ports)))?
+                    let name = spec.name.clone()?;
+                    Some(Fronted {
+                        key: labels.get(spec::SERVICE)?.clone(),
+                        revision: labels
+                            .get(spec::REVISION)
+                            .cloned()
+                            .unwrap_or_else(|| name.clone()),
+                        weight: labels.get(spec::WEIGHT).and_then(|w| w.parse().ok()),
+                        name,
+                        ports,
+                    })
+                    .filter(|f| !f.ports.is_empty())
                 })
                 .collect();
             if fronted.is_empty() {
-                return Ok(out);
+                return Ok(Vec::new());
             }
             let nodes = self.nodes().await?;
-            for (name, key, revision, ports) in fronted {
-                let tasks = self.tasks_of(&name).await?;
-                for (port, target, app) in ports {
-                    let mut backends = Vec::new();
+            // One front per (service, port), over every revision of the service.
+            let mut out: BTreeMap<(String, u16), Front> = BTreeMap::new();
+            for f in &fronted {
+                let tasks = self.tasks_of(&f.name).await?;
+                for (port, target, app) in &f.ports {
+                    let front = out.entry((f.key.clone(), *port)).or_insert_with(|| Front {
+                        service: f.key.clone(),
+                        port: *port,
+                        protocol: app.clone(),
+                        backends: Vec::new(),
+                        split: None,
+                    });
+                    if let Some(w) = f.weight {
+                        front
+                            .split
+                            .get_or_insert_with(Vec::new)
+                            .push((f.revision.clone(), w));
+                    }
                     for t in &tasks {
                         // Only tasks that run and should: one that is being stopped
                         // leaves the proxy before its container goes.
@@ -1197,26 +1410,20 @@ impl Orchestrator for Swarm {
                             .and_then(|p| p.ports.as_ref())
                             .into_iter()
                             .flatten()
-                            .find(|p| p.target_port == Some(target))
+                            .find(|p| p.target_port == Some(*target))
                             .and_then(|p| p.published_port)
                             .and_then(|p| u16::try_from(p).ok());
                         if let Some(published) = published {
-                            backends.push((
+                            front.backends.push((
                                 t.id.clone().unwrap_or_default(),
                                 std::net::SocketAddr::new(addr, published),
-                                revision.clone(),
+                                f.revision.clone(),
                             ));
                         }
                     }
-                    out.push(Front {
-                        service: key.clone(),
-                        port,
-                        protocol: app,
-                        backends,
-                    });
                 }
             }
-            Ok(out)
+            Ok(out.into_values().collect())
         }
         .boxed_local()
     }

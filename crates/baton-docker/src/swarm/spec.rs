@@ -50,6 +50,10 @@ pub enum Way {
 /// mode and a replicated one gets baton's proxy in front.
 pub fn way(s: &Service, port: &baton_spec::Port, publish: Publish) -> Way {
     let global = s.deploy.as_ref().and_then(|d| d.mode.as_deref()) == Some("global");
+    if port.published.is_some() && port.mode.is_none() && !global && switched(s).is_some() {
+        // Blue-green and canary switch traffic between versions in baton's front.
+        return Way::Front;
+    }
     match (port.mode.as_deref(), publish) {
         (Some("host"), _) => Way::Host,
         (Some(_), _) | (None, Publish::Ingress) => Way::Mesh,
@@ -99,6 +103,7 @@ pub const SUPPORTED: &[&str] = &[
     "logging",
     "profiles",
     "depends_on",
+    "x-baton.rollout",
 ];
 
 /// Where the content of secrets and configs comes from.
@@ -224,14 +229,59 @@ pub fn desired(project: &Project, publish: Publish, src: &Sources) -> Result<Vec
         }
     }
     for (name, s) in &project.services {
+        let mut config = service_spec(project, name, s, publish, &file_names)?;
+        let name_on_swarm = match switched(s) {
+            // Each version is a service of its own, named after what shapes its tasks
+            // (not its replica count, which changes in place).
+            Some(strategy) => {
+                let mut shape = config.clone();
+                if let Some(m) = shape.as_object_mut() {
+                    m.remove("Mode");
+                    m.remove("Name");
+                }
+                let revision = hex::encode(&Sha256::digest(shape.to_string().as_bytes())[..4]);
+                let full = format!("{}-{revision}", service_name(p, name));
+                config["Name"] = json!(full);
+                config["Labels"][REVISION] = json!(revision);
+                config["Labels"][STRATEGY] = json!(strategy);
+                full
+            }
+            None => service_name(p, name),
+        };
         out.push(Desired {
             kind: "service".into(),
-            name: service_name(p, name),
+            name: name_on_swarm,
             service: Some(name.clone()),
-            config: service_spec(project, name, s, publish, &file_names)?,
+            config,
         });
     }
     Ok(out)
+}
+
+/// Label of a revision service: the short hash its name ends with.
+pub const REVISION: &str = "io.baton.revision";
+/// Label of a revision service: `blue-green` or `canary`.
+pub const STRATEGY: &str = "io.baton.strategy";
+/// Label of a revision service: its share of the front's traffic, in percent (absent:
+/// an equal share).
+pub const WEIGHT: &str = "io.baton.front.weight";
+
+/// The strategy of a service whose versions baton switches itself, behind its front
+/// (`x-baton.rollout.strategy: blue-green | canary`); `None` for the swarm's own rolling
+/// update.
+pub fn switched(s: &Service) -> Option<&'static str> {
+    match baton_engine::rollout::rollout_spec(s).ok()?.strategy {
+        baton_engine::rollout::Strategy::BlueGreen(_) if has_rollout(s) => Some("blue-green"),
+        baton_engine::rollout::Strategy::Canary(_) => Some("canary"),
+        _ => None,
+    }
+}
+
+fn has_rollout(s: &Service) -> bool {
+    s.baton
+        .as_ref()
+        .and_then(|b| serde_json::to_value(b).ok())
+        .is_some_and(|v| v.get("rollout").is_some())
 }
 
 /// Whether another service waits for this one to complete (a one-shot job).
@@ -624,6 +674,8 @@ fn service_spec(
     let mut endpoint = Map::new();
     if let Some(m) = deploy.other.get("endpoint_mode") {
         endpoint.insert("Mode".into(), m.clone());
+    } else if dnsrr(s, publish) {
+        endpoint.insert("Mode".into(), json!("dnsrr"));
     }
     if !ports.is_empty() {
         endpoint.insert("Ports".into(), json!(ports));
@@ -640,6 +692,18 @@ fn capitalize(s: &str) -> String {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
     }
+}
+
+/// Whether the service's name resolves to its tasks' addresses rather than a virtual
+/// IP: where the kernel has no IPVS, a swarm's virtual IPs answer nothing, so other
+/// services could not reach it by name. Not with a port on the mesh (the engine refuses
+/// both), nor when the file chose an endpoint mode.
+fn dnsrr(s: &Service, publish: Publish) -> bool {
+    publish == Publish::Host
+        && s.deploy
+            .as_ref()
+            .is_none_or(|d| !d.other.contains_key("endpoint_mode"))
+        && s.ports.iter().all(|p| way(s, p, publish) != Way::Mesh)
 }
 
 /// One line for `plan` per published port, saying how it is published.
@@ -670,6 +734,19 @@ pub fn publish_notes(project: &Project, publish: Publish) -> Vec<String> {
             };
             out.push(format!("services.{name}.ports: {line}"));
         }
+    }
+    let by_dns: Vec<&str> = project
+        .services
+        .iter()
+        .filter(|(_, s)| dnsrr(s, publish))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !by_dns.is_empty() {
+        out.push(format!(
+            "services {} are found by DNS round robin (endpoint_mode: dnsrr): this swarm's \
+             virtual IPs answer nothing (the kernel has no IPVS)",
+            by_dns.join(", ")
+        ));
     }
     out
 }
