@@ -1,13 +1,13 @@
 //! The container seam: one backend chosen per target. `AnyRuntime` is an enum over the
-//! `Runtime` implementations (as youki's executor is over its container kinds; today one
-//! variant, Docker — a Swarm or Kubernetes backend is one more variant and one more arm
-//! in each delegation), and `Backend` is that runtime with the target it serves, which
+//! `Runtime` implementations (as youki's executor is over its container kinds: Docker,
+//! Kubernetes — one more backend is one more variant and one more arm in each
+//! delegation), and `Backend` is that runtime with the target it serves, which
 //! answers what only some engines can do (exec, attach, stats, images, logs, one-shot
 //! containers) as an `Option` of a small capability trait from `baton_engine::runtime`,
 //! or as a clear error ("target prod (kubernetes) cannot exec").
 //!
 //! Architecture invariant: with the backend crates themselves, the only crate that names
-//! a backend crate (`baton_docker`); commands, the control plane, the daemon and the API
+//! a backend crate (`baton_docker`, `baton_kube`); commands, the control plane, the daemon and the API
 //! see `Runtime` and the capability traits.
 
 pub mod target;
@@ -17,11 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_docker::Docker;
+use baton_engine::orchestrate::Orchestrator;
 use baton_engine::runtime::{
     Attach, BuildSpec, Capabilities, ContainerSpec, Exec, Images, Logs, NetworkSpec, Observed,
     ObservedContainer, OneShot, ProgressFn, ResourceStats, Runtime, RuntimeError, Usage,
     VolumeSpec,
 };
+use baton_kube::Kube;
 
 pub use target::{Target, TargetKind, UnknownTarget};
 
@@ -30,6 +32,8 @@ pub use target::{Target, TargetKind, UnknownTarget};
 pub enum AnyRuntime {
     /// One Docker Engine (`baton-docker`).
     Docker(Docker),
+    /// One Kubernetes cluster and namespace (`baton-kube`), an orchestrator.
+    Kube(Kube),
 }
 
 /// Calls the same method on whichever backend this is.
@@ -37,6 +41,18 @@ macro_rules! delegate {
     ($self:ident, $r:ident => $call:expr) => {
         match $self {
             AnyRuntime::Docker($r) => $call,
+            AnyRuntime::Kube($r) => $call,
+        }
+    };
+}
+
+/// Like `delegate!`, for what only the Docker backend can do (the capabilities a
+/// cluster does not offer answer `None`).
+macro_rules! docker_only {
+    ($self:ident, $r:ident => $call:expr) => {
+        match $self {
+            AnyRuntime::Docker($r) => $call,
+            AnyRuntime::Kube(_) => None,
         }
     };
 }
@@ -46,43 +62,47 @@ impl AnyRuntime {
     pub fn kind(&self) -> &'static str {
         match self {
             AnyRuntime::Docker(_) => "docker",
+            AnyRuntime::Kube(_) => "kubernetes",
         }
     }
 
     pub fn exec(&self) -> Option<&dyn Exec> {
-        delegate!(self, r => Some(r as &dyn Exec))
+        docker_only!(self, r => Some(r as &dyn Exec))
     }
 
     pub fn attach(&self) -> Option<&dyn Attach> {
-        delegate!(self, r => Some(r as &dyn Attach))
+        docker_only!(self, r => Some(r as &dyn Attach))
     }
 
     pub fn stats(&self) -> Option<&dyn ResourceStats> {
-        delegate!(self, r => Some(r as &dyn ResourceStats))
+        docker_only!(self, r => Some(r as &dyn ResourceStats))
     }
 
     pub fn images(&self) -> Option<&dyn Images> {
-        delegate!(self, r => Some(r as &dyn Images))
+        docker_only!(self, r => Some(r as &dyn Images))
     }
 
     pub fn logs(&self) -> Option<&dyn Logs> {
-        delegate!(self, r => Some(r as &dyn Logs))
+        docker_only!(self, r => Some(r as &dyn Logs))
     }
 
     /// The logs capability as a shared handle (for the API, which outlives this value).
     pub fn shared_logs(&self) -> Option<Arc<dyn Logs>> {
-        delegate!(self, r => Some(Arc::new(r.clone()) as Arc<dyn Logs>))
+        docker_only!(self, r => Some(Arc::new(r.clone()) as Arc<dyn Logs>))
     }
 
     /// One-shot containers (pipelines' `image:` jobs), as a shared handle.
     pub fn shared_one_shot(&self) -> Option<Arc<dyn OneShot>> {
-        delegate!(self, r => Some(Arc::new(r.clone()) as Arc<dyn OneShot>))
+        docker_only!(self, r => Some(Arc::new(r.clone()) as Arc<dyn OneShot>))
     }
 }
 
 impl Runtime for AnyRuntime {
     fn capabilities(&self) -> Capabilities {
         delegate!(self, r => r.capabilities())
+    }
+    fn orchestrator(&self) -> Option<&dyn Orchestrator> {
+        delegate!(self, r => r.orchestrator())
     }
     async fn observe(&self, project: &str) -> Result<Observed, RuntimeError> {
         delegate!(self, r => r.observe(project).await)
@@ -195,8 +215,8 @@ impl Backend {
 }
 
 /// Connects to the target's engine. Docker targets connect (`host`, else
-/// `DOCKER_HOST`, else the local socket); the kinds whose backend is not built yet say
-/// so, naming the target.
+/// `DOCKER_HOST`, else the local socket); Kubernetes targets read the kubeconfig with
+/// their context; the kinds whose backend is not built yet say so, naming the target.
 pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
     let runtime = match &target.kind {
         TargetKind::Docker { host: None } => AnyRuntime::Docker(Docker::connect().await?),
@@ -221,12 +241,17 @@ pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
                  target for one engine"
             )))
         }
-        TargetKind::Kubernetes { .. } => {
-            return Err(RuntimeError::Unsupported(format!(
-                "target {target}: applying to a Kubernetes cluster is not built yet; \
-                 `baton k8s render --out DIR` writes the manifests for `kubectl apply -f DIR`"
-            )))
-        }
+        TargetKind::Kubernetes { context, namespace } => AnyRuntime::Kube(
+            Kube::connect(context.as_deref(), namespace.as_deref())
+                .await
+                .map_err(|e| match e {
+                    RuntimeError::Unavailable(m) => {
+                        RuntimeError::Unavailable(format!("target {target}: {m}"))
+                    }
+                    other => other,
+                })?
+                .named(target.to_string()),
+        ),
     };
     Ok(Backend {
         target: target.clone(),
@@ -248,15 +273,6 @@ mod tests {
 
     #[tokio::test]
     async fn targets_without_a_backend_say_so() {
-        let e = connect(&target(TargetKind::Kubernetes {
-            context: None,
-            namespace: None,
-        }))
-        .await
-        .unwrap_err();
-        let text = e.to_string();
-        assert!(text.starts_with("target t (kubernetes): "), "{text}");
-        assert!(text.contains("baton k8s render"), "{text}");
         let e = connect(&target(TargetKind::Swarm { host: None }))
             .await
             .unwrap_err();
@@ -270,6 +286,20 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_kubernetes_context_the_kubeconfig_lacks_names_the_target() {
+        let e = connect(&target(TargetKind::Kubernetes {
+            context: Some("baton-test-no-such-context".into()),
+            namespace: None,
+        }))
+        .await
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, RuntimeError::Unavailable(_)), "{text}");
+        assert!(text.contains("target t (kubernetes): "), "{text}");
+        assert!(text.contains("baton-test-no-such-context"), "{text}");
     }
 
     #[tokio::test]

@@ -495,11 +495,17 @@ impl Kube {
             .map_err(|e| self.error("list pods", e))
     }
 
+    /// `prod` of `prod (kubernetes)`.
+    fn target_name(&self) -> &str {
+        self.target
+            .strip_suffix(" (kubernetes)")
+            .unwrap_or(&self.target)
+    }
+
     fn refuse(&self, what: &str) -> RuntimeError {
         RuntimeError::Unsupported(format!(
-            "target {} keeps pods itself; baton does not {what} there (use `baton --target {} up`, `ps`, `logs`, `scale`, `down`)",
-            self.target,
-            self.target.split(' ').next().unwrap_or(&self.target)
+            "target {} (kubernetes) keeps pods itself; baton does not {what} there: its `up`, `plan`, `ps`, `logs`, `scale`, `rollout` and `down` go through the cluster's objects",
+            self.target_name()
         ))
     }
 }
