@@ -359,14 +359,27 @@ impl Kube {
         object["metadata"]["labels"][MANAGED_BY.0] = json!(MANAGED_BY.1);
         object["metadata"]["annotations"][HASH_ANNOTATION] = json!(hash);
         let api = self.dynamic(kind)?;
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .map_err(|e| self.error(&format!("apply {kind} {name}"), e))?;
-        Ok(())
+        match api
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // An apply creates the object: what is missing is its namespace (or the
+            // kind's API on this cluster).
+            Err(kube::Error::Api(s)) if s.code == 404 => Err(RuntimeError::Failed {
+                op: format!("apply {kind} {name} (target {})", self.target),
+                detail: format!(
+                    "{}: does namespace {ns} exist? (kubectl create namespace {ns})",
+                    s.message,
+                    ns = self.namespace
+                ),
+            }),
+            Err(e) => Err(self.error(&format!("apply {kind} {name}"), e)),
+        }
     }
 
     async fn delete(&self, kind: &str, name: &str) -> Result<(), RuntimeError> {
@@ -539,6 +552,10 @@ fn other_settings(project: &Project, target: &str) -> Vec<String> {
     out
 }
 
+fn is_workload(kind: &str) -> bool {
+    matches!(kind, "Deployment" | "DaemonSet" | "Job")
+}
+
 /// The file's service names by the label value they render to.
 fn file_names(project: &Project) -> BTreeMap<String, String> {
     project
@@ -578,6 +595,19 @@ impl Orchestrator for Kube {
             let existing = self.existing(&project.name, &file_names(project)).await?;
             let only: BTreeSet<String> = options.services.iter().cloned().collect();
             let mut plan = plan_objects(&project.name, &desired, &existing, previous, &only);
+            // `plan_objects` names Swarm's services that are up to date; here the
+            // workloads are (a Deployment, DaemonSet or Job found with its hash).
+            for d in desired.iter().filter(|d| is_workload(&d.kind)) {
+                let wanted =
+                    only.is_empty() || d.service.as_ref().is_some_and(|s| only.contains(s));
+                let same = existing
+                    .iter()
+                    .any(|e| e.kind == d.kind && e.name == d.name && e.hash == d.hash());
+                if wanted && same {
+                    plan.up_to_date.push(d.name.clone());
+                }
+            }
+            plan.up_to_date.sort();
             plan.warnings
                 .extend(ignored_settings(project, &self.target, HANDLED));
             plan.warnings.extend(other_settings(project, &self.target));

@@ -230,6 +230,7 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
     fake.clear_requests();
     let again = plan(&kube, &p, &store).await;
     assert!(again.plan.actions.is_empty(), "{:?}", lines(&again));
+    assert_eq!(again.plan.up_to_date, vec!["agent", "web", "worker"]);
     kube.apply(&p, &again, &Record::default())
         .await
         .expect("apply nothing");
