@@ -1,14 +1,14 @@
 //! The container seam: one backend chosen per target. `AnyRuntime` is an enum over the
 //! `Runtime` implementations (as youki's executor is over its container kinds: Docker,
-//! Kubernetes — one more backend is one more variant and one more arm in each
+//! Swarm, Kubernetes — one more backend is one more variant and one more arm in each
 //! delegation), and `Backend` is that runtime with the target it serves, which
 //! answers what only some engines can do (exec, attach, stats, images, logs, one-shot
 //! containers) as an `Option` of a small capability trait from `baton_engine::runtime`,
 //! or as a clear error ("target prod (kubernetes) cannot exec").
 //!
 //! Architecture invariant: with the backend crates themselves, the only crate that names
-//! a backend crate (`baton_docker`, `baton_kube`); commands, the control plane, the daemon and the API
-//! see `Runtime` and the capability traits.
+//! a backend crate (`baton_docker`, `baton_kube`); commands, the control plane, the
+//! daemon and the API see `Runtime` and the capability traits.
 
 pub mod target;
 
@@ -16,8 +16,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_docker::Docker;
-use baton_engine::orchestrate::Orchestrator;
+use baton_docker::{Docker, Swarm};
 use baton_engine::runtime::{
     Attach, BuildSpec, Capabilities, ContainerSpec, Exec, Images, Logs, NetworkSpec, Observed,
     ObservedContainer, OneShot, ProgressFn, ResourceStats, Runtime, RuntimeError, Usage,
@@ -32,6 +31,9 @@ pub use target::{Target, TargetKind, UnknownTarget};
 pub enum AnyRuntime {
     /// One Docker Engine (`baton-docker`).
     Docker(Docker),
+    /// A Docker engine that is a swarm manager: services and tasks, not containers
+    /// (`baton_docker::swarm`).
+    Swarm(Swarm),
     /// One Kubernetes cluster and namespace (`baton-kube`), an orchestrator.
     Kube(Kube),
 }
@@ -41,18 +43,8 @@ macro_rules! delegate {
     ($self:ident, $r:ident => $call:expr) => {
         match $self {
             AnyRuntime::Docker($r) => $call,
+            AnyRuntime::Swarm($r) => $call,
             AnyRuntime::Kube($r) => $call,
-        }
-    };
-}
-
-/// Like `delegate!`, for what only the Docker backend can do (the capabilities a
-/// cluster does not offer answer `None`).
-macro_rules! docker_only {
-    ($self:ident, $r:ident => $call:expr) => {
-        match $self {
-            AnyRuntime::Docker($r) => $call,
-            AnyRuntime::Kube(_) => None,
         }
     };
 }
@@ -62,38 +54,60 @@ impl AnyRuntime {
     pub fn kind(&self) -> &'static str {
         match self {
             AnyRuntime::Docker(_) => "docker",
+            AnyRuntime::Swarm(_) => "swarm",
             AnyRuntime::Kube(_) => "kubernetes",
         }
     }
 
     pub fn exec(&self) -> Option<&dyn Exec> {
-        docker_only!(self, r => Some(r as &dyn Exec))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn Exec),
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
+        }
     }
 
     pub fn attach(&self) -> Option<&dyn Attach> {
-        docker_only!(self, r => Some(r as &dyn Attach))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn Attach),
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
+        }
     }
 
     pub fn stats(&self) -> Option<&dyn ResourceStats> {
-        docker_only!(self, r => Some(r as &dyn ResourceStats))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn ResourceStats),
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
+        }
     }
 
     pub fn images(&self) -> Option<&dyn Images> {
-        docker_only!(self, r => Some(r as &dyn Images))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn Images),
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
+        }
     }
 
     pub fn logs(&self) -> Option<&dyn Logs> {
-        docker_only!(self, r => Some(r as &dyn Logs))
+        match self {
+            AnyRuntime::Docker(r) => Some(r as &dyn Logs),
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
+        }
     }
 
     /// The logs capability as a shared handle (for the API, which outlives this value).
     pub fn shared_logs(&self) -> Option<Arc<dyn Logs>> {
-        docker_only!(self, r => Some(Arc::new(r.clone()) as Arc<dyn Logs>))
+        match self {
+            AnyRuntime::Docker(r) => Some(Arc::new(r.clone()) as Arc<dyn Logs>),
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
+        }
     }
 
     /// One-shot containers (pipelines' `image:` jobs), as a shared handle.
     pub fn shared_one_shot(&self) -> Option<Arc<dyn OneShot>> {
-        docker_only!(self, r => Some(Arc::new(r.clone()) as Arc<dyn OneShot>))
+        match self {
+            AnyRuntime::Docker(r) => Some(Arc::new(r.clone()) as Arc<dyn OneShot>),
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
+        }
     }
 }
 
@@ -101,7 +115,7 @@ impl Runtime for AnyRuntime {
     fn capabilities(&self) -> Capabilities {
         delegate!(self, r => r.capabilities())
     }
-    fn orchestrator(&self) -> Option<&dyn Orchestrator> {
+    fn orchestrator(&self) -> Option<&dyn baton_engine::orchestrate::Orchestrator> {
         delegate!(self, r => r.orchestrator())
     }
     async fn observe(&self, project: &str) -> Result<Observed, RuntimeError> {
@@ -216,7 +230,7 @@ impl Backend {
 
 /// Connects to the target's engine. Docker targets connect (`host`, else
 /// `DOCKER_HOST`, else the local socket); Kubernetes targets read the kubeconfig with
-/// their context; the kinds whose backend is not built yet say so, naming the target.
+/// their context; what cannot be reached says so, naming the target.
 pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
     let runtime = match &target.kind {
         TargetKind::Docker { host: None } => AnyRuntime::Docker(Docker::connect().await?),
@@ -235,11 +249,15 @@ pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
                 other => other,
             })?)
         }
-        TargetKind::Swarm { .. } => {
+        TargetKind::Swarm { host: Some(h) } if h.starts_with("ssh://") => {
             return Err(RuntimeError::Unsupported(format!(
-                "target {target}: the Docker Swarm backend is not built yet; use a docker \
-                 target for one engine"
+                "target {target}: engine addresses over ssh:// are not supported yet; forward \
+                 the manager's socket (ssh -N -L /tmp/swarm.sock:/var/run/docker.sock HOST) \
+                 and use host: unix:///tmp/swarm.sock"
             )))
+        }
+        TargetKind::Swarm { host } => {
+            AnyRuntime::Swarm(Swarm::connect(host.as_deref(), &target.to_string(), None).await?)
         }
         TargetKind::Kubernetes { context, namespace } => AnyRuntime::Kube(
             Kube::connect(context.as_deref(), namespace.as_deref())
@@ -273,13 +291,12 @@ mod tests {
 
     #[tokio::test]
     async fn targets_without_a_backend_say_so() {
-        let e = connect(&target(TargetKind::Swarm { host: None }))
-            .await
-            .unwrap_err();
-        assert!(
-            e.to_string().contains("Swarm backend is not built yet"),
-            "{e}"
-        );
+        let e = connect(&target(TargetKind::Swarm {
+            host: Some("ssh://ops@example".into()),
+        }))
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("ssh -N -L"), "{e}");
         let e = connect(&target(TargetKind::Docker {
             host: Some("ssh://ops@example".into()),
         }))

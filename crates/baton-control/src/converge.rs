@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use baton_engine::apply::{apply_up, ApplyError, ApplyOptions, ApplyReport, Reporter};
 use baton_engine::hash::{effective_config, hash_value, service_hash};
+use baton_engine::orchestrate::Planned;
 use baton_engine::plan::{plan_up, Action, Plan, PlanInput, PlanOptions};
 use baton_engine::resolve::image_ref;
 use baton_engine::rollout::{handover, stable_set, Handover, ReplicaConfig};
@@ -32,6 +33,9 @@ pub struct Prepared {
     pub vm_section: VmSection,
     /// This host's running VMs when the plan was made.
     pub vms_running: Vec<String>,
+    /// For a backend that keeps services itself (Swarm, Kubernetes): the objects the
+    /// plan puts, which its `apply` needs (`observed` is then empty).
+    pub orchestrated: Option<Planned>,
 }
 
 impl Prepared {
@@ -98,6 +102,37 @@ impl<R: Runtime> Control<R> {
                 now,
             )?;
         }
+        let previous = |hash: &str| -> Option<serde_json::Value> {
+            store
+                .service_config(hash)
+                .ok()
+                .flatten()
+                .and_then(|s| serde_json::from_str(&s).ok())
+        };
+        if let Some(o) = self.runtime.orchestrator() {
+            let planned = o.plan(project, opts, &previous).await?;
+            // What each object was made from, by hash, so a later change names its
+            // fields (secrets carry their content's hash only, never the content).
+            for d in &planned.desired {
+                store.save_service_config(
+                    &d.hash(),
+                    &project.name,
+                    &d.name,
+                    &d.config.to_string(),
+                    now,
+                )?;
+            }
+            let (vms, vm_section, vms_running) = self.vm_half(project, opts)?;
+            return Ok(Prepared {
+                observed: Observed::default(),
+                plan: planned.plan.clone(),
+                revision: revision.number,
+                vms,
+                vm_section,
+                vms_running,
+                orchestrated: Some(planned),
+            });
+        }
         let observed = self.runtime.observe(&project.name).await?;
         let images: BTreeSet<String> = project
             .services
@@ -111,13 +146,6 @@ impl<R: Runtime> Control<R> {
                 present.insert(image.clone());
             }
         }
-        let previous = |hash: &str| -> Option<serde_json::Value> {
-            store
-                .service_config(hash)
-                .ok()
-                .flatten()
-                .and_then(|s| serde_json::from_str(&s).ok())
-        };
         let plan = plan_up(&PlanInput {
             project,
             observed: &observed,
@@ -126,6 +154,24 @@ impl<R: Runtime> Control<R> {
             options: opts,
             capabilities: &self.runtime.capabilities(),
         })?;
+        let (vms, vm_section, vms_running) = self.vm_half(project, opts)?;
+        Ok(Prepared {
+            observed,
+            plan,
+            revision: revision.number,
+            vms,
+            vm_section,
+            vms_running,
+            orchestrated: None,
+        })
+    }
+
+    /// The VM half of a plan: what `up` does to the file's VMs on this host.
+    fn vm_half(
+        &self,
+        project: &Project,
+        opts: &PlanOptions,
+    ) -> Result<(VmPlan, VmSection, Vec<String>)> {
         let vm_section = crate::vm::vm_section(Some(project))?;
         let (vms, vms_running) = if self.has_vms(&project.name, &vm_section)? {
             let host = self.vm_host(Some(project), Vec::new())?;
@@ -148,14 +194,7 @@ impl<R: Runtime> Control<R> {
                 Vec::new(),
             )
         };
-        Ok(Prepared {
-            observed,
-            plan,
-            revision: revision.number,
-            vms,
-            vm_section,
-            vms_running,
-        })
+        Ok((vms, vm_section, vms_running))
     }
 
     /// The first half of `up`: takes the project's lock, plans, and declares that the
@@ -168,7 +207,10 @@ impl<R: Runtime> Control<R> {
         } else {
             opts.services.clone()
         };
-        self.set_desired(&project.name, true, &[], &started, &[])?;
+        // A backend that keeps services itself restarts them too: no daemon needed.
+        if prepared.orchestrated.is_none() {
+            self.set_desired(&project.name, true, &[], &started, &[])?;
+        }
         let interrupted = self
             .store
             .mark_interrupted(&project.name, (self.clock)())?
@@ -198,6 +240,7 @@ impl<R: Runtime> Control<R> {
             vms,
             vm_section,
             vms_running,
+            orchestrated,
         } = up.prepared;
         if plan.is_empty() && vms.is_empty() {
             return Ok(Converged {
@@ -212,7 +255,7 @@ impl<R: Runtime> Control<R> {
         }
         let mut warnings = Vec::new();
         let mut files = Default::default();
-        if !plan.is_empty() {
+        if !plan.is_empty() && orchestrated.is_none() {
             self.preflight(project).await?;
             warnings = check_traffic(project, &plan.actions, settings.daemon_running)?;
             files = crate::files::materialize(project, &self.state_dir, &self.env)?;
@@ -233,6 +276,18 @@ impl<R: Runtime> Control<R> {
         let containers = async {
             if plan.is_empty() {
                 return Ok(ApplyReport::default());
+            }
+            if let (Some(o), Some(planned)) = (self.runtime.orchestrator(), &orchestrated) {
+                return match o.apply(project, planned, reporter).await {
+                    Ok(()) => Ok(ApplyReport {
+                        done: plan.actions.len(),
+                        failed: 0,
+                    }),
+                    Err(error) => Err(ApplyError::Runtime {
+                        target: format!("project {}", project.name),
+                        error,
+                    }),
+                };
             }
             apply_up(
                 &self.runtime,
@@ -267,14 +322,14 @@ impl<R: Runtime> Control<R> {
             }
         };
         let (applied, vm_errors) = tokio::join!(containers, machines);
-        if !plan.is_empty() {
+        if !plan.is_empty() && orchestrated.is_none() {
             self.record(&project.name).await;
         }
         let outcome = outcome(&applied, &vms, &vm_errors, started);
         let _ = self
             .store
             .event(&project.name, "up", &project.name, &outcome, (self.clock)());
-        let rollouts = if applied.is_ok() {
+        let rollouts = if applied.is_ok() && orchestrated.is_none() {
             self.hand_over_rollouts(project, &observed, &plan.actions, revision)?
         } else {
             Vec::new()

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use baton_engine::apply::{apply_down, ApplyOptions, ApplyReport, Reporter};
-use baton_engine::plan::{plan_down, Plan};
+use baton_engine::plan::{plan_down, Action, Plan};
 use baton_engine::runtime::{ContainerState, Observed, ObservedContainer, Runtime};
 use baton_spec::Project;
 use baton_state::Desired;
@@ -209,6 +209,11 @@ impl<R: Runtime> Control<R> {
             },
             (self.clock)(),
         )?;
+        if let Some(o) = self.runtime.orchestrator() {
+            return self
+                .down_orchestrated(o, project, name, volumes, reporter)
+                .await;
+        }
         let observed = self.runtime.observe(name).await?;
         let plan = plan_down(name, &observed, volumes);
         let (vms, host, section) = self.vm_down_plan(project, name, volumes)?;
@@ -246,6 +251,67 @@ impl<R: Runtime> Control<R> {
         }
         Ok(Some(Down {
             plan,
+            applied,
+            outcome,
+            vms,
+            vm_errors,
+        }))
+    }
+
+    /// `down` on a backend that keeps services itself: it removes the project's
+    /// objects (and waits for their tasks to go); VMs on this host as usual.
+    async fn down_orchestrated(
+        &self,
+        o: &dyn baton_engine::orchestrate::Orchestrator,
+        project: Option<&Project>,
+        name: &str,
+        volumes: bool,
+        reporter: &dyn Reporter,
+    ) -> Result<Option<Down>> {
+        let started = Instant::now();
+        let (vms, host, section) = self.vm_down_plan(project, name, volumes)?;
+        let machines = self.vm_down(host.as_ref(), project, name, &section, &vms, reporter);
+        let (removed, vm_errors) = futures_util::join!(o.down(name, volumes, reporter), machines);
+        let (actions, applied) = match removed {
+            Ok(r) => {
+                let actions: Vec<Action> = r
+                    .objects
+                    .iter()
+                    .map(|o| {
+                        let (kind, obj) = o.split_once(' ').unwrap_or(("object", o));
+                        Action::Delete {
+                            kind: kind.to_string(),
+                            name: obj.to_string(),
+                            service: None,
+                            reason: "down".into(),
+                        }
+                    })
+                    .collect();
+                let done = actions.len();
+                (actions, Ok(ApplyReport { done, failed: 0 }))
+            }
+            Err(error) => (
+                Vec::new(),
+                Err(baton_engine::apply::ApplyError::Runtime {
+                    target: format!("project {name}"),
+                    error,
+                }),
+            ),
+        };
+        if actions.is_empty() && applied.is_ok() && vms.is_empty() {
+            return Ok(None);
+        }
+        let outcome = crate::converge::outcome(&applied, &vms, &vm_errors, started);
+        let _ = self
+            .store
+            .event(name, "down", name, &outcome, (self.clock)());
+        Ok(Some(Down {
+            plan: Plan {
+                project: name.to_string(),
+                actions,
+                up_to_date: Vec::new(),
+                warnings: Vec::new(),
+            },
             applied,
             outcome,
             vms,

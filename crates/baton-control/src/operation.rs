@@ -443,6 +443,10 @@ impl Outcome {
                 }
             }
             Outcome::Rollout(r) => (true, format!("rollout {} (was {})", r.rollout, r.was)),
+            Outcome::Undo(Undone::Orchestrator { service, state }) => (
+                true,
+                format!("service {service} back to its previous version ({state})"),
+            ),
             Outcome::Undo(Undone::AlreadyThere { revision }) => {
                 (true, format!("already at revision {revision}"))
             }
@@ -665,6 +669,17 @@ impl<R: Runtime> Control<R> {
             } => self
                 .request_rollout(project, service, *request)
                 .map(Outcome::Rollout),
+            Operation::Undo {
+                project, service, ..
+            } if self.runtime.orchestrator().is_some() => {
+                let o = self.runtime.orchestrator().ok_or_else(|| refused("no orchestrator"))?;
+                o.undo(project, service).await?;
+                let status = o.update_status(project, service).await?;
+                Ok(Outcome::Undo(crate::rollout::Undone::Orchestrator {
+                    service: service.clone(),
+                    state: status.state,
+                }))
+            }
             Operation::Undo {
                 project,
                 service,

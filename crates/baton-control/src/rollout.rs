@@ -52,6 +52,9 @@ pub enum Undone {
         new_revision: i64,
         rollout: i64,
     },
+    /// A backend that keeps services itself went back to the service's previous
+    /// version (Swarm's rollback, Kubernetes' previous ReplicaSet).
+    Orchestrator { service: String, state: String },
 }
 
 impl<R: Runtime> Control<R> {

@@ -19,6 +19,7 @@ mod observe;
 mod oneshot;
 mod resources;
 mod stats;
+pub mod swarm;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub use image::{split_reference, ImageFilter, ImageInfo};
 pub use logs::{LogLine, LogOptions, LogStream, OutputStream};
 pub use resources::LEAKED_ENDPOINT;
 pub use stats::Stats;
+pub use swarm::Swarm;
 
 impl Runtime for Docker {
     fn capabilities(&self) -> Capabilities {

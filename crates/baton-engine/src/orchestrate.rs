@@ -180,6 +180,7 @@ pub fn ignored_settings(project: &Project, target: &str, supported: &[&str]) -> 
             }
         }
     }
+    out.sort();
     out
 }
 

@@ -220,20 +220,23 @@ impl fmt::Display for Plan {
             )?;
             for a in &self.actions {
                 let sign = match a {
-                    Action::RecreateContainer { .. } | Action::Rollout { .. } => '~',
+                    Action::RecreateContainer { .. }
+                    | Action::Rollout { .. }
+                    | Action::Put { create: false, .. } => '~',
                     Action::RemoveContainer { .. }
                     | Action::RemoveNetwork { .. }
-                    | Action::RemoveVolume { .. } => '-',
+                    | Action::RemoveVolume { .. }
+                    | Action::Delete { .. } => '-',
                     Action::StartContainer { .. } => '>',
                     _ => '+',
                 };
-                writeln!(
-                    f,
-                    "  {sign} {:<15} {:<32} {}",
-                    a.kind(),
-                    a.target(),
-                    a.reason()
-                )?;
+                let verb = match a {
+                    Action::Put { kind, .. } | Action::Delete { kind, .. } => {
+                        format!("{} {kind}", a.kind())
+                    }
+                    _ => a.kind().to_string(),
+                };
+                writeln!(f, "  {sign} {verb:<15} {:<32} {}", a.target(), a.reason())?;
             }
         }
         for w in &self.warnings {

@@ -12,6 +12,20 @@ use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name_with(&args.services)?;
+    let opts = LogOptions {
+        follow: args.follow,
+        tail: args.tail,
+        timestamps: args.timestamps,
+    };
+    if let Some(b) = super::orchestrated::backend(ctx).await? {
+        let Some(p) = &project else {
+            anyhow::bail!("project {name}: run this where its file is, to know its services");
+        };
+        let known: Vec<String> = p.services.keys().cloned().collect();
+        let names: Vec<&str> = known.iter().map(String::as_str).collect();
+        super::known_names(&names, &args.services)?;
+        return super::orchestrated::logs(ctx, &b, &name, &args.services, &known, &opts).await;
+    }
     let docker = ctx.backend().await?;
     if !args.services.is_empty() {
         let observed = match project {
@@ -20,11 +34,6 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<u8> {
         };
         super::known_services(project.as_ref(), observed.as_ref(), &args.services)?;
     }
-    let opts = LogOptions {
-        follow: args.follow,
-        tail: args.tail,
-        timestamps: args.timestamps,
-    };
     let interrupted = print_logs(&docker, &name, &args.services, &opts, ctx.global.json).await?;
     Ok(if interrupted {
         crate::exit::INTERRUPTED

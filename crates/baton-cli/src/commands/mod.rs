@@ -12,6 +12,7 @@ mod images;
 pub(crate) mod k8s;
 mod lifecycle;
 mod logs;
+mod orchestrated;
 pub(crate) mod pipeline;
 mod plan;
 mod ps;

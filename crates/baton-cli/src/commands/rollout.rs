@@ -16,6 +16,9 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
     let door = Door::open(ctx)?;
     match args.action {
         RolloutAction::Status { service } => {
+            if let Some(b) = super::orchestrated::backend(ctx).await? {
+                return super::orchestrated::rollout_status(ctx, &b, &name, &service).await;
+            }
             let Some(r) = door.rollouts(&name, Some(&service)).await?.pop() else {
                 bail!("service {service}: no rollout yet");
             };
@@ -86,6 +89,10 @@ async fn undo(
         bail!("the server answered undo with another kind of outcome");
     };
     match undone {
+        Undone::Orchestrator { service, state } => {
+            eprintln!("{service}: back to its previous version ({state}); the file still says otherwise, so the next `up` rolls forward again");
+            Ok(crate::exit::OK)
+        }
         Undone::AlreadyThere { revision } => {
             eprintln!("{service}: already runs the configuration of revision {revision}");
             Ok(crate::exit::OK)

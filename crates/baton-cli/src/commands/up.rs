@@ -55,6 +55,12 @@ pub async fn run(ctx: &Context, args: UpArgs) -> Result<u8> {
     if args.detach || ctx.global.json {
         return Ok(crate::exit::OK);
     }
+    if super::orchestrated::backend(ctx).await?.is_some() {
+        // As `docker stack deploy`: the orchestrator keeps the services; nothing to
+        // attach to and stop on Ctrl-C.
+        eprintln!("the target keeps the services running; `baton logs -f` follows them");
+        return Ok(crate::exit::OK);
+    }
     // Attached, as in Compose: follow the output; Ctrl-C stops the containers.
     eprintln!("attaching to the logs; Ctrl-C stops the services (`up -d` returns at once)");
     let follow = baton_engine::runtime::LogOptions {

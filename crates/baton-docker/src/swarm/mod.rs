@@ -1,0 +1,1233 @@
+//! Docker Swarm: a Docker engine that is a swarm manager, driven through the Engine API
+//! as services, tasks, overlay networks, secrets and configs (never the docker CLI).
+//! `Swarm` is an `Orchestrator`: baton plans the project's objects (`spec.rs` builds
+//! them, `baton_engine::orchestrate::plan_objects` compares them with what carries
+//! baton's labels), puts and deletes them, and waits for the swarm's own rolling update
+//! to converge or roll back. Published ports go through the routing mesh where it
+//! works, else in host mode (this machine's kernel has no IPVS); `plan` says which.
+
+mod raw;
+pub mod spec;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use baton_engine::apply::{Reporter, Step};
+use baton_engine::orchestrate::{
+    ignored_settings, plan_objects, Desired, Existing, Orchestrator, Planned, Removed, Task,
+    UpdateStatus,
+};
+use baton_engine::plan::{Action, PlanOptions};
+use baton_engine::runtime::{
+    BuildSpec, Capabilities, ContainerSpec, LogOptions, LogStream, NetworkSpec, Observed,
+    ObservedContainer, ProgressFn, Runtime, RuntimeError, VolumeSpec,
+};
+use baton_spec::Project;
+use bollard::models::{ServiceSpec, TaskState};
+use bollard::query_parameters::{
+    InspectServiceOptions, ListContainersOptions, ListNetworksOptions, ListNodesOptions,
+    ListSecretsOptions, ListServicesOptions, ListTasksOptions, ListVolumesOptions,
+    RemoveVolumeOptions, UpdateServiceOptions,
+};
+use futures_util::future::LocalBoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use hyper::Method;
+use serde_json::{json, Value};
+
+use crate::client::{detail, engine_error, Docker};
+pub use spec::Publish;
+
+/// How long `up` waits for a service to converge, and `down` for its tasks to go.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
+const POLL: Duration = Duration::from_millis(500);
+
+/// A swarm manager's engine.
+#[derive(Debug, Clone)]
+pub struct Swarm {
+    docker: Docker,
+    raw: raw::Raw,
+    publish: Publish,
+    /// `staging (swarm)`, for messages.
+    target: String,
+    /// Where `environment:` secrets and configs are read from.
+    env: BTreeMap<String, String>,
+}
+
+/// Whether this machine's kernel can carry swarm's routing mesh (IPVS).
+fn local_ipvs() -> bool {
+    if std::path::Path::new("/proc/net/ip_vs").exists() {
+        return true;
+    }
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let dir = std::path::Path::new("/lib/modules").join(release.trim());
+    ["modules.dep", "modules.builtin"].iter().any(|f| {
+        std::fs::read_to_string(dir.join(f))
+            .map(|t| t.contains("/ip_vs.ko"))
+            .unwrap_or(false)
+    })
+}
+
+fn filters(pairs: &[(&str, String)]) -> HashMap<String, Vec<String>> {
+    let mut m: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in pairs {
+        m.entry(k.to_string()).or_default().push(v.clone());
+    }
+    m
+}
+
+fn project_label(project: &str) -> (&'static str, String) {
+    ("label", format!("{}={project}", spec::PROJECT))
+}
+
+impl Swarm {
+    /// Connects to `host` (`None`: `DOCKER_HOST`, else the local socket) and checks that
+    /// it is a swarm manager. `publish` forces how ports are published; `None` probes:
+    /// a local engine without IPVS publishes in host mode.
+    pub async fn connect(
+        host: Option<&str>,
+        target: &str,
+        publish: Option<Publish>,
+    ) -> Result<Swarm, RuntimeError> {
+        let docker = match host {
+            Some(h) => Docker::connect_to(h).await,
+            None => Docker::connect().await,
+        }
+        .map_err(|e| match e {
+            RuntimeError::Unavailable(m) => {
+                RuntimeError::Unavailable(format!("target {target}: {m}"))
+            }
+            other => other,
+        })?;
+        if let Err(e) = docker.api.inspect_swarm().await {
+            return Err(RuntimeError::Unavailable(format!(
+                "target {target}: the engine at {} is not a swarm manager ({}); run `docker \
+                 swarm init` there, or point the target at a manager",
+                docker.host(),
+                detail(&e)
+            )));
+        }
+        let local = docker.host().starts_with("unix://") || docker.host().starts_with('/');
+        let publish = publish.unwrap_or(if local && !local_ipvs() {
+            Publish::Host
+        } else {
+            Publish::Ingress
+        });
+        let raw = raw::Raw::new(docker.host(), &docker.api_version());
+        Ok(Swarm {
+            docker,
+            raw,
+            publish,
+            target: target.to_string(),
+            env: std::env::vars().collect(),
+        })
+    }
+
+    /// How ports are published on this swarm.
+    pub fn publish(&self) -> Publish {
+        self.publish
+    }
+
+    fn err(&self, op: &str) -> impl Fn(bollard::errors::Error) -> RuntimeError + '_ {
+        let op = op.to_string();
+        move |e| engine_error(e, &op, &self.target)
+    }
+
+    async fn existing(&self, project: &str) -> Result<Vec<Existing>, RuntimeError> {
+        let api = &self.docker.api;
+        let f = filters(&[project_label(project)]);
+        let mut out = Vec::new();
+        let label = |l: Option<&HashMap<String, String>>, k: &str| {
+            l.and_then(|l| l.get(k)).cloned().unwrap_or_default()
+        };
+        for s in api
+            .list_services(Some(ListServicesOptions {
+                filters: Some(f.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(self.err("list services"))?
+        {
+            let spec = s.spec.unwrap_or_default();
+            let l = spec.labels.as_ref();
+            out.push(Existing {
+                kind: "service".into(),
+                name: spec.name.clone().unwrap_or_default(),
+                service: Some(label(l, spec::SERVICE)).filter(|s| !s.is_empty()),
+                hash: label(l, spec::HASH),
+            });
+        }
+        for n in api
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(f.clone()),
+            }))
+            .await
+            .map_err(self.err("list networks"))?
+        {
+            out.push(Existing {
+                kind: "network".into(),
+                name: n.name.clone().unwrap_or_default(),
+                service: None,
+                hash: label(n.labels.as_ref(), spec::HASH),
+            });
+        }
+        for s in api
+            .list_secrets(Some(ListSecretsOptions {
+                filters: Some(f.clone()),
+            }))
+            .await
+            .map_err(self.err("list secrets"))?
+        {
+            let spec = s.spec.unwrap_or_default();
+            out.push(Existing {
+                kind: "secret".into(),
+                name: spec.name.clone().unwrap_or_default(),
+                service: None,
+                hash: label(spec.labels.as_ref(), spec::HASH),
+            });
+        }
+        let configs = self
+            .raw
+            .call(
+                "list configs",
+                Method::GET,
+                &format!(
+                    "/configs?filters={}",
+                    urlencode(
+                        &json!({"label": [format!("{}={project}", spec::PROJECT)]}).to_string()
+                    )
+                ),
+                None,
+            )
+            .await?;
+        for c in configs.as_array().into_iter().flatten() {
+            out.push(Existing {
+                kind: "config".into(),
+                name: c["Spec"]["Name"].as_str().unwrap_or_default().to_string(),
+                service: None,
+                hash: c["Spec"]["Labels"][spec::HASH]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Names of secrets (or configs) to their ids.
+    async fn ids(&self, kind: &str) -> Result<BTreeMap<String, String>, RuntimeError> {
+        let mut out = BTreeMap::new();
+        if kind == "secret" {
+            for s in self
+                .docker
+                .api
+                .list_secrets(None::<ListSecretsOptions>)
+                .await
+                .map_err(self.err("list secrets"))?
+            {
+                if let (Some(id), Some(name)) = (s.id, s.spec.and_then(|s| s.name)) {
+                    out.insert(name, id);
+                }
+            }
+        } else {
+            let all = self
+                .raw
+                .call("list configs", Method::GET, "/configs", None)
+                .await?;
+            for c in all.as_array().into_iter().flatten() {
+                if let (Some(id), Some(name)) = (c["ID"].as_str(), c["Spec"]["Name"].as_str()) {
+                    out.insert(name.to_string(), id.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts one object.
+    async fn put(&self, project: &Project, d: &Desired, create: bool) -> Result<(), RuntimeError> {
+        let hash = d.hash();
+        let mut config = d.config.clone();
+        config["Labels"][spec::HASH] = json!(hash);
+        let api = &self.docker.api;
+        match d.kind.as_str() {
+            "network" if create => {
+                let req: bollard::models::NetworkCreateRequest =
+                    serde_json::from_value(config).map_err(|e| bad(&d.name, e))?;
+                api.create_network(req)
+                    .await
+                    .map_err(self.err(&format!("create network {}", d.name)))?;
+            }
+            "network" => {
+                return Err(RuntimeError::Failed {
+                    op: format!("update network {}", d.name),
+                    detail: "a swarm network cannot be changed in place; `baton down` the \
+                             project (or rename the network) to recreate it"
+                        .into(),
+                })
+            }
+            "secret" | "config" => {
+                let key = config["Labels"][spec::KEY]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let objects = if d.kind == "secret" {
+                    &project.secrets
+                } else {
+                    &project.configs
+                };
+                let o = objects.get(&key).ok_or_else(|| RuntimeError::NotFound {
+                    what: format!("{} {key}", d.kind),
+                })?;
+                let data = spec::content(&d.kind, &key, o, &spec::Sources { env: &self.env })
+                    .map_err(|detail| RuntimeError::Failed {
+                        op: format!("create {} {key}", d.kind),
+                        detail,
+                    })?;
+                config["Data"] = json!(base64::engine::general_purpose::STANDARD.encode(data));
+                if d.kind == "secret" {
+                    let req: bollard::models::SecretSpec =
+                        serde_json::from_value(config).map_err(|e| bad(&d.name, e))?;
+                    match api.create_secret(req).await {
+                        Ok(_) => {}
+                        // Same name, same content: it is there already.
+                        Err(e) if crate::client::status(&e) == Some(409) => {}
+                        Err(e) => return Err(self.err(&format!("create secret {key}"))(e)),
+                    }
+                } else {
+                    match self
+                        .raw
+                        .call(
+                            &format!("create config {key}"),
+                            Method::POST,
+                            "/configs/create",
+                            Some(config),
+                        )
+                        .await
+                    {
+                        Ok(_) | Err(RuntimeError::Conflict { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            "service" => {
+                self.fill_file_ids(&mut config).await?;
+                let spec: ServiceSpec =
+                    serde_json::from_value(config).map_err(|e| bad(&d.name, e))?;
+                if create {
+                    api.create_service(spec, None)
+                        .await
+                        .map_err(self.err(&format!("create service {}", d.name)))?;
+                } else {
+                    let current = api
+                        .inspect_service(&d.name, None::<InspectServiceOptions>)
+                        .await
+                        .map_err(self.err(&format!("inspect service {}", d.name)))?;
+                    let version = current.version.and_then(|v| v.index).unwrap_or(0);
+                    api.update_service(
+                        &d.name,
+                        spec,
+                        UpdateServiceOptions {
+                            version: i32::try_from(version).unwrap_or(i32::MAX),
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                    .await
+                    .map_err(self.err(&format!("update service {}", d.name)))?;
+                }
+            }
+            other => {
+                return Err(RuntimeError::Unsupported(format!(
+                    "a swarm keeps no {other} objects"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Secret and config references name what they want; the engine wants ids too.
+    async fn fill_file_ids(&self, config: &mut Value) -> Result<(), RuntimeError> {
+        for (field, kind, name_key, id_key) in [
+            ("Secrets", "secret", "SecretName", "SecretID"),
+            ("Configs", "config", "ConfigName", "ConfigID"),
+        ] {
+            let Some(list) = config["TaskTemplate"]["ContainerSpec"][field].as_array_mut() else {
+                continue;
+            };
+            let ids = self.ids(kind).await?;
+            for r in list {
+                let name = r[name_key].as_str().unwrap_or_default().to_string();
+                let id = ids.get(&name).ok_or_else(|| RuntimeError::NotFound {
+                    what: format!("{kind} {name} on the swarm"),
+                })?;
+                r[id_key] = json!(id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, kind: &str, name: &str) -> Result<(), RuntimeError> {
+        let api = &self.docker.api;
+        let op = format!("delete {kind} {name}");
+        let gone = |r: Result<(), bollard::errors::Error>| match r {
+            Ok(()) => Ok(()),
+            Err(e) if crate::client::status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match kind {
+            "service" => gone(api.delete_service(name).await).map_err(self.err(&op)),
+            "secret" => gone(api.delete_secret(name).await).map_err(self.err(&op)),
+            "config" => match self
+                .raw
+                .call(&op, Method::DELETE, &format!("/configs/{name}"), None)
+                .await
+            {
+                Ok(_) | Err(RuntimeError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            },
+            "network" => {
+                // Tasks leave a network a moment after their service is gone.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    match gone(api.remove_network(name).await) {
+                        Ok(()) => return Ok(()),
+                        Err(e)
+                            if Instant::now() < deadline
+                                && matches!(crate::client::status(&e), Some(403 | 409 | 500)) =>
+                        {
+                            tokio::time::sleep(POLL).await;
+                        }
+                        Err(e) => return Err(self.err(&op)(e)),
+                    }
+                }
+            }
+            "volume" => gone(api.remove_volume(name, None::<RemoveVolumeOptions>).await)
+                .map_err(self.err(&op)),
+            other => Err(RuntimeError::Unsupported(format!(
+                "a swarm keeps no {other} objects"
+            ))),
+        }
+    }
+
+    async fn nodes(&self) -> Result<BTreeMap<String, String>, RuntimeError> {
+        Ok(self
+            .docker
+            .api
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(self.err("list nodes"))?
+            .into_iter()
+            .filter_map(|n| {
+                let host = n.description.and_then(|d| d.hostname).unwrap_or_default();
+                n.id.map(|id| (id, host))
+            })
+            .collect())
+    }
+
+    async fn services_of(
+        &self,
+        project: &str,
+    ) -> Result<Vec<bollard::models::Service>, RuntimeError> {
+        self.docker
+            .api
+            .list_services(Some(ListServicesOptions {
+                filters: Some(filters(&[project_label(project)])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(self.err("list services"))
+    }
+
+    async fn tasks_of(&self, service: &str) -> Result<Vec<bollard::models::Task>, RuntimeError> {
+        self.docker
+            .api
+            .list_tasks(Some(ListTasksOptions {
+                filters: Some(filters(&[("service", service.to_string())])),
+            }))
+            .await
+            .map_err(self.err("list tasks"))
+    }
+
+    /// Where a service stands: `Ok(Some(line))` while it converges, `Ok(None)` once it
+    /// has (every wanted task running its current spec), an error when the swarm
+    /// gave up or rolled the update back.
+    async fn convergence(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+        let s = self
+            .docker
+            .api
+            .inspect_service(name, None::<InspectServiceOptions>)
+            .await
+            .map_err(self.err(&format!("inspect service {name}")))?;
+        let failed = |detail: String| RuntimeError::Failed {
+            op: format!("service {name}"),
+            detail,
+        };
+        let mut updating = false;
+        let spec = s.spec.clone().unwrap_or_default();
+        let tasks = self.tasks_of(name).await?;
+        // The newest task error: why an update failed or a task cannot start.
+        let mut errors: Vec<(String, String)> = tasks
+            .iter()
+            .filter_map(|t| {
+                let st = t.status.as_ref()?;
+                let bad = matches!(st.state, Some(TaskState::REJECTED | TaskState::FAILED));
+                let err = st.err.clone().unwrap_or_default();
+                (bad && !err.is_empty()).then(|| (st.timestamp.clone().unwrap_or_default(), err))
+            })
+            .collect();
+        errors.sort();
+        let newest_error = errors
+            .last()
+            .map(|(_, e)| format!(" (a task said: {e})"))
+            .unwrap_or_default();
+        if let Some(u) = &s.update_status {
+            let state = u.state.map(|s| s.to_string()).unwrap_or_default();
+            let message = u.message.clone().unwrap_or_default();
+            match state.as_str() {
+                "rollback_completed" => {
+                    return Err(failed(format!(
+                        "the update failed and the swarm rolled it back: {message}{newest_error}"
+                    )))
+                }
+                "paused" | "rollback_paused" => {
+                    return Err(failed(format!(
+                        "the update is {state}: {message}{newest_error}"
+                    )))
+                }
+                "updating" | "rollback_started" => updating = true,
+                _ => {}
+            }
+        }
+        let current: Vec<&bollard::models::Task> = tasks
+            .iter()
+            .filter(|t| t.desired_state == Some(TaskState::RUNNING))
+            .collect();
+        let running = current
+            .iter()
+            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+            .count();
+        let wanted = match spec.mode.as_ref().and_then(|m| m.replicated.as_ref()) {
+            Some(r) => usize::try_from(r.replicas.unwrap_or(1)).unwrap_or(0),
+            None => current.len().max(1),
+        };
+        let job = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.restart_policy.as_ref())
+            .and_then(|r| r.condition)
+            .map(|c| c.to_string())
+            .as_deref()
+            == Some("none");
+        if job && !updating {
+            // Run to its end, not restarted: done once every slot completed.
+            let complete = tasks
+                .iter()
+                .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::COMPLETE))
+                .count();
+            if complete >= wanted {
+                return Ok(None);
+            }
+            if !errors.is_empty() {
+                return Err(failed(format!("it ran and failed{newest_error}")));
+            }
+            return Ok(Some(format!("{complete}/{wanted} task(s) completed")));
+        }
+        if !updating && running >= wanted && current.len() == running {
+            return Ok(None);
+        }
+        // A task that cannot even start (no such image, no node that fits) keeps
+        // failing; say why rather than wait out the timeout.
+        if !updating && running == 0 && errors.len() >= 3 {
+            return Err(failed(format!("its tasks keep failing{newest_error}")));
+        }
+        let pending = current
+            .iter()
+            .filter_map(|t| t.status.as_ref()?.err.clone())
+            .find(|e| !e.is_empty());
+        Ok(Some(match (updating, pending) {
+            (true, _) => format!("updating, {running}/{wanted} task(s) running"),
+            (false, Some(e)) => format!("{running}/{wanted} task(s) running ({e})"),
+            (false, None) => format!("{running}/{wanted} task(s) running"),
+        }))
+    }
+
+    async fn wait_converged(
+        &self,
+        names: &[String],
+        reporter: &dyn Reporter,
+    ) -> Result<(), RuntimeError> {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        let mut left: BTreeSet<String> = names.iter().cloned().collect();
+        let mut said: BTreeMap<String, String> = BTreeMap::new();
+        // Swarm takes a moment to notice an update; do not read the old state as done.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while !left.is_empty() {
+            for name in left.clone() {
+                match self.convergence(&name).await {
+                    Ok(None) => {
+                        reporter.report(Step::Done {
+                            target: &name,
+                            what: "converged",
+                        });
+                        left.remove(&name);
+                    }
+                    Ok(Some(line)) => {
+                        if said.get(&name) != Some(&line) {
+                            reporter.report(Step::Waiting {
+                                target: &name,
+                                on: &line,
+                            });
+                            said.insert(name.clone(), line);
+                        }
+                    }
+                    Err(e) => {
+                        reporter.report(Step::Failed {
+                            target: &name,
+                            error: &e.to_string(),
+                        });
+                        return Err(e);
+                    }
+                }
+            }
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Failed {
+                    op: format!("target {}", self.target),
+                    detail: format!(
+                        "{} did not converge within {}s: {}",
+                        left.iter().cloned().collect::<Vec<_>>().join(", "),
+                        CONVERGE_TIMEOUT.as_secs(),
+                        said.values().cloned().collect::<Vec<_>>().join("; ")
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until no container of these services is left on this engine's node.
+    async fn wait_containers_gone(&self, services: &[String]) -> Result<(), RuntimeError> {
+        if services.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut f = HashMap::new();
+            f.insert(
+                "label".to_string(),
+                vec!["io.baton.swarm.service".to_string()],
+            );
+            let left: Vec<_> = self
+                .docker
+                .api
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(f),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(self.err("list containers"))?
+                .into_iter()
+                .filter(|c| {
+                    c.labels
+                        .as_ref()
+                        .and_then(|l| l.get("io.baton.swarm.service"))
+                        .is_some_and(|s| services.contains(s))
+                })
+                .collect();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Failed {
+                    op: "down".into(),
+                    detail: format!(
+                        "{} task container(s) are still there after 120s",
+                        left.len()
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+fn bad(name: &str, e: serde_json::Error) -> RuntimeError {
+    RuntimeError::Failed {
+        op: format!("put {name}"),
+        detail: format!("baton made a spec the engine's types refuse: {e}"),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn millis(t: Option<&String>) -> i64 {
+    t.and_then(|t| crate::observe::parse_rfc3339(t))
+        .map_or(0, |s| s.saturating_mul(1000))
+}
+
+impl Orchestrator for Swarm {
+    fn kind(&self) -> &'static str {
+        "swarm"
+    }
+
+    fn plan<'a>(
+        &'a self,
+        project: &'a Project,
+        options: &'a PlanOptions,
+        previous: &'a dyn Fn(&str) -> Option<Value>,
+    ) -> LocalBoxFuture<'a, Result<Planned, RuntimeError>> {
+        async move {
+            let mut project = project.clone();
+            for (name, n) in &options.scale {
+                if let Some(s) = project.services.get_mut(name) {
+                    s.deploy.get_or_insert_with(Default::default).replicas = Some(*n);
+                }
+            }
+            let desired = spec::desired(&project, self.publish, &spec::Sources { env: &self.env })
+                .map_err(|detail| RuntimeError::Failed {
+                    op: format!("plan for target {}", self.target),
+                    detail,
+                })?;
+            for (key, n) in &project.networks {
+                if n.external {
+                    let found = self
+                        .docker
+                        .api
+                        .inspect_network(&n.name, None::<bollard::query_parameters::InspectNetworkOptions>)
+                        .await;
+                    if found.is_err() {
+                        return Err(RuntimeError::NotFound {
+                            what: format!("network {key}: external network {:?} on the swarm", n.name),
+                        });
+                    }
+                }
+            }
+            for (kind, objects) in [("secret", &project.secrets), ("config", &project.configs)] {
+                let ids = if objects.values().any(|o| o.external) {
+                    self.ids(kind).await?
+                } else {
+                    BTreeMap::new()
+                };
+                for (key, o) in objects.iter().filter(|(_, o)| o.external) {
+                    let name = o.name.clone().unwrap_or_else(|| key.clone());
+                    if !ids.contains_key(&name) {
+                        return Err(RuntimeError::NotFound {
+                            what: format!(
+                                "{kind} {key}: external {kind} {name:?} on the swarm (create it with `docker {kind} create`)"
+                            ),
+                        });
+                    }
+                }
+            }
+            let existing = self.existing(&project.name).await?;
+            let only: BTreeSet<String> = options.services.iter().cloned().collect();
+            let mut plan = plan_objects(&project.name, &desired, &existing, previous, &only);
+            plan.warnings
+                .extend(ignored_settings(&project, &self.target, spec::SUPPORTED));
+            plan.warnings.extend(spec::publish_notes(&project, self.publish));
+            Ok(Planned { plan, desired })
+        }
+        .boxed_local()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        project: &'a Project,
+        planned: &'a Planned,
+        reporter: &'a dyn Reporter,
+    ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
+        async move {
+            let mut changed = Vec::new();
+            let mut deleted_services = Vec::new();
+            let mut converged: BTreeSet<String> = BTreeSet::new();
+            let order = baton_engine::graph::start_order(
+                project,
+                &project.services.keys().cloned().collect(),
+            );
+            let rank = |a: &Action| match a {
+                Action::Put {
+                    kind,
+                    service: Some(s),
+                    ..
+                } if kind == "service" => order.iter().position(|o| o == s).unwrap_or(0),
+                _ => 0,
+            };
+            let mut actions: Vec<&Action> = planned.plan.actions.iter().collect();
+            // Stable: only service puts move, into dependency order.
+            actions.sort_by_key(|a| (group(a), rank(a)));
+            for a in actions {
+                // Swarm starts services in no order; baton waits for what a service
+                // depends on (healthy, or completed) before putting it.
+                if let Action::Put {
+                    service: Some(key), ..
+                } = a
+                {
+                    let deps: Vec<String> = project
+                        .services
+                        .get(key)
+                        .map(|s| s.depends_on.keys().cloned().collect())
+                        .unwrap_or_default();
+                    let waiting: Vec<String> = deps
+                        .iter()
+                        .map(|d| spec::service_name(&project.name, d))
+                        .filter(|n| changed.contains(n) && !converged.contains(n))
+                        .collect();
+                    if !waiting.is_empty() {
+                        self.wait_converged(&waiting, reporter).await?;
+                        converged.extend(waiting);
+                    }
+                }
+                let what = format!("{} {}", a.kind(), kind_of(a));
+                reporter.report(Step::Started {
+                    target: a.target(),
+                    what: &what,
+                });
+                let result = match a {
+                    Action::Put {
+                        kind, name, create, ..
+                    } => {
+                        let d = planned
+                            .desired
+                            .iter()
+                            .find(|d| &d.kind == kind && &d.name == name)
+                            .ok_or_else(|| RuntimeError::NotFound {
+                                what: format!("{kind} {name} in the plan"),
+                            })?;
+                        let r = self.put(project, d, *create).await;
+                        if kind == "service" {
+                            changed.push(name.clone());
+                        }
+                        r
+                    }
+                    Action::Delete { kind, name, .. } => {
+                        if kind == "network" {
+                            self.wait_containers_gone(&deleted_services).await?;
+                        }
+                        let r = self.delete(kind, name).await;
+                        if kind == "service" {
+                            deleted_services.push(name.clone());
+                        }
+                        r
+                    }
+                    other => Err(RuntimeError::Unsupported(format!(
+                        "a swarm cannot {}",
+                        other.kind()
+                    ))),
+                };
+                match &result {
+                    Ok(()) => reporter.report(Step::Done {
+                        target: a.target(),
+                        what: &what,
+                    }),
+                    Err(e) => reporter.report(Step::Failed {
+                        target: a.target(),
+                        error: &e.to_string(),
+                    }),
+                }
+                result?;
+            }
+            let left: Vec<String> = changed
+                .into_iter()
+                .filter(|n| !converged.contains(n))
+                .collect();
+            self.wait_converged(&left, reporter).await
+        }
+        .boxed_local()
+    }
+
+    fn tasks<'a>(
+        &'a self,
+        project: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<Task>, RuntimeError>> {
+        async move {
+            let nodes = self.nodes().await?;
+            let mut out = Vec::new();
+            for s in self.services_of(project).await? {
+                let spec = s.spec.unwrap_or_default();
+                let name = spec.name.unwrap_or_default();
+                let service = spec
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(spec::SERVICE))
+                    .cloned()
+                    .unwrap_or_else(|| name.clone());
+                for t in self.tasks_of(&name).await? {
+                    let status = t.status.clone().unwrap_or_default();
+                    let node_id = t.node_id.clone().unwrap_or_default();
+                    let node = nodes.get(&node_id).cloned().unwrap_or_default();
+                    let task_name = match t.slot {
+                        Some(slot) => format!("{service}.{slot}"),
+                        None => format!("{service}.{node}"),
+                    };
+                    let ports = status
+                        .port_status
+                        .as_ref()
+                        .and_then(|p| p.ports.clone())
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{}->{}/{}",
+                                p.published_port.unwrap_or(0),
+                                p.target_port.unwrap_or(0),
+                                p.protocol
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_else(|| "tcp".into())
+                            )
+                        })
+                        .collect::<BTreeSet<String>>()
+                        .into_iter()
+                        .collect();
+                    out.push(Task {
+                        service: service.clone(),
+                        name: task_name,
+                        id: t.id.clone().unwrap_or_default(),
+                        node,
+                        state: status.state.map(|s| s.to_string()).unwrap_or_default(),
+                        desired: t.desired_state.map(|s| s.to_string()).unwrap_or_default(),
+                        message: status
+                            .err
+                            .clone()
+                            .filter(|e| !e.is_empty())
+                            .or(status.message.clone())
+                            .unwrap_or_default(),
+                        image: t
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.container_spec.as_ref())
+                            .and_then(|c| c.image.clone())
+                            .map(|i| i.split('@').next().unwrap_or_default().to_string())
+                            .unwrap_or_default(),
+                        ports,
+                        since: millis(status.timestamp.as_ref()),
+                    });
+                }
+            }
+            out.sort_by(|a, b| (&a.service, &a.name, b.since).cmp(&(&b.service, &b.name, a.since)));
+            Ok(out)
+        }
+        .boxed_local()
+    }
+
+    fn scale<'a>(
+        &'a self,
+        project: &'a str,
+        service: &'a str,
+        replicas: u32,
+    ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
+        async move {
+            let name = spec::service_name(project, service);
+            let current = self
+                .docker
+                .api
+                .inspect_service(&name, None::<InspectServiceOptions>)
+                .await
+                .map_err(self.err(&format!("inspect service {name}")))?;
+            let mut spec = current.spec.unwrap_or_default();
+            match spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
+                Some(r) => r.replicas = Some(i64::from(replicas)),
+                None => {
+                    return Err(RuntimeError::Unsupported(format!(
+                        "service {service} is global: one task per node, it cannot be scaled"
+                    )))
+                }
+            }
+            let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            self.docker
+                .api
+                .update_service(
+                    &name,
+                    spec,
+                    UpdateServiceOptions {
+                        version: i32::try_from(version).unwrap_or(i32::MAX),
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .await
+                .map_err(self.err(&format!("scale service {name}")))?;
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn update_status<'a>(
+        &'a self,
+        project: &'a str,
+        service: &'a str,
+    ) -> LocalBoxFuture<'a, Result<UpdateStatus, RuntimeError>> {
+        async move {
+            let name = spec::service_name(project, service);
+            let s = self
+                .docker
+                .api
+                .inspect_service(&name, None::<InspectServiceOptions>)
+                .await
+                .map_err(self.err(&format!("inspect service {name}")))?;
+            let (state, message) = match &s.update_status {
+                Some(u) => (
+                    u.state.map(|s| s.to_string()).unwrap_or_default(),
+                    u.message.clone().unwrap_or_default(),
+                ),
+                None => ("none".to_string(), String::new()),
+            };
+            let desired = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.mode.as_ref())
+                .and_then(|m| m.replicated.as_ref())
+                .and_then(|r| r.replicas);
+            let tasks = self.tasks_of(&name).await?;
+            let current: Vec<_> = tasks
+                .iter()
+                .filter(|t| t.desired_state == Some(TaskState::RUNNING))
+                .collect();
+            let running = current
+                .iter()
+                .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+                .count();
+            Ok(UpdateStatus {
+                service: service.to_string(),
+                state,
+                message,
+                running: u32::try_from(running).unwrap_or(u32::MAX),
+                desired: desired
+                    .and_then(|d| u32::try_from(d).ok())
+                    .unwrap_or(u32::try_from(current.len()).unwrap_or(0)),
+            })
+        }
+        .boxed_local()
+    }
+
+    fn undo<'a>(
+        &'a self,
+        project: &'a str,
+        service: &'a str,
+    ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
+        async move {
+            let name = spec::service_name(project, service);
+            let current = self
+                .docker
+                .api
+                .inspect_service(&name, None::<InspectServiceOptions>)
+                .await
+                .map_err(self.err(&format!("inspect service {name}")))?;
+            let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            self.docker
+                .api
+                .update_service(
+                    &name,
+                    current.spec.unwrap_or_default(),
+                    UpdateServiceOptions {
+                        version: i32::try_from(version).unwrap_or(i32::MAX),
+                        rollback: Some("previous".into()),
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .await
+                .map_err(self.err(&format!("roll back service {name}")))?;
+            self.wait_converged(&[name], &baton_engine::apply::Silent)
+                .await
+        }
+        .boxed_local()
+    }
+
+    fn logs(&self, project: &str, service: &str, options: &LogOptions) -> LogStream {
+        let raw = self.raw.clone();
+        let name = spec::service_name(project, service);
+        let options = options.clone();
+        futures_util::stream::once(async move {
+            raw.service_logs(&name, options.follow, options.tail, options.timestamps)
+                .await
+        })
+        .flat_map(|r| match r {
+            Ok(s) => s.boxed(),
+            Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
+        })
+        .boxed()
+    }
+
+    fn down<'a>(
+        &'a self,
+        project: &'a str,
+        volumes: bool,
+        reporter: &'a dyn Reporter,
+    ) -> LocalBoxFuture<'a, Result<Removed, RuntimeError>> {
+        async move {
+            let mut removed = Removed::default();
+            let existing = self.existing(project).await?;
+            let mut services = Vec::new();
+            let order = ["service", "secret", "config", "network"];
+            for kind in order {
+                if kind == "secret" {
+                    self.wait_containers_gone(&services).await?;
+                }
+                for e in existing.iter().filter(|e| e.kind == kind) {
+                    let what = format!("delete {kind}");
+                    reporter.report(Step::Started {
+                        target: &e.name,
+                        what: &what,
+                    });
+                    if let Err(err) = self.delete(kind, &e.name).await {
+                        reporter.report(Step::Failed {
+                            target: &e.name,
+                            error: &err.to_string(),
+                        });
+                        return Err(err);
+                    }
+                    reporter.report(Step::Done {
+                        target: &e.name,
+                        what: &what,
+                    });
+                    if kind == "service" {
+                        services.push(e.name.clone());
+                    }
+                    removed.objects.push(format!("{kind} {}", e.name));
+                }
+            }
+            if volumes {
+                let list = self
+                    .docker
+                    .api
+                    .list_volumes(Some(ListVolumesOptions {
+                        filters: Some(filters(&[project_label(project)])),
+                    }))
+                    .await
+                    .map_err(self.err("list volumes"))?;
+                for v in list.volumes.unwrap_or_default() {
+                    self.delete("volume", &v.name).await?;
+                    removed.objects.push(format!("volume {}", v.name));
+                }
+            }
+            Ok(removed)
+        }
+        .boxed_local()
+    }
+}
+
+/// The plan's own groups (what services use, services, removals), kept in order.
+fn group(a: &Action) -> u8 {
+    match a {
+        Action::Put { kind, .. } if kind != "service" => 0,
+        Action::Put { .. } => 1,
+        Action::Delete { kind, .. } if kind == "service" => 2,
+        _ => 3,
+    }
+}
+
+fn kind_of(a: &Action) -> &str {
+    match a {
+        Action::Put { kind, .. } | Action::Delete { kind, .. } => kind,
+        _ => "",
+    }
+}
+
+fn unsupported(what: &str) -> RuntimeError {
+    RuntimeError::Unsupported(format!(
+        "a swarm target keeps services, not containers: cannot {what} (use `baton up`, `ps`, \
+         `scale`, `logs`, `rollout` and `down`)"
+    ))
+}
+
+impl Runtime for Swarm {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            build: false,
+            healthchecks: true,
+            networks: true,
+            volumes: true,
+            external_files: true,
+            placement: true,
+            global_mode: true,
+            endpoint_mode: true,
+        }
+    }
+
+    fn orchestrator(&self) -> Option<&dyn Orchestrator> {
+        Some(self)
+    }
+
+    async fn observe(&self, _project: &str) -> Result<Observed, RuntimeError> {
+        // Tasks, not containers: nothing here is a container baton keeps.
+        Ok(Observed::default())
+    }
+    async fn image_exists(&self, _reference: &str) -> Result<bool, RuntimeError> {
+        Ok(true)
+    }
+    async fn pull_image(&self, _r: &str, _p: ProgressFn<'_>) -> Result<(), RuntimeError> {
+        Err(unsupported(
+            "pull images (each node pulls what its tasks run)",
+        ))
+    }
+    async fn build_image(&self, _s: &BuildSpec, _p: ProgressFn<'_>) -> Result<(), RuntimeError> {
+        Err(unsupported(
+            "build images (build and push them, then deploy)",
+        ))
+    }
+    async fn network_exists(&self, name: &str) -> Result<bool, RuntimeError> {
+        Ok(self
+            .docker
+            .api
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .is_ok())
+    }
+    async fn create_network(&self, _s: &NetworkSpec) -> Result<String, RuntimeError> {
+        Err(unsupported("create a network by itself"))
+    }
+    async fn remove_network(&self, _n: &str) -> Result<(), RuntimeError> {
+        Err(unsupported("remove a network by itself"))
+    }
+    async fn volume_exists(&self, _n: &str) -> Result<bool, RuntimeError> {
+        Ok(true)
+    }
+    async fn create_volume(&self, _s: &VolumeSpec) -> Result<(), RuntimeError> {
+        Err(unsupported("create a volume by itself"))
+    }
+    async fn remove_volume(&self, _n: &str) -> Result<(), RuntimeError> {
+        Err(unsupported("remove a volume by itself"))
+    }
+    async fn create_container(&self, _s: &ContainerSpec) -> Result<String, RuntimeError> {
+        Err(unsupported("create a container"))
+    }
+    async fn start_container(&self, _id: &str) -> Result<(), RuntimeError> {
+        Err(unsupported("start a container"))
+    }
+    async fn stop_container(
+        &self,
+        _id: &str,
+        _g: Duration,
+        _s: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        Err(unsupported("stop a container"))
+    }
+    async fn kill_container(&self, _id: &str, _s: Option<&str>) -> Result<(), RuntimeError> {
+        Err(unsupported("kill a container"))
+    }
+    async fn remove_container(&self, _id: &str) -> Result<(), RuntimeError> {
+        Err(unsupported("remove a container"))
+    }
+    async fn inspect_container(&self, _id: &str) -> Result<ObservedContainer, RuntimeError> {
+        Err(unsupported("inspect a container"))
+    }
+}
