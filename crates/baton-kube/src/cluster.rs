@@ -193,7 +193,8 @@ impl Kube {
         self
     }
 
-    /// The same cluster, with another bound on how long rollouts and `down` wait.
+    /// The same cluster, with another bound on how long rollouts, `scale`, `undo` and
+    /// `down` wait.
     pub fn waiting(mut self, wait: Duration) -> Kube {
         self.wait = wait;
         self
@@ -663,7 +664,16 @@ impl Orchestrator for Kube {
                             target: &target,
                             what: action.kind(),
                         });
-                        if let Err(e) = self.put(&object, &desired.hash()).await {
+                        // A Job's pod template cannot change: a changed Job is run anew.
+                        let replace =
+                            kind == "Job" && matches!(action, Action::Put { create: false, .. });
+                        let put = async {
+                            if replace {
+                                self.delete(kind, name).await?;
+                            }
+                            self.put(&object, &desired.hash()).await
+                        };
+                        if let Err(e) = put.await {
                             reporter.report(Step::Failed {
                                 target: &target,
                                 error: &e.to_string(),
@@ -742,7 +752,8 @@ impl Orchestrator for Kube {
             )
             .await
             .map_err(|e| self.error(&format!("scale Deployment {name}"), e))?;
-            Ok(())
+            self.wait_rollouts(&[name], &baton_engine::apply::Silent)
+                .await
         })
     }
 

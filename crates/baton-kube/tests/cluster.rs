@@ -41,13 +41,18 @@ impl Record {
 }
 
 fn project(dir: &Path, web_image: &str, with_worker: bool) -> Project {
+    project_with_job(dir, web_image, with_worker, "1")
+}
+
+/// With a service that runs once (`restart: "no"`, a Job) whose command says `step`.
+fn project_with_job(dir: &Path, web_image: &str, with_worker: bool, step: &str) -> Project {
     let worker = if with_worker {
         "  worker:\n    image: busybox:1.36\n    command: [sleep, infinity]\n    depends_on: [web]\n    pid: host\n"
     } else {
         ""
     };
     let text = format!(
-        "name: shop\nservices:\n  web:\n    image: {web_image}\n    ports: [\"8080:80\"]\n    healthcheck:\n      test: [CMD, wget, -q, -O-, http://localhost/]\n      interval: 5s\n    deploy:\n      replicas: 2\n    secrets: [api_key]\n{worker}  agent:\n    image: busybox:1.36\n    deploy:\n      mode: global\nsecrets:\n  api_key:\n    file: ./api_key.txt\n"
+        "name: shop\nservices:\n  web:\n    image: {web_image}\n    ports: [\"8080:80\"]\n    healthcheck:\n      test: [CMD, wget, -q, -O-, http://localhost/]\n      interval: 5s\n    deploy:\n      replicas: 2\n    secrets: [api_key]\n{worker}  migrate:\n    image: busybox:1.36\n    command: [echo, '{step}']\n    restart: 'no'\n  agent:\n    image: busybox:1.36\n    deploy:\n      mode: global\nsecrets:\n  api_key:\n    file: ./api_key.txt\n"
     );
     std::fs::write(dir.join("api_key.txt"), SECRET).expect("secret file");
     let file = dir.join("compose.yaml");
@@ -152,6 +157,7 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
             "put Deployment web create=true []",
             "put Deployment worker create=true []",
             "put Ingress web create=true []",
+            "put Job migrate create=true []",
             "put Secret api-key create=true []",
             "put Service web create=true []",
         ]
@@ -180,7 +186,7 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
         .into_iter()
         .filter(|r| r.method == "PATCH")
         .collect();
-    assert_eq!(patches.len(), 6, "{patches:#?}");
+    assert_eq!(patches.len(), 7, "{patches:#?}");
     for r in &patches {
         assert_eq!(
             r.content_type.as_deref(),
@@ -225,12 +231,22 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
         "{progress:?}"
     );
     assert!(!progress.join("\n").contains(SECRET));
+    // The fake's controller catches up one read late: the wait saw that and said so.
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.starts_with("waiting Deployment web: deployment web: waiting")),
+        "{progress:?}"
+    );
 
     // Unchanged: nothing to do, nothing applied.
     fake.clear_requests();
     let again = plan(&kube, &p, &store).await;
     assert!(again.plan.actions.is_empty(), "{:?}", lines(&again));
-    assert_eq!(again.plan.up_to_date, vec!["agent", "web", "worker"]);
+    assert_eq!(
+        again.plan.up_to_date,
+        vec!["agent", "migrate", "web", "worker"]
+    );
     kube.apply(&p, &again, &Record::default())
         .await
         .expect("apply nothing");
@@ -373,6 +389,38 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
     // The next `up` of the same (broken) file is a change again, not "up to date".
     let planned = plan(&kube, &p, &store).await;
     assert_eq!(planned.plan.actions.len(), 1, "{:?}", lines(&planned));
+
+    // A changed Job is run anew: its template cannot change in place.
+    // (web goes back to the file's version too, which `undo` left.)
+    let p = project_with_job(dir.path(), "nginx:1.28", false, "2");
+    let planned = plan(&kube, &p, &store).await;
+    assert_eq!(
+        lines(&planned),
+        vec![
+            "put Job migrate create=false [\"spec.template.spec.containers[0].args[1]\"]",
+            "put Deployment web create=false [\"configuration (changed outside baton or before it kept it)\"]",
+        ]
+    );
+    let before = fake.object("jobs", "shop", "migrate").expect("the job");
+    fake.clear_requests();
+    kube.apply(&p, &planned, &Record::default())
+        .await
+        .expect("the job again");
+    let calls: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET" && r.path.contains("/jobs/"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            "DELETE /apis/batch/v1/namespaces/shop/jobs/migrate",
+            "PATCH /apis/batch/v1/namespaces/shop/jobs/migrate",
+        ]
+    );
+    let after = fake.object("jobs", "shop", "migrate").expect("the job");
+    assert_ne!(before["metadata"]["uid"], after["metadata"]["uid"]);
 
     // Logs: every pod of the service.
     let mut stream = kube.logs("shop", "web", &LogOptions::default());

@@ -1,12 +1,15 @@
 //! A fake Kubernetes API server, in process, on 127.0.0.1 over plain HTTP: exactly the
 //! endpoints baton uses (server-side apply, merge patch, get, list by label, delete,
 //! pods and their logs) and a minimal Deployment controller; every request recorded.
-//! It is a fake: no validation, no watch, no admission, no real scheduling.
+//! It is a fake: no validation (but a Job's template is immutable, as in a cluster), no
+//! watch, no admission, no real scheduling.
 //!
 //! The controller, after each change to a Deployment, makes a ReplicaSet
 //! `<deploy>-<template hash>` (annotated with its `deployment.kubernetes.io/revision`)
 //! and its pods `<replicaset>-<n>`, running at once, and sets the Deployment's status
-//! (observedGeneration, replica counts, conditions Available and Progressing). A
+//! (observedGeneration, replica counts, conditions Available and Progressing) one read
+//! late: the first GET of a Deployment after a change still shows the status from
+//! before it, as a real controller that has not caught up yet would. A
 //! template whose image contains `broken` never becomes ready: its pods wait in
 //! `ImagePullBackOff`, the old ones stay, and `Progressing` says
 //! `ProgressDeadlineExceeded` at once.
@@ -48,6 +51,9 @@ struct World {
     objects: BTreeMap<Key, Value>,
     requests: Vec<Request>,
     version: u64,
+    /// The status each changed Deployment will show once it has been read once more:
+    /// the controller lags one read behind, so waiting is exercised.
+    catching_up: BTreeMap<Key, Value>,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -300,8 +306,15 @@ async fn handle(
             }))
             .into_response()
         }
-        (&Method::GET, Some(name), None) => match w.objects.get(&key(name)) {
-            Some(o) => axum::Json(o.clone()).into_response(),
+        (&Method::GET, Some(name), None) => match w.objects.get(&key(name)).cloned() {
+            Some(o) => {
+                if let Some(status) = w.catching_up.remove(&key(name)) {
+                    if let Some(object) = w.objects.get_mut(&key(name)) {
+                        object["status"] = status;
+                    }
+                }
+                axum::Json(o).into_response()
+            }
             None => not_found(&t.plural, name),
         },
         (&Method::GET, Some(name), Some("log")) if t.plural == "pods" => {
@@ -508,6 +521,15 @@ fn apply(w: &mut World, t: &Target, name: &str, mut object: Value, manager: &str
             object["metadata"]["creationTimestamp"] = json!(now());
             object["metadata"]["generation"] = json!(1);
             StatusCode::CREATED
+        }
+        Some(old)
+            if t.plural == "jobs" && old["spec"]["template"] != object["spec"]["template"] =>
+        {
+            return Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("Job.batch \"{name}\" is invalid: spec.template: Invalid value: field is immutable"),
+            ));
         }
         Some(old) => {
             for k in ["uid", "creationTimestamp"] {
@@ -764,7 +786,7 @@ fn reconcile(w: &mut World, ns: &str, name: &str) {
         d["metadata"]["annotations"][REVISION] = json!(revision.to_string());
         d["metadata"]["resourceVersion"] = json!(version);
         let generation = d["metadata"]["generation"].clone();
-        d["status"] = json!({
+        let status = json!({
             "observedGeneration": generation,
             "replicas": replicas + old_pods,
             "updatedReplicas": replicas,
@@ -773,6 +795,7 @@ fn reconcile(w: &mut World, ns: &str, name: &str) {
             "unavailableReplicas": replicas.saturating_sub(ready),
             "conditions": [available_condition, progressing]
         });
+        w.catching_up.insert(dkey, status);
     }
 }
 
@@ -827,6 +850,13 @@ fn make_pod(
 /// What the garbage collector does after a delete: a Deployment's ReplicaSets and
 /// their pods go with it.
 fn collect_garbage(w: &mut World, deleted: &Value) {
+    if let (Some(ns), Some(name)) = (
+        deleted["metadata"]["namespace"].as_str(),
+        deleted["metadata"]["name"].as_str(),
+    ) {
+        w.catching_up
+            .remove(&("deployments".to_string(), ns.to_string(), name.to_string()));
+    }
     let Some(uid) = deleted["metadata"]["uid"].as_str() else {
         return;
     };
