@@ -392,28 +392,39 @@ impl Kube {
         }
     }
 
-    /// Waits until each Deployment rolled out (as `kubectl rollout status`), reporting
+    /// Waits until each Deployment and DaemonSet rolled out (as `kubectl rollout
+    /// status`), reporting
     /// what it waits for; the first that fails or outlasts the bound is the error.
     async fn wait_rollouts(
         &self,
-        names: &[String],
+        workloads: &[(&str, String)],
         reporter: &dyn Reporter,
     ) -> Result<(), RuntimeError> {
-        let api: Api<Deployment> = self.typed();
         let deadline = Instant::now() + self.wait;
-        for name in names {
-            let target = format!("Deployment {name}");
+        for (kind, name) in workloads {
+            let target = format!("{kind} {name}");
             reporter.report(Step::Started {
                 target: &target,
                 what: "rollout",
             });
             let mut last = String::new();
             loop {
-                let d = api
-                    .get(name)
-                    .await
-                    .map_err(|e| self.error(&format!("read Deployment {name}"), e))?;
-                match status::rollout_progress(&d) {
+                let progress = if *kind == "DaemonSet" {
+                    let api: Api<DaemonSet> = self.typed();
+                    let d = api
+                        .get(name)
+                        .await
+                        .map_err(|e| self.error(&format!("read {target}"), e))?;
+                    status::daemon_progress(&d)
+                } else {
+                    let api: Api<Deployment> = self.typed();
+                    let d = api
+                        .get(name)
+                        .await
+                        .map_err(|e| self.error(&format!("read {target}"), e))?;
+                    status::rollout_progress(&d)
+                };
+                match progress {
                     Progress::Done => {
                         reporter.report(Step::Done {
                             target: &target,
@@ -428,7 +439,7 @@ impl Kube {
                             error: &error,
                         });
                         return Err(RuntimeError::Failed {
-                            op: format!("rollout of Deployment {name}"),
+                            op: format!("rollout of {target}"),
                             detail: error,
                         });
                     }
@@ -444,7 +455,7 @@ impl Kube {
                                 error: &error,
                             });
                             return Err(RuntimeError::Failed {
-                                op: format!("rollout of Deployment {name}"),
+                                op: format!("rollout of {target}"),
                                 detail: error,
                             });
                         }
@@ -684,8 +695,8 @@ impl Orchestrator for Kube {
                             target: &target,
                             what: action.kind(),
                         });
-                        if kind == "Deployment" {
-                            rolled.push(name.clone());
+                        if kind == "Deployment" || kind == "DaemonSet" {
+                            rolled.push((kind.as_str(), name.clone()));
                         }
                     }
                     Action::Delete { kind, name, .. } => {
@@ -752,7 +763,7 @@ impl Orchestrator for Kube {
             )
             .await
             .map_err(|e| self.error(&format!("scale Deployment {name}"), e))?;
-            self.wait_rollouts(&[name], &baton_engine::apply::Silent)
+            self.wait_rollouts(&[("Deployment", name)], &baton_engine::apply::Silent)
                 .await
         })
     }
@@ -808,7 +819,7 @@ impl Orchestrator for Kube {
             api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
                 .map_err(|e| self.error(&format!("roll back Deployment {name}"), e))?;
-            self.wait_rollouts(&[name], &baton_engine::apply::Silent)
+            self.wait_rollouts(&[("Deployment", name)], &baton_engine::apply::Silent)
                 .await
         })
     }

@@ -3,7 +3,7 @@
 //! revision `rollout undo` goes back to, and the merge patch that puts a template back.
 
 use baton_engine::orchestrate::{Task, UpdateStatus};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Map, Value};
 
@@ -67,6 +67,37 @@ pub fn rollout_progress(d: &Deployment) -> Progress {
     } else if available < updated {
         Progress::Waiting(format!(
             "deployment {name}: {available} of {updated} updated replicas available"
+        ))
+    } else {
+        Progress::Done
+    }
+}
+
+/// `kubectl rollout status` for one DaemonSet: the controller saw the latest spec,
+/// every node that should run a pod runs an updated one, and each is available.
+pub fn daemon_progress(d: &DaemonSet) -> Progress {
+    let name = d.metadata.name.as_deref().unwrap_or("");
+    let generation = d.metadata.generation.unwrap_or(0);
+    let Some(status) = &d.status else {
+        return Progress::Waiting(format!(
+            "daemon set {name}: waiting for the controller to see it"
+        ));
+    };
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Progress::Waiting(format!(
+            "daemon set {name}: waiting for the new spec to be observed"
+        ));
+    }
+    let wanted = status.desired_number_scheduled;
+    let updated = status.updated_number_scheduled.unwrap_or(0);
+    let available = status.number_available.unwrap_or(0);
+    if updated < wanted {
+        Progress::Waiting(format!(
+            "daemon set {name}: {updated} of {wanted} new pods updated"
+        ))
+    } else if available < wanted {
+        Progress::Waiting(format!(
+            "daemon set {name}: {available} of {wanted} updated pods available"
         ))
     } else {
         Progress::Done
@@ -292,6 +323,32 @@ mod tests {
         assert!(
             matches!(failed, Progress::Failed(m) if m.starts_with("deployment web exceeded its progress deadline: ReplicaSet"))
         );
+    }
+
+    #[test]
+    fn a_daemon_set_is_done_when_every_node_runs_an_available_updated_pod() {
+        let with = |status: Value| {
+            let d: DaemonSet = serde_json::from_value(json!({
+                "metadata": {"name": "agent", "generation": 3},
+                "spec": {"selector": {}, "template": {}},
+                "status": status
+            }))
+            .expect("a daemon set");
+            daemon_progress(&d)
+        };
+        let counts = |observed: i64, updated: i32, available: i32| {
+            json!({"observedGeneration": observed, "desiredNumberScheduled": 2,
+                   "currentNumberScheduled": 2, "numberMisscheduled": 0, "numberReady": available,
+                   "updatedNumberScheduled": updated, "numberAvailable": available})
+        };
+        assert!(matches!(with(counts(2, 2, 2)), Progress::Waiting(m) if m.contains("observed")));
+        assert!(
+            matches!(with(counts(3, 1, 2)), Progress::Waiting(m) if m.contains("1 of 2 new pods"))
+        );
+        assert!(
+            matches!(with(counts(3, 2, 1)), Progress::Waiting(m) if m.contains("1 of 2 updated pods available"))
+        );
+        assert_eq!(with(counts(3, 2, 2)), Progress::Done);
     }
 
     #[test]

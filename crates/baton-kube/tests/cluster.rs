@@ -231,6 +231,12 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
         "{progress:?}"
     );
     assert!(!progress.join("\n").contains(SECRET));
+    assert!(
+        progress
+            .iter()
+            .any(|l| l == "done DaemonSet agent: rolled out"),
+        "{progress:?}"
+    );
     // The fake's controller catches up one read late: the wait saw that and said so.
     assert!(
         progress
@@ -267,6 +273,11 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
         "{tasks:#?}"
     );
     assert_eq!(tasks.iter().filter(|t| t.service == "worker").count(), 1);
+    assert_eq!(
+        tasks.iter().filter(|t| t.service == "agent").count(),
+        1,
+        "{tasks:#?}"
+    );
 
     // scale: a Deployment's replicas; a global service refused by name.
     kube.scale("shop", "web", 3).await.expect("scale");

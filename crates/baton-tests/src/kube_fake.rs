@@ -1,17 +1,18 @@
 //! A fake Kubernetes API server, in process, on 127.0.0.1 over plain HTTP: exactly the
 //! endpoints baton uses (server-side apply, merge patch, get, list by label, delete,
-//! pods and their logs) and a minimal Deployment controller; every request recorded.
-//! It is a fake: no validation (but a Job's template is immutable, as in a cluster), no
-//! watch, no admission, no real scheduling.
+//! pods and their logs) and minimal Deployment and DaemonSet controllers; every request
+//! recorded. It is a fake: no validation (but a Job's template is immutable, as in a
+//! cluster), no watch, no admission, no real scheduling.
 //!
-//! The controller, after each change to a Deployment, makes a ReplicaSet
+//! After each change to a Deployment the controller makes a ReplicaSet
 //! `<deploy>-<template hash>` (annotated with its `deployment.kubernetes.io/revision`)
-//! and its pods `<replicaset>-<n>`, running at once, and sets the Deployment's status
-//! (observedGeneration, replica counts, conditions Available and Progressing) one read
-//! late: the first GET of a Deployment after a change still shows the status from
-//! before it, as a real controller that has not caught up yet would. A
-//! template whose image contains `broken` never becomes ready: its pods wait in
-//! `ImagePullBackOff`, the old ones stay, and `Progressing` says
+//! and its pods `<replicaset>-<n>`, running at once on `fake-node-1`, and sets the
+//! Deployment's status (observedGeneration, replica counts, conditions Available and
+//! Progressing) one read late: the first GET after a change still shows the status
+//! from before it, as a controller that has not caught up yet would. A DaemonSet gets
+//! one pod (the fake cluster has one node) and its status, the same way. A template
+//! whose image contains `broken` never becomes ready: its pods wait in
+//! `ImagePullBackOff`, a Deployment's old pods stay, and `Progressing` says
 //! `ProgressDeadlineExceeded` at once.
 
 use std::collections::BTreeMap;
@@ -550,8 +551,10 @@ fn apply(w: &mut World, t: &Target, name: &str, mut object: Value, manager: &str
     set_manager(&mut object, old.as_ref(), manager, "Apply");
     object["metadata"]["resourceVersion"] = json!(next_version(w));
     w.objects.insert(key.clone(), object);
-    if t.plural == "deployments" {
-        reconcile(w, &t.namespace, name);
+    match t.plural.as_str() {
+        "deployments" => reconcile(w, &t.namespace, name),
+        "daemonsets" => reconcile_daemon(w, &t.namespace, name),
+        _ => {}
     }
     Ok((code, w.objects.get(&key).cloned().unwrap_or(Value::Null)))
 }
@@ -598,8 +601,10 @@ fn merge(w: &mut World, t: &Target, name: &str, patch: &Value, manager: Option<&
     );
     object["metadata"]["resourceVersion"] = json!(next_version(w));
     w.objects.insert(key.clone(), object);
-    if t.plural == "deployments" {
-        reconcile(w, &t.namespace, name);
+    match t.plural.as_str() {
+        "deployments" => reconcile(w, &t.namespace, name),
+        "daemonsets" => reconcile_daemon(w, &t.namespace, name),
+        _ => {}
     }
     Ok((
         StatusCode::OK,
@@ -799,6 +804,47 @@ fn reconcile(w: &mut World, ns: &str, name: &str) {
     }
 }
 
+/// The fake's DaemonSet controller: the cluster has one node, so one pod
+/// `<daemonset>-<template hash>`, and the status (one read late, as Deployments').
+fn reconcile_daemon(w: &mut World, ns: &str, name: &str) {
+    let key = ("daemonsets".to_string(), ns.to_string(), name.to_string());
+    let Some(d) = w.objects.get(&key).cloned() else {
+        return;
+    };
+    let uid = d["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let template = d["spec"]["template"].clone();
+    let hash = template_hash(&template);
+    let pod_name = format!("{name}-{hash}");
+    let broken = template["spec"]["containers"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["image"].as_str().is_some_and(|i| i.contains("broken")))
+    });
+    let stale: Vec<Key> = w
+        .objects
+        .iter()
+        .filter(|((p, n, pod), o)| p == "pods" && n == ns && owned_by(o, &uid) && *pod != pod_name)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in stale {
+        w.objects.remove(&k);
+    }
+    let pod_key = ("pods".to_string(), ns.to_string(), pod_name.clone());
+    if !w.objects.contains_key(&pod_key) {
+        let mut labels = template["metadata"]["labels"].clone();
+        labels["controller-revision-hash"] = json!(hash);
+        let mut pod = make_pod(w, ns, &pod_name, &template, &labels, name, &uid, broken);
+        pod["metadata"]["ownerReferences"] = owner("DaemonSet", name, &uid, "apps/v1");
+        w.objects.insert(pod_key, pod);
+    }
+    let available = i64::from(!broken);
+    let status = json!({
+        "observedGeneration": d["metadata"]["generation"],
+        "desiredNumberScheduled": 1, "currentNumberScheduled": 1, "numberMisscheduled": 0,
+        "updatedNumberScheduled": 1, "numberReady": available, "numberAvailable": available
+    });
+    w.catching_up.insert(key, status);
+}
+
 #[allow(clippy::too_many_arguments)]
 fn make_pod(
     w: &mut World,
@@ -854,8 +900,10 @@ fn collect_garbage(w: &mut World, deleted: &Value) {
         deleted["metadata"]["namespace"].as_str(),
         deleted["metadata"]["name"].as_str(),
     ) {
-        w.catching_up
-            .remove(&("deployments".to_string(), ns.to_string(), name.to_string()));
+        for plural in ["deployments", "daemonsets"] {
+            w.catching_up
+                .remove(&(plural.to_string(), ns.to_string(), name.to_string()));
+        }
     }
     let Some(uid) = deleted["metadata"]["uid"].as_str() else {
         return;
