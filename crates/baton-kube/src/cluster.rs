@@ -474,6 +474,34 @@ impl Kube {
         Ok(())
     }
 
+    /// Waits (bounded) until no pod matches `params`: deleted workloads' pods go in the
+    /// background.
+    async fn wait_gone(
+        &self,
+        target: &str,
+        params: &ListParams,
+        reporter: &dyn Reporter,
+    ) -> Result<(), RuntimeError> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let left = self.pods(params).await?.len();
+            if left == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RuntimeError::Failed {
+                    op: format!("waiting for {target} to terminate (target {})", self.target),
+                    detail: format!("{left} pods still there after {}s", self.wait.as_secs()),
+                });
+            }
+            reporter.report(Step::Waiting {
+                target,
+                on: &format!("{left} pods to terminate"),
+            });
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// The service's Deployment; a DaemonSet (a global service) is refused by name.
     async fn deployment(
         &self,
@@ -639,6 +667,7 @@ impl Orchestrator for Kube {
             // from the same project; the plan's hashes say which version was planned.
             let (_, objects, _) = self.desired(project, &PlanOptions::default());
             let mut rolled = Vec::new();
+            let mut gone = Vec::new();
             for action in &planned.plan.actions {
                 match action {
                     Action::Put { kind, name, .. } => {
@@ -699,8 +728,18 @@ impl Orchestrator for Kube {
                             rolled.push((kind.as_str(), name.clone()));
                         }
                     }
-                    Action::Delete { kind, name, .. } => {
+                    Action::Delete {
+                        kind,
+                        name,
+                        service,
+                        ..
+                    } => {
                         let target = format!("{kind} {name}");
+                        if is_workload(kind) {
+                            if let Some(service) = service {
+                                gone.push(service.clone());
+                            }
+                        }
                         reporter.report(Step::Started {
                             target: &target,
                             what: "delete",
@@ -726,7 +765,17 @@ impl Orchestrator for Kube {
                     }
                 }
             }
-            self.wait_rollouts(&rolled, reporter).await
+            self.wait_rollouts(&rolled, reporter).await?;
+            // A service that left the file is gone once its pods are.
+            for service in gone {
+                self.wait_gone(
+                    &format!("pods of service {service}"),
+                    &Self::service_selector(&project.name, &service),
+                    reporter,
+                )
+                .await?;
+            }
+            Ok(())
         })
     }
 
@@ -899,25 +948,12 @@ impl Orchestrator for Kube {
                     removed.objects.push(target);
                 }
             }
-            let deadline = Instant::now() + self.wait;
-            let target = format!("pods of project {project}");
-            loop {
-                let left = self.pods(&Self::project_selector(project)).await?.len();
-                if left == 0 {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Err(RuntimeError::Failed {
-                        op: format!("down on target {}", self.target),
-                        detail: format!("{left} pods still there after {}s", self.wait.as_secs()),
-                    });
-                }
-                reporter.report(Step::Waiting {
-                    target: &target,
-                    on: &format!("{left} pods to terminate"),
-                });
-                tokio::time::sleep(POLL).await;
-            }
+            self.wait_gone(
+                &format!("pods of project {project}"),
+                &Self::project_selector(project),
+                reporter,
+            )
+            .await?;
             Ok(removed)
         })
     }

@@ -339,9 +339,17 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
         lines(&planned),
         vec!["delete Deployment worker: its service left the file"]
     );
-    kube.apply(&p, &planned, &Record::default())
-        .await
-        .expect("prune");
+    let record = Record::default();
+    kube.apply(&p, &planned, &record).await.expect("prune");
+    // Its pods terminate in the background: the apply waited for them.
+    assert!(
+        record
+            .lines()
+            .iter()
+            .any(|l| l == "waiting pods of service worker: 1 pods to terminate"),
+        "{:?}",
+        record.lines()
+    );
     assert!(fake.object("deployments", "shop", "worker").is_none());
     assert!(kube
         .tasks("shop")
@@ -447,6 +455,14 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
     // Down: nothing of the project is left (the claimless project has no volumes).
     let record = Record::default();
     let removed = kube.down("shop", true, &record).await.expect("down");
+    assert!(
+        record
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("waiting pods of project shop:")),
+        "{:?}",
+        record.lines()
+    );
     assert!(
         removed.objects.contains(&"Deployment web".to_string()),
         "{removed:?}"

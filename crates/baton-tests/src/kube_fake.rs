@@ -13,7 +13,8 @@
 //! one pod (the fake cluster has one node) and its status, the same way. A template
 //! whose image contains `broken` never becomes ready: its pods wait in
 //! `ImagePullBackOff`, a Deployment's old pods stay, and `Progressing` says
-//! `ProgressDeadlineExceeded` at once.
+//! `ProgressDeadlineExceeded` at once. The pods of a deleted workload terminate: the
+//! next list of pods still shows them, with a `deletionTimestamp`, the one after does not.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -55,6 +56,8 @@ struct World {
     /// The status each changed Deployment will show once it has been read once more:
     /// the controller lags one read behind, so waiting is exercised.
     catching_up: BTreeMap<Key, Value>,
+    /// Pods whose owner went: listed once more (with a deletionTimestamp), then gone.
+    terminating: Vec<Key>,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -298,6 +301,11 @@ async fn handle(
                 })
                 .map(|(_, o)| o.clone())
                 .collect();
+            if t.plural == "pods" {
+                for k in std::mem::take(&mut w.terminating) {
+                    w.objects.remove(&k);
+                }
+            }
             let version = w.version.to_string();
             axum::Json(json!({
                 "apiVersion": t.api_version,
@@ -915,7 +923,13 @@ fn collect_garbage(w: &mut World, deleted: &Value) {
         .map(|(k, _)| k.clone())
         .collect();
     for k in owned {
-        if let Some(o) = w.objects.remove(&k) {
+        if k.0 == "pods" {
+            // A pod terminates: it is seen once more, marked, then it is gone.
+            if let Some(pod) = w.objects.get_mut(&k) {
+                pod["metadata"]["deletionTimestamp"] = json!(now());
+            }
+            w.terminating.push(k);
+        } else if let Some(o) = w.objects.remove(&k) {
             collect_garbage(w, &o);
         }
     }
