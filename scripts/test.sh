@@ -16,6 +16,7 @@ scripts/ensure-edge.sh
 scripts/ensure-metrics.sh
 scripts/ensure-alerts.sh
 scripts/ensure-kube.sh
+scripts/ensure-swarm.sh
 scripts/ensure-browser.sh
 
 cargo fmt --all -- --check

@@ -13,6 +13,7 @@ pub mod api;
 pub mod autoscale;
 pub mod certs;
 pub mod edge;
+pub mod fronts;
 pub mod probe;
 pub mod supervisor;
 pub mod telemetry;

@@ -39,6 +39,8 @@ pub struct Supervisor<'a, R> {
     /// What each project's containers looked like at the last tick, for change events.
     seen: BTreeMap<String, Seen>,
     traffic: crate::traffic::Traffic,
+    /// Proxies in front of an orchestrator's tasks (a swarm without a routing mesh).
+    fronts: crate::fronts::Fronts,
     edge: crate::edge::Edge,
     prober: crate::probe::Prober,
     shared: std::sync::Arc<crate::api::Shared>,
@@ -89,6 +91,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             engine_down: false,
             seen: BTreeMap::new(),
             traffic: crate::traffic::Traffic::default(),
+            fronts: crate::fronts::Fronts::default(),
             prober: crate::probe::Prober::default(),
             shared,
             store_metrics_at: 0,
@@ -148,6 +151,9 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             }
         };
         self.converge(&projects).await;
+        if let Some(o) = self.rt.orchestrator() {
+            self.fronts.tick(o, self.store).await;
+        }
         let telemetry = self.shared.telemetry.clone();
         telemetry.keep_projects(&projects);
         let now = now_ms();

@@ -226,6 +226,19 @@ pub struct Removed {
     pub objects: Vec<String>,
 }
 
+/// A port the orchestrator cannot publish itself (a swarm whose routing mesh accepts
+/// nothing) that `baton serve` answers on, forwarding to the tasks that serve it now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Front {
+    pub service: String,
+    /// The port the file publishes, on this machine.
+    pub port: u16,
+    /// `tcp` or `http` (the port's `app_protocol`).
+    pub protocol: String,
+    /// Each running task: (task id, address and port it answers on, its revision).
+    pub backends: Vec<(String, std::net::SocketAddr, String)>,
+}
+
 /// A backend that keeps services itself. Every future is the whole operation: `apply`
 /// returns once the orchestrator converged or failed (a rollout it rolled back is a
 /// failure that names the rollback).
@@ -279,6 +292,15 @@ pub trait Orchestrator {
 
     /// Every task's output of one service, merged (`follow` keeps it open).
     fn logs(&self, project: &str, service: &str, options: &LogOptions) -> LogStream;
+
+    /// The ports `baton serve` must front for the project, with their tasks now. Most
+    /// orchestrators publish their ports themselves: none.
+    fn fronts<'a>(
+        &'a self,
+        _project: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<Front>, RuntimeError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// Removes everything of the project (volumes only with `volumes`), each step
     /// through the reporter, and waits until its tasks are gone.

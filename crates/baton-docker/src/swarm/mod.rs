@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use baton_engine::apply::{Reporter, Step};
 use baton_engine::orchestrate::{
-    ignored_settings, plan_objects, Desired, Existing, Orchestrator, Planned, Removed, Task,
+    ignored_settings, plan_objects, Desired, Existing, Front, Orchestrator, Planned, Removed, Task,
     UpdateStatus,
 };
 use baton_engine::plan::{Action, PlanOptions};
@@ -41,6 +41,8 @@ pub use spec::Publish;
 /// How long `up` waits for a service to converge, and `down` for its tasks to go.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(500);
+/// How often `up` looks at the services it waits for (two engine calls a look).
+const CONVERGE_POLL: Duration = Duration::from_millis(100);
 
 /// A swarm manager's engine.
 #[derive(Debug, Clone)]
@@ -411,7 +413,8 @@ impl Swarm {
         }
     }
 
-    async fn nodes(&self) -> Result<BTreeMap<String, String>, RuntimeError> {
+    /// Each node's id to its hostname and address.
+    async fn nodes(&self) -> Result<BTreeMap<String, (String, String)>, RuntimeError> {
         Ok(self
             .docker
             .api
@@ -421,7 +424,8 @@ impl Swarm {
             .into_iter()
             .filter_map(|n| {
                 let host = n.description.and_then(|d| d.hostname).unwrap_or_default();
-                n.id.map(|id| (id, host))
+                let addr = n.status.and_then(|s| s.addr).unwrap_or_default();
+                n.id.map(|id| (id, (host, addr)))
             })
             .collect())
     }
@@ -453,20 +457,18 @@ impl Swarm {
     /// Where a service stands: `Ok(Some(line))` while it converges, `Ok(None)` once it
     /// has (every wanted task running its current spec), an error when the swarm
     /// gave up or rolled the update back.
-    async fn convergence(&self, name: &str) -> Result<Option<String>, RuntimeError> {
-        let s = self
-            .docker
-            .api
-            .inspect_service(name, None::<InspectServiceOptions>)
-            .await
-            .map_err(self.err(&format!("inspect service {name}")))?;
+    fn convergence(
+        name: &str,
+        s: &bollard::models::Service,
+        tasks: &[bollard::models::Task],
+        since: &Since,
+    ) -> Result<Option<String>, RuntimeError> {
         let failed = |detail: String| RuntimeError::Failed {
             op: format!("service {name}"),
             detail,
         };
         let mut updating = false;
         let spec = s.spec.clone().unwrap_or_default();
-        let tasks = self.tasks_of(name).await?;
         // The newest task error: why an update failed or a task cannot start.
         let mut errors: Vec<(String, String)> = tasks
             .iter()
@@ -482,10 +484,17 @@ impl Swarm {
             .last()
             .map(|(_, e)| format!(" (a task said: {e})"))
             .unwrap_or_default();
-        if let Some(u) = &s.update_status {
+        // An update status from before this change says nothing about it (a change of
+        // the replica count alone starts no update).
+        let fresh = s
+            .update_status
+            .as_ref()
+            .filter(|u| u.started_at != since.started_at);
+        if let Some(u) = fresh {
             let state = u.state.map(|s| s.to_string()).unwrap_or_default();
             let message = u.message.clone().unwrap_or_default();
             match state.as_str() {
+                "rollback_completed" if since.rollback => {}
                 "rollback_completed" => {
                     return Err(failed(format!(
                         "the update failed and the swarm rolled it back: {message}{newest_error}"
@@ -553,19 +562,83 @@ impl Swarm {
         }))
     }
 
+    /// Where a service's update status stood before baton changed it.
+    async fn since(&self, name: &str, rollback: bool) -> Result<Since, RuntimeError> {
+        let s = self
+            .docker
+            .api
+            .inspect_service(name, None::<InspectServiceOptions>)
+            .await
+            .map_err(self.err(&format!("inspect service {name}")))?;
+        Ok(Since {
+            started_at: s.update_status.and_then(|u| u.started_at),
+            rollback,
+            update: true,
+        })
+    }
+
     async fn wait_converged(
         &self,
-        names: &[String],
+        names: &[(String, Since)],
         reporter: &dyn Reporter,
     ) -> Result<(), RuntimeError> {
         let deadline = Instant::now() + CONVERGE_TIMEOUT;
-        let mut left: BTreeSet<String> = names.iter().cloned().collect();
+        let mut left: BTreeMap<String, &Since> =
+            names.iter().map(|(n, s)| (n.clone(), s)).collect();
         let mut said: BTreeMap<String, String> = BTreeMap::new();
-        // Swarm takes a moment to notice an update; do not read the old state as done.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Swarm takes a moment to start an update; do not read the tasks it has not
+        // replaced yet as the new version's. New services have no old tasks.
+        if names.iter().any(|(_, s)| s.update) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         while !left.is_empty() {
-            for name in left.clone() {
-                match self.convergence(&name).await {
+            // One look at every service and task per round, however many wait.
+            let services: BTreeMap<String, bollard::models::Service> = self
+                .docker
+                .api
+                .list_services(Some(ListServicesOptions {
+                    filters: Some(filters(
+                        &left.keys().map(|n| ("name", n.clone())).collect::<Vec<_>>(),
+                    )),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(self.err("list services"))?
+                .into_iter()
+                .filter_map(|s| Some((s.spec.as_ref()?.name.clone()?, s)))
+                .collect();
+            let tasks = self
+                .docker
+                .api
+                .list_tasks(Some(ListTasksOptions {
+                    filters: Some(filters(
+                        &left
+                            .keys()
+                            .map(|n| ("service", n.clone()))
+                            .collect::<Vec<_>>(),
+                    )),
+                }))
+                .await
+                .map_err(self.err("list tasks"))?;
+            let ids: BTreeMap<String, String> = services
+                .iter()
+                .filter_map(|(n, s)| Some((s.id.clone()?, n.clone())))
+                .collect();
+            let mut by_service: BTreeMap<&str, Vec<bollard::models::Task>> = BTreeMap::new();
+            for t in tasks {
+                if let Some(name) = t.service_id.as_ref().and_then(|id| ids.get(id)) {
+                    by_service.entry(name.as_str()).or_default().push(t);
+                }
+            }
+            for (name, since) in left.clone() {
+                let Some(service) = services.get(&name) else {
+                    return Err(RuntimeError::NotFound {
+                        what: format!("service {name} on the swarm"),
+                    });
+                };
+                let none = Vec::new();
+                let tasks = by_service.get(name.as_str()).unwrap_or(&none);
+                match Self::convergence(&name, service, tasks, since) {
                     Ok(None) => {
                         reporter.report(Step::Done {
                             target: &name,
@@ -599,13 +672,13 @@ impl Swarm {
                     op: format!("target {}", self.target),
                     detail: format!(
                         "{} did not converge within {}s: {}",
-                        left.iter().cloned().collect::<Vec<_>>().join(", "),
+                        left.keys().cloned().collect::<Vec<_>>().join(", "),
                         CONVERGE_TIMEOUT.as_secs(),
                         said.values().cloned().collect::<Vec<_>>().join("; ")
                     ),
                 });
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(CONVERGE_POLL).await;
         }
         Ok(())
     }
@@ -655,6 +728,16 @@ impl Swarm {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// A service's update status before baton changed it, and whether the change was a
+/// rollback (`rollout undo`), whose end is `rollback_completed`.
+#[derive(Debug, Clone, Default)]
+struct Since {
+    started_at: Option<String>,
+    rollback: bool,
+    /// An existing service changed (not a new one).
+    update: bool,
 }
 
 fn bad(name: &str, e: serde_json::Error) -> RuntimeError {
@@ -753,7 +836,7 @@ impl Orchestrator for Swarm {
         reporter: &'a dyn Reporter,
     ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
         async move {
-            let mut changed = Vec::new();
+            let mut changed: Vec<(String, Since)> = Vec::new();
             let mut deleted_services = Vec::new();
             let mut converged: BTreeSet<String> = BTreeSet::new();
             let order = baton_engine::graph::start_order(
@@ -783,14 +866,18 @@ impl Orchestrator for Swarm {
                         .get(key)
                         .map(|s| s.depends_on.keys().cloned().collect())
                         .unwrap_or_default();
-                    let waiting: Vec<String> = deps
+                    let names: BTreeSet<String> = deps
                         .iter()
                         .map(|d| spec::service_name(&project.name, d))
-                        .filter(|n| changed.contains(n) && !converged.contains(n))
+                        .collect();
+                    let waiting: Vec<(String, Since)> = changed
+                        .iter()
+                        .filter(|(n, _)| names.contains(n) && !converged.contains(n))
+                        .cloned()
                         .collect();
                     if !waiting.is_empty() {
                         self.wait_converged(&waiting, reporter).await?;
-                        converged.extend(waiting);
+                        converged.extend(waiting.into_iter().map(|(n, _)| n));
                     }
                 }
                 let what = format!("{} {}", a.kind(), kind_of(a));
@@ -809,9 +896,14 @@ impl Orchestrator for Swarm {
                             .ok_or_else(|| RuntimeError::NotFound {
                                 what: format!("{kind} {name} in the plan"),
                             })?;
+                        let since = if kind == "service" && !*create {
+                            self.since(name, false).await?
+                        } else {
+                            Since::default()
+                        };
                         let r = self.put(project, d, *create).await;
                         if kind == "service" {
-                            changed.push(name.clone());
+                            changed.push((name.clone(), since));
                         }
                         r
                     }
@@ -842,9 +934,9 @@ impl Orchestrator for Swarm {
                 }
                 result?;
             }
-            let left: Vec<String> = changed
+            let left: Vec<(String, Since)> = changed
                 .into_iter()
-                .filter(|n| !converged.contains(n))
+                .filter(|(n, _)| !converged.contains(n))
                 .collect();
             self.wait_converged(&left, reporter).await
         }
@@ -870,7 +962,7 @@ impl Orchestrator for Swarm {
                 for t in self.tasks_of(&name).await? {
                     let status = t.status.clone().unwrap_or_default();
                     let node_id = t.node_id.clone().unwrap_or_default();
-                    let node = nodes.get(&node_id).cloned().unwrap_or_default();
+                    let node = nodes.get(&node_id).map(|n| n.0.clone()).unwrap_or_default();
                     let task_name = match t.slot {
                         Some(slot) => format!("{service}.{slot}"),
                         None => format!("{service}.{node}"),
@@ -1029,6 +1121,11 @@ impl Orchestrator for Swarm {
                 .await
                 .map_err(self.err(&format!("inspect service {name}")))?;
             let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            let since = Since {
+                started_at: current.update_status.and_then(|u| u.started_at),
+                rollback: true,
+                update: true,
+            };
             self.docker
                 .api
                 .update_service(
@@ -1043,7 +1140,7 @@ impl Orchestrator for Swarm {
                 )
                 .await
                 .map_err(self.err(&format!("roll back service {name}")))?;
-            self.wait_converged(&[name], &baton_engine::apply::Silent)
+            self.wait_converged(&[(name, since)], &baton_engine::apply::Silent)
                 .await
         }
         .boxed_local()
@@ -1062,6 +1159,87 @@ impl Orchestrator for Swarm {
             Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
         })
         .boxed()
+    }
+
+    fn fronts<'a>(
+        &'a self,
+        project: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Vec<Front>, RuntimeError>> {
+        async move {
+            let mut out = Vec::new();
+            let services = self.services_of(project).await?;
+            let fronted: Vec<_> = services
+                .iter()
+                .filter_map(|s| {
+                    let spec = s.spec.as_ref()?;
+                    let labels = spec.labels.as_ref()?;
+                    let ports: Vec<(u16, i64, String)> = labels
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            let port = k.strip_prefix(spec::FRONT)?.strip_prefix('.')?;
+                            let mut parts = v.split('/');
+                            let target = parts.next()?.parse().ok()?;
+                            let app = parts.nth(1).unwrap_or("tcp").to_string();
+                            Some((port.parse().ok()?, target, app))
+                        })
+                        .collect();
+                    let key = labels.get(spec::SERVICE)?.clone();
+                    let revision = labels.get(spec::HASH).cloned().unwrap_or_default();
+                    (!ports.is_empty()).then(|| Some((spec.name.clone()?, key, revision, ports)))?
+                })
+                .collect();
+            if fronted.is_empty() {
+                return Ok(out);
+            }
+            let nodes = self.nodes().await?;
+            for (name, key, revision, ports) in fronted {
+                let tasks = self.tasks_of(&name).await?;
+                for (port, target, app) in ports {
+                    let mut backends = Vec::new();
+                    for t in &tasks {
+                        // Only tasks that run and should: one that is being stopped
+                        // leaves the proxy before its container goes.
+                        let status = t.status.as_ref();
+                        if t.desired_state != Some(TaskState::RUNNING)
+                            || status.and_then(|s| s.state) != Some(TaskState::RUNNING)
+                        {
+                            continue;
+                        }
+                        let Some(addr) = t
+                            .node_id
+                            .as_ref()
+                            .and_then(|n| nodes.get(n))
+                            .and_then(|n| n.1.parse::<std::net::IpAddr>().ok())
+                        else {
+                            continue;
+                        };
+                        let published = status
+                            .and_then(|s| s.port_status.as_ref())
+                            .and_then(|p| p.ports.as_ref())
+                            .into_iter()
+                            .flatten()
+                            .find(|p| p.target_port == Some(target))
+                            .and_then(|p| p.published_port)
+                            .and_then(|p| u16::try_from(p).ok());
+                        if let Some(published) = published {
+                            backends.push((
+                                t.id.clone().unwrap_or_default(),
+                                std::net::SocketAddr::new(addr, published),
+                                revision.clone(),
+                            ));
+                        }
+                    }
+                    out.push(Front {
+                        service: key.clone(),
+                        port,
+                        protocol: app,
+                        backends,
+                    });
+                }
+            }
+            Ok(out)
+        }
+        .boxed_local()
     }
 
     fn down<'a>(

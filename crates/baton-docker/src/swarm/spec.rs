@@ -30,6 +30,35 @@ pub enum Publish {
     Host,
 }
 
+/// Label prefix of a port baton's proxy answers for a service (`io.baton.front.8080`
+/// = `80/tcp/http`: the task's port, its protocol, the proxy's mode).
+pub const FRONT: &str = "io.baton.front";
+
+/// How one published port reaches the tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// The routing mesh (every node answers).
+    Mesh,
+    /// The node running a task answers (one task per node).
+    Host,
+    /// `baton serve` answers and forwards to each task's own port on its node.
+    Front,
+}
+
+/// How `port` of service `s` is published: as written (`mode: host`), else the mesh
+/// where it works; where it does not, a global service (one task per node) uses host
+/// mode and a replicated one gets baton's proxy in front.
+pub fn way(s: &Service, port: &baton_spec::Port, publish: Publish) -> Way {
+    let global = s.deploy.as_ref().and_then(|d| d.mode.as_deref()) == Some("global");
+    match (port.mode.as_deref(), publish) {
+        (Some("host"), _) => Way::Host,
+        (Some(_), _) | (None, Publish::Ingress) => Way::Mesh,
+        (None, Publish::Host) if port.published.is_none() => Way::Host,
+        (None, Publish::Host) if global => Way::Host,
+        (None, Publish::Host) => Way::Front,
+    }
+}
+
 /// The settings of a service that a swarm honours; the rest are listed by `plan`.
 pub const SUPPORTED: &[&str] = &[
     "image",
@@ -505,14 +534,8 @@ fn service_spec(
             placement.insert("MaxReplicas".into(), m.clone());
         }
     }
-    let published: Vec<&baton_spec::Port> =
-        s.ports.iter().filter(|p| p.published.is_some()).collect();
-    let host_mode = |port: &baton_spec::Port| match port.mode.as_deref() {
-        Some("host") => true,
-        Some(_) => false,
-        None => publish == Publish::Host,
-    };
-    if !global && published.iter().any(|p| host_mode(p)) && !placement.contains_key("MaxReplicas") {
+    let ways: Vec<Way> = s.ports.iter().map(|p| way(s, p, publish)).collect();
+    if ways.contains(&Way::Host) && !placement.contains_key("MaxReplicas") && !global {
         // A port published on the node itself can be bound by one task per node.
         placement.insert("MaxReplicas".into(), json!(1));
     }
@@ -565,21 +588,39 @@ fn service_spec(
         "RollbackConfig".into(),
         update_config(deploy.rollback_config.as_ref(), true),
     );
+    let mut fronts = Map::new();
     let ports: Vec<Value> = s
         .ports
         .iter()
-        .map(|port| {
+        .zip(&ways)
+        .map(|(port, way)| {
             let mut m = json!({
                 "Protocol": port.protocol,
                 "TargetPort": port.target,
-                "PublishMode": if host_mode(port) { "host" } else { "ingress" },
+                "PublishMode": if *way == Way::Mesh { "ingress" } else { "host" },
             });
-            if let Some(pp) = port.published {
-                m["PublishedPort"] = json!(pp);
+            match (way, port.published) {
+                // Each task gets a port of its own on its node; baton's proxy answers
+                // on the published one.
+                (Way::Front, Some(pp)) => {
+                    let app = match port.app_protocol.as_deref() {
+                        Some(a) if a.starts_with("http") => "http",
+                        _ => "tcp",
+                    };
+                    fronts.insert(
+                        format!("{FRONT}.{pp}"),
+                        json!(format!("{}/{}/{app}", port.target, port.protocol)),
+                    );
+                }
+                (_, Some(pp)) => m["PublishedPort"] = json!(pp),
+                (_, None) => {}
             }
             m
         })
         .collect();
+    if let Some(Value::Object(l)) = spec.get_mut("Labels") {
+        l.extend(fronts);
+    }
     let mut endpoint = Map::new();
     if let Some(m) = deploy.other.get("endpoint_mode") {
         endpoint.insert("Mode".into(), m.clone());
@@ -605,23 +646,29 @@ fn capitalize(s: &str) -> String {
 pub fn publish_notes(project: &Project, publish: Publish) -> Vec<String> {
     let mut out = Vec::new();
     for (name, s) in &project.services {
-        for port in s.ports.iter().filter(|p| p.published.is_some()) {
-            let pp = port.published.unwrap_or_default();
-            match (port.mode.as_deref(), publish) {
-                (Some("host"), _) => out.push(format!(
-                    "services.{name}.ports: {pp} is published in host mode (as written): on \
-                     each node running a task, one task per node"
-                )),
-                (None, Publish::Host) => out.push(format!(
-                    "services.{name}.ports: {pp} is published in host mode, one task per \
-                     node: this swarm's routing mesh accepts nothing (the kernel has no IPVS)"
-                )),
-                (Some("ingress"), Publish::Host) => out.push(format!(
-                    "services.{name}.ports: {pp} asks for the routing mesh, which accepts \
-                     nothing on this swarm (no IPVS); write `mode: host`"
-                )),
-                _ => {}
-            }
+        for port in s.ports.iter() {
+            let Some(pp) = port.published else { continue };
+            let line = match (way(s, port, publish), port.mode.as_deref()) {
+                (Way::Host, Some("host")) => format!(
+                    "{pp} is published in host mode (as written): on each node running a \
+                     task, one task per node"
+                ),
+                (Way::Host, _) => format!(
+                    "{pp} is published in host mode on each node (a global service): this \
+                     swarm's routing mesh accepts nothing (the kernel has no IPVS)"
+                ),
+                (Way::Front, _) => format!(
+                    "{pp} is answered by baton's proxy in `baton serve` for this target, in \
+                     front of each task's own port: this swarm's routing mesh accepts \
+                     nothing (the kernel has no IPVS)"
+                ),
+                (Way::Mesh, Some("ingress")) if publish == Publish::Host => format!(
+                    "{pp} asks for the routing mesh, which accepts nothing on this swarm (no \
+                     IPVS); leave `mode` out to have baton's proxy answer"
+                ),
+                (Way::Mesh, _) => continue,
+            };
+            out.push(format!("services.{name}.ports: {line}"));
         }
     }
     out
@@ -688,21 +735,22 @@ secrets:
         let t = &web["TaskTemplate"];
         assert_eq!(t["Resources"]["Limits"]["NanoCPUs"], 500_000_000);
         assert_eq!(t["Placement"]["Constraints"], json!(["node.role==worker"]));
-        assert_eq!(
-            t["Placement"]["MaxReplicas"], 1,
-            "host mode: one task per node"
-        );
-        assert_eq!(web["EndpointSpec"]["Ports"][0]["PublishMode"], "host");
+        // No mesh here: each task publishes a port of its own, baton's proxy answers
+        // on 8080, and nothing limits the tasks per node.
+        assert_eq!(t["Placement"].get("MaxReplicas"), None);
+        let port = &web["EndpointSpec"]["Ports"][0];
+        assert_eq!(port["PublishMode"], "host");
+        assert_eq!(port.get("PublishedPort"), None);
+        assert_eq!(web["Labels"]["io.baton.front.8080"], "80/tcp/tcp");
         assert_eq!(web["UpdateConfig"]["Order"], "start-first");
         assert_eq!(web["UpdateConfig"]["FailureAction"], "rollback");
         // A new secret value is a new name, so the service changes and rolls over.
         let env2 = BTreeMap::from([("TOKEN".to_string(), "other".to_string())]);
         let again = desired(&p, Publish::Ingress, &Sources { env: &env2 }).unwrap();
         assert_ne!(again[1].name, secret.name);
-        assert_eq!(
-            again[2].config["EndpointSpec"]["Ports"][0]["PublishMode"],
-            "ingress"
-        );
+        let port = &again[2].config["EndpointSpec"]["Ports"][0];
+        assert_eq!(port["PublishMode"], "ingress");
+        assert_eq!(port["PublishedPort"], 8080);
     }
 
     #[test]
@@ -723,9 +771,9 @@ services:
             lines,
             vec![
                 "services.web.container_name: ignored by target staging (swarm)",
-                "services.web.depends_on: ignored by target staging (swarm)",
                 "services.web.privileged: ignored by target staging (swarm)",
-            ]
+            ],
+            "depends_on is kept: baton waits for dependencies before putting a service"
         );
     }
 
