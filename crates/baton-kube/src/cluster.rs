@@ -250,6 +250,14 @@ impl Kube {
         }
     }
 
+    /// A merge patch's parameters: baton is the manager of what it changes.
+    fn update_params() -> PatchParams {
+        PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        }
+    }
+
     fn project_selector(project: &str) -> ListParams {
         ListParams::default().labels(&format!("{PROJECT_LABEL}={}", k8s_name(project)))
     }
@@ -807,7 +815,7 @@ impl Orchestrator for Kube {
             let api: Api<Deployment> = self.typed();
             api.patch(
                 &name,
-                &PatchParams::default(),
+                &Self::update_params(),
                 &Patch::Merge(json!({"spec": {"replicas": replicas}})),
             )
             .await
@@ -865,7 +873,7 @@ impl Orchestrator for Kube {
                 "spec": {"template": status::merge_diff(&current, &template)}
             });
             let api: Api<Deployment> = self.typed();
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            api.patch(&name, &Self::update_params(), &Patch::Merge(patch))
                 .await
                 .map_err(|e| self.error(&format!("roll back Deployment {name}"), e))?;
             self.wait_rollouts(&[("Deployment", name)], &baton_engine::apply::Silent)

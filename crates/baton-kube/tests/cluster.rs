@@ -280,7 +280,21 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
     );
 
     // scale: a Deployment's replicas; a global service refused by name.
+    fake.clear_requests();
     kube.scale("shop", "web", 3).await.expect("scale");
+    let patch = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .expect("a patch");
+    assert_eq!(
+        (
+            patch.content_type.as_deref(),
+            patch.field_manager.as_deref()
+        ),
+        (Some("application/merge-patch+json"), Some("baton")),
+        "{patch:?}"
+    );
     let status = kube.update_status("shop", "web").await.expect("status");
     assert_eq!(
         (status.state.as_str(), status.running, status.desired),
