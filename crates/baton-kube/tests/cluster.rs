@@ -483,4 +483,24 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
     );
     assert!(in_project(&fake).is_empty(), "{:?}", in_project(&fake));
     assert!(kube.tasks("shop").await.expect("tasks").is_empty());
+
+    // An https cluster that does not answer: the client is made (TLS with the one
+    // crypto provider baton builds), the first request says the target is unreachable.
+    let tls = dir.path().join("kubeconfig-tls");
+    std::fs::write(
+        &tls,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: far\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user: {token: not-a-real-token}\ncontexts:\n- name: far\n  context: {cluster: far, user: u}\ncurrent-context: far\n",
+    )
+    .expect("kubeconfig");
+    std::env::set_var("KUBECONFIG", &tls);
+    let far = Kube::connect(Some("far"), None)
+        .await
+        .expect("a client for an https cluster")
+        .named("far (kubernetes)");
+    assert_eq!(far.namespace(), "default");
+    let e = far.tasks("shop").await.expect_err("nothing answers");
+    let text = e.to_string();
+    assert!(matches!(e, RuntimeError::Unavailable(_)), "{text}");
+    assert!(text.contains("target far (kubernetes)"), "{text}");
+    assert!(!text.contains("not-a-real-token"), "{text}");
 }
