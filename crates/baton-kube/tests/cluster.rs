@@ -52,7 +52,7 @@ fn project_with_job(dir: &Path, web_image: &str, with_worker: bool, step: &str) 
         ""
     };
     let text = format!(
-        "name: shop\nservices:\n  web:\n    image: {web_image}\n    ports: [\"8080:80\"]\n    healthcheck:\n      test: [CMD, wget, -q, -O-, http://localhost/]\n      interval: 5s\n    deploy:\n      replicas: 2\n    secrets: [api_key]\n{worker}  migrate:\n    image: busybox:1.36\n    command: [echo, '{step}']\n    restart: 'no'\n  agent:\n    image: busybox:1.36\n    deploy:\n      mode: global\nsecrets:\n  api_key:\n    file: ./api_key.txt\n"
+        "name: shop\nservices:\n  web:\n    image: {web_image}\n    ports: [\"8080:80\"]\n    healthcheck:\n      test: [CMD, wget, -q, -O-, http://localhost/]\n      interval: 5s\n    deploy:\n      replicas: 2\n    secrets: [api_key]\n    volumes: ['data:/data']\n{worker}  migrate:\n    image: busybox:1.36\n    command: [echo, '{step}']\n    restart: 'no'\n  agent:\n    image: busybox:1.36\n    deploy:\n      mode: global\nvolumes:\n  data: {{}}\nsecrets:\n  api_key:\n    file: ./api_key.txt\n"
     );
     std::fs::write(dir.join("api_key.txt"), SECRET).expect("secret file");
     let file = dir.join("compose.yaml");
@@ -158,6 +158,7 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
             "put Deployment worker create=true []",
             "put Ingress web create=true []",
             "put Job migrate create=true []",
+            "put PersistentVolumeClaim data create=true []",
             "put Secret api-key create=true []",
             "put Service web create=true []",
         ]
@@ -186,7 +187,7 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
         .into_iter()
         .filter(|r| r.method == "PATCH")
         .collect();
-    assert_eq!(patches.len(), 7, "{patches:#?}");
+    assert_eq!(patches.len(), 8, "{patches:#?}");
     for r in &patches {
         assert_eq!(
             r.content_type.as_deref(),
@@ -466,9 +467,22 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
         "{got:?}"
     );
 
-    // Down: nothing of the project is left (the claimless project has no volumes).
+    // Down keeps the claims unless asked; then nothing of the project is left.
     let record = Record::default();
-    let removed = kube.down("shop", true, &record).await.expect("down");
+    let removed = kube.down("shop", false, &record).await.expect("down");
+    assert_eq!(
+        in_project(&fake),
+        vec![("persistentvolumeclaims".to_string(), "data".to_string())]
+    );
+    assert!(!removed
+        .objects
+        .iter()
+        .any(|o| o.starts_with("PersistentVolumeClaim")));
+    let gone = kube
+        .down("shop", true, &Record::default())
+        .await
+        .expect("down -v");
+    assert_eq!(gone.objects, vec!["PersistentVolumeClaim data".to_string()]);
     assert!(
         record
             .lines()
