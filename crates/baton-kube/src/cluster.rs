@@ -831,8 +831,20 @@ impl Orchestrator for Kube {
         service: &'a str,
     ) -> LocalBoxFuture<'a, Result<UpdateStatus, RuntimeError>> {
         Box::pin(async move {
-            let d = self.deployment(project, service, "roll out").await?;
-            Ok(status::update_status(service, &d))
+            match self.deployment(project, service, "").await {
+                Ok(d) => Ok(status::update_status(service, &d)),
+                // A global service rolls out too: its DaemonSet says how far.
+                Err(RuntimeError::Unsupported(_)) => {
+                    let api: Api<DaemonSet> = self.typed();
+                    let name = k8s_name(service);
+                    let d = api
+                        .get(&name)
+                        .await
+                        .map_err(|e| self.error(&format!("read DaemonSet {name}"), e))?;
+                    Ok(status::daemon_update_status(service, &d))
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -842,7 +854,13 @@ impl Orchestrator for Kube {
         service: &'a str,
     ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            let d = self.deployment(project, service, "roll back").await?;
+            let d = self
+                .deployment(
+                    project,
+                    service,
+                    "be rolled back by baton (`kubectl rollout undo daemonset/NAME` can)",
+                )
+                .await?;
             let name = d.metadata.name.clone().unwrap_or_default();
             let sets: Api<ReplicaSet> = self.typed();
             let sets = sets

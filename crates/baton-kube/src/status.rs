@@ -126,6 +126,27 @@ pub fn update_status(service: &str, d: &Deployment) -> UpdateStatus {
     }
 }
 
+/// A DaemonSet's update as `rollout status` shows it: one pod per node.
+pub fn daemon_update_status(service: &str, d: &DaemonSet) -> UpdateStatus {
+    let status = d.status.clone().unwrap_or_default();
+    let (state, message) = match daemon_progress(d) {
+        Progress::Done => ("completed", "successfully rolled out".to_string()),
+        Progress::Waiting(m) => ("updating", m),
+        Progress::Failed(m) => ("paused", m),
+    };
+    let running = status
+        .updated_number_scheduled
+        .unwrap_or(0)
+        .min(status.number_available.unwrap_or(0));
+    UpdateStatus {
+        service: service.to_string(),
+        state: state.into(),
+        message,
+        running: u32::try_from(running).unwrap_or(0),
+        desired: u32::try_from(status.desired_number_scheduled).unwrap_or(0),
+    }
+}
+
 /// One pod as a `ps` row: its phase, or why its container waits or ended.
 pub fn pod_task(pod: &Pod) -> Task {
     let meta = &pod.metadata;

@@ -319,6 +319,23 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
         matches!(e, RuntimeError::Unsupported(_)) && e.to_string().contains("global"),
         "{e}"
     );
+    let agent = kube
+        .update_status("shop", "agent")
+        .await
+        .expect("a global service's status");
+    assert_eq!(
+        (agent.state.as_str(), agent.running, agent.desired),
+        ("completed", 1, 1),
+        "{agent:?}"
+    );
+    let e = kube
+        .undo("shop", "agent")
+        .await
+        .expect_err("baton does not roll a DaemonSet back");
+    assert!(
+        e.to_string().contains("kubectl rollout undo daemonset"),
+        "{e}"
+    );
     let e = kube
         .scale("shop", "nope", 2)
         .await
