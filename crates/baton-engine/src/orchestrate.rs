@@ -175,7 +175,13 @@ pub fn ignored_settings(project: &Project, target: &str, supported: &[&str]) -> 
                         }
                     }
                 }
-            } else if !ok(key) {
+            } else if key == "baton" {
+                // baton's own settings (`x-baton:`): the local daemon's rollouts, proxy,
+                // health checks and autoscaling.
+                if !ok("x-baton") {
+                    out.push(format!("services.{name}.x-baton: ignored by target {target}"));
+                }
+            } else if !ok(key) && !key.starts_with("x-") {
                 out.push(format!("services.{name}.{key}: ignored by target {target}"));
             }
         }

@@ -9,6 +9,7 @@ pub mod kube_fake;
 pub mod netns;
 pub mod pipeline;
 pub mod registry;
+pub mod swarm;
 pub mod vm;
 
 use std::net::TcpListener;

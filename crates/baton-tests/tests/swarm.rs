@@ -346,6 +346,18 @@ fn three_replicas_roll_out_under_load_without_a_failed_request_and_a_broken_vers
     );
 }
 
+/// The names of the project's secrets on the swarm.
+fn secret_names(project: &str) -> Vec<String> {
+    docker_lines(&[
+        "secret",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        &format!("label=io.baton.swarm.project={project}"),
+    ])
+}
+
 #[test]
 fn secrets_and_configs_are_named_by_content_and_a_change_rolls_the_service() {
     if !swarm_available() {
@@ -381,14 +393,7 @@ configs:
         !all.contains("first-secret"),
         "a secret's value is never shown: {all}"
     );
-    let secrets = docker_lines(&[
-        "secret",
-        "ls",
-        "--format",
-        "{{.Name}}",
-        "--filter",
-        &format!("label=io.baton.swarm.project={}", s.name),
-    ]);
+    let secrets = secret_names(&s.name);
     assert_eq!(secrets.len(), 1, "{secrets:?}");
     assert!(secrets[0].starts_with(&format!("{}_token_", s.name)));
     let logs_show = |want: &str| {
@@ -411,14 +416,7 @@ configs:
     assert!(text.contains("create secret"), "{text}");
     assert!(text.contains("delete secret"), "{text}");
     assert!(logs_show("second-secret"));
-    let after = docker_lines(&[
-        "secret",
-        "ls",
-        "--format",
-        "{{.Name}}",
-        "--filter",
-        &format!("label=io.baton.swarm.project={}", s.name),
-    ]);
+    let after = secret_names(&s.name);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_ne!(after, secrets);
     // Without the variable, nothing changes and the error names the secret.

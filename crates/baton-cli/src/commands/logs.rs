@@ -64,11 +64,29 @@ pub async fn print_logs(
         } else {
             format!("{:<width$} | ", c.name)
         };
-        let who = (c.name.clone(), c.service.clone());
+        let who = serde_json::json!({"container": c.name, "service": c.service});
         logs.logs(&c.id, opts)
             .map(move |line| (prefix.clone(), who.clone(), line))
             .boxed()
     });
+    print_merged(streams, json).await
+}
+
+/// One stream of output lines with what prints before each (`web-1 | `) and who it is
+/// (the fields `--json` adds to each line).
+pub type Labelled = futures_util::stream::BoxStream<
+    'static,
+    (
+        String,
+        serde_json::Value,
+        Result<baton_engine::runtime::LogLine, baton_engine::runtime::RuntimeError>,
+    ),
+>;
+
+/// Prints several streams interleaved as lines arrive, until all end or Ctrl-C;
+/// returns whether it was interrupted. With `json`, one object per line: who it is,
+/// `stream` and `text`.
+pub async fn print_merged(streams: impl IntoIterator<Item = Labelled>, json: bool) -> Result<bool> {
     let mut all = select_all(streams);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -77,7 +95,7 @@ pub async fn print_logs(
             n = all.next() => n,
             _ = &mut ctrl_c => return Ok(true),
         };
-        let Some((prefix, (container, service), line)) = next else {
+        let Some((prefix, who, line)) = next else {
             return Ok(false);
         };
         let line = line?;
@@ -86,10 +104,10 @@ pub async fn print_logs(
                 OutputStream::Stdout => "stdout",
                 OutputStream::Stderr => "stderr",
             };
-            println!(
-                "{}",
-                serde_json::json!({"container": container, "service": service, "stream": stream, "text": line.text})
-            );
+            let mut o = who;
+            o["stream"] = stream.into();
+            o["text"] = line.text.into();
+            println!("{o}");
             continue;
         }
         match line.stream {

@@ -6,8 +6,8 @@
 use anyhow::Result;
 use baton_backend::Backend;
 use baton_engine::orchestrate::Orchestrator;
-use baton_engine::runtime::{LogOptions, OutputStream, Runtime};
-use futures_util::stream::{select_all, StreamExt};
+use baton_engine::runtime::{LogOptions, Runtime};
+use futures_util::stream::StreamExt;
 
 use crate::context::Context;
 
@@ -95,39 +95,17 @@ pub async fn logs(
         } else {
             format!("{s:<width$} | ")
         };
-        let service = s.clone();
+        let who = serde_json::json!({"service": s});
         o.logs(project, s, opts)
-            .map(move |l| (prefix.clone(), service.clone(), l))
+            .map(move |l| (prefix.clone(), who.clone(), l))
             .boxed()
     });
-    let mut all = select_all(streams);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        let next = tokio::select! {
-            n = all.next() => n,
-            _ = &mut ctrl_c => return Ok(crate::exit::INTERRUPTED),
-        };
-        let Some((prefix, service, line)) = next else {
-            return Ok(crate::exit::OK);
-        };
-        let line = line?;
-        if ctx.global.json {
-            let stream = match line.stream {
-                OutputStream::Stdout => "stdout",
-                OutputStream::Stderr => "stderr",
-            };
-            println!(
-                "{}",
-                serde_json::json!({"service": service, "stream": stream, "text": line.text})
-            );
-            continue;
-        }
-        match line.stream {
-            OutputStream::Stdout => println!("{prefix}{}", line.text),
-            OutputStream::Stderr => eprintln!("{prefix}{}", line.text),
-        }
-    }
+    let interrupted = super::logs::print_merged(streams, ctx.global.json).await?;
+    Ok(if interrupted {
+        crate::exit::INTERRUPTED
+    } else {
+        crate::exit::OK
+    })
 }
 
 /// `baton rollout status`: the orchestrator's update state and running tasks.

@@ -137,6 +137,42 @@ impl Swarm {
         move |e| engine_error(e, &op, &self.target)
     }
 
+    async fn inspect(&self, name: &str) -> Result<bollard::models::Service, RuntimeError> {
+        self.docker
+            .api
+            .inspect_service(name, None::<InspectServiceOptions>)
+            .await
+            .map_err(self.err(&format!("inspect service {name}")))
+    }
+
+    /// Replaces the spec of the service as `current` saw it (the engine refuses an
+    /// update made against an older version); `rollback` asks for its previous spec.
+    async fn update(
+        &self,
+        op: &str,
+        current: &bollard::models::Service,
+        spec: ServiceSpec,
+        rollback: bool,
+    ) -> Result<(), RuntimeError> {
+        let name = spec.name.clone().unwrap_or_default();
+        let version = current.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+        self.docker
+            .api
+            .update_service(
+                &name,
+                spec,
+                UpdateServiceOptions {
+                    version: i32::try_from(version).unwrap_or(i32::MAX),
+                    rollback: rollback.then(|| "previous".to_string()),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .map_err(self.err(&format!("{op} service {name}")))?;
+        Ok(())
+    }
+
     async fn existing(&self, project: &str) -> Result<Vec<Existing>, RuntimeError> {
         let api = &self.docker.api;
         let f = filters(&[project_label(project)]);
@@ -322,22 +358,8 @@ impl Swarm {
                         .await
                         .map_err(self.err(&format!("create service {}", d.name)))?;
                 } else {
-                    let current = api
-                        .inspect_service(&d.name, None::<InspectServiceOptions>)
-                        .await
-                        .map_err(self.err(&format!("inspect service {}", d.name)))?;
-                    let version = current.version.and_then(|v| v.index).unwrap_or(0);
-                    api.update_service(
-                        &d.name,
-                        spec,
-                        UpdateServiceOptions {
-                            version: i32::try_from(version).unwrap_or(i32::MAX),
-                            ..Default::default()
-                        },
-                        None,
-                    )
-                    .await
-                    .map_err(self.err(&format!("update service {}", d.name)))?;
+                    let current = self.inspect(&d.name).await?;
+                    self.update("update", &current, spec, false).await?;
                 }
             }
             other => {
@@ -564,12 +586,7 @@ impl Swarm {
 
     /// Where a service's update status stood before baton changed it.
     async fn since(&self, name: &str, rollback: bool) -> Result<Since, RuntimeError> {
-        let s = self
-            .docker
-            .api
-            .inspect_service(name, None::<InspectServiceOptions>)
-            .await
-            .map_err(self.err(&format!("inspect service {name}")))?;
+        let s = self.inspect(name).await?;
         Ok(Since {
             started_at: s.update_status.and_then(|u| u.started_at),
             rollback,
@@ -1025,13 +1042,8 @@ impl Orchestrator for Swarm {
     ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
         async move {
             let name = spec::service_name(project, service);
-            let current = self
-                .docker
-                .api
-                .inspect_service(&name, None::<InspectServiceOptions>)
-                .await
-                .map_err(self.err(&format!("inspect service {name}")))?;
-            let mut spec = current.spec.unwrap_or_default();
+            let current = self.inspect(&name).await?;
+            let mut spec = current.spec.clone().unwrap_or_default();
             match spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
                 Some(r) => r.replicas = Some(i64::from(replicas)),
                 None => {
@@ -1040,20 +1052,7 @@ impl Orchestrator for Swarm {
                     )))
                 }
             }
-            let version = current.version.and_then(|v| v.index).unwrap_or(0);
-            self.docker
-                .api
-                .update_service(
-                    &name,
-                    spec,
-                    UpdateServiceOptions {
-                        version: i32::try_from(version).unwrap_or(i32::MAX),
-                        ..Default::default()
-                    },
-                    None,
-                )
-                .await
-                .map_err(self.err(&format!("scale service {name}")))?;
+            self.update("scale", &current, spec, false).await?;
             Ok(())
         }
         .boxed_local()
@@ -1066,12 +1065,7 @@ impl Orchestrator for Swarm {
     ) -> LocalBoxFuture<'a, Result<UpdateStatus, RuntimeError>> {
         async move {
             let name = spec::service_name(project, service);
-            let s = self
-                .docker
-                .api
-                .inspect_service(&name, None::<InspectServiceOptions>)
-                .await
-                .map_err(self.err(&format!("inspect service {name}")))?;
+            let s = self.inspect(&name).await?;
             let (state, message) = match &s.update_status {
                 Some(u) => (
                     u.state.map(|s| s.to_string()).unwrap_or_default(),
@@ -1114,32 +1108,17 @@ impl Orchestrator for Swarm {
     ) -> LocalBoxFuture<'a, Result<(), RuntimeError>> {
         async move {
             let name = spec::service_name(project, service);
-            let current = self
-                .docker
-                .api
-                .inspect_service(&name, None::<InspectServiceOptions>)
-                .await
-                .map_err(self.err(&format!("inspect service {name}")))?;
-            let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            let current = self.inspect(&name).await?;
             let since = Since {
-                started_at: current.update_status.and_then(|u| u.started_at),
+                started_at: current
+                    .update_status
+                    .as_ref()
+                    .and_then(|u| u.started_at.clone()),
                 rollback: true,
                 update: true,
             };
-            self.docker
-                .api
-                .update_service(
-                    &name,
-                    current.spec.unwrap_or_default(),
-                    UpdateServiceOptions {
-                        version: i32::try_from(version).unwrap_or(i32::MAX),
-                        rollback: Some("previous".into()),
-                        ..Default::default()
-                    },
-                    None,
-                )
-                .await
-                .map_err(self.err(&format!("roll back service {name}")))?;
+            let spec = current.spec.clone().unwrap_or_default();
+            self.update("roll back", &current, spec, true).await?;
             self.wait_converged(&[(name, since)], &baton_engine::apply::Silent)
                 .await
         }
