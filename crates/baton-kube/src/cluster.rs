@@ -118,7 +118,7 @@ const HANDLED: &[&str] = &[
     "dns_search",
     "sysctls",
     "platform",
-    "baton",
+    "x-baton",
     "extensions",
     "other",
     "deploy.mode",
@@ -581,11 +581,22 @@ fn owned_by(
         .is_some_and(|p| *p == k8s_name(project))
 }
 
-/// The keys `HANDLED` lets through as `other` and `deploy.other`: render maps none of
-/// them (it reports `deploy.placement` and `deploy.endpoint_mode` itself).
+/// The keys `HANDLED` lets through as `other`, `deploy.other` and `x-baton`: render maps
+/// none of `other`, reports `deploy.placement` and `deploy.endpoint_mode` itself, and
+/// of baton's own settings maps `routes` (Ingress), `autoscale` (HPA) and
+/// `healthcheck` (probes) only.
 fn other_settings(project: &Project, target: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (name, service) in &project.services {
+        if let Some(Value::Object(baton)) = &service.baton {
+            for key in baton.keys() {
+                if !matches!(key.as_str(), "routes" | "autoscale" | "healthcheck") {
+                    out.push(format!(
+                        "services.{name}.x-baton.{key}: ignored by target {target}"
+                    ));
+                }
+            }
+        }
         for key in service.other.keys() {
             out.push(format!("services.{name}.{key}: ignored by target {target}"));
         }
