@@ -1,14 +1,14 @@
 //! The container seam: one backend chosen per target. `AnyRuntime` is an enum over the
-//! `Runtime` implementations (as youki's executor is over its container kinds; today one
-//! variant, Docker — a Swarm or Kubernetes backend is one more variant and one more arm
-//! in each delegation), and `Backend` is that runtime with the target it serves, which
+//! `Runtime` implementations (as youki's executor is over its container kinds: Docker,
+//! Swarm, Kubernetes — one more backend is one more variant and one more arm in each
+//! delegation), and `Backend` is that runtime with the target it serves, which
 //! answers what only some engines can do (exec, attach, stats, images, logs, one-shot
 //! containers) as an `Option` of a small capability trait from `baton_engine::runtime`,
 //! or as a clear error ("target prod (kubernetes) cannot exec").
 //!
 //! Architecture invariant: with the backend crates themselves, the only crate that names
-//! a backend crate (`baton_docker`); commands, the control plane, the daemon and the API
-//! see `Runtime` and the capability traits.
+//! a backend crate (`baton_docker`, `baton_kube`); commands, the control plane, the
+//! daemon and the API see `Runtime` and the capability traits.
 
 pub mod target;
 
@@ -22,6 +22,7 @@ use baton_engine::runtime::{
     ObservedContainer, OneShot, ProgressFn, ResourceStats, Runtime, RuntimeError, Usage,
     VolumeSpec,
 };
+use baton_kube::Kube;
 
 pub use target::{Target, TargetKind, UnknownTarget};
 
@@ -33,6 +34,8 @@ pub enum AnyRuntime {
     /// A Docker engine that is a swarm manager: services and tasks, not containers
     /// (`baton_docker::swarm`).
     Swarm(Swarm),
+    /// One Kubernetes cluster and namespace (`baton-kube`), an orchestrator.
+    Kube(Kube),
 }
 
 /// Calls the same method on whichever backend this is.
@@ -41,6 +44,7 @@ macro_rules! delegate {
         match $self {
             AnyRuntime::Docker($r) => $call,
             AnyRuntime::Swarm($r) => $call,
+            AnyRuntime::Kube($r) => $call,
         }
     };
 }
@@ -51,41 +55,42 @@ impl AnyRuntime {
         match self {
             AnyRuntime::Docker(_) => "docker",
             AnyRuntime::Swarm(_) => "swarm",
+            AnyRuntime::Kube(_) => "kubernetes",
         }
     }
 
     pub fn exec(&self) -> Option<&dyn Exec> {
         match self {
             AnyRuntime::Docker(r) => Some(r as &dyn Exec),
-            AnyRuntime::Swarm(_) => None,
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
         }
     }
 
     pub fn attach(&self) -> Option<&dyn Attach> {
         match self {
             AnyRuntime::Docker(r) => Some(r as &dyn Attach),
-            AnyRuntime::Swarm(_) => None,
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
         }
     }
 
     pub fn stats(&self) -> Option<&dyn ResourceStats> {
         match self {
             AnyRuntime::Docker(r) => Some(r as &dyn ResourceStats),
-            AnyRuntime::Swarm(_) => None,
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
         }
     }
 
     pub fn images(&self) -> Option<&dyn Images> {
         match self {
             AnyRuntime::Docker(r) => Some(r as &dyn Images),
-            AnyRuntime::Swarm(_) => None,
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
         }
     }
 
     pub fn logs(&self) -> Option<&dyn Logs> {
         match self {
             AnyRuntime::Docker(r) => Some(r as &dyn Logs),
-            AnyRuntime::Swarm(_) => None,
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
         }
     }
 
@@ -93,7 +98,7 @@ impl AnyRuntime {
     pub fn shared_logs(&self) -> Option<Arc<dyn Logs>> {
         match self {
             AnyRuntime::Docker(r) => Some(Arc::new(r.clone()) as Arc<dyn Logs>),
-            AnyRuntime::Swarm(_) => None,
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
         }
     }
 
@@ -101,7 +106,7 @@ impl AnyRuntime {
     pub fn shared_one_shot(&self) -> Option<Arc<dyn OneShot>> {
         match self {
             AnyRuntime::Docker(r) => Some(Arc::new(r.clone()) as Arc<dyn OneShot>),
-            AnyRuntime::Swarm(_) => None,
+            AnyRuntime::Swarm(_) | AnyRuntime::Kube(_) => None,
         }
     }
 }
@@ -224,8 +229,8 @@ impl Backend {
 }
 
 /// Connects to the target's engine. Docker targets connect (`host`, else
-/// `DOCKER_HOST`, else the local socket); the kinds whose backend is not built yet say
-/// so, naming the target.
+/// `DOCKER_HOST`, else the local socket); Kubernetes targets read the kubeconfig with
+/// their context; what cannot be reached says so, naming the target.
 pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
     let runtime = match &target.kind {
         TargetKind::Docker { host: None } => AnyRuntime::Docker(Docker::connect().await?),
@@ -254,12 +259,17 @@ pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
         TargetKind::Swarm { host } => {
             AnyRuntime::Swarm(Swarm::connect(host.as_deref(), &target.to_string(), None).await?)
         }
-        TargetKind::Kubernetes { .. } => {
-            return Err(RuntimeError::Unsupported(format!(
-                "target {target}: applying to a Kubernetes cluster is not built yet; \
-                 `baton k8s render --out DIR` writes the manifests for `kubectl apply -f DIR`"
-            )))
-        }
+        TargetKind::Kubernetes { context, namespace } => AnyRuntime::Kube(
+            Kube::connect(context.as_deref(), namespace.as_deref())
+                .await
+                .map_err(|e| match e {
+                    RuntimeError::Unavailable(m) => {
+                        RuntimeError::Unavailable(format!("target {target}: {m}"))
+                    }
+                    other => other,
+                })?
+                .named(target.to_string()),
+        ),
     };
     Ok(Backend {
         target: target.clone(),
@@ -281,15 +291,6 @@ mod tests {
 
     #[tokio::test]
     async fn targets_without_a_backend_say_so() {
-        let e = connect(&target(TargetKind::Kubernetes {
-            context: None,
-            namespace: None,
-        }))
-        .await
-        .unwrap_err();
-        let text = e.to_string();
-        assert!(text.starts_with("target t (kubernetes): "), "{text}");
-        assert!(text.contains("baton k8s render"), "{text}");
         let e = connect(&target(TargetKind::Swarm {
             host: Some("ssh://ops@example".into()),
         }))
@@ -302,6 +303,20 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_kubernetes_context_the_kubeconfig_lacks_names_the_target() {
+        let e = connect(&target(TargetKind::Kubernetes {
+            context: Some("baton-test-no-such-context".into()),
+            namespace: None,
+        }))
+        .await
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, RuntimeError::Unavailable(_)), "{text}");
+        assert!(text.contains("target t (kubernetes): "), "{text}");
+        assert!(text.contains("baton-test-no-such-context"), "{text}");
     }
 
     #[tokio::test]

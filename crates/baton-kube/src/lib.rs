@@ -1,12 +1,16 @@
 //! baton's Kubernetes backend: a project rendered as manifests that follow kompose's
-//! conventions, with every setting that has no equivalent reported, never dropped.
+//! conventions, with every setting that has no equivalent reported, never dropped, and
+//! applied to a cluster (`Kube`, an `Orchestrator`).
 //!
-//! Architecture invariant: rendering is pure (a `Project` in, manifests as JSON values
-//! out; reading a config's or secret's `file:` is the one read); nothing here talks to a
-//! cluster yet.
+//! Architecture invariant: rendering and reading statuses are pure (`render.rs`,
+//! `status.rs`: reading a config's or secret's `file:` is the one read); only
+//! `cluster.rs` talks to a cluster, through kube-rs.
 
+pub mod cluster;
 pub mod render;
+pub mod status;
 
+pub use cluster::Kube;
 pub use render::{k8s_name, render, RenderOptions, Rendered};
 
 /// The manifests as one multi-document YAML stream, in the order rendered.

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod edge;
 pub mod fleet;
+pub mod kube_fake;
 pub mod netns;
 pub mod pipeline;
 pub mod registry;

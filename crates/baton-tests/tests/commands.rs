@@ -179,8 +179,9 @@ fn up_without_detach_follows_logs_and_ctrl_c_stops_the_services() {
 
 /// Named targets: a docker target whose host is the local engine's socket, given
 /// explicitly, is used whatever DOCKER_HOST says; an unreachable one, an unknown name
-/// (exit 64, with a did-you-mean and the known names) and the kinds whose backend is
-/// not built yet are refused clearly; a misspelt setting is located in the file.
+/// (exit 64, with a did-you-mean and the known names), the kinds whose backend is not
+/// built yet and a cluster without a kubeconfig are refused clearly; a misspelt setting
+/// is located in the file.
 #[test]
 fn targets_pick_the_engine() {
     if !docker_available() {
@@ -255,18 +256,20 @@ fn targets_pick_the_engine() {
         stderr(&out)
     );
 
-    let out = run(&["up", "-d"], Some("prod"));
+    // A kubernetes target without a kubeconfig says which target and what is missing.
+    let out = s
+        .cmd()
+        .env("KUBECONFIG", &absent)
+        .args(["--target", "prod", "up", "-d"])
+        .output()
+        .expect("run baton");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("target prod (kubernetes)"),
         "{}",
         stderr(&out)
     );
-    assert!(
-        stderr(&out).contains("baton k8s render"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("kubeconfig"), "{}", stderr(&out));
     let out = run(&["--target", "staging", "plan"], None);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(

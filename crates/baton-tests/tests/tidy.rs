@@ -118,6 +118,22 @@ fn each_crate_uses_exactly_the_baton_crates_the_map_says() {
 }
 
 #[test]
+fn only_the_kube_backend_reaches_a_cluster() {
+    let problems: Vec<String> = crates()
+        .iter()
+        .filter(|dir| name(dir) != "baton-kube")
+        .flat_map(|dir| {
+            let deps = dependencies(dir);
+            ["kube", "k8s-openapi"]
+                .into_iter()
+                .filter(move |d| deps.contains(*d))
+                .map(move |d| format!("{} depends on {d}", name(dir)))
+        })
+        .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
 fn only_the_docker_backend_reaches_docker() {
     let mut problems = Vec::new();
     for dir in crates() {
