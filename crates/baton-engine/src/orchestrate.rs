@@ -153,9 +153,10 @@ fn is_support(kind: &str) -> bool {
 }
 
 /// One line per setting of the file that `supported` does not cover: a service's
-/// top-level keys (`cap_add`) and `deploy`'s (`deploy.endpoint_mode`). `supported`
-/// holds paths relative to a service (`build`, `deploy.placement`; `deploy` covers all
-/// of it).
+/// top-level keys (`cap_add`, and those the model carries as written, `platform`),
+/// `deploy`'s (`deploy.endpoint_mode`) and baton's own (`x-baton.autoscale`). `supported`
+/// holds paths relative to a service (`build`, `deploy.placement`; `deploy` or `x-baton`
+/// cover all of theirs). The user's `x-` keys are never listed.
 pub fn ignored_settings(project: &Project, target: &str, supported: &[&str]) -> Vec<String> {
     let ok = |k: &str| supported.contains(&k);
     let mut out = Vec::new();
@@ -191,7 +192,15 @@ pub fn ignored_settings(project: &Project, target: &str, supported: &[&str]) -> 
                         ));
                     }
                 }
-            } else if !ok(key) && !key.starts_with("x-") {
+            } else if key == "other" {
+                // Keys the model carries as written (`platform`, `dns`…), each by name.
+                let Value::Object(o) = value else { continue };
+                for k in o.keys().filter(|k| !ok(k)) {
+                    out.push(format!("services.{name}.{k}: ignored by target {target}"));
+                }
+            } else if key == "extensions" || key.starts_with("x-") {
+                // The user's own `x-` keys: Compose ignores them by definition.
+            } else if !ok(key) {
                 out.push(format!("services.{name}.{key}: ignored by target {target}"));
             }
         }

@@ -118,16 +118,17 @@ const HANDLED: &[&str] = &[
     "dns_search",
     "sysctls",
     "platform",
-    "x-baton",
-    "extensions",
-    "other",
+    "x-baton.routes",
+    "x-baton.autoscale",
+    "x-baton.healthcheck",
     "deploy.mode",
     "deploy.replicas",
     "deploy.resources",
     "deploy.restart_policy",
     "deploy.update_config",
     "deploy.rollback_config",
-    "deploy.other",
+    "deploy.placement",
+    "deploy.endpoint_mode",
 ];
 
 /// How long `apply` waits for Deployments to roll out, and `down` for pods to go.
@@ -581,36 +582,6 @@ fn owned_by(
         .is_some_and(|p| *p == k8s_name(project))
 }
 
-/// The keys `HANDLED` lets through as `other`, `deploy.other` and `x-baton`: render maps
-/// none of `other`, reports `deploy.placement` and `deploy.endpoint_mode` itself, and
-/// of baton's own settings maps `routes` (Ingress), `autoscale` (HPA) and
-/// `healthcheck` (probes) only.
-fn other_settings(project: &Project, target: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, service) in &project.services {
-        if let Some(Value::Object(baton)) = &service.baton {
-            for key in baton.keys() {
-                if !matches!(key.as_str(), "routes" | "autoscale" | "healthcheck") {
-                    out.push(format!(
-                        "services.{name}.x-baton.{key}: ignored by target {target}"
-                    ));
-                }
-            }
-        }
-        for key in service.other.keys() {
-            out.push(format!("services.{name}.{key}: ignored by target {target}"));
-        }
-        for key in service.deploy.iter().flat_map(|d| d.other.keys()) {
-            if key != "placement" && key != "endpoint_mode" {
-                out.push(format!(
-                    "services.{name}.deploy.{key}: ignored by target {target}"
-                ));
-            }
-        }
-    }
-    out
-}
-
 fn is_workload(kind: &str) -> bool {
     matches!(kind, "Deployment" | "DaemonSet" | "Job")
 }
@@ -669,7 +640,6 @@ impl Orchestrator for Kube {
             plan.up_to_date.sort();
             plan.warnings
                 .extend(ignored_settings(project, &self.target, HANDLED));
-            plan.warnings.extend(other_settings(project, &self.target));
             plan.warnings.extend(unsupported);
             Ok(Planned { plan, desired })
         })

@@ -16,8 +16,9 @@ use baton_tests::{free_port, http_get, stderr, stdout, within, Daemon, Scratch, 
 /// (zone a) fetches it through the overlay network by the service's name; `web`'s two
 /// tasks, spread over the zones, each answer their slot on a port that `baton serve`'s
 /// proxy publishes (the way baton publishes where the routing mesh accepts nothing).
-/// `srv` is found by DNS round robin: without IPVS in this kernel a service's virtual IP
-/// answers nothing ("no route to host"), for the same reason the routing mesh does not.
+/// `srv` is found by DNS round robin, which baton chooses where the kernel has no IPVS:
+/// a service's virtual IP would answer nothing ("no route to host"), for the same reason
+/// the routing mesh does not; `plan` says so.
 fn project(manager: &str, front: u16) -> String {
     format!(
         r#"services:
@@ -30,7 +31,6 @@ fn project(manager: &str, front: u16) -> String {
     networks: [mesh]
     ports: [{{target: 8080, published: 18080, mode: host}}]
     deploy:
-      endpoint_mode: dnsrr
       placement:
         constraints: [node.labels.zone==b]
   cli:
@@ -115,6 +115,12 @@ fn two_nodes_placement_overlay_proxy_failover_and_down() {
             .expect("baton serve"),
     );
 
+    let plan = s.baton(&["--target", "two", "plan"]);
+    assert!(
+        stdout(&plan).contains("are found by DNS round robin"),
+        "plan says how services find each other here:\n{}",
+        stdout(&plan)
+    );
     let up = s.baton(&["--target", "two", "up", "-d"]);
     assert!(
         up.status.success(),
