@@ -389,6 +389,13 @@ impl Renderer<'_> {
             "selector": {"matchLabels": self.selector(name)},
             "template": {"metadata": template_meta, "spec": pod}
         });
+        // With an HPA, the HPA owns the replica count: a manifest that says it would
+        // set it back on every apply (Kubernetes' own advice is to leave it out).
+        if matches!(autoscale_spec(svc), Ok(Some(_))) {
+            if let Some(o) = spec.as_object_mut() {
+                o.remove("replicas");
+            }
+        }
         if let Some(strategy) = strategy(svc) {
             spec["strategy"] = strategy;
         }

@@ -204,7 +204,6 @@ secrets:
         ]
     );
     let web = find(&r, "Deployment", "web");
-    assert_eq!(web["spec"]["replicas"], 3);
     assert_eq!(
         web["spec"]["strategy"]["rollingUpdate"],
         serde_json::json!({"maxSurge": 1, "maxUnavailable": 0})
@@ -221,6 +220,11 @@ secrets:
     assert_eq!(ing["spec"]["rules"][0]["host"], "shop.example.com");
     let hpa = find(&r, "HorizontalPodAutoscaler", "web");
     assert_eq!(hpa["spec"]["minReplicas"], 2);
+    // The HPA owns the count: the Deployment does not say it, so an apply never
+    // sets it back.
+    let web = find(&r, "Deployment", "web");
+    assert_eq!(web["spec"].get("replicas"), None, "{web:#}");
+    assert_eq!(find(&r, "Deployment", "db")["spec"]["replicas"], 1);
     assert_eq!(hpa["spec"]["metrics"].as_array().unwrap().len(), 1);
     let seed = find(&r, "Job", "seed");
     assert_eq!(seed["spec"]["template"]["spec"]["restartPolicy"], "Never");

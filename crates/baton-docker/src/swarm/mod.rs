@@ -1160,7 +1160,14 @@ impl Orchestrator for Swarm {
                 for t in self.tasks_of(&name).await? {
                     let status = t.status.clone().unwrap_or_default();
                     let node_id = t.node_id.clone().unwrap_or_default();
-                    let node = nodes.get(&node_id).map(|n| n.0.clone()).unwrap_or_default();
+                    let node = match nodes.get(&node_id) {
+                        // Two machines of one name: say which by its id.
+                        Some((host, _)) if nodes.values().filter(|n| &n.0 == host).count() > 1 => {
+                            format!("{host} ({})", &node_id[..node_id.len().min(12)])
+                        }
+                        Some((host, _)) => host.clone(),
+                        None => String::new(),
+                    };
                     let task_name = match t.slot {
                         Some(slot) => format!("{service}.{slot}"),
                         None => format!("{service}.{node}"),
