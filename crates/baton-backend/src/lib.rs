@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_docker::{Docker, Swarm};
+use baton_engine::hash::DigestKey;
 use baton_engine::runtime::{
     Attach, BuildSpec, Capabilities, ContainerSpec, Exec, Images, Logs, NetworkSpec, Observed,
     ObservedContainer, OneShot, ProgressFn, ResourceStats, Runtime, RuntimeError, Usage,
@@ -231,7 +232,12 @@ impl Backend {
 /// Connects to the target's engine. Docker targets connect (`host`, else
 /// `DOCKER_HOST`, else the local socket); Kubernetes targets read the kubeconfig with
 /// their context; what cannot be reached says so, naming the target.
-pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
+///
+/// `key` digests secret content where a backend must name or compare it (a swarm's
+/// secret names, a Kubernetes Secret in a plan): the front doors keep one per state
+/// directory, so digests are stable from run to run and a weak secret cannot be
+/// guessed back from one.
+pub async fn connect(target: &Target, key: &DigestKey) -> Result<Backend, RuntimeError> {
     let runtime = match &target.kind {
         TargetKind::Docker { host: None } => AnyRuntime::Docker(Docker::connect().await?),
         TargetKind::Docker { host: Some(h) } if h.starts_with("ssh://") => {
@@ -256,9 +262,9 @@ pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
                  and use host: unix:///tmp/swarm.sock"
             )))
         }
-        TargetKind::Swarm { host } => {
-            AnyRuntime::Swarm(Swarm::connect(host.as_deref(), &target.to_string(), None).await?)
-        }
+        TargetKind::Swarm { host } => AnyRuntime::Swarm(
+            Swarm::connect(host.as_deref(), &target.to_string(), None, key.clone()).await?,
+        ),
         TargetKind::Kubernetes { context, namespace } => AnyRuntime::Kube(
             Kube::connect(context.as_deref(), namespace.as_deref())
                 .await
@@ -268,7 +274,8 @@ pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
                     }
                     other => other,
                 })?
-                .named(target.to_string()),
+                .named(target.to_string())
+                .keyed(key.clone()),
         ),
     };
     Ok(Backend {
@@ -281,6 +288,10 @@ pub async fn connect(target: &Target) -> Result<Backend, RuntimeError> {
 mod tests {
     use super::*;
 
+    fn key() -> DigestKey {
+        DigestKey::new([9; 32])
+    }
+
     fn target(kind: TargetKind) -> Target {
         Target {
             name: "t".into(),
@@ -291,15 +302,21 @@ mod tests {
 
     #[tokio::test]
     async fn targets_without_a_backend_say_so() {
-        let e = connect(&target(TargetKind::Swarm {
-            host: Some("ssh://ops@example".into()),
-        }))
+        let e = connect(
+            &target(TargetKind::Swarm {
+                host: Some("ssh://ops@example".into()),
+            }),
+            &key(),
+        )
         .await
         .unwrap_err();
         assert!(e.to_string().contains("ssh -N -L"), "{e}");
-        let e = connect(&target(TargetKind::Docker {
-            host: Some("ssh://ops@example".into()),
-        }))
+        let e = connect(
+            &target(TargetKind::Docker {
+                host: Some("ssh://ops@example".into()),
+            }),
+            &key(),
+        )
         .await
         .unwrap_err();
         assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
@@ -307,10 +324,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_kubernetes_context_the_kubeconfig_lacks_names_the_target() {
-        let e = connect(&target(TargetKind::Kubernetes {
-            context: Some("baton-test-no-such-context".into()),
-            namespace: None,
-        }))
+        let e = connect(
+            &target(TargetKind::Kubernetes {
+                context: Some("baton-test-no-such-context".into()),
+                namespace: None,
+            }),
+            &key(),
+        )
         .await
         .unwrap_err();
         let text = e.to_string();
@@ -323,7 +343,7 @@ mod tests {
     async fn an_unreachable_docker_host_is_unavailable() {
         let dir = std::env::temp_dir().join(format!("baton-backend-{}", std::process::id()));
         let host = format!("unix://{}/absent.sock", dir.display());
-        let e = connect(&target(TargetKind::Docker { host: Some(host) }))
+        let e = connect(&target(TargetKind::Docker { host: Some(host) }), &key())
             .await
             .unwrap_err();
         assert!(matches!(e, RuntimeError::Unavailable(_)), "{e}");

@@ -124,7 +124,48 @@ impl Context {
     /// The connected backend of the chosen target (the one place a backend is made).
     pub async fn backend(&self) -> Result<Backend> {
         let target = self.target()?;
-        Ok(baton_backend::connect(&target).await?)
+        Ok(baton_backend::connect(&target, &self.digest_key()?).await?)
+    }
+
+    /// The key secret content is digested with (`DigestKey`): 32 random bytes in
+    /// `<state dir>/digest.key` (0600), made the first time one is needed. Two commands
+    /// that make it at once agree: the first link wins and the other reads it.
+    pub fn digest_key(&self) -> Result<baton_engine::hash::DigestKey> {
+        use std::io::Write;
+        let dir = self.state_dir();
+        baton_state::private::create_dir(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("digest.key");
+        let read = |p: &std::path::Path| -> Result<Option<[u8; 32]>> {
+            match std::fs::read(p) {
+                Ok(b) => Ok(Some(b.try_into().map_err(|_| {
+                    anyhow!(
+                        "{} is not 32 bytes: remove it to make a new one",
+                        p.display()
+                    )
+                })?)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(anyhow!("cannot read {}: {e}", p.display())),
+            }
+        };
+        if let Some(k) = read(&path)? {
+            return Ok(baton_engine::hash::DigestKey::new(k));
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow!("no random bytes: {e}"))?;
+        let tmp = dir.join(format!(".digest.key.{}", std::process::id()));
+        baton_state::private::create(&tmp)
+            .and_then(|mut f| f.write_all(&bytes))
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(baton_engine::hash::DigestKey::new(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path)?
+                .map(baton_engine::hash::DigestKey::new)
+                .ok_or_else(|| anyhow!("{} vanished", path.display())),
+            Err(e) => Err(anyhow!("cannot write {}: {e}", path.display())),
+        }
     }
 
     /// The control plane over this state directory and the chosen target's backend.

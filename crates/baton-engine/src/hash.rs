@@ -125,3 +125,48 @@ mod tests {
         assert_eq!(changed_paths(&old, &new), vec!["command[1]", "ports"]);
     }
 }
+
+/// A key for digests of secret content (the names of a swarm's secrets, a Kubernetes
+/// Secret's values in a plan). A plain hash of a weak password can be reversed by
+/// guessing; one keyed with 32 random bytes kept in the state directory (0600) cannot,
+/// and stays the same from one run to the next. Its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct DigestKey([u8; 32]);
+
+impl DigestKey {
+    pub fn new(bytes: [u8; 32]) -> DigestKey {
+        DigestKey(bytes)
+    }
+
+    /// HMAC-SHA256 of `data`, the first 12 bytes as hex.
+    pub fn digest(&self, data: &[u8]) -> String {
+        use hmac::{Hmac, Mac};
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+            return String::new();
+        };
+        mac.update(data);
+        hex::encode(&mac.finalize().into_bytes()[..12])
+    }
+}
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(..)")
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::DigestKey;
+
+    #[test]
+    fn a_keyed_digest_depends_on_the_key_and_is_stable() {
+        let a = DigestKey::new([1; 32]);
+        let b = DigestKey::new([2; 32]);
+        assert_eq!(a.digest(b"pw"), a.digest(b"pw"));
+        assert_ne!(a.digest(b"pw"), b.digest(b"pw"));
+        assert_ne!(a.digest(b"pw"), a.digest(b"pw2"));
+        assert_eq!(a.digest(b"pw").len(), 24);
+        assert_eq!(format!("{a:?}"), "DigestKey(..)");
+    }
+}

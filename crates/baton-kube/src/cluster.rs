@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use baton_engine::apply::{Reporter, Step};
-use baton_engine::hash::hash_value;
+use baton_engine::hash::DigestKey;
 use baton_engine::orchestrate::{
     ignored_settings, plan_objects, Desired, Existing, Orchestrator, Planned, Removed, Task,
     UpdateStatus,
@@ -143,6 +143,8 @@ pub struct Kube {
     /// How errors name the target (`prod (kubernetes)`).
     target: String,
     wait: Duration,
+    /// What a Secret's values are digested with in plans and the store.
+    key: DigestKey,
 }
 
 impl fmt::Debug for Kube {
@@ -185,7 +187,16 @@ impl Kube {
             namespace,
             target: format!("{} (kubernetes)", context.unwrap_or("current context")),
             wait: WAIT,
+            key: DigestKey::new([0; 32]),
         })
+    }
+
+    /// The same cluster, with the key a Secret's values are digested with in plans and
+    /// the store (`baton_engine::hash::DigestKey`; the front doors keep one per state
+    /// directory).
+    pub fn keyed(mut self, key: DigestKey) -> Kube {
+        self.key = key;
+        self
     }
 
     /// The same cluster, named as the project's target in errors (`prod (kubernetes)`).
@@ -317,7 +328,7 @@ impl Kube {
                 }
             }
             let config = if kind == "Secret" {
-                redacted(&object)
+                redacted(&object, &self.key)
             } else {
                 object.clone()
             };
@@ -595,14 +606,18 @@ fn file_names(project: &Project) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A Secret with each value replaced by its hash: a change still shows (and changes the
-/// object's hash), the value never reaches a plan, a log or the store.
-fn redacted(secret: &Value) -> Value {
+/// A Secret with each value replaced by its keyed digest: a change still shows (and
+/// changes the object's hash), the value never reaches a plan, a log or the store, and
+/// a weak one cannot be found again by guessing (the key is the state directory's).
+fn redacted(secret: &Value, key: &DigestKey) -> Value {
     let mut out = secret.clone();
     for field in ["stringData", "data"] {
         if let Some(map) = out.get_mut(field).and_then(Value::as_object_mut) {
             for v in map.values_mut() {
-                *v = json!(format!("sha256:{}", hash_value(v)));
+                *v = json!(format!(
+                    "hmac-sha256:{}",
+                    key.digest(v.to_string().as_bytes())
+                ));
             }
         }
     }
@@ -1056,16 +1071,24 @@ mod tests {
     fn a_secret_shows_hashes_of_its_values_never_the_values() {
         let s =
             json!({"kind": "Secret", "metadata": {"name": "db"}, "stringData": {"pw": "hunter2"}});
-        let r = redacted(&s);
+        let key = DigestKey::new([3; 32]);
+        let r = redacted(&s, &key);
         let text = r.to_string();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(r["stringData"]["pw"]
             .as_str()
-            .is_some_and(|v| v.starts_with("sha256:")));
+            .is_some_and(|v| v.starts_with("hmac-sha256:")));
         let other = redacted(
             &json!({"kind": "Secret", "metadata": {"name": "db"}, "stringData": {"pw": "hunter3"}}),
+            &key,
         );
         assert_ne!(r, other, "a changed value changes the redacted object");
+        assert_eq!(r, redacted(&s, &key), "and the same one does not");
+        assert_ne!(
+            r,
+            redacted(&s, &DigestKey::new([4; 32])),
+            "the digest is keyed"
+        );
     }
 
     #[test]

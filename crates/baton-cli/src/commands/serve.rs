@@ -71,10 +71,11 @@ fn api(ctx: &Context, shared: Arc<api::Shared>, backend: &Backend) -> Result<Api
     };
     let dir = state_dir.clone();
     let target = backend.target.clone();
+    let key = ctx.digest_key()?;
     let control = baton_control::worker::spawn(settings, move || async move {
         Ok(Control {
             store: Arc::new(Store::open(&dir).map_err(|e| e.to_string())?),
-            runtime: baton_backend::connect(&target)
+            runtime: baton_backend::connect(&target, &key)
                 .await
                 .map_err(|e| e.to_string())?
                 .runtime,

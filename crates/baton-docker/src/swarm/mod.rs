@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use baton_engine::apply::{Reporter, Step};
+use baton_engine::hash::DigestKey;
 use baton_engine::orchestrate::{
     ignored_settings, plan_objects, Desired, Existing, Front, Orchestrator, Planned, Removed, Task,
     UpdateStatus,
@@ -54,6 +55,8 @@ pub struct Swarm {
     target: String,
     /// Where `environment:` secrets and configs are read from.
     env: BTreeMap<String, String>,
+    /// What the names of secrets and configs are digested with.
+    key: DigestKey,
 }
 
 /// Whether this machine's kernel can carry swarm's routing mesh (IPVS).
@@ -92,6 +95,7 @@ impl Swarm {
         host: Option<&str>,
         target: &str,
         publish: Option<Publish>,
+        key: DigestKey,
     ) -> Result<Swarm, RuntimeError> {
         let docker = match host {
             Some(h) => Docker::connect_to(h).await,
@@ -124,6 +128,7 @@ impl Swarm {
             publish,
             target: target.to_string(),
             env: std::env::vars().collect(),
+            key,
         })
     }
 
@@ -318,11 +323,19 @@ impl Swarm {
                 let o = objects.get(&key).ok_or_else(|| RuntimeError::NotFound {
                     what: format!("{} {key}", d.kind),
                 })?;
-                let data = spec::content(&d.kind, &key, o, &spec::Sources { env: &self.env })
-                    .map_err(|detail| RuntimeError::Failed {
-                        op: format!("create {} {key}", d.kind),
-                        detail,
-                    })?;
+                let data = spec::content(
+                    &d.kind,
+                    &key,
+                    o,
+                    &spec::Sources {
+                        env: &self.env,
+                        key: &self.key,
+                    },
+                )
+                .map_err(|detail| RuntimeError::Failed {
+                    op: format!("create {} {key}", d.kind),
+                    detail,
+                })?;
                 config["Data"] = json!(base64::engine::general_purpose::STANDARD.encode(data));
                 if d.kind == "secret" {
                     let req: bollard::models::SecretSpec =
@@ -937,7 +950,7 @@ impl Orchestrator for Swarm {
                     s.deploy.get_or_insert_with(Default::default).replicas = Some(*n);
                 }
             }
-            let desired = spec::desired(&project, self.publish, &spec::Sources { env: &self.env })
+            let desired = spec::desired(&project, self.publish, &spec::Sources { env: &self.env, key: &self.key })
                 .map_err(|detail| RuntimeError::Failed {
                     op: format!("plan for target {}", self.target),
                     detail,

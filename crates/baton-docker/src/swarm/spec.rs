@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use baton_engine::hash::DigestKey;
 use baton_engine::orchestrate::Desired;
 use baton_spec::{FileObject, Project, Service};
 use serde_json::{json, Map, Value};
@@ -106,9 +107,11 @@ pub const SUPPORTED: &[&str] = &[
     "x-baton.rollout",
 ];
 
-/// Where the content of secrets and configs comes from.
+/// Where the content of secrets and configs comes from, and the key their names'
+/// digests are made with.
 pub struct Sources<'a> {
     pub env: &'a BTreeMap<String, String>,
+    pub key: &'a DigestKey,
 }
 
 /// Content of a secret or config, or why it cannot be had.
@@ -139,14 +142,17 @@ pub fn content(kind: &str, key: &str, o: &FileObject, src: &Sources) -> Result<V
     Err(format!("{kind} {key}: no file, environment or content"))
 }
 
-fn short_hash(bytes: &[u8]) -> String {
-    hex::encode(&Sha256::digest(bytes)[..6])
-}
-
-/// `<project>_<key>_<hash>`: a name that changes with the content.
-pub fn file_object_name(project: &str, key: &str, o: &FileObject, data: &[u8]) -> String {
+/// `<project>_<key>_<digest>`: a name that changes with the content. The digest is
+/// keyed (`DigestKey`), so a weak secret cannot be found again from its name.
+pub fn file_object_name(
+    project: &str,
+    key: &str,
+    o: &FileObject,
+    data: &[u8],
+    digest: &DigestKey,
+) -> String {
     let base = o.name.clone().unwrap_or_else(|| format!("{project}_{key}"));
-    format!("{base}_{}", short_hash(data))
+    format!("{base}_{}", digest.digest(data))
 }
 
 /// The swarm service's name: `<project>_<service>`, as `docker stack deploy` names it.
@@ -215,7 +221,7 @@ pub fn desired(project: &Project, publish: Publish, src: &Sources) -> Result<Vec
                 continue;
             }
             let data = content(kind, key, o, src)?;
-            let name = file_object_name(p, key, o, &data);
+            let name = file_object_name(p, key, o, &data, src.key);
             let mut l = labels(&o.labels, p);
             l.insert(KEY.into(), json!(key));
             file_names.insert((kind, key.as_str()), name.clone());
@@ -755,6 +761,9 @@ pub fn publish_notes(project: &Project, publish: Publish) -> Vec<String> {
 mod tests {
     use super::*;
 
+    static KEY: std::sync::LazyLock<DigestKey> =
+        std::sync::LazyLock::new(|| DigestKey::new([7; 32]));
+
     fn load(yaml: &str) -> Project {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("compose.yaml");
@@ -790,7 +799,15 @@ secrets:
 "#,
         );
         let env = BTreeMap::from([("TOKEN".to_string(), "s3cret".to_string())]);
-        let all = desired(&p, Publish::Host, &Sources { env: &env }).unwrap();
+        let all = desired(
+            &p,
+            Publish::Host,
+            &Sources {
+                env: &env,
+                key: &KEY,
+            },
+        )
+        .unwrap();
         let kinds: Vec<(&str, &str)> = all
             .iter()
             .map(|d| (d.kind.as_str(), d.name.as_str()))
@@ -823,7 +840,15 @@ secrets:
         assert_eq!(web["UpdateConfig"]["FailureAction"], "rollback");
         // A new secret value is a new name, so the service changes and rolls over.
         let env2 = BTreeMap::from([("TOKEN".to_string(), "other".to_string())]);
-        let again = desired(&p, Publish::Ingress, &Sources { env: &env2 }).unwrap();
+        let again = desired(
+            &p,
+            Publish::Ingress,
+            &Sources {
+                env: &env2,
+                key: &KEY,
+            },
+        )
+        .unwrap();
         assert_ne!(again[1].name, secret.name);
         let port = &again[2].config["EndpointSpec"]["Ports"][0];
         assert_eq!(port["PublishMode"], "ingress");
@@ -864,6 +889,7 @@ services:
             Publish::Host,
             &Sources {
                 env: &BTreeMap::new(),
+                key: &KEY,
             },
         )
         .unwrap_err();
