@@ -660,14 +660,8 @@ impl Swarm {
                 _ => {}
             }
         }
-        let current: Vec<&bollard::models::Task> = tasks
-            .iter()
-            .filter(|t| t.desired_state == Some(TaskState::RUNNING))
-            .collect();
-        let running = current
-            .iter()
-            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
-            .count();
+        let current: Vec<&bollard::models::Task> = tasks.iter().filter(|t| should_run(t)).collect();
+        let running = current.iter().filter(|t| runs(t)).count();
         let wanted = match spec.mode.as_ref().and_then(|m| m.replicated.as_ref()) {
             Some(r) => usize::try_from(r.replicas.unwrap_or(1)).unwrap_or(0),
             None => current.len().max(1),
@@ -906,6 +900,16 @@ struct Since {
     rollback: bool,
     /// An existing service changed (not a new one).
     update: bool,
+}
+
+/// Whether the swarm wants the task running (not one it is stopping or that ended).
+fn should_run(t: &bollard::models::Task) -> bool {
+    t.desired_state == Some(TaskState::RUNNING)
+}
+
+/// Whether the task runs (and, with a health check, is healthy).
+fn runs(t: &bollard::models::Task) -> bool {
+    t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
 }
 
 fn bad(name: &str, e: serde_json::Error) -> RuntimeError {
@@ -1281,14 +1285,8 @@ impl Orchestrator for Swarm {
                 .and_then(|m| m.replicated.as_ref())
                 .and_then(|r| r.replicas);
             let tasks = self.tasks_of(&name).await?;
-            let current: Vec<_> = tasks
-                .iter()
-                .filter(|t| t.desired_state == Some(TaskState::RUNNING))
-                .collect();
-            let running = current
-                .iter()
-                .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
-                .count();
+            let current: Vec<_> = tasks.iter().filter(|t| should_run(t)).collect();
+            let running = current.iter().filter(|t| runs(t)).count();
             Ok(UpdateStatus {
                 service: service.to_string(),
                 state,
@@ -1412,9 +1410,7 @@ impl Orchestrator for Swarm {
                         // Only tasks that run and should: one that is being stopped
                         // leaves the proxy before its container goes.
                         let status = t.status.as_ref();
-                        if t.desired_state != Some(TaskState::RUNNING)
-                            || status.and_then(|s| s.state) != Some(TaskState::RUNNING)
-                        {
+                        if !(should_run(t) && runs(t)) {
                             continue;
                         }
                         let Some(addr) = t
