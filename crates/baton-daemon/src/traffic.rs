@@ -587,14 +587,19 @@ impl Traffic {
             .collect();
         let new: Vec<&ObservedContainer> =
             mine().filter(|c| c.config_hash == record.to_hash).collect();
-        // First look at this rollout since the daemon started: route what serves now.
-        self.routed.entry(key.clone()).or_insert_with(|| {
-            old.iter()
+        // First look at this rollout since the daemon started: route what serves now,
+        // at once (a proxy this daemon just bound has no backends yet and would answer
+        // 503 until the rollout's next route or stop).
+        if !self.routed.contains_key(&key) {
+            let names: BTreeSet<String> = old
+                .iter()
                 .filter(|c| takes_traffic(c))
                 .map(|c| c.name.clone())
                 .chain(state.new_routed.iter().cloned())
-                .collect()
-        });
+                .collect();
+            self.routed.insert(key.clone(), names.clone());
+            self.route(&key, observed, &names);
+        }
         let replicas = |set: &[&ObservedContainer]| -> Vec<Replica> {
             set.iter()
                 .map(|c| Replica {

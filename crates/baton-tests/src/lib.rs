@@ -273,25 +273,63 @@ pub fn free_port() -> u16 {
 
 /// GETs `/` on a loopback port, retrying for up to `secs` seconds; the body on success.
 pub fn http_get(port: u16, secs: u64) -> Option<String> {
-    use std::io::{Read, Write};
+    http_answer(port, secs).map(|(_, body)| body)
+}
+
+/// As [`http_get`], with the answer's status code.
+pub fn http_answer(port: u16, secs: u64) -> Option<(u16, String)> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-            if s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                .is_ok()
-            {
-                let mut buf = String::new();
-                if s.read_to_string(&mut buf).is_ok() && buf.starts_with("HTTP/1") {
-                    return buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
-                }
-            }
+        if let Ok(answer) = http_once(port) {
+            return Some(answer);
         }
         if std::time::Instant::now() > deadline {
             return None;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// One `GET /` on 127.0.0.1:`port`: the status and body, or why there was none (no
+/// connection, a broken or cut-short answer: a body shorter than its Content-Length).
+pub fn http_once(port: u16) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)
+        .map_err(|e| format!("read after {} bytes: {e}", buf.len()))?;
+    if !buf.starts_with("HTTP/1") {
+        return Err(format!(
+            "not HTTP: {:?}",
+            buf.chars().take(80).collect::<String>()
+        ));
+    }
+    let (head, body) = buf
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("headers cut short: {buf:?}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    if let Some(n) = length {
+        if body.len() < n {
+            return Err(format!(
+                "{status} with {} of {n} body bytes: {body:?}",
+                body.len()
+            ));
+        }
+    }
+    Ok((status, body.to_string()))
 }
 
 /// Stdout of a command as text.
@@ -310,28 +348,47 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Requests in a loop on one port until stopped; counts answers by body and failures.
+/// A failure is no answer, a cut-short one, or an answer other than 2xx (a proxy's 502/503); the
+/// first few are kept with the time they happened and printed by `finish`.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    seen: std::sync::Arc<std::sync::Mutex<(Vec<String>, u32)>>,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    bodies: Vec<String>,
+    failures: u32,
+    first: Vec<String>,
 }
 
 impl Load {
     pub fn start(port: u16) -> Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let seen = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), 0)));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
         let (s, v) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
             // Bounded: at most 10 minutes, whatever happens.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            let deadline = start + std::time::Duration::from_secs(600);
             while !s.load(std::sync::atomic::Ordering::SeqCst)
                 && std::time::Instant::now() < deadline
             {
-                let answer = http_get(port, 0);
+                let answer = http_once(port);
                 let mut g = v.lock().unwrap();
-                match answer {
-                    Some(body) => g.0.push(body.trim().to_string()),
-                    None => g.1 += 1,
+                let failed = match answer {
+                    Ok((200..=299, body)) => {
+                        g.bodies.push(body.trim().to_string());
+                        continue;
+                    }
+                    Ok((status, body)) => format!("{status} {:?}", body.trim()),
+                    Err(why) => why,
+                };
+                g.failures += 1;
+                if g.first.len() < 10 {
+                    let at = start.elapsed().as_secs_f64();
+                    g.first.push(format!("at {at:.2} s: {failed}"));
                 }
             }
         });
@@ -349,8 +406,20 @@ impl Load {
             let _ = t.join();
         }
         let g = self.seen.lock().unwrap();
-        (g.0.clone(), g.1)
+        for f in &g.first {
+            eprintln!("load: failed {f}");
+        }
+        (g.bodies.clone(), g.failures)
     }
+}
+
+/// The distinct bodies among `bodies`, with how often each came: for messages.
+pub fn tally(bodies: &[String]) -> std::collections::BTreeMap<&str, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for b in bodies {
+        *out.entry(b.as_str()).or_insert(0) += 1;
+    }
+    out
 }
 
 /// Polls until the port answers `want` (replicas become healthy, then routed).

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use baton_tests::{
-    docker_available, docker_lines, free_port, http_get, stderr, wait_for, web_service, Daemon,
-    Load, Scratch, IMAGE,
+    docker_available, docker_lines, free_port, http_get, stderr, tally, wait_for, web_service,
+    Daemon, Load, Scratch, IMAGE,
 };
 
 fn file(port: u16, rollout: &str) -> String {
@@ -54,7 +54,8 @@ fn scenario(tag: &str, rollout: &str, undo: bool) {
     assert!(counted > 0, "{tag}: live metrics in the report: {status}");
     assert!(
         bodies.iter().all(|b| b == "v1" || b == "v2"),
-        "{tag}: only v1/v2 answered"
+        "{tag}: only v1/v2 answered: {:?}",
+        tally(&bodies)
     );
     assert_eq!(
         http_get(port, 10).as_deref().map(str::trim),
@@ -274,7 +275,8 @@ fn canary_promote_abort_and_supersede_by_hand() {
         bodies
             .iter()
             .all(|b| ["v1", "v2", "v3", "v4", "v5"].contains(&b.as_str())),
-        "only the versions deployed answered"
+        "only the versions deployed answered: {:?}",
+        tally(&bodies)
     );
     // Only the 3 replicas of v5 are left.
     assert_eq!(s.running().len(), 3, "{:?}", s.running());
@@ -363,7 +365,8 @@ fn rolling_rollback_follows_rollback_config_one_replica_at_a_time() {
     assert!(bodies.len() > 50, "the load ran ({})", bodies.len());
     assert!(
         bodies.iter().all(|b| b == "v1" || b == "vbad"),
-        "only v1 and vbad answered"
+        "only v1 and vbad answered: {:?}",
+        tally(&bodies)
     );
     assert!(
         bodies.iter().any(|b| b == "vbad"),
@@ -608,7 +611,8 @@ fn paused_rolling_update_is_aborted_or_resumed_from_the_cli() {
     assert!(bodies.len() > 50, "the load ran ({})", bodies.len());
     assert!(
         bodies.iter().all(|b| b == "v1" || b == "vbad"),
-        "only v1 and vbad answered"
+        "only v1 and vbad answered: {:?}",
+        tally(&bodies)
     );
 
     // Version 2 cannot get healthy without flag/ok: paused at its first batch.
@@ -692,7 +696,8 @@ fn paused_rolling_update_is_aborted_or_resumed_from_the_cli() {
     assert!(bodies.len() > 10, "the load ran ({})", bodies.len());
     assert!(
         bodies.iter().all(|b| b == "v1" || b == "v2"),
-        "only v1 and v2 answered"
+        "only v1 and v2 answered: {:?}",
+        tally(&bodies)
     );
     s.ok(&["down"]);
     assert!(s.containers().is_empty());
@@ -832,7 +837,8 @@ fn paused_rollback_is_resumed_from_the_cli() {
     assert!(bodies.len() > 50, "the load ran ({})", bodies.len());
     assert!(
         bodies.iter().all(|b| b == "v1" || b == "v2"),
-        "only v1 and v2 answered"
+        "only v1 and v2 answered: {:?}",
+        tally(&bodies)
     );
     s.ok(&["down"]);
     assert!(s.containers().is_empty());
