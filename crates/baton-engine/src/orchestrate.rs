@@ -209,6 +209,47 @@ pub fn ignored_settings(project: &Project, target: &str, supported: &[&str]) -> 
     out
 }
 
+/// One line per rollout setting (`x-baton.rollout`) a target does not carry out: a
+/// strategy not in `supports` (what happens instead is `instead`), and a canary's
+/// `analysis` thresholds, which need the per-revision metrics only baton's own proxy
+/// measures. A setting that does not read is `up`'s error, not a warning.
+pub fn rollout_warnings(
+    project: &Project,
+    target: &str,
+    supports: &[crate::rollout::StrategyKind],
+    instead: &str,
+) -> Vec<String> {
+    use crate::rollout::{rollout_spec, Strategy};
+    let mut out = Vec::new();
+    for (name, service) in &project.services {
+        if service
+            .baton
+            .as_ref()
+            .and_then(|b| b.get("rollout"))
+            .is_none()
+        {
+            continue;
+        }
+        let Ok(spec) = rollout_spec(service) else {
+            continue;
+        };
+        let kind = spec.strategy.kind();
+        if !supports.contains(&kind) {
+            out.push(format!(
+                "services.{name}.x-baton.rollout.strategy: {kind} is not carried out by target {target}: {instead}"
+            ));
+        }
+        if let Strategy::Canary(c) = &spec.strategy {
+            if c.analysis.max_error_rate.is_some() || c.analysis.max_p95_latency_ms.is_some() {
+                out.push(format!(
+                    "services.{name}.x-baton.rollout.analysis: not judged by target {target} (baton's proxy does not carry its traffic there): each step waits for the new version to be ready, then for its pause"
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// One task (Swarm) or pod (Kubernetes) of a service, as `ps` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {

@@ -8,12 +8,13 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use baton_engine::apply::{Reporter, Step};
-use baton_engine::hash::DigestKey;
+use baton_engine::hash::{hash_value, DigestKey};
 use baton_engine::orchestrate::{
-    ignored_settings, plan_objects, Desired, Existing, Orchestrator, Planned, Removed, Task,
-    UpdateStatus,
+    ignored_settings, plan_objects, rollout_warnings, Desired, Existing, Orchestrator, Planned,
+    Removed, Task, UpdateStatus,
 };
 use baton_engine::plan::{Action, PlanOptions};
+use baton_engine::rollout::{rollout_spec, CanaryStep, Strategy, StrategyKind};
 use baton_engine::runtime::{
     BuildSpec, Capabilities, ContainerSpec, LogLine, LogOptions, LogStream, NetworkSpec, Observed,
     ObservedContainer, OutputStream, ProgressFn, Runtime, RuntimeError, VolumeSpec,
@@ -45,6 +46,15 @@ pub const FIELD_MANAGER: &str = "baton";
 pub const HASH_ANNOTATION: &str = "io.baton.config-hash";
 /// What `rollout undo` writes as the hash: the next `up` puts the file back.
 const UNDONE: &str = "undone";
+/// The hash of a Deployment's pod template as it was last applied: a canary runs only
+/// when the template (what its pods run) changes, not for a new replica count.
+pub const TEMPLATE_ANNOTATION: &str = "io.baton.template-hash";
+/// The label of a canary's pods (`canary`), beside the service's own: the Service
+/// selects both Deployments' pods, the canary Deployment only its own.
+pub const TRACK_LABEL: &str = "io.baton.track";
+/// The hash a Deployment carries while a canary has taken some of its pods (and a
+/// canary Deployment always): an `up` killed mid-way is finished by the next one.
+const CANARY: &str = "canary";
 
 /// Every kind `render` makes, in the order `down` deletes them (users before what they
 /// use).
@@ -120,6 +130,7 @@ const HANDLED: &[&str] = &[
     "platform",
     "x-baton.routes",
     "x-baton.autoscale",
+    "x-baton.rollout",
     "x-baton.healthcheck",
     "deploy.mode",
     "deploy.replicas",
@@ -379,6 +390,10 @@ impl Kube {
         let mut object = object.clone();
         object["metadata"]["labels"][MANAGED_BY.0] = json!(MANAGED_BY.1);
         object["metadata"]["annotations"][HASH_ANNOTATION] = json!(hash);
+        if kind == "Deployment" {
+            object["metadata"]["annotations"][TEMPLATE_ANNOTATION] =
+                json!(hash_value(&object["spec"]["template"]));
+        }
         let api = self.dynamic(kind)?;
         match api
             .patch(
@@ -560,6 +575,166 @@ impl Kube {
         }
     }
 
+    /// The canary steps to take before `object` replaces its Deployment: the service
+    /// rolls out as a canary and the pod template changed (a new replica count alone
+    /// is no new version). `None`: a plain apply.
+    async fn canary_due(
+        &self,
+        project: &Project,
+        service: &str,
+        object: &Value,
+    ) -> Result<Option<Vec<CanaryStep>>, RuntimeError> {
+        let Some(Strategy::Canary(c)) = project
+            .services
+            .get(service)
+            .and_then(|s| rollout_spec(s).ok())
+            .map(|r| r.strategy)
+        else {
+            return Ok(None);
+        };
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let api: Api<Deployment> = self.typed();
+        let live = match api.get(name).await {
+            Ok(d) => d,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            Err(e) => return Err(self.error(&format!("read Deployment {name}"), e)),
+        };
+        let applied = live
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TEMPLATE_ANNOTATION));
+        let wanted = hash_value(&object["spec"]["template"]);
+        Ok((applied != Some(&wanted)).then_some(c.steps))
+    }
+
+    /// A canary on a cluster, with replica ratios for weights. The new pod template
+    /// runs as a second Deployment, `<name>-canary`, whose pods carry the service's
+    /// labels and `io.baton.track: canary`; the service's Service selects on the
+    /// service's labels alone, so it sends each pod an equal share: a step of `w`%
+    /// runs `round(total × w / 100)` canary pods (at least 1) once they are ready,
+    /// then scales the Deployment down to the rest (never below 1 before the end), and
+    /// pauses. After the last step the Deployment itself takes the new template (its
+    /// own rolling update) and the canary Deployment goes. A canary that does not
+    /// become or stay ready is deleted and the Deployment scaled back: the old version
+    /// serves as before, and `up` fails saying so.
+    async fn canary(
+        &self,
+        object: &Value,
+        hash: &str,
+        steps: &[CanaryStep],
+        reporter: &dyn Reporter,
+    ) -> Result<(), RuntimeError> {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let api: Api<Deployment> = self.typed();
+        let live = api
+            .get(&name)
+            .await
+            .map_err(|e| self.error(&format!("read Deployment {name}"), e))?;
+        // The file's count, else what runs now (an HPA's).
+        let running = live.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let total = object["spec"]["replicas"]
+            .as_i64()
+            .unwrap_or(i64::from(running))
+            .clamp(1, i64::from(i32::MAX)) as i32;
+        let cname = canary_name(&name);
+        let mut canary = object.clone();
+        canary["metadata"]["name"] = json!(cname);
+        canary["metadata"]["labels"][TRACK_LABEL] = json!("canary");
+        canary["spec"]["selector"]["matchLabels"][TRACK_LABEL] = json!("canary");
+        canary["spec"]["template"]["metadata"]["labels"][TRACK_LABEL] = json!("canary");
+        let target = format!("Deployment {name}");
+        for step in steps.iter().filter(|s| s.weight < 100) {
+            let weight = i64::from(step.weight);
+            let pods = ((i64::from(total) * weight + 50) / 100).clamp(1, i64::from(total)) as i32;
+            let stable = (total - pods).max(1);
+            canary["spec"]["replicas"] = json!(pods);
+            let step_done = async {
+                self.put(&canary, CANARY).await?;
+                self.wait_rollouts(&[("Deployment", cname.clone())], reporter)
+                    .await?;
+                self.set_replicas(&name, stable).await
+            };
+            if let Err(e) = step_done.await {
+                return Err(self.abandon_canary(&name, &cname, total, &e).await);
+            }
+            let share = i64::from(pods) * 100 / i64::from(pods + stable);
+            reporter.report(Step::Waiting {
+                target: &target,
+                on: &format!(
+                    "canary at {}%: {pods} of {} pods ({share}% of the traffic) run the new version",
+                    step.weight,
+                    pods + stable
+                ),
+            });
+            tokio::time::sleep(Duration::from_millis(step.pause_ms)).await;
+            // Still ready after the pause: a version that fails later is not promoted.
+            let unready = match api.get(&cname).await {
+                Ok(d) => match status::rollout_progress(&d) {
+                    Progress::Done => None,
+                    Progress::Failed(m) | Progress::Waiting(m) => Some(RuntimeError::Failed {
+                        op: format!("canary Deployment {cname}"),
+                        detail: format!("not ready after the step's pause: {m}"),
+                    }),
+                },
+                Err(e) => Some(self.error(&format!("read Deployment {cname}"), e)),
+            };
+            if let Some(e) = unready {
+                return Err(self.abandon_canary(&name, &cname, total, &e).await);
+            }
+        }
+        // All of it: the Deployment takes the new template, then the canary goes.
+        self.put(object, hash).await?;
+        self.wait_rollouts(&[("Deployment", name.clone())], reporter)
+            .await?;
+        self.delete("Deployment", &cname).await?;
+        reporter.report(Step::Done {
+            target: &target,
+            what: "canary promoted: every pod runs the new version",
+        });
+        Ok(())
+    }
+
+    /// Scales a Deployment during a canary, marking it as mid-canary (the next `up`
+    /// puts it back if this one is killed).
+    async fn set_replicas(&self, name: &str, replicas: i32) -> Result<(), RuntimeError> {
+        let api: Api<Deployment> = self.typed();
+        let patch = json!({
+            "metadata": {"annotations": {HASH_ANNOTATION: CANARY}},
+            "spec": {"replicas": replicas}
+        });
+        api.patch(name, &Self::update_params(), &Patch::Merge(patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(&format!("scale Deployment {name}"), e))
+    }
+
+    /// A failed canary: its Deployment goes, the old one gets its pods back; the error
+    /// says both.
+    async fn abandon_canary(
+        &self,
+        name: &str,
+        cname: &str,
+        total: i32,
+        cause: &RuntimeError,
+    ) -> RuntimeError {
+        let removed = self.delete("Deployment", cname).await;
+        let restored = self.set_replicas(name, total).await;
+        let aftermath = match (removed, restored) {
+            (Ok(()), Ok(())) => format!(
+                "the canary Deployment {cname} was deleted and Deployment {name} keeps serving the old version with {total} pods"
+            ),
+            (Err(e), _) | (_, Err(e)) => format!("cleaning up failed too: {e}"),
+        };
+        RuntimeError::Failed {
+            op: format!("canary of Deployment {name} (target {})", self.target),
+            detail: format!("the new version did not become ready: {cause}; {aftermath}"),
+        }
+    }
+
     async fn pods(&self, params: &ListParams) -> Result<Vec<Pod>, RuntimeError> {
         let api: Api<Pod> = self.typed();
         api.list(params)
@@ -598,6 +773,12 @@ fn is_workload(kind: &str) -> bool {
 }
 
 /// The file's service names by the label value they render to.
+/// `<name>-canary`, within Kubernetes' 63 characters and never the name itself.
+fn canary_name(name: &str) -> String {
+    let stem: String = name.chars().take(63 - "-canary".len()).collect();
+    format!("{}-canary", stem.trim_end_matches('-'))
+}
+
 fn file_names(project: &Project) -> BTreeMap<String, String> {
     project
         .services
@@ -655,6 +836,12 @@ impl Orchestrator for Kube {
             plan.up_to_date.sort();
             plan.warnings
                 .extend(ignored_settings(project, &self.target, HANDLED));
+            plan.warnings.extend(rollout_warnings(
+                project,
+                &self.target,
+                &[StrategyKind::Rolling, StrategyKind::Canary],
+                "the Deployment rolls its pods over (RollingUpdate, from deploy.update_config)",
+            ));
             plan.warnings.extend(unsupported);
             Ok(Planned { plan, desired })
         })
@@ -711,11 +898,22 @@ impl Orchestrator for Kube {
                         // A Job's pod template cannot change: a changed Job is run anew.
                         let replace =
                             kind == "Job" && matches!(action, Action::Put { create: false, .. });
+                        let canary = match (kind.as_str(), action, &desired.service) {
+                            ("Deployment", Action::Put { create: false, .. }, Some(svc)) => {
+                                self.canary_due(project, svc, &object).await?
+                            }
+                            _ => None,
+                        };
                         let put = async {
                             if replace {
                                 self.delete(kind, name).await?;
                             }
-                            self.put(&object, &desired.hash()).await
+                            match &canary {
+                                Some(steps) => {
+                                    self.canary(&object, &desired.hash(), steps, reporter).await
+                                }
+                                None => self.put(&object, &desired.hash()).await,
+                            }
                         };
                         if let Err(e) = put.await {
                             reporter.report(Step::Failed {
@@ -739,7 +937,12 @@ impl Orchestrator for Kube {
                         ..
                     } => {
                         let target = format!("{kind} {name}");
-                        if is_workload(kind) {
+                        // A service that left the file (not one that keeps a workload:
+                        // a canary Deployment an `up` left behind).
+                        let stays = planned.desired.iter().any(|d| {
+                            is_workload(&d.kind) && d.service.is_some() && d.service == *service
+                        });
+                        if is_workload(kind) && !stays {
                             if let Some(service) = service {
                                 gone.push(service.clone());
                             }

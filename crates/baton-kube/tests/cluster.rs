@@ -52,7 +52,7 @@ fn project_with_job(dir: &Path, web_image: &str, with_worker: bool, step: &str) 
         ""
     };
     let text = format!(
-        "name: shop\nservices:\n  web:\n    image: {web_image}\n    ports: [\"8080:80\"]\n    healthcheck:\n      test: [CMD, wget, -q, -O-, http://localhost/]\n      interval: 5s\n    deploy:\n      replicas: 2\n    secrets: [api_key]\n    volumes: ['data:/data']\n    x-baton:\n      rollout: {{strategy: rolling}}\n      healthcheck: {{http: {{port: 80, path: /}}}}\n{worker}  migrate:\n    image: busybox:1.36\n    command: [echo, '{step}']\n    restart: 'no'\n  agent:\n    image: busybox:1.36\n    deploy:\n      mode: global\nvolumes:\n  data: {{}}\nsecrets:\n  api_key:\n    file: ./api_key.txt\n"
+        "name: shop\nservices:\n  web:\n    image: {web_image}\n    ports: [\"8080:80\"]\n    healthcheck:\n      test: [CMD, wget, -q, -O-, http://localhost/]\n      interval: 5s\n    deploy:\n      replicas: 2\n    secrets: [api_key]\n    volumes: ['data:/data']\n    x-baton:\n      rollout: {{strategy: blue-green}}\n      healthcheck: {{http: {{port: 80, path: /}}}}\n{worker}  migrate:\n    image: busybox:1.36\n    command: [echo, '{step}']\n    restart: 'no'\n  agent:\n    image: busybox:1.36\n    deploy:\n      mode: global\nvolumes:\n  data: {{}}\nsecrets:\n  api_key:\n    file: ./api_key.txt\n"
     );
     std::fs::write(dir.join("api_key.txt"), SECRET).expect("secret file");
     let file = dir.join("compose.yaml");
@@ -169,7 +169,7 @@ async fn a_project_goes_up_rolls_out_is_pruned_rolls_back_and_goes_down() {
         "{warnings}"
     );
     assert!(
-        warnings.contains("services.web.x-baton.rollout: ignored by target prod (kubernetes)"),
+        warnings.contains("services.web.x-baton.rollout.strategy: blue-green is not carried out by target prod (kubernetes): the Deployment rolls"),
         "{warnings}"
     );
     assert!(

@@ -298,3 +298,187 @@ fn a_project_on_a_kubernetes_target_through_the_binary() {
         assert!(in_project(fake).is_empty(), "{:?}", in_project(fake));
     }
 }
+
+fn canary_file(target: &str, image: &str) -> String {
+    format!(
+        "services:\n  web:\n    image: {image}\n    ports: ['8080:80']\n    deploy:\n      replicas: 4\n    x-baton:\n      rollout:\n        strategy: canary\n        steps: [{{weight: 25, pause: 1s}}, {{weight: 50, pause: 0s}}]\n        analysis: {{max_error_rate: 0.01}}\ntargets:\n  prod: {target}\n"
+    )
+}
+
+/// `x-baton.rollout.strategy: canary` on a cluster: a second Deployment `web-canary`
+/// takes 1 of 4 pods, then 2 of 4 (the Service selects both), then the Deployment
+/// itself rolls to the new template and the canary goes; a new replica count alone is
+/// no canary; a broken version's canary is deleted and the Deployment scaled back.
+#[test]
+fn a_canary_on_a_kubernetes_target_moves_pods_step_by_step() {
+    let s = Scratch::new("kcanary");
+    let c = cluster(&s);
+    let run = |args: &[&str]| -> Output {
+        s.cmd()
+            .env("KUBECONFIG", &c.kubeconfig)
+            .env_remove("BATON_TARGET")
+            .arg("--target")
+            .arg("prod")
+            .args(args)
+            .output()
+            .expect("run baton")
+    };
+    let ok = |args: &[&str]| -> String {
+        let out = run(args);
+        assert!(out.status.success(), "baton {args:?}: {}", text(&out));
+        text(&out)
+    };
+    let image_of = |fake: &KubeFake, name: &str| -> Option<String> {
+        fake.object("deployments", &c.namespace, name)
+            .and_then(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .map(String::from)
+            })
+    };
+
+    s.write("compose.yaml", &canary_file(&c.target, "nginx:1.27-alpine"));
+    // The analysis thresholds are not judged there: plan says so, on its own line.
+    let plan = text(&run(&["plan"]));
+    assert!(
+        plan.contains(
+            "services.web.x-baton.rollout.analysis: not judged by target prod (kubernetes)"
+        ),
+        "{plan}"
+    );
+    assert!(!plan.contains("x-baton.rollout: ignored"), "{plan}");
+    // The first up creates the Deployment: nothing to canary against.
+    ok(&["up", "-d"]);
+    if let Some(fake) = &c.fake {
+        assert!(fake
+            .object("deployments", &c.namespace, "web-canary")
+            .is_none());
+        fake.clear_requests();
+    }
+
+    // A new image: the canary steps.
+    s.write("compose.yaml", &canary_file(&c.target, "nginx:1.28-alpine"));
+    let started = std::time::Instant::now();
+    ok(&["up", "-d"]);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "the first step's pause was kept"
+    );
+    if let Some(fake) = &c.fake {
+        // What the cluster was asked, in order: (object, replicas) of each change.
+        let steps: Vec<(String, String)> = fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET" && r.path.contains("/deployments/"))
+            .map(|r| {
+                let name = r.path.rsplit('/').next().unwrap_or_default().to_string();
+                let what = match (&r.method[..], &r.body) {
+                    ("DELETE", _) => "delete".to_string(),
+                    (_, Some(b)) => format!("replicas {}", b["spec"]["replicas"]),
+                    _ => "?".into(),
+                };
+                (name, what)
+            })
+            .collect();
+        let want: Vec<(String, String)> = [
+            ("web-canary", "replicas 1"),
+            ("web", "replicas 3"),
+            ("web-canary", "replicas 2"),
+            ("web", "replicas 2"),
+            ("web", "replicas 4"),
+            ("web-canary", "delete"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(steps, want);
+        // The canary's pods: the service's labels (the Service selects them) and
+        // the track; its own selector keeps the Deployments apart.
+        let applied = fake
+            .requests()
+            .into_iter()
+            .find(|r| r.path.ends_with("/deployments/web-canary") && r.method == "PATCH")
+            .and_then(|r| r.body)
+            .expect("the canary was applied");
+        let labels = &applied["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["io.baton.service"], "web", "{applied}");
+        assert_eq!(labels["io.baton.track"], "canary", "{applied}");
+        assert_eq!(
+            applied["spec"]["selector"]["matchLabels"]["io.baton.track"], "canary",
+            "{applied}"
+        );
+        let service = fake
+            .object("services", &c.namespace, "web")
+            .expect("the Service");
+        assert!(
+            service["spec"]["selector"].get("io.baton.track").is_none(),
+            "{service}"
+        );
+        assert!(fake
+            .object("deployments", &c.namespace, "web-canary")
+            .is_none());
+        assert_eq!(image_of(fake, "web").as_deref(), Some("nginx:1.28-alpine"));
+        fake.clear_requests();
+    }
+    let status = ok(&["rollout", "status", "web"]);
+    assert!(status.contains("completed"), "{status}");
+
+    // A new replica count alone: applied as is, no canary.
+    s.write(
+        "compose.yaml",
+        &canary_file(&c.target, "nginx:1.28-alpine").replace("replicas: 4", "replicas: 5"),
+    );
+    ok(&["up", "-d"]);
+    if let Some(fake) = &c.fake {
+        assert!(
+            fake.requests()
+                .iter()
+                .all(|r| !r.path.contains("web-canary")),
+            "{:?}",
+            fake.requests()
+        );
+        fake.clear_requests();
+    }
+
+    // A broken version: its canary never gets ready; it goes, web keeps its pods.
+    s.write(
+        "compose.yaml",
+        &canary_file(&c.target, "nginx:broken-on-purpose").replace("replicas: 4", "replicas: 5"),
+    );
+    let out = run(&["up", "-d"]);
+    let failed = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{failed}");
+    assert!(failed.contains("did not become ready"), "{failed}");
+    assert!(
+        failed.contains("keeps serving the old version with 5 pods"),
+        "{failed}"
+    );
+    if let Some(fake) = &c.fake {
+        assert!(fake
+            .object("deployments", &c.namespace, "web-canary")
+            .is_none());
+        let web = fake
+            .object("deployments", &c.namespace, "web")
+            .expect("web");
+        assert_eq!(web["spec"]["replicas"], 5, "{web}");
+        assert_eq!(image_of(fake, "web").as_deref(), Some("nginx:1.28-alpine"));
+    }
+    // The file is not what runs: plan says web changes.
+    let out = run(&["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Back to the version that works: the next up is a plain apply again.
+    s.write(
+        "compose.yaml",
+        &canary_file(&c.target, "nginx:1.28-alpine").replace("replicas: 4", "replicas: 5"),
+    );
+    ok(&["up", "-d"]);
+    ok(&["down"]);
+    if let Some(fake) = &c.fake {
+        assert!(
+            fake.objects()
+                .iter()
+                .all(|(_, o)| o["metadata"]["labels"]["io.baton.project"] != s.name.as_str()),
+            "down left objects"
+        );
+    }
+}

@@ -16,10 +16,11 @@ use base64::Engine as _;
 use baton_engine::apply::{Reporter, Step};
 use baton_engine::hash::DigestKey;
 use baton_engine::orchestrate::{
-    ignored_settings, plan_objects, Desired, Existing, Front, Orchestrator, Planned, Removed, Task,
-    UpdateStatus,
+    ignored_settings, plan_objects, rollout_warnings, Desired, Existing, Front, Orchestrator,
+    Planned, Removed, Task, UpdateStatus,
 };
 use baton_engine::plan::{Action, PlanOptions};
+use baton_engine::rollout::StrategyKind;
 use baton_engine::runtime::{
     BuildSpec, Capabilities, ContainerSpec, LogOptions, LogStream, NetworkSpec, Observed,
     ObservedContainer, ProgressFn, Runtime, RuntimeError, VolumeSpec,
@@ -995,6 +996,13 @@ impl Orchestrator for Swarm {
             let mut plan = plan_objects(&project.name, &desired, &existing, previous, &only);
             plan.warnings
                 .extend(ignored_settings(&project, &self.target, spec::SUPPORTED));
+            // Every strategy is carried out; a canary's analysis is not judged.
+            plan.warnings.extend(rollout_warnings(
+                &project,
+                &self.target,
+                &[StrategyKind::Rolling, StrategyKind::BlueGreen, StrategyKind::Canary],
+                "",
+            ));
             plan.warnings.extend(spec::publish_notes(&project, self.publish));
             Ok(Planned { plan, desired })
         }

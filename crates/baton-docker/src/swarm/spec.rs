@@ -880,6 +880,42 @@ services:
     }
 
     #[test]
+    fn rollout_settings_a_target_does_not_carry_out_are_each_a_line() {
+        use baton_engine::rollout::StrategyKind::{BlueGreen, Canary, Rolling};
+        let p = load(
+            r#"
+services:
+  web:
+    image: a
+    x-baton: {rollout: {strategy: canary, steps: [{weight: 10}], analysis: {max_error_rate: 0.01}}}
+  api:
+    image: b
+    x-baton: {rollout: {strategy: blue-green}}
+  plain: {image: c}
+"#,
+        );
+        let swarm = baton_engine::orchestrate::rollout_warnings(
+            &p,
+            "staging (swarm)",
+            &[Rolling, BlueGreen, Canary],
+            "",
+        );
+        assert_eq!(
+            swarm,
+            vec!["services.web.x-baton.rollout.analysis: not judged by target staging (swarm) (baton's proxy does not carry its traffic there): each step waits for the new version to be ready, then for its pause"]
+        );
+        let kube = baton_engine::orchestrate::rollout_warnings(
+            &p,
+            "prod (kubernetes)",
+            &[Rolling, Canary],
+            "it rolls",
+        );
+        assert_eq!(kube.len(), 2, "{kube:?}");
+        assert!(kube.iter().any(|l| l
+            == "services.api.x-baton.rollout.strategy: blue-green is not carried out by target prod (kubernetes): it rolls"));
+    }
+
+    #[test]
     fn a_missing_secret_source_is_an_error_naming_it() {
         let p = load(
             "services:\n  web: {image: a, secrets: [k]}\nsecrets:\n  k: {environment: NOPE}\n",
