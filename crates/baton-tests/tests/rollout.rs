@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use baton_tests::{
-    docker_available, docker_lines, free_port, http_get, stderr, tally, wait_for, web_service,
-    Daemon, Load, Scratch, IMAGE,
+    docker_available, docker_lines, free_port, http_get, http_once, stderr, tally, wait_for,
+    web_service, Daemon, Load, Scratch, IMAGE,
 };
 
 fn file(port: u16, rollout: &str) -> String {
@@ -638,9 +638,10 @@ fn paused_rolling_update_is_aborted_or_resumed_from_the_cli() {
     assert_eq!(latest(&s).0, "running", "the paused rollout runs again");
     let started = std::time::Instant::now();
     let _daemon = Daemon::start(&s);
+    // Served, not just listening: 200 from a replica.
     assert!(
-        http_get(port, 20).is_some(),
-        "the new daemon's proxy answers"
+        until(20, || matches!(http_once(port), Ok((200, _)))),
+        "the new daemon's proxy serves"
     );
     let load = Load::start(port);
     let code = until(90, || resume.0.try_wait().unwrap().is_some())
