@@ -352,6 +352,21 @@ impl Remote {
             .await
     }
 
+    /// Where the daemon's orchestrator last updated a service; `None` when its target
+    /// keeps no services itself.
+    pub async fn update_status(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Option<baton_engine::orchestrate::UpdateStatus>, RemoteError> {
+        self.get(&format!(
+            "{PREFIX}/projects/{}/services/{}/update",
+            seg(project),
+            seg(service)
+        ))
+        .await
+    }
+
     /// The edge's listeners, routes and certificates, as JSON (null without routes).
     pub async fn edge(&self) -> Result<serde_json::Value, RemoteError> {
         self.get(&format!("{PREFIX}/edge")).await

@@ -200,6 +200,14 @@ pub(crate) fn table() -> Vec<Route> {
         .stream(),
         route(
             "GET",
+            "/projects/{project}/services/{service}/update",
+            V,
+            "on a target that keeps services itself (swarm, kubernetes): where its last update of the service stands; null elsewhere (the rollouts say it)",
+            get(update_status),
+        )
+        .json::<Option<baton_engine::orchestrate::UpdateStatus>>(),
+        route(
+            "GET",
             "/events",
             V,
             "every event as it happens (Server-Sent Events; Last-Event-ID resumes)",
@@ -721,6 +729,14 @@ async fn actions(
     read(&s, move |store| Ok(store.actions(&project, limit)?))
         .await
         .map(Json)
+}
+
+async fn update_status(
+    State(s): St,
+    p: P2,
+) -> Result<Json<Option<baton_engine::orchestrate::UpdateStatus>>, ApiError> {
+    let (project, service) = service_of(p)?;
+    Ok(Json(s.control.update_status(project, service).await?))
 }
 
 async fn logs(State(s): St, p: P2, q: Q<LogsQuery>) -> Result<Response, ApiError> {

@@ -7,6 +7,7 @@ use baton_api::remote::Remote;
 use baton_api::tokens::{CreatedToken, Role, TokenView};
 use baton_api::AuditView;
 use baton_control::{Actor, ExecSettings, Operation, Outcome, RolloutView, ServicesView, Watch};
+use baton_engine::orchestrate::UpdateStatus;
 use baton_state::{ActionRecord, Event};
 
 use crate::context::Context;
@@ -99,6 +100,25 @@ impl<'a> Door<'a> {
         match self {
             Door::Local(ctx) => Ok(ctx.control().await?.services(project).await?),
             Door::Remote(r) => Ok(r.services(project).await?),
+        }
+    }
+
+    /// Where the target's orchestrator last updated a service; `None` on a target that
+    /// keeps no services itself (the daemon's rollouts say it there).
+    pub async fn update_status(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Option<UpdateStatus>> {
+        match self {
+            // A Docker engine has no orchestrator: no need to reach it.
+            Door::Local(ctx)
+                if matches!(ctx.target()?.kind, baton_backend::TargetKind::Docker { .. }) =>
+            {
+                Ok(None)
+            }
+            Door::Local(ctx) => Ok(ctx.control().await?.update_status(project, service).await?),
+            Door::Remote(r) => Ok(r.update_status(project, service).await?),
         }
     }
 

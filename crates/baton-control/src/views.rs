@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use baton_engine::orchestrate::{Task, UpdateStatus};
 use baton_engine::rollout::RolloutState;
 use baton_engine::runtime::{ContainerState, Health, Observed, Runtime};
 use baton_spec::Project;
@@ -73,6 +74,11 @@ pub struct ServicesView {
     pub revision: Option<i64>,
     /// Whether the daemon keeps it running.
     pub active: bool,
+    /// On a target that keeps services itself (a swarm, a Kubernetes cluster): the
+    /// services' counts come from its tasks or pods, listed here (those that should
+    /// run and those that ended), and `replicas` are empty. Absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<Task>>,
     pub services: Vec<ServiceView>,
 }
 
@@ -299,8 +305,37 @@ fn assemble(
         project: name.to_string(),
         revision,
         active: desired.active,
+        tasks: None,
         services: services.into_values().collect(),
     }
+}
+
+/// An orchestrator's tasks into the view: each service's count of tasks that should
+/// run and run (an orchestrator replaces a task whose healthcheck fails, so a running
+/// one counts as healthy too); a service only the tasks name is added.
+fn count_tasks(view: &mut ServicesView, tasks: Vec<Task>) {
+    for t in tasks.iter().filter(|t| t.desired == "running") {
+        let i = match view.services.iter().position(|s| s.name == t.service) {
+            Some(i) => i,
+            None => {
+                view.services.push(ServiceView {
+                    name: t.service.clone(),
+                    declared_replicas: None,
+                    running: 0,
+                    healthy: 0,
+                    stopped: false,
+                    replicas: Vec::new(),
+                });
+                view.services.len() - 1
+            }
+        };
+        if t.state == "running" {
+            view.services[i].running += 1;
+            view.services[i].healthy += 1;
+        }
+    }
+    view.services.sort_by(|a, b| a.name.cmp(&b.name));
+    view.tasks = Some(tasks);
 }
 
 fn empty_service(name: &str, declared: Option<u32>, desired: &baton_state::Desired) -> ServiceView {
@@ -315,11 +350,25 @@ fn empty_service(name: &str, declared: Option<u32>, desired: &baton_state::Desir
 }
 
 impl<R: Runtime> Control<R> {
-    /// The project's services with their replicas, as the engine shows them now.
+    /// The project's services with their replicas, as the engine shows them now; on a
+    /// target that keeps services itself, with its tasks or pods.
     pub async fn services(&self, project: &str) -> Result<ServicesView> {
-        let observed = self.runtime.observe(project).await?;
         let revision = self.store.latest_revision(project)?.map(|r| r.number);
         let spec = self.last_applied(project).ok().flatten();
+        if let Some(o) = self.runtime.orchestrator() {
+            let tasks = o.tasks(project).await?;
+            let mut view = services_view(
+                project,
+                spec.as_ref(),
+                revision,
+                &Observed::default(),
+                &self.store,
+                (self.clock)(),
+            )?;
+            count_tasks(&mut view, tasks);
+            return Ok(view);
+        }
+        let observed = self.runtime.observe(project).await?;
         services_view(
             project,
             spec.as_ref(),
@@ -328,6 +377,19 @@ impl<R: Runtime> Control<R> {
             &self.store,
             (self.clock)(),
         )
+    }
+
+    /// Where the orchestrator's last update of `service` stands; `None` on a target
+    /// that does not keep services itself (there, the daemon's rollouts say it).
+    pub async fn update_status(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Option<UpdateStatus>> {
+        match self.runtime.orchestrator() {
+            Some(o) => Ok(Some(o.update_status(project, service).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The rollouts of a project (of one service when given), oldest first.

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use baton_engine::apply::Silent;
+use baton_engine::orchestrate::UpdateStatus;
 use baton_engine::runtime::Runtime;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
@@ -31,6 +32,11 @@ enum Call {
     Services {
         project: String,
         reply: oneshot::Sender<Result<ServicesView>>,
+    },
+    UpdateStatus {
+        project: String,
+        service: String,
+        reply: oneshot::Sender<Result<Option<UpdateStatus>>>,
     },
 }
 
@@ -73,6 +79,22 @@ impl ControlHandle {
     pub async fn services(&self, project: String) -> Result<ServicesView> {
         let (reply, answer) = oneshot::channel();
         self.send(Call::Services { project, reply })?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Where the orchestrator's last update of a service stands (as
+    /// [`Control::update_status`]).
+    pub async fn update_status(
+        &self,
+        project: String,
+        service: String,
+    ) -> Result<Option<UpdateStatus>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Call::UpdateStatus {
+            project,
+            service,
+            reply,
+        })?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -122,6 +144,7 @@ where
                 match call {
                     Call::Execute { reply, .. } => drop(reply.send(Err(err()))),
                     Call::Services { reply, .. } => drop(reply.send(Err(err()))),
+                    Call::UpdateStatus { reply, .. } => drop(reply.send(Err(err()))),
                 }
             }
             return;
@@ -154,6 +177,13 @@ async fn answer<R: Runtime>(control: &Control<R>, settings: &ExecSettings, call:
         }
         Call::Services { project, reply } => {
             let _ = reply.send(control.services(&project).await);
+        }
+        Call::UpdateStatus {
+            project,
+            service,
+            reply,
+        } => {
+            let _ = reply.send(control.update_status(&project, &service).await);
         }
     }
 }

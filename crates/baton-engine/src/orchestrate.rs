@@ -251,7 +251,7 @@ pub fn rollout_warnings(
 }
 
 /// One task (Swarm) or pod (Kubernetes) of a service, as `ps` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Task {
     pub service: String,
     /// `web.2` (a replica's slot), or the node's name for a global service's.
@@ -273,7 +273,7 @@ pub struct Task {
 }
 
 /// A service's update, as its orchestrator reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UpdateStatus {
     pub service: String,
     /// `updating`, `completed`, `paused`, `rollback_started`, `rollback_completed`,

@@ -107,14 +107,19 @@ struct Serve(Child);
 
 impl Serve {
     /// `files`: the `-f` options the project's other commands use (the target is
-    /// declared in them).
-    fn start(s: &Scratch, files: &[&str]) -> Serve {
+    /// declared in them); `extra`: more options of `serve`.
+    fn start(s: &Scratch, files: &[&str], extra: &[&str]) -> Serve {
         let child = s
             .cmd()
             .args(files)
             .args(["--target", "swarm", "serve", "--tick-ms", "200"])
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::create(s.state.path().join("serve.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
             .spawn()
             .expect("baton serve");
         Serve(child)
@@ -176,7 +181,14 @@ fn the_demo_stack_comes_up_on_a_swarm_and_down_leaving_nothing() {
         )),
         "plan says how the port is published:\n{text}"
     );
-    let _serve = Serve::start(&s, &files);
+    // The daemon also serves the API, for `--server` below: a token in the target's
+    // own state directory.
+    let made = run(&["token", "create", "dash", "--role", "viewer"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let viewer = stdout(&made).trim().to_string();
+    let api_port = free_port();
+    let listen = format!("127.0.0.1:{api_port}");
+    let _serve = Serve::start(&s, &files, &["--listen", &listen]);
     let up = run(&["up", "-d"]);
     assert!(up.status.success(), "{}\n{}", stdout(&up), stderr(&up));
     // migrate ran once, to its end, before app started (depends_on is kept).
@@ -193,7 +205,44 @@ fn the_demo_stack_comes_up_on_a_swarm_and_down_leaving_nothing() {
     assert_eq!(state_of("migrate"), vec!["complete"], "{all:#?}");
     assert_eq!(state_of("app"), vec!["running", "running"], "{all:#?}");
     let body = baton_tests::http_get(port, 30);
-    assert_eq!(body.as_deref().map(str::trim), Some("hello from baton"));
+    assert_eq!(
+        body.as_deref().map(str::trim),
+        Some("hello from baton"),
+        "the front answers; baton serve said:\n{}",
+        std::fs::read_to_string(s.state.path().join("serve.log")).unwrap_or_default()
+    );
+    // Through the daemon's API (`--server`, a viewer's token, no --target: the daemon
+    // acts on its own): the same tasks, and the swarm's update status.
+    let remote = |args: &[&str]| {
+        s.cmd()
+            .env("BATON_SERVER", format!("http://{listen}"))
+            .env("BATON_TOKEN", &viewer)
+            .env("FRONT_PORT", &port_s)
+            .args(files)
+            .args(args)
+            .output()
+            .expect("baton")
+    };
+    let served = within(Duration::from_secs(30), || {
+        remote(&["--json", "ps", "--all"]).status.success()
+    });
+    assert!(served.is_some(), "the API never answered ps");
+    let far: Vec<serde_json::Value> =
+        serde_json::from_str(stdout(&remote(&["--json", "ps", "--all"])).trim())
+            .expect("ps --json through --server");
+    let ids = |tasks: &[serde_json::Value]| -> Vec<String> {
+        let mut v: Vec<String> = tasks.iter().map(|t| t["id"].to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&far), ids(&all), "--server lists the same tasks");
+    let status = remote(&["rollout", "status", "app"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(
+        stdout(&status).contains("2/2 task(s) running"),
+        "{}",
+        stdout(&status)
+    );
     // Unchanged: nothing to do, quickly (the figure is in docs/benchmarks.md).
     let again = run(&["up", "-d"]);
     assert!(
@@ -256,7 +305,7 @@ fn three_replicas_roll_out_under_load_without_a_failed_request_and_a_broken_vers
         !text.contains("cap_add: ignored"),
         "cap_add is honoured: {text}"
     );
-    let _serve = Serve::start(&s, &[]);
+    let _serve = Serve::start(&s, &[], &[]);
     ok(&s, &["up", "-d"]);
     assert!(baton_tests::wait_for(port, "v1", 30), "v1 answers");
     let running = tasks(&s)
@@ -475,7 +524,7 @@ fn canary_and_blue_green_switch_versions_in_the_front_and_a_broken_one_never_ser
     let port = free_port();
     let canary = "{strategy: canary, steps: [{weight: 50, pause: 4s}]}";
     s.write("compose.yaml", &switched(port, "v1", "/", canary));
-    let _serve = Serve::start(&s, &[]);
+    let _serve = Serve::start(&s, &[], &[]);
     ok(&s, &["up", "-d"]);
     assert!(baton_tests::wait_for(port, "v1", 30), "v1 answers");
     let first = web_services(&s.name);

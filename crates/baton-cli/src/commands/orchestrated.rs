@@ -1,11 +1,13 @@
 //! `ps`, `logs` and `rollout status` on a target whose backend keeps services itself
 //! (Swarm, Kubernetes): tasks or pods with their node, each service's output merged by
-//! the orchestrator, and the orchestrator's own update status. The changes (`up`,
-//! `scale`, `down`, `rollout undo`) go through the control plane like any other.
+//! the orchestrator, and the orchestrator's own update status. The tasks and the status
+//! come from the control plane through the door (this machine or `--server`); logs
+//! are read here. The changes (`up`, `scale`, `down`, `rollout undo`) go through the
+//! control plane like any other.
 
 use anyhow::Result;
 use baton_backend::Backend;
-use baton_engine::orchestrate::Orchestrator;
+use baton_engine::orchestrate::{Orchestrator, Task, UpdateStatus};
 use baton_engine::runtime::{LogOptions, Runtime};
 use futures_util::stream::StreamExt;
 
@@ -29,17 +31,10 @@ fn orchestrator(b: &Backend) -> Result<&dyn Orchestrator> {
         .ok_or_else(|| anyhow::anyhow!("target {} keeps no services itself", b.target))
 }
 
-/// `baton ps`: the tasks that should run (with `--all`, their history too).
-pub async fn ps(
-    ctx: &Context,
-    b: &Backend,
-    project: &str,
-    services: &[String],
-    all: bool,
-) -> Result<u8> {
-    let tasks: Vec<_> = orchestrator(b)?
-        .tasks(project)
-        .await?
+/// `baton ps` on such a target: the tasks that should run (with `--all`, their history
+/// too), as the control plane listed them (here or through `--server`).
+pub fn ps(ctx: &Context, tasks: Vec<Task>, services: &[String], all: bool) -> Result<u8> {
+    let tasks: Vec<_> = tasks
         .into_iter()
         .filter(|t| all || t.desired == "running")
         .filter(|t| services.is_empty() || services.contains(&t.service))
@@ -108,14 +103,9 @@ pub async fn logs(
     })
 }
 
-/// `baton rollout status`: the orchestrator's update state and running tasks.
-pub async fn rollout_status(
-    ctx: &Context,
-    b: &Backend,
-    project: &str,
-    service: &str,
-) -> Result<u8> {
-    let s = orchestrator(b)?.update_status(project, service).await?;
+/// `baton rollout status` on such a target: the orchestrator's update state and
+/// running tasks.
+pub fn rollout_status(ctx: &Context, service: &str, s: &UpdateStatus) -> Result<u8> {
     if ctx.global.json {
         crate::output::json(&s)?;
     } else {

@@ -11,20 +11,17 @@ use crate::door::Door;
 
 pub async fn run(ctx: &Context, args: PsArgs) -> Result<u8> {
     let (project, name) = ctx.project_or_name_with(&args.services)?;
-    if let Some(b) = super::orchestrated::backend(ctx).await? {
-        if let Some(p) = &project {
-            let known: Vec<&str> = p.services.keys().map(String::as_str).collect();
-            super::known_names(&known, &args.services)?;
-        }
-        return super::orchestrated::ps(ctx, &b, &name, &args.services, args.all).await;
-    }
     let door = Door::open(ctx)?;
-    let view = door.services(&name).await?;
+    let mut view = door.services(&name).await?;
     let known: Vec<&str> = match &project {
         Some(p) => p.services.keys().map(String::as_str).collect(),
         None => view.services.iter().map(|s| s.name.as_str()).collect(),
     };
     super::known_names(&known, &args.services)?;
+    // A target that keeps services itself: its tasks or pods.
+    if let Some(tasks) = view.tasks.take() {
+        return super::orchestrated::ps(ctx, tasks, &args.services, args.all);
+    }
     let replicas: Vec<ReplicaView> = view
         .services
         .into_iter()

@@ -16,8 +16,8 @@ pub async fn run(ctx: &Context, args: RolloutArgs) -> Result<u8> {
     let door = Door::open(ctx)?;
     match args.action {
         RolloutAction::Status { service } => {
-            if let Some(b) = super::orchestrated::backend(ctx).await? {
-                return super::orchestrated::rollout_status(ctx, &b, &name, &service).await;
+            if let Some(s) = door.update_status(&name, &service).await? {
+                return super::orchestrated::rollout_status(ctx, &service, &s);
             }
             let Some(r) = door.rollouts(&name, Some(&service)).await?.pop() else {
                 bail!("service {service}: no rollout yet");
