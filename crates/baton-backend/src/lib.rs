@@ -240,13 +240,6 @@ impl Backend {
 pub async fn connect(target: &Target, key: &DigestKey) -> Result<Backend, RuntimeError> {
     let runtime = match &target.kind {
         TargetKind::Docker { host: None } => AnyRuntime::Docker(Docker::connect().await?),
-        TargetKind::Docker { host: Some(h) } if h.starts_with("ssh://") => {
-            return Err(RuntimeError::Unsupported(format!(
-                "target {target}: engine addresses over ssh:// are not supported yet; forward \
-                 the engine's socket (ssh -N -L /tmp/engine.sock:/var/run/docker.sock HOST) \
-                 and use host: unix:///tmp/engine.sock"
-            )))
-        }
         TargetKind::Docker { host: Some(h) } => {
             AnyRuntime::Docker(Docker::connect_to(h).await.map_err(|e| match e {
                 RuntimeError::Unavailable(m) => {
@@ -254,13 +247,6 @@ pub async fn connect(target: &Target, key: &DigestKey) -> Result<Backend, Runtim
                 }
                 other => other,
             })?)
-        }
-        TargetKind::Swarm { host: Some(h) } if h.starts_with("ssh://") => {
-            return Err(RuntimeError::Unsupported(format!(
-                "target {target}: engine addresses over ssh:// are not supported yet; forward \
-                 the manager's socket (ssh -N -L /tmp/swarm.sock:/var/run/docker.sock HOST) \
-                 and use host: unix:///tmp/swarm.sock"
-            )))
         }
         TargetKind::Swarm { host } => AnyRuntime::Swarm(
             Swarm::connect(host.as_deref(), &target.to_string(), None, key.clone()).await?,
@@ -301,25 +287,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn targets_without_a_backend_say_so() {
-        let e = connect(
-            &target(TargetKind::Swarm {
-                host: Some("ssh://ops@example".into()),
-            }),
-            &key(),
-        )
-        .await
-        .unwrap_err();
-        assert!(e.to_string().contains("ssh -N -L"), "{e}");
-        let e = connect(
-            &target(TargetKind::Docker {
-                host: Some("ssh://ops@example".into()),
-            }),
-            &key(),
-        )
-        .await
-        .unwrap_err();
-        assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
+    async fn an_ssh_engine_that_cannot_be_reached_names_the_target_and_says_why() {
+        // Nothing listens on port 1: the tunnel's ssh ends at once.
+        for kind in [
+            TargetKind::Swarm {
+                host: Some("ssh://nobody@127.0.0.1:1".into()),
+            },
+            TargetKind::Docker {
+                host: Some("ssh://nobody@127.0.0.1:1".into()),
+            },
+        ] {
+            let e = connect(&target(kind), &key()).await.unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, RuntimeError::Unavailable(_)), "{text}");
+            assert!(text.contains(": target t ("), "{text}");
+            assert!(
+                text.contains("ssh to ssh://nobody@127.0.0.1:1 ended"),
+                "{text}"
+            );
+        }
     }
 
     #[tokio::test]

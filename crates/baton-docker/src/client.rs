@@ -21,6 +21,9 @@ pub struct Docker {
     pub(crate) auth_api: bollard::Docker,
     pub(crate) credentials: CredentialSource,
     host: String,
+    /// For an `ssh://` address, the forward the clients talk through (kept as long as
+    /// a clone of this client is).
+    tunnel: Option<std::sync::Arc<crate::tunnel::SshTunnel>>,
 }
 
 impl Docker {
@@ -44,7 +47,20 @@ impl Docker {
                  readable by this user? set DOCKER_HOST to point elsewhere"
             ))
         };
-        let api = if let Some(path) = host.strip_prefix("unix://") {
+        let tunnel = if host.starts_with("ssh://") {
+            Some(std::sync::Arc::new(
+                crate::tunnel::SshTunnel::open(host)
+                    .await
+                    .map_err(RuntimeError::Unavailable)?,
+            ))
+        } else {
+            None
+        };
+        let endpoint = match &tunnel {
+            Some(t) => format!("unix://{}", t.local.display()),
+            None => host.to_string(),
+        };
+        let api = if let Some(path) = endpoint.strip_prefix("unix://") {
             bollard::Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
         } else if host.starts_with("tcp://") || host.starts_with("http://") {
             bollard::Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
@@ -61,13 +77,14 @@ impl Docker {
             .await
             .map_err(|e| unreachable(format!("cannot negotiate the api version: {e}")))?;
         let auth_api =
-            crate::auth_header::connect(host, REQUEST_TIMEOUT_SECS, &api.client_version())
+            crate::auth_header::connect(&endpoint, REQUEST_TIMEOUT_SECS, &api.client_version())
                 .map_err(|e| unreachable(e.to_string()))?;
         Ok(Docker {
             api,
             auth_api,
             credentials: CredentialSource::from_env(),
             host: host.to_string(),
+            tunnel,
         })
     }
 
@@ -114,9 +131,18 @@ impl Docker {
         })
     }
 
-    /// The engine address this client talks to.
+    /// The engine address this client talks to, as it was given.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Where the client connects: the address, or for `ssh://` the local end of its
+    /// forward.
+    pub(crate) fn endpoint(&self) -> String {
+        match &self.tunnel {
+            Some(t) => format!("unix://{}", t.local.display()),
+            None => self.host.clone(),
+        }
     }
 
     /// The negotiated API version, such as `1.41`.

@@ -20,6 +20,7 @@ mod oneshot;
 mod resources;
 mod stats;
 pub mod swarm;
+mod tunnel;
 
 use std::time::Duration;
 

@@ -587,3 +587,114 @@ fn canary_and_blue_green_switch_versions_in_the_front_and_a_broken_one_never_ser
         leftovers(&s.name)
     );
 }
+
+/// `host: ssh://USER@HOST:PORT` for a Docker and a swarm target, against a real sshd on
+/// loopback whose user reaches this machine's engine: the user's ssh (here with this
+/// test's config: key and known hosts, through `BATON_SSH`) forwards the engine's
+/// socket; `up`, `ps` and `down` go through it, a swarm target plans through it, and no
+/// ssh is left behind. A host ssh does not know is an error naming the target.
+#[test]
+fn engines_over_ssh_are_reached_through_the_user_s_ssh() {
+    if !swarm_available() || !baton_tests::fleet::sshd_available() {
+        return;
+    }
+    let hosts = baton_tests::fleet::TestHosts::start(1);
+    let h = &hosts.hosts[0];
+    let s = Scratch::new("swssh");
+    let _cleanup = Cleanup(s.name.clone());
+    let config = s.path().join("ssh_config");
+    s.write(
+        "ssh_config",
+        &format!(
+            "Host 127.0.0.1\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
+            hosts.key.display(),
+            hosts.known_hosts.display()
+        ),
+    );
+    s.write(
+        "ssh",
+        &format!("#!/bin/sh\nexec ssh -F '{}' \"$@\"\n", config.display()),
+    );
+    let wrapper = s.path().join("ssh");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let port = free_port();
+    let address = format!("ssh://{}@127.0.0.1:{}", hosts.user, h.port);
+    s.write(
+        "compose.yaml",
+        &format!(
+            r#"services:
+  web:
+    image: baton-test/busybox:latest
+    command: ["sh", "-c", "mkdir -p /www && echo over ssh > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: ["127.0.0.1:{port}:8080"]
+targets:
+  remote: {{docker: {{host: "{address}"}}}}
+  rswarm: {{swarm: {{host: "{address}"}}}}
+  stranger: {{docker: {{host: "ssh://{user}@localhost:{hport}"}}}}
+"#,
+            user = hosts.user,
+            hport = h.port
+        ),
+    );
+    let run = |args: &[&str]| {
+        s.cmd()
+            .env("BATON_SSH", &wrapper)
+            .args(args)
+            .output()
+            .expect("baton")
+    };
+    let up = run(&["--target", "remote", "up", "-d"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert_eq!(
+        baton_tests::http_get(port, 30).as_deref().map(str::trim),
+        Some("over ssh")
+    );
+    let ps = run(&["--target", "remote", "ps"]);
+    assert!(ps.status.success(), "{}", stderr(&ps));
+    assert!(
+        stdout(&ps).contains(&format!("{}-web-1", s.name)),
+        "{}",
+        stdout(&ps)
+    );
+    // A swarm manager over ssh: planned through the tunnel (not applied).
+    let plan = run(&["--target", "rswarm", "plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", stderr(&plan));
+    assert!(
+        stdout(&plan).contains(&format!("create service  {}_web", s.name)),
+        "{}",
+        stdout(&plan)
+    );
+    // localhost is not in the known hosts: ssh refuses in batch mode, baton says so.
+    let refused = run(&["--target", "stranger", "ps"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("target stranger (docker)") && said.contains("Host key verification failed"),
+        "{said}"
+    );
+    let down = run(&["--target", "remote", "down"]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert!(
+        docker_lines(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.baton.project={}", s.name)
+        ])
+        .is_empty(),
+        "down removed the container"
+    );
+    // Every tunnel ended with its command.
+    let left = Command::new("pgrep")
+        .args(["-f", &config.display().to_string()])
+        .output()
+        .expect("pgrep");
+    assert!(
+        stdout(&left).trim().is_empty(),
+        "ssh left running: {}",
+        stdout(&left)
+    );
+}

@@ -122,7 +122,7 @@ impl Swarm {
         } else {
             Publish::Ingress
         });
-        let raw = raw::Raw::new(docker.host(), &docker.api_version());
+        let raw = raw::Raw::new(&docker.endpoint(), &docker.api_version());
         Ok(Swarm {
             docker,
             raw,
