@@ -3,13 +3,15 @@
 # linux-image package) plus a busybox-static initramfs whose init prints a ready line on
 # ttyS0, then a counter every ~200 ms, runs a shell on ttyS1, brings up its virtio NIC
 # on QEMU's user network (10.0.2.15) with busybox httpd on port 80 (`/health` answers
-# `ok`), and powers off on the ACPI power button. Cached in $BATON_GUEST_DIR (default
+# `ok`), runs the QEMU guest agent (Debian's qemu-ga, with the libraries it links) on
+# the virtio-serial port `org.qemu.guest_agent.0` when the VM has one, and powers off
+# on the ACPI power button. Cached in $BATON_GUEST_DIR (default
 # <repo>/.guest): reruns are instant unless the guest's version below changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${BATON_GUEST_DIR:-$PWD/.guest}"
 # Bump when the guest changes, so cached guests are rebuilt.
-version=3
+version=4
 if [[ -s "$out/vmlinuz" && -s "$out/initramfs.gz" && "$(cat "$out/version" 2>/dev/null)" == "$version" \
       && "${1:-}" != "--force" ]]; then
     echo "guest ready in $out"
@@ -25,6 +27,8 @@ pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print 
 (cd "$work" && apt-get download "$pkg" >/dev/null 2>&1 || apt-get download "$pkg")
 dpkg-deb -x "$work"/linux-image-*.deb "$work/k"
 cp "$work"/k/boot/vmlinuz-* "$out/vmlinuz.tmp"
+(cd "$work" && apt-get download qemu-guest-agent >/dev/null 2>&1 || apt-get download qemu-guest-agent)
+dpkg-deb -x "$work"/qemu-guest-agent_*.deb "$work/qga"
 
 bb=/bin/busybox   # from busybox-static: the initramfs has no libc
 root="$work/root"
@@ -39,8 +43,20 @@ modules="drivers/acpi/button.ko drivers/input/evdev.ko drivers/virtio/virtio.ko
     drivers/virtio/virtio_ring.ko drivers/virtio/virtio_pci_legacy_dev.ko
     drivers/virtio/virtio_pci_modern_dev.ko drivers/virtio/virtio_pci.ko
     net/core/failover.ko drivers/net/net_failover.ko drivers/net/virtio_net.ko"
-for m in $modules; do
+for m in $modules drivers/char/virtio_console.ko; do
     cp "$work"/k/lib/modules/*/kernel/"$m" "$root/lib/modules/"
+done
+# The guest agent and the shared libraries it links, at the paths it looks for them.
+mkdir -p "$root/usr/sbin"
+cp "$work/qga/usr/sbin/qemu-ga" "$root/usr/sbin/qemu-ga"
+if ldd "$work/qga/usr/sbin/qemu-ga" | grep -q "not found"; then
+    echo "qemu-ga needs libraries this machine lacks:" >&2
+    ldd "$work/qga/usr/sbin/qemu-ga" | grep "not found" >&2
+    exit 1
+fi
+for lib in $(ldd "$work/qga/usr/sbin/qemu-ga" | awk '/=> \//{print $3} /^\t\/lib64/{print $1}'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
 done
 cat > "$root/etc/acpid.conf" <<'CONF'
 PWRF powerbutton
@@ -69,8 +85,16 @@ acpid -c /etc/acpi -a /etc/acpid.conf 2>/dev/null
 (while true; do setsid sh -i </dev/ttyS1 >/dev/ttyS1 2>&1; done) &
 echo "baton-guest: ready" > /dev/ttyS0
 # The network (QEMU's user mode: 10.0.2.15, gateway 10.0.2.2) and an HTTP server on 80.
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net; do
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_console; do
     insmod /lib/modules/$m.ko 2>/dev/null
+done
+# The guest agent, on its port when the VM has one (no udev: found by name in sysfs).
+for p in /sys/class/virtio-ports/*; do
+    if [ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ]; then
+        LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /usr/sbin/qemu-ga -m virtio-serial \
+            -p "/dev/$(basename "$p")" -t /tmp -d -f /tmp/qemu-ga.pid
+        echo "baton-guest: agent on /dev/$(basename "$p")" > /dev/ttyS0
+    fi
 done
 ip link set lo up
 if ip link set eth0 up 2>/dev/null; then

@@ -265,7 +265,7 @@ impl<R: Runtime> Control<R> {
         } else {
             Some(self.vm_host(Some(project), Vec::new())?)
         };
-        let gates = VmGates::new(&vm_section, &vms, &vms_running);
+        let gates = VmGates::new(&vm_section, &vms, &vms_running, host.as_ref());
         let journal = StoreJournal {
             store: &self.store,
             project: &project.name,

@@ -154,7 +154,7 @@ impl<R> Control<R> {
             let st = host.status(&r.name, now).await?;
             let health = match (&m.spec.healthcheck, st.pid) {
                 (Some(_), Some(_)) => Some(
-                    match baton_vm::health::probe(&m.spec).await {
+                    match host.probe(&m.spec).await {
                         Ok(()) => "healthy",
                         Err(_) => "unhealthy",
                     }

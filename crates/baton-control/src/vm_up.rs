@@ -31,12 +31,19 @@ type Ready = Option<std::result::Result<(), String>>;
 pub(crate) struct VmGates {
     ready: BTreeMap<String, (watch::Sender<Ready>, watch::Receiver<Ready>)>,
     specs: BTreeMap<String, baton_vm::VmSpec>,
+    /// Each VM's directory on this host (its guest agent's channel is there).
+    dirs: BTreeMap<String, std::path::PathBuf>,
 }
 
 impl VmGates {
     /// Every VM of the file: those with an action in `plan` are published when it is
     /// done; the others now (running, or not started by this `up`).
-    pub(crate) fn new(section: &VmSection, plan: &VmPlan, running: &[String]) -> VmGates {
+    pub(crate) fn new(
+        section: &VmSection,
+        plan: &VmPlan,
+        running: &[String],
+        host: Option<&Host>,
+    ) -> VmGates {
         let mut ready = BTreeMap::new();
         for vm in &section.vms {
             let (tx, rx) = watch::channel(None);
@@ -54,6 +61,11 @@ impl VmGates {
         }
         VmGates {
             ready,
+            dirs: section
+                .vms
+                .iter()
+                .filter_map(|v| Some((v.name.clone(), host?.vm_dir(&v.name).ok()?)))
+                .collect(),
             specs: section
                 .vms
                 .iter()
@@ -93,7 +105,10 @@ impl VmGates {
                     return Err("has no healthcheck".into());
                 };
                 loop {
-                    if baton_vm::health::probe(spec).await.is_ok() {
+                    let Some(dir) = self.dirs.get(vm) else {
+                        return Err("is not a VM of this host".into());
+                    };
+                    if baton_vm::health::probe(spec, dir).await.is_ok() {
                         return Ok(());
                     }
                     tokio::time::sleep(Duration::from_millis(check.interval_ms)).await;
@@ -319,7 +334,7 @@ impl<R: Runtime> Control<R> {
             ..Project::default()
         };
         let project = project.unwrap_or(&fallback);
-        let gates = VmGates::new(section, plan, &[]);
+        let gates = VmGates::new(section, plan, &[], Some(host));
         let run = VmRun {
             host,
             project,

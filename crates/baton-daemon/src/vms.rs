@@ -404,7 +404,7 @@ impl VmKeeper {
         if now - *last < check.interval_ms as i64 {
             return;
         }
-        let result = baton_vm::health::probe(&m.spec).await;
+        let result = host.probe(&m.spec).await;
         let now = (self.clock)();
         let Some((verdict, last)) = self.verdicts.get_mut(name) else {
             return;

@@ -1256,6 +1256,58 @@ fn one_plan_for_a_vm_and_a_service_and_serve_restarts_a_killed_guest() {
     assert!(!disk.exists(), "down -v removes the disk baton made");
 }
 
+/// `healthcheck: {agent: true}`: the VM gets the guest agent's virtio-serial port and
+/// the guest's own qemu-ga (Debian's, in the test guest) answers `guest-sync` and
+/// `guest-ping` there, with no port forwarded at all: `up` waits for it and `ps` says
+/// healthy; once qemu-ga is killed inside the guest, `ps` says unhealthy.
+#[test]
+fn the_guest_agent_answers_for_a_vm_s_health() {
+    let Some((k, i)) = guest() else { return };
+    let h = VmHost::new();
+    let _down = DownOnDrop(&h);
+    let vm = h.vm("qga");
+    h.write(
+        "baton.yaml",
+        &format!(
+            "name: qga{}\nvms:\n{}",
+            std::process::id(),
+            guest_vm(
+                &vm,
+                &k,
+                &i,
+                "    healthcheck: {agent: true, interval: 1s, timeout: 3s}\n"
+            )
+        ),
+    );
+    h.ok(&["up", "-d", "--wait-timeout", "300"]);
+    let health = || -> String {
+        let rows = h.json(&["ps"]);
+        rows.as_array()
+            .and_then(|rows| {
+                rows.iter()
+                    .find(|r| r["kind"] == "vm" && r["name"] == vm.as_str())
+            })
+            .map(|r| r["health"].as_str().unwrap_or("-").to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(BOOT, || health() == "healthy").is_some(),
+        "the agent never answered: {}\n{}",
+        health(),
+        console_log(&h.vm_dir(&vm))
+    );
+    assert!(
+        console_log(&h.vm_dir(&vm)).contains("baton-guest: agent on /dev/vport"),
+        "qemu-ga runs in the guest"
+    );
+    h.guest_run(&vm, "kill $(cat /tmp/qemu-ga.pid)");
+    assert!(
+        wait_until(Duration::from_secs(60), || health() == "unhealthy").is_some(),
+        "still {} with qemu-ga killed",
+        health()
+    );
+}
+
 /// Kills and reaps a child process when dropped (a daemon a failed test started).
 struct KillOnDrop(std::process::Child);
 

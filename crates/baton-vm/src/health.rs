@@ -1,23 +1,87 @@
 //! A VM's health as the host sees it: a TCP connect, or an HTTP GET answered with 2xx
-//! or 3xx, on the host side of one of its forwarded ports (`healthcheck:` in the file).
-//! `Verdict` is the pure bookkeeping of retries and the start period.
+//! or 3xx, on the host side of one of its forwarded ports, or the QEMU guest agent
+//! answering on its channel (`healthcheck:` in the file). `Verdict` is the pure
+//! bookkeeping of retries and the start period.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::spec::{HealthCheck, Probe, VmSpec};
 
-/// One check, bounded by the check's timeout. `Err` says why it failed.
-pub async fn probe(spec: &VmSpec) -> Result<(), String> {
-    let (Some(check), Some((ip, port))) = (&spec.healthcheck, spec.health_target()) else {
+/// One check of the VM whose directory is `dir`, bounded by the check's timeout. `Err`
+/// says why it failed.
+pub async fn probe(spec: &VmSpec, dir: &Path) -> Result<(), String> {
+    let Some(check) = &spec.healthcheck else {
         return Err(format!("VM {} has no healthcheck", spec.name));
     };
     let timeout = Duration::from_millis(check.timeout_ms);
+    if check.probe == Probe::Agent {
+        let socket = crate::qemu::Paths::new(dir).qga;
+        return match tokio::time::timeout(timeout, agent(&socket)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "the guest agent did not answer within {timeout:?} (is qemu-ga running in the guest?)"
+            )),
+        };
+    }
+    let Some((ip, port)) = spec.health_target() else {
+        return Err(format!("VM {} has no forward to check", spec.name));
+    };
     match tokio::time::timeout(timeout, attempt(check, &ip, port)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer from {ip}:{port} within {timeout:?}")),
+    }
+}
+
+/// The guest agent's protocol: `guest-sync` with a fresh id (answers still queued from
+/// an earlier, abandoned exchange are skipped until that id comes back), then
+/// `guest-ping`, which answers `{"return": {}}`.
+async fn agent(socket: &Path) -> Result<(), String> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("the guest agent's channel {}: {e}", socket.display()))?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read.take(1 << 20)).lines();
+    let id = u64::from(std::process::id()) << 20
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64 & 0xfffff);
+    let sync = format!("{{\"execute\":\"guest-sync\",\"arguments\":{{\"id\":{id}}}}}\n");
+    write
+        .write_all(sync.as_bytes())
+        .await
+        .map_err(|e| format!("the guest agent's channel: {e}"))?;
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .map_err(|e| format!("the guest agent's channel: {e}"))?
+            .ok_or("the guest agent's channel closed")?;
+        let v: serde_json::Value = match serde_json::from_str(line.trim_start_matches('\u{ff}')) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        if v["return"].as_u64() == Some(id) {
+            break;
+        }
+    }
+    write
+        .write_all(b"{\"execute\":\"guest-ping\"}\n")
+        .await
+        .map_err(|e| format!("the guest agent's channel: {e}"))?;
+    let line = lines
+        .next_line()
+        .await
+        .map_err(|e| format!("the guest agent's channel: {e}"))?
+        .ok_or("the guest agent's channel closed")?;
+    let v: serde_json::Value = serde_json::from_str(&line)
+        .map_err(|e| format!("the guest agent answered {line:?}: {e}"))?;
+    match v.get("return") {
+        Some(serde_json::Value::Object(_)) => Ok(()),
+        _ => Err(format!("the guest agent answered guest-ping with {line}")),
     }
 }
 
@@ -118,6 +182,53 @@ impl Verdict {
 mod tests {
     use super::*;
 
+    /// A port check (the VM's directory only matters to the agent's).
+    async fn probe_port(s: &VmSpec) -> Result<(), String> {
+        probe(s, Path::new("/nonexistent")).await
+    }
+
+    /// The agent's side of the protocol on a socket, as qemu-ga speaks it, with one
+    /// stale answer queued first: the probe syncs past it.
+    #[tokio::test]
+    async fn the_agent_probe_syncs_then_pings() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = crate::qemu::Paths::new(dir.path()).qga;
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let agent = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            write.write_all(b"{\"return\": 7}\n").await.unwrap();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let answer = match v["execute"].as_str() {
+                    Some("guest-sync") => format!("{{\"return\": {}}}\n", v["arguments"]["id"]),
+                    Some("guest-ping") => "{\"return\": {}}\n".to_string(),
+                    _ => "{\"error\": {\"class\": \"CommandNotFound\"}}\n".to_string(),
+                };
+                write.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        let mut s: VmSpec = serde_json::from_value(serde_json::json!({
+            "name": "a", "cpus": 1, "memory_mib": 128, "disks": [], "boot": {"kind": "disk"},
+            "network": {"mode": "none", "forwards": []},
+            "autostart": false, "accel": "tcg", "labels": {}, "environment": "dev", "ha": false,
+            "healthcheck": {"probe": {"kind": "agent"}, "interval_ms": 100, "timeout_ms": 2000,
+                            "retries": 1, "start_period_ms": 0}
+        }))
+        .unwrap();
+        assert_eq!(probe(&s, dir.path()).await, Ok(()));
+        agent.abort();
+        // Nobody on the channel: an error that says where.
+        let e = probe(&s, Path::new("/nonexistent")).await.unwrap_err();
+        assert!(
+            e.contains("guest agent's channel /nonexistent/qga.sock"),
+            "{e}"
+        );
+        s.healthcheck = None;
+        assert!(probe(&s, dir.path()).await.is_err());
+    }
+
     fn check(retries: u32, start_period_ms: u64) -> HealthCheck {
         HealthCheck {
             probe: Probe::Tcp { guest_port: 80 },
@@ -185,17 +296,17 @@ mod tests {
             .unwrap()
         };
         assert_eq!(
-            probe(&spec(serde_json::json!({"kind": "tcp", "guest_port": 80}))).await,
+            probe_port(&spec(serde_json::json!({"kind": "tcp", "guest_port": 80}))).await,
             Ok(())
         );
         assert_eq!(
-            probe(&spec(
+            probe_port(&spec(
                 serde_json::json!({"kind": "http", "guest_port": 80, "path": "/health"})
             ))
             .await,
             Ok(())
         );
-        let e = probe(&spec(
+        let e = probe_port(&spec(
             serde_json::json!({"kind": "http", "guest_port": 80, "path": "/x"}),
         ))
         .await
@@ -203,6 +314,9 @@ mod tests {
         assert!(e.ends_with("/x: HTTP 404"), "{e}");
         let mut none = spec(serde_json::json!({"kind": "tcp", "guest_port": 80}));
         none.healthcheck = None;
-        assert_eq!(probe(&none).await, Err("VM h has no healthcheck".into()));
+        assert_eq!(
+            probe_port(&none).await,
+            Err("VM h has no healthcheck".into())
+        );
     }
 }

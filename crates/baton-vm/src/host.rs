@@ -185,6 +185,13 @@ impl Host {
         })
     }
 
+    /// One health check of a VM of this host, as its `healthcheck:` says (the guest
+    /// agent's channel is in the VM's directory).
+    pub async fn probe(&self, spec: &crate::spec::VmSpec) -> Result<(), String> {
+        let dir = self.vm_dir(&spec.name).map_err(|e| e.to_string())?;
+        crate::health::probe(spec, &dir).await
+    }
+
     /// `<state dir>/vms/<name>`, for a name that is one safe path component.
     pub fn vm_dir(&self, name: &str) -> Result<PathBuf, VmError> {
         if !crate::spec::valid_name(name) {

@@ -23,6 +23,8 @@ pub struct Paths {
     pub qmp: PathBuf,
     pub console_log: PathBuf,
     pub console_sock: PathBuf,
+    /// The QEMU guest agent's channel (a VM whose health the agent answers).
+    pub qga: PathBuf,
     pub pid: PathBuf,
 }
 
@@ -33,6 +35,7 @@ impl Paths {
             qmp: dir.join("qmp.sock"),
             console_log: dir.join("console.log"),
             console_sock: dir.join("console.sock"),
+            qga: dir.join("qga.sock"),
             pid: dir.join("qemu.pid"),
         }
     }
@@ -89,6 +92,24 @@ pub fn argv(
         // it, so that baton can tell a guest's own power-off from a process that died.
         "-no-shutdown".into(),
     ];
+    if spec
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| h.probe == crate::spec::Probe::Agent)
+    {
+        // The guest agent's port, by the name qemu-ga looks for.
+        a.extend([
+            "-chardev".into(),
+            format!(
+                "socket,id=qga0,path={},server=on,wait=off",
+                opt_path(&paths.qga)
+            ),
+            "-device".into(),
+            "virtio-serial-pci,id=vser0".into(),
+            "-device".into(),
+            "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0".into(),
+        ]);
+    }
     match &spec.boot {
         Boot::Kernel {
             kernel,

@@ -37,7 +37,7 @@ impl VmSpec {
     /// The host address and port the health check connects to: the host side of the
     /// forward of the check's guest port (the reader makes sure there is one).
     pub fn health_target(&self) -> Option<(String, u16)> {
-        let port = self.healthcheck.as_ref()?.probe.guest_port();
+        let port = self.healthcheck.as_ref()?.probe.guest_port()?;
         let f = self
             .network
             .forwards
@@ -93,14 +93,24 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Probe {
-    Tcp { guest_port: u16 },
-    Http { guest_port: u16, path: String },
+    Tcp {
+        guest_port: u16,
+    },
+    Http {
+        guest_port: u16,
+        path: String,
+    },
+    /// The QEMU guest agent answers `guest-sync` and `guest-ping` on its virtio-serial
+    /// port (`org.qemu.guest_agent.0`, which the VM then has).
+    Agent,
 }
 
 impl Probe {
-    pub fn guest_port(&self) -> u16 {
+    /// The guest port a TCP or HTTP check reaches through its forward.
+    pub fn guest_port(&self) -> Option<u16> {
         match self {
-            Probe::Tcp { guest_port } | Probe::Http { guest_port, .. } => *guest_port,
+            Probe::Tcp { guest_port } | Probe::Http { guest_port, .. } => Some(*guest_port),
+            Probe::Agent => None,
         }
     }
 }
@@ -320,6 +330,7 @@ const VM_KEYS: &[&str] = &[
 const HEALTH_KEYS: &[&str] = &[
     "tcp",
     "http",
+    "agent",
     "interval",
     "timeout",
     "retries",
@@ -668,9 +679,9 @@ impl Reader<'_> {
         }
     }
 
-    /// `{tcp: PORT}` or `{http: {port: PORT, path: /health}}` (or `{http: PORT}`), with
-    /// `interval`, `timeout`, `retries` and `start_period`. The port is the guest's and
-    /// must be forwarded: the host checks the forward.
+    /// `{tcp: PORT}`, `{http: {port: PORT, path: /health}}` (or `{http: PORT}`) or
+    /// `{agent: true}`, with `interval`, `timeout`, `retries` and `start_period`. A port
+    /// is the guest's and must be forwarded: the host checks the forward.
     fn healthcheck(
         &mut self,
         path: &str,
@@ -683,7 +694,10 @@ impl Reader<'_> {
             return None;
         }
         let Some(m) = v.as_object() else {
-            self.err(&p, "expected {tcp: PORT} or {http: {port: PORT, path: /}}");
+            self.err(
+                &p,
+                "expected {tcp: PORT}, {http: {port: PORT, path: /}} or {agent: true}",
+            );
             return None;
         };
         self.keys(&p, m, HEALTH_KEYS);
@@ -693,14 +707,24 @@ impl Reader<'_> {
                 .filter(|n| *n > 0)
         };
         let probe = match (m.get("tcp"), m.get("http")) {
-            (Some(t), None) => match port(t) {
+            (None, None) if m.contains_key("agent") => match m.get("agent") {
+                Some(Value::Bool(true)) => Probe::Agent,
+                _ => {
+                    self.err(
+                        &format!("{p}.agent"),
+                        "expected true (the QEMU guest agent answers for the guest)",
+                    );
+                    return None;
+                }
+            },
+            (Some(t), None) if !m.contains_key("agent") => match port(t) {
                 Some(guest_port) => Probe::Tcp { guest_port },
                 None => {
                     self.err(&format!("{p}.tcp"), "expected the guest port to connect to");
                     return None;
                 }
             },
-            (None, Some(h)) => {
+            (None, Some(h)) if !m.contains_key("agent") => {
                 let (port_v, path_v) = match h {
                     Value::Object(hm) => {
                         self.keys(&format!("{p}.http"), hm, HTTP_KEYS);
@@ -735,25 +759,25 @@ impl Reader<'_> {
             _ => {
                 self.err(
                     &p,
-                    "expected one of tcp: PORT or http: {port: PORT, path: /}",
+                    "expected one of tcp: PORT, http: {port: PORT, path: /} or agent: true",
                 );
                 return None;
             }
         };
-        let forwarded = network
-            .forwards
-            .iter()
-            .any(|f| f.guest_port == probe.guest_port() && f.protocol == "tcp");
-        if !forwarded {
-            self.err(
-                &p,
-                &format!(
-                    "guest port {} is not forwarded: add a forward such as \"{}:{}\" to network.forwards (the host checks it there)",
-                    probe.guest_port(),
-                    20000 + u32::from(probe.guest_port()) % 40000,
-                    probe.guest_port()
-                ),
-            );
+        if let Some(guest_port) = probe.guest_port() {
+            let forwarded = network
+                .forwards
+                .iter()
+                .any(|f| f.guest_port == guest_port && f.protocol == "tcp");
+            if !forwarded {
+                self.err(
+                    &p,
+                    &format!(
+                        "guest port {guest_port} is not forwarded: add a forward such as \"{}:{guest_port}\" to network.forwards (the host checks it there)",
+                        20000 + u32::from(guest_port) % 40000,
+                    ),
+                );
+            }
         }
         let retries = match m.get("retries") {
             None => 3,
@@ -1493,6 +1517,38 @@ mod tests {
             msg.contains("snapshot_policies.dev.schedule: \"every night\" is no cron expression"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn the_guest_agent_as_a_healthcheck() {
+        let e = |v: Value| messages(read_project(&project_with(&[], v)).unwrap_err());
+        let vm = |extra: Value| {
+            let mut v = serde_json::json!({"boot": {"disk": true}, "disks": [{"size": "1G"}]});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v
+        };
+        let p = project_with(
+            &[],
+            serde_json::json!({"vms": {"db": vm(serde_json::json!({
+                "healthcheck": {"agent": true, "interval": "1s"}
+            }))}}),
+        );
+        let s = read_project(&p).unwrap();
+        let db = s.vm("db").unwrap();
+        assert_eq!(db.healthcheck.as_ref().unwrap().probe, Probe::Agent);
+        assert_eq!(db.health_target(), None, "no forward is needed");
+        for (bad, says) in [
+            (serde_json::json!({"agent": "yes"}), "vms.db.healthcheck.agent: expected true"),
+            (
+                serde_json::json!({"agent": true, "tcp": 22}),
+                "vms.db.healthcheck: expected one of tcp: PORT, http: {port: PORT, path: /} or agent: true",
+            ),
+        ] {
+            let msg = e(serde_json::json!({"vms": {"db": vm(serde_json::json!({"healthcheck": bad}))}}));
+            assert!(msg.contains(says), "{msg}");
+        }
     }
 
     #[test]

@@ -354,11 +354,18 @@ pub fn changes(old: &VmSpec, old_disks: &[String], new: &VmSpec) -> (Vec<Change>
         new.restart.as_str().into(),
         false,
     );
+    // The guest agent's check needs its channel, a device of the machine: starting or
+    // stopping to use it is a restart; other changes of the check are not.
+    let agent = |v: &VmSpec| {
+        v.healthcheck
+            .as_ref()
+            .is_some_and(|h| h.probe == crate::spec::Probe::Agent)
+    };
     push(
         "healthcheck",
         json_text(&old.healthcheck),
         json_text(&new.healthcheck),
-        false,
+        agent(old) != agent(new),
     );
     push(
         "depends_on",
