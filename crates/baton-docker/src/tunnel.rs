@@ -97,6 +97,8 @@ impl SshAddress {
             "-o",
             "ExitOnForwardFailure=yes",
             "-o",
+            "ConnectTimeout=10",
+            "-o",
             "ServerAliveInterval=15",
             "-o",
             "ServerAliveCountMax=3",
