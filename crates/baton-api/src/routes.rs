@@ -2,7 +2,6 @@
 //! the one list that builds the router and the OpenAPI document — and the handlers,
 //! each a translation from HTTP into a read or a `baton_control::Operation` and back.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -973,28 +972,18 @@ async fn fleet_hosts(State(s): St, p: P1) -> Result<Json<Vec<FleetHostView>>, Ap
 
 /// Hosts as the newest recorded run that reached each saw them.
 pub(crate) fn fleet_hosts_of(store: &Store, project: &str) -> Result<Vec<FleetHostView>, ApiError> {
-    let mut hosts: BTreeMap<String, FleetHostView> = BTreeMap::new();
-    // Newest first: the first time a host shows is its newest state.
-    for run in store.fleet_runs(project, MAX_LIMIT)? {
-        let view = FleetRunView::from(run);
-        for h in view.hosts {
-            if h.status == "skipped" || hosts.contains_key(&h.host) {
-                continue;
-            }
-            hosts.insert(
-                h.host.clone(),
-                FleetHostView {
-                    reachable: h.status != "unreachable",
-                    host: h.host,
-                    address: h.address,
-                    status: h.status,
-                    run: view.id,
-                    seen_at: view.finished_at,
-                },
-            );
-        }
-    }
-    Ok(hosts.into_values().collect())
+    Ok(store
+        .fleet_hosts(Some(project))?
+        .into_iter()
+        .map(|h| FleetHostView {
+            reachable: h.reachable(),
+            host: h.host,
+            address: h.address,
+            status: h.status,
+            run: h.run,
+            seen_at: h.seen_at,
+        })
+        .collect())
 }
 
 async fn files(State(s): St, p: P1) -> Result<Json<Vec<ManagedFileView>>, ApiError> {

@@ -382,6 +382,23 @@ pub struct ServeArgs {
     /// How long the metrics history is kept
     #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = parse_interval)]
     pub retention: std::time::Duration,
+    /// Follow the VM agent at HOST:PORT or https://HOST:PORT (repeatable): its VMs'
+    /// events (starts, migrations, failovers, snapshots) join this daemon's event stream
+    #[arg(long = "agent", value_name = "ADDR")]
+    pub agents: Vec<String>,
+    /// File holding the agents' bearer token (default: $BATON_AGENT_TOKEN)
+    #[arg(long, value_name = "FILE")]
+    pub agent_token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the agents' certificates; HOST:PORT addresses
+    /// then use TLS
+    #[arg(long, value_name = "FILE", env = "BATON_AGENT_CA")]
+    pub agent_ca: Option<PathBuf>,
+    /// This daemon's certificate (PEM) for agents that ask for one (mutual TLS)
+    #[arg(long, value_name = "FILE", env = "BATON_AGENT_CLIENT_CERT")]
+    pub agent_client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --agent-client-cert
+    #[arg(long, value_name = "FILE", env = "BATON_AGENT_CLIENT_KEY")]
+    pub agent_client_key: Option<PathBuf>,
 }
 
 /// A duration such as `10s`, `500ms` or `14d`, at least a millisecond.

@@ -133,6 +133,15 @@ impl<R> Control<R> {
     /// Records a finished run (a ping's too) in the store.
     pub fn record_fleet_run(&self, project: &str, mut report: RunReport) -> Result<RunReport> {
         let json = serde_json::to_string(&report).map_err(|e| refused(e.to_string()))?;
+        let hosts: Vec<baton_state::HostInRun<'_>> = report
+            .hosts
+            .iter()
+            .map(|h| baton_state::HostInRun {
+                host: &h.host,
+                address: &h.address,
+                status: h.status.as_str(),
+            })
+            .collect();
         let id = self.store.record_fleet_run(
             project,
             &report.kind,
@@ -143,6 +152,7 @@ impl<R> Control<R> {
             report.started_at,
             report.finished_at,
             &json,
+            &hosts,
         )?;
         report.id = Some(id);
         Ok(report)

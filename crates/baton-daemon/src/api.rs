@@ -66,6 +66,9 @@ pub struct Status {
     pub proxies: Vec<ProxyStatus>,
     /// The edge, when some project has routes.
     pub edge: Option<crate::edge::EdgeStatus>,
+    /// The VM agents whose events this daemon follows (`--agent`).
+    #[serde(default)]
+    pub agents: Vec<crate::agents::AgentStatus>,
 }
 
 /// One published port and what serves it.

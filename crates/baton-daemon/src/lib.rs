@@ -8,6 +8,7 @@
 //! restart (errors are retried; the next tick converges).
 
 pub mod acme;
+pub mod agents;
 pub mod alerts;
 pub mod api;
 pub mod autoscale;

@@ -29,9 +29,6 @@ pub fn revision_label(hash: &str) -> String {
     hash.chars().take(REVISION_CHARS).collect()
 }
 
-/// How many of a project's newest fleet runs say whether its hosts are up.
-const HOST_RUNS: i64 = 50;
-
 /// What the host series read of a host's recorded facts (`baton_fleet::facts::Facts`
 /// as JSON).
 #[derive(serde::Deserialize, Default)]
@@ -422,38 +419,20 @@ impl Telemetry {
     /// Fleet hosts per project: up as the newest of its facts and the runs that tried it
     /// saw it, load, memory and disk from its newest facts (`baton fleet facts`).
     fn record_hosts(&self, store: &Store) {
-        #[derive(serde::Deserialize, Default)]
-        #[serde(default)]
-        struct Report {
-            hosts: Vec<HostResult>,
-        }
-        #[derive(serde::Deserialize, Default)]
-        #[serde(default)]
-        struct HostResult {
-            host: String,
-            status: String,
-        }
         let f = &self.metrics.fleet;
         // (project, host) -> (up, when seen)
-        let mut seen: BTreeMap<(String, String), (bool, i64)> = BTreeMap::new();
-        let Ok(projects) = store.projects() else {
+        let (Ok(projects), Ok(hosts)) = (store.projects(), store.fleet_hosts(None)) else {
             return;
         };
-        for p in projects {
-            let Ok(runs) = store.fleet_runs(&p.name, HOST_RUNS) else {
-                continue;
-            };
-            for run in runs {
-                let report: Report = serde_json::from_str(&run.report_json).unwrap_or_default();
-                for h in report.hosts {
-                    if h.status == "skipped" {
-                        continue;
-                    }
-                    seen.entry((p.name.clone(), h.host))
-                        .or_insert((h.status != "unreachable", run.finished_at));
-                }
-            }
-        }
+        let known: BTreeSet<String> = projects.into_iter().map(|p| p.name).collect();
+        let mut seen: BTreeMap<(String, String), (bool, i64)> = hosts
+            .into_iter()
+            .filter(|h| known.contains(&h.project))
+            .map(|h| {
+                let up = h.reachable();
+                ((h.project, h.host), (up, h.seen_at))
+            })
+            .collect();
         let facts = store.host_facts().unwrap_or_default();
         for r in &facts {
             let key = (r.project.clone(), r.host.clone());

@@ -129,6 +129,16 @@ impl Client {
             endpoint: to.to_string(),
             message,
         };
+        let failed = |f: Failure| {
+            if f.identity_refused {
+                HttpError::IdentityRefused {
+                    endpoint: to.to_string(),
+                    message: f.message,
+                }
+            } else {
+                err(f.message)
+            }
+        };
         let tls = match (to.scheme, &self.tls) {
             (Some(Scheme::Http), _) | (None, None) => None,
             (Some(Scheme::Https) | None, Some(t)) => Some(t),
@@ -157,7 +167,7 @@ impl Client {
                 .map_err(|e| err(format!("cannot connect: {e}")))?;
             let _ = tcp.set_nodelay(true);
             match tls {
-                None => exchange(tcp, req).await.map_err(err),
+                None => exchange(tcp, req).await.map_err(failed),
                 Some(t) => {
                     let name = ServerName::try_from(to.host.clone())
                         .map_err(|e| err(format!("not a TLS server name: {e}")))?;
@@ -165,8 +175,8 @@ impl Client {
                         .connector
                         .connect(name, tcp)
                         .await
-                        .map_err(|e| err(format!("TLS handshake failed: {e}")))?;
-                    exchange(stream, req).await.map_err(err)
+                        .map_err(|e| failed(Failure::of("TLS handshake failed", &e)))?;
+                    exchange(stream, req).await.map_err(failed)
                 }
             }
         };
@@ -176,13 +186,63 @@ impl Client {
     }
 }
 
-async fn exchange<S>(stream: S, req: Request<Full<Bytes>>) -> Result<Answer, String>
+/// Why an exchange got no answer: the error with what caused it (hyper's own says
+/// only "connection error"; the TLS alert that ended the connection is in its
+/// sources), and whether that was the server refusing this client's certificate.
+struct Failure {
+    message: String,
+    identity_refused: bool,
+}
+
+impl Failure {
+    fn of(what: &str, e: &(dyn std::error::Error + 'static)) -> Failure {
+        let mut message = format!("{what}: {e}");
+        let mut identity_refused = false;
+        let mut next = Some(e);
+        while let Some(cause) = next {
+            identity_refused |= refuses_identity(cause);
+            let more = cause.to_string();
+            if !message.ends_with(&more) {
+                message.push_str(": ");
+                message.push_str(&more);
+            }
+            next = cause.source();
+        }
+        Failure {
+            message,
+            identity_refused,
+        }
+    }
+}
+
+/// A TLS alert a server sends when it wants a client certificate or refuses the one
+/// given (one whose signature does not verify under its CA is a `DecryptError`).
+/// rustls's error travels inside an `io::Error`, whose `source` skips it.
+fn refuses_identity(e: &(dyn std::error::Error + 'static)) -> bool {
+    use rustls::AlertDescription as A;
+    let inner = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .and_then(|i| i.downcast_ref::<rustls::Error>());
+    matches!(
+        inner,
+        Some(rustls::Error::AlertReceived(
+            A::CertificateRequired
+                | A::UnknownCA
+                | A::BadCertificate
+                | A::CertificateUnknown
+                | A::DecryptError
+        ))
+    )
+}
+
+async fn exchange<S>(stream: S, req: Request<Full<Bytes>>) -> Result<Answer, Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+        .map_err(|e| Failure::of("HTTP handshake failed", &e))?;
     let conn = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -190,12 +250,12 @@ where
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| format!("cannot reach it: {e}"))?;
+            .map_err(|e| Failure::of("cannot reach it", &e))?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
-            .map_err(|e| format!("cannot read the answer: {e}"))?
+            .map_err(|e| Failure::of("cannot read the answer", &*e))?
             .to_bytes();
         Ok(Answer { status, body })
     }

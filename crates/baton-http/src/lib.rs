@@ -38,4 +38,8 @@ pub enum HttpError {
     /// A request that got no HTTP answer (connect, TLS, timeout, protocol).
     #[error("{endpoint}: {message}")]
     Request { endpoint: String, message: String },
+    /// The server ended the TLS handshake over this client's certificate: it asks for
+    /// one, or trusts not the one given (mutual TLS).
+    #[error("{endpoint}: {message} (the server asks for a client certificate it trusts)")]
+    IdentityRefused { endpoint: String, message: String },
 }

@@ -1,5 +1,7 @@
 //! TLS through rustls with the ring provider (the one russh already brings): a server
-//! identity from PEM certificate and key files, a client trusting the CAs of a PEM file.
+//! identity from PEM certificate and key files (asking clients for certificates of a
+//! CA when told to: mutual TLS), a client trusting the CAs of a PEM file and presenting
+//! its own certificate when it has one.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -64,30 +66,74 @@ impl ServerTls {
     /// The certificate chain in `cert` (PEM, the server's certificate first) and the
     /// private key in `key` (PEM: PKCS#8, SEC1 or PKCS#1).
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<ServerTls, HttpError> {
-        let chain = certificates(cert)?;
-        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-            file_err(
-                key,
-                format!("cannot read a private key (expected PEM): {e}"),
-            )
-        })?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        ServerTls::build(cert, key, None)
+    }
+
+    /// As [`ServerTls::from_pem_files`], and every client must present a certificate
+    /// signed by a CA of `client_ca` (PEM) for the handshake to succeed: mutual TLS.
+    pub fn requiring_clients(
+        cert: &Path,
+        key: &Path,
+        client_ca: &Path,
+    ) -> Result<ServerTls, HttpError> {
+        ServerTls::build(cert, key, Some(client_ca))
+    }
+
+    fn build(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<ServerTls, HttpError> {
+        let (chain, key_der) = identity(cert, key)?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| HttpError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key_der)
-            .map_err(|e| {
-                HttpError::Tls(format!(
-                    "{} and {} do not make a server identity: {e}",
-                    cert.display(),
-                    key.display()
-                ))
-            })?;
+            .map_err(|e| HttpError::Tls(e.to_string()))?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots(ca)?),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| file_err(ca, format!("cannot verify clients with it: {e}")))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_single_cert(chain, key_der).map_err(|e| {
+            HttpError::Tls(format!(
+                "{} and {} do not make a server identity: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(ServerTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
         })
     }
+}
+
+/// A certificate chain and its private key from PEM files.
+fn identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), HttpError> {
+    let chain = certificates(cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        file_err(
+            key,
+            format!("cannot read a private key (expected PEM): {e}"),
+        )
+    })?;
+    Ok((chain, key_der))
+}
+
+/// The certificates of a PEM file as trusted roots.
+fn roots(ca: &Path) -> Result<rustls::RootCertStore, HttpError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certificates(ca)? {
+        roots
+            .add(c)
+            .map_err(|e| file_err(ca, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
 }
 
 impl ClientTls {
@@ -118,17 +164,33 @@ impl ClientTls {
     /// Trusts the certificates in `ca` (PEM) as roots: servers must present a
     /// certificate they signed, for the name or IP address the client connects to.
     pub fn from_ca_file(ca: &Path) -> Result<ClientTls, HttpError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in certificates(ca)? {
-            roots
-                .add(c)
-                .map_err(|e| file_err(ca, format!("not a usable CA certificate: {e}")))?;
-        }
-        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        ClientTls::build(ca, None)
+    }
+
+    /// As [`ClientTls::from_ca_file`], presenting the certificate chain in `cert` and
+    /// its key in `key` (PEM) to servers that ask for one (mutual TLS).
+    pub fn with_identity(ca: &Path, cert: &Path, key: &Path) -> Result<ClientTls, HttpError> {
+        ClientTls::build(ca, Some((cert, key)))
+    }
+
+    fn build(ca: &Path, me: Option<(&Path, &Path)>) -> Result<ClientTls, HttpError> {
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| HttpError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots(ca)?);
+        let mut config = match me {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let (chain, key_der) = identity(cert, key)?;
+                builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    HttpError::Tls(format!(
+                        "{} and {} do not make a client identity: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?
+            }
+        };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),

@@ -85,10 +85,7 @@ impl Store {
             } else {
                 format!("{} {}: {}: {}", e.action, e.target, e.outcome, e.message)
             };
-            tx.execute(
-                "INSERT INTO events (project, at, kind, subject, message) VALUES (?1, ?2, 'audit', ?3, ?4)",
-                params![e.project, e.at, e.actor, message],
-            )?;
+            crate::insert_event(&tx, &e.project, e.at, "audit", &e.actor, &message)?;
             tx.commit()?;
             Ok(id)
         })

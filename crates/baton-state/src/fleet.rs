@@ -52,6 +52,67 @@ CREATE TABLE IF NOT EXISTS host_facts (
 );
 ";
 
+/// Migration 9: each host as the newest fleet run that reached it saw it, written with
+/// the run; filled from the runs recorded before it (their reports' `hosts`).
+pub(crate) const HOSTS: &str = "
+CREATE TABLE IF NOT EXISTS fleet_hosts (
+    project TEXT NOT NULL,
+    host TEXT NOT NULL,
+    address TEXT NOT NULL,
+    status TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL,
+    PRIMARY KEY (project, host)
+);
+INSERT OR REPLACE INTO fleet_hosts (project, host, address, status, run, seen_at)
+SELECT project, host, address, status, max(run), seen_at FROM (
+    SELECT r.project AS project,
+           CASE WHEN h.type = 'object' THEN json_extract(h.value, '$.host') END AS host,
+           CASE WHEN h.type = 'object'
+                THEN coalesce(json_extract(h.value, '$.address'), '') END AS address,
+           CASE WHEN h.type = 'object' THEN json_extract(h.value, '$.status') END AS status,
+           r.id AS run,
+           r.finished_at AS seen_at
+    FROM fleet_runs r,
+         json_each(CASE WHEN json_valid(r.report_json) THEN r.report_json ELSE '{}' END,
+                   '$.hosts') h
+)
+WHERE typeof(host) = 'text' AND typeof(address) = 'text' AND typeof(status) = 'text'
+      AND status <> 'skipped'
+GROUP BY project, host;
+";
+
+/// A host as the newest recorded fleet run that reached it saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetHostSeen {
+    pub project: String,
+    pub host: String,
+    pub address: String,
+    /// Its status in that run: `ok`, `changed`, `failed` or `unreachable`.
+    pub status: String,
+    /// The run.
+    pub run: i64,
+    /// When that run finished.
+    pub seen_at: i64,
+}
+
+impl FleetHostSeen {
+    /// False when the newest run that tried could not connect.
+    pub fn reachable(&self) -> bool {
+        self.status != "unreachable"
+    }
+}
+
+/// One host's result in a run being recorded: what `fleet_hosts` keeps of it.
+#[derive(Debug, Clone, Copy)]
+pub struct HostInRun<'a> {
+    pub host: &'a str,
+    pub address: &'a str,
+    /// `ok`, `changed`, `failed`, `unreachable`; a `skipped` host was not reached and
+    /// is not kept.
+    pub status: &'a str,
+}
+
 /// A host's newest facts: `facts_json` when it answered, else why not (`error`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostFactsRecord {
@@ -114,6 +175,8 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileVersion> {
 }
 
 impl Store {
+    /// Records a finished run and, in the same transaction, where each host it reached
+    /// stands now (`fleet_hosts`).
     #[allow(clippy::too_many_arguments)]
     pub fn record_fleet_run(
         &self,
@@ -126,14 +189,49 @@ impl Store {
         started_at: i64,
         finished_at: i64,
         report_json: &str,
+        hosts: &[HostInRun<'_>],
     ) -> Result<i64> {
         self.with(|c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
                 "INSERT INTO fleet_runs (project, kind, task, target, strategy, outcome, started_at, finished_at, report_json)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![project, kind, task, target, strategy, outcome, started_at, finished_at, report_json],
             )?;
-            Ok(c.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO fleet_hosts (project, host, address, status, run, seen_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for h in hosts.iter().filter(|h| h.status != "skipped") {
+                    st.execute(params![project, h.host, h.address, h.status, id, finished_at])?;
+                }
+            }
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// Each host as the newest run that reached it saw it: a project's, or every
+    /// project's (`None`), by project and host.
+    pub fn fleet_hosts(&self, project: Option<&str>) -> Result<Vec<FleetHostSeen>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT project, host, address, status, run, seen_at FROM fleet_hosts
+                 WHERE ?1 IS NULL OR project = ?1 ORDER BY project, host",
+            )?;
+            let rows = st.query_map(params![project], |r| {
+                Ok(FleetHostSeen {
+                    project: r.get(0)?,
+                    host: r.get(1)?,
+                    address: r.get(2)?,
+                    status: r.get(3)?,
+                    run: r.get(4)?,
+                    seen_at: r.get(5)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 
@@ -355,9 +453,137 @@ mod tests {
         assert_eq!(s.files_applied("p", "f").unwrap()[0].version, 1);
         let id = s
             .record_fleet_run(
-                "p", "adhoc", "hostname", "all", "parallel", "ok", 1, 2, "{}",
+                "p",
+                "adhoc",
+                "hostname",
+                "all",
+                "parallel",
+                "ok",
+                1,
+                2,
+                "{}",
+                &[],
             )
             .unwrap();
         assert_eq!(s.fleet_runs("p", 10).unwrap()[0].id, id);
+    }
+
+    fn seen(host: &str, address: &str, status: &str, run: i64, seen_at: i64) -> FleetHostSeen {
+        FleetHostSeen {
+            project: "p".into(),
+            host: host.into(),
+            address: address.into(),
+            status: status.into(),
+            run,
+            seen_at,
+        }
+    }
+
+    #[test]
+    fn a_host_is_kept_as_the_newest_run_that_reached_it_saw_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let h = |host, address, status| HostInRun {
+            host,
+            address,
+            status,
+        };
+        let first = s
+            .record_fleet_run(
+                "p",
+                "adhoc",
+                "true",
+                "all",
+                "parallel",
+                "failed",
+                1,
+                10,
+                "{}",
+                &[h("a", "10.0.0.1", "ok"), h("b", "10.0.0.2", "unreachable")],
+            )
+            .unwrap();
+        // A later run that halted before b: b stays as the first run saw it.
+        let second = s
+            .record_fleet_run(
+                "p",
+                "adhoc",
+                "true",
+                "all",
+                "serial",
+                "halted",
+                11,
+                20,
+                "{}",
+                &[h("a", "10.0.0.9", "failed"), h("b", "10.0.0.2", "skipped")],
+            )
+            .unwrap();
+        s.record_fleet_run(
+            "q",
+            "ping",
+            "true",
+            "all",
+            "parallel",
+            "ok",
+            1,
+            30,
+            "{}",
+            &[h("a", "192.0.2.1", "ok")],
+        )
+        .unwrap();
+        assert_eq!(
+            s.fleet_hosts(Some("p")).unwrap(),
+            vec![
+                seen("a", "10.0.0.9", "failed", second, 20),
+                seen("b", "10.0.0.2", "unreachable", first, 10)
+            ]
+        );
+        let all = s.fleet_hosts(None).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            (all[2].project.as_str(), all[2].status.as_str()),
+            ("q", "ok")
+        );
+        assert!(s.fleet_hosts(Some("none")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_hosts_of_runs_recorded_before_the_table_are_filled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        {
+            // The database as migration 8 left it, with runs recorded then: reports
+            // as baton wrote them, and one that is not JSON at all.
+            let c = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            c.execute_batch("DROP TABLE fleet_hosts; PRAGMA user_version = 8;")
+                .unwrap();
+            let run = |project: &str, finished: i64, report: &str| {
+                c.execute(
+                    "INSERT INTO fleet_runs (project, kind, task, target, strategy, outcome, started_at, finished_at, report_json)
+                     VALUES (?1, 'adhoc', 'true', 'all', 'parallel', 'ok', 0, ?2, ?3)",
+                    params![project, finished, report],
+                )
+                .unwrap();
+            };
+            run(
+                "p",
+                10,
+                r#"{"hosts":[{"host":"a","address":"10.0.0.1","status":"ok"},{"host":"b","address":"10.0.0.2","status":"unreachable"}]}"#,
+            );
+            run("p", 15, "not json");
+            run(
+                "p",
+                20,
+                r#"{"hosts":[{"host":"a","address":"10.0.0.9","status":"changed"},{"host":"b","address":"10.0.0.2","status":"skipped"},7,{"host":3}]}"#,
+            );
+            run("q", 30, r#"{"hosts":{"host":"x","status":"ok"}}"#);
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.fleet_hosts(None).unwrap(),
+            vec![
+                seen("a", "10.0.0.9", "changed", 3, 20),
+                seen("b", "10.0.0.2", "unreachable", 1, 10)
+            ]
+        );
     }
 }

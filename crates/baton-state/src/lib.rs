@@ -4,6 +4,7 @@
 //! Architecture invariant: the store never invents timestamps; every write takes `now`
 //! (Unix milliseconds) from the caller, so tests are exact. It knows nothing of Docker.
 
+mod agents;
 mod alerts;
 mod audit;
 mod fleet;
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertTransition, NotificationRecord, SilenceRecord};
 pub use audit::AuditRecord;
-pub use fleet::{FileApplied, FileVersion, FleetRun, HostFactsRecord};
+pub use fleet::{FileApplied, FileVersion, FleetHostSeen, FleetRun, HostFactsRecord, HostInRun};
 pub use pipeline::{ArtifactRecord, PipelineJob, PipelineRun, RunOwner};
 pub use tokens::TokenRecord;
 pub use vm::{VmMigration, VmOp, VmRecord, VmSnapshot};
@@ -111,6 +112,23 @@ pub struct Event {
     pub kind: String,
     pub subject: String,
     pub message: String,
+}
+
+/// Appends one event on `c` (a connection or a transaction): the one way a row gets
+/// into the stream.
+pub(crate) fn insert_event(
+    c: &Connection,
+    project: &str,
+    at: i64,
+    kind: &str,
+    subject: &str,
+    message: &str,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO events (project, at, kind, subject, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![project, at, kind, subject, message],
+    )
+    .map(|_| ())
 }
 
 fn event_row(r: &rusqlite::Row) -> rusqlite::Result<Event> {
@@ -405,6 +423,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &[audit::SCHEMA],
     &[alerts::SCHEMA],
     &[fleet::FACTS],
+    &[agents::SCHEMA],
+    &[fleet::HOSTS],
 ];
 
 /// The schema version this build writes.
@@ -754,13 +774,7 @@ impl Store {
         message: &str,
         now: i64,
     ) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO events (project, at, kind, subject, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![project, now, kind, subject, message],
-            )
-            .map(|_| ())
-        })
+        self.with(|c| insert_event(c, project, now, kind, subject, message))
     }
 
     /// The newest `limit` events of a project, oldest first.

@@ -264,11 +264,24 @@ pub fn docker_lines(args: &[&str]) -> Vec<String> {
 }
 
 /// A TCP port free on loopback right now.
+///
+/// Never the same port twice in one test process: tests run in parallel threads, and a
+/// port released here is bound by its user (an sshd, a daemon) only a moment later, so
+/// the kernel could hand it to a second caller meanwhile, and one test would talk to
+/// another's server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// GETs `/` on a loopback port, retrying for up to `secs` seconds; the body on success.

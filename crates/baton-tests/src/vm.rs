@@ -323,7 +323,7 @@ pub fn tls_files_for(dir: &Path, tag: &str, names: &[&str]) -> (PathBuf, PathBuf
     std::fs::write(
         &ext,
         format!(
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName={}\n",
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={}\n",
             names.join(",")
         ),
     )

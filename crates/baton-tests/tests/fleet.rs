@@ -82,6 +82,7 @@ fn twenty_hosts_a_parallel_run_reaches_all_and_facts_read_proc() {
     println!("parallel ad-hoc run on 20 hosts: {:?}", clock.elapsed());
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let r = json(&out);
+    let first_run = r["id"].as_i64().expect("the run's id");
     assert_eq!(r["hosts"].as_array().unwrap().len(), 20);
     assert_eq!(count(&r, "changed"), 20, "{r}");
     assert_eq!(r["waves"].as_array().unwrap().len(), 1);
@@ -114,6 +115,7 @@ fn twenty_hosts_a_parallel_run_reaches_all_and_facts_read_proc() {
     let out = fleet(&s, &t, &["fleet", "ping", "role:web:&h01,h02,role:db:!h11"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let r = json(&out);
+    let ping_run = r["id"].as_i64().expect("the ping's id");
     assert_eq!(r["hosts"].as_array().unwrap().len(), 11);
     assert_eq!(count(&r, "ok"), 11);
 
@@ -157,6 +159,34 @@ fn twenty_hosts_a_parallel_run_reaches_all_and_facts_read_proc() {
         "{total} {free}"
     );
     assert!(host_line(&scraped, "baton_fleet_host_memory_total_bytes").unwrap_or(0.0) > 0.0);
+
+    // Each host as the newest run that reached it saw it: h01 was pinged last, h03
+    // only ran the first command.
+    let a = baton_tests::api::request(
+        port,
+        "GET",
+        &format!("/api/v1/projects/{}/fleet/hosts", s.name),
+        Some(&viewer),
+        None,
+    );
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let hosts = a.body.as_array().expect("a list of hosts");
+    assert_eq!(hosts.len(), 20, "{hosts:?}");
+    let host = |id: &str| {
+        hosts
+            .iter()
+            .find(|h| h["host"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {hosts:?}"))
+    };
+    assert!(hosts.iter().all(|h| h["reachable"] == true), "{hosts:?}");
+    assert_eq!(
+        (host("h01")["status"].as_str(), host("h01")["run"].as_i64()),
+        (Some("ok"), Some(ping_run))
+    );
+    assert_eq!(
+        (host("h03")["status"].as_str(), host("h03")["run"].as_i64()),
+        (Some("changed"), Some(first_run))
+    );
     drop(_serve);
 
     // Runs are kept in the store.

@@ -6,8 +6,9 @@
 //! agent), never two copies; bad specs refused before anything starts; under
 //! `baton serve`, a snapshot schedule every minute keeping `max_snapshots` (the one slow
 //! test, four to six minutes).
-//! The agent's guard: a token on every route, TLS off loopback, names and files
-//! confined to its directories, and only images baton made deleted.
+//! The agent's guard: a token on every route, TLS off loopback, client certificates
+//! when asked for (mutual TLS), names and files confined to its directories, and only
+//! images baton made deleted.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -603,7 +604,9 @@ fn failover_needs_a_majority_or_a_confirmed_fence_never_two_copies() {
 
 /// Live migration between namespaced hosts, each with its own address and state
 /// directory: A → B on shared storage, then B → C copying the disk while the guest
-/// counts; neither restarts the guest, both report their downtime.
+/// counts; neither restarts the guest, both report their downtime. A daemon here that
+/// follows the three agents has each host's migration events once in its own stream,
+/// and still once after it was killed and started again.
 #[test]
 fn live_migration_between_hosts_with_and_without_storage() {
     let Some((k, i)) = guest() else { return };
@@ -628,6 +631,29 @@ fn live_migration_between_hosts_with_and_without_storage() {
         &["--disk-dir".into(), a_vms.display().to_string()],
     );
     let c = NetAgent::start(&net, 2, &tls, &[]);
+    // A daemon here follows the three agents (and one that never answers): their
+    // VMs' events join its stream.
+    let follow = || {
+        let mut args = vec!["serve", "--tick-ms", "200", "--sample-interval", "1s"];
+        for addr in [
+            a.addr.as_str(),
+            b.addr.as_str(),
+            c.addr.as_str(),
+            "127.0.0.1:1",
+        ] {
+            args.extend(["--agent", addr]);
+        }
+        KillOnDrop(
+            h.cmd()
+                .env("BATON_AGENT_CA", &tls.ca)
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("baton serve"),
+        )
+    };
+    let mut serve = follow();
     let run = |args: &[&str]| {
         let out = h
             .cmd()
@@ -761,6 +787,67 @@ fn live_migration_between_hosts_with_and_without_storage() {
         "{}",
         report["hypervisor"]
     );
+    // The daemon's one stream carries what happened on each host, once.
+    let followed = |h: &VmHost| -> Vec<(String, String, String)> {
+        let v = h.json(&["-p", "vms", "events", "--limit", "1000"]);
+        v["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let text = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                (text("kind"), text("subject"), text("message"))
+            })
+            .collect()
+    };
+    let wanted = [
+        (vm.clone(), format!("on {}: migrated to ", a.addr)),
+        (
+            vm.clone(),
+            format!("on {}: arrived by live migration, running", b.addr),
+        ),
+        (vm.clone(), format!("on {}: migrated to ", b.addr)),
+        (
+            vm.clone(),
+            format!("on {}: arrived by live migration, running", c.addr),
+        ),
+        ("127.0.0.1:1".to_string(), "unreachable: ".to_string()),
+    ];
+    let has = |events: &[(String, String, String)], (subject, start): &(String, String)| {
+        events
+            .iter()
+            .filter(|(_, s, m)| s == subject && m.starts_with(start.as_str()))
+            .count()
+    };
+    let _ = wait_until(Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let events = followed(&h);
+        wanted.iter().all(|w| has(&events, w) >= 1)
+    });
+    let events = followed(&h);
+    for w in &wanted {
+        assert_eq!(has(&events, w), 1, "{w:?} once in {events:#?}");
+    }
+    assert!(events
+        .iter()
+        .any(|(k, s, _)| k == "agent" && s == "127.0.0.1:1"));
+    // A daemon started again goes on from where the last one stopped: nothing twice.
+    let _ = serve.0.kill();
+    let _ = serve.0.wait();
+    let _serve = follow();
+    let again = wait_until(Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let out = h.baton(&["--json", "serve", "--status"]);
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let agents = s["agents"].as_array().cloned().unwrap_or_default();
+        agents.iter().filter(|a| a["reachable"] == true).count() == 3
+    });
+    assert!(again.is_some(), "the three agents are followed again");
+    std::thread::sleep(Duration::from_secs(2));
+    let again = followed(&h);
+    for w in &wanted[..4] {
+        assert_eq!(has(&again, w), 1, "{w:?} once after a restart: {again:#?}");
+    }
     let out = c.cmd().args(["vm", "rm", "--disks", &vm]).output().unwrap();
     assert!(out.status.success());
     assert!(vm_processes(&vm).is_empty());
@@ -875,6 +962,7 @@ fn every_agent_route_needs_the_token() {
         ("GET", "/v1/health"),
         ("GET", "/v1/vms"),
         ("GET", "/v1/report"),
+        ("GET", "/v1/events"),
         ("POST", "/v1/incoming"),
         ("POST", "/v1/incoming/finish"),
         ("POST", "/v1/incoming/abort"),
@@ -1045,48 +1133,95 @@ fn the_agent_refuses_names_and_files_outside_its_directories() {
     assert_eq!(vms, serde_json::json!([]));
 }
 
+/// A TLS agent on `listen` (its token, certificate and key, a disk directory holding a
+/// file that is no kernel, and with `client_ca` its own CA for callers' certificates),
+/// and a project whose one VM boots that "kernel": the agent's own refusal of it shows
+/// a request got through.
+struct TlsScene {
+    certs: tempfile::TempDir,
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    agent: KillOnDrop,
+    h: VmHost,
+    vm: String,
+    // Bind these when destructuring: a field left to `..` is dropped (and its
+    // directory removed) at once.
+    _state: tempfile::TempDir,
+    _images: tempfile::TempDir,
+}
+
+impl TlsScene {
+    fn start(listen: &str, vm: &str, client_ca: bool) -> TlsScene {
+        let certs = tempfile::tempdir().unwrap();
+        // The test certificates are good for both ends (serverAuth and clientAuth).
+        let (ca, cert, key) = tls_files(certs.path(), "agent");
+        let token_file = certs.path().join("token");
+        std::fs::write(&token_file, AGENT_TOKEN).unwrap();
+        let images = tempfile::tempdir().unwrap();
+        let kernel = images.path().join("vmlinuz");
+        std::fs::write(&kernel, "not a kernel").unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let agent = KillOnDrop(
+            Command::new(baton_bin())
+                .env("BATON_STATE_DIR", state.path())
+                .env_remove("BATON_AGENT_TOKEN")
+                .args(["vm", "agent", "--listen", listen])
+                .args(["--token-file".as_ref(), token_file.as_os_str()])
+                .args(["--tls-cert".as_ref(), cert.as_os_str()])
+                .args(["--tls-key".as_ref(), key.as_os_str()])
+                .args(["--disk-dir".as_ref(), images.path().as_os_str()])
+                .args(client_ca.then_some("--tls-client-ca"))
+                .args(client_ca.then_some(&ca))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let port = listen.rsplit_once(':').unwrap().1;
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok()
+        });
+        assert!(up.is_some(), "the TLS agent did not listen");
+        let h = VmHost::new();
+        let vm = h.vm(vm);
+        h.write(
+            "baton.yaml",
+            &format!(
+                "vms:\n  {vm}:\n    accel: tcg\n    network: none\n    boot: {{kernel: {}}}\n",
+                kernel.display()
+            ),
+        );
+        TlsScene {
+            certs,
+            ca,
+            cert,
+            key,
+            agent,
+            h,
+            vm,
+            _state: state,
+            _images: images,
+        }
+    }
+}
+
 #[test]
 fn an_agent_over_tls_with_a_ca_and_the_token() {
-    let certs = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = tls_files(certs.path(), "agent");
-    let (other_ca, _, _) = tls_files(certs.path(), "other");
-    let token_file = certs.path().join("token");
-    std::fs::write(&token_file, AGENT_TOKEN).unwrap();
-    let images = tempfile::tempdir().unwrap();
-    let kernel = images.path().join("vmlinuz");
-    std::fs::write(&kernel, "not a kernel").unwrap();
     // Off loopback, with TLS: allowed.
     let port = free_port();
-    let state = tempfile::tempdir().unwrap();
-    let mut agent = Command::new(baton_bin())
-        .env("BATON_STATE_DIR", state.path())
-        .env_remove("BATON_AGENT_TOKEN")
-        .args(["vm", "agent", "--listen", &format!("0.0.0.0:{port}")])
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .arg("--disk-dir")
-        .arg(images.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let TlsScene {
+        certs,
+        ca,
+        mut agent,
+        h,
+        vm,
+        _state,
+        _images,
+        ..
+    } = TlsScene::start(&format!("0.0.0.0:{port}"), "tls", false);
+    let (other_ca, _, _) = tls_files(certs.path(), "other");
     let addr = format!("127.0.0.1:{port}");
-    let up = wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(&addr).is_ok()
-    });
-    let h = VmHost::new();
-    let vm = h.vm("tls");
-    h.write(
-        "baton.yaml",
-        &format!(
-            "vms:\n  {vm}:\n    accel: tcg\n    network: none\n    boot: {{kernel: {}}}\n",
-            kernel.display()
-        ),
-    );
     let start = |to: &str, ca: &Path| {
         let out = h
             .cmd()
@@ -1100,9 +1235,8 @@ fn an_agent_over_tls_with_a_ca_and_the_token() {
     let through = start(&https, &ca);
     let plain = http_request(&addr, "GET", "/v1/health", Some(AGENT_TOKEN), None);
     let stranger = start(&addr, &other_ca);
-    let _ = agent.kill();
-    let _ = agent.wait();
-    assert!(up.is_some(), "the TLS agent did not listen");
+    let _ = agent.0.kill();
+    let _ = agent.0.wait();
     // The request went through TLS and the token check: what comes back is the agent's
     // own answer about the VM (its "kernel" is not one), or the VM started.
     assert!(
@@ -1114,6 +1248,107 @@ fn an_agent_over_tls_with_a_ca_and_the_token() {
     }
     assert_eq!(plain.0, 0, "plain HTTP gets no answer from a TLS agent");
     assert!(stranger.contains("TLS handshake failed"), "{stranger}");
+}
+
+/// An agent started with `--tls-client-ca` asks every caller for a certificate signed
+/// by that CA, besides the token: none, or one of another CA, is refused in the
+/// handshake; the right one goes through, and still needs the token. A daemon follows
+/// such an agent with its own certificate (`serve --agent-client-cert`).
+#[test]
+fn an_agent_with_a_client_ca_needs_the_caller_s_certificate_too() {
+    let port = free_port();
+    let TlsScene {
+        certs,
+        ca,
+        cert,
+        key,
+        agent,
+        h,
+        vm,
+        _state,
+        _images,
+    } = TlsScene::start(&format!("127.0.0.1:{port}"), "mtls", true);
+    let (_, other_cert, other_key) = tls_files(certs.path(), "other");
+    let addr = format!("https://127.0.0.1:{port}");
+    let start = |me: Option<(&Path, &Path)>, token: bool| {
+        let mut c = h.cmd();
+        c.args(["vm", "start", &vm, "--on", &addr, "--tls-ca"])
+            .arg(&ca);
+        if let Some((cert, key)) = me {
+            c.arg("--client-cert")
+                .arg(cert)
+                .arg("--client-key")
+                .arg(key);
+        }
+        if !token {
+            c.env_remove("BATON_AGENT_TOKEN");
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let kernel_refused = |e: &str| e.contains("vmlinuz") || e.contains("kernel");
+    let (ok, none) = start(None, true);
+    assert!(!ok && !kernel_refused(&none), "no certificate: {none}");
+    assert!(none.contains("asks for a client certificate"), "{none}");
+    let (ok, stranger) = start(Some((&other_cert, &other_key)), true);
+    assert!(
+        !ok && !kernel_refused(&stranger),
+        "another CA's: {stranger}"
+    );
+    assert!(
+        stranger.contains("asks for a client certificate"),
+        "{stranger}"
+    );
+    let (_, tokenless) = start(Some((&cert, &key)), false);
+    assert!(
+        tokenless.contains("401") || tokenless.contains("token"),
+        "{tokenless}"
+    );
+    assert!(!kernel_refused(&tokenless), "{tokenless}");
+    // Through both checks: the agent's own answer about the VM (its "kernel" is none).
+    let (_, through) = start(Some((&cert, &key)), true);
+    assert!(
+        !through.contains("TLS") && !through.contains("401"),
+        "{through}"
+    );
+    // Half a client identity is refused before anything is sent.
+    let mut c = h.cmd();
+    c.args(["vm", "start", &vm, "--on", &addr, "--tls-ca"])
+        .arg(&ca)
+        .arg("--client-cert")
+        .arg(&cert);
+    let out = c.output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--client-key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A daemon follows the agent with its own certificate, and says so.
+    let d = VmHost::new();
+    let _serve = KillOnDrop(
+        d.cmd()
+            .args(["serve", "--tick-ms", "200", "--agent", &addr])
+            .args(["--agent-ca".as_ref(), ca.as_os_str()])
+            .args(["--agent-client-cert".as_ref(), cert.as_os_str()])
+            .args(["--agent-client-key".as_ref(), key.as_os_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let followed = wait_until(Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let out = d.baton(&["--json", "serve", "--status"]);
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        s["agents"][0]["reachable"] == true
+    });
+    assert!(followed.is_some(), "{}", d.ok(&["serve", "--status"]));
+    drop(agent);
 }
 
 /// Runs `baton down -v` for the project when dropped, so a failed test leaves neither

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use baton_http::{ClientTls, Endpoint, Limits, ServeOptions, ServerTls, Token};
-use baton_state::VmMigration;
+use baton_state::{Event, VmMigration};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -81,6 +81,7 @@ fn router(agent: Agent, token: Token) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/vms", get(list))
         .route("/v1/report", get(report))
+        .route("/v1/events", get(events))
         .route("/v1/incoming", post(incoming))
         .route("/v1/incoming/finish", post(incoming_finish))
         .route("/v1/incoming/abort", post(incoming_abort))
@@ -184,6 +185,41 @@ async fn report(State(a): State<Shared>) -> Reply {
     a.host.report(now_ms()).await.map(Json).map_err(fail)
 }
 
+/// Which events a follower asks for: those after `after`, at most `limit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    pub after: i64,
+    #[serde(default = "default_page")]
+    pub limit: i64,
+}
+
+fn default_page() -> i64 {
+    EVENTS_PAGE
+}
+
+/// The most events one `GET /v1/events` answers.
+pub const EVENTS_PAGE: i64 = 500;
+
+/// A page of this host's event stream, and the id of its newest event: a follower
+/// whose cursor is beyond it knows the host's store started over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsPage {
+    pub events: Vec<Event>,
+    pub last: i64,
+}
+
+/// This host's events (its VMs' starts, stops, migrations, failovers and snapshots)
+/// for a daemon that follows the agent (`baton serve --agent`).
+async fn events(State(a): State<Shared>, Query(q): Query<EventsQuery>) -> Reply {
+    let store = &a.host.store;
+    let last = store.last_event_id().map_err(|e| fail(e.into()))?;
+    let events = store
+        .events_after(q.after, None, q.limit.clamp(1, EVENTS_PAGE))
+        .map_err(|e| fail(e.into()))?;
+    to_json(&EventsPage { events, last })
+}
+
 async fn incoming(State(a): State<Shared>, Json(req): Json<IncomingRequest>) -> Reply {
     to_json(&a.host.accept_incoming(&req, now_ms()).await.map_err(fail)?)
 }
@@ -194,9 +230,22 @@ pub struct VmRef {
     pub vm: String,
 }
 
-async fn incoming_finish(State(a): State<Shared>, Json(r): Json<VmRef>) -> Reply {
+/// The end of an incoming migration (`POST /v1/incoming/finish`): `resume` lets a
+/// guest that came with its storage run; without it the arrival is only recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finish {
+    pub vm: String,
+    #[serde(default = "resume_by_default")]
+    pub resume: bool,
+}
+
+fn resume_by_default() -> bool {
+    true
+}
+
+async fn incoming_finish(State(a): State<Shared>, Json(r): Json<Finish>) -> Reply {
     a.host
-        .finish_incoming(&r.vm, now_ms())
+        .finish_incoming(&r.vm, r.resume, now_ms())
         .await
         .map_err(fail)?;
     Ok(Json(json!({"vm": r.vm, "running": true})))
@@ -344,6 +393,11 @@ impl Client {
         let answer = http.send(&to, method, path, bytes).await.map_err(|e| {
             err(match e {
                 baton_http::HttpError::Request { message, .. } => message,
+                baton_http::HttpError::IdentityRefused { message, .. } => format!(
+                    "{message} (the agent asks for a client certificate signed by its \
+                     --tls-client-ca: give --client-cert and --client-key, or \
+                     BATON_AGENT_CLIENT_CERT and _KEY)"
+                ),
                 other => other.to_string(),
             })
         })?;
@@ -411,8 +465,13 @@ impl Client {
         Ok(a)
     }
 
-    pub async fn finish_incoming(&self, addr: &str, vm: &str) -> Result<(), VmError> {
-        let r = VmRef { vm: vm.to_string() };
+    /// Ends a migration at `addr`: with `resume`, a guest that came with its storage
+    /// runs there; without, the arrival is recorded and the guest left as it runs.
+    pub async fn finish_incoming(&self, addr: &str, vm: &str, resume: bool) -> Result<(), VmError> {
+        let r = Finish {
+            vm: vm.to_string(),
+            resume,
+        };
         let _: Value = self.post(addr, "/v1/incoming/finish", &r, None).await?;
         Ok(())
     }
@@ -475,6 +534,24 @@ impl Client {
             .post(addr, "/v1/fence", &r, Some(Duration::from_secs(2)))
             .await?;
         Ok(v["confirmed"] == json!(true))
+    }
+
+    /// Up to a page of the agent's events after id `after`.
+    pub async fn events(&self, addr: &str, after: i64) -> Result<EventsPage, VmError> {
+        let path = format!("/v1/events?after={after}&limit={EVENTS_PAGE}");
+        let v = self
+            .call(
+                addr,
+                Method::GET,
+                &path,
+                None,
+                Some(Duration::from_secs(10)),
+            )
+            .await?;
+        serde_json::from_value(v).map_err(|e| VmError::Agent {
+            addr: addr.to_string(),
+            message: format!("unexpected answer to /v1/events: {e}"),
+        })
     }
 
     pub async fn get(&self, addr: &str, path: &str) -> Result<Value, VmError> {

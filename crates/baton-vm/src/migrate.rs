@@ -198,12 +198,20 @@ impl Host {
         }
     }
 
-    /// The migration with storage is in and the disks complete: stop serving them and
-    /// let the guest run here.
-    pub async fn finish_incoming(&self, vm: &str, now: i64) -> Result<(), VmError> {
+    /// The migration is in. With storage (`resume`), the disks are complete too: stop
+    /// serving them and let the guest run here. Without, the guest already runs as it
+    /// ran on the source (a paused one stays paused): the arrival is recorded.
+    pub async fn finish_incoming(&self, vm: &str, resume: bool, now: i64) -> Result<(), VmError> {
         let dir = self.running_dir(vm)?;
         let mut q = self.qemu.qmp(&dir).await?;
-        let status = q.status().await?;
+        let mut status = q.status().await?;
+        // Without storage the guest switches over by itself, a moment after the
+        // source saw the migration complete.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !resume && status == "inmigrate" && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            status = q.status().await?;
+        }
         if status == "inmigrate" {
             return Err(VmError::Invalid(format!(
                 "the migration of {vm} has not arrived yet"
@@ -211,7 +219,7 @@ impl Host {
         }
         // The exports go with the server (none when it was not started).
         let _ = q.execute("nbd-server-stop", Value::Null).await;
-        if status != "running" {
+        if resume && status != "running" {
             q.execute("cont", Value::Null).await?;
         }
         self.op(vm, "incoming", "ok", "running", now);
@@ -414,12 +422,17 @@ impl Host {
             }
         };
         if answer.nbd.is_none() {
+            // The guest runs there already; the destination records its arrival. Only
+            // the record is at stake.
+            if let Err(e) = agents.finish_incoming(dest, &m.spec.name, false).await {
+                tracing::warn!("{dest} did not record the arrival of {}: {e}", m.spec.name);
+            }
             return Ok((bytes, downtime));
         }
         // Memory is there and the disks are complete, the guest paused on both sides:
         // the destination runs it now. If it does not confirm, neither side is resumed
         // (it may have run already): a person decides.
-        if let Err(e) = agents.finish_incoming(dest, &m.spec.name).await {
+        if let Err(e) = agents.finish_incoming(dest, &m.spec.name, true).await {
             return Err(VmError::Invalid(format!(
                 "the destination did not confirm that {} runs ({e}); the guest is paused on both hosts: check {dest} and resume one by hand (`cont` on its QMP socket)",
                 m.spec.name

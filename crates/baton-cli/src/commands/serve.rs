@@ -19,6 +19,30 @@ use crate::context::Context;
 /// How often the event stream reads new events from the store.
 const EVENT_POLL: Duration = Duration::from_millis(100);
 
+/// How often each followed VM agent is asked for its new events.
+const AGENT_POLL: Duration = Duration::from_secs(1);
+
+/// The agents `--agent` names, checked before anything starts, and how to reach them:
+/// a token is required (every agent route needs one).
+fn followers(args: &ServeArgs) -> Result<Option<(Vec<String>, baton_vm::agent::Client)>> {
+    if args.agents.is_empty() {
+        return Ok(None);
+    }
+    for a in &args.agents {
+        baton_http::Endpoint::parse(a).map_err(|e| anyhow!("--agent {a}: {e}"))?;
+    }
+    let tls = super::vm::agent_tls(
+        args.agent_ca.as_deref(),
+        args.agent_client_cert.as_deref(),
+        args.agent_client_key.as_deref(),
+    )?;
+    let token = super::vm::token(&args.agent_token_file)?.ok_or_else(|| {
+        anyhow!("--agent needs the agents' token: --agent-token-file FILE or BATON_AGENT_TOKEN")
+    })?;
+    let client = baton_vm::agent::Client::new(Some(token), tls);
+    Ok(Some((args.agents.clone(), client)))
+}
+
 /// The HTTP API's limits: bodies carry whole projects; many dashboards stream events.
 fn api_limits() -> baton_http::Limits {
     baton_http::Limits {
@@ -106,6 +130,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
         Some(addr) => Some((addr, api_listener(ctx, addr, &args).await?)),
         None => None,
     };
+    let followers = followers(&args)?;
     let store = ctx.store()?;
     let docker = ctx.backend().await?;
     let config = SupervisorConfig {
@@ -204,6 +229,18 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
         },
         sampler_stopped.clone(),
     ));
+    // The VM agents followed: their events join this store's stream.
+    let following = followers.map(|(agents, client)| {
+        let f = baton_daemon::agents::Followers::new(
+            agents,
+            client,
+            Store::open(&ctx.state_dir())?,
+            crate::context::now_ms,
+            shared.clone(),
+        );
+        anyhow::Ok(tokio::spawn(f.run(AGENT_POLL, sampler_stopped.clone())))
+    });
+    let following = following.transpose()?;
     super::pipeline::spawn_triggers(ctx, args.hooks_listen).await;
     let mut supervisor = Supervisor::new(&docker.runtime, &store, config, shared);
     let shutdown = super::interrupted();
@@ -214,6 +251,9 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<u8> {
     let _ = sampler.await;
     let _ = alerts.await;
     let _ = autoscaling.await;
+    if let Some(f) = following {
+        let _ = f.await;
+    }
     let _ = stop_api.send(());
     let _ = server.await;
     let _ = std::fs::remove_file(&socket);
@@ -266,6 +306,16 @@ async fn status(ctx: &Context) -> Result<u8> {
             projects.join(", ")
         }
     );
+    for a in s["agents"].as_array().into_iter().flatten() {
+        let name = a["agent"].as_str().unwrap_or("?");
+        match a["error"].as_str() {
+            Some(e) => println!("agent {name}: unreachable: {e}"),
+            None => println!(
+                "agent {name}: followed, events copied up to its id {}",
+                a["cursor"]
+            ),
+        }
+    }
     let rows: Vec<Vec<String>> = s["proxies"]
         .as_array()
         .into_iter()

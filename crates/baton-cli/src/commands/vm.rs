@@ -3,7 +3,7 @@
 //! shell over `baton_vm::Host`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -30,8 +30,37 @@ pub struct VmArgs {
     /// then use TLS
     #[arg(long, value_name = "FILE", global = true, env = "BATON_AGENT_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// This side's certificate (PEM), presented to agents that ask for one
+    /// (`--tls-client-ca`); with --tls-ca and --client-key
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        env = "BATON_AGENT_CLIENT_CERT"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        env = "BATON_AGENT_CLIENT_KEY"
+    )]
+    pub client_key: Option<PathBuf>,
     #[command(subcommand)]
     pub action: VmAction,
+}
+
+impl VmArgs {
+    /// How this command reaches agents: the token, the CA and its own certificate.
+    fn agents(&self) -> Result<baton_vm::agent::Client> {
+        let tls = agent_tls(
+            self.tls_ca.as_deref(),
+            self.client_cert.as_deref(),
+            self.client_key.as_deref(),
+        )?;
+        Ok(baton_vm::agent::Client::new(token(&self.token_file)?, tls))
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -152,6 +181,10 @@ pub struct AgentArgs {
     /// The private key (PEM) of --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: every caller (commands, peers, daemons) must also present a
+    /// certificate signed by this CA (PEM); peers are then reached with --client-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -199,7 +232,7 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
     let control = ctx.control_of_store()?;
     let host = control.vm_host(project.as_ref().ok(), args.disk_dirs.clone())?;
     let json = ctx.global.json;
-    match args.action {
+    match args.action.clone() {
         VmAction::Agent(_) | VmAction::Guard { .. } => unreachable!("served above"),
         VmAction::Create { names } => {
             let section = section(&project, true)?;
@@ -214,7 +247,7 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
             names,
         } => {
             let section = section(&project, true)?;
-            let agents = agents(&args.token_file, &args.tls_ca)?;
+            let agents = args.agents()?;
             let mut started = Vec::new();
             for s in baton_control::pick(&section, &names, names.is_empty())? {
                 let pid = agents.start(&addr, s).await?;
@@ -367,7 +400,7 @@ pub async fn run(ctx: &Context, args: VmArgs) -> Result<u8> {
                 downtime_limit_ms: downtime,
                 storage,
             };
-            let agents = agents(&args.token_file, &args.tls_ca)?;
+            let agents = args.agents()?;
             let job = match &from {
                 Some(source) => agents.migrate(source, &name, &to, &opts).await?,
                 None => {
@@ -499,8 +532,9 @@ async fn agent(ctx: &Context, args: &VmArgs, a: &AgentArgs) -> Result<u8> {
              (make one with `openssl rand -hex 32`)"
         )
     })?;
-    let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(cert), Some(key)) => Some(ServerTls::from_pem_files(cert, key)?),
+    let tls = match (&a.tls_cert, &a.tls_key, &a.tls_client_ca) {
+        (Some(cert), Some(key), None) => Some(ServerTls::from_pem_files(cert, key)?),
+        (Some(cert), Some(key), Some(ca)) => Some(ServerTls::requiring_clients(cert, key, ca)?),
         _ => None,
     };
     baton_vm::agent::check_listen(a.listen, tls.is_some())?;
@@ -521,11 +555,13 @@ async fn agent(ctx: &Context, args: &VmArgs, a: &AgentArgs) -> Result<u8> {
         },
     )?;
     // Peers are asked with the same token: agents that fail over together share it.
-    let ca = args
-        .tls_ca
-        .as_deref()
-        .map(ClientTls::from_ca_file)
-        .transpose()?;
+    let peers = args.agents()?;
+    if a.tls_client_ca.is_some() && !a.peers.is_empty() && args.client_cert.is_none() {
+        return Err(anyhow!(
+            "--tls-client-ca with --peer: peers ask for this agent's certificate too; \
+             give --client-cert and --client-key (or BATON_AGENT_CLIENT_CERT and _KEY)"
+        ));
+    }
     let cfg = baton_vm::agent::AgentConfig {
         listen: a.listen,
         token: token.clone(),
@@ -542,14 +578,14 @@ async fn agent(ctx: &Context, args: &VmArgs, a: &AgentArgs) -> Result<u8> {
             guard_program: std::env::current_exe()
                 .context("cannot find the baton executable (it runs the lease guards)")?,
         },
-        peers: baton_vm::agent::Client::new(Some(token), ca),
+        peers,
     };
     baton_vm::agent::serve(host, cfg).await?;
     Ok(crate::exit::OK)
 }
 
 /// The agents' token: from `--token-file`, else `BATON_AGENT_TOKEN`, else none.
-fn token(file: &Option<PathBuf>) -> Result<Option<Token>> {
+pub(crate) fn token(file: &Option<PathBuf>) -> Result<Option<Token>> {
     if let Some(f) = file {
         return Ok(Some(Token::from_file(f)?));
     }
@@ -561,10 +597,30 @@ fn token(file: &Option<PathBuf>) -> Result<Option<Token>> {
     }
 }
 
-/// How this command talks to agents: the token and the CA to trust.
-fn agents(token_file: &Option<PathBuf>, ca: &Option<PathBuf>) -> Result<baton_vm::agent::Client> {
-    let ca = ca.as_deref().map(ClientTls::from_ca_file).transpose()?;
-    Ok(baton_vm::agent::Client::new(token(token_file)?, ca))
+/// TLS towards agents: the CA that signed their certificates, and this side's own
+/// certificate and key for agents that ask for one (mutual TLS).
+pub(crate) fn agent_tls(
+    ca: Option<&Path>,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<ClientTls>> {
+    Ok(match (ca, cert, key) {
+        (None, None, None) => None,
+        (None, _, _) => {
+            return Err(anyhow!(
+                "a client certificate for agents needs the CA that signed the agents' \
+                 certificates too (--tls-ca or BATON_AGENT_CA)"
+            ))
+        }
+        (Some(ca), None, None) => Some(ClientTls::from_ca_file(ca)?),
+        (Some(ca), Some(cert), Some(key)) => Some(ClientTls::with_identity(ca, cert, key)?),
+        (Some(_), Some(_), None) | (Some(_), None, Some(_)) => {
+            return Err(anyhow!(
+                "a client certificate for agents needs both its certificate and its key \
+                 (--client-cert and --client-key, or BATON_AGENT_CLIENT_CERT and _KEY)"
+            ))
+        }
+    })
 }
 
 fn say(json: bool, msg: &str) {
