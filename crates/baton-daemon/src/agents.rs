@@ -92,11 +92,10 @@ impl Followers {
     pub async fn run(mut self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             self.tick().await;
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            if *stop.borrow() {
+            if crate::unless_stopped(tokio::time::sleep(every), &mut stop)
+                .await
+                .is_none()
+            {
                 return;
             }
         }

@@ -80,14 +80,7 @@ impl Alerter {
         mut sampled: tokio::sync::watch::Receiver<i64>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            tokio::select! {
-                r = sampled.changed() => if r.is_err() { break },
-                _ = stop.changed() => break,
-            }
-            if *stop.borrow() {
-                break;
-            }
+        while let Some(Ok(())) = crate::unless_stopped(sampled.changed(), &mut stop).await {
             let t = *sampled.borrow_and_update();
             // Store reads and queries: off the async workers' hands (the daemon's
             // runtime is multi-threaded).

@@ -144,14 +144,10 @@ impl Autoscaler {
     {
         let mut tick = tokio::time::interval(SYNC);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
-            if *stop.borrow() {
-                break;
-            }
+        while crate::unless_stopped(tick.tick(), &mut stop)
+            .await
+            .is_some()
+        {
             let todo = tokio::task::block_in_place(|| self.decide_all(now_ms()));
             for (project, service, n, message, before) in todo {
                 let result = scale(project.clone(), service.clone(), n).await;

@@ -22,3 +22,36 @@ pub mod traffic;
 pub mod vms;
 
 pub use supervisor::{Supervisor, SupervisorConfig};
+
+/// Waits for `wake` unless `stop` says stop first: `None` when told to stop (also when
+/// `wake` is ready but stop is set by then), else what `wake` gave. The daemon's loops
+/// (VMs, agents, sampling, alerts, autoscaling) wait between looks through it.
+pub(crate) async fn unless_stopped<F: std::future::Future>(
+    wake: F,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<F::Output> {
+    let woke = tokio::select! {
+        out = wake => out,
+        _ = stop.changed() => return None,
+    };
+    (!*stop.borrow()).then_some(woke)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_loop_waits_for_its_wake_unless_told_to_stop() {
+        let (tx, mut stop) = tokio::sync::watch::channel(false);
+        assert_eq!(super::unless_stopped(async { 7 }, &mut stop).await, Some(7));
+        let never = std::future::pending::<()>();
+        tx.send(true).unwrap();
+        assert_eq!(super::unless_stopped(never, &mut stop).await, None);
+        // Already told: a wake that is ready is not taken.
+        assert_eq!(super::unless_stopped(async { 7 }, &mut stop).await, None);
+        drop(tx);
+        let pause = tokio::time::sleep(Duration::from_secs(3600));
+        assert_eq!(super::unless_stopped(pause, &mut stop).await, None);
+    }
+}

@@ -489,11 +489,8 @@ impl Telemetry {
         let mut next = (clock() / step + 1) * step;
         loop {
             let wait = u64::try_from(next - clock()).unwrap_or(0);
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                _ = stop.changed() => break,
-            }
-            if *stop.borrow() {
+            let pause = tokio::time::sleep(Duration::from_millis(wait));
+            if crate::unless_stopped(pause, &mut stop).await.is_none() {
                 break;
             }
             let t = next;

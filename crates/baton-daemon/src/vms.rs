@@ -122,11 +122,10 @@ impl VmKeeper {
     pub async fn run(mut self, tick: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             self.tick().await;
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(tick) => {}
-            }
-            if *stop.borrow() {
+            if crate::unless_stopped(tokio::time::sleep(tick), &mut stop)
+                .await
+                .is_none()
+            {
                 return;
             }
         }
